@@ -1,0 +1,67 @@
+"""Regenerate standards/codes/region.csv from the shared GB/T 2260 history file.
+
+Source: "areacodes" by yescallop, result.csv at commit eed219a, CC0 1.0 (copied to
+/work/shared/data/gbt2260_history.csv). Run: python -m standards.build_region_table [SRC] [DEST]
+Every source row is kept (6,823): a code reused for a renamed/re-levelled division appears
+once per period, so (code, valid_from) is the key, not code alone.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+DEFAULT_SOURCE = Path("/work/shared/data/gbt2260_history.csv")
+DEFAULT_DEST = Path(__file__).resolve().parent / "codes" / "region.csv"
+
+SOURCE_COLUMNS = {
+    "代码": "code", "一级行政区": "province", "二级行政区": "prefecture", "名称": "name",
+    "级别": "level", "状态": "status", "启用时间": "valid_from", "变更/弃用时间": "valid_to",
+    "新代码": "successors",
+}
+LEVELS = {"省级": "province", "地级": "prefecture", "县级": "county"}
+# 变更 = the code lives on under another name/level; the row records the earlier period.
+STATUSES = {"在用": "current", "弃用": "abolished", "变更": "changed"}
+# Second-level column says 直辖 for counties directly under a province/municipality.
+DIRECTLY_ADMINISTERED = "直辖"
+REGION_COLUMNS = ["code", "name", "level", "status", "valid_from", "valid_to", "successors",
+                  "province", "prefecture"]
+
+
+def strip_successor_years(successors: pd.Series) -> pd.Series:
+    """'130102[2001];130108' -> '130102;130108' (the bracketed year of each change dropped)."""
+    return successors.str.replace(r"\[\d{4}\]", "", regex=True)
+
+
+def translate(values: pd.Series, mapping: dict[str, str], column: str) -> pd.Series:
+    unknown = sorted(set(values) - set(mapping))
+    if unknown:
+        raise ValueError(f"column {column}: unexpected values {unknown}, expected {sorted(mapping)}")
+    return values.map(mapping)
+
+
+def build_region_table(source: Path = DEFAULT_SOURCE) -> pd.DataFrame:
+    raw = pd.read_csv(source, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    missing = set(SOURCE_COLUMNS) - set(raw.columns)
+    if missing:
+        raise ValueError(f"{source}: missing columns {sorted(missing)}")
+    table = raw.rename(columns=SOURCE_COLUMNS)
+    table["level"] = translate(table["level"], LEVELS, "级别")
+    table["status"] = translate(table["status"], STATUSES, "状态")
+    table["successors"] = strip_successor_years(table["successors"])
+    table["prefecture"] = table["prefecture"].replace(DIRECTLY_ADMINISTERED, "")
+    return table[REGION_COLUMNS]
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    source = Path(args[0]) if args else DEFAULT_SOURCE
+    dest = Path(args[1]) if len(args) > 1 else DEFAULT_DEST
+    table = build_region_table(source)
+    table.to_csv(dest, index=False, lineterminator="\n")
+    print(f"wrote {len(table)} rows to {dest}")
+
+
+if __name__ == "__main__":
+    main()
