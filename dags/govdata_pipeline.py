@@ -1,0 +1,128 @@
+"""
+### govdata_pipeline
+
+Pulls every department table named by the source YAMLs, brings it onto the national data
+standards, checks quality, links persons and enterprises to stable master IDs and loads the
+shared warehouse.
+
+extract (one mapped task per source) → normalise (per source) → validate (GX quality gate) →
+link → load (emits the `govdata_warehouse` asset) → marts → report.
+
+Params: `sources_dir`, `warehouse_url`, `lake`, `full_refresh` (ignore watermarks).
+Data moves as Parquet files in the lake; XCom carries paths and counts only.
+"""
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Asset, Param, dag, get_current_context, task
+
+WAREHOUSE = Asset("govdata_warehouse", uri="govdata://warehouse")
+
+DEFAULT_ARGS = {
+    "owner": "govdata",
+    "retries": 2,
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=10),
+}
+
+
+def _run() -> dict:
+    return get_current_context()["ti"].xcom_pull(task_ids="plan")
+
+
+@dag(
+    dag_id="govdata_pipeline",
+    schedule=None,
+    start_date=pendulum.datetime(2024, 1, 1, tz="Asia/Shanghai"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    doc_md=__doc__,
+    tags=["govdata"],
+    params={
+        "sources_dir": Param(os.environ.get("GOVDATA_SOURCES_DIR", "standards/sources"), type="string"),
+        "warehouse_url": Param(os.environ.get("GOVDATA_WAREHOUSE_URL", ""), type="string"),
+        "lake": Param(os.environ.get("GOVDATA_LAKE", ""), type="string"),
+        "full_refresh": Param(False, type="boolean"),
+    },
+)
+def govdata_pipeline():
+    @task(retries=0)
+    def plan() -> dict:
+        from govdata.settings import get_settings
+        from govdata.stages import plan_run
+
+        ctx = get_current_context()
+        p, settings = ctx["params"], get_settings()
+        return plan_run(p["sources_dir"], p["lake"] or settings.lake, p["warehouse_url"] or settings.warehouse_url,
+                        ctx["run_id"], p["full_refresh"])
+
+    @task
+    def sources(run: dict) -> list[dict]:
+        return run["sources"]
+
+    @task(map_index_template="{{ source_name }}")
+    def extract(source: dict) -> dict:
+        from govdata.stages import extract as stage
+
+        get_current_context()["source_name"] = source["name"]
+        return stage(source, _run())
+
+    @task(map_index_template="{{ source_name }}")
+    def normalise(extracted: dict) -> dict:
+        from govdata.stages import normalise as stage
+
+        get_current_context()["source_name"] = extracted["name"]
+        return stage(extracted, _run())
+
+    @task(retries=0)
+    def validate(normalised: list[dict]) -> dict:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from govdata.stages import QualityGateError, validate as stage
+
+        try:
+            return stage(list(normalised), _run())
+        except QualityGateError as exc:  # a bad batch must not be retried into the warehouse
+            raise AirflowFailException(str(exc)) from exc
+
+    @task
+    def link(normalised: list[dict], validated: dict) -> dict:
+        from govdata.stages import link as stage
+
+        return stage(list(normalised), _run())
+
+    @task(outlets=[WAREHOUSE])
+    def load(normalised: list[dict], validated: dict, linked: dict) -> dict:
+        from govdata.stages import load as stage
+
+        return stage(list(normalised), validated, linked, _run())
+
+    @task
+    def marts(loaded: dict) -> dict:
+        from govdata.stages import marts as stage
+
+        return stage(loaded, _run())
+
+    @task
+    def report(extracted: list[dict], normalised: list[dict], validated: dict, linked: dict, loaded: dict,
+               marted: dict) -> dict:
+        from govdata.stages import report as stage
+
+        return stage(list(extracted), list(normalised), validated, linked, loaded, marted, _run())
+
+    run = plan()
+    extracted = extract.expand(source=sources(run))
+    normalised = normalise.expand(extracted=extracted)
+    validated = validate(normalised)
+    linked = link(normalised, validated)
+    loaded = load(normalised, validated, linked)
+    marted = marts(loaded)
+    report(extracted, normalised, validated, linked, loaded, marted)
+
+
+pipeline = govdata_pipeline()

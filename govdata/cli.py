@@ -1,0 +1,87 @@
+"""`govdata` command line: the same stages the DAG runs, for engineers and stewards."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="govdata — government data integration and master data.", no_args_is_help=True)
+standards_app = typer.Typer(help="Standards owned by data stewards.", no_args_is_help=True)
+sources_app = typer.Typer(help="Onboarding department sources.", no_args_is_help=True)
+review_app = typer.Typer(help="Clerical review of uncertain matches.", no_args_is_help=True)
+warehouse_app = typer.Typer(help="The shared warehouse.", no_args_is_help=True)
+app.add_typer(standards_app, name="standards")
+app.add_typer(sources_app, name="sources")
+app.add_typer(review_app, name="review")
+app.add_typer(warehouse_app, name="warehouse")
+
+console = Console(stderr=True)
+
+
+@app.command("demo-data")
+def demo_data(out: Path = typer.Argument(..., help="Folder for departments/, sources/ and truth/"),
+              persons: int = typer.Option(20_000, help="Number of persons in the demo world"),
+              seed: int = typer.Option(42, help="Random seed (same seed, same world)")) -> None:
+    """Generate the demo departments (SQLite databases + source YAMLs + ground truth)."""
+    from govdata.demo_data import generate
+
+    with console.status(f"generating {persons:,} persons…"):
+        counts = generate(out, persons=persons, seed=seed)
+    _print_counts("demo departments", counts)
+    console.print(f"sources: [bold]{out / 'sources'}[/]")
+
+
+@app.command()
+def run(sources: Path = typer.Option(..., "--sources", help="Folder of source YAML files"),
+        warehouse: Optional[str] = typer.Option(None, "--warehouse", envvar="GOVDATA_WAREHOUSE_URL",
+                                                help="SQLAlchemy URL of the warehouse (default: DuckDB file)"),
+        lake: Optional[str] = typer.Option(None, "--lake", envvar="GOVDATA_LAKE", help="Lake folder or fsspec URL"),
+        full_refresh: bool = typer.Option(False, "--full-refresh", help="Ignore watermarks, extract everything")) -> None:
+    """Run the govdata_pipeline DAG (in-process, with dag.test()) on a folder of sources."""
+    from govdata.runner import PipelineFailed, run_pipeline
+
+    try:
+        summary = run_pipeline(sources, warehouse, lake, full_refresh)
+    except PipelineFailed as exc:
+        console.print(f"[red]pipeline failed:[/] {exc}")
+        raise typer.Exit(1) from None
+    print_summary(summary)
+
+
+def print_summary(summary: dict) -> None:
+    table = Table(title="govdata run", show_header=False)
+    for key, value in summary.get("headline", {}).items():
+        table.add_row(key, f"{value:,}" if isinstance(value, int) else str(value))
+    console.print(table)
+    for label, key in (("warehouse", "warehouse_url"), ("report", "report_path"), ("data docs", "data_docs")):
+        if summary.get(key):
+            console.print(f"{label}: [bold]{summary[key]}[/]")
+
+
+def _print_counts(title: str, counts: dict) -> None:
+    table = Table(title=title)
+    table.add_column("source")
+    table.add_column("rows", justify="right")
+    for name, n in counts.items():
+        table.add_row(str(name), f"{n:,}" if isinstance(n, int) else str(n))
+    console.print(table)
+
+
+@app.command()
+def demo(out: Path = typer.Option(Path("demo"), help="Demo folder"),
+         persons: int = typer.Option(20_000), seed: int = typer.Option(42)) -> None:
+    """Generate the demo world and run the pipeline on it (what `make demo` does)."""
+    import os
+
+    os.environ.setdefault("GOVDATA_HOME", str(out.resolve()))
+    demo_data(out / "world", persons, seed)
+    run(sources=out / "world" / "sources", warehouse=None, lake=None, full_refresh=True)
+
+
+if __name__ == "__main__":
+    sys.exit(app())

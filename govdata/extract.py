@@ -1,0 +1,178 @@
+"""Extract one department table into the lake: streamed in chunks, every value as text.
+
+Values are kept exactly as the department stored them (as strings, NULL stays NULL, '' stays '')
+so that normalisation sees the real formats and faults.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Iterator
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import sqlalchemy as sa
+
+from govdata.lake import open_writer
+from standards.model import SourceConfig
+
+CHUNK_ROWS = 100_000
+RECORD_ID = "_source_record_id"
+ROW_HASH = "_row_hash"
+
+
+class SourceUnavailableError(RuntimeError):
+    """The department's database could not be reached or read (message names the source)."""
+
+
+_DRIVERS = {"postgres": "postgresql+psycopg", "postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql",
+            "mariadb": "mysql+pymysql"}
+
+
+def sqlalchemy_url(connection: str) -> str:
+    """A source's connection as a SQLAlchemy URL: plain URL, ${ENV}, or airflow:<conn_id>."""
+    url = os.path.expandvars(connection)
+    if url.startswith("airflow:"):
+        url = _airflow_connection_uri(url.removeprefix("airflow:"))
+    scheme, sep, rest = url.partition("://")
+    return f"{_DRIVERS.get(scheme, scheme)}{sep}{rest}"
+
+
+def _airflow_connection_uri(conn_id: str) -> str:
+    env = os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}")
+    if env and "://" in env:
+        return env
+    from airflow.sdk import Connection  # only when a source names an Airflow connection
+
+    return Connection.get(conn_id).get_uri()
+
+
+def _quote(engine: sa.Engine, name: str) -> str:
+    return engine.dialect.identifier_preparer.quote(name)
+
+
+def build_query(engine: sa.Engine, source: SourceConfig, watermark: str | None) -> tuple[str, dict]:
+    """SELECT of the mapped columns (plus key and watermark column), newer than the watermark."""
+    columns = dict.fromkeys([source.primary_key, *source.columns, *_incremental_column(source)])
+    select = ", ".join(_quote(engine, c) for c in columns)
+    sql = f"SELECT {select} FROM {_quote(engine, source.table)}"
+    params: dict = {}
+    inc = _incremental_column(source)
+    if inc and watermark is not None:
+        sql += f" WHERE {_quote(engine, inc[0])} > :watermark"
+        params["watermark"] = watermark
+    return sql + f" ORDER BY {_quote(engine, source.primary_key)}", params
+
+
+def _incremental_column(source: SourceConfig) -> list[str]:
+    return [source.incremental["column"]] if source.incremental else []
+
+
+def _as_text(values: list) -> pa.Array:
+    """One column of DB values as Arrow strings, exactly as stored (no float-ification of ints)."""
+    try:
+        arr = pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed types in a SQLite column
+        return pa.array([None if v is None else str(v) for v in values], pa.string())
+    if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+        return arr.cast(pa.string())
+    if pa.types.is_null(arr.type):
+        return pa.nulls(len(values), pa.string())
+    if pa.types.is_binary(arr.type):
+        raise UnicodeError("binary column")
+    if pa.types.is_timestamp(arr.type):
+        # "2024-01-02 03:04:05" rather than Arrow's microsecond padding.
+        return pa.array([None if v is None else v.isoformat(sep=" ") for v in values], pa.string())
+    return arr.cast(pa.string())
+
+
+def row_hashes(frame: pd.DataFrame) -> pd.Series:
+    """A stable per-row digest over the values (change detection between snapshots)."""
+    return pd.util.hash_pandas_object(frame, index=False).map("{:016x}".format)
+
+
+def _chunks(engine: sa.Engine, source: SourceConfig, watermark: str | None) -> Iterator[tuple[list[str], list]]:
+    sql, params = build_query(engine, source, watermark)
+    with engine.connect() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=CHUNK_ROWS).execute(sa.text(sql), params)
+        names = list(result.keys())
+        while rows := result.fetchmany(CHUNK_ROWS):
+            yield names, rows
+
+
+def _chunk_table(source: SourceConfig, names: list[str], rows: list) -> pa.Table:
+    columns = list(zip(*rows))
+    arrays = {}
+    for name, col in zip(names, columns):
+        try:
+            arrays[name] = _as_text(list(col))
+        except UnicodeError:
+            raise SourceUnavailableError(
+                f"source {source.name}: table {source.table} column {name} holds bytes in an unknown encoding"
+            ) from None
+    frame = pa.table(arrays).to_pandas()
+    frame[RECORD_ID] = frame[source.primary_key]
+    frame[ROW_HASH] = row_hashes(frame[names])
+    return pa.Table.from_pandas(frame, preserve_index=False)
+
+
+@dataclass
+class ExtractResult:
+    source: str
+    path: str
+    rows: int
+    watermark: str | None
+
+    def as_xcom(self) -> dict:
+        return {"source": self.source, "raw_path": self.path, "rows": self.rows, "watermark": self.watermark}
+
+
+def extract_source(source: SourceConfig, out_path: str, watermark: str | None = None) -> ExtractResult:
+    """Stream one source table into a Parquet file; returns the rows written and the new watermark."""
+    url = sqlalchemy_url(source.connection)
+    engine = sa.create_engine(url)
+    writer = fh = None
+    rows = 0
+    new_watermark = watermark
+    inc = _incremental_column(source)
+    try:
+        for names, chunk in _chunks(engine, source, watermark):
+            missing = [c for c in source.columns if c not in names]
+            if missing:
+                raise SourceUnavailableError(f"source {source.name}: table {source.table} has no column {missing[0]}")
+            table = _chunk_table(source, names, chunk)
+            if writer is None:
+                writer, fh = open_writer(out_path, table.schema)
+            writer.write_table(table.cast(writer.schema))
+            rows += table.num_rows
+            if inc:
+                top = pc.max(table[inc[0]]).as_py()
+                new_watermark = max(filter(None, [new_watermark, top]), default=None)
+    except sa.exc.SQLAlchemyError as exc:
+        raise SourceUnavailableError(
+            f"source {source.name}: cannot read table {source.table} ({type(exc).__name__}: {_redact(str(exc))})"
+        ) from None
+    finally:
+        if writer is not None:
+            writer.close()
+            fh.close()
+        engine.dispose()
+    if writer is None:  # empty result: still write the file with the mapped columns
+        _write_empty(source, out_path)
+    return ExtractResult(source.name, out_path, rows, new_watermark)
+
+
+def _write_empty(source: SourceConfig, out_path: str) -> None:
+    names = list(dict.fromkeys([source.primary_key, *source.columns, *_incremental_column(source), RECORD_ID, ROW_HASH]))
+    schema = pa.schema([(n, pa.string()) for n in names])
+    writer, fh = open_writer(out_path, schema)
+    writer.close()
+    fh.close()
+
+
+def _redact(message: str) -> str:
+    """Driver messages can echo SQL parameters and passwords; keep the first line, without URLs."""
+    first = message.splitlines()[0] if message else ""
+    return re.sub(r"\w+://\S+", "<url>", first)[:300]

@@ -1,0 +1,51 @@
+"""Where a run's files live in the lake: one folder per run, any fsspec URL."""
+from __future__ import annotations
+
+import re
+
+import fsspec
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+def safe_run_id(run_id: str) -> str:
+    """Airflow run ids carry ':' and '+', which object stores and Windows dislike."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
+
+
+def run_path(lake: str, run_id: str, *parts: str) -> str:
+    return "/".join([lake.rstrip("/"), safe_run_id(run_id), *parts])
+
+
+def _fs(path: str):
+    fs, _, (p,) = fsspec.get_fs_token_paths(path)
+    return fs, p
+
+
+def write_parquet(frame: pd.DataFrame | pa.Table, path: str) -> str:
+    fs, p = _fs(path)
+    fs.makedirs(p.rsplit("/", 1)[0], exist_ok=True)
+    table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
+    with fs.open(p, "wb") as fh:
+        pq.write_table(table, fh)
+    return path
+
+
+def read_parquet(path: str, columns: list[str] | None = None) -> pd.DataFrame:
+    fs, p = _fs(path)
+    with fs.open(p, "rb") as fh:
+        return pq.read_table(fh, columns=columns).to_pandas()
+
+
+def exists(path: str) -> bool:
+    fs, p = _fs(path)
+    return fs.exists(p)
+
+
+def open_writer(path: str, schema: pa.Schema) -> tuple[pq.ParquetWriter, object]:
+    """A streaming Parquet writer (for sources larger than memory); close both when done."""
+    fs, p = _fs(path)
+    fs.makedirs(p.rsplit("/", 1)[0], exist_ok=True)
+    fh = fs.open(p, "wb")
+    return pq.ParquetWriter(fh, schema), fh

@@ -1,0 +1,248 @@
+"""The pipeline's stages as plain functions: XCom-sized dicts in, XCom-sized dicts out.
+
+The Airflow DAG (dags/govdata_pipeline.py) only wires these together, and the CLI runs that
+same DAG, so there is one code path. Large data moves between stages as Parquet files in the
+lake; the dicts carry paths and counts only.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from govdata.lake import exists, read_parquet, run_path, safe_run_id, write_parquet
+
+log = logging.getLogger(__name__)
+
+PERSON, ENTERPRISE = "person", "enterprise"
+
+
+class QualityGateError(RuntimeError):
+    """A critical data-quality expectation failed: nothing of this run may be loaded."""
+
+
+def _timed(fn):
+    """Adds the stage's wall time to its result dict (shown in the run report)."""
+
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        result = fn(*args, **kwargs)
+        result["seconds"] = round(time.perf_counter() - start, 3)
+        _progress(fn.__name__, result)
+        return result
+
+    wrapper.__name__, wrapper.__doc__ = fn.__name__, fn.__doc__
+    return wrapper
+
+
+def _progress(stage: str, result: dict) -> None:
+    """One line per finished stage on the console of `govdata run` (the DAG log has the rest)."""
+    if not os.environ.get("GOVDATA_PROGRESS"):
+        return
+    what = result.get("source") or ""
+    rows = result.get("rows_in", result.get("rows"))
+    detail = f"{rows:,} rows" if isinstance(rows, int) else ""
+    print(f"  ✓ {stage:<9} {what:<12} {detail:>14}  {result['seconds']:.1f}s", file=sys.stderr, flush=True)
+
+
+def _source(path: str):
+    from standards.sources import load_source
+
+    return load_source(Path(path))
+
+
+# 0 plan -------------------------------------------------------------------------------------
+def plan_run(sources_dir: str, lake: str, warehouse_url: str, run_id: str, full_refresh: bool = False) -> dict:
+    """Validates every source YAML up front (a broken mapping fails the run before any work)."""
+    from standards.sources import load_sources
+
+    sources = load_sources(Path(sources_dir))
+    if not sources:
+        raise ValueError(f"no source YAML files in {sources_dir}")
+    return {
+        "run_id": run_id,
+        "run_key": safe_run_id(run_id),
+        "lake": lake,
+        "warehouse_url": warehouse_url,
+        "full_refresh": bool(full_refresh),
+        "started_at": datetime.now(timezone.utc).isoformat(),
+        "sources": [{"name": s.name, "path": str(s.path), "kind": s.kind} for s in sources],
+    }
+
+
+# 1 extract ----------------------------------------------------------------------------------
+@_timed
+def extract(source: dict, run: dict) -> dict:
+    from govdata.extract import extract_source
+    from warehouse.state import read_state
+
+    config = _source(source["path"])
+    state = None if run["full_refresh"] or not config.incremental else read_state(run["warehouse_url"], config.name)
+    watermark = (state or {}).get("watermark")
+    result = extract_source(config, run_path(run["lake"], run["run_id"], "raw", f"{config.name}.parquet"), watermark)
+    log.info("extracted %s rows from %s", result.rows, config.name)
+    return {**source, **result.as_xcom(), "previous_watermark": watermark}
+
+
+# 2 normalise --------------------------------------------------------------------------------
+@_timed
+def normalise(extracted: dict, run: dict) -> dict:
+    from standards.registry import load_standards
+    from transforms.normalise import normalise_source
+
+    config = _source(extracted["path"])
+    raw = read_parquet(extracted["raw_path"])
+    result = normalise_source(raw, config, load_standards())
+    std_path = write_parquet(result.standardised, run_path(run["lake"], run["run_id"], "std", f"{config.name}.parquet"))
+    q_path = write_parquet(result.quarantine, run_path(run["lake"], run["run_id"], "quarantine", f"{config.name}.parquet"))
+    rejected = int(result.quarantine.loc[result.quarantine["row_rejected"], "source_record_id"].nunique())
+    if len(raw) != len(result.standardised) + rejected:
+        raise AssertionError(
+            f"source {config.name}: {len(raw)} rows in but {len(result.standardised)} standardised + {rejected} rejected"
+        )
+    return {
+        "source": config.name,
+        "kind": config.kind,
+        "path": extracted["path"],
+        "std_path": std_path,
+        "quarantine_path": q_path,
+        "rows_in": len(raw),
+        "rows_standardised": len(result.standardised),
+        "rows_rejected": rejected,
+        "values_quarantined": int((~result.quarantine["row_rejected"]).sum()),
+        "quarantine_reasons": result.quarantine["reason_code"].value_counts().to_dict(),
+        "watermark": extracted.get("watermark"),
+    }
+
+
+# 3 validate ---------------------------------------------------------------------------------
+@_timed
+def validate(normalised: list[dict], run: dict) -> dict:
+    from expectations.run import validate_standardised
+    from standards.registry import load_standards
+
+    frames = {n["source"]: read_parquet(n["std_path"]) for n in normalised}
+    sources = [_source(n["path"]) for n in normalised]
+    counts = {n["source"]: {"raw_rows": n["rows_in"], "rejected_rows": n["rows_rejected"]} for n in normalised}
+    docs_dir = Path(run_path(run["lake"], run["run_id"], "report", "data_docs"))
+    outcome = validate_standardised(frames, sources, load_standards(), counts, run["run_id"], docs_dir)
+    dq_path = write_parquet(outcome.results, run_path(run["lake"], run["run_id"], "dq", "dq_result.parquet"))
+    if outcome.critical_failed:
+        raise QualityGateError("critical data-quality checks failed: " + "; ".join(outcome.failures))
+    return {
+        "dq_path": dq_path,
+        "checks": len(outcome.results),
+        "failed": int((~outcome.results["success"].astype(bool)).sum()) if len(outcome.results) else 0,
+        "docs_index": str(outcome.docs_index) if outcome.docs_index else None,
+    }
+
+
+# 4 link -------------------------------------------------------------------------------------
+def _concat_kind(normalised: list[dict], kind: str) -> pd.DataFrame:
+    frames = [read_parquet(n["std_path"]) for n in normalised if n["kind"] == kind]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+@_timed
+def link(normalised: list[dict], run: dict) -> dict:
+    import yaml
+
+    from standards.registry import load_standards
+    from transforms.linkage import link_enterprises, link_persons
+    from warehouse.load import read_table
+
+    survivorship = yaml.safe_load((Path(load_standards().root) / "survivorship.yaml").read_text(encoding="utf-8"))
+    out: dict = {"paths": {}, "stats": {}}
+    for kind, fn, xref_table in ((PERSON, link_persons, "xref_person"), (ENTERPRISE, link_enterprises, "xref_enterprise")):
+        records = _concat_kind(normalised, kind)
+        if records.empty:
+            continue
+        previous = read_table(run["warehouse_url"], xref_table)
+        decisions = read_table(run["warehouse_url"], "review_decision")
+        if decisions is not None and "entity" in decisions:
+            decisions = decisions[decisions["entity"] == kind]
+        result = fn(records, previous_xref=previous, decisions=decisions, survivorship=survivorship, run_id=run["run_id"])
+        for name in ("xref", "golden", "history", "review", "evidence"):
+            frame = getattr(result, name)
+            out["paths"][f"{kind}_{name}"] = write_parquet(
+                frame, run_path(run["lake"], run["run_id"], "link", f"{kind}_{name}.parquet")
+            )
+        out["stats"][kind] = json.loads(json.dumps(result.stats, default=str))
+    return out
+
+
+# 5 load -------------------------------------------------------------------------------------
+@_timed
+def load(normalised: list[dict], validated: dict, linked: dict, run: dict) -> dict:
+    from govdata.settings import get_settings
+    from standards.registry import load_standards
+    from warehouse.build import build_tables
+    from warehouse.load import load_tables
+
+    link_frames = {name: read_parquet(path) for name, path in linked["paths"].items()}
+    std = {n["source"]: read_parquet(n["std_path"]) for n in normalised}
+    quarantine = pd.concat([read_parquet(n["quarantine_path"]) for n in normalised], ignore_index=True)
+    tables = build_tables(link_frames, std, quarantine, load_standards(), get_settings().token_key(), run["run_id"])
+    tables["dq_result"] = read_parquet(validated["dq_path"])
+    tables["etl_state"] = etl_state_rows(normalised, run)
+    tables["etl_run"] = etl_run_row(normalised, linked, run)
+    counts = load_tables(run["warehouse_url"], tables, run["run_id"])
+    return {"tables": {k: int(v) for k, v in counts.items()}}
+
+
+def etl_state_rows(normalised: list[dict], run: dict) -> pd.DataFrame:
+    """Watermarks advance only with a successful load (they are loaded in the same transaction)."""
+    now = pd.Timestamp.now(tz="UTC").tz_localize(None)
+    return pd.DataFrame(
+        {
+            "source_system": [n["source"] for n in normalised],
+            "watermark": [n.get("watermark") for n in normalised],
+            "rows_extracted": [n["rows_in"] for n in normalised],
+            "run_id": run["run_id"],
+            "updated_at": now,
+        }
+    )
+
+
+def etl_run_row(normalised: list[dict], linked: dict, run: dict) -> pd.DataFrame:
+    counts = {
+        "rows_in": sum(n["rows_in"] for n in normalised),
+        "rows_standardised": sum(n["rows_standardised"] for n in normalised),
+        "rows_rejected": sum(n["rows_rejected"] for n in normalised),
+        "linkage": linked.get("stats", {}),
+    }
+    return pd.DataFrame(
+        {
+            "run_id": [run["run_id"]],
+            "started_at": [pd.Timestamp(run["started_at"]).tz_convert(None)],
+            "finished_at": [pd.Timestamp.now(tz="UTC").tz_localize(None)],
+            "status": ["success"],
+            "counts": [json.dumps(counts, ensure_ascii=False, default=str)],
+        }
+    )
+
+
+# 6 marts ------------------------------------------------------------------------------------
+@_timed
+def marts(loaded: dict, run: dict) -> dict:
+    from warehouse.load import refresh_marts
+
+    return {"marts": refresh_marts(run["warehouse_url"])}
+
+
+# 7 report -----------------------------------------------------------------------------------
+@_timed
+def report(extracted: list[dict], normalised: list[dict], validated: dict, linked: dict, loaded: dict,
+           marted: dict, run: dict) -> dict:
+    from govdata.report import write_run_report
+
+    path = run_path(run["lake"], run["run_id"], "report", "index.html")
+    summary = write_run_report(path, run=run, extracted=extracted, normalised=normalised, validated=validated,
+                               linked=linked, loaded=loaded, marted=marted)
+    return {"report_path": path, "summary": summary}

@@ -1,0 +1,95 @@
+"""Extraction from real SQLite databases into Parquet."""
+from __future__ import annotations
+
+import sqlite3
+
+import pandas as pd
+import pytest
+
+from govdata.extract import SourceUnavailableError, build_query, extract_source, sqlalchemy_url
+from govdata.lake import read_parquet
+from standards.model import SourceConfig
+
+
+def _db(tmp_path, rows):
+    path = tmp_path / "dept.sqlite"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE T_RK (RKBH INTEGER PRIMARY KEY, SFZHM TEXT, XM TEXT, NL INTEGER, ZHGXSJ TEXT)")
+    con.executemany("INSERT INTO T_RK VALUES (?,?,?,?,?)", rows)
+    con.commit()
+    con.close()
+    return path
+
+
+def _source(path, incremental=True, **kw):
+    return SourceConfig(name="gongan", department="公安", kind="person", connection=f"sqlite:///{path}",
+                        table="T_RK", primary_key="RKBH", columns={"SFZHM": "id_number", "XM": "name", "NL": "age"},
+                        incremental={"column": "ZHGXSJ"} if incremental else None, **kw)
+
+
+ROWS = [(1, "11010519491231002X", "张三", 30, "2024-01-01 08:00:00"),
+        (2, "", None, None, "2024-01-02 08:00:00"),
+        (3, None, "李四", 7, "2024-01-03 08:00:00")]
+
+
+def test_values_kept_as_text_exactly(tmp_path):
+    src = _source(_db(tmp_path, ROWS))
+    result = extract_source(src, str(tmp_path / "raw.parquet"))
+    raw = read_parquet(result.path)
+    assert result.rows == 3
+    assert raw["_source_record_id"].tolist() == ["1", "2", "3"]
+    assert raw["SFZHM"].tolist()[:2] == ["11010519491231002X", ""]  # '' stays ''
+    assert raw["SFZHM"].isna().tolist() == [False, False, True]     # NULL stays NULL
+    assert raw["NL"].tolist()[0] == "30" and pd.isna(raw["NL"].tolist()[1])  # no 30.0
+    assert raw["_row_hash"].nunique() == 3
+    assert result.watermark == "2024-01-03 08:00:00"
+
+
+def test_incremental_reads_only_newer_rows(tmp_path):
+    src = _source(_db(tmp_path, ROWS))
+    result = extract_source(src, str(tmp_path / "raw.parquet"), watermark="2024-01-01 08:00:00")
+    assert read_parquet(result.path)["RKBH"].tolist() == ["2", "3"]
+    assert result.watermark == "2024-01-03 08:00:00"
+    again = extract_source(src, str(tmp_path / "raw2.parquet"), watermark=result.watermark)
+    assert again.rows == 0 and again.watermark == "2024-01-03 08:00:00"
+    assert list(read_parquet(again.path).columns)[:3] == ["RKBH", "SFZHM", "XM"]
+
+
+def test_row_hash_changes_with_the_row(tmp_path):
+    first = read_parquet(extract_source(_source(_db(tmp_path, ROWS)), str(tmp_path / "a.parquet")).path)
+    (tmp_path / "dept.sqlite").unlink()
+    changed = [ROWS[0], (2, "", "王五", None, "2024-01-02 08:00:00"), ROWS[2]]
+    second = read_parquet(extract_source(_source(_db(tmp_path, changed)), str(tmp_path / "b.parquet")).path)
+    assert (first["_row_hash"] == second["_row_hash"]).tolist() == [True, False, True]
+
+
+def test_missing_table_names_the_source_without_leaking_the_url(tmp_path):
+    src = _source(tmp_path / "nothing.sqlite", incremental=False)
+    src = SourceConfig(**{**src.__dict__, "connection": "sqlite:///" + str(tmp_path / "nothing.sqlite")})
+    with pytest.raises(SourceUnavailableError, match=r"source gongan: cannot read table T_RK"):
+        extract_source(src, str(tmp_path / "raw.parquet"))
+
+
+def test_unreachable_server_fails_clearly(tmp_path):
+    src = SourceConfig(**{**_source(tmp_path / "x").__dict__,
+                          "connection": "postgresql://loader:s3cret@127.0.0.1:1/dept"})
+    with pytest.raises(SourceUnavailableError) as err:
+        extract_source(src, str(tmp_path / "raw.parquet"))
+    assert "source gongan" in str(err.value) and "s3cret" not in str(err.value)
+
+
+def test_connection_forms(monkeypatch):
+    monkeypatch.setenv("DEPT_URL", "mysql://u:p@h/db")
+    assert sqlalchemy_url("${DEPT_URL}") == "mysql+pymysql://u:p@h/db"
+    monkeypatch.setenv("AIRFLOW_CONN_SHEBAO", "postgres://u:p@h:5432/si")
+    assert sqlalchemy_url("airflow:shebao") == "postgresql+psycopg://u:p@h:5432/si"
+    assert sqlalchemy_url("sqlite:////tmp/x.sqlite") == "sqlite:////tmp/x.sqlite"
+
+
+def test_query_quotes_identifiers_and_filters_by_watermark(tmp_path):
+    import sqlalchemy as sa
+
+    sql, params = build_query(sa.create_engine("sqlite://"), _source(tmp_path / "x"), "2024")
+    assert sql == ('SELECT "RKBH", "SFZHM", "XM", "NL", "ZHGXSJ" FROM "T_RK" WHERE "ZHGXSJ" > :watermark '
+                   'ORDER BY "RKBH"')
+    assert params == {"watermark": "2024"}
