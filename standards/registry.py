@@ -101,11 +101,16 @@ def read_code_tables(codes_dir: Path) -> dict[str, pd.DataFrame]:
     return {path.stem: read_code_table(path) for path in sorted(codes_dir.glob("*.csv"))}
 
 
-@functools.lru_cache(maxsize=8)
-def _load_standards_cached(root: Path) -> Standards:
+def read_standards(root: Path) -> Standards:
+    """Elements and code tables read from disk now (no cache)."""
     file = root / "elements.yaml"
     elements = parse_elements(read_yaml(file), file)
     return Standards(elements=elements, code_tables=read_code_tables(root / "codes"), root=root)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_standards_cached(root: Path) -> Standards:
+    return read_standards(root)
 
 
 def load_standards(root: Path | None = None) -> Standards:
@@ -168,8 +173,10 @@ def load_row_rules(root: Path | None = None) -> dict[str, list[list[str]]]:
     """row_rules.yaml: kind -> required_one_of groups (each group needs one non-null element)."""
     folder = Path(root or STANDARDS_ROOT).resolve()
     file = folder / "row_rules.yaml"
-    raw = read_yaml(file)
-    elements = load_standards(folder).elements
+    return parse_row_rules(read_yaml(file), file, load_standards(folder).elements)
+
+
+def parse_row_rules(raw: Any, file: Path, elements: dict[str, dict[str, Element]]) -> dict[str, list[list[str]]]:
     if not isinstance(raw, dict):
         raise StandardsError(file, "(top level)", "a mapping of kind -> {required_one_of}")
     rules: dict[str, list[list[str]]] = {kind: [] for kind in KINDS}
