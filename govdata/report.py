@@ -90,6 +90,7 @@ def write_run_report(path: str, *, run: dict, extracted: list[dict], normalised:
                "normalise": max((n.get("seconds", 0) for n in normalised), default=0),
                "validate": validated.get("seconds", 0), "link": linked.get("seconds", 0),
                "load": loaded.get("seconds", 0), "marts": marted.get("seconds", 0)}
+    summary["timings"] = timings
     quarantine_chart = {}
     for n in normalised:
         for reason, count in n["quarantine_reasons"].items():

@@ -1,0 +1,12 @@
+"""Loaded by pytest before any test module: Airflow must see a private, throwaway home
+(SQLite metadata DB, this repo's dags/) before it is first imported."""
+import os
+import tempfile
+from pathlib import Path
+
+_home = Path(tempfile.mkdtemp(prefix="govdata-airflow-"))
+os.environ["AIRFLOW_HOME"] = str(_home)
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).parent / "dags")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_home / 'airflow.db'}"
+os.environ.setdefault("GOVDATA_TOKEN_KEY", "00" * 16 + "11" * 16)  # tests never touch a real key file
