@@ -1,0 +1,61 @@
+"""Run expensive per-value work once per distinct value, then broadcast back to all rows.
+
+Department data repeats a lot (the same ID number, name or code in many rows), so every
+normaliser computes on the distinct values and takes the result back by position.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+# Arrow-backed strings: normalisers build their results with pyarrow compute kernels, and
+# taking them back to all rows stays in C++.
+STRING = pd.StringDtype("pyarrow")
+
+
+def distinct(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, uniques): uniques is an object array of the distinct non-null values with a
+    trailing None, and codes point into it (nulls point to that last None)."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    if not isinstance(uniques, np.ndarray):
+        uniques = uniques.to_numpy(dtype=object, na_value=None)
+    uniques = np.append(uniques.astype(object, copy=False), None)
+    codes = np.where(codes < 0, len(uniques) - 1, codes)
+    return codes, uniques
+
+
+def per_unique(values: pd.Series, compute: Callable[[np.ndarray], pd.DataFrame]) -> pd.DataFrame:
+    """compute(uniques) -> one row per unique (positional); returned aligned to values.index."""
+    codes, uniques = distinct(values)
+    table = compute(uniques)
+    out = table.take(codes)
+    out.index = values.index
+    return out
+
+
+def as_text(uniques: np.ndarray) -> pa.StringArray:
+    """Distinct values as an Arrow string array (non-strings such as numbers are str()-ed)."""
+    try:
+        return pa.array(uniques, type=pa.string(), from_pandas=True)
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        return pa.array([None if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v))
+                         else str(v) for v in uniques], type=pa.string())
+
+
+def strings(values) -> pd.api.extensions.ExtensionArray:
+    """Arrow array or object array (None -> NA) -> pandas string[pyarrow] array."""
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        return pd.arrays.ArrowStringArray(pa.chunked_array([values]) if isinstance(values, pa.Array) else values)
+    return pd.arrays.ArrowStringArray(pa.chunked_array([pa.array(values, type=pa.string(), from_pandas=True)]))
+
+
+def join_notes(n: int, flags: list[tuple[str, np.ndarray]]) -> np.ndarray:
+    """';'-joined codes per position for the flags that are set; None where none is."""
+    notes = np.full(n, None, dtype=object)
+    for code, flag in flags:
+        for i in np.flatnonzero(flag):
+            notes[i] = code if notes[i] is None else f"{notes[i]};{code}"
+    return notes
