@@ -1,0 +1,193 @@
+"""Pieces shared by person and enterprise linkage: record keys, constrained clustering,
+stable master IDs, steward decisions."""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+KEY_COLS = ["source_system", "source_record_id"]
+RULES = ("id", "repaired_id", "probabilistic", "steward", "singleton")
+DECISION_COLS = ["left_source_system", "left_source_record_id", "right_source_system",
+                 "right_source_record_id", "decision", "decided_by", "decided_at"]
+
+
+def require_columns(frame: pd.DataFrame, columns: list[str], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{what}: missing column(s) {', '.join(missing)}")
+
+
+def prepare_records(records: pd.DataFrame, columns: list[str], what: str) -> pd.DataFrame:
+    """Positional index, every expected column present (absent optional ones as NA),
+    and a clear error on duplicate record keys."""
+    require_columns(records, KEY_COLS, what)
+    out = records.reset_index(drop=True).copy()
+    for col in columns:
+        if col not in out.columns:
+            out[col] = pd.NA
+    out["source_system"] = out["source_system"].astype("string")
+    out["source_record_id"] = out["source_record_id"].astype("string")
+    dup = out.duplicated(KEY_COLS, keep=False)
+    if dup.any():
+        first = out.loc[dup, KEY_COLS].iloc[0]
+        raise ValueError(f"{what}: duplicate record key ({first.source_system}, "
+                         f"{first.source_record_id}); {int(dup.sum())} rows share keys")
+    out["_key"] = out["source_system"] + "\x1f" + out["source_record_id"]
+    return out
+
+
+def components(n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Connected-component label per node 0..n-1 for the undirected edges left–right."""
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    graph = coo_matrix((np.ones(len(left), dtype=np.int8), (left, right)), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    return labels.astype(np.int64)
+
+
+class ConstrainedUnion:
+    """Union-find over initial groups that refuses merges joining two different held
+    identifiers (cannot-link) or a pair a steward called non-match; steward matches force."""
+
+    def __init__(self, group_ids: dict[int, frozenset], cannot: dict[int, set[int]],
+                 group_of_record: np.ndarray):
+        self.parent: dict[int, int] = {}
+        self.ids = dict(group_ids)              # root -> identifiers held
+        self.cannot = cannot                     # record -> records it must not join
+        self.group_of = group_of_record
+        self.members_nm: dict[int, set[int]] = {}  # root -> constrained records inside
+        for rec in cannot:
+            self.members_nm.setdefault(int(group_of_record[rec]), set()).add(rec)
+
+    def find(self, g: int) -> int:
+        root = g
+        while self.parent.get(root, root) != root:
+            root = self.parent[root]
+        while self.parent.get(g, g) != root:
+            self.parent[g], g = root, self.parent[g]
+        return root
+
+    def blocked(self, ra: int, rb: int) -> str | None:
+        ia, ib = self.ids.get(ra, frozenset()), self.ids.get(rb, frozenset())
+        if ia and ib and ia != ib:
+            return "different_id"
+        na, nb = self.members_nm.get(ra, set()), self.members_nm.get(rb, set())
+        if na and nb and any(self.cannot[x] & nb for x in na):
+            return "steward_non_match"
+        return None
+
+    def union(self, a_group: int, b_group: int, force: bool = False) -> str | None:
+        """Merge; returns None on success or the reason it was refused."""
+        ra, rb = self.find(a_group), self.find(b_group)
+        if ra == rb:
+            return None
+        reason = self.blocked(ra, rb)
+        if reason == "steward_non_match" or (reason and not force):
+            return reason
+        if rb < ra:
+            ra, rb = rb, ra
+        self.parent[rb] = ra
+        self.ids[ra] = self.ids.get(ra, frozenset()) | self.ids.pop(rb, frozenset())
+        if rb in self.members_nm:
+            self.members_nm.setdefault(ra, set()).update(self.members_nm.pop(rb))
+        return None
+
+    def labels(self, groups: np.ndarray) -> np.ndarray:
+        uniq = np.unique(groups)
+        roots = {int(g): self.find(int(g)) for g in uniq}
+        return pd.Series(groups).map(roots).to_numpy()
+
+
+def hash_id(prefix: str, key: str) -> str:
+    return prefix + hashlib.sha1(key.encode("utf-8")).hexdigest()[:12].upper()
+
+
+def assign_stable_ids(keys: pd.Series, cluster: np.ndarray, records: pd.DataFrame,
+                      previous_xref: pd.DataFrame | None, id_col: str, prefix: str,
+                      entity: str, run_id: str) -> tuple[pd.Series, pd.DataFrame]:
+    """Master ID per record. A cluster keeps the previous ID most of its records held
+    (ties: smallest ID; an ID claimed by several clusters stays with the largest share);
+    others get prefix + hash of their smallest member key, so a full relink is repeatable.
+    Returns (ids aligned to records, master_id_history rows)."""
+    frame = pd.DataFrame({"cluster": cluster, "_key": keys.to_numpy()})
+    if previous_xref is not None and len(previous_xref):
+        require_columns(previous_xref, KEY_COLS + [id_col], "previous_xref")
+        prev = previous_xref[KEY_COLS + [id_col]].astype("string")
+        prev_key = prev["source_system"] + "\x1f" + prev["source_record_id"]
+        frame["prev"] = frame["_key"].map(pd.Series(prev[id_col].to_numpy(), index=prev_key.to_numpy()))
+        all_prev = set(prev[id_col].dropna())
+    else:
+        frame["prev"] = pd.Series(pd.NA, index=frame.index, dtype="string")
+        all_prev = set()
+    min_key = frame.groupby("cluster")["_key"].min()
+    size_by = (frame.dropna(subset=["prev"]).groupby(["cluster", "prev"]).size()
+               .rename("n").reset_index())
+    size_by["min_key"] = size_by["cluster"].map(min_key)
+    # each cluster's favourite previous id
+    fav = size_by.sort_values(["cluster", "n", "prev"], ascending=[True, False, True])
+    fav = fav.drop_duplicates("cluster")
+    # an id claimed by several clusters stays with the biggest share (tie: smallest member)
+    fav = fav.sort_values(["prev", "n", "min_key"], ascending=[True, False, True])
+    winners = fav.drop_duplicates("prev")
+    final = pd.Series(winners["prev"].to_numpy(), index=winners["cluster"].to_numpy(), dtype=object)
+    taken = set(final.values) | all_prev
+    new_clusters = min_key.drop(final.index).sort_values()
+    fresh = {}
+    for c, key in new_clusters.items():
+        cand, salt = hash_id(prefix, key), 0
+        while cand in taken:
+            salt += 1
+            cand = hash_id(prefix, f"{key}\x1f{salt}")
+        taken.add(cand)
+        fresh[c] = cand
+    final = pd.concat([final, pd.Series(fresh, dtype=object)])
+    ids = frame["cluster"].map(final).astype("string")
+    history = _history(size_by, final, entity, run_id)
+    return ids, history
+
+
+def _history(size_by: pd.DataFrame, final: pd.Series, entity: str, run_id: str) -> pd.DataFrame:
+    cols = ["old_id", "new_id", "entity", "reason", "run_id"]
+    if size_by.empty:
+        return pd.DataFrame(columns=cols, dtype="string")
+    moved = size_by.assign(new=size_by["cluster"].map(final))
+    moved = moved[moved["prev"] != moved["new"]]
+    surviving = set(final.values)
+    moved = moved.assign(reason=np.where(moved["prev"].isin(surviving), "split", "merge"))
+    out = pd.DataFrame({"old_id": moved["prev"], "new_id": moved["new"], "entity": entity,
+                        "reason": moved["reason"], "run_id": run_id})
+    return out.drop_duplicates().sort_values(["old_id", "new_id"]).reset_index(drop=True).astype("string")
+
+
+def decision_pairs(decisions: pd.DataFrame | None, key_to_pos: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (left, right) of steward 'match' and 'non_match' pairs present in this run.
+    The latest decision per pair wins; pairs with a record not in this run are ignored."""
+    empty = np.zeros((0, 2), dtype=np.int64)
+    if decisions is None or decisions.empty:
+        return empty, empty
+    require_columns(decisions, DECISION_COLS[:5], "decisions")
+    d = decisions.copy()
+    bad = ~d["decision"].isin(["match", "non_match"])
+    if bad.any():
+        raise ValueError(f"decisions: column decision has {int(bad.sum())} value(s) other than "
+                         f"'match'/'non_match', e.g. {d.loc[bad, 'decision'].iloc[0]!r}")
+    lk = d["left_source_system"].astype(str) + "\x1f" + d["left_source_record_id"].astype(str)
+    rk = d["right_source_system"].astype(str) + "\x1f" + d["right_source_record_id"].astype(str)
+    d["a"], d["b"] = np.minimum(lk, rk), np.maximum(lk, rk)
+    if "decided_at" in d.columns:
+        d = d.sort_values("decided_at", kind="stable")
+    d = d.drop_duplicates(["a", "b"], keep="last")
+    d["pa"], d["pb"] = d["a"].map(key_to_pos), d["b"].map(key_to_pos)
+    d = d.dropna(subset=["pa", "pb"])
+    as_pairs = lambda m: d.loc[m, ["pa", "pb"]].to_numpy(dtype=np.int64).reshape(-1, 2)
+    return as_pairs(d["decision"] == "match"), as_pairs(d["decision"] == "non_match")
+
+
+def pair_id(left_key: pd.Series, right_key: pd.Series) -> pd.Series:
+    a, b = np.minimum(left_key, right_key), np.maximum(left_key, right_key)
+    return pd.Series([hashlib.sha1(f"{x}\x1e{y}".encode()).hexdigest()[:16] for x, y in zip(a, b)],
+                     index=left_key.index, dtype="string")

@@ -1,0 +1,64 @@
+"""Vectorised field comparisons for candidate pairs. Every function takes two aligned
+Series (left and right side of the pairs) and returns a float array: 1 agree, 0 disagree,
+NaN when either side is missing (the comparison then carries no weight)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from rapidfuzz import process
+from rapidfuzz.distance import DamerauLevenshtein
+
+
+def _both(left: pd.Series, right: pd.Series) -> np.ndarray:
+    return (left.notna() & right.notna()).to_numpy()
+
+
+def _result(agree: np.ndarray, present: np.ndarray) -> np.ndarray:
+    return np.where(present, agree.astype(float), np.nan)
+
+
+def exact(left: pd.Series, right: pd.Series) -> np.ndarray:
+    present = _both(left, right)
+    agree = (left.astype("string") == right.astype("string")).fillna(False).to_numpy(dtype=bool)
+    return _result(agree, present)
+
+
+def id_within_edits(left: pd.Series, right: pd.Series, max_edits: int) -> np.ndarray:
+    """Same ID up to max_edits Damerau–Levenshtein edits (a transposition counts once)."""
+    present = _both(left, right)
+    dist = np.full(len(left), np.inf)
+    if present.any():
+        lv = left.to_numpy(dtype=object)[present].astype(str)
+        rv = right.to_numpy(dtype=object)[present].astype(str)
+        dist[present] = process.cpdist(list(lv), list(rv), scorer=DamerauLevenshtein.distance,
+                                       workers=1)
+    return _result(dist <= max_edits, present)
+
+
+def id_distance(left: pd.Series, right: pd.Series) -> np.ndarray:
+    present = _both(left, right)
+    dist = np.full(len(left), np.nan)
+    if present.any():
+        lv = left.to_numpy(dtype=object)[present].astype(str)
+        rv = right.to_numpy(dtype=object)[present].astype(str)
+        dist[present] = process.cpdist(list(lv), list(rv), scorer=DamerauLevenshtein.distance)
+    return dist
+
+
+def birth_close(left: pd.Series, right: pd.Series) -> np.ndarray:
+    """Same birth date, day and month swapped, or one day apart (typing slips)."""
+    l, r = pd.to_datetime(left, errors="coerce"), pd.to_datetime(right, errors="coerce")
+    present = (l.notna() & r.notna()).to_numpy()
+    lv, rv = l.reset_index(drop=True), r.reset_index(drop=True)
+    diff = (lv - rv).abs().dt.days
+    swapped = (lv.dt.year == rv.dt.year) & (lv.dt.month == rv.dt.day) & (lv.dt.day == rv.dt.month)
+    agree = ((diff <= 1) | swapped).fillna(False).to_numpy(dtype=bool)
+    return _result(agree, present)
+
+
+def sex_agree(left: pd.Series, right: pd.Series) -> np.ndarray:
+    """Only the determinate codes 1/2 are compared; 0 and 9 mean unknown."""
+    known = {"1", "2"}
+    l = left.astype("string").where(left.astype("string").isin(known))
+    r = right.astype("string").where(right.astype("string").isin(known))
+    return exact(l, r)

@@ -1,0 +1,312 @@
+"""Person linkage: deterministic on valid/repaired ID numbers, Fellegi–Sunter (recordlinkage)
+for records without a usable ID and for records that contradict their ID's holder,
+constrained clustering, stable person_ids, golden records."""
+from __future__ import annotations
+
+import json
+from time import perf_counter
+
+import numpy as np
+import pandas as pd
+import recordlinkage
+
+from . import compare
+from .common import (ConstrainedUnion, KEY_COLS, assign_stable_ids, decision_pairs, pair_id,
+                     prepare_records)
+from .config import LinkConfig, LinkResult
+from .fellegi_sunter import estimate_mu, field_weights
+from .survivorship import entity_rules, golden_records, trust_rank
+
+PERSON_COLS = ["id_number", "id_number_status", "id_number_note", "name", "name_latin",
+               "name_pinyin", "sex", "birth_date", "ethnicity", "phone", "address",
+               "region_code", "updated_at"]
+GOLDEN_ELEMENTS = ["id_number", "name", "name_pinyin", "sex", "birth_date", "ethnicity",
+                   "phone", "address", "region_code"]
+STATUSES = {"valid", "repaired", "invalid", "missing"}
+USABLE = ["valid", "repaired"]
+FIELDS = ["id", "name", "pinyin", "birth", "sex", "phone", "region"]
+
+
+# ---------------------------------------------------------------- facts from the ID number
+def id_facts(df: pd.DataFrame) -> pd.DataFrame:
+    """Birth date and sex embedded in usable ID numbers (GB 11643: digits 7-14, 17th odd=male)."""
+    bad = ~df["id_number_status"].isin(STATUSES) & df["id_number_status"].notna()
+    if bad.any():
+        raise ValueError(f"person records: column id_number_status has unknown value "
+                         f"{df.loc[bad, 'id_number_status'].iloc[0]!r} (expected "
+                         f"{', '.join(sorted(STATUSES))})")
+    usable = df["id_number_status"].isin(USABLE) & df["id_number"].notna()
+    ids = df["id_number"].astype("string").where(usable)
+    id_birth = pd.to_datetime(ids.str[6:14], format="%Y%m%d", errors="coerce")
+    seventeenth = pd.to_numeric(ids.str[16], errors="coerce").astype("float64")
+    id_sex = pd.Series(np.where(seventeenth % 2 == 1, "1", "2"), index=df.index,
+                       dtype="string").where(seventeenth.notna())
+    return pd.DataFrame({"usable": usable.to_numpy(), "id_birth": id_birth, "id_sex": id_sex,
+                         "birth": pd.to_datetime(df["birth_date"], errors="coerce")},
+                        index=df.index)
+
+
+def holder_conflicts(df: pd.DataFrame, facts: pd.DataFrame, trust: np.ndarray) -> np.ndarray:
+    """Records whose own birth date / sex contradicts their ID, or whose name pinyin differs
+    from the pinyin the ID's most trusted consistent record carries (e.g. a child's health
+    record filed under a guardian's ID)."""
+    sex = df["sex"].astype("string")
+    birth_bad = (facts["birth"].notna() & facts["id_birth"].notna()
+                 & (facts["birth"] != facts["id_birth"]))
+    sex_bad = sex.isin(["1", "2"]) & facts["id_sex"].notna() & (sex != facts["id_sex"])
+    conflict = (facts["usable"] & (birth_bad | sex_bad)).to_numpy(dtype=bool)
+    ok = facts["usable"].to_numpy() & ~conflict & df["name_pinyin"].notna().to_numpy()
+    cand = pd.DataFrame({"id": df["id_number"][ok], "py": df["name_pinyin"][ok],
+                         "trust": trust[ok]})
+    cand["freq"] = cand.groupby(["id", "py"])["py"].transform("size")
+    holder = (cand.sort_values(["id", "trust", "freq", "py"], ascending=[True, True, False, True])
+              .drop_duplicates("id").set_index("id")["py"])
+    expected = df["id_number"].map(holder)
+    pinyin_bad = (facts["usable"] & df["name_pinyin"].notna() & expected.notna()
+                  & (df["name_pinyin"] != expected)).to_numpy(dtype=bool)
+    return conflict | pinyin_bad
+
+
+# ---------------------------------------------------------------- probabilistic pass
+def _blocking_frame(df: pd.DataFrame, facts: pd.DataFrame, conflict: np.ndarray,
+                    max_block: int) -> pd.DataFrame:
+    """Comparison view of every record. A conflicting record's ID belongs to somebody else,
+    so its ID-derived birth date/sex are not used."""
+    trusted_id = facts["usable"].to_numpy() & ~conflict
+    birth = facts["birth"].where(facts["birth"].notna() | ~pd.Series(trusted_id, index=df.index),
+                                 facts["id_birth"])
+    sex = df["sex"].astype("string").where(df["sex"].astype("string").isin(["1", "2"]))
+    sex = sex.fillna(facts["id_sex"].where(pd.Series(trusted_id, index=df.index)))
+    view = pd.DataFrame({
+        "id_number": df["id_number"].astype("string"),
+        "name": df["name"].astype("string"),
+        "pinyin": df["name_pinyin"].astype("string"),
+        "birth": birth,
+        "sex": sex,
+        "phone": df["phone"].astype("string"),
+        "region": df["region_code"].astype("string").str[:6],
+    }, index=df.index)
+    view["b_birth"] = view["birth"].dt.strftime("%Y%m%d").astype("string")
+    view["b_pinyin_year"] = view["pinyin"] + "|" + view["birth"].dt.year.astype("string")
+    view["b_phone"] = view["phone"]
+    for col in ("b_birth", "b_pinyin_year", "b_phone"):
+        sizes = view[col].map(view[col].value_counts())
+        view[col] = view[col].where(sizes <= max_block)   # giant blocks: shared phones etc.
+    return view
+
+
+def candidate_pairs(view: pd.DataFrame, queue: np.ndarray, group: np.ndarray,
+                    cfg: LinkConfig) -> pd.MultiIndex:
+    """Pairs (queued record, any record) sharing a blocking key, not already in one group.
+    A pair of two queued records is kept once (left < right)."""
+    left = view.loc[queue]
+    indexer = recordlinkage.Index()
+    indexer.block("b_birth")
+    indexer.block("b_pinyin_year")
+    indexer.block("b_phone")
+    indexer.sortedneighbourhood("id_number", window=cfg.sorted_window)
+    pairs = indexer.index(left, view)
+    l, r = pairs.get_level_values(0).to_numpy(), pairs.get_level_values(1).to_numpy()
+    in_queue = np.zeros(len(view), dtype=bool)
+    in_queue[queue] = True
+    keep = (l != r) & (group[l] != group[r]) & ~(in_queue[r] & (r < l))
+    return pd.MultiIndex.from_arrays([l[keep], r[keep]])
+
+
+def compare_pairs(view: pd.DataFrame, pairs: pd.MultiIndex, conflict: np.ndarray,
+                  cfg: LinkConfig) -> pd.DataFrame:
+    l, r = pairs.get_level_values(0).to_numpy(), pairs.get_level_values(1).to_numpy()
+    L, R = view.iloc[l].reset_index(drop=True), view.iloc[r].reset_index(drop=True)
+    id_agree = compare.id_within_edits(L["id_number"], R["id_number"], cfg.id_max_edits)
+    # a borrowed ID (conflict) proves a link when it agrees, but proves nothing when it differs
+    borrowed = conflict[l] | conflict[r]
+    id_agree = np.where(borrowed & (id_agree == 0), np.nan, id_agree)
+    feats = pd.DataFrame({
+        "id": id_agree,
+        "name": compare.exact(L["name"], R["name"]),
+        "pinyin": compare.exact(L["pinyin"], R["pinyin"]),
+        "birth": compare.birth_close(L["birth"], R["birth"]),
+        "sex": compare.sex_agree(L["sex"], R["sex"]),
+        "phone": compare.exact(L["phone"], R["phone"]),
+        "region": compare.exact(L["region"], R["region"]),
+    })
+    feats.index = pairs
+    return feats
+
+
+# ---------------------------------------------------------------- public entry point
+def link_persons(records: pd.DataFrame, *, previous_xref: pd.DataFrame | None = None,
+                 decisions: pd.DataFrame | None = None, survivorship: dict, run_id: str,
+                 config: LinkConfig | None = None) -> LinkResult:
+    cfg = config or LinkConfig()
+    seconds: dict[str, float] = {}
+    clock = perf_counter()
+
+    def lap(step: str) -> None:
+        nonlocal clock
+        now = perf_counter()
+        seconds[step] = round(now - clock, 4)
+        clock = now
+
+    spec = entity_rules(survivorship, "person")
+    df = prepare_records(records, PERSON_COLS, "person records")
+    n = len(df)
+    trust = trust_rank(df["source_system"], list(spec["trust_order"]))
+    key_to_pos = pd.Series(np.arange(n), index=df["_key"].to_numpy())
+    steward_match, steward_non = decision_pairs(decisions, key_to_pos)
+    facts = id_facts(df)
+
+    # 1 deterministic: one group per held ID number
+    conflict = holder_conflicts(df, facts, trust)
+    usable = facts["usable"].to_numpy()
+    same_id = steward_non[(df["id_number"].to_numpy()[steward_non[:, 0]] ==
+                           df["id_number"].to_numpy()[steward_non[:, 1]]) &
+                          usable[steward_non[:, 0]] & usable[steward_non[:, 1]]] \
+        if len(steward_non) else steward_non
+    if len(same_id):   # a steward split an ID group: the less trusted record leaves it
+        pick = np.where(trust[same_id[:, 0]] > trust[same_id[:, 1]], same_id[:, 0], same_id[:, 1])
+        conflict[pick] = True
+    held = usable & ~conflict
+    group = np.arange(n, dtype=np.int64) + n
+    codes, uniq = pd.factorize(df["id_number"].where(pd.Series(held)))
+    group[held] = codes[held]
+    group_ids = {int(c): frozenset([v]) for c, v in enumerate(uniq)}
+    lap("deterministic")
+
+    # 2 probabilistic: queued records against everything sharing a blocking key
+    queue = np.flatnonzero(~held)
+    view = _blocking_frame(df, facts, conflict, cfg.max_block_size)
+    if len(queue):
+        pairs = candidate_pairs(view, queue, group, cfg)
+    else:
+        pairs = pd.MultiIndex.from_arrays([np.zeros(0, dtype=np.int64)] * 2)
+    lap("blocking")
+    feats = compare_pairs(view, pairs, conflict, cfg) if len(pairs) else \
+        pd.DataFrame(columns=FIELDS, index=pairs, dtype=float)
+    lap("comparing")
+    m, u, weight_source = estimate_mu(feats, cfg.m_prior, cfg.u_prior, cfg.estimate_weights,
+                                      cfg.min_pairs_for_ecm)
+    weights = field_weights(feats, m, u)
+    score = weights.sum(axis=1).to_numpy()
+    lap("classifying")
+
+    # 3 constrained clustering: steward matches, then links in descending score
+    cannot: dict[int, set[int]] = {}
+    for a, b in steward_non:
+        cannot.setdefault(int(a), set()).add(int(b))
+        cannot.setdefault(int(b), set()).add(int(a))
+    uf = ConstrainedUnion(group_ids, cannot, group)
+    for a, b in steward_match:
+        uf.union(int(group[a]), int(group[b]), force=True)
+    l = pairs.get_level_values(0).to_numpy()
+    r = pairs.get_level_values(1).to_numpy()
+    order = np.argsort(-score, kind="stable")
+    accepted = np.zeros(len(score), dtype=bool)
+    refused = np.zeros(len(score), dtype=bool)
+    for i in order[score[order] >= cfg.match_threshold]:
+        reason = uf.union(int(group[l[i]]), int(group[r[i]]))
+        accepted[i] = reason is None
+        refused[i] = reason == "different_id"
+    cluster = uf.labels(group)
+    lap("clustering")
+
+    # 4 rules, scores, stable ids
+    size = pd.Series(cluster).map(pd.Series(cluster).value_counts()).to_numpy()
+    link_score = pd.concat([pd.Series(score[accepted], index=l[accepted]),
+                            pd.Series(score[accepted], index=r[accepted])])
+    link_score = link_score[~held[link_score.index]].groupby(level=0).max()
+    rule = np.where(df["id_number_status"].to_numpy() == "repaired", "repaired_id", "id")
+    rule = np.where(held, rule, "singleton")
+    prob = np.zeros(n, dtype=bool)
+    prob[link_score.index.to_numpy()] = True
+    rule = np.where(prob, "probabilistic", rule)
+    if len(steward_match):   # steward links that held (a non_match elsewhere may veto)
+        kept = steward_match[cluster[steward_match[:, 0]] == cluster[steward_match[:, 1]]]
+        rule[np.unique(kept.ravel())] = "steward"
+    rule = np.where(size > 1, rule, "singleton")
+    match_score = pd.Series(np.nan, index=range(n))
+    match_score[link_score.index] = link_score.to_numpy()
+    match_score = match_score.where(rule == "probabilistic")
+    ids, history = assign_stable_ids(df["_key"], cluster, df, previous_xref, "person_id", "P",
+                                     "person", run_id)
+    xref = pd.DataFrame({"source_system": df["source_system"],
+                         "source_record_id": df["source_record_id"],
+                         "person_id": ids, "match_rule": pd.Series(rule, dtype="string"),
+                         "match_score": match_score.round(4).astype("Float64")})
+    lap("ids")
+
+    # 5 golden records: the ID comes only from records that hold it
+    gold_in = df.assign(person_id=ids.to_numpy(),
+                        id_number=df["id_number"].where(pd.Series(held)),
+                        _status_rank=df["id_number_status"].map({"valid": 0, "repaired": 1}))
+    gold_in["birth_date"] = facts["birth"].dt.date.where(facts["birth"].notna(), None)
+    golden = golden_records(gold_in, "person_id", GOLDEN_ELEMENTS, spec)
+    lap("golden")
+
+    keys = df["_key"].to_numpy()
+    evidence = _evidence(df, ids, l[accepted], r[accepted], score[accepted],
+                         weights[accepted], feats[accepted])
+    in_review = (score >= cfg.review_threshold) & ~accepted & \
+        ((score < cfg.match_threshold) | refused) & (cluster[l] != cluster[r])
+    review = _review(df, keys, l[in_review], r[in_review], score[in_review], weights[in_review],
+                     refused[in_review], cluster, decisions_keys(steward_match, steward_non, keys))
+    lap("review")
+
+    stats = {
+        "records": n, "clusters": int(len(np.unique(cluster))),
+        "match_rule": {k: int(v) for k, v in xref["match_rule"].value_counts().items()},
+        "queued_for_probabilistic": int(len(queue)), "conflicts": int(conflict.sum()),
+        "pairs_compared": int(len(pairs)), "links_accepted": int(accepted.sum()),
+        "links_refused_cannot_link": int(refused.sum()), "review": int(len(review)),
+        "weights": weight_source, "m": m, "u": u, "seconds": seconds,
+    }
+    return LinkResult(xref=xref, golden=golden, history=history, review=review,
+                      evidence=evidence, stats=stats)
+
+
+def decisions_keys(match: np.ndarray, non: np.ndarray, keys: np.ndarray) -> set[tuple[str, str]]:
+    pairs = np.vstack([match.reshape(-1, 2), non.reshape(-1, 2)])
+    return {tuple(sorted((keys[a], keys[b]))) for a, b in pairs}
+
+
+def _evidence(df, ids, l, r, score, weights, feats) -> pd.DataFrame:
+    out = pd.DataFrame({
+        "left_source_system": df["source_system"].to_numpy()[l],
+        "left_source_record_id": df["source_record_id"].to_numpy()[l],
+        "right_source_system": df["source_system"].to_numpy()[r],
+        "right_source_record_id": df["source_record_id"].to_numpy()[r],
+        "person_id": ids.to_numpy()[l],
+        "score": np.round(score, 4)})
+    for f in FIELDS:
+        out[f"w_{f}"] = np.round(weights[f].to_numpy(), 4)
+        out[f"agree_{f}"] = feats[f].to_numpy()
+    return out.astype({c: "string" for c in out.columns[:5]})
+
+
+def _review(df, keys, l, r, score, weights, refused, cluster, decided) -> pd.DataFrame:
+    cols = ["pair_id", "entity", "left_source_system", "left_source_record_id",
+            "right_source_system", "right_source_record_id", "score", "evidence", "reason",
+            "status"]
+    cand = pd.DataFrame({"l": l, "r": r, "score": score, "refused": refused,
+                         "target": cluster[r], "i": np.arange(len(l))})
+    # one question per (record, other cluster): the best pair shows the case
+    cand = cand.sort_values(["l", "target", "score"], ascending=[True, True, False])
+    cand = cand.drop_duplicates(["l", "target"])
+    if decided:
+        pairs = [tuple(sorted((keys[a], keys[b]))) for a, b in zip(cand["l"], cand["r"])]
+        cand = cand[[p not in decided for p in pairs]]
+    if cand.empty:
+        return pd.DataFrame(columns=cols).astype({c: "string" for c in cols if c != "score"})
+    w = weights.iloc[cand["i"].to_numpy()]
+    evidence = [json.dumps({f: round(float(v), 3) for f, v in zip(w.columns, row)})
+                for row in w.to_numpy()]
+    lk, rk = pd.Series(keys[cand["l"]]), pd.Series(keys[cand["r"]])
+    out = pd.DataFrame({
+        "pair_id": pair_id(lk, rk).to_numpy(), "entity": "person",
+        "left_source_system": df["source_system"].to_numpy()[cand["l"]],
+        "left_source_record_id": df["source_record_id"].to_numpy()[cand["l"]],
+        "right_source_system": df["source_system"].to_numpy()[cand["r"]],
+        "right_source_record_id": df["source_record_id"].to_numpy()[cand["r"]],
+        "score": np.round(cand["score"].to_numpy(), 4), "evidence": evidence,
+        "reason": np.where(cand["refused"], "conflicting_id", "uncertain"), "status": "open"})
+    return out.astype({c: "string" for c in cols if c != "score"}).reset_index(drop=True)
