@@ -83,5 +83,58 @@ def demo(out: Path = typer.Option(Path("demo"), help="Demo folder"),
     run(sources=out / "world" / "sources", warehouse=None, lake=None, full_refresh=True)
 
 
+@standards_app.command("check")
+def standards_check(root: Optional[Path] = typer.Option(None, help="standards folder (default: the shipped one)"),
+                    sources: Optional[Path] = typer.Option(None, help="also check a folder of source YAMLs")) -> None:
+    """Validate standards/ (and source mappings); exit 1 with a readable report on problems."""
+    from standards.check import check_standards
+
+    problems = check_standards(root, sources)
+    if not problems:
+        console.print("[green]standards OK[/]")
+        return
+    table = Table(title=f"{len(problems)} problem(s) in standards")
+    for col in ("file", "where", "problem"):
+        table.add_column(col)
+    for p in problems:
+        table.add_row(p.file, p.location, p.message)
+    console.print(table)
+    raise typer.Exit(1)
+
+
+@standards_app.command("docs")
+def standards_docs(sources: Optional[Path] = typer.Option(None, help="folder of source YAMLs to show who supplies what"),
+                   out: Optional[Path] = typer.Option(None, help="write Markdown here instead of stdout")) -> None:
+    """Render the data dictionary: elements, code tables, and which department supplies which element."""
+    from standards.docs import render_data_dictionary
+    from standards.registry import load_standards
+    from standards.sources import load_sources
+
+    text = render_data_dictionary(load_standards(), load_sources(sources) if sources else [])
+    if out:
+        out.write_text(text, encoding="utf-8")
+        console.print(f"data dictionary: [bold]{out}[/]")
+    else:
+        print(text)
+
+
+@sources_app.command("suggest")
+def sources_suggest(url: str = typer.Argument(..., help="SQLAlchemy URL of the department database"),
+                    out: Optional[Path] = typer.Option(None, help="write one <table>.yaml per table here")) -> None:
+    """Profile an unknown database and propose a source YAML per table (evidence as comments)."""
+    from govdata.suggest import suggest_sources
+    from standards.registry import load_standards
+
+    proposals = suggest_sources(url, load_standards())
+    for table, text in proposals.items():
+        if out:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / f"{table.lower()}.yaml").write_text(text, encoding="utf-8")
+        else:
+            print(f"--- # {table}\n{text}")
+    if out:
+        console.print(f"{len(proposals)} proposal(s) in [bold]{out}[/]")
+
+
 if __name__ == "__main__":
     sys.exit(app())
