@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from expectations.suites import build_quarantine_suite, build_suite, describe_suite
+
+TODAY = dt.date(2026, 11, 25)
+
+
+def test_person_suite_without_source_covers_every_element_in_standards_order(standards):
+    suite = build_suite("person", standards, today=TODAY)
+    assert suite.name == "std.person"
+    assert describe_suite(suite) == [
+        ("expect_column_values_to_not_be_null", "id_number"),
+        ("expect_column_values_to_match_regex", "id_number"),
+        ("expect_column_values_to_not_be_null", "name"),
+        ("expect_column_values_to_be_in_set", "sex"),
+        ("expect_column_values_to_be_between", "birth_date"),
+        ("expect_column_values_to_match_regex", "phone"),
+    ]
+
+
+def test_source_suite_keeps_mapped_elements_and_adds_row_count(standards, gongan):
+    suite = build_suite("person", standards, gongan, today=TODAY)
+    assert suite.name == "std.person.gongan"
+    assert describe_suite(suite) == [
+        ("expect_column_values_to_not_be_null", "id_number"),
+        ("expect_column_values_to_match_regex", "id_number"),
+        ("expect_column_values_to_not_be_null", "name"),
+        ("expect_column_values_to_be_in_set", "sex"),
+        ("expect_column_values_to_be_between", "birth_date"),
+        ("expect_table_row_count_to_be_between", None),
+    ]
+    row_count = suite.expectations[-1]
+    assert (row_count.min_value, row_count.max_value) == (1, None)
+
+
+def test_expectation_parameters_come_from_element_fields_and_code_tables(standards, gongan):
+    by_key = {(e.expectation_type, getattr(e, "column", None)): e
+              for e in build_suite("person", standards, gongan, today=TODAY).expectations}
+    assert by_key[("expect_column_values_to_match_regex", "id_number")].regex == r"^\d{17}[\dX]$"
+    assert by_key[("expect_column_values_to_be_in_set", "sex")].value_set == ["0", "1", "2", "9"]
+    birth = by_key[("expect_column_values_to_be_between", "birth_date")]
+    assert birth.min_value == dt.datetime(1900, 1, 1)
+    assert birth.max_value == dt.datetime(2026, 11, 25, 23, 59, 59, 999999)
+
+
+def test_severity_follows_element_critical(standards, gongan):
+    severities = {(e.expectation_type, e.column if hasattr(e, "column") else None): e.severity.value
+                  for e in build_suite("person", standards, gongan, today=TODAY).expectations}
+    assert severities[("expect_column_values_to_be_in_set", "sex")] == "critical"
+    assert severities[("expect_column_values_to_not_be_null", "name")] == "warning"
+    assert severities[("expect_column_values_to_be_between", "birth_date")] == "warning"
+
+
+def test_integer_range_from_quality_config(standards, hall):
+    suite = build_suite("application", standards, hall, today=TODAY)
+    assert describe_suite(suite) == [
+        ("expect_column_values_to_not_be_null", "application_no"),
+        ("expect_column_values_to_be_between", "submitted_at"),
+        ("expect_column_values_to_be_between", "rating"),
+        ("expect_table_row_count_to_be_between", None),
+    ]
+    rating = suite.expectations[2]
+    assert (rating.min_value, rating.max_value) == (1, 5)
+
+
+def test_quarantine_suite_uses_source_override_else_default(gongan, hall):
+    assert build_quarantine_suite(hall).expectations[0].max_value == 0.5
+    assert build_quarantine_suite(gongan).expectations[0].max_value == 0.05
+
+
+def test_unknown_element_in_source_mapping_is_named(standards, gongan):
+    from dataclasses import replace
+    bad = replace(gongan, columns={**gongan.columns, "ZZ": "shoe_size"})
+    with pytest.raises(ValueError, match=r"gongan .*unknown person elements: \['shoe_size'\]"):
+        build_suite("person", standards, bad)
+
+
+def test_missing_code_table_is_named(standards):
+    standards.code_tables.pop("sex")
+    with pytest.raises(ValueError, match=r"person\.sex names code table 'sex'"):
+        build_suite("person", standards)
