@@ -1,0 +1,173 @@
+"""Person and enterprise name normalisation.
+
+Person names: NFKC; Chinese names lose all inner whitespace (U+3000 included), traditional
+characters become simplified (OpenCC t2s) and every middle-dot variant becomes U+00B7;
+name_pinyin is the toneless lower-case pinyin without separators (pypinyin lazy_pinyin) —
+the cross-script key. Latin-only names ('Zhang San') give name NA, name_latin 'ZHANG SAN'
+and name_pinyin 'zhangsan'. Known limits: surname readings (曾 zeng, 单 shan) follow
+pypinyin's default reading unless surname_readings is given; t2s also folds 於 to 于.
+
+Enterprise names: NFKC + simplified; parentheses in the Chinese convention, full-width
+（）; 有限责任公司 is written 有限公司 (one canonical form, so both spellings compare equal);
+the leading region (province/city/county names, with or without their 省/市/区/县 suffix)
+goes to name_region; name_core drops that prefix and the legal form.
+OpenCC and pypinyin are the slow parts: every distinct name is computed once per process
+(memoised), and once per call through per_unique.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+from typing import Iterable, Mapping
+
+import numpy as np
+import opencc
+import pandas as pd
+from pypinyin import lazy_pinyin
+
+from transforms.unique import per_unique, strings
+
+_T2S = opencc.OpenCC("t2s")
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
+_LATIN_NAME = re.compile(r"[A-Za-z\u00c0-\u024f\s'.,\-\u00b7]+")
+_SPACES = re.compile(r"[\s\u3000\u200b\ufeff]+")
+# Middle-dot variants seen in minority and foreign names (after NFKC: U+FF0E -> '.',
+# U+FF65 -> U+30FB).
+_DOTS = re.compile(r"[\u00b7\u2022\uff0e.\u30fb\u2027\u2219\uff65\u22c5\u0387]+")
+_MIDDLE_DOT = "\u00b7"
+_NOT_KEY = re.compile(r"[^a-z0-9]")
+_CACHE_SIZE = 1 << 20
+
+
+def _fold_latin(text: str) -> str:
+    """Accents off (Zhāng -> zhang), ü as pypinyin writes it (v), letters and digits only."""
+    text = text.replace("ü", "v").replace("Ü", "V")
+    ascii_ = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return _NOT_KEY.sub("", ascii_.lower())
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def _person_name(raw: str, surnames: tuple[tuple[str, str], ...] = ()) -> tuple[str | None, str | None, str | None]:
+    text = unicodedata.normalize("NFKC", raw).strip()
+    if not text:
+        return None, None, None
+    if not _HAN.search(text):
+        if not _LATIN_NAME.fullmatch(text) or not re.search(r"[A-Za-z\u00c0-\u024f]", text):
+            return _SPACES.sub("", text), None, None  # neither Chinese nor latin: keep as given
+        latin = " ".join(text.upper().split())
+        return None, latin, _fold_latin(text) or None
+    name = _DOTS.sub(_MIDDLE_DOT, _SPACES.sub("", text)).strip(_MIDDLE_DOT)
+    name = _T2S.convert(name)
+    syllables = lazy_pinyin(name.replace(_MIDDLE_DOT, ""))
+    readings = dict(surnames)
+    if readings and name[0] in readings:
+        syllables[0] = readings[name[0]]
+    return name, None, _NOT_KEY.sub("", "".join(syllables).lower()) or None
+
+
+def _person_uniques(uniques: np.ndarray, surnames: tuple[tuple[str, str], ...]) -> pd.DataFrame:
+    rows = [(None, None, None) if v is None or v is pd.NA else _person_name(str(v), surnames) for v in uniques]
+    cols = list(zip(*rows)) if rows else [(), (), ()]
+    return pd.DataFrame({
+        "name": strings(np.array(cols[0], dtype=object)),
+        "name_latin": strings(np.array(cols[1], dtype=object)),
+        "name_pinyin": strings(np.array(cols[2], dtype=object)),
+    })
+
+
+def normalise_person_names(values: pd.Series, surname_readings: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Raw person names -> name, name_latin, name_pinyin (see module doc).
+    surname_readings (e.g. {'曾': 'zeng', '单': 'shan'}) overrides the first syllable."""
+    surnames = tuple(sorted((surname_readings or {}).items()))
+    return per_unique(values, lambda u: _person_uniques(u, surnames))
+
+
+# ---------------------------------------------------------------- enterprises
+# Legal forms, longest first; 有限责任公司 has already been rewritten to 有限公司.
+LEGAL_FORMS: tuple[str, ...] = (
+    "合伙企业（有限合伙）", "合伙企业（普通合伙）", "农民专业合作社", "个人独资企业",
+    "股份有限公司", "（有限合伙）", "（普通合伙）", "专业合作社", "有限公司", "合伙企业", "公司",
+)
+_REGION_SUFFIXES = ("特别行政区", "维吾尔自治区", "壮族自治区", "回族自治区", "自治区",
+                    "省", "市", "区", "县")
+_NON_ASCII = r"[^\x00-\x7f]"
+
+
+@lru_cache(maxsize=8)
+def _region_prefixes(region_names: tuple[str, ...]) -> tuple[frozenset[str], int]:
+    """All spellings a region prefix can take: full names and names without their suffix
+    (only when at least two characters remain, so 东区 never yields a bare 东)."""
+    variants: set[str] = set()
+    for name in region_names:
+        name = unicodedata.normalize("NFKC", str(name)).strip()
+        if len(name) < 2:
+            continue
+        variants.add(name)
+        for suffix in _REGION_SUFFIXES:
+            if name.endswith(suffix) and len(name) - len(suffix) >= 2:
+                variants.add(name[: -len(suffix)])
+                break
+    return frozenset(variants), max((len(v) for v in variants), default=0)
+
+
+def _canonical_enterprise_name(raw: str) -> str:
+    text = _T2S.convert(unicodedata.normalize("NFKC", raw))
+    text = text.replace("(", "（").replace(")", "）")
+    text = re.sub(r"\s+", " ", text).strip()
+    # Spaces only matter between latin words; next to Chinese characters they are noise.
+    text = re.sub(rf"(?<={_NON_ASCII}) | (?={_NON_ASCII})", "", text)
+    return text.replace("有限责任公司", "有限公司")
+
+
+def _split_region(name: str, prefixes: frozenset[str], longest: int) -> tuple[str, str]:
+    """Longest region names at the start, repeatedly (浙江省杭州市西湖区…); never eats the
+    whole name."""
+    pos = 0
+    while True:
+        for length in range(min(longest, len(name) - pos - 1), 1, -1):
+            if name[pos:pos + length] in prefixes:
+                pos += length
+                break
+        else:
+            return name[:pos], name[pos:]
+
+
+def _strip_legal_form(core: str) -> str:
+    for form in LEGAL_FORMS:
+        if core.endswith(form) and len(core) > len(form):
+            return core[: -len(form)]
+    return core
+
+
+def _drop_bracketed_region(core: str, prefixes: frozenset[str]) -> tuple[str, str]:
+    """某某科技（北京） -> ('某某科技', '北京'): a region in brackets is not part of the core."""
+    for match in re.finditer(r"（([^（）]+)）", core):
+        if match.group(1) in prefixes and len(core) > len(match.group(0)):
+            return core[: match.start()] + core[match.end():], match.group(1)
+    return core, ""
+
+
+def _enterprise_uniques(uniques: np.ndarray, prefixes: frozenset[str], longest: int) -> pd.DataFrame:
+    names, cores, regions = [], [], []
+    for v in uniques:
+        if v is None or v is pd.NA or not str(v).strip():
+            names.append(None), cores.append(None), regions.append(None)
+            continue
+        name = _canonical_enterprise_name(str(v))
+        region, core = _split_region(_strip_legal_form(name), prefixes, longest)
+        core, inner = _drop_bracketed_region(core, prefixes)
+        names.append(name)
+        regions.append(region or inner or None)
+        cores.append(core or None)
+    return pd.DataFrame({
+        "name": strings(np.array(names, dtype=object)),
+        "name_core": strings(np.array(cores, dtype=object)),
+        "name_region": strings(np.array(regions, dtype=object)),
+    })
+
+
+def normalise_enterprise_names(values: pd.Series, region_names: Iterable[str]) -> pd.DataFrame:
+    """Raw enterprise names -> name (canonical full name), name_core, name_region."""
+    prefixes, longest = _region_prefixes(tuple(sorted(set(map(str, region_names)))))
+    return per_unique(values, lambda u: _enterprise_uniques(u, prefixes, longest))
