@@ -6,7 +6,8 @@ standards, checks quality, links persons and enterprises to stable master IDs an
 shared warehouse.
 
 extract (one mapped task per source) → normalise (per source) → validate (GX quality gate) →
-link → load (emits the `govdata_warehouse` asset) → marts → report.
+link → load. The load updates the `govdata_warehouse` asset, which schedules `govdata_marts`
+(marts → report) through data-aware scheduling; the asset event carries the run's manifest.
 
 Params: `sources_dir`, `warehouse_url`, `lake`, `full_refresh` (ignore watermarks).
 Data moves as Parquet files in the lake; XCom carries paths and counts only.
@@ -17,9 +18,9 @@ import os
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.sdk import Param, dag, get_current_context, task
 
-WAREHOUSE = Asset("govdata_warehouse", uri="govdata://warehouse")
+from govdata.assets import WAREHOUSE
 
 DEFAULT_ARGS = {
     "owner": "govdata",
@@ -97,32 +98,21 @@ def govdata_pipeline():
         return stage(list(normalised), _run())
 
     @task(outlets=[WAREHOUSE])
-    def load(normalised: list[dict], validated: dict, linked: dict) -> dict:
-        from govdata.stages import load as stage
+    def load(extracted: list[dict], normalised: list[dict], validated: dict, linked: dict, *, outlet_events=None) -> dict:
+        from govdata.stages import load as stage, write_manifest
 
-        return stage(list(normalised), validated, linked, _run())
-
-    @task
-    def marts(loaded: dict) -> dict:
-        from govdata.stages import marts as stage
-
-        return stage(loaded, _run())
-
-    @task
-    def report(extracted: list[dict], normalised: list[dict], validated: dict, linked: dict, loaded: dict,
-               marted: dict) -> dict:
-        from govdata.stages import report as stage
-
-        return stage(list(extracted), list(normalised), validated, linked, loaded, marted, _run())
+        run = _run()
+        loaded = stage(list(normalised), validated, linked, run)
+        manifest = write_manifest(run, list(extracted), list(normalised), validated, linked, loaded)
+        outlet_events[WAREHOUSE].extra = {"run_id": run["run_id"], "manifest": manifest}
+        return {**loaded, "manifest": manifest}
 
     run = plan()
     extracted = extract.expand(source=sources(run))
     normalised = normalise.expand(extracted=extracted)
     validated = validate(normalised)
     linked = link(normalised, validated)
-    loaded = load(normalised, validated, linked)
-    marted = marts(loaded)
-    report(extracted, normalised, validated, linked, loaded, marted)
+    load(extracted, normalised, validated, linked)
 
 
 pipeline = govdata_pipeline()

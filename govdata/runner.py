@@ -41,13 +41,22 @@ def ensure_metadata_db(home: Path) -> None:
     marker.write_text("ok")
 
 
-def load_dag():
+def load_dag(file: str, attribute: str):
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("govdata_pipeline_dag", DAGS_FOLDER / "govdata_pipeline.py")
+    spec = importlib.util.spec_from_file_location(f"govdata_dag_{attribute}", DAGS_FOLDER / file)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.pipeline
+    return getattr(module, attribute)
+
+
+def _test_run(dag, conf: dict):
+    dag_run = dag.test(run_conf=conf)
+    state = str(getattr(dag_run.state, "value", dag_run.state))
+    if state != "success":
+        failed = [ti.task_id for ti in dag_run.get_task_instances() if str(getattr(ti.state, "value", ti.state)) == "failed"]
+        raise PipelineFailed(f"{dag.dag_id} run {dag_run.run_id} ended {state}; failed tasks: {', '.join(failed) or 'none'}")
+    return dag_run
 
 
 def run_pipeline(sources_dir: Path, warehouse_url: str | None = None, lake: str | None = None,
@@ -66,12 +75,11 @@ def run_pipeline(sources_dir: Path, warehouse_url: str | None = None, lake: str 
         "lake": lake or settings.lake,
         "full_refresh": full_refresh,
     }
-    dag_run = load_dag().test(run_conf=conf)
-    state = str(getattr(dag_run.state, "value", dag_run.state))
-    if state != "success":
-        failed = [ti.task_id for ti in dag_run.get_task_instances() if str(getattr(ti.state, "value", ti.state)) == "failed"]
-        raise PipelineFailed(f"DAG run {dag_run.run_id} ended {state}; failed tasks: {', '.join(failed) or 'none'}")
     from govdata.lake import run_path
 
+    dag_run = _test_run(load_dag("govdata_pipeline.py", "pipeline"), conf)
+    manifest = run_path(conf["lake"], dag_run.run_id, "manifest.json")
+    # dag.test() does not fire asset-triggered DAGs: run the consumer as the scheduler would.
+    _test_run(load_dag("govdata_marts.py", "marts_dag"), {"manifest": manifest})
     summary_path = Path(run_path(conf["lake"], dag_run.run_id, "report", "summary.json"))
     return json.loads(summary_path.read_text(encoding="utf-8"))

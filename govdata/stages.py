@@ -228,21 +228,42 @@ def etl_run_row(normalised: list[dict], linked: dict, run: dict) -> pd.DataFrame
     )
 
 
+def write_manifest(run: dict, extracted: list[dict], normalised: list[dict], validated: dict, linked: dict,
+                   loaded: dict) -> str:
+    """Everything the marts-and-report DAG needs about a loaded run, as one JSON file in the lake."""
+    import fsspec
+
+    path = run_path(run["lake"], run["run_id"], "manifest.json")
+    manifest = {"run": run, "extracted": extracted, "normalised": normalised, "validated": validated,
+                "linked": linked, "loaded": loaded}
+    with fsspec.open(path, "w", encoding="utf-8", auto_mkdir=True) as fh:
+        json.dump(manifest, fh, ensure_ascii=False, default=str)
+    return path
+
+
+def read_manifest(path: str) -> dict:
+    import fsspec
+
+    with fsspec.open(path, "r", encoding="utf-8") as fh:
+        return json.load(fh)
+
+
 # 6 marts ------------------------------------------------------------------------------------
 @_timed
-def marts(loaded: dict, run: dict) -> dict:
+def marts(manifest: dict) -> dict:
     from warehouse.load import refresh_marts
 
-    return {"marts": refresh_marts(run["warehouse_url"])}
+    return {"marts": refresh_marts(manifest["run"]["warehouse_url"])}
 
 
 # 7 report -----------------------------------------------------------------------------------
 @_timed
-def report(extracted: list[dict], normalised: list[dict], validated: dict, linked: dict, loaded: dict,
-           marted: dict, run: dict) -> dict:
+def report(manifest: dict, marted: dict) -> dict:
     from govdata.report import write_run_report
 
+    run = manifest["run"]
     path = run_path(run["lake"], run["run_id"], "report", "index.html")
-    summary = write_run_report(path, run=run, extracted=extracted, normalised=normalised, validated=validated,
-                               linked=linked, loaded=loaded, marted=marted)
+    summary = write_run_report(path, run=run, extracted=manifest["extracted"], normalised=manifest["normalised"],
+                               validated=manifest["validated"], linked=manifest["linked"],
+                               loaded=manifest["loaded"], marted=marted)
     return {"report_path": path, "summary": summary}

@@ -19,27 +19,34 @@ def dagbag():
 
 def test_no_import_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert "govdata_pipeline" in dagbag.dag_ids
+    assert sorted(dagbag.dag_ids) == ["govdata_marts", "govdata_pipeline"]
 
 
 def test_pipeline_shape(dagbag):
     dag = dagbag.dags["govdata_pipeline"]
     assert dag.max_active_runs == 1
     assert dag.doc_md and "govdata_pipeline" in dag.doc_md
-    order = ["plan", "sources", "extract", "normalise", "validate", "link", "load", "marts", "report"]
+    order = ["plan", "sources", "extract", "normalise", "validate", "link", "load"]
     assert set(dag.task_ids) == set(order)
     # wired in stage order (a DAG cycle would fail DagBag import already)
     for upstream, downstream in [("extract", "normalise"), ("normalise", "validate"), ("validate", "link"),
-                                 ("link", "load"), ("load", "marts"), ("marts", "report")]:
+                                 ("link", "load")]:
         assert downstream in dag.get_task(upstream).downstream_task_ids
 
 
+def test_marts_dag_is_scheduled_by_the_warehouse_asset(dagbag):
+    dag = dagbag.dags["govdata_marts"]
+    assert [a.name for a in dag.timetable.asset_condition.objects] == ["govdata_warehouse"]
+    assert set(dag.task_ids) == {"manifest", "marts", "report"}
+    assert "report" in dag.get_task("marts").downstream_task_ids
+
+
 def test_retries_set_where_retrying_helps(dagbag):
-    dag = dagbag.dags["govdata_pipeline"]
-    for task in dag.tasks:
-        expected = 0 if task.task_id in {"plan", "validate"} else 2
-        assert task.retries == expected, task.task_id
-    assert dag.get_task("extract").retry_exponential_backoff
+    for dag in dagbag.dags.values():
+        for task in dag.tasks:
+            expected = 0 if task.task_id in {"plan", "validate"} else 2
+            assert task.retries == expected, task.task_id
+    assert dagbag.dags["govdata_pipeline"].get_task("extract").retry_exponential_backoff
 
 
 def test_load_emits_the_warehouse_asset(dagbag):
