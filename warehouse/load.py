@@ -1,0 +1,427 @@
+"""Idempotent, all-or-nothing loads into the warehouse; one code path for DuckDB and PostgreSQL.
+
+The backend is chosen by the SQLAlchemy URL (GOVDATA_WAREHOUSE_URL, default a DuckDB file):
+- DuckDB: Arrow tables are registered and merged with DELETE … USING + INSERT … SELECT in one
+  transaction. The vault is a separate DuckDB file (mode 0600) attached only by the loader and
+  steward connections; DuckDB lets a transaction write to one database file only, so the vault
+  is merged first in its own transaction (upserts keyed by master id: re-running is harmless).
+- PostgreSQL (psycopg 3): COPY into temporary staging tables, then INSERT … ON CONFLICT DO UPDATE
+  (or scope DELETE + INSERT), all tables — vault schema included — in one transaction.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import sqlalchemy as sa
+
+from warehouse.schema import (VAULT_SCHEMA, analyst_table_names, arrow_schema, create_ddl, metadata, qualified,
+                              table_for)
+
+log = logging.getLogger(__name__)
+MARTS_DIR = Path(__file__).parent / "marts"
+ROLES = ("govdata_loader", "govdata_steward", "govdata_analyst")
+COPY_BATCH_ROWS = 200_000
+
+
+class LoadError(RuntimeError):
+    """A load was rolled back; the message names the table."""
+
+
+# --- connections ----------------------------------------------------------------------------
+def backend_of(url: str) -> str:
+    name = sa.engine.make_url(url).get_backend_name()
+    if name in ("duckdb", "postgresql"):
+        return name
+    raise ValueError(f"warehouse URL backend {name!r} is not supported (use duckdb:/// or postgresql+psycopg://)")
+
+
+def duckdb_paths(url: str) -> tuple[str, str]:
+    """(warehouse file, vault file). The vault sits beside the warehouse unless ?vault=PATH is given."""
+    u = sa.engine.make_url(url)
+    path = u.database or ""
+    if not path or path == ":memory:":
+        raise ValueError("the DuckDB warehouse must be a file (duckdb:///path/warehouse.duckdb): "
+                         "its vault is a second file beside it")
+    vault = u.query.get("vault") or str(Path(path).with_suffix("")) + ".vault.duckdb"
+    return path, str(vault)
+
+
+class _DB:
+    """A connection with one parameter style (`?`) and a transaction context manager."""
+
+    backend: str
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
+    def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]: ...
+    def transaction(self): ...
+    def close(self) -> None: ...
+
+
+class _DuckDB(_DB):
+    backend = "duckdb"
+
+    def __init__(self, url: str, vault: bool, read_only: bool = False):
+        import duckdb
+
+        path, vault_path = duckdb_paths(url)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.con = duckdb.connect(path, read_only=read_only)
+        if vault:
+            self._attach_vault(vault_path)
+
+    def _attach_vault(self, vault_path: str) -> None:
+        # umask makes DuckDB create the file (and its WAL) as 0600 from the first byte on.
+        old = os.umask(0o077)
+        try:
+            self.con.execute(f"ATTACH '{vault_path}' AS {VAULT_SCHEMA}")
+        finally:
+            os.umask(old)
+        os.chmod(vault_path, 0o600)
+
+    def execute(self, sql, params=()):
+        self.con.execute(sql, list(params))
+
+    def fetchall(self, sql, params=()):
+        return self.con.execute(sql, list(params)).fetchall()
+
+    def fetch_arrow(self, sql: str) -> pa.Table:
+        rel = self.con.sql(sql)
+        return rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
+
+    @contextmanager
+    def transaction(self):
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield self
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
+
+    def close(self):
+        self.con.close()
+
+
+class _Postgres(_DB):
+    backend = "postgresql"
+
+    def __init__(self, url: str):
+        import psycopg
+
+        self.con = psycopg.connect(**pg_conninfo(url), autocommit=True)
+
+    @staticmethod
+    def _sql(sql: str) -> str:
+        return sql.replace("%", "%%").replace("?", "%s")
+
+    def execute(self, sql, params=()):
+        self.con.execute(self._sql(sql) if params else sql, list(params) or None)
+
+    def fetchall(self, sql, params=()):
+        return self.con.execute(self._sql(sql) if params else sql, list(params) or None).fetchall()
+
+    def fetch_arrow(self, sql: str) -> pa.Table:
+        cur = self.con.execute(sql)
+        names = [d.name for d in cur.description]
+        rows = cur.fetchall()
+        return pa.Table.from_pandas(pd.DataFrame.from_records(rows, columns=names), preserve_index=False)
+
+    @contextmanager
+    def transaction(self):
+        with self.con.transaction():
+            yield self
+
+    def close(self):
+        self.con.close()
+
+
+def pg_conninfo(url: str) -> dict[str, Any]:
+    u = sa.engine.make_url(url)
+    info = {"host": u.host, "port": u.port, "user": u.username, "password": u.password, "dbname": u.database}
+    info.update({k: v for k, v in u.query.items() if isinstance(v, str)})
+    return {k: v for k, v in info.items() if v is not None}
+
+
+@contextmanager
+def connect(url: str, vault: bool = False, read_only: bool = False) -> Iterator[_DB]:
+    """Loader/steward connection (`vault=True` attaches the DuckDB vault file)."""
+    db: _DB = _DuckDB(url, vault, read_only) if backend_of(url) == "duckdb" else _Postgres(url)
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+def analyst_connect(url: str):
+    """A read-only DuckDB connection for analysts: the vault file is never attached."""
+    import duckdb
+
+    path, _ = duckdb_paths(url)
+    return duckdb.connect(path, read_only=True)
+
+
+# --- schema ---------------------------------------------------------------------------------
+def init_warehouse(url: str) -> None:
+    """Create every table (and on PostgreSQL the vault schema, roles and grants), then the marts."""
+    with connect(url, vault=True) as db:
+        if db.backend == "duckdb":
+            # One DuckDB transaction writes one file; CREATE … IF NOT EXISTS makes a retry safe.
+            for table in metadata.sorted_tables:
+                db.execute(create_ddl(table))
+        else:
+            with db.transaction():
+                db.execute(f"CREATE SCHEMA IF NOT EXISTS {VAULT_SCHEMA}")
+                for table in metadata.sorted_tables:
+                    db.execute(create_ddl(table))
+                _grant_roles(db)
+    refresh_marts(url)
+
+
+def _missing_tables(db: _DB) -> list[str]:
+    if db.backend == "duckdb":
+        rows = db.fetchall("SELECT CASE WHEN database_name = 'vault' THEN 'vault.' ELSE '' END || table_name "
+                           "FROM duckdb_tables()")
+    else:
+        rows = db.fetchall("SELECT CASE WHEN table_schema = 'vault' THEN 'vault.' ELSE '' END || table_name "
+                           "FROM information_schema.tables WHERE table_schema IN ('public', 'vault')")
+    present = {r[0] for r in rows}
+    return [qualified(t) for t in metadata.sorted_tables if qualified(t) not in present]
+
+
+def _grant_roles(db: _DB) -> None:
+    """Least privilege: loader writes, steward reads everything incl. the vault, analyst reads
+    analyst tables and marts only. Roles are cluster-wide and created once (NOLOGIN groups)."""
+    for role in ROLES:
+        db.execute(f"DO $$ BEGIN CREATE ROLE {role} NOLOGIN; "
+                   f"EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+    public = [t for t in metadata.sorted_tables if t.schema is None]
+    vault = [t for t in metadata.sorted_tables if t.schema == VAULT_SCHEMA]
+    db.execute(f"REVOKE ALL ON SCHEMA {VAULT_SCHEMA} FROM PUBLIC")
+    db.execute("GRANT USAGE ON SCHEMA public TO " + ", ".join(ROLES))
+    db.execute(f"GRANT USAGE ON SCHEMA {VAULT_SCHEMA} TO govdata_loader, govdata_steward")
+    for t in public:
+        db.execute(f"REVOKE ALL ON {t.name} FROM PUBLIC")
+        db.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {t.name} TO govdata_loader")
+        db.execute(f"GRANT SELECT ON {t.name} TO govdata_steward")
+        if t.info["analyst"]:
+            db.execute(f"GRANT SELECT ON {t.name} TO govdata_analyst")
+    db.execute("GRANT INSERT ON identify_audit TO govdata_steward")
+    db.execute("GRANT INSERT, UPDATE ON review_queue, review_decision TO govdata_steward")
+    for t in vault:
+        # The loader writes the vault but may read only its keys (needed by ON CONFLICT).
+        keys = ", ".join(t.info["merge"][1])
+        db.execute(f"REVOKE ALL ON {qualified(t)} FROM PUBLIC")
+        db.execute(f"GRANT INSERT, UPDATE ON {qualified(t)} TO govdata_loader")
+        db.execute(f"GRANT SELECT ({keys}) ON {qualified(t)} TO govdata_loader")
+        db.execute(f"GRANT SELECT ON {qualified(t)} TO govdata_steward")
+
+
+# --- frames -> Arrow ------------------------------------------------------------------------
+def _column_array(series: pd.Series, typ: pa.DataType) -> pa.Array:
+    if pa.types.is_string(typ):
+        if series.dtype == object and series.map(lambda v: isinstance(v, (dict, list))).any():
+            series = series.map(lambda v: json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v)
+        return pa.array(series.astype("string"), type=typ, from_pandas=True)
+    if pa.types.is_timestamp(typ):
+        s = pd.to_datetime(series)
+        if getattr(s.dt, "tz", None) is not None:
+            s = s.dt.tz_convert("UTC").dt.tz_localize(None)
+        return pa.array(s, from_pandas=True).cast(typ)
+    if pa.types.is_date(typ):
+        if pd.api.types.is_datetime64_any_dtype(series):
+            return pc.cast(pa.array(series.dt.normalize(), from_pandas=True), typ)
+        return pa.array(series, type=typ, from_pandas=True)
+    if pa.types.is_boolean(typ) and series.dtype == object:
+        series = series.astype("boolean")
+    return pa.array(series, type=typ, from_pandas=True)
+
+
+def to_arrow(name: str, frame: pd.DataFrame) -> pa.Table:
+    """Frame → Arrow table with the warehouse column types; clear errors on unknown/missing
+    columns, unconvertible values and duplicate keys."""
+    table = table_for(name)
+    schema = arrow_schema(table)
+    unknown = [c for c in frame.columns if c not in schema.names]
+    if unknown:
+        raise ValueError(f"table {name}: unknown column(s) {', '.join(map(str, unknown))}")
+    required = [c.name for c in table.columns if not c.nullable and c.name not in frame.columns]
+    if required:
+        raise ValueError(f"table {name}: missing required column(s) {', '.join(required)}")
+    frame = frame.reset_index(drop=True)
+    arrays = []
+    for field in schema:
+        if field.name not in frame.columns:
+            arrays.append(pa.nulls(len(frame), type=field.type))
+            continue
+        try:
+            arrays.append(_column_array(frame[field.name], field.type))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError, TypeError) as exc:
+            raise ValueError(f"table {name}: column {field.name} cannot be read as {field.type}: "
+                             f"{type(exc).__name__}") from None
+    arrow = pa.Table.from_arrays(arrays, schema=pa.schema([pa.field(f.name, f.type) for f in schema]))
+    _check_unique(name, arrow, table.info["merge"])
+    return arrow
+
+
+def _check_unique(name: str, arrow: pa.Table, merge: tuple[str, tuple[str, ...]]) -> None:
+    mode, keys = merge
+    if mode != "key" or arrow.num_rows == 0:
+        return
+    groups = arrow.group_by(list(keys)).aggregate([([], "count_all")])
+    dup = pc.sum(pc.greater(groups["count_all"], 1)).as_py() or 0
+    if dup:
+        raise ValueError(f"table {name}: {dup} duplicate key(s) on ({', '.join(keys)})")
+
+
+# --- merging --------------------------------------------------------------------------------
+def _merge_duckdb(db: _DuckDB, name: str, arrow: pa.Table) -> None:
+    table = table_for(name)
+    target, (mode, keys), keep = qualified(table), table.info["merge"], table.info["keep"]
+    cols = [c.name for c in table.columns]
+    col_list = ", ".join(cols)
+    db.con.register("_stg_arrow", arrow)
+    try:
+        src = "_stg_arrow"
+        if keep:
+            # Columns an upsert must not overwrite come from the existing row.
+            on = " AND ".join(f"o.{k} = s.{k}" for k in keys)
+            sel = ", ".join(f"COALESCE(o.{c}, s.{c}) AS {c}" if c in keep else f"s.{c}" for c in cols)
+            db.con.execute(f"CREATE OR REPLACE TEMP TABLE _stg_keep AS SELECT {sel} FROM _stg_arrow s "
+                           f"LEFT JOIN {target} o ON {on}")
+            src = "_stg_keep"
+        if mode == "key":
+            on = " AND ".join(f"{target}.{k} = s.{k}" for k in keys)
+            db.con.execute(f"DELETE FROM {target} USING {src} s WHERE {on}")
+        else:
+            on = " AND ".join(f"{target}.{k} = s.{k}" for k in keys)
+            db.con.execute(f"DELETE FROM {target} USING (SELECT DISTINCT {', '.join(keys)} FROM {src}) s WHERE {on}")
+        db.con.execute(f"INSERT INTO {target} ({col_list}) SELECT {col_list} FROM {src}")
+        if keep:
+            db.con.execute("DROP TABLE _stg_keep")
+    finally:
+        db.con.unregister("_stg_arrow")
+
+
+def _csv_batches(arrow: pa.Table) -> Iterator[bytes]:
+    """CSV for COPY: strings always quoted (so '' stays ''), NULL unquoted empty; bytea as \\x hex."""
+    for i, col in enumerate(arrow.columns):
+        if pa.types.is_binary(col.type):
+            hexed = pa.array([None if v is None else "\\x" + v.hex() for v in col.to_pylist()], type=pa.string())
+            arrow = arrow.set_column(i, arrow.field(i).name, hexed)
+    options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
+    for batch in arrow.to_batches(max_chunksize=COPY_BATCH_ROWS):
+        buf = io.BytesIO()
+        pacsv.write_csv(batch, buf, options)
+        yield buf.getvalue()
+
+
+def _merge_postgres(db: _Postgres, name: str, arrow: pa.Table) -> None:
+    table = table_for(name)
+    target, (mode, keys), keep = qualified(table), table.info["merge"], table.info["keep"]
+    cols = [c.name for c in table.columns]
+    col_list = ", ".join(cols)
+    stg = f"_stg_{table.name}"
+    db.con.execute(f"CREATE TEMP TABLE {stg} (LIKE {target} INCLUDING DEFAULTS) ON COMMIT DROP")
+    with db.con.cursor().copy(f"COPY {stg} ({col_list}) FROM STDIN (FORMAT csv)") as copy:
+        for chunk in _csv_batches(arrow):
+            copy.write(chunk)
+    if mode == "key":
+        updates = [c for c in cols if c not in keys and c not in keep]
+        action = ("DO UPDATE SET " + ", ".join(f"{c} = EXCLUDED.{c}" for c in updates)) if updates else "DO NOTHING"
+        db.con.execute(f"INSERT INTO {target} ({col_list}) SELECT {col_list} FROM {stg} "
+                       f"ON CONFLICT ({', '.join(keys)}) {action}")
+    else:
+        on = " AND ".join(f"{target}.{k} = s.{k}" for k in keys)
+        db.con.execute(f"DELETE FROM {target} USING (SELECT DISTINCT {', '.join(keys)} FROM {stg}) s WHERE {on}")
+        db.con.execute(f"INSERT INTO {target} ({col_list}) SELECT {col_list} FROM {stg}")
+    db.con.execute(f"DROP TABLE {stg}")
+
+
+def _merge(db: _DB, name: str, arrow: pa.Table) -> None:
+    try:
+        (_merge_duckdb if db.backend == "duckdb" else _merge_postgres)(db, name, arrow)
+    except Exception as exc:
+        raise LoadError(f"loading table {name} failed, nothing was loaded: {type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:300]}") from exc
+
+
+def load_tables(url: str, tables: dict[str, pd.DataFrame], run_id: str) -> dict[str, int]:
+    """Merge every frame into its warehouse table in one transaction; returns rows per table.
+    Loading the same tables twice leaves the warehouse identical; a failure loads nothing."""
+    arrows = {name: to_arrow(name, frame) for name, frame in tables.items() if frame is not None}
+    vault_names = [n for n in arrows if table_for(n).schema == VAULT_SCHEMA]
+    main_names = [t.name for t in metadata.sorted_tables if t.name in arrows and t.name not in vault_names]
+    started = time.perf_counter()
+    with connect(url, vault=True) as db:
+        if _missing_tables(db):
+            db.close()
+            init_warehouse(url)
+            return load_tables(url, tables, run_id)
+        if db.backend == "duckdb":
+            # One DuckDB transaction writes one file: the vault (keyed upserts) goes first.
+            if vault_names:
+                with db.transaction():
+                    for name in vault_names:
+                        _merge(db, name, arrows[name])
+            with db.transaction():
+                for name in main_names:
+                    _merge(db, name, arrows[name])
+        else:
+            with db.transaction():
+                for name in vault_names + main_names:
+                    _merge(db, name, arrows[name])
+    log.info("run %s: loaded %d tables, %d rows in %.2f s", run_id, len(arrows),
+             sum(a.num_rows for a in arrows.values()), time.perf_counter() - started)
+    return {name: arrows[name].num_rows for name in vault_names + main_names}
+
+
+def read_table(url: str, name: str) -> pd.DataFrame | None:
+    """A whole warehouse table as a DataFrame; None when the warehouse or the table does not exist."""
+    table = table_for(name)
+    if backend_of(url) == "duckdb" and not Path(duckdb_paths(url)[0]).exists():
+        return None
+    with connect(url, vault=table.schema == VAULT_SCHEMA) as db:
+        if qualified(table) in _missing_tables(db):
+            return None
+        return db.fetch_arrow(f"SELECT * FROM {qualified(table)}").to_pandas()
+
+
+# --- marts ----------------------------------------------------------------------------------
+def mart_sql() -> dict[str, str]:
+    """mart name → SELECT statement, one file each in warehouse/marts/."""
+    return {p.stem: p.read_text(encoding="utf-8") for p in sorted(MARTS_DIR.glob("mart_*.sql"))}
+
+
+def refresh_marts(url: str) -> list[str]:
+    """(Re)create every mart as a view; analysts get SELECT on PostgreSQL."""
+    marts = mart_sql()
+    with connect(url) as db:
+        with db.transaction():
+            for name, sql in marts.items():
+                body = sql.strip().rstrip(";")
+                db.execute(f"DROP VIEW IF EXISTS {name}")
+                db.execute(f"CREATE VIEW {name} AS\n{body}")
+                if db.backend == "postgresql" and _role_exists(db, "govdata_analyst"):
+                    db.execute(f"GRANT SELECT ON {name} TO govdata_analyst, govdata_steward")
+    return list(marts)
+
+
+def _role_exists(db: _DB, role: str) -> bool:
+    return bool(db.fetchall("SELECT 1 FROM pg_roles WHERE rolname = ?", (role,)))
+
+
+__all__ = ["init_warehouse", "load_tables", "read_table", "refresh_marts", "connect", "analyst_connect",
+           "LoadError", "to_arrow", "analyst_table_names", "np"]
