@@ -40,7 +40,9 @@ def csv_lines(index: pd.Index) -> str:
     return ", ".join(lines) + more
 
 
-def check_elements(root: Path, table_names: set[str]) -> tuple[list[Problem], dict[str, dict[str, Element]]]:
+def check_elements(root: Path, table_names: set[str]) -> tuple[list[Problem], dict[str, dict[str, Any]]]:
+    """Problems in elements.yaml, and every declared element name per kind (parsed or not, so a
+    malformed element is reported once, not again by files that refer to it)."""
     file = root / "elements.yaml"
     try:
         raw = read_yaml(file)
@@ -49,7 +51,7 @@ def check_elements(root: Path, table_names: set[str]) -> tuple[list[Problem], di
     if not isinstance(raw, dict):
         return [Problem(str(file), "(top level)", f"expected a mapping of kinds ({', '.join(KINDS)})")], {}
     problems: list[Problem] = []
-    elements: dict[str, dict[str, Element]] = {}
+    elements: dict[str, dict[str, Any]] = {}
     for kind in sorted(set(raw) - set(KINDS)):
         problems.append(Problem(str(file), str(kind), f"unknown kind; expected one of {', '.join(KINDS)}"))
     for kind in KINDS:
@@ -59,12 +61,12 @@ def check_elements(root: Path, table_names: set[str]) -> tuple[list[Problem], di
             continue
         elements[kind] = {}
         for name, spec in specs.items():
+            elements[kind][str(name)] = spec
             try:
                 element = parse_element(kind, str(name), spec, file)
             except StandardsError as exc:
                 problems.append(Problem(str(file), exc.key, f"expected {exc.expected}"))
                 continue
-            elements[kind][element.name] = element
             problems += check_element_references(element, file, table_names)
     return problems, elements
 
@@ -141,7 +143,7 @@ def check_table(name: str, table: pd.DataFrame, spec: dict[str, Any], tables: di
         current = table[table["status"] == "current"]
         for value, rows in current[current.duplicated(key, keep=False)].groupby(key):
             problems.append(Problem(file, f"line {csv_lines(rows.index)}", f"more than one current row for {key} {value!r}"))
-    problems += check_column_values(table, spec, file)
+    problems += check_column_values(table[table[key].str.strip() != ""], spec, file)
     problems += check_references(table, spec, tables, catalogue, file)
     return problems
 
@@ -206,7 +208,7 @@ def check_code_tables(root: Path) -> tuple[list[Problem], dict[str, pd.DataFrame
     return problems, tables
 
 
-def check_survivorship(root: Path, elements: dict[str, dict[str, Element]]) -> list[Problem]:
+def check_survivorship(root: Path, elements: dict[str, dict[str, Any]]) -> list[Problem]:
     file = root / "survivorship.yaml"
     try:
         parse_survivorship(read_yaml(file), file, elements)
@@ -215,7 +217,7 @@ def check_survivorship(root: Path, elements: dict[str, dict[str, Element]]) -> l
     return []
 
 
-def check_row_rules(root: Path, elements: dict[str, dict[str, Element]]) -> list[Problem]:
+def check_row_rules(root: Path, elements: dict[str, dict[str, Any]]) -> list[Problem]:
     file = root / "row_rules.yaml"
     try:
         parse_row_rules(read_yaml(file), file, elements)

@@ -6,6 +6,7 @@ cross-references (code tables, successors, duplicates) are reported by standards
 from __future__ import annotations
 
 import functools
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +131,7 @@ def load_code_catalogue(root: Path | None = None) -> dict[str, dict[str, Any]]:
     return raw
 
 
-def parse_survivorship(raw: Any, file: Path, elements: dict[str, dict[str, Element]]) -> dict[str, dict[str, Any]]:
+def parse_survivorship(raw: Any, file: Path, elements: Mapping[str, Collection[str]]) -> dict[str, dict[str, Any]]:
     """Validate survivorship.yaml's shape; returns it unchanged."""
     if not isinstance(raw, dict):
         raise StandardsError(file, "(top level)", "a mapping of kind -> survivorship rules")
@@ -176,7 +177,7 @@ def load_row_rules(root: Path | None = None) -> dict[str, list[list[str]]]:
     return parse_row_rules(read_yaml(file), file, load_standards(folder).elements)
 
 
-def parse_row_rules(raw: Any, file: Path, elements: dict[str, dict[str, Element]]) -> dict[str, list[list[str]]]:
+def parse_row_rules(raw: Any, file: Path, elements: Mapping[str, Collection[str]]) -> dict[str, list[list[str]]]:
     if not isinstance(raw, dict):
         raise StandardsError(file, "(top level)", "a mapping of kind -> {required_one_of}")
     rules: dict[str, list[list[str]]] = {kind: [] for kind in KINDS}

@@ -1,0 +1,116 @@
+"""check_standards: clean on the shipped standards, each kind of problem found on a broken copy."""
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from standards.check import Problem, check_standards, main
+from standards.registry import STANDARDS_ROOT
+
+GONGAN = """name: gongan
+department: 公安局人口户籍
+kind: person
+connection: sqlite:///gongan.sqlite
+table: T_RK_JBXX
+primary_key: RKBH
+columns: {SFZHM: id_number, XM: nom}
+"""
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """A private copy of the shipped standards (YAML and CSV only) to break."""
+    copy = tmp_path.resolve() / "standards"
+    shutil.copytree(STANDARDS_ROOT, copy, ignore=shutil.ignore_patterns("*.py", "__pycache__", "sources"))
+    return copy
+
+
+def append(path: Path, text: str) -> None:
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def replace(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def test_shipped_standards_have_no_problems():
+    assert check_standards() == []
+    assert main([]) == 0
+
+
+# (how to break the copy, file relative to the root, location, message)
+BREAKAGES: list[tuple[Callable[[Path], None], str, str, str]] = [
+    (lambda r: append(r / "codes/sex.csv", "1,男性\n"),
+     "codes/sex.csv", "line 3, 6", "duplicate code '1'"),
+    (lambda r: append(r / "codes/id_document_type.csv", ",空白证件\n"),
+     "codes/id_document_type.csv", "line 14", "empty code"),
+    (lambda r: (r / "codes/sex.csv").write_text("code,nom\n0,a\n1,b\n2,c\n9,d\n", encoding="utf-8"),
+     "codes/sex.csv", "(header)", "missing columns ['name']; expected columns ['code', 'name']"),
+    (lambda r: replace(r / "elements.yaml", "code_table: sex\n", "code_table: gender\n"),
+     "elements.yaml", "person.sex.code_table", "unknown code table 'gender'; expected one of codes/*.csv"),
+    (lambda r: replace(r / "codes/region.csv", "110103,崇文区,county,abolished,1981,2010,110101,",
+                       "110103,崇文区,county,abolished,1981,2010,119999,"),
+     "codes/region.csv", "line 5", "column successors: successor not in region: 119999"),
+    (lambda r: append(r / "codes/sex_alias.csv", "nan,7\n"),
+     "codes/sex_alias.csv", "line 24", "column code: value not in sex: 7"),
+    (lambda r: append(r / "codes/sex_alias.csv", "Male,1\n"),
+     "codes/sex_alias.csv", "line 24", "column alias: expected lower-case without surrounding spaces"),
+    (lambda r: append(r / "codes/region.csv", "110101,东城区,county,current,2010,,,北京市,\n"),
+     "codes/region.csv", "line 3, 6825", "more than one current row for code '110101'"),
+    (lambda r: append(r / "codes/channel.csv", "fax,传真,fax,maybe\n"),
+     "codes/channel.csv", "line 7", "column online: expected one of ['true', 'false']"),
+    (lambda r: (r / "codes/marital.csv").write_text("code,name\n10,未婚\n", encoding="utf-8"),
+     "codes/marital.csv", "(file)", "code table not listed in codes/codes.yaml"),
+    (lambda r: replace(r / "codes/codes.yaml", "  source: GB/T 2261.1-2003 人的性别代码\n", ""),
+     "codes/codes.yaml", "sex.source", "expected a non-empty value (cite the source)"),
+    (lambda r: replace(r / "elements.yaml", "    type: date\n", "    type: day\n"),
+     "elements.yaml", "person.birth_date.type",
+     "expected one of string, name, id_number, uscc, org_code, reg_no, tax_no, code, date, timestamp, "
+     "integer, phone, address"),
+    (lambda r: replace(r / "survivorship.yaml", "    phone: most_recent\n", "    mobile: most_recent\n"),
+     "survivorship.yaml", "person.elements.mobile", "expected an element of kind person"),
+    (lambda r: replace(r / "row_rules.yaml", "[name, name_pinyin]", "[name, pinyin]"),
+     "row_rules.yaml", "person.required_one_of", "expected elements of kind person, not 'pinyin'"),
+]
+
+
+@pytest.mark.parametrize(("breakage", "file", "location", "message"), BREAKAGES,
+                         ids=[b[2] + ":" + b[3][:25] for b in BREAKAGES])
+def test_broken_copy_reports_each_problem(root, breakage, file, location, message):
+    assert check_standards(root) == []
+    breakage(root)
+    assert check_standards(root) == [Problem(str(root / file), location, message)]
+
+
+def test_source_mapping_to_unknown_element(root, tmp_path):
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    (sources / "gongan.yaml").write_text(GONGAN, encoding="utf-8")
+    (sources / "copy.yaml").write_text(GONGAN.replace("XM: nom", "XM: name"), encoding="utf-8")
+    expected_elements = ", ".join(["id_number", "name", "name_latin", "name_pinyin", "sex", "birth_date",
+                                   "ethnicity", "phone", "address", "region_code", "updated_at"])
+    assert check_standards(root, sources) == [
+        Problem(str(sources / "gongan.yaml"), "columns.XM",
+                f"expected an element of kind person ({expected_elements}), got 'nom'")]
+    (sources / "gongan.yaml").write_text(GONGAN.replace("XM: nom", "XM: name"), encoding="utf-8")
+    assert check_standards(root, sources) == [
+        Problem(str(sources / "gongan.yaml"), "name",
+                f"duplicate source name 'gongan' (also {sources / 'copy.yaml'})")]
+
+
+def test_sources_checked_against_the_copy_not_the_shipped_elements(root, tmp_path):
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    (sources / "gongan.yaml").write_text(GONGAN.replace("XM: nom", "XM: name"), encoding="utf-8")
+    assert check_standards(root, sources) == []
+    replace(root / "elements.yaml", "  name:\n    type: name\n    zh: 姓名\n", "  full_name:\n    type: name\n    zh: 姓名\n")
+    replace(root / "row_rules.yaml", "[name, name_pinyin]", "[full_name, name_pinyin]")
+    replace(root / "survivorship.yaml", "    name: trust_order\n    name_pinyin", "    name_pinyin")
+    problems = check_standards(root, sources)
+    assert [(p.file, p.location) for p in problems] == [(str(sources / "gongan.yaml"), "columns.XM")]
