@@ -1,0 +1,44 @@
+"""Data dictionary rendering on the shipped standards and two tiny sources."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from standards.docs import render_data_dictionary
+from standards.model import SourceConfig
+from standards.registry import load_standards
+
+
+def source(name: str, kind: str, columns: dict[str, str], connection: str) -> SourceConfig:
+    return SourceConfig(name=name, department=f"{name} 部门", kind=kind, connection=connection,
+                        table="T", primary_key="ID", columns=columns, path=Path(f"/x/{name}.yaml"))
+
+
+SOURCES = [
+    source("shebao", "person", {"GMSFHM": "id_number", "XM": "name", "LXDH": "phone"},
+           "postgresql+psycopg://loader:s3cret@db.internal:5432/si"),
+    source("gongan", "person", {"SFZHM": "id_number", "XM": "name", "XB": "sex"}, "sqlite:////d/gongan.sqlite"),
+    source("shichang", "enterprise", {"TYSHXYDM": "uscc", "QYMC": "name"}, "airflow:shichang"),
+]
+
+
+def test_data_dictionary_sections_and_matrix():
+    text = render_data_dictionary(load_standards(), SOURCES)
+    lines = text.splitlines()
+    assert lines[0] == "# govdata data dictionary"
+    assert [line for line in lines if line.startswith("## ")] == [
+        "## Elements", "## Code tables", "## Sources", "## Which department supplies which element"]
+    assert "| element | gongan | shebao | sources |" in lines
+    assert "| `id_number` | `SFZHM` | `GMSFHM` | 2 |" in lines
+    assert "| `sex` | `XB` |  | 1 |" in lines
+    assert "| `ethnicity` |  |  | 0 |" in lines
+    assert "| `uscc` | `TYSHXYDM` | 1 |" in lines
+    assert "No source supplies this kind." in text
+    region_row = next(line for line in lines if line.startswith("| `region` |"))
+    assert region_row.endswith("| eed219a (data through 2024) | CC0 1.0 | 6823 |")
+    assert "areacodes by yescallop, result.csv at commit eed219a, CC0 1.0" in region_row
+    assert "| `shebao` | shebao 部门 | person | T | ID | postgresql | full snapshot | 3 |" in lines
+    assert "| `shichang` | shichang 部门 | enterprise | T | ID | airflow connection | full snapshot | 2 |" in lines
+    assert "s3cret" not in text and "db.internal" not in text
+    # pipes inside a pattern are escaped so the table keeps its columns
+    phone = next(line for line in lines if line.startswith("| `phone` | 联系电话"))
+    assert "\\|0[1-9]" in phone
