@@ -293,8 +293,10 @@ def make_impossible(y: np.ndarray, m: np.ndarray, d: np.ndarray, mask: np.ndarra
 def format_timestamps(seconds: np.ndarray) -> np.ndarray:
     """Seconds since epoch (int64, -1 for NULL) -> 'YYYY-MM-DD HH:MM:SS' or None."""
     sec = np.asarray(seconds, dtype=np.int64)
-    text = np.datetime_as_string(sec.astype("datetime64[s]"), unit="s").astype(object)
-    out = pd.Series(text, dtype=object).str.replace("T", " ", regex=False).to_numpy(dtype=object)
+    text = np.ascontiguousarray(np.datetime_as_string(sec.astype("datetime64[s]"), unit="s"))
+    if len(text):
+        text.view(np.uint32).reshape(len(text), -1)[:, 10] = ord(" ")   # ISO 'T' -> ' '
+    out = text.astype(object)
     out[sec < 0] = None
     return out
 
@@ -609,8 +611,10 @@ def build_enterprises(rng: np.random.Generator, n: int, persons: Persons, as_of:
 
     industry = rng.integers(0, len(INDUSTRIES), n)
     legal_form = weighted_choice(rng, n, [f[1] for f in LEGAL_FORMS])
-    core = np.asarray(NAME_CORES, dtype=object)[rng.integers(0, len(NAME_CORES), n)]
-    core2 = np.asarray(NAME_CORES, dtype=object)[rng.integers(0, len(NAME_CORES), n)]
+    cores = np.asarray(NAME_CORES, dtype=object)
+    first = rng.integers(0, len(NAME_CORES), n)
+    second = (first + rng.integers(1, len(NAME_CORES), n)) % len(NAME_CORES)   # never the same twice
+    core, core2 = cores[first], cores[second]
     # Two-part cores keep names mostly distinct in a big world.
     core = np.where(rng.random(n) < 0.5, concat(core, core2), core)
     trade = np.array([i[1] for i in INDUSTRIES], dtype=object)[industry]
@@ -799,6 +803,14 @@ def to_traditional(values: np.ndarray) -> np.ndarray:
     return map_unique(values, converter.convert)
 
 
+def traditional_addresses(region_idx: np.ndarray, street: np.ndarray, house: np.ndarray) -> np.ndarray:
+    """Addresses in traditional characters, converted per component (a few dozen strings)
+    rather than per address."""
+    prefixes = to_traditional(REGION_PREFIX)
+    streets = to_traditional(np.asarray(STREETS, dtype=object))
+    return concat(prefixes[region_idx], streets[street], _PLAIN[house], to_traditional(np.array(["号"], dtype=object))[0])
+
+
 def minzheng_table(p: Persons, rng: np.random.Generator, as_of: date) -> Table:
     """民政局: missing and mistyped IDs, traditional characters, 1990年1月2日, 男/女/未知."""
     idx = members(rng, p, COVERAGE["minzheng"])
@@ -809,7 +821,7 @@ def minzheng_table(p: Persons, rng: np.random.Generator, as_of: date) -> Table:
     addr = addresses(p.region_idx[idx], p.street[idx], p.house[idx])
     trad = pick(rng, n, 0.15)
     names[trad] = to_traditional(names[trad])
-    addr[trad] = to_traditional(addr[trad])
+    addr[trad] = traditional_addresses(p.region_idx[idx[trad]], p.street[idx[trad]], p.house[idx[trad]])
     sex = np.where(p.sex[idx] == 1, "男", "女").astype(object)
     sex[pick(rng, n, 0.02)] = "未知"
     eth_names = pd.Series(p.ethnicity[idx], dtype=object).map(ETHNICITIES).to_numpy(dtype=object)
@@ -1068,6 +1080,9 @@ def zhengzhao_table(c: Certificates, p: Persons, e: Enterprises, rng: np.random.
     today = day_number(as_of)
     status = np.where((exp >= 0) & (exp < today), "过期", "有效").astype(object)
     status[pick(rng, n, 0.01)] = "注销"
+    # Last touched some time between issue and today.
+    issued_s = c.issue[order] * 86400
+    touched = issued_s + (rng.random(n) * np.maximum(today * 86400 - issued_s, 1)).astype(np.int64)
     rid = concat("DZZZ", np.char.zfill(np.arange(1, n + 1).astype(str), 12).astype(object))
     names = np.array([t[0] for t in CERTIFICATE_TYPES], dtype=object)
     issuers = np.array([t[2] for t in CERTIFICATE_TYPES], dtype=object)
@@ -1084,7 +1099,7 @@ def zhengzhao_table(c: Certificates, p: Persons, e: Enterprises, rng: np.random.
             "QFRQ": ("TEXT", format_dates(iy, im, id_, "iso")),
             "YXQZ": ("TEXT", expiry),
             "ZZZT": ("TEXT", status),
-            "GXSJ": ("TEXT", format_timestamps(update_seconds(rng, n, as_of, 2))),
+            "GXSJ": ("TEXT", format_timestamps(touched)),
         },
         mapping={"ZZBH": "certificate_no", "ZZLXMC": "certificate_type", "CZRSFZH": "holder_id_number",
                  "CZZTDM": "holder_uscc", "BFJGMC": "issuer", "QFRQ": "issue_date", "YXQZ": "expiry_date",
@@ -1160,12 +1175,14 @@ def zhengwu_table(n: int, c: Certificates, p: Persons, e: Enterprises, rng: np.r
             "FDBJSX": ("INTEGER", limit[o].astype(object)),
             "MYDPJ": ("INTEGER", rating[o]),
             "CXZZBH": ("TEXT", cert[o]),
+            "GXSJ": ("TEXT", format_timestamps(np.where(completed[o] >= 0, completed[o], accepted[o]))),
         },
         mapping={"SQBH": "application_no", "SQRZJHM": "applicant_id_number", "SQDWTYDM": "applicant_uscc",
                  "SXBM": "service_item_code", "SQQD": "channel", "XZQHDM": "region_code",
                  "TJSJ": "submitted_at", "SLSJ": "accepted_at", "BJSJ": "completed_at",
-                 "FDBJSX": "legal_limit_days", "MYDPJ": "rating", "CXZZBH": "certificate_no"},
-        truth=holder_truth("zhengwu", rid, p, e, person[o], enterprise[o]), incremental="TJSJ",
+                 "FDBJSX": "legal_limit_days", "MYDPJ": "rating", "CXZZBH": "certificate_no",
+                 "GXSJ": "updated_at"},
+        truth=holder_truth("zhengwu", rid, p, e, person[o], enterprise[o]), incremental="GXSJ",
     )
 
 
