@@ -109,12 +109,13 @@ def test_small_catalogues(standards):
     items = standards.code_table("service_item")
     assert list(items["code"]) == [f"S{i:04d}" for i in range(1, 21)]
     assert items["legal_limit_days"].str.fullmatch(r"\d+").all()
+    assert items.iloc[7].tolist() == ["S0008", "婚姻登记", "0", "民政局"]
     ids = standards.code_table("id_document_type").set_index("code")["name"]
     assert (ids["111"], ids["414"]) == ("居民身份证", "普通护照")
     certs = standards.code_table("certificate_type").set_index("name")
     assert certs.loc["营业执照", "holder_kind"] == "enterprise"
     assert {"居民身份证", "营业执照", "结婚证", "机动车驾驶证", "社会保障卡", "出生医学证明",
-            "不动产权证书", "食品经营许可证"} <= set(certs.index)
+            "不动产权证书", "食品经营许可证", "道路运输经营许可证"} <= set(certs.index)
 
 
 def test_code_tables_are_strings_and_catalogued(standards):
