@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from functools import lru_cache
+from pathlib import Path
 from typing import Iterable, Mapping
 
 import numpy as np
@@ -29,6 +30,35 @@ from pypinyin import lazy_pinyin
 from transforms.unique import per_unique, strings
 
 _T2S = opencc.OpenCC("t2s")
+_CACHE_SIZE = 1 << 20
+_OPENCC_DICTS = Path(opencc.__file__).resolve().parent / "dictionary"
+
+
+@lru_cache(maxsize=1)
+def _traditional_chars() -> frozenset[str]:
+    """Every character OpenCC t2s may change: TSCharacters keys that map elsewhere, plus
+    the characters a TSPhrases entry rewrites. Text without any of them is already
+    simplified, so OpenCC (the slow part) is skipped for it."""
+    chars: set[str] = set()
+    for line in (_OPENCC_DICTS / "TSCharacters.txt").read_text(encoding="utf-8").splitlines():
+        key, targets = line.split("\t")
+        if key != targets.split(" ")[0]:
+            chars.add(key)
+    for line in (_OPENCC_DICTS / "TSPhrases.txt").read_text(encoding="utf-8").splitlines():
+        key, targets = line.split("\t")
+        chars.update(a for a, b in zip(key, targets.split(" ")[0]) if a != b)
+    return frozenset(chars)
+
+
+@lru_cache(maxsize=1)
+def _traditional_re() -> re.Pattern[str]:
+    return re.compile("[" + "".join(sorted(_traditional_chars())) + "]")
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def to_simplified(text: str) -> str:
+    """OpenCC t2s, only run when the text holds a character it may change."""
+    return _T2S.convert(text) if _traditional_re().search(text) else text
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
 _LATIN_NAME = re.compile(r"[A-Za-z\u00c0-\u024f\s'.,\-\u00b7]+")
 _SPACES = re.compile(r"[\s\u3000\u200b\ufeff]+")
@@ -37,7 +67,6 @@ _SPACES = re.compile(r"[\s\u3000\u200b\ufeff]+")
 _DOTS = re.compile(r"[\u00b7\u2022\uff0e.\u30fb\u2027\u2219\uff65\u22c5\u0387]+")
 _MIDDLE_DOT = "\u00b7"
 _NOT_KEY = re.compile(r"[^a-z0-9]")
-_CACHE_SIZE = 1 << 20
 
 
 def _fold_latin(text: str) -> str:
@@ -45,6 +74,13 @@ def _fold_latin(text: str) -> str:
     text = text.replace("ü", "v").replace("Ü", "V")
     ascii_ = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     return _NOT_KEY.sub("", ascii_.lower())
+
+
+@lru_cache(maxsize=None)
+def _char_pinyin(ch: str) -> str:
+    """Toneless pinyin of one character (pypinyin's reading; names are not phrases, so
+    per-character readings are as good as phrase matching and far cheaper)."""
+    return lazy_pinyin(ch)[0]
 
 
 @lru_cache(maxsize=_CACHE_SIZE)
@@ -58,8 +94,8 @@ def _person_name(raw: str, surnames: tuple[tuple[str, str], ...] = ()) -> tuple[
         latin = " ".join(text.upper().split())
         return None, latin, _fold_latin(text) or None
     name = _DOTS.sub(_MIDDLE_DOT, _SPACES.sub("", text)).strip(_MIDDLE_DOT)
-    name = _T2S.convert(name)
-    syllables = lazy_pinyin(name.replace(_MIDDLE_DOT, ""))
+    name = to_simplified(name)
+    syllables = [_char_pinyin(ch) for ch in name if ch != _MIDDLE_DOT]
     readings = dict(surnames)
     if readings and name[0] in readings:
         syllables[0] = readings[name[0]]
@@ -112,7 +148,7 @@ def _region_prefixes(region_names: tuple[str, ...]) -> tuple[frozenset[str], int
 
 
 def _canonical_enterprise_name(raw: str) -> str:
-    text = _T2S.convert(unicodedata.normalize("NFKC", raw))
+    text = to_simplified(unicodedata.normalize("NFKC", raw))
     text = text.replace("(", "（").replace(")", "）")
     text = re.sub(r"\s+", " ", text).strip()
     # Spaces only matter between latin words; next to Chinese characters they are noise.
@@ -130,6 +166,8 @@ def _split_region(name: str, prefixes: frozenset[str], longest: int) -> tuple[st
                 pos += length
                 break
         else:
+            if name[pos:] in _REGION_SUFFIXES:  # 北京市 alone: the name is the region
+                return "", name
             return name[:pos], name[pos:]
 
 

@@ -1,0 +1,219 @@
+"""Code values onto national code tables, phone numbers, addresses and the region an
+address names. Code tables come in as DataFrames (standards/codes/*.csv, string columns);
+nothing here reads files.
+
+Status: valid | invalid | missing; note 'unknown_code' (or the phone reason) on invalid.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from transforms.names import to_simplified
+from transforms.unique import as_text, per_unique, strings
+
+
+def _key(value: str) -> str:
+    """Lookup key: NFKC (full-width -> half-width), no surrounding or inner spaces, casefolded."""
+    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", value)).casefold()
+
+
+def _lookup_uniques(uniques: np.ndarray, lookup: dict[str, str], pad_to: int | None) -> pd.DataFrame:
+    values, status = [], []
+    for v in uniques:
+        key = None if v is None or v is pd.NA else _key(str(v))
+        if not key:
+            values.append(None), status.append("missing")
+            continue
+        code = lookup.get(key)
+        if code is None and pad_to and key.isdigit() and len(key) < pad_to:
+            code = lookup.get(key.zfill(pad_to))  # '1' for '01': leading zero lost in a spreadsheet
+        values.append(code), status.append("valid" if code is not None else "invalid")
+    status_arr = np.array(status, dtype=object)
+    note = np.where(status_arr == "invalid", "unknown_code", None)
+    return pd.DataFrame({"value": strings(np.array(values, dtype=object)),
+                         "status": strings(status_arr), "note": strings(note)})
+
+
+def _digit_width(codes: pd.Series) -> int | None:
+    """The common width of all-digit codes ('01'..'58' -> 2), else None."""
+    text = codes.astype(str)
+    widths = text.str.len().unique()
+    return int(widths[0]) if len(widths) == 1 and text.str.isdigit().all() else None
+
+
+def _build_lookup(table: pd.DataFrame, by: Sequence[str], code_column: str = "code") -> dict[str, str]:
+    """key -> code over the `by` columns, earlier columns winning; a key that would point to
+    two different codes within one column is left out (ambiguous, e.g. two 朝阳区)."""
+    lookup: dict[str, str] = {}
+    for column in by:
+        if column not in table.columns:
+            raise KeyError(f"code table has no column {column!r} (columns: {', '.join(table.columns)})")
+        pairs = pd.DataFrame({"key": table[column].astype(str).map(_key), "code": table[code_column].astype(str)})
+        pairs = pairs[pairs["key"] != ""].drop_duplicates()
+        unique = pairs[~pairs["key"].duplicated(keep=False)]
+        for key, code in zip(unique["key"], unique["code"]):
+            lookup.setdefault(key, code)
+    return lookup
+
+
+def normalise_code(values: pd.Series, table: pd.DataFrame, by: Sequence[str] = ("code", "name")) -> pd.DataFrame:
+    """Values given as a code or a name (or any `by` column) -> the table's code.
+    Matching ignores case, width and spaces; digit codes get their leading zeros back."""
+    lookup = _build_lookup(table, by)
+    pad_to = _digit_width(table["code"])
+    return per_unique(values, lambda u: _lookup_uniques(u, lookup, pad_to))
+
+
+def normalise_sex(values: pd.Series, alias_table: pd.DataFrame) -> pd.DataFrame:
+    """Sex in any spelling of sex_alias.csv (alias,code: 男, M, male, 1 …) -> GB/T 2261.1 code."""
+    lookup = _build_lookup(alias_table.rename(columns={"alias": "key"}), ("key", "code"))
+    return per_unique(values, lambda u: _lookup_uniques(u, lookup, None))
+
+
+def normalise_ethnicity(values: pd.Series, ethnicity_table: pd.DataFrame) -> pd.DataFrame:
+    """Ethnic group as name (汉族 or 汉), numeric code (1, 01) or letter code (HA) ->
+    GB/T 3304 two-digit code."""
+    table = ethnicity_table.assign(short=ethnicity_table["name"].str.replace(r"族$", "", regex=True))
+    lookup = _build_lookup(table, ("code", "name", "letter_code", "short"))
+    return per_unique(values, lambda u: _lookup_uniques(u, lookup, 2))
+
+
+# ---------------------------------------------------------------- phone numbers
+_PHONE_SEPARATORS = r"[\s\-‐–—()（）.·/]+"
+_MOBILE = r"^1[3-9][0-9]{9}$"
+_LANDLINE = r"^0[1-9][0-9]{1,2}[0-9]{7,8}$"
+_COUNTRY_MOBILE = r"^(?:\+?86|0086)(1[3-9][0-9]{9})$"
+_COUNTRY_LANDLINE = r"^(?:\+?86|0086)([1-9][0-9]{1,2}[0-9]{7,8})$"
+
+
+def _flag(text: pa.Array, pattern: str) -> np.ndarray:
+    return pc.fill_null(pc.match_substring_regex(text, pattern), False).to_numpy(zero_copy_only=False)
+
+
+def _phone_uniques(uniques: np.ndarray) -> pd.DataFrame:
+    raw = as_text(uniques)
+    fullwidth = _flag(raw, r"[\x{FF01}-\x{FF5E}\x{3000}]")
+    text = pc.utf8_normalize(raw, "NFKC")
+    separators = _flag(text, _PHONE_SEPARATORS)
+    text = pc.replace_substring_regex(text, _PHONE_SEPARATORS, "")
+    country = _flag(text, _COUNTRY_MOBILE) | _flag(text, _COUNTRY_LANDLINE)
+    text = pc.replace_substring_regex(text, _COUNTRY_MOBILE, r"\1")
+    text = pc.replace_substring_regex(text, _COUNTRY_LANDLINE, r"0\1")
+    missing = pc.fill_null(pc.equal(pc.utf8_length(text), 0), True).to_numpy(zero_copy_only=False)
+    ok = _flag(text, _MOBILE) | _flag(text, _LANDLINE)
+    no_area = ~ok & _flag(text, r"^[2-9][0-9]{6,7}$")
+    invalid = ~missing & ~ok
+    status = np.select([missing, invalid], ["missing", "invalid"], "valid").astype(object)
+    notes = np.full(len(text), None, dtype=object)
+    for code, flag in (("fullwidth", fullwidth), ("separators", separators), ("country_code", country),
+                       ("no_area_code", no_area & invalid), ("bad_format", invalid & ~no_area)):
+        for i in np.flatnonzero(flag & ~missing):
+            notes[i] = code if notes[i] is None else f"{notes[i]};{code}"
+    value = pc.if_else(pa.array(ok), text, pa.nulls(len(text), pa.string()))
+    return pd.DataFrame({"value": strings(value), "status": strings(status), "note": strings(notes)})
+
+
+def normalise_phone(values: pd.Series) -> pd.DataFrame:
+    """Phone numbers -> digits only: 11-digit mobile (1[3-9]…) or area code + 7-8 digits.
+    Separators, full-width digits and a +86/0086 prefix are removed (noted);
+    a landline without its area code is invalid (no_area_code), anything else bad_format."""
+    return per_unique(values, _phone_uniques)
+
+
+# ---------------------------------------------------------------- addresses
+def _address_uniques(uniques: np.ndarray) -> pd.DataFrame:
+    text = pc.utf8_normalize(as_text(uniques), "NFKC")
+    text = pc.utf8_trim_whitespace(pc.replace_substring_regex(text, r"\s+", " "))
+    # Spaces between Chinese characters carry no meaning in an address.
+    text = pc.replace_substring_regex(text, r"([^\x00-\x7f]) ", r"\1")
+    text = pc.replace_substring_regex(text, r" ([^\x00-\x7f])", r"\1")
+    values = [None if v is None or v == "" else to_simplified(v) for v in text.to_pylist()]
+    return pd.DataFrame({"value": strings(np.array(values, dtype=object))})
+
+
+def normalise_address(values: pd.Series) -> pd.Series:
+    """NFKC, simplified characters, single spaces only between latin words; '' -> NA."""
+    return per_unique(values, _address_uniques)["value"]
+
+
+_STRIPPABLE = ("特别行政区", "维吾尔自治区", "壮族自治区", "回族自治区", "自治区", "省", "市")
+
+
+@lru_cache(maxsize=4)
+def _region_index(table_key: tuple) -> tuple[dict, dict, dict]:
+    """Name lookups over current regions: provinces, prefectures per province, counties per
+    parent, and globally unambiguous prefecture/county names for addresses without a province."""
+    codes, names = table_key
+    known = frozenset(codes)
+    provinces: dict[str, str] = {}
+    children: dict[str, dict[str, str]] = {}
+    global_names: dict[str, set[str]] = {}
+    for code, name in zip(codes, names):
+        if code.endswith("0000"):
+            for variant in _name_variants(name):
+                provinces[variant] = code
+            continue
+        prefecture = code[:4] + "00"
+        parent = prefecture if code != prefecture and prefecture in known else code[:2] + "0000"
+        for variant in _name_variants(name):
+            children.setdefault(parent, {})[variant] = code
+            global_names.setdefault(variant, set()).add(code)
+    unique = {k: next(iter(v)) for k, v in global_names.items() if len(v) == 1}
+    return provinces, children, unique
+
+
+def _name_variants(name: str) -> list[str]:
+    """The full name and, for province/city names, the name without 省/市/自治区 (浙江, 杭州)."""
+    out = [name]
+    for suffix in _STRIPPABLE:
+        if name.endswith(suffix) and len(name) - len(suffix) >= 2:
+            out.append(name[: -len(suffix)])
+            break
+    return out
+
+
+def _match_prefix(text: str, pos: int, names: dict[str, str]) -> tuple[str | None, int]:
+    """Longest name in `names` starting at pos -> (code, new pos)."""
+    for end in range(min(len(text), pos + 12), pos + 1, -1):
+        code = names.get(text[pos:end])
+        if code:
+            return code, end
+    return None, pos
+
+
+def _address_code(address: str, index: tuple) -> str | None:
+    provinces, children, unique = index
+    text = re.sub(r"\s+", "", to_simplified(unicodedata.normalize("NFKC", address)))
+    code, pos = _match_prefix(text, 0, provinces)
+    if code is None:  # no province written: a unique prefecture or county name may start it
+        code, pos = _match_prefix(text, 0, unique)
+        if code is None:
+            return None
+    while code in children:  # descend: province -> prefecture -> county
+        child, pos = _match_prefix(text, pos, children[code])
+        if child is None:
+            break
+        code = child
+    return code
+
+
+def address_region(addresses: pd.Series, region_table: pd.DataFrame) -> pd.Series:
+    """Six-digit code of the deepest current region an address names at its start
+    (省 + 市 + 区/县, each optional but in that order; longest name wins); NA if none."""
+    current = region_table[region_table["status"].astype(str) == "current"]
+    index = _region_index((tuple(current["code"].astype(str)), tuple(current["name"].astype(str))))
+
+    def compute(uniques: np.ndarray) -> pd.DataFrame:
+        codes = [None if v is None or v is pd.NA or not str(v).strip() else _address_code(str(v), index)
+                 for v in uniques]
+        return pd.DataFrame({"region_code": strings(np.array(codes, dtype=object))})
+
+    return per_unique(addresses, compute)["region_code"]
