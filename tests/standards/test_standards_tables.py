@@ -84,6 +84,13 @@ def test_sex_codes_and_aliases(standards):
     assert set(aliases) <= set(sex["code"])
 
 
+def test_ethnicity_aliases(standards):
+    aliases = standards.code_table("ethnicity_alias").set_index("alias")["code"]
+    assert [aliases[a] for a in ["1", "01", "汉", "汉族", "ha", "han", "维族", "zang", "za", "土", "土家", "tj"]] == \
+        ["01", "01", "01", "01", "01", "01", "05", "04", "04", "30", "15", "15"]
+    assert set(aliases) <= set(standards.code_table("ethnicity")["code"])
+
+
 def test_channel_codes_and_online_flag(standards):
     channel = standards.code_table("channel")
     assert list(channel["code"]) == ["window", "web", "mobile", "kiosk", "hotline"]
