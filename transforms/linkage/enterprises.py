@@ -65,11 +65,11 @@ def identifier_edges(keys: pd.DataFrame, group: np.ndarray) -> pd.DataFrame:
                                        "b": hit[take].to_numpy(dtype=np.int64), "rule": rule}))
             resolved |= take
     rest = ~resolved
-    for rule, col in (("org_code", "org"), ("org_code", "tax_org"), ("tax_no", "tax"),
+    for rule, col in (("org_code", "org"), ("tax_no", "tax_org"), ("tax_no", "tax"),
                       ("reg_no", "reg")):
         k = keys[col].where(pd.Series(rest))
-        first = pd.Series(np.arange(n)).where(k.notna()).map(
-            pd.Series(np.arange(n))[k.notna()].groupby(k[k.notna()].to_numpy()).min())
+        present = k.notna().to_numpy()
+        first = k.map(pd.Series(np.flatnonzero(present)).groupby(k[present].to_numpy()).min())
         take = first.notna().to_numpy() & (first.to_numpy() != np.arange(n))
         edges.append(pd.DataFrame({"a": np.flatnonzero(take),
                                    "b": first[take].to_numpy(dtype=np.int64), "rule": rule}))

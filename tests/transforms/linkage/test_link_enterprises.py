@@ -1,0 +1,107 @@
+"""Enterprise linkage: USCC, the old identifiers it replaced, name + legal representative."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from stdnum.cn import uscc as uscc_std
+
+from transforms.linkage import link_enterprises
+from transforms.linkage.common import hash_id
+
+from .people import SURVIVORSHIP, clusters
+
+ORG1, ORG2 = "MA01ABCD1", "MA02EFGH2"
+U1 = "91110105" + ORG1 + uscc_std.calc_check_digit("91110105" + ORG1)
+U2 = "91110108" + ORG2 + uscc_std.calc_check_digit("91110108" + ORG2)
+REG1 = "110105000123456"
+
+
+def ent(source, rid, uscc=None, org=None, tax=None, reg=None, core=None, rep=None,
+        status=None, address=None, updated=None):
+    return {"source_system": source, "source_record_id": rid, "uscc": uscc,
+            "uscc_status": status or ("valid" if uscc else "missing"), "org_code": org,
+            "reg_no": reg, "tax_no": tax, "name": f"北京{core}有限公司" if core else None,
+            "name_core": core, "name_region": "北京" if core else None, "legal_rep_name": rep,
+            "founded_date": None, "address": address, "industry_code": None,
+            "region_code": "110105", "updated_at": pd.Timestamp(updated) if updated else pd.NaT}
+
+
+def world():
+    return [ent("shichang", "s1", U1, ORG1, reg=REG1, core="甲科技", rep="张三", address="旧址",
+                updated="2020-01-01"),
+            ent("shuiwu", "t1", tax="110105" + ORG1, core="甲科技", rep="张三", address="新址",
+                updated="2024-01-01"),
+            ent("zhengwu", "z1", org=ORG1),
+            ent("zhengwu", "z2", reg=REG1),
+            ent("zhengwu", "z3", core="甲科技", rep="张三"),
+            ent("zhengwu", "z4", U1[:-1] + "0", org=ORG1, status="invalid"),
+            ent("shichang", "s2", U2, ORG2, core="乙贸易", rep="李四"),
+            ent("zhengwu", "z5", core="乙贸易", rep="王五"),
+            ent("zhengwu", "z6", tax="320102" + "MA09ZZZZ9"),
+            ent("shuiwu", "t6", tax="320102" + "MA09ZZZZ9")]
+
+
+def run(rows, **kw):
+    kw.setdefault("previous_xref", None)
+    kw.setdefault("decisions", None)
+    return link_enterprises(pd.DataFrame(rows), survivorship=SURVIVORSHIP, run_id="r1", **kw)
+
+
+def test_every_identifier_rule_and_the_name_rule():
+    r = run(world())
+    assert clusters(r.xref, "enterprise_id") == {
+        frozenset({"shichang:s1", "shuiwu:t1", "zhengwu:z1", "zhengwu:z2", "zhengwu:z3",
+                   "zhengwu:z4"}),
+        frozenset({"shichang:s2"}), frozenset({"zhengwu:z5"}),
+        frozenset({"zhengwu:z6", "shuiwu:t6"})}
+    rules = dict(zip(r.xref.source_record_id, r.xref.match_rule))
+    assert rules == {"s1": "uscc", "t1": "tax_no", "z1": "org_code", "z2": "reg_no",
+                     "z3": "name", "z4": "org_code", "s2": "singleton", "z5": "singleton",
+                     "z6": "tax_no", "t6": "tax_no"}
+    ids = dict(zip(r.xref.source_record_id, r.xref.enterprise_id))
+    assert ids["s1"] == hash_id("E", "shichang\x1fs1")
+    g = r.golden.set_index("enterprise_id").loc[ids["s1"]]
+    assert (g["uscc"], g["org_code"], g["name_core"], g["address"], g["record_count"]) == \
+        (U1, ORG1, "甲科技", "新址", 6)
+    assert '"address": "shuiwu"' in g["lineage"]
+    # the org code inside the old tax number reaches the golden record
+    assert r.golden.set_index("enterprise_id").loc[ids["z6"], "org_code"] == "MA09ZZZZ9"
+
+
+def test_steward_decisions_force_and_forbid():
+    decisions = pd.DataFrame([
+        {"left_source_system": "zhengwu", "left_source_record_id": "z5",
+         "right_source_system": "shichang", "right_source_record_id": "s2", "decision": "match",
+         "decided_by": "s", "decided_at": pd.Timestamp("2026-01-01")},
+        {"left_source_system": "zhengwu", "left_source_record_id": "z2",
+         "right_source_system": "shichang", "right_source_record_id": "s1",
+         "decision": "non_match", "decided_by": "s", "decided_at": pd.Timestamp("2026-01-01")}])
+    r = run(world(), decisions=decisions)
+    got = clusters(r.xref, "enterprise_id")
+    assert frozenset({"shichang:s2", "zhengwu:z5"}) in got
+    assert frozenset({"zhengwu:z2"}) in got
+    rules = dict(zip(r.xref.source_record_id, r.xref.match_rule))
+    assert rules["z5"] == rules["s2"] == "steward"
+
+
+def test_two_usccs_are_never_merged_by_a_shared_old_identifier():
+    rows = [ent("shichang", "a", U1, reg=REG1), ent("shichang", "b", U2, reg=REG1),
+            ent("zhengwu", "c", reg=REG1)]
+    r = run(rows)
+    assert clusters(r.xref, "enterprise_id") == {frozenset({"shichang:a"}),
+                                                  frozenset({"shichang:b"}),
+                                                  frozenset({"zhengwu:c"})}
+
+
+def test_enterprise_ids_are_stable_across_runs():
+    first = run(world())
+    rows = world()[:-1] + [ent("shuiwu", "t9", tax="110108" + ORG2)]
+    second = run(rows, previous_xref=first.xref)
+    a = dict(zip(first.xref.source_record_id, first.xref.enterprise_id))
+    b = dict(zip(second.xref.source_record_id, second.xref.enterprise_id))
+    assert b["s1"] == a["s1"] and b["s2"] == b["t9"] == a["s2"] and b["z6"] == a["z6"]
+
+
+def test_duplicate_enterprise_key_is_named():
+    with pytest.raises(ValueError, match=r"enterprise records: duplicate record key \(zhengwu, z1\)"):
+        run(world() + [ent("zhengwu", "z1")])
