@@ -305,8 +305,15 @@ def blank_out(values: np.ndarray, rng: np.random.Generator, null_rate: float, em
     """Missing values both ways departments store them: NULL and ''."""
     out = np.asarray(values, dtype=object).copy()
     r = rng.random(len(out))
-    out[r < null_rate] = None
-    out[(r >= null_rate) & (r < null_rate + empty_rate)] = ""
+    null = r < null_rate
+    empty = (r >= null_rate) & (r < null_rate + empty_rate)
+    # Tiny worlds still get one of each, so both kinds of missing always occur.
+    if null_rate > 0 and len(out) > 1 and not null.any():
+        null[np.flatnonzero(~empty)[0]] = True
+    if empty_rate > 0 and len(out) > 1 and not empty.any():
+        empty[np.flatnonzero(~null)[-1]] = True
+    out[null] = None
+    out[empty] = ""
     return out
 
 
@@ -971,10 +978,15 @@ def shuiwu_table(e: Enterprises, p: Persons, rng: np.random.Generator, as_of: da
     uscc[~old_only & pick(rng, n, 0.005)] = None
     tax_no = np.where(old_only | (pre_reform & (rng.random(n) < 0.3)), e.tax_no[idx], None)
     names = e.name[idx].copy()
-    variant = np.where(rng.random(n) < 0.35, rng.integers(0, 3, n), -1)
+    untouched = np.ones(n, dtype=bool)
     for v in range(3):
-        rows = np.flatnonzero(variant == v)
-        names[rows] = [tax_name_variant(nm, c, v) for nm, c in zip(e.name[idx[rows]], e.city[idx[rows]])]
+        variant = np.array([tax_name_variant(nm, c, v) for nm, c in zip(names, e.city[idx])], dtype=object)
+        # Only rows the variant actually changes count, so every variant shows up.
+        rows = untouched & (variant != names) & pick(rng, n, 0.12, at_least=0)
+        if not rows.any() and (untouched & (variant != names)).any():
+            rows[np.flatnonzero(untouched & (variant != names))[0]] = True
+        names[rows] = variant[rows]
+        untouched &= ~rows
     fy, fm, fd = ymd(e.founded[idx])
     djxh = concat("1", REGION_CODES[e.region_idx[idx]].astype(str).astype(object),
                   np.char.zfill(np.arange(1, n + 1).astype(str), 13).astype(object))
