@@ -1,0 +1,453 @@
+"""Normalise one source: raw department columns -> standard elements + quarantine.
+
+Input and output follow docs/CONTRACTS.md ("Raw", "Standardised", "Quarantine"). Each
+mapped column is normalised by the handler for its element's `type` in standards/
+(HANDLERS below); code elements pick their normaliser by code table (CODE_NORMALISERS).
+Invalid values are NULLed and quarantined (row_rejected False); a row missing a required
+element, or every element of a row_rules.yaml required_one_of group, is rejected (one
+quarantine entry, row_rejected True). Raw identifiers never reach a message: quarantine
+holds mask_value'd values and messages name source, table, column and reason codes only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from standards.model import Element, SourceConfig, Standards
+from transforms import codes, dates, identifiers, names
+from transforms.privacy import mask_value
+from transforms.unique import STRING, per_unique, strings
+
+COMMON_COLUMNS = ["source_system", "source_record_id", "kind"]
+QUARANTINE_COLUMNS = ["source_system", "source_record_id", "element", "reason_code", "masked_value",
+                      "row_rejected", "message"]
+DATE = pd.ArrowDtype(pa.date32())
+TIMESTAMP = np.dtype("datetime64[us]")
+LOCAL_TZ = "Asia/Shanghai"  # naive timestamps in std are Beijing time
+# A value naming an organisation rather than a person (applicant_name / holder_name).
+_ORGANISATION_RE = r"(公司|企业|合作社|集团|中心|事务所|工作室|厂|店|行|社|局|院|所|会|部|委员会|\(|（)"
+
+
+class NormaliseConfigError(ValueError):
+    """The stage was given input it cannot work with (mapping vs raw frame vs standards)."""
+
+
+@dataclass
+class NormaliseResult:
+    standardised: pd.DataFrame
+    quarantine: pd.DataFrame
+    counts: dict[str, Any]
+
+
+@dataclass
+class Outcome:
+    """One element's normalised columns, plus why values were rejected."""
+
+    columns: dict[str, pd.Series]                 # std column -> values (first one is the element)
+    reason: pd.Series                             # reason code where the value was rejected, else NA
+    note: pd.Series | None = None                 # finer detail for the message (e.g. bad_check_digit)
+    derived: dict[str, pd.Series] = field(default_factory=dict)  # region_code / org_code implied
+
+
+@dataclass(frozen=True)
+class Context:
+    element: Element
+    options: dict[str, Any]
+    standards: Standards
+    kind: str
+
+
+Handler = Callable[[pd.Series, Context], Outcome]
+
+
+# ---------------------------------------------------------------- helpers
+def _na_strings(index: pd.Index) -> pd.Series:
+    return pd.Series(pd.array([None] * len(index), dtype=STRING), index=index)
+
+
+def _reason_where(invalid: pd.Series, code: str) -> pd.Series:
+    """code where invalid, NA elsewhere (string[pyarrow])."""
+    out = pd.Series(pd.array(np.where(invalid.to_numpy(dtype=bool, na_value=False), code, None), dtype=STRING),
+                    index=invalid.index)
+    return out
+
+
+def _is(status: pd.Series, value: str) -> pd.Series:
+    return status.eq(value).fillna(False).astype(bool)
+
+
+def _apply_code_override(values: pd.Series, options: dict[str, Any]) -> pd.Series:
+    """overrides.<element>.codes: source value -> standard code, applied before lookup."""
+    mapping = options.get("codes")
+    if not mapping:
+        return values
+    text = values.astype(STRING)
+    mapped = text.map({str(k): str(v) for k, v in mapping.items()}, na_action="ignore")
+    return mapped.astype(STRING).fillna(text)
+
+
+# ---------------------------------------------------------------- handlers by element type
+def _identifier(normaliser: Callable[[pd.Series], pd.DataFrame], reason: str, with_status: bool) -> Handler:
+    def handle(values: pd.Series, ctx: Context) -> Outcome:
+        r = normaliser(values)
+        name = ctx.element.name
+        cols = {name: r["value"]}
+        if with_status:
+            cols[f"{name}_status"] = r["status"]
+            cols[f"{name}_note"] = r["note"]
+        derived = {k: r[k] for k in ("region_code", "org_code") if k in r.columns}
+        return Outcome(cols, _reason_where(_is(r["status"], "invalid"), reason), r["note"], derived)
+    return handle
+
+
+def _date_handler(parser: Callable[..., pd.DataFrame], dtype: Any) -> Handler:
+    def handle(values: pd.Series, ctx: Context) -> Outcome:
+        fmt = ctx.options.get("format") or ctx.options.get("fmt")
+        r = parser(values, dayfirst=bool(ctx.options.get("dayfirst", False)), fmt=fmt)
+        value = r["value"]
+        tz = ctx.options.get("timezone")
+        if tz and dtype is TIMESTAMP and tz != LOCAL_TZ:
+            value = value.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT").dt.tz_convert(LOCAL_TZ).dt.tz_localize(None)
+        if dtype is DATE:
+            days = value.to_numpy(dtype="datetime64[ns]").astype("datetime64[D]")
+            value = pd.Series(pd.array(pa.array(days, from_pandas=True), dtype=DATE), index=values.index)
+        else:
+            value = value.astype(dtype)
+        invalid = _is(r["status"], "invalid")
+        reason = r["note"].where(invalid, pd.NA).astype(STRING)
+        return Outcome({ctx.element.name: value}, reason, r["note"])
+    return handle
+
+
+def _phone(values: pd.Series, ctx: Context) -> Outcome:
+    r = codes.normalise_phone(values)
+    return Outcome({ctx.element.name: r["value"]}, _reason_where(_is(r["status"], "invalid"), "invalid_phone"), r["note"])
+
+
+def _code_table(ctx: Context, name: str | None = None) -> pd.DataFrame:
+    table = name or ctx.element.code_table
+    if table is None or table not in ctx.standards.code_tables:
+        raise NormaliseConfigError(
+            f"element {ctx.kind}.{ctx.element.name}: code table {table!r} not found in standards/codes")
+    return ctx.standards.code_table(table)
+
+
+# code table -> (normaliser, table it reads): sex values come in many spellings (sex_alias).
+CODE_NORMALISERS: dict[str, tuple[Callable[[pd.Series, pd.DataFrame], pd.DataFrame], str]] = {
+    "sex": (codes.normalise_sex, "sex_alias"),
+    "ethnicity": (codes.normalise_ethnicity, "ethnicity"),
+}
+
+
+def _code(values: pd.Series, ctx: Context) -> Outcome:
+    values = _apply_code_override(values, ctx.options)
+    special = CODE_NORMALISERS.get(ctx.element.code_table or "")
+    if special:
+        fn, table = special
+        r = fn(values, _code_table(ctx, table))
+    else:
+        r = codes.normalise_code(values, _code_table(ctx))
+    return Outcome({ctx.element.name: r["value"]}, _reason_where(_is(r["status"], "invalid"), "unknown_code"))
+
+
+def _integer_uniques(uniques: np.ndarray) -> pd.DataFrame:
+    text = pc.utf8_trim_whitespace(pc.utf8_normalize(pa.array(uniques, type=pa.string(), from_pandas=True), "NFKC"))
+    ok = pc.fill_null(pc.match_substring_regex(text, r"^[+-]?[0-9]{1,18}(\.0*)?$"), False)
+    empty = pc.fill_null(pc.equal(pc.utf8_length(text), 0), True)
+    digits = pc.replace_substring_regex(pc.if_else(ok, text, pa.scalar(None, pa.string())), r"\.0*$", "")
+    value = pd.array(pc.cast(digits, pa.int64()).to_numpy(zero_copy_only=False), dtype="Int64") \
+        if len(digits) else pd.array([], dtype="Int64")
+    value[~ok.to_numpy(zero_copy_only=False)] = pd.NA
+    invalid = ~ok.to_numpy(zero_copy_only=False) & ~empty.to_numpy(zero_copy_only=False)
+    return pd.DataFrame({"value": value, "invalid": invalid})
+
+
+def _integer(values: pd.Series, ctx: Context) -> Outcome:
+    r = per_unique(values, _integer_uniques)
+    return Outcome({ctx.element.name: r["value"]}, _reason_where(r["invalid"], "not_integer"))
+
+
+def _text_uniques(uniques: np.ndarray) -> pd.DataFrame:
+    text = pc.utf8_trim_whitespace(pc.utf8_normalize(pa.array(uniques, type=pa.string(), from_pandas=True), "NFKC"))
+    text = pc.if_else(pc.equal(pc.utf8_length(text), 0), pa.scalar(None, pa.string()), text)
+    return pd.DataFrame({"value": strings(text)})
+
+
+def _string(values: pd.Series, ctx: Context) -> Outcome:
+    value = per_unique(values, _text_uniques)["value"]
+    pattern = ctx.element.pattern
+    if not pattern:
+        return Outcome({ctx.element.name: value}, _na_strings(values.index))
+    ok = pd.Series(pc.fill_null(pc.match_substring_regex(pa.array(value.array), pattern), True)
+                   .to_numpy(zero_copy_only=False), index=values.index)
+    return Outcome({ctx.element.name: value.where(ok, pd.NA)}, _reason_where(~ok, "pattern_mismatch"))
+
+
+def _address(values: pd.Series, ctx: Context) -> Outcome:
+    return Outcome({ctx.element.name: codes.normalise_address(values)}, _na_strings(values.index))
+
+
+def _region_names(standards: Standards) -> list[str]:
+    regions = standards.regions
+    return regions.loc[regions["status"] == "current", "name"].tolist()
+
+
+def _name(values: pd.Series, ctx: Context) -> Outcome:
+    el = ctx.element.name
+    none = _na_strings(values.index)
+    if ctx.kind == "enterprise" and el == "name":
+        r = names.normalise_enterprise_names(values, _region_names(ctx.standards))
+        return Outcome({"name": r["name"], "name_core": r["name_core"], "name_region": r["name_region"]}, none)
+    people = names.normalise_person_names(values)
+    if ctx.kind == "person" and el in ("name", "name_latin", "name_pinyin"):
+        return Outcome({"name": people["name"], "name_latin": people["name_latin"],
+                        "name_pinyin": people["name_pinyin"]}, none)
+    # legal_rep_name, applicant_name, holder_name: the Chinese name, else the latin one;
+    # applicant/holder names may be organisations, which keep their brackets and spaces.
+    value = people["name"].fillna(people["name_latin"])
+    if el != "legal_rep_name":
+        org = values.astype(STRING).str.contains(_ORGANISATION_RE, regex=True).fillna(False).astype(bool)
+        if org.any():
+            value = value.where(~org, names.normalise_enterprise_names(values[org], [])["name"])
+    return Outcome({el: value.astype(STRING)}, none)
+
+
+HANDLERS: dict[str, Handler] = {
+    "id_number": _identifier(identifiers.normalise_citizen_id, "invalid_id_number", with_status=True),
+    "uscc": _identifier(identifiers.normalise_uscc, "invalid_uscc", with_status=True),
+    "org_code": _identifier(identifiers.normalise_org_code, "invalid_org_code", with_status=False),
+    "reg_no": _identifier(identifiers.normalise_reg_no, "invalid_reg_no", with_status=False),
+    "tax_no": _identifier(identifiers.normalise_tax_no, "invalid_tax_no", with_status=False),
+    "date": _date_handler(dates.parse_dates, DATE),
+    "timestamp": _date_handler(dates.parse_timestamps, TIMESTAMP),
+    "phone": _phone,
+    "code": _code,
+    "integer": _integer,
+    "string": _string,
+    "address": _address,
+    "name": _name,
+}
+# Names used for the same types elsewhere (the brief's vocabulary).
+HANDLERS.update({"person_name": _name, "enterprise_name": _name, "sex": _code, "ethnicity": _code})
+
+
+def _name_part(values: pd.Series, ctx: Context) -> Outcome:
+    """name_latin / name_pinyin mapped on their own: 'Zhang San' -> ZHANG SAN / zhangsan."""
+    people = names.normalise_person_names(values)
+    return Outcome({ctx.element.name: people[ctx.element.name]}, _na_strings(values.index))
+
+
+def _handler(element: Element, kind: str) -> Handler:
+    if kind == "person" and element.name in ("name_latin", "name_pinyin"):
+        return _name_part
+    return HANDLERS[element.type]
+
+
+# ---------------------------------------------------------------- the stage
+def _where(source: SourceConfig, column: str | None = None) -> str:
+    where = f"source {source.name!r} (table {source.table!r}"
+    return where + (f", column {column!r})" if column else ")")
+
+
+def _check_config(raw: pd.DataFrame, source: SourceConfig, standards: Standards) -> dict[str, Element]:
+    """Mapped columns exist, elements exist for the kind, each element mapped once."""
+    if source.kind not in standards.elements:
+        raise NormaliseConfigError(f"{_where(source)}: kind {source.kind!r} has no elements in standards")
+    if "_source_record_id" not in raw.columns:
+        raise NormaliseConfigError(f"{_where(source, '_source_record_id')}: raw frame lacks the record id column")
+    known = standards.elements[source.kind]
+    seen: dict[str, str] = {}
+    for column, element in source.columns.items():
+        if column not in raw.columns:
+            raise NormaliseConfigError(f"{_where(source, column)}: mapped column missing from the raw data")
+        if element not in known:
+            raise NormaliseConfigError(
+                f"{_where(source, column)}: element {element!r} is not a {source.kind} element in standards")
+        if known[element].type not in HANDLERS:
+            raise NormaliseConfigError(
+                f"{_where(source, column)}: element {element!r} has type {known[element].type!r}, "
+                f"no normaliser for it (types: {', '.join(sorted(HANDLERS))})")
+        if element in seen:
+            raise NormaliseConfigError(
+                f"{_where(source, column)}: element {element!r} is already mapped from column {seen[element]!r}")
+        seen[element] = column
+    return known
+
+
+def _row_rule_groups(standards: Standards, kind: str) -> list[list[str]]:
+    if standards.root is None or not (Path(standards.root) / "row_rules.yaml").is_file():
+        return []
+    from standards.registry import load_row_rules
+
+    return load_row_rules(standards.root).get(kind, [])
+
+
+def _empty_column(element: Element, index: pd.Index) -> pd.Series:
+    if element.type == "date":
+        return pd.Series(pd.array([None] * len(index), dtype=DATE), index=index)
+    if element.type == "timestamp":
+        return pd.Series(np.full(len(index), np.datetime64("NaT"), dtype=TIMESTAMP), index=index)
+    if element.type == "integer":
+        return pd.Series(pd.array([None] * len(index), dtype="Int64"), index=index)
+    return _na_strings(index)
+
+
+def _quarantine_rows(source: SourceConfig, record_ids: pd.Series, element: str, column: str,
+                     reason: pd.Series, note: pd.Series | None, raw_values: pd.Series,
+                     rejected: bool) -> pd.DataFrame:
+    """Quarantine entries for the rows where reason is set; raw values masked."""
+    hit = reason.notna().to_numpy()
+    if not hit.any():
+        return pd.DataFrame(columns=QUARANTINE_COLUMNS)
+    reasons = reason[hit].astype(str)
+    detail = note[hit].astype(object).where(note[hit].notna(), None) if note is not None else [None] * int(hit.sum())
+    messages = [f"{_where(source, column)} -> {element}: {r}" + (f" ({d})" if d and d != r else "")
+                for r, d in zip(reasons, detail)]
+    return pd.DataFrame({
+        "source_system": source.name,
+        "source_record_id": record_ids[hit].astype(str).to_numpy(),
+        "element": element,
+        "reason_code": reasons.to_numpy(),
+        "masked_value": mask_value(raw_values[hit].astype(STRING)).astype(object).to_numpy(),
+        "row_rejected": rejected,
+        "message": messages,
+    })
+
+
+def normalise_source(raw: pd.DataFrame, source: SourceConfig, standards: Standards) -> NormaliseResult:
+    """Raw frame of one source (strings + _source_record_id, _row_hash) -> standardised rows,
+    quarantine entries and counts. len(raw) == len(std) + rejected rows."""
+    known = _check_config(raw, source, standards)
+    kind = source.kind
+    index = raw.index
+    record_ids = raw["_source_record_id"].astype(STRING)
+    column_of = {element: column for column, element in source.columns.items()}
+
+    cols: dict[str, pd.Series] = {}
+    outcomes: dict[str, Outcome] = {}
+    for element, column in column_of.items():
+        ctx = Context(known[element], dict(source.overrides.get(element, {})), standards, kind)
+        outcome = _handler(known[element], kind)(raw[column], ctx)
+        outcomes[element] = outcome
+        for name, values in outcome.columns.items():
+            # A value mapped for the element itself beats one derived from another element
+            # (name_pinyin given by the source vs computed from name).
+            if name not in cols:
+                cols[name] = values
+            elif name == element:
+                cols[name] = values.fillna(cols[name])
+            else:
+                cols[name] = cols[name].fillna(values)
+
+    _derive(cols, outcomes, column_of, raw, kind, standards)
+    produced = {name for name, values in cols.items()}
+
+    # Every standard element of the kind, in standards order (unmapped ones NULL).
+    std = pd.DataFrame({"source_system": pd.array([source.name] * len(raw), dtype=STRING),
+                        "source_record_id": record_ids.array,
+                        "kind": pd.array([kind] * len(raw), dtype=STRING)}, index=index)
+    ordered: dict[str, pd.Series] = {}
+    for name, element in known.items():
+        ordered[name] = cols.get(name, _empty_column(element, index))
+        if element.type in ("id_number", "uscc"):
+            for suffix in ("_status", "_note"):
+                ordered[name + suffix] = cols.get(name + suffix, _na_strings(index))
+    for name, values in cols.items():  # anything else a handler produced
+        ordered.setdefault(name, values)
+    std = pd.concat([std, pd.DataFrame(ordered, index=index)], axis=1)
+
+    rejected_reason, rejected_element = _rejections(std, outcomes, known, column_of, produced, kind,
+                                                    standards, source)
+    rejected = rejected_reason.notna().to_numpy()
+
+    parts = []
+    for element, outcome in outcomes.items():
+        keep = pd.Series(~rejected, index=index)
+        parts.append(_quarantine_rows(source, record_ids, element, column_of[element],
+                                      outcome.reason.where(keep, pd.NA), outcome.note,
+                                      raw[column_of[element]], rejected=False))
+    if rejected.any():
+        for element in rejected_element[rejected].unique():
+            rows = pd.Series(rejected & (rejected_element == element).to_numpy(), index=index)
+            column = column_of.get(element.split("|")[0], "")
+            raw_values = raw[column] if column else _na_strings(index)
+            parts.append(_quarantine_rows(source, record_ids, element, column or "(unmapped)",
+                                          rejected_reason.where(rows, pd.NA), None, raw_values, rejected=True))
+    quarantine = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) \
+        else pd.DataFrame({c: pd.Series(dtype=object) for c in QUARANTINE_COLUMNS})
+    quarantine = quarantine[QUARANTINE_COLUMNS].astype({"row_rejected": bool})
+
+    standardised = std.loc[~rejected].reset_index(drop=True)
+    counts = _counts(raw, standardised, quarantine, outcomes, cols)
+    return NormaliseResult(standardised, quarantine, counts)
+
+
+def _derive(cols: dict[str, pd.Series], outcomes: dict[str, Outcome], column_of: dict[str, str],
+            raw: pd.DataFrame, kind: str, standards: Standards) -> None:
+    """region_code from the ID number / USCC, else from the address; org_code from uscc/tax_no."""
+    if "region_code" not in column_of and kind in ("person", "enterprise"):
+        region = _na_strings(raw.index)
+        for element in ("id_number", "uscc"):
+            if element in outcomes and "region_code" in outcomes[element].derived:
+                region = region.fillna(outcomes[element].derived["region_code"])
+        if "address" in cols:
+            todo = region.isna() & cols["address"].notna()
+            if todo.any():
+                region = region.copy()
+                region[todo] = codes.address_region(cols["address"][todo], standards.regions)
+        cols["region_code"] = region.astype(STRING)
+    if kind == "enterprise":
+        org = cols.get("org_code", _na_strings(raw.index))
+        for element in ("uscc", "tax_no"):
+            if element in outcomes and "org_code" in outcomes[element].derived:
+                org = org.fillna(outcomes[element].derived["org_code"])
+        cols["org_code"] = org.astype(STRING)
+
+
+def _rejections(std: pd.DataFrame, outcomes: dict[str, Outcome], known: dict[str, Element],
+                column_of: dict[str, str], produced: set[str], kind: str, standards: Standards,
+                source: SourceConfig) -> tuple[pd.Series, pd.Series]:
+    """(reason, element) per row that is rejected; NA where the row stays."""
+    index = std.index
+    reason = _na_strings(index)
+    which = _na_strings(index)
+    required = [name for name, el in known.items() if el.required]
+    for name in required:
+        if name not in column_of:
+            raise NormaliseConfigError(f"{_where(source)}: required element {name!r} is not mapped")
+        missing = std[name].isna() & reason.isna()
+        if missing.any():
+            why = outcomes[name].reason.fillna("missing_required") if name in outcomes else "missing_required"
+            reason = reason.mask(missing, why)
+            which = which.mask(missing, name)
+    for group in _row_rule_groups(standards, kind):
+        present = [g for g in group if g in std.columns]
+        if not any(g in produced for g in group):
+            raise NormaliseConfigError(
+                f"{_where(source)}: none of the elements {group} (row rule required_one_of) is mapped")
+        missing = std[present].isna().all(axis=1) & reason.isna()
+        if missing.any():
+            reason = reason.mask(missing, "missing_required")
+            which = which.mask(missing, "|".join(group))
+    return reason, which
+
+
+def _counts(raw: pd.DataFrame, std: pd.DataFrame, quarantine: pd.DataFrame,
+            outcomes: dict[str, Outcome], cols: dict[str, pd.Series]) -> dict[str, Any]:
+    rejected = int(quarantine.loc[quarantine["row_rejected"], "source_record_id"].nunique())
+    status = {name[: -len("_status")]: cols[name].value_counts().to_dict()
+              for name in cols if name.endswith("_status")}
+    return {
+        "rows_in": len(raw),
+        "rows_standardised": len(std),
+        "rows_rejected": rejected,
+        "values_quarantined": int((~quarantine["row_rejected"]).sum()),
+        "reasons": quarantine["reason_code"].value_counts().to_dict(),
+        "identifier_status": {k: {str(s): int(n) for s, n in v.items()} for k, v in status.items()},
+    }
