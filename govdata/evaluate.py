@@ -3,6 +3,8 @@ cluster sizes (sum of C(n,2) over the contingency table — no pair enumeration)
 errors broken down by likely cause, derived from the standardised records."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -105,3 +107,34 @@ def evaluate(xref: pd.DataFrame, truth: pd.DataFrame, id_col: str = "person_id",
         result["false_merges_by_cause"] = _errors_by_cause(cells, id_col, truth_col, detail)
         result["misses_by_cause"] = _errors_by_cause(cells, truth_col, id_col, detail)
     return result
+
+
+KINDS = {"person": ("person_id", "true_person_id", "persons.parquet"),
+         "enterprise": ("enterprise_id", "true_enterprise_id", "enterprises.parquet")}
+
+
+def evaluate_run(world: str | Path, summary: dict, lake: str | None = None) -> dict:
+    """Scores one pipeline run on a generated world: the run's link/<kind>_xref.parquet
+    against world/truth/<kind>s.parquet, error causes from the run's std/*.parquet."""
+    import fsspec
+
+    from govdata.lake import read_parquet, run_path
+    from govdata.settings import get_settings
+
+    lake = lake or summary.get("lake") or get_settings().lake
+    run_id = summary["run_id"]
+    std_dir = run_path(lake, run_id, "std")
+    fs, _, (std_root,) = fsspec.get_fs_token_paths(std_dir)
+    std_files = sorted(fs.glob(f"{std_root}/*.parquet")) if fs.exists(std_root) else []
+    std = [read_parquet(f) for f in std_files]
+    out = {}
+    for kind, (id_col, truth_col, truth_file) in KINDS.items():
+        xref_path = run_path(lake, run_id, "link", f"{kind}_xref.parquet")
+        truth_path = Path(world) / "truth" / truth_file
+        if not fs.exists(fsspec.core.strip_protocol(xref_path)) or not truth_path.exists():
+            out[kind] = {"error": f"missing {xref_path if not truth_path.exists() else xref_path}"}
+            continue
+        records = [s for s in std if "kind" in s and len(s) and (s["kind"] == kind).all()]
+        out[kind] = evaluate(read_parquet(xref_path), pd.read_parquet(truth_path), id_col, truth_col,
+                             records=pd.concat(records, ignore_index=True) if records else None)
+    return out
