@@ -20,6 +20,7 @@ from standards.registry import (STANDARDS_ROOT, StandardsError, parse_element,
 from standards.sources import SourceConfigError, load_source, source_files
 
 CATALOGUE_REQUIRED = ("title", "source", "version", "licence")
+KIND_TIMESTAMP = "updated_at"
 CSV_FIRST_DATA_LINE = 2  # header is line 1: row index i is line i + 2
 
 
@@ -68,12 +69,17 @@ def check_elements(root: Path, table_names: set[str]) -> tuple[list[Problem], di
                 problems.append(Problem(str(file), exc.key, f"expected {exc.expected}"))
                 continue
             problems += check_element_references(element, file, table_names)
+        if KIND_TIMESTAMP not in specs:
+            # most_recent survivorship and incremental loads rely on it in every kind
+            problems.append(Problem(str(file), f"{kind}.{KIND_TIMESTAMP}", "missing element: every kind has an optional timestamp updated_at"))
     return problems, elements
 
 
 def check_element_references(element: Element, file: Path, table_names: set[str]) -> list[Problem]:
     where = f"{element.kind}.{element.name}"
     problems = []
+    if element.type == "code" and not element.code_table:
+        problems.append(Problem(str(file), f"{where}.code_table", "expected a code table for an element of type code"))
     if element.code_table and element.code_table not in table_names:
         problems.append(Problem(str(file), f"{where}.code_table",
                                 f"unknown code table {element.code_table!r}; expected one of codes/*.csv"))

@@ -28,6 +28,16 @@ def root(tmp_path: Path) -> Path:
     return copy
 
 
+PERSON_UPDATED_AT = """  updated_at:
+    type: timestamp
+    zh: 更新时间
+    en: when the department last changed the record
+    standard: GB/T 7408-2005
+    rule: timestamp not in the future; used by most_recent survivorship
+enterprise:
+"""
+
+
 def append(path: Path, text: str) -> None:
     with path.open("a", encoding="utf-8") as handle:
         handle.write(text)
@@ -73,6 +83,10 @@ BREAKAGES: list[tuple[Callable[[Path], None], str, str, str]] = [
      "elements.yaml", "person.birth_date.type",
      "expected one of string, name, id_number, uscc, org_code, reg_no, tax_no, code, date, timestamp, "
      "integer, phone, address"),
+    (lambda r: replace(r / "elements.yaml", "    code_table: channel\n", ""),
+     "elements.yaml", "application.channel.code_table", "expected a code table for an element of type code"),
+    (lambda r: replace(r / "elements.yaml", PERSON_UPDATED_AT, "enterprise:\n"),
+     "elements.yaml", "person.updated_at", "missing element: every kind has an optional timestamp updated_at"),
     (lambda r: replace(r / "survivorship.yaml", "    phone: most_recent\n", "    mobile: most_recent\n"),
      "survivorship.yaml", "person.elements.mobile", "expected an element of kind person"),
     (lambda r: replace(r / "row_rules.yaml", "[name, name_pinyin]", "[name, pinyin]"),
