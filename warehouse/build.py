@@ -275,8 +275,7 @@ def source_rows(std: dict[str, pd.DataFrame], quarantine: pd.DataFrame, run_id: 
         rows.append({"source_system": source, "kind": kind, "record_count": len(frame),
                      "rejected_rows": int(rejected["source_record_id"].nunique()),
                      "quarantined_values": int(len(qs) - len(rejected)), "last_run": run_id})
-    return _table_columns(pd.DataFrame(rows, columns=["source_system"] + list(rows[0]) if rows else None),
-                          "dim_source")
+    return _table_columns(pd.DataFrame(rows), "dim_source")
 
 
 def _fact_dates(apps: pd.DataFrame, certs: pd.DataFrame) -> tuple[date, date]:

@@ -224,7 +224,7 @@ def _grant_roles(db: _DB) -> None:
         # The loader writes the vault but may read only its keys (needed by ON CONFLICT).
         keys = ", ".join(t.info["merge"][1])
         db.execute(f"REVOKE ALL ON {qualified(t)} FROM PUBLIC")
-        db.execute(f"GRANT INSERT, UPDATE ON {qualified(t)} TO govdata_loader")
+        db.execute(f"GRANT INSERT, UPDATE, DELETE ON {qualified(t)} TO govdata_loader")
         db.execute(f"GRANT SELECT ({keys}) ON {qualified(t)} TO govdata_loader")
         db.execute(f"GRANT SELECT ON {qualified(t)} TO govdata_steward")
 
@@ -334,11 +334,20 @@ def _merge_postgres(db: _Postgres, name: str, arrow: pa.Table) -> None:
     cols = [c.name for c in table.columns]
     col_list = ", ".join(cols)
     stg = f"_stg_{table.name}"
-    db.con.execute(f"CREATE TEMP TABLE {stg} (LIKE {target} INCLUDING DEFAULTS) ON COMMIT DROP")
+    # Column list from the schema, not LIKE: LIKE needs SELECT, which the loader lacks on the vault.
+    from sqlalchemy.dialects import postgresql
+
+    col_defs = ", ".join(f"{c.name} {c.type.compile(dialect=postgresql.dialect())}" for c in table.columns)
+    db.con.execute(f"CREATE TEMP TABLE {stg} ({col_defs}) ON COMMIT DROP")
     with db.con.cursor().copy(f"COPY {stg} ({col_list}) FROM STDIN (FORMAT csv)") as copy:
         for chunk in _csv_batches(arrow):
             copy.write(chunk)
-    if mode == "key":
+    if mode == "key" and table.schema == VAULT_SCHEMA:
+        # ON CONFLICT … EXCLUDED needs SELECT on the ciphertext columns; the loader may read keys only.
+        on = " AND ".join(f"{target}.{k} = s.{k}" for k in keys)
+        db.con.execute(f"DELETE FROM {target} USING {stg} s WHERE {on}")
+        db.con.execute(f"INSERT INTO {target} ({col_list}) SELECT {col_list} FROM {stg}")
+    elif mode == "key":
         updates = [c for c in cols if c not in keys and c not in keep]
         action = ("DO UPDATE SET " + ", ".join(f"{c} = EXCLUDED.{c}" for c in updates)) if updates else "DO NOTHING"
         db.con.execute(f"INSERT INTO {target} ({col_list}) SELECT {col_list} FROM {stg} "

@@ -29,14 +29,15 @@ def _pk(name: str, type_=String) -> Column:
     return Column(name, type_, primary_key=True, nullable=False, autoincrement=False)
 
 
-_lineage = (Column("record_count", Integer), Column("source_count", Integer), Column("lineage", Text),
-            Column("first_seen_run", String), Column("last_run", String))
+def _lineage() -> list[Column]:
+    return [Column("record_count", Integer), Column("source_count", Integer), Column("lineage", Text),
+            Column("first_seen_run", String), Column("last_run", String)]
 
 dim_person = _table(
     "dim_person", _pk("person_id"), Column("person_token", String), Column("id_number_masked", String),
     Column("name", String), Column("name_pinyin", String), Column("sex", String), Column("birth_date", Date),
     Column("ethnicity", String), Column("phone_masked", String), Column("address", String),
-    Column("region_code", String), *[c.copy() for c in _lineage],
+    Column("region_code", String), *_lineage(),
     merge=("key", ("person_id",)), keep=("first_seen_run",))
 
 dim_enterprise = _table(
@@ -44,7 +45,7 @@ dim_enterprise = _table(
     Column("org_code", String), Column("name", String), Column("name_core", String),
     Column("legal_rep_name", String), Column("legal_rep_token", String), Column("legal_rep_id_masked", String),
     Column("founded_date", Date), Column("address", String), Column("industry_code", String),
-    Column("region_code", String), *[c.copy() for c in _lineage],
+    Column("region_code", String), *_lineage(),
     merge=("key", ("enterprise_id",)), keep=("first_seen_run",))
 
 dim_region = _table(
