@@ -21,7 +21,7 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -91,15 +91,21 @@ SURNAMES: tuple[tuple[str, str, float], ...] = (
     ("任", "ren", 0.3), ("姚", "yao", 0.3), ("卢", "lu", 0.3), ("钟", "zhong", 0.3),
     ("欧阳", "ouyang", 0.05), ("司马", "sima", 0.02), ("诸葛", "zhuge", 0.01),
 )
-# Characters of Han given names, each with its toneless pinyin (no heteronym surprises).
-GIVEN_CHARS: tuple[tuple[str, str], ...] = tuple(zip(
-    "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平刚英华玉萍红玲芬燕彬鹏辉建国志新海波"
-    "文云飞琳雪梅斌宇浩凯婷晨欣雨佳子轩涵睿博怡萱思嘉俊峰雷成龙亮林晓春颖倩慧琴东",
-    ("wei fang na min jing li qiang lei jun yang yong yan jie juan tao ming chao xiu lan xia "
-     "ping gang ying hua yu ping hong ling fen yan bin peng hui jian guo zhi xin hai bo "
-     "wen yun fei lin xue mei bin yu hao kai ting chen xin yu jia zi xuan han rui bo yi xuan "
-     "si jia jun feng lei cheng long liang lin xiao chun ying qian hui qin dong").split(),
-))
+# Characters of Han given names with toneless pinyin (no heteronym surprises) and the
+# sex they are usually given to: m, f or n (either).
+def _given(chars: str, pinyin: str, sex: str) -> tuple[tuple[str, str, str], ...]:
+    return tuple((c, p, sex) for c, p in zip(chars, pinyin.split(), strict=True))
+
+
+GIVEN_CHARS: tuple[tuple[str, str, str], ...] = (
+    _given("伟强磊军洋勇杰涛明超刚辉建国志新海波斌浩凯宇睿博轩俊峰雷成龙亮东鹏彬",
+           "wei qiang lei jun yang yong jie tao ming chao gang hui jian guo zhi xin hai bo bin hao "
+           "kai yu rui bo xuan jun feng lei cheng long liang dong peng bin", "m")
+    + _given("芳娜敏静丽艳娟秀兰霞英玉萍红玲芬燕琳雪梅婷欣怡萱涵佳颖倩慧琴晓",
+             "fang na min jing li yan juan xiu lan xia ying yu ping hong ling fen yan lin xue mei "
+             "ting xin yi xuan han jia ying qian hui qin xiao", "f")
+    + _given("华平文云飞晨雨子嘉思林春", "hua ping wen yun fei chen yu zi jia si lin chun", "n")
+)
 # Same sound, different character: the classic clerk's slip.
 HOMOPHONES: dict[str, str] = {
     "伟": "玮", "静": "婧", "丽": "莉", "军": "君", "华": "桦", "明": "铭", "杰": "洁",
@@ -489,6 +495,22 @@ def resolve_id_clashes(rng: np.random.Generator, region: np.ndarray, y: np.ndarr
     raise RuntimeError("could not make citizen ID numbers unique; the world is too dense")
 
 
+def draw_given_names(rng: np.random.Generator, sex: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One or two given-name characters (indices into GIVEN_CHARS; -1 = none) fitting the sex."""
+    n = len(sex)
+    gender = np.array([g[2] for g in GIVEN_CHARS])
+    male = np.flatnonzero(gender != "f")
+    female = np.flatnonzero(gender != "m")
+
+    def one() -> np.ndarray:
+        u = rng.random(n)
+        return np.where(sex == 1, male[(u * len(male)).astype(np.int64)], female[(u * len(female)).astype(np.int64)])
+
+    g1 = one()
+    g2 = np.where(rng.random(n) < 0.3, -1, one())
+    return g1, g2
+
+
 def build_persons(rng: np.random.Generator, n: int, as_of: date) -> Persons:
     """The true population: valid IDs, names, namesakes, twins, parents, phones, addresses."""
     region_idx = draw_regions(rng, n)
@@ -500,8 +522,7 @@ def build_persons(rng: np.random.Generator, n: int, as_of: date) -> Persons:
     xinjiang = np.array([i for i, r in enumerate(REGION_TABLE) if r[0] in XINJIANG_CODES])
     region_idx[minority] = rng.choice(xinjiang, int(minority.sum()))
     surname = weighted_choice(rng, n, [s[2] for s in SURNAMES])
-    g1 = rng.integers(0, len(GIVEN_CHARS), n)
-    g2 = np.where(rng.random(n) < 0.3, -1, rng.integers(0, len(GIVEN_CHARS), n))
+    g1, g2 = draw_given_names(rng, sex)
     mg = rng.integers(0, len(MINORITY_GIVEN), n)
     mf = rng.integers(0, len(MINORITY_FATHER), n)
     eth_codes = np.array([e[0] for e in HAN_STYLE_ETHNICITY], dtype=object)
@@ -540,9 +561,12 @@ def build_persons(rng: np.random.Generator, n: int, as_of: date) -> Persons:
         serial[a] = np.minimum(serial[a], 997)
         serial[b] = serial[a] + 1
         twin_of[a], twin_of[b] = b, a
-    # The 17th digit carries the sex: odd for men. Twins' sexes follow their serials.
+    # The 17th digit carries the sex: odd for men. Twins' sexes follow their serials,
+    # so the second twin gets a given name fitting that sex.
     is_twin = twin_of >= 0
     sex[is_twin] = np.where(serial[is_twin] % 2 == 1, 1, 2)
+    if len(tw) >= 2:
+        g1[b], g2[b] = draw_given_names(rng, sex[b])
     serial[~is_twin] = serial[~is_twin] // 2 * 2 + (sex[~is_twin] == 1)
 
     region = REGION_CODES[region_idx]
@@ -550,8 +574,8 @@ def build_persons(rng: np.random.Generator, n: int, as_of: date) -> Persons:
     serial = resolve_id_clashes(rng, region, y, m, d, serial, sex, is_twin)
     matrix = id_matrix(region, y, m, d, serial)
 
-    given_ch = np.array([c for c, _ in GIVEN_CHARS] + [""], dtype=object)
-    given_py = np.array([p for _, p in GIVEN_CHARS] + [""], dtype=object)
+    given_ch = np.array([g[0] for g in GIVEN_CHARS] + [""], dtype=object)
+    given_py = np.array([g[1] for g in GIVEN_CHARS] + [""], dtype=object)
     sur_ch = np.array([s[0] for s in SURNAMES], dtype=object)
     sur_py = np.array([s[1] for s in SURNAMES], dtype=object)
     han_name = concat(sur_ch[surname], given_ch[g1], given_ch[g2])
@@ -903,7 +927,7 @@ def churujing_table(p: Persons, rng: np.random.Generator, as_of: date) -> Table:
             "LXDH": ("TEXT", blank_out(p.phone[idx], rng, 0.05, 0.0)),
             "GXSJ": ("TEXT", format_timestamps(update_seconds(rng, n, as_of, 3))),
         },
-        mapping={"SFZH": "id_number", "YWXM": "name", "XB": "sex", "CSRQ": "birth_date",
+        mapping={"SFZH": "id_number", "YWXM": "name_latin", "XB": "sex", "CSRQ": "birth_date",
                  "LXDH": "phone", "GXSJ": "updated_at"},
         truth=person_truth("churujing", rid, p, idx), incremental="GXSJ",
         overrides={"birth_date": {"format": "%d/%m/%Y", "dayfirst": True}},
@@ -1114,7 +1138,7 @@ def zhengzhao_table(c: Certificates, p: Persons, e: Enterprises, rng: np.random.
             "GXSJ": ("TEXT", format_timestamps(touched)),
         },
         mapping={"ZZBH": "certificate_no", "ZZLXMC": "certificate_type", "CZRSFZH": "holder_id_number",
-                 "CZZTDM": "holder_uscc", "BFJGMC": "issuer", "QFRQ": "issue_date", "YXQZ": "expiry_date",
+                 "CZZTDM": "holder_uscc", "CZZTMC": "holder_name", "BFJGMC": "issuer", "QFRQ": "issue_date", "YXQZ": "expiry_date",
                  "ZZZT": "status", "GXSJ": "updated_at"},
         truth=holder_truth("zhengzhao", rid, p, e, person, enterprise), incremental="GXSJ",
     )
@@ -1162,6 +1186,7 @@ def zhengwu_table(n: int, c: Certificates, p: Persons, e: Enterprises, rng: np.r
     applicant_id = np.where(person >= 0, p.id18[np.maximum(person, 0)], None)
     applicant_id = disguise(applicant_id, rng, fullwidth=0.005, spaces=0.005, lower_x=0.1)
     applicant_uscc = np.where(enterprise >= 0, e.uscc[np.maximum(enterprise, 0)], None)
+    applicant_name = np.where(person >= 0, p.name[np.maximum(person, 0)], e.name[np.maximum(enterprise, 0)])
     region = np.where(person >= 0, p.region[np.maximum(person, 0)],
                       REGION_CODES[e.region_idx[np.maximum(enterprise, 0)]]).astype(str).astype(object)
 
@@ -1177,6 +1202,7 @@ def zhengwu_table(n: int, c: Certificates, p: Persons, e: Enterprises, rng: np.r
             "SQBH": ("TEXT", rid),
             "SQRZJHM": ("TEXT", applicant_id[o]),
             "SQDWTYDM": ("TEXT", applicant_uscc[o]),
+            "SQRMC": ("TEXT", applicant_name[o]),
             "SXBM": ("TEXT", codes[item[o]]),
             "SXMC": ("TEXT", names[item[o]]),
             "SQQD": ("TEXT", channel[o]),
@@ -1189,7 +1215,7 @@ def zhengwu_table(n: int, c: Certificates, p: Persons, e: Enterprises, rng: np.r
             "CXZZBH": ("TEXT", cert[o]),
             "GXSJ": ("TEXT", format_timestamps(np.where(completed[o] >= 0, completed[o], accepted[o]))),
         },
-        mapping={"SQBH": "application_no", "SQRZJHM": "applicant_id_number", "SQDWTYDM": "applicant_uscc",
+        mapping={"SQBH": "application_no", "SQRZJHM": "applicant_id_number", "SQDWTYDM": "applicant_uscc", "SQRMC": "applicant_name",
                  "SXBM": "service_item_code", "SQQD": "channel", "XZQHDM": "region_code",
                  "TJSJ": "submitted_at", "SLSJ": "accepted_at", "BJSJ": "completed_at",
                  "FDBJSX": "legal_limit_days", "MYDPJ": "rating", "CXZZBH": "certificate_no",
@@ -1255,10 +1281,15 @@ def write_service_items(path: Path) -> None:
             w.writerow([code, name, limit, dept])
 
 
-def build_world(persons: int, seed: int, as_of: date) -> list[Table]:
-    """All department tables of a world of `persons` persons (no I/O)."""
+def check_world_size(persons: int) -> None:
     if persons < 10:
         raise ValueError(f"persons must be at least 10 for a meaningful demo world, got {persons}")
+
+
+def iter_world(persons: int, seed: int, as_of: date) -> Iterator[Table]:
+    """The department tables of a world of `persons` persons, one at a time (no I/O), so a
+    big world never holds all of them in memory at once."""
+    check_world_size(persons)
     # One independent stream per stage: changing one department leaves the others as they were.
     streams = {k: np.random.default_rng([seed, i]) for i, k in enumerate(
         ("persons", "enterprises", "certificates", "gongan", "shebao", "minzheng", "weijian",
@@ -1266,17 +1297,20 @@ def build_world(persons: int, seed: int, as_of: date) -> list[Table]:
     p = build_persons(streams["persons"], persons, as_of)
     e = build_enterprises(streams["enterprises"], max(1, persons // 10), p, as_of)
     c = build_certificates(streams["certificates"], max(1, persons // 2), p, e, as_of)
-    return [
-        gongan_table(p, streams["gongan"], as_of),
-        shebao_table(p, streams["shebao"], as_of),
-        minzheng_table(p, streams["minzheng"], as_of),
-        weijian_table(p, streams["weijian"], as_of),
-        churujing_table(p, streams["churujing"], as_of),
-        shichang_table(e, p, streams["shichang"], as_of),
-        shuiwu_table(e, p, streams["shuiwu"], as_of),
-        zhengwu_table(persons, c, p, e, streams["zhengwu"], as_of),
-        zhengzhao_table(c, p, e, streams["zhengzhao"], as_of),
-    ]
+    yield gongan_table(p, streams["gongan"], as_of)
+    yield shebao_table(p, streams["shebao"], as_of)
+    yield minzheng_table(p, streams["minzheng"], as_of)
+    yield weijian_table(p, streams["weijian"], as_of)
+    yield churujing_table(p, streams["churujing"], as_of)
+    yield shichang_table(e, p, streams["shichang"], as_of)
+    yield shuiwu_table(e, p, streams["shuiwu"], as_of)
+    yield zhengwu_table(persons, c, p, e, streams["zhengwu"], as_of)
+    yield zhengzhao_table(c, p, e, streams["zhengzhao"], as_of)
+
+
+def build_world(persons: int, seed: int, as_of: date) -> list[Table]:
+    """All department tables of a world of `persons` persons (no I/O)."""
+    return list(iter_world(persons, seed, as_of))
 
 
 TRUTH_FILES = {"person": "persons.parquet", "enterprise": "enterprises.parquet",
@@ -1290,14 +1324,14 @@ def generate(out: Path, persons: int, seed: int = 42, as_of: date | None = None)
     expire and pending applications are relative to when the demo is used; pass a fixed
     date for byte-identical output across days.
     """
+    check_world_size(persons)
     as_of = as_of or date.today()
     out = Path(out)
     for sub in ("departments", "sources", "truth"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    tables = build_world(persons, seed, as_of)
     truth: dict[str, list[dict[str, np.ndarray]]] = {}
     counts: dict[str, int] = {}
-    for t in tables:
+    for t in iter_world(persons, seed, as_of):
         write_sqlite(out / "departments" / f"{t.source}.sqlite", t)
         with (out / "sources" / f"{t.source}.yaml").open("w", encoding="utf-8") as fh:
             yaml.safe_dump(source_yaml(t), fh, allow_unicode=True, sort_keys=False)
@@ -1309,4 +1343,4 @@ def generate(out: Path, persons: int, seed: int = 42, as_of: date | None = None)
     return counts
 
 
-__all__ = ["generate", "build_world", "build_persons", "SERVICE_ITEMS", "CERTIFICATE_TYPES", "CHANNELS"]
+__all__ = ["generate", "build_world", "iter_world", "build_persons", "SERVICE_ITEMS", "CERTIFICATE_TYPES", "CHANNELS"]

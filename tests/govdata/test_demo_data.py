@@ -199,6 +199,18 @@ def test_department_ids_that_look_valid_are_valid(world: Path) -> None:
     assert shichang["ZCH"].isna().any()
 
 
+def test_given_names_fit_the_sex() -> None:
+    p = build_persons(np.random.default_rng(2), 2000, AS_OF)
+    female_only = {g[0] for g in demo_data.GIVEN_CHARS if g[2] == "f"}
+    male_only = {g[0] for g in demo_data.GIVEN_CHARS if g[2] == "m"}
+    han = ~p.minority
+    men = [n[1:] for n in p.name[han & (p.sex == 1)]]
+    women = [n[1:] for n in p.name[han & (p.sex == 2)]]
+    assert men and women
+    assert not any(set(g) & female_only for g in men)
+    assert not any(set(g) & male_only for g in women)
+
+
 def test_namesakes_and_twins_exist() -> None:
     p = build_persons(np.random.default_rng(11), 3000, AS_OF)
     frame = pd.DataFrame({"name": p.name, "sex": p.sex, "birth": p.birth, "id": p.id18})
