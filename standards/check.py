@@ -203,7 +203,7 @@ def check_references(table: pd.DataFrame, spec: dict[str, Any], tables: dict[str
     return problems
 
 
-def check_code_tables(root: Path) -> tuple[list[Problem], dict[str, pd.DataFrame]]:
+def check_code_tables(root: Path) -> tuple[list[Problem], dict[str, pd.DataFrame], dict[str, Any]]:
     codes_dir = root / "codes"
     problems, tables = read_tables(codes_dir)
     catalogue_problems, catalogue = check_catalogue(codes_dir, tables)
@@ -211,7 +211,7 @@ def check_code_tables(root: Path) -> tuple[list[Problem], dict[str, pd.DataFrame
     for name, table in tables.items():
         if name in catalogue:
             problems += check_table(name, table, catalogue[name], tables, catalogue, str(codes_dir / f"{name}.csv"))
-    return problems, tables
+    return problems, tables, catalogue
 
 
 def check_survivorship(root: Path, elements: dict[str, dict[str, Any]]) -> list[Problem]:
@@ -253,12 +253,34 @@ def check_sources(folder: Path, root: Path) -> list[Problem]:
     return problems
 
 
+def check_code_patterns(root: Path, elements: dict[str, dict[str, Any]], tables: dict[str, pd.DataFrame],
+                        catalogue: dict[str, Any]) -> list[Problem]:
+    """Every code of an element's code table must match the element's pattern, else values that
+    normalise correctly would fail the element's expectation."""
+    file = str(root / "elements.yaml")
+    problems: list[Problem] = []
+    for kind, specs in elements.items():
+        for name, spec in specs.items():
+            if not isinstance(spec, dict) or not spec.get("pattern") or spec.get("code_table") not in tables:
+                continue
+            keys = referenced_keys(spec["code_table"], tables, catalogue) or set()
+            try:
+                bad = sorted(k for k in keys if k and not re.fullmatch(spec["pattern"], k))
+            except re.error:
+                continue  # reported by check_element_references
+            if bad:
+                problems.append(Problem(file, f"{kind}.{name}.pattern",
+                                        f"codes of table {spec['code_table']} do not match it: {', '.join(bad[:5])}"))
+    return problems
+
+
 def check_standards(root: Path | None = None, sources: Path | None = None) -> list[Problem]:
     """Every problem in a standards folder (and a sources folder, if given); [] when consistent."""
     root = Path(root or STANDARDS_ROOT).resolve()
-    problems, tables = check_code_tables(root)
+    problems, tables, catalogue = check_code_tables(root)
     element_problems, elements = check_elements(root, set(tables))
     problems += element_problems
+    problems += check_code_patterns(root, elements, tables, catalogue)
     if set(elements) == set(KINDS):
         problems += check_survivorship(root, elements)
         problems += check_row_rules(root, elements)
