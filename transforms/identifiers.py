@@ -211,7 +211,8 @@ def uscc_check_chars(body17: np.ndarray) -> np.ndarray:
     return np.frombuffer(_USCC_ALPHABET.encode(), dtype=np.uint8)[check]
 
 
-_USCC_RE = r"^[0-9A-HJ-NPQRTUWXY]{18}$"
+# Registration authority + organisation category, six-digit region, 10 characters.
+_USCC_RE = r"^[0-9A-HJ-NPQRTUWXY]{2}[0-9]{6}[0-9A-HJ-NPQRTUWXY]{10}$"
 
 
 def _uscc_uniques(uniques: np.ndarray) -> pd.DataFrame:

@@ -390,10 +390,11 @@ def normalise_source(raw: pd.DataFrame, source: SourceConfig, standards: Standar
 
 def _derive(cols: dict[str, pd.Series], outcomes: dict[str, Outcome], column_of: dict[str, str],
             raw: pd.DataFrame, kind: str, standards: Standards) -> None:
-    """region_code from the ID number / USCC, else from the address; org_code from uscc/tax_no."""
+    """region_code from the ID number (persons) or USCC / tax_no / reg_no (enterprises),
+    else from the address; org_code given, else from uscc, else from tax_no."""
     if "region_code" not in column_of and kind in ("person", "enterprise"):
         region = _na_strings(raw.index)
-        for element in ("id_number", "uscc"):
+        for element in ("id_number", "uscc", "tax_no", "reg_no"):
             if element in outcomes and "region_code" in outcomes[element].derived:
                 region = region.fillna(outcomes[element].derived["region_code"])
         if "address" in cols:

@@ -1,0 +1,180 @@
+"""Identifier normalisation: table-driven faults and hypothesis agreement with python-stdnum."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from stdnum.cn import ric, uscc
+from stdnum.iso7064 import mod_11_10
+
+from transforms.identifiers import (normalise_citizen_id, normalise_org_code, normalise_reg_no,
+                                    normalise_tax_no, normalise_uscc, region_known)
+
+TODAY = dt.date(2026, 1, 1)
+VALID_ID = "11010519491231002X"  # the GB 11643 example number
+
+
+def one(value, **kw) -> dict:
+    return normalise_citizen_id(pd.Series([value], dtype=object), **kw).iloc[0].to_dict()
+
+
+@pytest.mark.parametrize("raw, value, status, note", [
+    (VALID_ID, VALID_ID, "valid", None),
+    ("11010519491231002x", VALID_ID, "repaired", "lowercase_x"),
+    (" 110105 19491231 002X\u3000", VALID_ID, "repaired", "whitespace"),
+    ("１１０１０５１９４９１２３１００２Ｘ", VALID_ID, "repaired", "fullwidth"),
+    ("１１０１０５１９４９１２３１００２ｘ", VALID_ID, "repaired", "fullwidth;lowercase_x"),
+    ("110105491231002", VALID_ID, "repaired", "upgraded_15"),
+    # 110103 (崇文区) was abolished in 2010: still a valid ID number
+    ("110103199001010018", "110103199001010018", "valid", None),
+    ("11010519491213002X", None, "invalid", "bad_check_digit"),  # transposed 31 -> 13
+    ("11010519491231020X", None, "invalid", "bad_check_digit"),  # transposed 02 -> 20
+    ("110105199002300028", None, "invalid", "bad_birth_date"),   # 1990-02-30, check digit right
+    ("110105203001010028", None, "invalid", "future_birth_date"),
+    ("11010519491231002", None, "invalid", "bad_length"),
+    ("1101051949123100XX", None, "invalid", "bad_chars"),
+    ("", None, "missing", None),
+    (None, None, "missing", None),
+])
+def test_citizen_id_faults(raw, value, status, note):
+    got = one(raw, today=TODAY)
+    assert (got["value"] if got["value"] is not pd.NA else None) == value
+    assert got["status"] == status
+    assert (got["note"] if got["note"] is not pd.NA else None) == note
+
+
+def test_citizen_id_derived_fields_and_alignment():
+    values = pd.Series(["110105491231002", None, VALID_ID, "bad"], index=[10, 11, 12, 13])
+    out = normalise_citizen_id(values, today=TODAY)
+    assert list(out.index) == [10, 11, 12, 13]
+    assert out["birth_date"].tolist()[0] == pd.Timestamp("1949-12-31")
+    assert out["birth_date"].isna().tolist() == [False, True, False, True]
+    assert out["sex"].tolist() == ["2", pd.NA, "2", pd.NA]
+    assert out["region_code"].tolist() == ["110105", pd.NA, "110105", pd.NA]
+    male = one("110105194912310011", today=TODAY)  # 17th digit 1 -> male
+    assert male["sex"] == "1" and male["status"] == "valid"
+
+
+def test_region_known_flags_unknown_codes_without_rejecting():
+    table = pd.DataFrame({"code": ["110105", "110103"]})
+    codes = pd.Series(["110105", "110103", "999999", None])
+    assert region_known(codes, table).tolist() == [True, True, False, False]
+    body = "99999919900101001"
+    number = body + ric.calc_check_digit(body + "0")
+    assert one(number, today=TODAY)["status"] == "valid"
+
+
+# ---- hypothesis: agree with stdnum.cn.ric on checksum and birth-date validity.
+# stdnum's validate() also checks its own 2014 region table, which rejects abolished and
+# newer codes GB/T 2260 keeps; so the region is not compared, only checksum and date.
+def stdnum_ric_ok(number: str) -> bool:
+    if number[-1] != ric.calc_check_digit(number):
+        return False
+    try:
+        born = ric.get_birth_date(number)
+    except Exception:
+        return False
+    return 1850 <= born.year and born <= TODAY  # our extra rules: plausible, not future
+
+
+@st.composite
+def id_numbers(draw):
+    region = draw(st.from_regex(r"[1-8][0-9]{5}", fullmatch=True))
+    born = draw(st.dates(dt.date(1900, 1, 1), dt.date(2025, 12, 31)))
+    serial = draw(st.from_regex(r"[0-9]{3}", fullmatch=True))
+    body = f"{region}{born:%Y%m%d}{serial}"
+    number = body + ric.calc_check_digit(body + "0")
+    corruption = draw(st.sampled_from(["none", "digit", "swap", "check", "date"]))
+    chars = list(number)
+    if corruption == "digit":
+        i = draw(st.integers(0, 16))
+        chars[i] = draw(st.sampled_from("0123456789"))
+    elif corruption == "swap":
+        i = draw(st.integers(0, 15))
+        chars[i], chars[i + 1] = chars[i + 1], chars[i]
+    elif corruption == "check":
+        chars[17] = draw(st.sampled_from("0123456789X"))
+    elif corruption == "date":
+        chars[10:14] = list(draw(st.from_regex(r"[0-9]{4}", fullmatch=True)))
+    return "".join(chars)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(id_numbers(), min_size=1, max_size=20))
+def test_citizen_id_agrees_with_stdnum(numbers):
+    out = normalise_citizen_id(pd.Series(numbers), today=TODAY)
+    ours = out["status"].isin(["valid", "repaired"]).tolist()
+    assert ours == [stdnum_ric_ok(n) for n in numbers]
+    for n, value, born in zip(numbers, out["value"], out["birth_date"]):
+        if value is not pd.NA:
+            assert value == n
+            assert born.date() == ric.get_birth_date(n)
+
+
+USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+
+
+@st.composite
+def usccs(draw):
+    head = draw(st.text(USCC_ALPHABET, min_size=2, max_size=2))
+    region = draw(st.from_regex(r"[0-9]{6}", fullmatch=True))
+    tail = draw(st.text(USCC_ALPHABET, min_size=9, max_size=9))
+    body = head + region + tail
+    number = body + uscc.calc_check_digit(body + "0")
+    chars = list(number)
+    corruption = draw(st.sampled_from(["none", "char", "swap"]))
+    if corruption == "char":
+        chars[draw(st.integers(0, 17))] = draw(st.sampled_from(USCC_ALPHABET))
+    elif corruption == "swap":
+        i = draw(st.integers(0, 16))
+        chars[i], chars[i + 1] = chars[i + 1], chars[i]
+    return "".join(chars)
+
+
+def stdnum_uscc_ok(number: str) -> bool:
+    # stdnum insists on digits in positions 1-8; GB 32100 allows letters in positions 1-2
+    # (e.g. N for agricultural cooperatives), so the check character is compared directly.
+    return number[2:8].isdigit() and number[-1] == uscc.calc_check_digit(number)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(usccs(), min_size=1, max_size=20))
+def test_uscc_agrees_with_stdnum(numbers):
+    out = normalise_uscc(pd.Series(numbers))
+    assert out["status"].eq("valid").tolist() == [stdnum_uscc_ok(n) for n in numbers]
+    digits_only = [n for n in numbers if n[:8].isdigit()]
+    if digits_only:
+        assert normalise_uscc(pd.Series(digits_only))["status"].eq("valid").tolist() == \
+            [uscc.is_valid(n) for n in digits_only]
+
+
+def test_uscc_faults_and_derived_codes():
+    out = normalise_uscc(pd.Series(["91110000802100433B", "91110000802100433b", " 9111 0000 8021 0043 3B",
+                                    "91110000802100433C", "91110000802100433", "9111000080210043IB", None]))
+    assert out["status"].tolist() == ["valid", "repaired", "repaired", "invalid", "invalid", "invalid", "missing"]
+    assert out["note"].tolist() == [pd.NA, "lowercase", "whitespace", "bad_check_digit", "bad_length",
+                                    "bad_chars", pd.NA]
+    assert out["org_code"].tolist()[:3] == ["802100433"] * 3
+    assert out["region_code"].tolist()[0] == "110000"
+
+
+def test_org_code_reg_no_tax_no():
+    org = normalise_org_code(pd.Series(["80210043-3", "802100433", "802100434", "D2143569-X"]))
+    assert org["value"].tolist() == ["802100433", "802100433", pd.NA, "D2143569X"]
+    assert org["status"].tolist() == ["valid", "valid", "invalid", "valid"]
+
+    body = "11010000000000"
+    good = body + mod_11_10.calc_check_digit(body)
+    reg = normalise_reg_no(pd.Series([good, body + str((int(good[-1]) + 1) % 10), "1234"]))
+    assert reg["status"].tolist() == ["valid", "invalid", "invalid"]
+    assert reg["note"].tolist() == [pd.NA, "bad_check_digit", "bad_length"]
+    assert reg["region_code"].tolist()[0] == "110100"
+
+    tax = normalise_tax_no(pd.Series(["110000802100433", "110000802100434", "91110000802100433B", "11000080210043"]))
+    assert tax["status"].tolist() == ["valid", "invalid", "valid", "invalid"]
+    assert tax["org_code"].tolist() == ["802100433", pd.NA, "802100433", pd.NA]
+    assert tax["region_code"].tolist() == ["110000", pd.NA, "110000", pd.NA]
+    assert tax["note"].tolist() == [pd.NA, "bad_check_digit", "uscc", "bad_length"]
