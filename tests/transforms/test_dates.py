@@ -1,0 +1,61 @@
+"""Date and timestamp parsing: every recognised format and every fault, exact values."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from transforms.dates import parse_dates, parse_timestamps
+
+
+@pytest.mark.parametrize("raw, value, status, note", [
+    ("19900115", "1990-01-15", "valid", None),
+    ("1990-01-15", "1990-01-15", "valid", None),
+    ("1990/1/5", "1990-01-05", "valid", None),
+    ("1990.1.5", "1990-01-05", "valid", None),
+    ("1990年1月5日", "1990-01-05", "valid", None),
+    ("１９９０－０１－１５", "1990-01-15", "valid", None),
+    (" 1990-01-15 ", "1990-01-15", "valid", None),
+    ("1990-01-15 12:30:45", "1990-01-15", "valid", None),  # time dropped for a date element
+    ("32874", "1990-01-01", "valid", "excel_serial"),
+    ("1990-02-30", None, "invalid", "impossible_date"),
+    ("1900-02-29", None, "invalid", "impossible_date"),     # 1900 is not a leap year
+    ("2000-02-29", "2000-02-29", "valid", None),            # 2000 is
+    ("1990-13-01", None, "invalid", "impossible_date"),
+    ("1700-01-01", None, "invalid", "out_of_range"),
+    ("15/01/1990", None, "invalid", "unparseable"),         # day-first only when asked
+    ("12345", None, "invalid", "unparseable"),              # below the Excel serial window
+    ("abc", None, "invalid", "unparseable"),
+    ("", None, "missing", None),
+    (None, None, "missing", None),
+])
+def test_parse_dates(raw, value, status, note):
+    got = parse_dates(pd.Series([raw], dtype=object)).iloc[0]
+    if value is None:
+        assert pd.isna(got["value"])
+    else:
+        assert got["value"] == pd.Timestamp(value)
+    assert got["status"] == status
+    assert (None if got["note"] is pd.NA else got["note"]) == note
+
+
+def test_dayfirst_and_explicit_format():
+    out = parse_dates(pd.Series(["15/01/1990", "1/2/1990", "31/02/1990", "1990-01-15"]), dayfirst=True)
+    assert out["value"].tolist()[:2] == [pd.Timestamp("1990-01-15"), pd.Timestamp("1990-02-01")]
+    assert out["status"].tolist() == ["valid", "valid", "invalid", "valid"]
+    assert out["note"].tolist()[2] == "impossible_date"
+    fmt = parse_dates(pd.Series(["15.01.1990", "1990-01-15", None]), fmt="%d.%m.%Y")
+    assert fmt["status"].tolist() == ["valid", "invalid", "missing"]
+    assert fmt["value"].tolist()[0] == pd.Timestamp("1990-01-15")
+
+
+def test_parse_timestamps_keeps_time_and_alignment():
+    values = pd.Series(["2024-03-01 08:09:10", "2024-03-01T08:09:10.25", "20240301", "2024-03-01 24:00:00"],
+                       index=[7, 8, 9, 10])
+    out = parse_timestamps(values)
+    assert list(out.index) == [7, 8, 9, 10]
+    assert out["value"].tolist()[:3] == [pd.Timestamp("2024-03-01 08:09:10"),
+                                         pd.Timestamp("2024-03-01 08:09:10.250"),
+                                         pd.Timestamp("2024-03-01")]
+    assert out["status"].tolist() == ["valid", "valid", "valid", "invalid"]
+    assert out["note"].tolist()[3] == "impossible_date"
+    assert str(out["value"].dtype) == "datetime64[ns]"
