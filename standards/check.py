@@ -141,6 +141,9 @@ def check_table(name: str, table: pd.DataFrame, spec: dict[str, Any], tables: di
     if len(empty):
         problems.append(Problem(file, f"line {csv_lines(empty)}", f"empty {key}"))
     unique = spec.get("unique", [key])
+    missing = [c for c in unique if c not in table.columns]
+    if missing:
+        return [Problem(file, "(header)", f"missing key columns {missing}")]
     duplicated = table[(table[key].str.strip() != "") & table.duplicated(unique, keep=False)]
     for value, rows in duplicated.groupby(unique, sort=True):
         label = "/".join(value) if isinstance(value, tuple) else value
@@ -210,7 +213,12 @@ def check_code_tables(root: Path) -> tuple[list[Problem], dict[str, pd.DataFrame
     problems += catalogue_problems
     for name, table in tables.items():
         if name in catalogue:
-            problems += check_table(name, table, catalogue[name], tables, catalogue, str(codes_dir / f"{name}.csv"))
+            file = str(codes_dir / f"{name}.csv")
+            try:
+                problems += check_table(name, table, catalogue[name], tables, catalogue, file)
+            except (TypeError, KeyError, AttributeError, re.error) as exc:
+                problems.append(Problem(str(codes_dir / "codes.yaml"), str(name),
+                                        f"malformed shape rules for this table ({type(exc).__name__}: {exc})"))
     return problems, tables, catalogue
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from standards.model import KINDS, SourceConfig, Standards
 from standards.registry import StandardsError, load_code_catalogue, load_standards
@@ -39,7 +40,7 @@ def connection_kind(connection: str) -> str:
         return "airflow connection"
     try:
         return make_url(connection).get_backend_name()
-    except Exception:  # noqa: BLE001 - unparsable strings are shown as unknown, never echoed
+    except (ArgumentError, ValueError):  # unparsable strings are shown as unknown, never echoed
         return "unknown"
 
 

@@ -91,7 +91,8 @@ def parse_elements(raw: Any, file: Path) -> dict[str, dict[str, Element]]:
 def read_code_table(path: Path) -> pd.DataFrame:
     """Every column as string, empty cells as '' (never NaN), so codes like '01' survive."""
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+        # utf-8-sig: spreadsheet tools often save a BOM, which would otherwise rename the first column
+        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise StandardsError(path, "(file)", f"a UTF-8 CSV with a header row ({exc})") from exc
 

@@ -8,6 +8,7 @@ import pytest
 
 from standards.build_region_table import DEFAULT_SOURCE, build_region_table
 from standards.registry import (STANDARDS_ROOT, StandardsError, load_code_catalogue, load_row_rules,
+                                read_code_table,
                                 load_standards, load_survivorship, read_standards, survivorship_rule)
 
 
@@ -174,3 +175,11 @@ def test_malformed_elements_name_file_and_key(tmp_path):
         read_standards(tmp_path)
     assert (caught.value.file, caught.value.key, caught.value.expected) == \
         (str(tmp_path / "elements.yaml"), "person.name.type", "a non-empty string")
+
+
+def test_code_table_with_bom_keeps_its_header_and_leading_zeros(tmp_path):
+    path = tmp_path / "ethnicity.csv"
+    path.write_bytes("\ufeffcode,name,letter_code\n01,汉族,HA\n97,其他,\n".encode("utf-8"))
+    table = read_code_table(path)
+    assert table.to_dict("records") == [{"code": "01", "name": "汉族", "letter_code": "HA"},
+                                        {"code": "97", "name": "其他", "letter_code": ""}]
