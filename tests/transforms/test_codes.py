@@ -1,0 +1,82 @@
+"""Code tables, phone numbers, addresses and address regions (tiny inline tables with the
+columns of standards/codes/*.csv)."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from transforms.codes import (address_region, normalise_address, normalise_code, normalise_ethnicity,
+                              normalise_phone, normalise_sex)
+
+NA = pd.NA
+SEX_ALIAS = pd.DataFrame({"alias": ["1", "2", "9", "0", "男", "女", "m", "f", "male", "未知"],
+                          "code": ["1", "2", "9", "0", "1", "2", "1", "2", "1", "0"]})
+ETHNICITY = pd.DataFrame({"code": ["01", "02", "97"], "name": ["汉族", "蒙古族", "其他"],
+                          "letter_code": ["HA", "MG", ""]})
+CHANNEL = pd.DataFrame({"code": ["window", "web"], "name": ["窗口", "网上"], "name_en": ["service window", "web portal"],
+                        "online": ["false", "true"]})
+REGION = pd.DataFrame({
+    "code": ["110000", "110105", "110108", "110103", "330000", "330100", "330106", "210000", "211300", "211302"],
+    "name": ["北京市", "朝阳区", "海淀区", "崇文区", "浙江省", "杭州市", "西湖区", "辽宁省", "朝阳市", "双塔区"],
+    "level": ["province", "county", "county", "county", "province", "prefecture", "county", "province",
+              "prefecture", "county"],
+    "status": ["current"] * 3 + ["abolished"] + ["current"] * 6,
+    "valid_from": ["1981"] * 10, "valid_to": ["", "", "", "2010"] + [""] * 6,
+    "successors": ["", "", "", "110101"] + [""] * 6,
+    "province": ["北京市"] * 4 + ["浙江省"] * 3 + ["辽宁省"] * 3,
+    "prefecture": ["", "", "", "", "", "", "杭州市", "", "", "朝阳市"],
+})
+
+
+def test_sex_aliases():
+    out = normalise_sex(pd.Series(["男", " F ", "MALE", "1", "９", "x", "", None]), SEX_ALIAS)
+    assert out["value"].tolist() == ["1", "2", "1", "1", "9", NA, NA, NA]
+    assert out["status"].tolist() == ["valid"] * 5 + ["invalid", "missing", "missing"]
+
+
+def test_ethnicity_by_name_code_letter():
+    out = normalise_ethnicity(pd.Series(["汉族", "汉", "1", "01", "ha", "蒙古", "MG", "其他", "99"]), ETHNICITY)
+    assert out["value"].tolist() == ["01", "01", "01", "01", "01", "02", "02", "97", NA]
+    assert out["note"].tolist()[-1] == "unknown_code"
+
+
+def test_generic_code_by_code_or_name():
+    out = normalise_code(pd.Series(["web", "WEB", "窗口", "kiosk"]), CHANNEL)
+    assert out["value"].tolist() == ["web", "web", "window", NA]
+    assert out["status"].tolist() == ["valid", "valid", "valid", "invalid"]
+    with pytest.raises(KeyError, match="no column 'label'"):
+        normalise_code(pd.Series(["web"]), CHANNEL, by=("code", "label"))
+
+
+@pytest.mark.parametrize("raw, value, status, note", [
+    ("13812345678", "13812345678", "valid", None),
+    ("138-1234-5678", "13812345678", "valid", "separators"),
+    ("+86 138 1234 5678", "13812345678", "valid", "separators;country_code"),
+    ("008613812345678", "13812345678", "valid", "country_code"),
+    ("１３８１２３４５６７８", "13812345678", "valid", "fullwidth"),
+    ("010-12345678", "01012345678", "valid", "separators"),
+    ("(0571)8765432", "05718765432", "valid", "separators"),
+    ("+86 10 1234 5678", "01012345678", "valid", "separators;country_code"),
+    ("87654321", None, "invalid", "no_area_code"),
+    ("12345678901", None, "invalid", "bad_format"),
+    ("", None, "missing", None),
+])
+def test_phone(raw, value, status, note):
+    got = normalise_phone(pd.Series([raw])).iloc[0]
+    assert (None if got["value"] is NA else got["value"]) == value
+    assert got["status"] == status
+    assert (None if got["note"] is NA else got["note"]) == note
+
+
+def test_address_normalised_and_region_found():
+    assert normalise_address(pd.Series(["北京市 海澱區 中关村 Tower  A", " "])).tolist() == ["北京市海淀区中关村Tower A", NA]
+    addresses = pd.Series([
+        "浙江省杭州市西湖区文三路1号", "浙江杭州西湖区", "杭州市西湖区", "北京市朝阳区", "北京市",
+        "朝阳区某路",           # ambiguous without a province? 朝阳区 is unique here -> 110105
+        "辽宁省朝阳市双塔区", "北京市崇文区",  # 崇文区 abolished: only the province is current
+        "火星基地", None,
+    ], index=range(20, 30))
+    out = address_region(addresses, REGION)
+    assert list(out.index) == list(range(20, 30))
+    assert out.tolist() == ["330106", "330106", "330106", "110105", "110000", "110105",
+                            "211302", "110000", NA, NA]
