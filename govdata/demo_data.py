@@ -927,7 +927,7 @@ def churujing_table(p: Persons, rng: np.random.Generator, as_of: date) -> Table:
             "LXDH": ("TEXT", blank_out(p.phone[idx], rng, 0.05, 0.0)),
             "GXSJ": ("TEXT", format_timestamps(update_seconds(rng, n, as_of, 3))),
         },
-        mapping={"SFZH": "id_number", "YWXM": "name_latin", "XB": "sex", "CSRQ": "birth_date",
+        mapping={"SFZH": "id_number", "YWXM": "name", "XB": "sex", "CSRQ": "birth_date",
                  "LXDH": "phone", "GXSJ": "updated_at"},
         truth=person_truth("churujing", rid, p, idx), incremental="GXSJ",
         overrides={"birth_date": {"format": "%d/%m/%Y", "dayfirst": True}},

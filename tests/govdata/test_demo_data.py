@@ -24,7 +24,8 @@ from govdata.demo_data import (
     id_matrix,
     mistype,
 )
-from standards.model import KINDS, SourceConfig
+from standards.model import KINDS
+from standards.sources import load_source
 
 AS_OF = date(2025, 6, 30)
 PERSONS = 400
@@ -94,9 +95,10 @@ def test_source_yamls_follow_the_contract(world: Path) -> None:
         assert set(doc["columns"]) <= set(table_cols), source
         if "incremental" in doc:
             assert doc["incremental"]["column"] in table_cols
-        # The typed view the loaders build accepts every key we write.
-        config = SourceConfig(**doc)
+        # The project's loader accepts it: keys, elements of the kind, overrides, connection.
+        config = load_source(path)
         assert config.elements == list(doc["columns"].values())
+        assert config.connection == f"sqlite:///{db}"
     churujing = yaml.safe_load((world / "sources" / "churujing.yaml").read_text(encoding="utf-8"))
     assert churujing["overrides"] == {"birth_date": {"format": "%d/%m/%Y", "dayfirst": True}}
 
