@@ -123,7 +123,10 @@ def assign_stable_ids(keys: pd.Series, cluster: np.ndarray, records: pd.DataFram
     else:
         frame["prev"] = pd.Series(pd.NA, index=frame.index, dtype="string")
         all_prev = set()
-    min_key = frame.groupby("cluster")["_key"].min()
+    # smallest member key per cluster (string groupby-min is slow: sort once instead)
+    ordered = frame.iloc[np.argsort(frame["_key"].to_numpy(dtype=object), kind="stable")]
+    first = ordered.drop_duplicates("cluster")
+    min_key = pd.Series(first["_key"].to_numpy(), index=first["cluster"].to_numpy())
     size_by = (frame.dropna(subset=["prev"]).groupby(["cluster", "prev"]).size()
                .rename("n").reset_index())
     size_by["min_key"] = size_by["cluster"].map(min_key)

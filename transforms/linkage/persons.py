@@ -86,6 +86,10 @@ def _blocking_frame(df: pd.DataFrame, facts: pd.DataFrame, conflict: np.ndarray,
         "phone": df["phone"].astype("string"),
         "region": df["region_code"].astype("string").str[:6],
     }, index=df.index)
+    # a borrowed ID's region (the normaliser derives region_code from the ID) is not the
+    # record's own
+    from_borrowed_id = conflict & (view["region"] == view["id_number"].str[:6]).fillna(False).to_numpy()
+    view.loc[from_borrowed_id, "region"] = pd.NA
     view["b_birth"] = view["birth"].dt.strftime("%Y%m%d").astype("string")
     view["b_pinyin_year"] = view["pinyin"] + "|" + view["birth"].dt.year.astype("string")
     view["b_phone"] = view["phone"]

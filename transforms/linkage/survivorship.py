@@ -33,28 +33,33 @@ def trust_rank(source_system: pd.Series, trust_order: list[str]) -> np.ndarray:
     return source_system.map(rank).fillna(len(trust_order)).to_numpy(dtype=np.int64)
 
 
-def _sort_keys(rule: str) -> list[tuple[str, bool]]:
-    return {"trust_order": [("_trust", True)],
-            "most_recent": [("_recency", False)],
-            "most_frequent": [("_freq", False)]}[rule]
+def _rule_key(rule: str, sub: pd.DataFrame) -> np.ndarray:
+    """Ascending sort key for a rule (smaller wins)."""
+    if rule == "trust_order":
+        return sub["_trust"].to_numpy()
+    if rule == "most_recent":
+        return -sub["_recency"].to_numpy(dtype=np.float64)
+    return -sub["_freq"].to_numpy()
 
 
 def pick_values(df: pd.DataFrame, id_col: str, element: str, rule: str, tiebreak: str
                 ) -> pd.DataFrame:
-    """Winning (value, source_system) per master id for one element; NULLs never win."""
-    sub = df.loc[df[element].notna(), [id_col, element, "source_system", "source_record_id",
-                                      "_trust", "_recency"]]
+    """Winning (value, source_system) per master id for one element; NULLs never win.
+    Ties after rule and tiebreak: trust, then the smallest value, then the smallest record key."""
+    sub = df.loc[df[element].notna(), [id_col, element, "source_system", "_gid", "_trust",
+                                      "_recency", "_krank"]]
     if sub.empty:
         return pd.DataFrame(columns=[id_col, element, f"_src_{element}"])
-    sub = sub.assign(_val=sub[element].astype(str))
-    sub["_freq"] = sub.groupby([id_col, "_val"])["_val"].transform("size")
-    keys = [(id_col, True)] + _sort_keys(rule) + _sort_keys(tiebreak) + \
-        [("_trust", True), ("_val", True), ("source_record_id", True)]
-    seen, cols, asc = set(), [], []
-    for col, a in keys:
-        if col not in seen:
-            seen.add(col), cols.append(col), asc.append(a)
-    best = sub.sort_values(cols, ascending=asc, kind="stable").drop_duplicates(id_col)
+    values = sub[element].astype(str) if sub[element].dtype == object else sub[element]
+    val_code = pd.factorize(values, sort=True)[0]
+    gid = sub["_gid"].to_numpy()
+    pair = gid.astype(np.int64) * (val_code.max() + 1) + val_code
+    _, inverse, counts = np.unique(pair, return_inverse=True, return_counts=True)
+    sub = sub.assign(_freq=counts[inverse])
+    # np.lexsort: last key is the primary one
+    order = np.lexsort((sub["_krank"].to_numpy(), val_code, sub["_trust"].to_numpy(),
+                        _rule_key(tiebreak, sub), _rule_key(rule, sub), gid))
+    best = sub.iloc[order].drop_duplicates("_gid")
     return best[[id_col, element, "source_system"]].rename(
         columns={"source_system": f"_src_{element}"})
 
@@ -64,10 +69,14 @@ def golden_records(df: pd.DataFrame, id_col: str, elements: list[str], spec: dic
     trust_order = list(spec["trust_order"])
     default, tiebreak = spec.get("default", "trust_order"), spec.get("tiebreak", "most_frequent")
     rules = spec.get("elements") or {}
-    work = df.assign(_trust=trust_rank(df["source_system"], trust_order))
+    work = df.assign(_trust=trust_rank(df["source_system"], trust_order),
+                     _gid=pd.factorize(df[id_col])[0],
+                     _krank=np.argsort(np.argsort(
+                         (df["source_system"] + "\x1f" + df["source_record_id"]).to_numpy(dtype=object),
+                         kind="stable"), kind="stable"))
     if "updated_at" in work.columns:
         ts = pd.to_datetime(work["updated_at"], errors="coerce")
-        work["_recency"] = ts.astype("int64").where(ts.notna(), np.iinfo(np.int64).min)
+        work["_recency"] = ts.astype("int64").where(ts.notna(), np.iinfo(np.int64).min).to_numpy()
     else:
         work["_recency"] = np.iinfo(np.int64).min
     counts = work.groupby(id_col).agg(record_count=("source_record_id", "size"),
