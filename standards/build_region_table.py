@@ -26,12 +26,28 @@ STATUSES = {"在用": "current", "弃用": "abolished", "变更": "changed"}
 # Second-level column says 直辖 for counties directly under a province/municipality.
 DIRECTLY_ADMINISTERED = "直辖"
 REGION_COLUMNS = ["code", "name", "level", "status", "valid_from", "valid_to", "successors",
-                  "province", "prefecture"]
+                  "province", "prefecture", "successor_years"]
+SUCCESSOR = r"^(?P<code>\d{6})(?:\[(?P<year>\d{4})\])?$"
 
 
 def strip_successor_years(successors: pd.Series) -> pd.Series:
-    """'130102[2001];130108' -> '130102;130108' (the bracketed year of each change dropped)."""
+    """'130108[2001];130111' -> '130108;130111' (the bracketed year of each change dropped)."""
     return successors.str.replace(r"\[\d{4}\]", "", regex=True)
+
+
+def successor_years(successors: pd.Series, valid_to: pd.Series) -> pd.Series:
+    """Year each successor took over, aligned with `successors`: the bracketed year, else the
+    year the code ended ('130108[2001];130111' ending 2014 -> '2001;2014'). Keeps the source's
+    distinction between earlier partial transfers and the successors at the end."""
+    parts = successors.str.split(";").explode()
+    parts = parts[parts != ""]
+    found = parts.str.extract(SUCCESSOR)
+    if found["code"].isna().any():
+        bad = sorted(set(parts[found["code"].isna()]))[:5]
+        raise ValueError(f"column 新代码: unexpected successor entries {bad}, expected CODE or CODE[YEAR]")
+    years = found["year"].fillna(valid_to.reindex(found.index))
+    joined = years.groupby(level=0).agg(";".join)
+    return joined.reindex(successors.index, fill_value="")
 
 
 def translate(values: pd.Series, mapping: dict[str, str], column: str) -> pd.Series:
@@ -49,6 +65,7 @@ def build_region_table(source: Path = DEFAULT_SOURCE) -> pd.DataFrame:
     table = raw.rename(columns=SOURCE_COLUMNS)
     table["level"] = translate(table["level"], LEVELS, "级别")
     table["status"] = translate(table["status"], STATUSES, "状态")
+    table["successor_years"] = successor_years(table["successors"], table["valid_to"])
     table["successors"] = strip_successor_years(table["successors"])
     table["prefecture"] = table["prefecture"].replace(DIRECTLY_ADMINISTERED, "")
     return table[REGION_COLUMNS]

@@ -20,7 +20,7 @@ def standards():
 def test_region_table_counts_and_abolished_code(standards):
     region = standards.regions
     assert list(region.columns) == ["code", "name", "level", "status", "valid_from", "valid_to",
-                                    "successors", "province", "prefecture"]
+                                    "successors", "province", "prefecture", "successor_years"]
     assert len(region) == 6823
     current = region[region["status"] == "current"]
     assert len(current) == 3213
@@ -29,7 +29,7 @@ def test_region_table_counts_and_abolished_code(standards):
     chongwen = region[region["code"] == "110103"].iloc[0].to_dict()
     assert chongwen == {"code": "110103", "name": "崇文区", "level": "county", "status": "abolished",
                         "valid_from": "1981", "valid_to": "2010", "successors": "110101",
-                        "province": "北京市", "prefecture": ""}
+                        "province": "北京市", "prefecture": "", "successor_years": "2010"}
     assert not current["code"].duplicated().any()
 
 
@@ -47,9 +47,19 @@ def test_build_region_table_translates_tiny_history(tmp_path):
     table = build_region_table(history)
     assert table.to_dict("records") == [
         {"code": "130124", "name": "栾城县", "level": "county", "status": "abolished", "valid_from": "1986",
-         "valid_to": "2014", "successors": "130108;130111", "province": "河北省", "prefecture": "石家庄市"},
+         "valid_to": "2014", "successors": "130108;130111", "province": "河北省", "prefecture": "石家庄市",
+         "successor_years": "2001;2014"},
         {"code": "120110", "name": "东郊区", "level": "county", "status": "changed", "valid_from": "1981",
-         "valid_to": "1992", "successors": "120110", "province": "天津市", "prefecture": ""}]
+         "valid_to": "1992", "successors": "120110", "province": "天津市", "prefecture": "",
+         "successor_years": "1992"}]
+
+
+def test_build_region_table_rejects_malformed_successors(tmp_path):
+    history = tmp_path / "h.csv"
+    history.write_text("代码,一级行政区,二级行政区,名称,级别,状态,启用时间,变更/弃用时间,新代码\n"
+                       "110103,北京市,直辖,崇文区,县级,弃用,1981,2010,110101(2010)\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"column 新代码: unexpected successor entries \['110101\(2010\)'\]"):
+        build_region_table(history)
 
 
 def test_build_region_table_names_unexpected_values(tmp_path):
