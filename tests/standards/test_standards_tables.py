@@ -121,6 +121,8 @@ def test_industry_sections_and_divisions(standards):
     assert by_code.loc["13", ["name", "section"]].tolist() == ["农副食品加工业", "C"]
     assert by_code.loc["65", ["name", "section"]].tolist() == ["软件和信息技术服务业", "I"]
     assert by_code.loc["97", "section"] == "T"
+    aliases = standards.code_table("industry_alias").set_index("alias")["code"]
+    assert (len(aliases), aliases["c13"], aliases["t97"]) == (97, "13", "97")
 
 
 def test_small_catalogues(standards):
