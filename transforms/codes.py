@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from transforms.names import to_simplified
-from transforms.unique import as_text, per_unique, strings
+from transforms.unique import as_text, join_notes, per_unique, strings
 
 
 def _key(value: str) -> str:
@@ -78,11 +78,15 @@ def normalise_sex(values: pd.Series, alias_table: pd.DataFrame) -> pd.DataFrame:
     return per_unique(values, lambda u: _lookup_uniques(u, lookup, None))
 
 
-def normalise_ethnicity(values: pd.Series, ethnicity_table: pd.DataFrame) -> pd.DataFrame:
-    """Ethnic group as name (汉族 or 汉), numeric code (1, 01) or letter code (HA) ->
-    GB/T 3304 two-digit code."""
+def normalise_ethnicity(values: pd.Series, ethnicity_table: pd.DataFrame,
+                        alias_table: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Ethnic group as name (汉族 or 汉), numeric code (1, 01), letter code (HA) or any alias
+    of alias_table (ethnicity_alias.csv: alias,code) -> GB/T 3304 two-digit code."""
     table = ethnicity_table.assign(short=ethnicity_table["name"].str.replace(r"族$", "", regex=True))
     lookup = _build_lookup(table, ("code", "name", "letter_code", "short"))
+    if alias_table is not None:
+        for key, code in _build_lookup(alias_table.rename(columns={"alias": "key"}), ("key",)).items():
+            lookup.setdefault(key, code)
     return per_unique(values, lambda u: _lookup_uniques(u, lookup, 2))
 
 
@@ -100,24 +104,32 @@ def _flag(text: pa.Array, pattern: str) -> np.ndarray:
 
 def _phone_uniques(uniques: np.ndarray) -> pd.DataFrame:
     raw = as_text(uniques)
-    fullwidth = _flag(raw, r"[\x{FF01}-\x{FF5E}\x{3000}]")
-    text = pc.utf8_normalize(raw, "NFKC")
-    separators = _flag(text, _PHONE_SEPARATORS)
-    text = pc.replace_substring_regex(text, _PHONE_SEPARATORS, "")
-    country = _flag(text, _COUNTRY_MOBILE) | _flag(text, _COUNTRY_LANDLINE)
-    text = pc.replace_substring_regex(text, _COUNTRY_MOBILE, r"\1")
-    text = pc.replace_substring_regex(text, _COUNTRY_LANDLINE, r"0\1")
+    n = len(raw)
+    # Most numbers are already bare mobiles: only the others go through the clean-up.
+    plain = _flag(raw, _MOBILE)
+    dirty_idx = np.flatnonzero(~plain)
+    sub = raw.take(pa.array(dirty_idx))
+    flags = {k: np.zeros(n, dtype=bool) for k in ("fullwidth", "separators", "country_code")}
+    flags["fullwidth"][dirty_idx] = _flag(sub, r"[\x{FF01}-\x{FF5E}\x{3000}]")
+    sub = pc.utf8_normalize(sub, "NFKC")
+    flags["separators"][dirty_idx] = _flag(sub, _PHONE_SEPARATORS)
+    sub = pc.replace_substring_regex(sub, _PHONE_SEPARATORS, "")
+    flags["country_code"][dirty_idx] = _flag(sub, _COUNTRY_MOBILE) | _flag(sub, _COUNTRY_LANDLINE)
+    sub = pc.replace_substring_regex(sub, _COUNTRY_MOBILE, r"\1")
+    sub = pc.replace_substring_regex(sub, _COUNTRY_LANDLINE, r"0\1")
+    text = pc.replace_with_mask(raw, pa.array(~plain), sub) if len(dirty_idx) else raw
     missing = pc.fill_null(pc.equal(pc.utf8_length(text), 0), True).to_numpy(zero_copy_only=False)
-    ok = _flag(text, _MOBILE) | _flag(text, _LANDLINE)
-    no_area = ~ok & _flag(text, r"^[2-9][0-9]{6,7}$")
+    ok = plain.copy()
+    ok[dirty_idx] = _flag(sub, _MOBILE) | _flag(sub, _LANDLINE)
+    no_area = np.zeros(n, dtype=bool)
+    no_area[dirty_idx] = _flag(sub, r"^[2-9][0-9]{6,7}$")
     invalid = ~missing & ~ok
+    no_area &= invalid
     status = np.select([missing, invalid], ["missing", "invalid"], "valid").astype(object)
-    notes = np.full(len(text), None, dtype=object)
-    for code, flag in (("fullwidth", fullwidth), ("separators", separators), ("country_code", country),
-                       ("no_area_code", no_area & invalid), ("bad_format", invalid & ~no_area)):
-        for i in np.flatnonzero(flag & ~missing):
-            notes[i] = code if notes[i] is None else f"{notes[i]};{code}"
-    value = pc.if_else(pa.array(ok), text, pa.nulls(len(text), pa.string()))
+    notes = join_notes(n, [("fullwidth", flags["fullwidth"] & ~missing), ("separators", flags["separators"] & ~missing),
+                           ("country_code", flags["country_code"] & ~missing), ("no_area_code", no_area),
+                           ("bad_format", invalid & ~no_area)])
+    value = pc.if_else(pa.array(ok), text, pa.scalar(None, pa.string()))
     return pd.DataFrame({"value": strings(value), "status": strings(status), "note": strings(notes)})
 
 

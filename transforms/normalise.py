@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from standards.model import Element, SourceConfig, Standards
 from transforms import codes, dates, identifiers, names
 from transforms.privacy import mask_value
-from transforms.unique import STRING, per_unique, strings
+from transforms.unique import STRING, label_where, null_strings, per_unique, strings
 
 COMMON_COLUMNS = ["source_system", "source_record_id", "kind"]
 QUARANTINE_COLUMNS = ["source_system", "source_record_id", "element", "reason_code", "masked_value",
@@ -68,14 +68,12 @@ Handler = Callable[[pd.Series, Context], Outcome]
 
 # ---------------------------------------------------------------- helpers
 def _na_strings(index: pd.Index) -> pd.Series:
-    return pd.Series(pd.array([None] * len(index), dtype=STRING), index=index)
+    return null_strings(index)
 
 
 def _reason_where(invalid: pd.Series, code: str) -> pd.Series:
     """code where invalid, NA elsewhere (string[pyarrow])."""
-    out = pd.Series(pd.array(np.where(invalid.to_numpy(dtype=bool, na_value=False), code, None), dtype=STRING),
-                    index=invalid.index)
-    return out
+    return label_where(invalid.to_numpy(dtype=bool, na_value=False), code, invalid.index)
 
 
 def _is(status: pd.Series, value: str) -> pd.Series:
@@ -138,10 +136,15 @@ def _code_table(ctx: Context, name: str | None = None) -> pd.DataFrame:
     return ctx.standards.code_table(table)
 
 
-# code table -> (normaliser, table it reads): sex values come in many spellings (sex_alias).
-CODE_NORMALISERS: dict[str, tuple[Callable[[pd.Series, pd.DataFrame], pd.DataFrame], str]] = {
-    "sex": (codes.normalise_sex, "sex_alias"),
-    "ethnicity": (codes.normalise_ethnicity, "ethnicity"),
+def _ethnicity(values: pd.Series, ctx: Context) -> pd.DataFrame:
+    aliases = ctx.standards.code_tables.get("ethnicity_alias")
+    return codes.normalise_ethnicity(values, _code_table(ctx, "ethnicity"), aliases)
+
+
+# code table -> normaliser: sex and ethnicity come in many spellings (their alias tables).
+CODE_NORMALISERS: dict[str, Callable[[pd.Series, Context], pd.DataFrame]] = {
+    "sex": lambda values, ctx: codes.normalise_sex(values, _code_table(ctx, "sex_alias")),
+    "ethnicity": _ethnicity,
 }
 
 
@@ -149,8 +152,7 @@ def _code(values: pd.Series, ctx: Context) -> Outcome:
     values = _apply_code_override(values, ctx.options)
     special = CODE_NORMALISERS.get(ctx.element.code_table or "")
     if special:
-        fn, table = special
-        r = fn(values, _code_table(ctx, table))
+        r = special(values, ctx)
     else:
         r = codes.normalise_code(values, _code_table(ctx))
     return Outcome({ctx.element.name: r["value"]}, _reason_where(_is(r["status"], "invalid"), "unknown_code"))
@@ -290,11 +292,12 @@ def _row_rule_groups(standards: Standards, kind: str) -> list[list[str]]:
 
 def _empty_column(element: Element, index: pd.Index) -> pd.Series:
     if element.type == "date":
-        return pd.Series(pd.array([None] * len(index), dtype=DATE), index=index)
+        return pd.Series(pd.array(pa.nulls(len(index), pa.date32()), dtype=DATE), index=index)
     if element.type == "timestamp":
         return pd.Series(np.full(len(index), np.datetime64("NaT"), dtype=TIMESTAMP), index=index)
     if element.type == "integer":
-        return pd.Series(pd.array([None] * len(index), dtype="Int64"), index=index)
+        n = len(index)
+        return pd.Series(pd.arrays.IntegerArray(np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool)), index=index)
     return _na_strings(index)
 
 
@@ -400,8 +403,7 @@ def _derive(cols: dict[str, pd.Series], outcomes: dict[str, Outcome], column_of:
         if "address" in cols:
             todo = region.isna() & cols["address"].notna()
             if todo.any():
-                region = region.copy()
-                region[todo] = codes.address_region(cols["address"][todo], standards.regions)
+                region = region.fillna(codes.address_region(cols["address"][todo], standards.regions))
         cols["region_code"] = region.astype(STRING)
     if kind == "enterprise":
         org = cols.get("org_code", _na_strings(raw.index))

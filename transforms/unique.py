@@ -10,6 +10,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 # Arrow-backed strings: normalisers build their results with pyarrow compute kernels, and
 # taking them back to all rows stays in C++.
@@ -59,3 +60,14 @@ def join_notes(n: int, flags: list[tuple[str, np.ndarray]]) -> np.ndarray:
         for i in np.flatnonzero(flag):
             notes[i] = code if notes[i] is None else f"{notes[i]};{code}"
     return notes
+
+
+def null_strings(index: pd.Index) -> pd.Series:
+    """All-NA string[pyarrow] Series (built in Arrow: a Python list of None is slow)."""
+    return pd.Series(strings(pa.nulls(len(index), pa.string())), index=index)
+
+
+def label_where(flag: np.ndarray | pd.Series, label: str, index: pd.Index) -> pd.Series:
+    """label where flag is true, NA elsewhere (string[pyarrow])."""
+    mask = pa.array(np.asarray(flag, dtype=bool))
+    return pd.Series(strings(pc.if_else(mask, pa.scalar(label), pa.scalar(None, pa.string()))), index=index)
