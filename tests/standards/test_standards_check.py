@@ -134,3 +134,10 @@ def test_sources_checked_against_the_copy_not_the_shipped_elements(root, tmp_pat
     replace(root / "survivorship.yaml", "    name: trust_order\n    name_pinyin", "    name_pinyin")
     problems = check_standards(root, sources)
     assert [(p.file, p.location) for p in problems] == [(str(sources / "gongan.yaml"), "columns.XM")]
+
+
+def test_command_line_prints_problems_and_fails(root, capsys):
+    append(root / "codes/sex.csv", "1,男性\n")
+    assert main([str(root)]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"{root / 'codes/sex.csv'}: line 3, 6: duplicate code '1'", "1 problem(s)"]
