@@ -62,7 +62,7 @@ def synthetic_person_rows(n: int, seed: int = 0) -> pd.DataFrame:
         "LXDH": phones, "ZZ": address,
         "_source_record_id": np.char.add("R", np.arange(n).astype(str)).astype(object),
         "_row_hash": "0" * 16,
-    }).astype("string")
+    })  # object columns of str/None: what read_parquet gives for the raw lake files
 
 
 BENCH_SOURCE = SourceConfig(

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from standards.model import Element, SourceConfig, Standards
 from transforms import codes, dates, identifiers, names
 from transforms.privacy import mask_value
-from transforms.unique import STRING, label_where, null_strings, per_unique, strings
+from transforms.unique import STRING, coalesce, label_where, null_strings, per_unique, strings
 
 COMMON_COLUMNS = ["source_system", "source_record_id", "kind"]
 QUARANTINE_COLUMNS = ["source_system", "source_record_id", "element", "reason_code", "masked_value",
@@ -212,7 +212,7 @@ def _name(values: pd.Series, ctx: Context) -> Outcome:
                         "name_pinyin": people["name_pinyin"]}, none)
     # legal_rep_name, applicant_name, holder_name: the Chinese name, else the latin one;
     # applicant/holder names may be organisations, which keep their brackets and spaces.
-    value = people["name"].fillna(people["name_latin"])
+    value = coalesce(people["name"], people["name_latin"])
     if el != "legal_rep_name":
         org = values.astype(STRING).str.contains(_ORGANISATION_RE, regex=True).fillna(False).astype(bool)
         if org.any():
@@ -344,9 +344,9 @@ def normalise_source(raw: pd.DataFrame, source: SourceConfig, standards: Standar
             if name not in cols:
                 cols[name] = values
             elif name == element:
-                cols[name] = values.fillna(cols[name])
+                cols[name] = coalesce(values, cols[name])
             else:
-                cols[name] = cols[name].fillna(values)
+                cols[name] = coalesce(cols[name], values)
 
     _derive(cols, outcomes, column_of, raw, kind, standards)
     produced = {name for name, values in cols.items()}
@@ -399,17 +399,17 @@ def _derive(cols: dict[str, pd.Series], outcomes: dict[str, Outcome], column_of:
         region = _na_strings(raw.index)
         for element in ("id_number", "uscc", "tax_no", "reg_no"):
             if element in outcomes and "region_code" in outcomes[element].derived:
-                region = region.fillna(outcomes[element].derived["region_code"])
+                region = coalesce(region, outcomes[element].derived["region_code"])
         if "address" in cols:
             todo = region.isna() & cols["address"].notna()
             if todo.any():
-                region = region.fillna(codes.address_region(cols["address"][todo], standards.regions))
+                region = coalesce(region, codes.address_region(cols["address"][todo], standards.regions))
         cols["region_code"] = region.astype(STRING)
     if kind == "enterprise":
         org = cols.get("org_code", _na_strings(raw.index))
         for element in ("uscc", "tax_no"):
             if element in outcomes and "org_code" in outcomes[element].derived:
-                org = org.fillna(outcomes[element].derived["org_code"])
+                org = coalesce(org, outcomes[element].derived["org_code"])
         cols["org_code"] = org.astype(STRING)
 
 

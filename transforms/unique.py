@@ -71,3 +71,16 @@ def label_where(flag: np.ndarray | pd.Series, label: str, index: pd.Index) -> pd
     """label where flag is true, NA elsewhere (string[pyarrow])."""
     mask = pa.array(np.asarray(flag, dtype=bool))
     return pd.Series(strings(pc.if_else(mask, pa.scalar(label), pa.scalar(None, pa.string()))), index=index)
+
+
+def _arrow(values: pd.Series) -> pa.ChunkedArray:
+    if values.dtype != STRING:
+        values = values.astype(STRING)
+    return values.array.__arrow_array__()
+
+
+def coalesce(first: pd.Series, *others: pd.Series) -> pd.Series:
+    """First non-NA string per row (aligned on first.index); Arrow's coalesce, because
+    pandas fillna on Arrow strings goes through a slow element-wise setitem."""
+    arrays = [_arrow(first)] + [_arrow(o.reindex(first.index)) for o in others]
+    return pd.Series(strings(pc.coalesce(*arrays)), index=first.index)
