@@ -46,14 +46,24 @@ def id_distance(left: pd.Series, right: pd.Series) -> np.ndarray:
 
 
 def birth_close(left: pd.Series, right: pd.Series) -> np.ndarray:
-    """Same birth date, day and month swapped, or one day apart (typing slips)."""
+    """1 same birth date; NaN (no evidence) when day and month are swapped or one day apart
+    (typing slips); 0 otherwise."""
     l, r = pd.to_datetime(left, errors="coerce"), pd.to_datetime(right, errors="coerce")
     present = (l.notna() & r.notna()).to_numpy()
     lv, rv = l.reset_index(drop=True), r.reset_index(drop=True)
     diff = (lv - rv).abs().dt.days
     swapped = (lv.dt.year == rv.dt.year) & (lv.dt.month == rv.dt.day) & (lv.dt.day == rv.dt.month)
-    agree = ((diff <= 1) | swapped).fillna(False).to_numpy(dtype=bool)
-    return _result(agree, present)
+    exact_ = (diff == 0).fillna(False).to_numpy(dtype=bool)
+    near = ((diff == 1) | swapped).fillna(False).to_numpy(dtype=bool) & ~exact_
+    return np.where(near, np.nan, _result(exact_, present))
+
+
+def region_agree(left: pd.Series, right: pd.Series) -> np.ndarray:
+    """County codes compared; a province- or prefecture-level code (…00) is too coarse to
+    count either way."""
+    l, r = left.astype("string"), right.astype("string")
+    coarse = (l.str.endswith("00") | r.str.endswith("00")).fillna(False).to_numpy(dtype=bool)
+    return np.where(coarse, np.nan, exact(l, r))
 
 
 def sex_agree(left: pd.Series, right: pd.Series) -> np.ndarray:

@@ -5,11 +5,13 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-# Prior Fellegi–Sunter probabilities P(agree | match), P(agree | non-match) per comparison.
+# Prior Fellegi–Sunter probabilities P(agree | match), P(agree | non-match) per comparison,
+# u taken over random pairs (not blocked ones: inside a birth-date block every pair agrees).
 # Used when the data are too few for ECM or ECM does not converge to a sane model.
+# birth: exact date agrees; a day/month swap or one day off carries no weight either way.
 DEFAULT_M = {"id": 0.95, "name": 0.90, "pinyin": 0.95, "birth": 0.97, "sex": 0.98,
              "phone": 0.60, "region": 0.80}
-DEFAULT_U = {"id": 0.001, "name": 0.01, "pinyin": 0.02, "birth": 0.30, "sex": 0.50,
+DEFAULT_U = {"id": 0.001, "name": 0.01, "pinyin": 0.02, "birth": 0.001, "sex": 0.50,
              "phone": 0.01, "region": 0.20}
 
 

@@ -79,7 +79,8 @@ def _blocking_frame(df: pd.DataFrame, facts: pd.DataFrame, conflict: np.ndarray,
     sex = sex.fillna(facts["id_sex"].where(pd.Series(trusted_id, index=df.index)))
     view = pd.DataFrame({
         "id_number": df["id_number"].astype("string"),
-        "name": df["name"].astype("string"),
+        # a dropped middle dot (艾合买提玉素甫) is not a different name
+        "name": df["name"].astype("string").str.replace("·", "", regex=False),
         "pinyin": df["name_pinyin"].astype("string"),
         "birth": birth,
         "sex": sex,
@@ -132,7 +133,7 @@ def compare_pairs(view: pd.DataFrame, pairs: pd.MultiIndex, conflict: np.ndarray
         "birth": compare.birth_close(L["birth"], R["birth"]),
         "sex": compare.sex_agree(L["sex"], R["sex"]),
         "phone": compare.exact(L["phone"], R["phone"]),
-        "region": compare.exact(L["region"], R["region"]),
+        "region": compare.region_agree(L["region"], R["region"]),
     })
     feats.index = pairs
     return feats

@@ -13,7 +13,7 @@ G = make_id("1985-07-20", "022")
 
 def test_review_csv_masks_identifiers_and_reads_decisions_back(tmp_path):
     rows = frame([rec("gongan", "g1", G, "王芳", "wangfang", "2", "1985-07-20", "13912345678"),
-                  rec("churujing", "c1", None, None, "wangfang", "2", "1985-07-20")])
+                  rec("churujing", "c1", None, None, "wangfang", "2", "1985-07-21")])
     r = link_persons(rows, previous_xref=None, decisions=None, survivorship=SURVIVORSHIP,
                      run_id="r1")
     assert len(r.review) == 1
