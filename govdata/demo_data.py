@@ -997,7 +997,7 @@ def shuiwu_table(e: Enterprises, p: Persons, rng: np.random.Generator, as_of: da
     old_only &= pre_reform
     if pre_reform.any() and not old_only.any():
         old_only[np.flatnonzero(pre_reform)[0]] = True
-    uscc = blank_out(e.uscc[idx], rng, 0.0, 0.0)
+    uscc = e.uscc[idx].copy()
     uscc[old_only] = np.where(rng.random(int(old_only.sum())) < 0.5, None, "")
     uscc[~old_only & pick(rng, n, 0.005)] = None
     tax_no = np.where(old_only | (pre_reform & (rng.random(n) < 0.3)), e.tax_no[idx], None)
