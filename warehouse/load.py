@@ -180,7 +180,7 @@ def init_warehouse(url: str) -> None:
         if db.backend == "duckdb":
             # One DuckDB transaction writes one file; CREATE … IF NOT EXISTS makes a retry safe.
             for table in metadata.sorted_tables:
-                db.execute(create_ddl(table))
+                db.execute(create_ddl(table, "duckdb"))
         else:
             with db.transaction():
                 db.execute(f"CREATE SCHEMA IF NOT EXISTS {VAULT_SCHEMA}")
@@ -230,11 +230,21 @@ def _grant_roles(db: _DB) -> None:
 
 
 # --- frames -> Arrow ------------------------------------------------------------------------
-def _column_array(series: pd.Series, typ: pa.DataType) -> pa.Array:
+def _string_array(series: pd.Series, is_json: bool) -> pa.Array:
+    if is_json and series.dtype == object and series.map(lambda v: isinstance(v, (dict, list))).any():
+        series = series.map(lambda v: json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v)
+    if isinstance(series.dtype, pd.ArrowDtype) or getattr(series.dtype, "storage", None) in ("pyarrow", "pyarrow_numpy"):
+        return pa.array(series, from_pandas=True).cast(pa.string())
+    values = series.to_numpy(dtype=object)
+    try:  # fast path: str objects and NULLs, converted in C
+        return pa.array(values, type=pa.string(), from_pandas=True)
+    except (pa.ArrowTypeError, pa.ArrowInvalid):  # numbers, timestamps…: their text form
+        return pa.array(series.astype("string"), type=pa.string(), from_pandas=True)
+
+
+def _column_array(series: pd.Series, typ: pa.DataType, is_json: bool = False) -> pa.Array:
     if pa.types.is_string(typ):
-        if series.dtype == object and series.map(lambda v: isinstance(v, (dict, list))).any():
-            series = series.map(lambda v: json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v)
-        return pa.array(series.astype("string"), type=typ, from_pandas=True)
+        return _string_array(series, is_json)
     if pa.types.is_timestamp(typ):
         s = pd.to_datetime(series)
         if getattr(s.dt, "tz", None) is not None:
@@ -267,23 +277,22 @@ def to_arrow(name: str, frame: pd.DataFrame) -> pa.Table:
             arrays.append(pa.nulls(len(frame), type=field.type))
             continue
         try:
-            arrays.append(_column_array(frame[field.name], field.type))
+            arrays.append(_column_array(frame[field.name], field.type,
+                                        isinstance(table.columns[field.name].type, sa.Text)))
         except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError, TypeError) as exc:
             raise ValueError(f"table {name}: column {field.name} cannot be read as {field.type}: "
                              f"{type(exc).__name__}") from None
-    arrow = pa.Table.from_arrays(arrays, schema=pa.schema([pa.field(f.name, f.type) for f in schema]))
-    _check_unique(name, arrow, table.info["merge"])
-    return arrow
+    return pa.Table.from_arrays(arrays, schema=pa.schema([pa.field(f.name, f.type) for f in schema]))
 
 
-def _check_unique(name: str, arrow: pa.Table, merge: tuple[str, tuple[str, ...]]) -> None:
-    mode, keys = merge
-    if mode != "key" or arrow.num_rows == 0:
-        return
-    groups = arrow.group_by(list(keys)).aggregate([([], "count_all")])
-    dup = pc.sum(pc.greater(groups["count_all"], 1)).as_py() or 0
+def _refuse_duplicate_keys(db: _DB, name: str, src: str, keys: tuple[str, ...]) -> None:
+    """Keys must be unique within a load (PostgreSQL's ON CONFLICT refuses them too; DuckDB
+    tables carry no PRIMARY KEY, so this check keeps them unique)."""
+    key_list = ", ".join(keys)
+    dup = db.fetchall(f"SELECT count(*) FROM (SELECT {key_list} FROM {src} GROUP BY {key_list} "
+                      f"HAVING count(*) > 1) d")[0][0]
     if dup:
-        raise ValueError(f"table {name}: {dup} duplicate key(s) on ({', '.join(keys)})")
+        raise ValueError(f"table {name}: {dup} duplicate key(s) on ({key_list}) in the rows to load")
 
 
 # --- merging --------------------------------------------------------------------------------
@@ -303,6 +312,7 @@ def _merge_duckdb(db: _DuckDB, name: str, arrow: pa.Table) -> None:
                            f"LEFT JOIN {target} o ON {on}")
             src = "_stg_keep"
         if mode == "key":
+            _refuse_duplicate_keys(db, name, "_stg_arrow", keys)
             on = " AND ".join(f"{target}.{k} = s.{k}" for k in keys)
             db.con.execute(f"DELETE FROM {target} USING {src} s WHERE {on}")
         else:
@@ -342,6 +352,8 @@ def _merge_postgres(db: _Postgres, name: str, arrow: pa.Table) -> None:
     with db.con.cursor().copy(f"COPY {stg} ({col_list}) FROM STDIN (FORMAT csv)") as copy:
         for chunk in _csv_batches(arrow):
             copy.write(chunk)
+    if mode == "key":
+        _refuse_duplicate_keys(db, name, stg, keys)
     if mode == "key" and table.schema == VAULT_SCHEMA:
         # ON CONFLICT … EXCLUDED needs SELECT on the ciphertext columns; the loader may read keys only.
         on = " AND ".join(f"{target}.{k} = s.{k}" for k in keys)

@@ -197,13 +197,20 @@ def arrow_schema(table: Table) -> pa.Schema:
     return pa.schema([pa.field(c.name, arrow_type(c), nullable=c.nullable) for c in table.columns])
 
 
-def create_ddl(table: Table) -> str:
-    """CREATE TABLE IF NOT EXISTS in PostgreSQL syntax, which DuckDB also accepts."""
+def create_ddl(table: Table, backend: str = "postgresql") -> str:
+    """CREATE TABLE IF NOT EXISTS in PostgreSQL syntax, which DuckDB also accepts.
+    DuckDB gets no PRIMARY KEY: its index makes bulk DELETE+INSERT 10x slower, and the loader
+    guarantees key uniqueness itself (duplicates in a load are refused, existing keys are deleted
+    before the insert, in one transaction). NOT NULL and CHECK constraints stay on both."""
+    import re
+
     from sqlalchemy.dialects import postgresql
     from sqlalchemy.schema import CreateTable
 
-    ddl = str(CreateTable(table, if_not_exists=True).compile(dialect=postgresql.dialect()))
-    return ddl.strip()
+    ddl = str(CreateTable(table, if_not_exists=True).compile(dialect=postgresql.dialect())).strip()
+    if backend == "duckdb":
+        ddl = re.sub(r",\s*PRIMARY KEY \([^)]*\)", "", ddl)
+    return ddl
 
 
 __all__ = ["metadata", "table_for", "all_table_names", "analyst_table_names", "vault_table_names", "qualified",
