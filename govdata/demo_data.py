@@ -10,6 +10,21 @@
   (never written into a department database);
 - service_items.csv            the service-item catalogue the service hall uses.
 
+Departments (source: table, conventions, faults):
+- gongan    T_RK_JBXX       RKBH pk; XBDM 1/2; CSRQ YYYY-MM-DD; MZDM GB/T 3304; ZHGXSJ watermark;
+                            authoritative, clean IDs; ~1% cancelled duplicate registrations (ZXBZ=1)
+- shebao    SI_PERSON_INFO  English names; 男/女; YYYY/M/D; 15-digit IDs for ~half of those born
+                            before 1970; typos, transpositions, full-width, spaces, lowercase x
+- minzheng  MZ_JMXX         NULL and '' IDs; ~5% mistyped; 15% traditional; 1990年1月2日; 男/女/未知
+- weijian   WJ_JKDA_GRJBXX  YYYYMMDD; M/F; ~40% of children under 6 under a guardian's ID
+- churujing CRJ_ZJSQ_RYXX   upper-case pinyin names only; DD/MM/YYYY (override dayfirst); M/F
+- shichang  SC_QYDJ_JBXX    USCC for all, old 15-digit registration number for ~70% of pre-2015
+- shuiwu    SW_DJ_NSRXX     ~30% of pre-2015 enterprises only by old tax number; name variants
+- zhengwu   ZW_BJ_SQXX      applications against SERVICE_ITEMS; channel names; timestamps
+- zhengzhao DZZZ_ZZXX       certificates by type name; some expiring within 30 / 90 days
+All person departments also get homophone slips in names, middle-dot variants, a few
+impossible dates (1990-02-30) and both NULL and '' for missing values.
+
 Everything is drawn from one numpy Generator per stage, so the same seed (and the same
 `as_of` date) gives the same bytes. Per-row Python work is limited to the few percent of
 rows that receive a fault; everything else is array arithmetic and table lookups.
