@@ -50,6 +50,24 @@ def _digit_width(codes: pd.Series) -> int | None:
 
 
 def _build_lookup(table: pd.DataFrame, by: Sequence[str], code_column: str = "code") -> dict[str, str]:
+    """Cached per table content (code tables are small and shared for a whole run)."""
+    digest = int(pd.util.hash_pandas_object(table, index=False).sum())
+    return _cached_lookup(digest, tuple(table.columns), tuple(by), code_column, table)
+
+
+_LOOKUPS: dict[tuple, dict[str, str]] = {}
+
+
+def _cached_lookup(digest: int, columns: tuple, by: tuple, code_column: str, table: pd.DataFrame) -> dict[str, str]:
+    key = (digest, columns, by, code_column)
+    if key not in _LOOKUPS:
+        if len(_LOOKUPS) > 64:
+            _LOOKUPS.clear()
+        _LOOKUPS[key] = _make_lookup(table, by, code_column)
+    return _LOOKUPS[key]
+
+
+def _make_lookup(table: pd.DataFrame, by: Sequence[str], code_column: str) -> dict[str, str]:
     """key -> code over the `by` columns, earlier columns winning; a key that would point to
     two different codes within one column is left out (ambiguous, e.g. two 朝阳区)."""
     lookup: dict[str, str] = {}
@@ -160,7 +178,7 @@ _STRIPPABLE = ("特别行政区", "维吾尔自治区", "壮族自治区", "回�
 
 
 @lru_cache(maxsize=4)
-def _region_index(table_key: tuple) -> tuple[dict, dict, dict]:
+def _region_index(table_key: tuple) -> tuple[dict, dict, dict, dict]:
     """Name lookups over current regions: provinces, prefectures per province, counties per
     parent, and globally unambiguous prefecture/county names for addresses without a province."""
     codes, names = table_key
@@ -179,7 +197,7 @@ def _region_index(table_key: tuple) -> tuple[dict, dict, dict]:
             children.setdefault(parent, {})[variant] = code
             global_names.setdefault(variant, set()).add(code)
     unique = {k: next(iter(v)) for k, v in global_names.items() if len(v) == 1}
-    return provinces, children, unique
+    return provinces, children, unique, {}  # the last dict memoises address -> code
 
 
 def _name_variants(name: str) -> list[str]:
@@ -202,7 +220,16 @@ def _match_prefix(text: str, pos: int, names: dict[str, str]) -> tuple[str | Non
 
 
 def _address_code(address: str, index: tuple) -> str | None:
-    provinces, children, unique = index
+    memo = index[3]
+    if address not in memo:
+        if len(memo) > 1 << 20:
+            memo.clear()
+        memo[address] = _find_address_code(address, index)
+    return memo[address]
+
+
+def _find_address_code(address: str, index: tuple) -> str | None:
+    provinces, children, unique, _ = index
     text = re.sub(r"\s+", "", to_simplified(unicodedata.normalize("NFKC", address)))
     code, pos = _match_prefix(text, 0, provinces)
     if code is None:  # no province written: a unique prefecture or county name may start it

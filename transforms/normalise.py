@@ -317,7 +317,7 @@ def _quarantine_rows(source: SourceConfig, record_ids: pd.Series, element: str, 
         "source_record_id": record_ids[hit].astype(str).to_numpy(),
         "element": element,
         "reason_code": reasons.to_numpy(),
-        "masked_value": mask_value(raw_values[hit].astype(STRING)).astype(object).to_numpy(),
+        "masked_value": raw_values[hit].astype(object).to_numpy(),  # masked once in normalise_source
         "row_rejected": rejected,
         "message": messages,
     })
@@ -385,6 +385,8 @@ def normalise_source(raw: pd.DataFrame, source: SourceConfig, standards: Standar
     quarantine = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) \
         else pd.DataFrame({c: pd.Series(dtype=object) for c in QUARANTINE_COLUMNS})
     quarantine = quarantine[QUARANTINE_COLUMNS].astype({"row_rejected": bool})
+    if len(quarantine):
+        quarantine["masked_value"] = mask_value(quarantine["masked_value"].astype(STRING)).astype(object)
 
     standardised = std.loc[~rejected].reset_index(drop=True)
     counts = _counts(raw, standardised, quarantine, outcomes, cols)

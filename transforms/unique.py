@@ -28,8 +28,31 @@ def distinct(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return codes, uniques
 
 
+_SAMPLE = 2000
+_MOSTLY_DISTINCT = 0.8
+
+
+def mostly_distinct(values: pd.Series) -> bool:
+    """True when deduplicating would not pay: a spread sample is mostly distinct (ID or phone
+    numbers within one source). Hashing every value only to find few repeats costs more
+    than the vectorised work it saves."""
+    n = len(values)
+    if n < 4 * _SAMPLE:
+        return False
+    sample = values.iloc[:: n // _SAMPLE]
+    return sample.nunique(dropna=False) >= _MOSTLY_DISTINCT * len(sample)
+
+
 def per_unique(values: pd.Series, compute: Callable[[np.ndarray], pd.DataFrame]) -> pd.DataFrame:
-    """compute(uniques) -> one row per unique (positional); returned aligned to values.index."""
+    """compute(uniques) -> one row per unique (positional); returned aligned to values.index.
+    compute must accept None among its inputs (it gets the raw values when they are mostly
+    distinct)."""
+    if mostly_distinct(values):
+        raw = values.to_numpy(dtype=object, na_value=None) if not isinstance(values.dtype, np.dtype) \
+            else values.to_numpy(dtype=object)
+        table = compute(raw)
+        table.index = values.index
+        return table
     codes, uniques = distinct(values)
     table = compute(uniques)
     out = table.take(codes)
