@@ -29,8 +29,10 @@ def prepare_records(records: pd.DataFrame, columns: list[str], what: str) -> pd.
     for col in columns:
         if col not in out.columns:
             out[col] = pd.NA
-    out["source_system"] = out["source_system"].astype("string")
-    out["source_record_id"] = out["source_record_id"].astype("string")
+    # Arrow-backed strings: vectorised comparisons, factorize and .str methods in C++
+    for col in out.columns:
+        if out[col].dtype == object or isinstance(out[col].dtype, pd.StringDtype):
+            out[col] = out[col].astype("string[pyarrow]")
     dup = out.duplicated(KEY_COLS, keep=False)
     if dup.any():
         first = out.loc[dup, KEY_COLS].iloc[0]

@@ -13,31 +13,34 @@ _CLIP = (1e-4, 1 - 1e-4)
 
 
 def estimate_mu(features: pd.DataFrame, m_prior: dict, u_prior: dict, estimate: bool,
-                min_pairs: int) -> tuple[dict, dict, str]:
-    """(m, u, source). ECM on the binary agreement matrix (missing counted as disagree for
-    the fit only); its estimate is kept only if every field has m > u, i.e. the EM found the
-    match class rather than some other split of the data."""
+                min_pairs: int, min_presence: float = 0.9, m_max: float = 0.99
+                ) -> tuple[dict, dict, str]:
+    """(m, u, source). m comes from recordlinkage's ECM on the fields compared in at least
+    `min_presence` of the pairs (ECM has no notion of a missing value); u stays the prior,
+    a random-pair rate: ECM's u is measured inside the blocks, where e.g. every pair of the
+    birth-date block agrees on birth date, and would wash the evidence out. m is capped so one
+    disagreement (a polyphone, a typo) can never veto a link on its own. The estimate is kept
+    only if every estimated field has m > u."""
     m = {c: m_prior[c] for c in features.columns}
     u = {c: u_prior[c] for c in features.columns}
     if not estimate or len(features) < min_pairs:
         return m, u, "prior"
-    binary = features.fillna(0).astype(int)
-    varying = [c for c in binary.columns if binary[c].nunique() == 2]
-    if len(varying) < 3:
+    present = features.notna().mean()
+    fields = [c for c in features.columns
+              if present[c] >= min_presence and features[c].dropna().nunique() == 2]
+    if len(fields) < 3:
         return m, u, "prior"
     try:
         ecm = recordlinkage.ECMClassifier(init="jaro", max_iter=100)
-        ecm.fit(binary[varying])
-        m_est = {c: float(ecm.m_probs[c][1]) for c in varying}
-        u_est = {c: float(ecm.u_probs[c][1]) for c in varying}
+        ecm.fit(features[fields].fillna(0).astype(int))
+        m_est = {c: float(ecm.m_probs[c][1]) for c in fields}
     except Exception as exc:  # EM failing on odd data must not stop a run: fall back
         log.warning("ECM estimation failed (%s); using prior weights", type(exc).__name__)
         return m, u, "prior"
-    if not all(m_est[c] > u_est[c] for c in varying):
+    if not all(m_est[c] > u[c] for c in fields):
         log.warning("ECM estimate rejected (some field has m <= u); using prior weights")
         return m, u, "prior"
-    m.update({c: float(np.clip(v, *_CLIP)) for c, v in m_est.items()})
-    u.update({c: float(np.clip(v, *_CLIP)) for c, v in u_est.items()})
+    m.update({c: float(np.clip(v, _CLIP[0], m_max)) for c, v in m_est.items()})
     return m, u, "ecm"
 
 

@@ -164,8 +164,8 @@ def link_persons(records: pd.DataFrame, *, previous_xref: pd.DataFrame | None = 
     # 1 deterministic: one group per held ID number
     conflict = holder_conflicts(df, facts, trust)
     usable = facts["usable"].to_numpy()
-    same_id = steward_non[(df["id_number"].to_numpy()[steward_non[:, 0]] ==
-                           df["id_number"].to_numpy()[steward_non[:, 1]]) &
+    id_text = df["id_number"].fillna("").to_numpy(dtype=object)
+    same_id = steward_non[(id_text[steward_non[:, 0]] == id_text[steward_non[:, 1]]) &
                           usable[steward_non[:, 0]] & usable[steward_non[:, 1]]] \
         if len(steward_non) else steward_non
     if len(same_id):   # a steward split an ID group: the less trusted record leaves it

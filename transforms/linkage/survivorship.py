@@ -42,26 +42,47 @@ def _rule_key(rule: str, sub: pd.DataFrame) -> np.ndarray:
     return -sub["_freq"].to_numpy()
 
 
-def pick_values(df: pd.DataFrame, id_col: str, element: str, rule: str, tiebreak: str
-                ) -> pd.DataFrame:
-    """Winning (value, source_system) per master id for one element; NULLs never win.
+def pick_rows(work: pd.DataFrame, element: str, rule: str, tiebreak: str, n_groups: int
+              ) -> np.ndarray:
+    """Row position of the winning value per master id (-1: no value). NULLs never win.
     Ties after rule and tiebreak: trust, then the smallest value, then the smallest record key."""
-    sub = df.loc[df[element].notna(), [id_col, element, "source_system", "_gid", "_trust",
-                                      "_recency", "_krank"]]
-    if sub.empty:
-        return pd.DataFrame(columns=[id_col, element, f"_src_{element}"])
-    values = sub[element].astype(str) if sub[element].dtype == object else sub[element]
-    val_code = pd.factorize(values, sort=True)[0]
+    present = work[element].notna().to_numpy()
+    rows = np.flatnonzero(present)
+    winner = np.full(n_groups, -1, dtype=np.int64)
+    if not len(rows):
+        return winner
+    sub = work.iloc[rows]
+    values = sub[element]
+    val_code = pd.factorize(values.astype(str) if values.dtype == object else values, sort=True)[0]
     gid = sub["_gid"].to_numpy()
-    pair = gid.astype(np.int64) * (val_code.max() + 1) + val_code
+    pair = gid.astype(np.int64) * (int(val_code.max()) + 1) + val_code
     _, inverse, counts = np.unique(pair, return_inverse=True, return_counts=True)
-    sub = sub.assign(_freq=counts[inverse])
-    # np.lexsort: last key is the primary one
-    order = np.lexsort((sub["_krank"].to_numpy(), val_code, sub["_trust"].to_numpy(),
-                        _rule_key(tiebreak, sub), _rule_key(rule, sub), gid))
-    best = sub.iloc[order].drop_duplicates("_gid")
-    return best[[id_col, element, "source_system"]].rename(
-        columns={"source_system": f"_src_{element}"})
+    keys = {"trust_order": sub["_trust"].to_numpy(),
+            "most_recent": -sub["_recency"].to_numpy(dtype=np.float64),
+            "most_frequent": -counts[inverse]}
+    # np.lexsort: the last key is the primary one
+    order = np.lexsort((sub["_krank"].to_numpy(), val_code, keys["trust_order"], keys[tiebreak],
+                        keys[rule], gid))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = gid[order][1:] != gid[order][:-1]
+    winner[gid[order][first]] = rows[order][first]
+    return winner
+
+
+def _lineage(elements: list[str], sources: dict[str, np.ndarray]) -> np.ndarray:
+    """JSON object element -> source per golden row, built column-wise (keys sorted)."""
+    out = None
+    for element in sorted(elements):
+        src = sources[element]
+        names = pd.Series(src, dtype=object)
+        encoded = names.map({v: f'"{element}": {json.dumps(str(v))}' for v in names.dropna().unique()})
+        piece = encoded.fillna("").to_numpy(dtype=object)
+        if out is None:
+            out = piece
+        else:
+            sep = np.where((out != "") & (piece != ""), ", ", "")
+            out = out + sep + piece
+    return "{" + out + "}" if out is not None else np.array([], dtype=object)
 
 
 def golden_records(df: pd.DataFrame, id_col: str, elements: list[str], spec: dict) -> pd.DataFrame:
@@ -69,26 +90,30 @@ def golden_records(df: pd.DataFrame, id_col: str, elements: list[str], spec: dic
     trust_order = list(spec["trust_order"])
     default, tiebreak = spec.get("default", "trust_order"), spec.get("tiebreak", "most_frequent")
     rules = spec.get("elements") or {}
-    work = df.assign(_trust=trust_rank(df["source_system"], trust_order),
-                     _gid=pd.factorize(df[id_col])[0],
-                     _krank=np.argsort(np.argsort(
-                         (df["source_system"] + "\x1f" + df["source_record_id"]).to_numpy(dtype=object),
-                         kind="stable"), kind="stable"))
+    gid, uniques = pd.factorize(df[id_col])
+    source_code, source_names = pd.factorize(df["source_system"])
+    work = df.assign(
+        _trust=trust_rank(df["source_system"], trust_order), _gid=gid,
+        _krank=np.argsort(np.argsort((df["source_system"] + "\x1f" + df["source_record_id"])
+                                     .to_numpy(dtype=object), kind="stable"), kind="stable"))
     if "updated_at" in work.columns:
         ts = pd.to_datetime(work["updated_at"], errors="coerce")
         work["_recency"] = ts.astype("int64").where(ts.notna(), np.iinfo(np.int64).min).to_numpy()
     else:
         work["_recency"] = np.iinfo(np.int64).min
-    counts = work.groupby(id_col).agg(record_count=("source_record_id", "size"),
-                                      source_count=("source_system", "nunique"))
-    out = counts.reset_index()
+    n_groups = len(uniques)
+    out = pd.DataFrame({id_col: pd.Series(uniques, dtype="string")})
+    sources = {}
+    src_values = df["source_system"].to_numpy(dtype=object)
     for element in elements:
-        picked = pick_values(work, id_col, element, rules.get(element, default), tiebreak)
-        out = out.merge(picked, on=id_col, how="left")
-    src_cols = [f"_src_{e}" for e in elements]
-    src = out[src_cols].astype(object).where(out[src_cols].notna(), None).to_numpy()
-    out["lineage"] = [json.dumps({e: s for e, s in zip(elements, row) if s is not None},
-                                 ensure_ascii=False, sort_keys=True) for row in src]
-    out["record_count"] = out["record_count"].astype("int64")
-    out["source_count"] = out["source_count"].astype("int64")
+        win = pick_rows(work, element, rules.get(element, default), tiebreak, n_groups)
+        has = win >= 0
+        safe = np.where(has, win, 0)
+        out[element] = df[element].iloc[safe].reset_index(drop=True).where(pd.Series(has))
+        sources[element] = np.where(has, src_values[safe], None)
+    out["record_count"] = np.bincount(gid, minlength=n_groups).astype("int64")
+    pairs = np.unique(gid.astype(np.int64) * (len(source_names) + 1) + source_code)
+    out["source_count"] = np.bincount(pairs // (len(source_names) + 1),
+                                      minlength=n_groups).astype("int64")
+    out["lineage"] = pd.Series(_lineage(elements, sources), dtype="string")
     return out[[id_col] + elements + ["record_count", "source_count", "lineage"]]
