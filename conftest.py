@@ -10,3 +10,4 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).parent / "dags")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_home / 'airflow.db'}"
 os.environ.setdefault("GOVDATA_TOKEN_KEY", "00" * 16 + "11" * 16)  # tests never touch a real key file
+os.environ.setdefault("GOVDATA_TASK_RETRIES", "0")  # fail fast in tests; the DAG default is 2

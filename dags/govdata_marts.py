@@ -7,6 +7,7 @@ loaded run's manifest in the lake; a manual run takes it from the `manifest` par
 """
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 import pendulum
@@ -21,7 +22,7 @@ from govdata.assets import WAREHOUSE
     start_date=pendulum.datetime(2024, 1, 1, tz="Asia/Shanghai"),
     catchup=False,
     max_active_runs=1,
-    default_args={"owner": "govdata", "retries": 2, "retry_delay": timedelta(seconds=30),
+    default_args={"owner": "govdata", "retries": int(os.environ.get("GOVDATA_TASK_RETRIES", "2")), "retry_delay": timedelta(seconds=30),
                   "retry_exponential_backoff": True},
     doc_md=__doc__,
     tags=["govdata"],

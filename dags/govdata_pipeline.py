@@ -24,11 +24,16 @@ from govdata.assets import WAREHOUSE
 
 DEFAULT_ARGS = {
     "owner": "govdata",
-    "retries": 2,
+    "retries": int(os.environ.get("GOVDATA_TASK_RETRIES", "2")),
     "retry_delay": timedelta(seconds=30),
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=10),
 }
+
+
+def _items(mapped) -> list:
+    """Materialise a mapped task's results by index (iterating probes one past the end)."""
+    return [mapped[i] for i in range(len(mapped))]
 
 
 def _run() -> dict:
@@ -87,7 +92,7 @@ def govdata_pipeline():
         from govdata.stages import QualityGateError, validate as stage
 
         try:
-            return stage(list(normalised), _run())
+            return stage(_items(normalised), _run())
         except QualityGateError as exc:  # a bad batch must not be retried into the warehouse
             raise AirflowFailException(str(exc)) from exc
 
@@ -95,15 +100,15 @@ def govdata_pipeline():
     def link(normalised: list[dict], validated: dict) -> dict:
         from govdata.stages import link as stage
 
-        return stage(list(normalised), _run())
+        return stage(_items(normalised), _run())
 
     @task(outlets=[WAREHOUSE])
     def load(extracted: list[dict], normalised: list[dict], validated: dict, linked: dict, *, outlet_events=None) -> dict:
         from govdata.stages import load as stage, write_manifest
 
         run = _run()
-        loaded = stage(list(normalised), validated, linked, run)
-        manifest = write_manifest(run, list(extracted), list(normalised), validated, linked, loaded)
+        loaded = stage(_items(normalised), validated, linked, run)
+        manifest = write_manifest(run, _items(extracted), _items(normalised), validated, linked, loaded)
         outlet_events[WAREHOUSE].extra = {"run_id": run["run_id"], "manifest": manifest}
         return {**loaded, "manifest": manifest}
 

@@ -248,6 +248,10 @@ def region_rows(regions: pd.DataFrame) -> pd.DataFrame:
     r["parent_code"] = np.where(r["level"] == "county", prefecture,
                                 np.where(r["level"] == "prefecture", province, None))
     r.loc[(r["level"] == "county") & ~prefecture.isin(code), "parent_code"] = province
+    # A code reused over time (renamed, re-levelled) has several periods: analysts join on the code,
+    # so keep its current period, else its latest one.
+    r["_current"] = r["status"].eq("current") if "status" in r else False
+    r = r.sort_values(["code", "_current", "valid_from"], na_position="first").drop_duplicates("code", keep="last")
     return _table_columns(r, "dim_region")
 
 
