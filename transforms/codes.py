@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from transforms.names import to_simplified
+from transforms.names import simplify_arrow, to_simplified
 from transforms.unique import as_text, join_notes, per_unique, strings
 
 
@@ -165,8 +165,8 @@ def _address_uniques(uniques: np.ndarray) -> pd.DataFrame:
     # Spaces between Chinese characters carry no meaning in an address.
     text = pc.replace_substring_regex(text, r"([^\x00-\x7f]) ", r"\1")
     text = pc.replace_substring_regex(text, r" ([^\x00-\x7f])", r"\1")
-    values = [None if v is None or v == "" else to_simplified(v) for v in text.to_pylist()]
-    return pd.DataFrame({"value": strings(np.array(values, dtype=object))})
+    text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+    return pd.DataFrame({"value": strings(simplify_arrow(text))})
 
 
 def normalise_address(values: pd.Series) -> pd.Series:

@@ -25,9 +25,11 @@ from typing import Iterable, Mapping
 import numpy as np
 import opencc
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pypinyin import lazy_pinyin
 
-from transforms.unique import per_unique, strings
+from transforms.unique import as_text, per_unique, strings
 
 _T2S = opencc.OpenCC("t2s")
 _CACHE_SIZE = 1 << 20
@@ -52,7 +54,24 @@ def _traditional_chars() -> frozenset[str]:
 
 @lru_cache(maxsize=1)
 def _traditional_re() -> re.Pattern[str]:
-    return re.compile("[" + "".join(sorted(_traditional_chars())) + "]")
+    return re.compile(traditional_class())
+
+
+@lru_cache(maxsize=1)
+def traditional_class() -> str:
+    """RE2/Python character class of every character t2s may change."""
+    return "[" + "".join(sorted(_traditional_chars())) + "]"
+
+
+def simplify_arrow(text: pa.Array) -> pa.Array:
+    """to_simplified over an Arrow string array: only values holding a traditional
+    character (one vectorised regex finds them) go through OpenCC."""
+    hit = pc.fill_null(pc.match_substring_regex(text, traditional_class()), False)
+    idx = np.flatnonzero(hit.to_numpy(zero_copy_only=False))
+    if not len(idx):
+        return text
+    converted = pa.array([to_simplified(v) for v in text.take(pa.array(idx)).to_pylist()], type=pa.string())
+    return pc.replace_with_mask(text, hit, converted)
 
 
 @lru_cache(maxsize=_CACHE_SIZE)
@@ -102,14 +121,76 @@ def _person_name(raw: str, surnames: tuple[tuple[str, str], ...] = ()) -> tuple[
     return name, None, _NOT_KEY.sub("", "".join(syllables).lower()) or None
 
 
+class _PinyinTable:
+    """Character -> toneless pinyin as two Arrow arrays, grown as new characters appear, so
+    the pinyin of plain Chinese names is computed with Arrow kernels, not per name."""
+
+    def __init__(self) -> None:
+        self.chars = pa.array([], type=pa.string())
+        self.readings = pa.array([], type=pa.string())
+
+    def add_missing(self, chars: pa.Array) -> None:
+        new = pc.filter(chars, pc.invert(pc.is_in(chars, value_set=self.chars)))
+        new = [c for c in new.to_pylist() if c]
+        if new:
+            self.chars = pa.concat_arrays([self.chars, pa.array(new, type=pa.string())])
+            self.readings = pa.concat_arrays([self.readings, pa.array(
+                [_NOT_KEY.sub("", _char_pinyin(c).lower()) for c in new], type=pa.string())])
+
+    def pinyin(self, names: pa.Array, longest: int) -> pa.Array:
+        """Concatenated readings of every character of every name."""
+        columns = [pc.utf8_slice_codeunits(names, i, i + 1) for i in range(longest)]
+        if columns:
+            self.add_missing(pc.unique(pa.chunked_array(columns)))
+        parts = [pc.fill_null(self.readings.take(pc.index_in(col, value_set=self.chars)), "") for col in columns]
+        return pc.binary_join_element_wise(*parts, "") if parts else names
+
+
+_PINYIN = _PinyinTable()
+_PLAIN_CHINESE = r"^[\x{4E00}-\x{9FFF}]{1,8}$"
+
+
+def _plain_names(text: pa.Array, surnames: tuple[tuple[str, str], ...]) -> tuple[pa.Array, pa.Array]:
+    """(name, pinyin) for names of plain CJK characters only: simplified, pinyin by table."""
+    names = simplify_arrow(text)
+    longest = pc.max(pc.utf8_length(names)).as_py() or 0
+    pinyin = _PINYIN.pinyin(names, longest)
+    if surnames:
+        first = pc.utf8_slice_codeunits(names, 0, 1)
+        keys = pa.array([k for k, _ in surnames], type=pa.string())
+        override = pa.array([v for _, v in surnames], type=pa.string()).take(pc.index_in(first, value_set=keys))
+        rest = _PINYIN.pinyin(pc.utf8_slice_codeunits(names, 1, longest), max(longest - 1, 0)) \
+            if longest > 1 else pa.array([""] * len(names), type=pa.string())
+        pinyin = pc.if_else(pc.is_valid(override), pc.binary_join_element_wise(override, rest, ""), pinyin)
+    return names, pinyin
+
+
 def _person_uniques(uniques: np.ndarray, surnames: tuple[tuple[str, str], ...]) -> pd.DataFrame:
-    rows = [(None, None, None) if v is None or v is pd.NA else _person_name(str(v), surnames) for v in uniques]
-    cols = list(zip(*rows)) if rows else [(), (), ()]
-    return pd.DataFrame({
-        "name": strings(np.array(cols[0], dtype=object)),
-        "name_latin": strings(np.array(cols[1], dtype=object)),
-        "name_pinyin": strings(np.array(cols[2], dtype=object)),
-    })
+    text = pc.utf8_normalize(as_text(uniques), "NFKC")
+    plain = pc.fill_null(pc.match_substring_regex(text, _PLAIN_CHINESE), False)
+    n = len(text)
+    name = pa.nulls(n, pa.string())
+    latin = pa.nulls(n, pa.string())
+    pinyin = pa.nulls(n, pa.string())
+    if pc.any(plain).as_py():
+        fast_name, fast_pinyin = _plain_names(pc.filter(text, plain), surnames)
+        name = pc.replace_with_mask(name, plain, fast_name)
+        pinyin = pc.replace_with_mask(pinyin, plain, fast_pinyin)
+    # Everything else (spaces, dots, latin, rare characters) one by one, memoised.
+    other = np.flatnonzero(~plain.to_numpy(zero_copy_only=False))
+    if len(other):
+        rows = [(None, None, None) if v is None else _person_name(v, surnames)
+                for v in text.take(pa.array(other)).to_pylist()]
+        mask = pa.array(~plain.to_numpy(zero_copy_only=False))
+        for k, target in enumerate(("name", "latin", "pinyin")):
+            values = pa.array([r[k] for r in rows], type=pa.string())
+            if target == "name":
+                name = pc.replace_with_mask(name, mask, values)
+            elif target == "latin":
+                latin = pc.replace_with_mask(latin, mask, values)
+            else:
+                pinyin = pc.replace_with_mask(pinyin, mask, values)
+    return pd.DataFrame({"name": strings(name), "name_latin": strings(latin), "name_pinyin": strings(pinyin)})
 
 
 def normalise_person_names(values: pd.Series, surname_readings: Mapping[str, str] | None = None) -> pd.DataFrame:

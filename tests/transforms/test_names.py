@@ -78,3 +78,11 @@ def test_enterprise_spellings_compare_equal():
     assert out["name"].tolist()[0] == out["name"].tolist()[1] == "杭州某某网络科技有限公司"
     assert out["name"].tolist()[2] == out["name"].tolist()[3] == "某某网络科技（杭州）有限公司"
     assert out["name_core"].nunique() == 1
+
+
+def test_plain_and_other_names_mixed_in_one_batch():
+    values = pd.Series(["单田芳", "ZHANG SAN", "單田芳", "阿依古丽·买买提", "单", "李 四"])
+    out = normalise_person_names(values, surname_readings={"单": "shan"})
+    assert out["name"].tolist() == ["单田芳", NA, "单田芳", "阿依古丽·买买提", "单", "李四"]
+    assert out["name_latin"].tolist() == [NA, "ZHANG SAN", NA, NA, NA, NA]
+    assert out["name_pinyin"].tolist() == ["shantianfang", "zhangsan", "shantianfang", "ayigulimaimaiti", "shan", "lisi"]
