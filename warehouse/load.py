@@ -311,10 +311,12 @@ def _merge_duckdb(db: _DuckDB, name: str, arrow: pa.Table) -> None:
             db.con.execute(f"CREATE OR REPLACE TEMP TABLE _stg_keep AS SELECT {sel} FROM _stg_arrow s "
                            f"LEFT JOIN {target} o ON {on}")
             src = "_stg_keep"
+        target_empty = not db.fetchall(f"SELECT 1 FROM {target} LIMIT 1")
         if mode == "key":
             _refuse_duplicate_keys(db, name, "_stg_arrow", keys)
-            on = " AND ".join(f"{target}.{k} = s.{k}" for k in keys)
-            db.con.execute(f"DELETE FROM {target} USING {src} s WHERE {on}")
+            if not target_empty:  # first loads skip the join
+                on = " AND ".join(f"{target}.{k} = s.{k}" for k in keys)
+                db.con.execute(f"DELETE FROM {target} USING {src} s WHERE {on}")
         else:
             on = " AND ".join(f"{target}.{k} = s.{k}" for k in keys)
             db.con.execute(f"DELETE FROM {target} USING (SELECT DISTINCT {', '.join(keys)} FROM {src}) s WHERE {on}")
@@ -352,8 +354,8 @@ def _merge_postgres(db: _Postgres, name: str, arrow: pa.Table) -> None:
     with db.con.cursor().copy(f"COPY {stg} ({col_list}) FROM STDIN (FORMAT csv)") as copy:
         for chunk in _csv_batches(arrow):
             copy.write(chunk)
-    if mode == "key":
-        _refuse_duplicate_keys(db, name, stg, keys)
+    # Duplicate keys within a load fail here without a pre-check: ON CONFLICT refuses to update
+    # a row twice, and the vault's primary key refuses the second insert.
     if mode == "key" and table.schema == VAULT_SCHEMA:
         # ON CONFLICT … EXCLUDED needs SELECT on the ciphertext columns; the loader may read keys only.
         on = " AND ".join(f"{target}.{k} = s.{k}" for k in keys)

@@ -236,3 +236,23 @@ def test_postgres_roles_least_privilege(pg_database):
     tok = read_table(pg_database, "dim_person").set_index("person_id").loc["P000000000002", "person_token"]
     assert identify(as_user["govdata_steward"], tok, "proactive service", "steward", key=world.KEY) == world.ID_P2
     admin.close()
+
+
+def test_bad_frames_are_refused_with_the_table_and_column_named(warehouse_url):
+    tables = world.build_world()
+    dup = pd.concat([tables["xref_person"], tables["xref_person"].iloc[:1]], ignore_index=True)
+    with pytest.raises((ValueError, LoadError), match="xref_person"):
+        load_tables(warehouse_url, {"xref_person": dup}, world.RUN)
+    with pytest.raises(ValueError, match="table dim_person: unknown column\\(s\\) shoe_size"):
+        load_tables(warehouse_url, {"dim_person": tables["dim_person"].assign(shoe_size=42)}, world.RUN)
+    with pytest.raises(ValueError, match="table fact_application: column rating cannot be read as int64"):
+        load_tables(warehouse_url, {"fact_application": tables["fact_application"].assign(rating="five")}, world.RUN)
+    assert read_table(warehouse_url, "xref_person") is None or read_table(warehouse_url, "xref_person").empty
+
+
+def test_bench_load_measures_a_real_load(tmp_path):
+    from warehouse.bench import bench_load
+
+    url = f"duckdb:///{tmp_path / 'bench.duckdb'}"
+    assert bench_load(url, 1000) > 0
+    assert len(read_table(url, "xref_person")) == 1000
