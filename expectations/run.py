@@ -72,7 +72,7 @@ def expectation_rows(result: ExpectationSuiteValidationResult, run_id: str, sour
             "run_id": run_id,
             "source_system": source_system,
             "suite": result.suite_name,
-            "expectation": config.type,
+            "expectation": expectation_label(config),
             "element": (config.meta or {}).get("element"),
             "severity": getattr(config.severity, "value", config.severity) or "critical",
             "success": bool(item.success),
@@ -81,6 +81,15 @@ def expectation_rows(result: ExpectationSuiteValidationResult, run_id: str, sour
             "element_count": detail.get("element_count"),
         })
     return rows
+
+
+def expectation_label(config) -> str:
+    """GX's expectation type; a code-table check run as a regex says so (two regex checks
+    on one element must stay apart in dq_result)."""
+    meta = config.meta or {}
+    if meta.get("check") == "code_table":
+        return f"{config.type}[code_table={meta.get('code_table')}]"
+    return config.type
 
 
 def exception_message(info: dict | None) -> str | None:
@@ -183,16 +192,19 @@ def validate_standardised(
     quarantine_counts: dict[str, dict],
     run_id: str,
     docs_dir: Path | None = None,
+    config: dict[str, Any] | None = None,
 ) -> ValidationOutcome:
-    """Validate each source's standardised frame and quarantine rate; dq_result rows out."""
-    config = load_quality_config()
+    """Validate each source's standardised frame and quarantine rate; dq_result rows out.
+    `config` replaces expectations/quality.yaml (tests, one-off runs)."""
+    config = config or load_quality_config()
     today = dt.date.today()
     context = ephemeral_context(docs_dir)
     rows: list[dict[str, Any]] = []
     for source in sources:
         if source.name not in frames:
             raise ValueError(f"no standardised frame for source {source.name!r} (have {sorted(frames)})")
-        suite = build_suite(source.kind, standards, source, today=today, config=config)
+        suite = build_suite(source.kind, standards, source, today=today, config=config,
+                            present=frames[source.name].columns)
         frame = prepare_frame(frames[source.name], suite, source, standards)
         if frame.shape[1] == 0:  # row count still needs a table GX can read
             frame = pd.DataFrame(index=frames[source.name].index, data={"source_record_id": pd.NA})

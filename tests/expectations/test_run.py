@@ -119,3 +119,14 @@ def test_missing_frame_or_counts_is_named(standards, gongan, gongan_frame):
     with pytest.raises(ValueError, match=r"quarantine_counts\['gongan'\] lacks 'rejected_rows'"):
         validate_standardised({"gongan": gongan_frame}, [gongan], standards, {"gongan": {"raw_rows": 4}},
                               "run-8", None)
+
+
+def test_large_code_table_check_counts_unknown_codes(standards, gongan, gongan_frame):
+    from expectations.suites import load_quality_config
+
+    config = {**load_quality_config(), "inline_code_table_max": 3}
+    outcome = validate_standardised({"gongan": gongan_frame}, [gongan], standards, CLEAN_COUNTS, "run-9", None,
+                                    config=config)
+    row = outcome.results[outcome.results["element"] == "sex"].iloc[0]
+    assert (row["expectation"], row["success"], row["unexpected_count"], row["element_count"]) == (
+        "expect_column_values_to_match_regex[code_table=sex]", False, 1, 4)

@@ -83,3 +83,39 @@ def test_missing_code_table_is_named(standards):
     standards.code_tables.pop("sex")
     with pytest.raises(ValueError, match=r"person\.sex names code table 'sex'"):
         build_suite("person", standards)
+
+
+def test_derived_columns_get_value_checks_but_no_completeness_check(standards, gongan):
+    unmapped = type(gongan)(**{**gongan.__dict__, "columns": {"SFZHM": "id_number", "XBDM": "sex"}})
+    suite = build_suite("person", standards, unmapped, today=TODAY,
+                        present=["source_system", "id_number", "name", "sex", "phone", "not_an_element"])
+    assert describe_suite(suite) == [
+        ("expect_column_values_to_not_be_null", "id_number"),
+        ("expect_column_values_to_match_regex", "id_number"),
+        ("expect_column_values_to_be_in_set", "sex"),
+        ("expect_column_values_to_match_regex", "phone"),
+        ("expect_table_row_count_to_be_between", None),
+    ]
+
+
+def test_membership_regex_matches_exactly_the_codes():
+    import re
+
+    from expectations.suites import membership_regex
+
+    pattern = membership_regex(["110101", "110102", "1102", "12"])
+    assert pattern == "^1(?:10(?:10[12]|2)|2)$"
+    matcher = re.compile(pattern)
+    assert [bool(matcher.match(v)) for v in ["110101", "110102", "1102", "12", "110103", "11", "110", "12X"]] == [
+        True, True, True, True, False, False, False, False]
+
+
+def test_large_code_table_becomes_a_prefix_tree_regex(standards, gongan):
+    from expectations.suites import load_quality_config
+
+    config = {**load_quality_config(), "inline_code_table_max": 3}
+    suite = build_suite("person", standards, gongan, today=TODAY, config=config)
+    check = [e for e in suite.expectations if getattr(e, "column", None) == "sex"][0]
+    assert check.expectation_type == "expect_column_values_to_match_regex"
+    assert check.regex == "^[0129]$"
+    assert check.meta == {"element": "sex", "kind": "person", "check": "code_table", "code_table": "sex"}
