@@ -160,11 +160,14 @@ def normalise_phone(values: pd.Series) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- addresses
 def _address_uniques(uniques: np.ndarray) -> pd.DataFrame:
-    text = pc.utf8_normalize(as_text(uniques), "NFKC")
-    text = pc.utf8_trim_whitespace(pc.replace_substring_regex(text, r"\s+", " "))
-    # Spaces between Chinese characters carry no meaning in an address.
-    text = pc.replace_substring_regex(text, r"([^\x00-\x7f]) ", r"\1")
-    text = pc.replace_substring_regex(text, r" ([^\x00-\x7f])", r"\1")
+    text = pc.utf8_trim_whitespace(pc.utf8_normalize(as_text(uniques), "NFKC"))
+    spaced = pc.fill_null(pc.match_substring_regex(text, r"\s"), False)
+    if pc.any(spaced).as_py():
+        # Spaces between Chinese characters carry no meaning; between latin words one stays.
+        sub = pc.replace_substring_regex(pc.filter(text, spaced), r"\s+", " ")
+        sub = pc.replace_substring_regex(sub, r"([^\x00-\x7f]) ", r"\1")
+        sub = pc.replace_substring_regex(sub, r" ([^\x00-\x7f])", r"\1")
+        text = pc.replace_with_mask(text, spaced, sub)
     text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
     return pd.DataFrame({"value": strings(simplify_arrow(text))})
 

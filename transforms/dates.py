@@ -55,18 +55,22 @@ def _extract(text: pa.Array, regex: str) -> dict[str, np.ndarray]:
 
 
 def _components(text: pa.Array, dayfirst: bool) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Date/time components per value from the first format that matches, and whether any did."""
+    """Date/time components per value from the first format that matches, and whether any
+    did. Each format only sees the values the earlier ones left unmatched."""
     n = len(text)
     parts = {k: np.full(n, -1, dtype=np.int64) for k in _PARTS}
     matched = np.zeros(n, dtype=bool)
     formats = _FORMATS + ([_DAYFIRST] if dayfirst else [])
     for _, regex in formats:
-        got = _extract(text, regex)
-        take = got["matched"] & ~matched
+        todo = np.flatnonzero(~matched)
+        if not len(todo):
+            break
+        got = _extract(text.take(pa.array(todo)), regex)
+        hit = todo[got["matched"]]
         for k in _PARTS:
             if k in got:
-                parts[k][take] = got[k][take]
-        matched |= take
+                parts[k][hit] = got[k][got["matched"]]
+        matched[hit] = True
     return parts, matched
 
 
