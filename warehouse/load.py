@@ -79,7 +79,10 @@ class _DuckDB(_DB):
         path, vault_path = duckdb_paths(url)
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.con = duckdb.connect(path, read_only=read_only)
-        if vault:
+        if vault and read_only:
+            if Path(vault_path).exists():
+                self.con.execute(f"ATTACH '{vault_path}' AS {VAULT_SCHEMA} (READ_ONLY)")
+        elif vault:
             self._attach_vault(vault_path)
 
     def _attach_vault(self, vault_path: str) -> None:
@@ -402,13 +405,25 @@ def load_tables(url: str, tables: dict[str, pd.DataFrame], run_id: str) -> dict[
             with db.transaction():
                 for name in main_names:
                     _merge(db, name, arrows[name])
+                _drop_orphaned_masters(db, main_names)
         else:
             with db.transaction():
                 for name in vault_names + main_names:
                     _merge(db, name, arrows[name])
+                _drop_orphaned_masters(db, main_names)
     log.info("run %s: loaded %d tables, %d rows in %.2f s", run_id, len(arrows),
              sum(a.num_rows for a in arrows.values()), time.perf_counter() - started)
     return {name: arrows[name].num_rows for name in vault_names + main_names}
+
+
+def _drop_orphaned_masters(db: _DB, loaded: list[str]) -> None:
+    """A golden record no source record points to any more (its records were re-linked to
+    another master id, see master_id_history) leaves dim_person / dim_enterprise."""
+    for dim, xref, id_col in (("dim_person", "xref_person", "person_id"),
+                              ("dim_enterprise", "xref_enterprise", "enterprise_id")):
+        if dim in loaded and xref in loaded:
+            db.execute(f"DELETE FROM {dim} WHERE NOT EXISTS "
+                       f"(SELECT 1 FROM {xref} x WHERE x.{id_col} = {dim}.{id_col})")
 
 
 def read_table(url: str, name: str) -> pd.DataFrame | None:
@@ -416,7 +431,7 @@ def read_table(url: str, name: str) -> pd.DataFrame | None:
     table = table_for(name)
     if backend_of(url) == "duckdb" and not Path(duckdb_paths(url)[0]).exists():
         return None
-    with connect(url, vault=table.schema == VAULT_SCHEMA) as db:
+    with connect(url, vault=table.schema == VAULT_SCHEMA, read_only=True) as db:
         if qualified(table) in _missing_tables(db):
             return None
         return db.fetch_arrow(f"SELECT * FROM {qualified(table)}").to_pandas()

@@ -256,3 +256,16 @@ def test_bench_load_measures_a_real_load(tmp_path):
     url = f"duckdb:///{tmp_path / 'bench.duckdb'}"
     assert bench_load(url, 1000) > 0
     assert len(read_table(url, "xref_person")) == 1000
+
+
+def test_golden_records_whose_records_were_relinked_leave_the_dimension(warehouse_url):
+    load_tables(warehouse_url, world.build_world(), world.RUN)
+    tables = world.build_world()
+    xref = tables["xref_person"]
+    xref.loc[xref.source_record_id == "3", "person_id"] = "P000000000002"   # P3's record now belongs to P2
+    tables["dim_person"] = tables["dim_person"][tables["dim_person"].person_id != "P000000000003"]
+    tables["vault_person"] = tables["vault_person"][tables["vault_person"].person_id != "P000000000003"]
+    load_tables(warehouse_url, tables, "r2")
+    assert sorted(read_table(warehouse_url, "dim_person").person_id) == ["P000000000001", "P000000000002"]
+    assert sorted(read_table(warehouse_url, "xref_person").person_id) == [
+        "P000000000001", "P000000000001", "P000000000002", "P000000000002"]
