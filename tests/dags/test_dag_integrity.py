@@ -12,9 +12,17 @@ HEAVY = {"pandas", "pyarrow", "numpy", "recordlinkage", "great_expectations", "d
 
 @pytest.fixture(scope="module")
 def dagbag():
+    """Parsed as a scheduler would (the test session's fail-fast override removed)."""
+    import os
+
     from airflow.dag_processing.dagbag import DagBag
 
-    return DagBag(dag_folder=str(DAGS))
+    override = os.environ.pop("GOVDATA_TASK_RETRIES", None)
+    try:
+        return DagBag(dag_folder=str(DAGS))
+    finally:
+        if override is not None:
+            os.environ["GOVDATA_TASK_RETRIES"] = override
 
 
 def test_no_import_errors(dagbag):
