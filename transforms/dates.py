@@ -54,12 +54,29 @@ def _extract(text: pa.Array, regex: str) -> dict[str, np.ndarray]:
     return out
 
 
+# The two commonest shapes, read by position (a capture-free regex test is much cheaper
+# than extracting named groups): YYYY-MM-DD and YYYYMMDD.
+_FIXED = ((r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", (0, 5, 8)), (r"^[0-9]{8}$", (0, 4, 6)))
+
+
+def _fixed_positions(text: pa.Array, parts: dict[str, np.ndarray], matched: np.ndarray) -> None:
+    for regex, (y, m, d) in _FIXED:
+        hit = pc.fill_null(pc.match_substring_regex(text, regex), False).to_numpy(zero_copy_only=False) & ~matched
+        if not hit.any():
+            continue
+        sub = text.filter(pa.array(hit))
+        for key, start, width in (("y", y, 4), ("m", m, 2), ("d", d, 2)):
+            parts[key][hit] = pc.cast(pc.utf8_slice_codeunits(sub, start, start + width), pa.int64()).to_numpy()
+        matched |= hit
+
+
 def _components(text: pa.Array, dayfirst: bool) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Date/time components per value from the first format that matches, and whether any
     did. Each format only sees the values the earlier ones left unmatched."""
     n = len(text)
     parts = {k: np.full(n, -1, dtype=np.int64) for k in _PARTS}
     matched = np.zeros(n, dtype=bool)
+    _fixed_positions(text, parts, matched)
     formats = _FORMATS + ([_DAYFIRST] if dayfirst else [])
     for _, regex in formats:
         todo = np.flatnonzero(~matched)
