@@ -6,6 +6,7 @@ numbers go to vault rows only, encrypted (warehouse.vault.encrypt_values).
 from __future__ import annotations
 
 import json
+import os
 from datetime import date
 
 import numpy as np
@@ -290,8 +291,10 @@ def _fact_dates(apps: pd.DataFrame, certs: pd.DataFrame) -> tuple[date, date]:
 
 
 def build_tables(link: dict[str, pd.DataFrame], std: dict[str, pd.DataFrame], quarantine: pd.DataFrame,
-                 standards, key: bytes, run_id: str, *, name_masking: str = "none") -> dict[str, pd.DataFrame]:
-    """Warehouse rows for one run (see module doc). `name_masking`: none | surname."""
+                 standards, key: bytes, run_id: str, *, name_masking: str | None = None) -> dict[str, pd.DataFrame]:
+    """Warehouse rows for one run (see module doc). `name_masking` (none | surname) defaults to
+    GOVDATA_NAME_MASKING, else none."""
+    name_masking = name_masking or os.environ.get("GOVDATA_NAME_MASKING", "none")
     tables: dict[str, pd.DataFrame] = {}
     xref_p, golden_p = _link_frame(link, "xref_person"), _link_frame(link, "dim_person")
     xref_e, golden_e = _link_frame(link, "xref_enterprise"), _link_frame(link, "dim_enterprise")

@@ -269,3 +269,15 @@ def test_golden_records_whose_records_were_relinked_leave_the_dimension(warehous
     assert sorted(read_table(warehouse_url, "dim_person").person_id) == ["P000000000001", "P000000000002"]
     assert sorted(read_table(warehouse_url, "xref_person").person_id) == [
         "P000000000001", "P000000000001", "P000000000002", "P000000000002"]
+
+
+def test_names_can_be_masked_to_the_surname(monkeypatch):
+    from warehouse.build import build_tables
+
+    monkeypatch.setenv("GOVDATA_NAME_MASKING", "surname")
+    tables = build_tables(world.link_frames(), world.std_frames(), world.quarantine(), world.standards(),
+                          world.KEY, world.RUN)
+    assert tables["dim_person"]["name"].tolist() == ["张*", "李*", "王*"]
+    with pytest.raises(ValueError, match="name_masking 'initials'"):
+        build_tables(world.link_frames(), {}, world.quarantine(), world.standards(), world.KEY, world.RUN,
+                     name_masking="initials")
