@@ -136,5 +136,78 @@ def sources_suggest(url: str = typer.Argument(..., help="SQLAlchemy URL of the d
         console.print(f"{len(proposals)} proposal(s) in [bold]{out}[/]")
 
 
+def _warehouse_and_lake(warehouse: Optional[str], lake: Optional[str]) -> tuple[str, str]:
+    from govdata.settings import get_settings
+
+    settings = get_settings()
+    return warehouse or settings.warehouse_url, lake or settings.lake
+
+
+WAREHOUSE_OPT = typer.Option(None, "--warehouse", envvar="GOVDATA_WAREHOUSE_URL", help="warehouse SQLAlchemy URL")
+LAKE_OPT = typer.Option(None, "--lake", envvar="GOVDATA_LAKE", help="lake folder or fsspec URL")
+
+
+@review_app.command("export")
+def review_export(out: Path = typer.Argument(..., help="CSV file to write"),
+                  entity: str = typer.Option("person", help="person | enterprise"),
+                  warehouse: Optional[str] = WAREHOUSE_OPT, lake: Optional[str] = LAKE_OPT) -> None:
+    """Write the open review pairs (both records side by side, identifiers masked, per-field weights)."""
+    from govdata.operations import export_review
+
+    n = export_review(*_warehouse_and_lake(warehouse, lake), out, entity)
+    console.print(f"{n} open {entity} pair(s) in [bold]{out}[/]: fill in decision (match | non_match)")
+
+
+@review_app.command("import")
+def review_import(path: Path = typer.Argument(..., exists=True, help="filled-in review CSV"),
+                  entity: str = typer.Option("person", help="person | enterprise"),
+                  who: Optional[str] = typer.Option(None, help="steward name (default: the login)"),
+                  warehouse: Optional[str] = WAREHOUSE_OPT) -> None:
+    """Store steward decisions; every later run applies them."""
+    from govdata.operations import import_review
+
+    url, _ = _warehouse_and_lake(warehouse, None)
+    n = import_review(url, path, entity, who)
+    console.print(f"{n} decision(s) stored; they apply from the next run")
+
+
+@app.command()
+def evaluate(world: Path = typer.Option(..., "--world", help="generated world (with truth/)"),
+             warehouse: Optional[str] = WAREHOUSE_OPT, lake: Optional[str] = LAKE_OPT) -> None:
+    """Score the latest run's linkage against the generator's truth (pairwise P/R/F1, errors by cause)."""
+    from govdata.operations import evaluate_latest
+
+    result = evaluate_latest(*_warehouse_and_lake(warehouse, lake), world)
+    print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
+
+
+@app.command()
+def identify(token: str = typer.Argument(..., help="person or enterprise token"),
+             reason: str = typer.Option(..., "--reason", help="why the raw identifier is needed (audited)"),
+             who: Optional[str] = typer.Option(None, help="steward name (default: the login)"),
+             warehouse: Optional[str] = WAREHOUSE_OPT) -> None:
+    """Resolve a token to the raw identifier (stewards only); writes an audit row."""
+    import getpass
+
+    from warehouse.vault import identify as resolve
+
+    url, _ = _warehouse_and_lake(warehouse, None)
+    try:
+        print(resolve(url, token, reason, who or getpass.getuser()))
+    except (LookupError, ValueError) as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+
+
+@warehouse_app.command("init")
+def warehouse_init(warehouse: Optional[str] = WAREHOUSE_OPT) -> None:
+    """Create the schema (and on PostgreSQL the roles govdata_loader/steward/analyst)."""
+    from warehouse.load import init_warehouse
+
+    url, _ = _warehouse_and_lake(warehouse, None)
+    init_warehouse(url)
+    console.print("warehouse ready")
+
+
 if __name__ == "__main__":
     sys.exit(app())
