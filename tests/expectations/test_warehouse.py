@@ -104,3 +104,20 @@ def test_dangling_xref_on_postgres_through_gx(postgres_url):
         ("unexpected_rows_expectation", "xref_enterprise.enterprise_id -> dim_enterprise.enterprise_id", True, 0, 1),
     ]
     assert outcome.critical_failed is True
+
+
+def test_dangling_xref_on_the_real_warehouse_schema(tmp_path):
+    from warehouse.load import init_warehouse
+
+    url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    init_warehouse(url)
+    duckdb_warehouse(tmp_path / "wh.duckdb", """
+        INSERT INTO dim_person (person_id, name) VALUES ('P000000000001', '张三');
+        INSERT INTO xref_person (source_system, source_record_id, person_id, match_rule)
+        VALUES ('gongan', '1', 'P000000000001', 'id'), ('shebao', '2', 'P0000000000ff', 'id');
+    """)
+    outcome = validate_warehouse(url, "run-5")
+    failed = outcome.results[~outcome.results["success"]]
+    assert list(zip(failed["element"], failed["unexpected_count"], failed["element_count"])) == [
+        ("xref_person.person_id -> dim_person.person_id", 1, 2)]
+    assert outcome.critical_failed is True
