@@ -108,6 +108,29 @@ def normalise_ethnicity(values: pd.Series, ethnicity_table: pd.DataFrame,
     return per_unique(values, lambda u: _lookup_uniques(u, lookup, 2))
 
 
+def normalise_industry(values: pd.Series, industry_table: pd.DataFrame) -> pd.DataFrame:
+    """GB/T 4754 industry codes: a section letter (F), a division (51), or the combined and
+    finer forms departments write (F51, F5123, 5123) -> the two-digit division when digits
+    are given, else the section. The letter must be the division's section."""
+    lookup = _build_lookup(industry_table, ("code", "name"))
+    section_of = dict(zip(industry_table["code"].astype(str), industry_table["section"].astype(str)))
+
+    def compute(uniques: np.ndarray) -> pd.DataFrame:
+        keys = np.array([None if v is None or v is pd.NA else _key(str(v)).upper() for v in uniques], dtype=object)
+        rewritten = []
+        for key in keys:
+            match = re.fullmatch(r"([A-T])?([0-9]{2})[0-9]{0,2}", key or "")
+            if match and (match.group(1) is None or section_of.get(match.group(2)) == match.group(1)):
+                rewritten.append(match.group(2))
+            elif match:
+                rewritten.append("?")  # letter and division disagree: unknown
+            else:
+                rewritten.append(key)
+        return _lookup_uniques(np.array(rewritten, dtype=object), lookup, 2)
+
+    return per_unique(values, compute)
+
+
 # ---------------------------------------------------------------- phone numbers
 _PHONE_SEPARATORS = r"[\s\-‐–—()（）.·/]+"
 _MOBILE = r"^1[3-9][0-9]{9}$"

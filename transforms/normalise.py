@@ -31,7 +31,7 @@ DATE = pd.ArrowDtype(pa.date32())
 TIMESTAMP = np.dtype("datetime64[us]")
 LOCAL_TZ = "Asia/Shanghai"  # naive timestamps in std are Beijing time
 # A value naming an organisation rather than a person (applicant_name / holder_name).
-_ORGANISATION_RE = r"(公司|企业|合作社|集团|中心|事务所|工作室|厂|店|行|社|局|院|所|会|部|委员会|\(|（)"
+_ORGANISATION_RE = r"(?:公司|企业|合作社|集团|中心|事务所|工作室|厂|店|行|社|局|院|所|会|部|委员会|\(|（)"
 
 
 class NormaliseConfigError(ValueError):
@@ -145,6 +145,7 @@ def _ethnicity(values: pd.Series, ctx: Context) -> pd.DataFrame:
 CODE_NORMALISERS: dict[str, Callable[[pd.Series, Context], pd.DataFrame]] = {
     "sex": lambda values, ctx: codes.normalise_sex(values, _code_table(ctx, "sex_alias")),
     "ethnicity": _ethnicity,
+    "industry": lambda values, ctx: codes.normalise_industry(values, _code_table(ctx, "industry")),
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from transforms.codes import (address_region, normalise_address, normalise_code, normalise_ethnicity,
+from transforms.codes import (address_region, normalise_address, normalise_code, normalise_ethnicity, normalise_industry,
                               normalise_phone, normalise_sex)
 
 NA = pd.NA
@@ -80,3 +80,13 @@ def test_address_normalised_and_region_found():
     assert list(out.index) == list(range(20, 30))
     assert out.tolist() == ["330106", "330106", "330106", "110105", "110000", "110105",
                             "211302", "110000", NA, NA]
+
+
+def test_industry_codes_roll_up_to_divisions():
+    table = pd.DataFrame({"code": ["F", "51", "52", "I", "65"], "name": ["批发和零售业", "批发业", "零售业",
+                          "信息传输、软件和信息技术服务业", "软件和信息技术服务业"],
+                          "level": ["section", "division", "division", "section", "division"],
+                          "section": ["F", "F", "F", "I", "I"]})
+    out = normalise_industry(pd.Series(["F51", "f5123", "51", "F", "零售业", "I51", "Z99", ""]), table)
+    assert out["value"].tolist() == ["51", "51", "51", "F", "52", NA, NA, NA]
+    assert out["status"].tolist() == ["valid"] * 5 + ["invalid", "invalid", "missing"]
