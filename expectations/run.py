@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ RESULT_FORMAT = {"result_format": "BASIC", "partial_unexpected_count": 0, "inclu
 DOCS_SITE = "govdata"
 RAW_KEYS = ("raw_rows", "raw")
 REJECTED_KEYS = ("rejected_rows", "rejected")
+LONG_DIGITS = re.compile(r"\d{7,}[\dXx]*")
 
 
 def ephemeral_context(docs_dir: Path | None = None):
@@ -99,8 +101,13 @@ def exception_message(info: dict | None) -> str | None:
     entries = [info] if "raised_exception" in info else [v for v in info.values() if isinstance(v, dict)]
     for entry in entries:
         if entry.get("raised_exception"):
-            return str(entry.get("exception_message"))
+            return redact_digits(str(entry.get("exception_message")))
     return None
+
+
+def redact_digits(message: str) -> str:
+    """Library error texts may quote a cell; long digit runs (ID, phone numbers) go."""
+    return LONG_DIGITS.sub("<redacted>", message)
 
 
 def observed_value(detail: dict[str, Any], error: str | None) -> str | None:
@@ -127,18 +134,18 @@ def quarantine_summary(source: SourceConfig, quarantine_counts: dict[str, dict])
 
 
 def _count(counts: dict, keys: tuple[str, ...], source: str) -> int:
-    for key in keys:
-        if key in counts:
-            value = counts[key]
-            if not isinstance(value, (int,)) or isinstance(value, bool) or value < 0:
-                try:
-                    value = int(value)
-                except (TypeError, ValueError):
-                    raise ValueError(f"quarantine_counts[{source!r}][{key!r}] is not a count: {value!r}") from None
-                if value < 0:
-                    raise ValueError(f"quarantine_counts[{source!r}][{key!r}] is negative")
-            return int(value)
-    raise ValueError(f"quarantine_counts[{source!r}] lacks {keys[0]!r} (have {sorted(counts)})")
+    """The first of `keys` present in one source's counts, as a non-negative int."""
+    key = next((k for k in keys if k in counts), None)
+    if key is None:
+        raise ValueError(f"quarantine_counts[{source!r}] lacks {keys[0]!r} (have {sorted(counts)})")
+    value = counts[key]
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"quarantine_counts[{source!r}][{key!r}] is not a count: {value!r}") from None
+    if number < 0 or number != value or isinstance(value, bool):
+        raise ValueError(f"quarantine_counts[{source!r}][{key!r}] is not a non-negative whole number: {value!r}")
+    return number
 
 
 def prepare_frame(frame: pd.DataFrame, suite: gx.ExpectationSuite, source: SourceConfig,

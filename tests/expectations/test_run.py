@@ -130,3 +130,16 @@ def test_large_code_table_check_counts_unknown_codes(standards, gongan, gongan_f
     row = outcome.results[outcome.results["element"] == "sex"].iloc[0]
     assert (row["expectation"], row["success"], row["unexpected_count"], row["element_count"]) == (
         "expect_column_values_to_match_regex[code_table=sex]", False, 1, 4)
+
+
+def test_bad_counts_and_error_texts_are_reported_without_identifiers(standards, gongan, gongan_frame):
+    from expectations.run import redact_digits
+
+    with pytest.raises(ValueError, match=r"quarantine_counts\['gongan'\]\['raw_rows'\] is not a non-negative"):
+        validate_standardised({"gongan": gongan_frame}, [gongan], standards,
+                              {"gongan": {"raw_rows": -1, "rejected_rows": 0}}, "run-10", None)
+    with pytest.raises(ValueError, match=r"rejected_rows 5 exceeds raw_rows 4"):
+        validate_standardised({"gongan": gongan_frame}, [gongan], standards,
+                              {"gongan": {"raw": 4, "rejected": 5}}, "run-10", None)
+    assert redact_digits("could not convert '11010519491231002X' nor 13812345678; column 3") == (
+        "could not convert '<redacted>' nor <redacted>; column 3")
