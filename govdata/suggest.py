@@ -18,7 +18,7 @@ MIN_RATE = 0.8
 CJK_NAME = r"^[\u3400-\u9fff·•．.・\s]{2,12}$"
 LATIN_NAME = r"^[A-Za-z]+( [A-Za-z]+)+$"
 PHONE = r"^(\+?86[- ]?)?(1[3-9]\d{9}|0\d{2,3}-?\d{7,8})$"
-ENTERPRISE_NAME = r"(公司|企业|合作社|厂|店|中心|事务所)"
+ENTERPRISE_NAME = r"(?:公司|企业|合作社|厂|店|中心|事务所)"
 
 
 @dataclass(frozen=True)
@@ -79,17 +79,27 @@ def profile_column(values: pd.Series, standards) -> list[Evidence]:
     if rate >= MIN_RATE and sample.str.len().median() <= 4:
         found.append(Evidence("name", rate, "2–4 CJK characters"))
     elif sample.str.contains(ENTERPRISE_NAME).mean() >= MIN_RATE:
-        found.append(Evidence("name", float(sample.str.contains(ENTERPRISE_NAME).mean()), "enterprise legal-form words"))
+        found.append(Evidence("enterprise_name", float(sample.str.contains(ENTERPRISE_NAME).mean()),
+                              "enterprise legal-form words"))
     rate = float(sample.str.match(LATIN_NAME).mean())
     if rate >= MIN_RATE and not found:
         found.append(Evidence("name", rate, "latin words (pinyin name)"))
     return sorted(found, key=lambda e: -e.rate)
 
 
+# In an enterprise table a person's ID and name belong to its legal representative.
+ENTERPRISE_ROLES = {"id_number": "legal_rep_id_number", "name": "legal_rep_name", "enterprise_name": "name",
+                    "birth_date": "founded_date"}
+
+
 def guess_kind(elements: set[str]) -> str:
-    if "uscc" in elements and "id_number" not in elements:
-        return "enterprise"
-    return "person"
+    return "enterprise" if "uscc" in elements or "enterprise_name" in elements else "person"
+
+
+def element_for_kind(element: str, kind: str) -> str:
+    if kind == "enterprise":
+        return ENTERPRISE_ROLES.get(element, element)
+    return "name" if element == "enterprise_name" else element
 
 
 def guess_primary_key(frame: pd.DataFrame, used: set[str]) -> str | None:
@@ -127,7 +137,7 @@ def suggest_table(engine: sa.Engine, table: str, standards, url_text: str, sampl
         "columns:",
     ]
     for column, evidence in mapping.items():
-        lines.append(f"  {column}: {evidence.element}  # {evidence.comment()}")
+        lines.append(f"  {column}: {element_for_kind(evidence.element, kind)}  # {evidence.comment()}")
     unmapped = [c for c in frame.columns if c not in mapping and c != pk]
     if unmapped:
         lines.append(f"# not recognised: {', '.join(unmapped)}")
