@@ -115,3 +115,31 @@ def test_second_run_keeps_master_ids(world, run):
     after = _query(run["db"], "select source_system, source_record_id, person_id from xref_person order by 1, 2")
     pd.testing.assert_frame_equal(before, after)
     assert _query(run["db"], "select count(*) n from etl_run").n[0] == 2
+
+
+def test_steward_decisions_apply_on_the_next_run(world, run, tmp_path):
+    from govdata.operations import import_review
+
+    xref = _query(run["db"], "select source_system, source_record_id, person_id from xref_person")
+    sizes = xref.groupby("person_id").size()
+    together = xref[xref.person_id == sizes[sizes >= 2].index[0]].iloc[:2]          # linked today
+    apart = xref[xref.person_id.isin(sizes[sizes == 1].index)].iloc[:2]            # two singletons
+    rows = []
+    for pair, decision in ((together, "non_match"), (apart, "match")):
+        left, right = pair.iloc[0], pair.iloc[1]
+        rows.append({"left_source_system": left.source_system, "left_source_record_id": left.source_record_id,
+                     "right_source_system": right.source_system, "right_source_record_id": right.source_record_id,
+                     "decision": decision, "decided_by": "steward-li", "decided_at": "2026-11-01 09:00:00"})
+    csv = tmp_path / "decisions.csv"
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    assert import_review(run["url"], csv) == 2
+
+    run_pipeline(world / "sources", warehouse_url=run["url"], lake=str(run["base"] / "lake"), full_refresh=True)
+    after = _query(run["db"], "select source_system, source_record_id, person_id, match_rule from xref_person")
+    after = after.set_index(["source_system", "source_record_id"])
+    key = lambda r: (r.source_system, r.source_record_id)  # noqa: E731
+    t0, t1 = (after.loc[key(r)] for _, r in together.iterrows())
+    a0, a1 = (after.loc[key(r)] for _, r in apart.iterrows())
+    assert t0.person_id != t1.person_id
+    assert a0.person_id == a1.person_id
+    assert "steward" in {a0.match_rule, a1.match_rule}
