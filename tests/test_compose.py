@@ -184,3 +184,12 @@ def test_seeding_names_an_unset_target_variable(tmp_path, monkeypatch):
     module = load_departments_module()
     with pytest.raises(ValueError, match="DEPT_NOWHERE_URL .*department shebao.* is not set"):
         module.move_department(tmp_path, "shebao", "DEPT_NOWHERE_URL")
+
+
+def test_build_context_leaves_out_local_state_and_secrets():
+    ignored = set((ROOT / ".dockerignore").read_text(encoding="utf-8").split())
+    assert {".venv", ".git", ".env", "demo", "lake", "*.key", "*.duckdb", "*.sqlite"} <= ignored
+    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    for copied in re.findall(r"^COPY \S+ (\S+)", dockerfile, flags=re.M):
+        for name in copied.split():
+            assert name not in ignored, f"Dockerfile copies {name}, which .dockerignore drops"
