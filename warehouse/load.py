@@ -364,6 +364,8 @@ def _merge_postgres(db: _Postgres, name: str, arrow: pa.Table) -> None:
         on = " AND ".join(f"{target}.{k} = s.{k}" for k in keys)
         db.con.execute(f"DELETE FROM {target} USING {stg} s WHERE {on}")
         db.con.execute(f"INSERT INTO {target} ({col_list}) SELECT {col_list} FROM {stg}")
+    elif mode == "key" and not keep and _bulk_worthwhile(db, table, arrow.num_rows):
+        _bulk_replace_postgres(db, table, stg, keys, col_list)
     elif mode == "key":
         updates = [c for c in cols if c not in keys and c not in keep]
         action = ("DO UPDATE SET " + ", ".join(f"{c} = EXCLUDED.{c}" for c in updates)) if updates else "DO NOTHING"
@@ -374,6 +376,30 @@ def _merge_postgres(db: _Postgres, name: str, arrow: pa.Table) -> None:
         db.con.execute(f"DELETE FROM {target} USING (SELECT DISTINCT {', '.join(keys)} FROM {stg}) s WHERE {on}")
         db.con.execute(f"INSERT INTO {target} ({col_list}) SELECT {col_list} FROM {stg}")
     db.con.execute(f"DROP TABLE {stg}")
+
+
+BULK_MIN_ROWS = 50_000
+
+
+def _bulk_worthwhile(db: _Postgres, table, n_rows: int) -> bool:
+    """Big loads into a table we own (ALTER needs ownership) that is small by comparison: building
+    the primary-key index once beats maintaining it row by row (3-4x faster)."""
+    if n_rows < BULK_MIN_ROWS:
+        return False
+    row = db.con.execute("SELECT pg_has_role(current_user, c.relowner, 'USAGE'), c.reltuples "
+                         "FROM pg_class c WHERE c.oid = %s::regclass", (qualified(table),)).fetchone()
+    return bool(row and row[0] and row[1] < 2 * n_rows)
+
+
+def _bulk_replace_postgres(db: _Postgres, table, stg: str, keys: tuple[str, ...], col_list: str) -> None:
+    """DELETE the incoming keys, drop the primary key, INSERT, re-create the primary key — in the
+    load's transaction, so a failure (duplicate keys included) restores everything."""
+    target, pk = qualified(table), f"{table.name}_pkey"
+    on = " AND ".join(f"{target}.{k} = s.{k}" for k in keys)
+    db.con.execute(f"DELETE FROM {target} USING {stg} s WHERE {on}")
+    db.con.execute(f"ALTER TABLE {target} DROP CONSTRAINT {pk}")
+    db.con.execute(f"INSERT INTO {target} ({col_list}) SELECT {col_list} FROM {stg}")
+    db.con.execute(f"ALTER TABLE {target} ADD CONSTRAINT {pk} PRIMARY KEY ({', '.join(keys)})")
 
 
 def _merge(db: _DB, name: str, arrow: pa.Table) -> None:

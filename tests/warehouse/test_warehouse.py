@@ -281,3 +281,21 @@ def test_names_can_be_masked_to_the_surname(monkeypatch):
     with pytest.raises(ValueError, match="name_masking 'initials'"):
         build_tables(world.link_frames(), {}, world.quarantine(), world.standards(), world.KEY, world.RUN,
                      name_masking="initials")
+
+
+def test_postgres_bulk_path_is_idempotent_and_refuses_duplicates(pg_database, monkeypatch):
+    import warehouse.load as load
+
+    monkeypatch.setattr(load, "BULK_MIN_ROWS", 2)   # the bulk path on a tiny load
+    load_tables(pg_database, world.build_world(), world.RUN)
+    first = dump(pg_database)
+    load_tables(pg_database, world.build_world(), world.RUN)
+    assert dump(pg_database) == first
+    tables = world.build_world()
+    tables["xref_person"] = pd.concat([tables["xref_person"], tables["xref_person"].iloc[:1]], ignore_index=True)
+    with pytest.raises(LoadError, match="xref_person"):
+        load_tables(pg_database, tables, "r2")
+    assert dump(pg_database) == first
+    with connect(pg_database) as db:  # the primary key is back
+        assert db.fetchall("SELECT conname FROM pg_constraint WHERE conname = 'xref_person_pkey'") == [
+            ("xref_person_pkey",)]
