@@ -111,7 +111,9 @@ def _date_handler(parser: Callable[..., pd.DataFrame], dtype: Any) -> Handler:
         value = r["value"]
         tz = ctx.options.get("timezone")
         if tz and dtype is TIMESTAMP and tz != LOCAL_TZ:
-            value = value.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT").dt.tz_convert(LOCAL_TZ).dt.tz_localize(None)
+            # department clock in another zone: store Beijing time like every other source
+            local = value.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
+            value = local.dt.tz_convert(LOCAL_TZ).dt.tz_localize(None)
         if dtype is DATE:
             days = value.to_numpy(dtype="datetime64[ns]").astype("datetime64[D]")
             value = pd.Series(pd.array(pa.array(days, from_pandas=True), dtype=DATE), index=values.index)
@@ -125,7 +127,8 @@ def _date_handler(parser: Callable[..., pd.DataFrame], dtype: Any) -> Handler:
 
 def _phone(values: pd.Series, ctx: Context) -> Outcome:
     r = codes.normalise_phone(values)
-    return Outcome({ctx.element.name: r["value"]}, _reason_where(_is(r["status"], "invalid"), "invalid_phone"), r["note"])
+    reason = _reason_where(_is(r["status"], "invalid"), "invalid_phone")
+    return Outcome({ctx.element.name: r["value"]}, reason, r["note"])
 
 
 def _code_table(ctx: Context, name: str | None = None) -> pd.DataFrame:

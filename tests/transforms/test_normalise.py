@@ -110,6 +110,13 @@ def test_overrides_dayfirst_format_and_codes():
     assert std["sex"].tolist() == ["1", "2"]
 
 
+def test_timestamp_timezone_override_converts_to_beijing_time():
+    src = source("person", {"XM": "name", "GXSJ": "updated_at"}, overrides={"updated_at": {"timezone": "UTC"}})
+    raw = raw_frame({"XM": ["张三", "李四"], "GXSJ": ["2024-01-01 20:00:00", "2024-01-01"]})
+    std = normalise_source(raw, src, STANDARDS).standardised
+    assert std["updated_at"].tolist() == [pd.Timestamp("2024-01-02 04:00:00"), pd.Timestamp("2024-01-01 08:00:00")]
+
+
 def test_enterprise_derivations_and_required_name():
     src = source("enterprise", {"MC": "name", "XYDM": "uscc", "SH": "tax_no", "CLRQ": "founded_date"})
     raw = raw_frame({
