@@ -55,10 +55,13 @@ class ConstrainedUnion:
     """Union-find over initial groups that refuses merges joining two different held
     identifiers (cannot-link) or a pair a steward called non-match; steward matches force."""
 
-    def __init__(self, group_ids: dict[int, frozenset], cannot: dict[int, set[int]],
+    def __init__(self, n_id_groups: int, cannot: dict[int, set[int]],
                  group_of_record: np.ndarray):
+        """Groups 0..n_id_groups-1 each hold one identifier (their own number); the others
+        hold none."""
         self.parent: dict[int, int] = {}
-        self.ids = dict(group_ids)              # root -> identifiers held
+        self.n_id_groups = n_id_groups
+        self.ids: dict[int, frozenset] = {}      # merged roots -> identifier groups held
         self.cannot = cannot                     # record -> records it must not join
         self.group_of = group_of_record
         self.members_nm: dict[int, set[int]] = {}  # root -> constrained records inside
@@ -73,8 +76,13 @@ class ConstrainedUnion:
             self.parent[g], g = root, self.parent[g]
         return root
 
+    def held(self, root: int) -> frozenset:
+        if root in self.ids:
+            return self.ids[root]
+        return frozenset([root]) if root < self.n_id_groups else frozenset()
+
     def blocked(self, ra: int, rb: int) -> str | None:
-        ia, ib = self.ids.get(ra, frozenset()), self.ids.get(rb, frozenset())
+        ia, ib = self.held(ra), self.held(rb)
         if ia and ib and ia != ib:
             return "different_id"
         na, nb = self.members_nm.get(ra, set()), self.members_nm.get(rb, set())
@@ -93,15 +101,22 @@ class ConstrainedUnion:
         if rb < ra:
             ra, rb = rb, ra
         self.parent[rb] = ra
-        self.ids[ra] = self.ids.get(ra, frozenset()) | self.ids.pop(rb, frozenset())
+        self.ids[ra] = self.held(ra) | self.held(rb)
+        self.ids.pop(rb, None)
         if rb in self.members_nm:
             self.members_nm.setdefault(ra, set()).update(self.members_nm.pop(rb))
         return None
 
     def labels(self, groups: np.ndarray) -> np.ndarray:
-        uniq = np.unique(groups)
-        roots = {int(g): self.find(int(g)) for g in uniq}
-        return pd.Series(groups).map(roots).to_numpy()
+        """Root per group, vectorised: only groups that were merged need a lookup."""
+        out = np.asarray(groups, dtype=np.int64).copy()
+        if self.parent:
+            moved = np.fromiter(self.parent.keys(), dtype=np.int64)
+            root = np.array([self.find(int(g)) for g in moved], dtype=np.int64)
+            lookup = pd.Series(root, index=moved)
+            hit = np.isin(out, moved)
+            out[hit] = lookup.reindex(out[hit]).to_numpy()
+        return out
 
 
 def hash_id(prefix: str, key: str) -> str:

@@ -92,12 +92,11 @@ def link_enterprises(records: pd.DataFrame, *, previous_xref: pd.DataFrame | Non
     group = np.arange(n, dtype=np.int64) + n
     codes, uniq = pd.factorize(keys["uscc"])
     group[holder] = codes[holder]
-    group_ids = {int(c): frozenset([v]) for c, v in enumerate(uniq)}
     cannot: dict[int, set[int]] = {}
     for a, b in steward_non:
         cannot.setdefault(int(a), set()).add(int(b))
         cannot.setdefault(int(b), set()).add(int(a))
-    uf = ConstrainedUnion(group_ids, cannot, group)
+    uf = ConstrainedUnion(len(uniq), cannot, group)
     rule = np.where(holder, "uscc", "singleton").astype(object)
     link_edges = []
     for a, b in steward_match:

@@ -91,12 +91,23 @@ def _blocking_frame(df: pd.DataFrame, facts: pd.DataFrame, conflict: np.ndarray,
     # record's own
     from_borrowed_id = conflict & (view["region"] == view["id_number"].str[:6]).fillna(False).to_numpy()
     view.loc[from_borrowed_id, "region"] = pd.NA
-    view["b_birth"] = view["birth"].dt.strftime("%Y%m%d").astype("string")
-    view["b_pinyin_year"] = view["pinyin"] + "|" + view["birth"].dt.year.astype("string")
-    view["b_phone"] = view["phone"]
-    for col in ("b_birth", "b_pinyin_year", "b_phone"):
-        sizes = view[col].map(view[col].value_counts())
-        view[col] = view[col].where(sizes <= max_block)   # giant blocks: shared phones etc.
+    # integer blocking keys: merges on ints are far cheaper than on strings
+    days = view["birth"].to_numpy(dtype="datetime64[D]")
+    has_birth = ~np.isnat(days)
+    day_no = days.astype(np.int64)
+    py_code = pd.factorize(view["pinyin"])[0]
+    year = view["birth"].dt.year.to_numpy(dtype=np.float64, na_value=np.nan)
+    keys = {"b_birth": (day_no, has_birth),
+            "b_pinyin_year": (py_code.astype(np.int64) * 10000 + np.nan_to_num(year).astype(np.int64),
+                              (py_code >= 0) & has_birth),
+            "b_phone": (pd.factorize(view["phone"])[0].astype(np.int64),
+                        view["phone"].notna().to_numpy())}
+    for col, (code, present) in keys.items():
+        _, inverse, counts = np.unique(np.where(present, code, -1), return_inverse=True,
+                                       return_counts=True)
+        keep = present & (counts[inverse] <= max_block)   # giant blocks: shared phones etc.
+        view[col] = pd.array(np.where(keep, code, 0), dtype="Int64")
+        view.loc[~keep, col] = pd.NA
     return view
 
 
@@ -104,7 +115,9 @@ def candidate_pairs(view: pd.DataFrame, queue: np.ndarray, group: np.ndarray,
                     cfg: LinkConfig) -> pd.MultiIndex:
     """Pairs (queued record, any record) sharing a blocking key, not already in one group.
     A pair of two queued records is kept once (left < right)."""
-    left = view.loc[queue]
+    block_cols = ["b_birth", "b_pinyin_year", "b_phone", "id_number"]
+    view = view[block_cols]
+    left = view.iloc[queue]
     indexer = recordlinkage.Index()
     indexer.block("b_birth")
     indexer.block("b_pinyin_year")
@@ -175,7 +188,6 @@ def link_persons(records: pd.DataFrame, *, previous_xref: pd.DataFrame | None = 
     group = np.arange(n, dtype=np.int64) + n
     codes, uniq = pd.factorize(df["id_number"].where(pd.Series(held)))
     group[held] = codes[held]
-    group_ids = {int(c): frozenset([v]) for c, v in enumerate(uniq)}
     lap("deterministic")
 
     # 2 probabilistic: queued records against everything sharing a blocking key
@@ -200,7 +212,7 @@ def link_persons(records: pd.DataFrame, *, previous_xref: pd.DataFrame | None = 
     for a, b in steward_non:
         cannot.setdefault(int(a), set()).add(int(b))
         cannot.setdefault(int(b), set()).add(int(a))
-    uf = ConstrainedUnion(group_ids, cannot, group)
+    uf = ConstrainedUnion(len(uniq), cannot, group)
     for a, b in steward_match:
         uf.union(int(group[a]), int(group[b]), force=True)
     l = pairs.get_level_values(0).to_numpy()
