@@ -48,8 +48,8 @@ def per_unique(values: pd.Series, compute: Callable[[np.ndarray], pd.DataFrame])
     compute must accept None among its inputs (it gets the raw values when they are mostly
     distinct)."""
     if mostly_distinct(values):
-        raw = values.to_numpy(dtype=object, na_value=None) if not isinstance(values.dtype, np.dtype) \
-            else values.to_numpy(dtype=object)
+        raw = values.to_numpy(dtype=object)
+        raw[pd.isna(raw)] = None  # NaN / NA -> None, as distinct() hands them over
         table = compute(raw)
         table.index = values.index
         return table

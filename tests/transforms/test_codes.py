@@ -90,3 +90,16 @@ def test_industry_codes_roll_up_to_divisions():
     out = normalise_industry(pd.Series(["F51", "f5123", "51", "F", "零售业", "I51", "Z99", ""]), table)
     assert out["value"].tolist() == ["51", "51", "51", "F", "52", NA, NA, NA]
     assert out["status"].tolist() == ["valid"] * 5 + ["invalid", "invalid", "missing"]
+
+
+def test_mostly_distinct_columns_skip_dedup_and_keep_nulls():
+    # 10,000 distinct phone numbers with NaN and None among them: computed without
+    # factorising, nulls still come out missing, order and index kept.
+    values = pd.Series([f"138{i:08d}" for i in range(10_000)], index=range(5, 10_005), dtype=object)
+    values.iloc[3] = float("nan")
+    values.iloc[4] = None
+    out = normalise_phone(values)
+    assert list(out.index[:2]) == [5, 6]
+    assert out["status"].iloc[:6].tolist() == ["valid", "valid", "valid", "missing", "missing", "valid"]
+    assert out["value"].iloc[5] == "13800000005"
+    assert (out["status"] == "valid").sum() == 9_998
