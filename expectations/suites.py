@@ -3,9 +3,10 @@
 Every element of a kind yields its checks from its Element fields: not-null when
 `required`, regex when it has a `pattern`, value-set when it has a `code_table`, a range
 for dates and integers (bounds from expectations/quality.yaml). Severity comes from
-`Element.critical`. With a source, the suite covers the elements that source maps and adds
-a row-count check; the quarantine rate is checked by `build_quarantine_suite` on a
-one-row summary frame (quarantined rows are not in the standardised frame).
+`Element.critical`. With a source, the suite covers the elements that source maps (plus
+value checks on derived columns present in its frame) and adds a row-count check; the
+quarantine rate is checked by `build_quarantine_suite` on a one-row summary frame
+(quarantined rows are not in the standardised frame).
 """
 from __future__ import annotations
 
