@@ -5,8 +5,18 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from rapidfuzz import process
 from rapidfuzz.distance import DamerauLevenshtein
+
+
+def as_datetime(values: pd.Series) -> pd.Series:
+    """datetime64 Series; Arrow date32 columns (from parquet) are cast in Arrow, which is
+    ~50x faster than pd.to_datetime's per-value path."""
+    if isinstance(values.dtype, pd.ArrowDtype) and pa.types.is_date(values.dtype.pyarrow_dtype):
+        arr = pa.chunked_array(values.array._pa_array).cast(pa.timestamp("s"))
+        return pd.Series(arr.to_pandas(), index=values.index).astype("datetime64[ns]")
+    return pd.to_datetime(values, errors="coerce")
 
 
 def _both(left: pd.Series, right: pd.Series) -> np.ndarray:
@@ -48,7 +58,7 @@ def id_distance(left: pd.Series, right: pd.Series) -> np.ndarray:
 def birth_close(left: pd.Series, right: pd.Series) -> np.ndarray:
     """1 same birth date; NaN (no evidence) when day and month are swapped or one day apart
     (typing slips); 0 otherwise."""
-    l, r = pd.to_datetime(left, errors="coerce"), pd.to_datetime(right, errors="coerce")
+    l, r = as_datetime(left), as_datetime(right)
     present = (l.notna() & r.notna()).to_numpy()
     lv, rv = l.reset_index(drop=True), r.reset_index(drop=True)
     diff = (lv - rv).abs().dt.days

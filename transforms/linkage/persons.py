@@ -42,7 +42,7 @@ def id_facts(df: pd.DataFrame) -> pd.DataFrame:
     id_sex = pd.Series(np.where(seventeenth % 2 == 1, "1", "2"), index=df.index,
                        dtype="string").where(seventeenth.notna())
     return pd.DataFrame({"usable": usable.to_numpy(), "id_birth": id_birth, "id_sex": id_sex,
-                         "birth": pd.to_datetime(df["birth_date"], errors="coerce")},
+                         "birth": compare.as_datetime(df["birth_date"])},
                         index=df.index)
 
 
@@ -55,15 +55,22 @@ def holder_conflicts(df: pd.DataFrame, facts: pd.DataFrame, trust: np.ndarray) -
                  & (facts["birth"] != facts["id_birth"]))
     sex_bad = sex.isin(["1", "2"]) & facts["id_sex"].notna() & (sex != facts["id_sex"])
     conflict = (facts["usable"] & (birth_bad | sex_bad)).to_numpy(dtype=bool)
-    ok = facts["usable"].to_numpy() & ~conflict & df["name_pinyin"].notna().to_numpy()
-    cand = pd.DataFrame({"id": df["id_number"][ok], "py": df["name_pinyin"][ok],
-                         "trust": trust[ok]})
-    cand["freq"] = cand.groupby(["id", "py"])["py"].transform("size")
-    holder = (cand.sort_values(["id", "trust", "freq", "py"], ascending=[True, True, False, True])
-              .drop_duplicates("id").set_index("id")["py"])
-    expected = df["id_number"].map(holder)
-    pinyin_bad = (facts["usable"] & df["name_pinyin"].notna() & expected.notna()
-                  & (df["name_pinyin"] != expected)).to_numpy(dtype=bool)
+    usable = facts["usable"].to_numpy()
+    id_code = pd.factorize(df["id_number"])[0].astype(np.int64)
+    py_code = pd.factorize(df["name_pinyin"])[0].astype(np.int64)
+    ok = np.flatnonzero(usable & ~conflict & (py_code >= 0))
+    holder = np.full(int(id_code.max()) + 2 if len(id_code) else 1, -1, dtype=np.int64)
+    if len(ok):
+        i, p = id_code[ok], py_code[ok]
+        _, inverse, counts = np.unique(i * (int(py_code.max()) + 1) + p, return_inverse=True,
+                                       return_counts=True)
+        # holder's pinyin: most trusted source first, then the most frequent, then smallest code
+        order = np.lexsort((p, -counts[inverse], trust[ok], i))
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = i[order][1:] != i[order][:-1]
+        holder[i[order][first]] = p[order][first]
+    expected = np.where(id_code >= 0, holder[id_code], -1)
+    pinyin_bad = usable & (py_code >= 0) & (expected >= 0) & (py_code != expected)
     return conflict | pinyin_bad
 
 
