@@ -55,6 +55,8 @@ def _clean_text(text: pa.StringArray, clean_re: str, upper: bool = True) -> tupl
     already = pc.fill_null(pc.match_substring_regex(text, clean_re), True)
     dirty = pc.invert(already)
     flags = {k: np.zeros(n, dtype=bool) for k in ("whitespace", "fullwidth", "lowercase")}
+    # values already in standard form as given (nulls are not)
+    flags["as_given"] = already.to_numpy(zero_copy_only=False) & pc.is_valid(text).to_numpy(zero_copy_only=False)
     if not pc.any(dirty).as_py():
         return text, flags
     idx = np.flatnonzero(dirty.to_numpy(zero_copy_only=False))
@@ -105,6 +107,14 @@ def _matches(text: pa.Array, pattern: str) -> np.ndarray:
 _STATUSES = pa.array(["valid", "repaired", "invalid", "missing"])
 
 
+def _matches_where(text: pa.Array, pattern: str, where: np.ndarray) -> np.ndarray:
+    """_matches evaluated only on the rows in `where` (False elsewhere)."""
+    out = np.zeros(len(text), dtype=bool)
+    if where.any():
+        out[where] = _matches(text.filter(pa.array(where)), pattern)
+    return out
+
+
 def _status(missing: np.ndarray, invalid: np.ndarray, repaired: np.ndarray) -> pa.StringArray:
     codes = np.select([missing, invalid, repaired], [3, 2, 1], 0)
     return _STATUSES.take(pa.array(codes))
@@ -144,8 +154,9 @@ def _citizen_id_uniques(uniques: np.ndarray, today: date) -> pd.DataFrame:
     n = len(cleaned)
     length = _lengths(cleaned)
     missing = length == 0
-    ok18 = _matches(cleaned, r"^[0-9]{17}[0-9X]$")
-    ok15 = _matches(cleaned, r"^[0-9]{15}$")
+    # Most values were already clean: the regex only runs again on the repaired ones.
+    ok18 = flags["as_given"] | _matches_where(cleaned, r"^[0-9]{17}[0-9X]$", ~flags["as_given"] & (length == 18))
+    ok15 = _matches_where(cleaned, r"^[0-9]{15}$", length == 15)
     bad_length = ~missing & (length != 15) & (length != 18)
     bad_chars = ~missing & ~bad_length & ~ok18 & ~ok15
 
