@@ -263,8 +263,10 @@ def link_persons(records: pd.DataFrame, *, previous_xref: pd.DataFrame | None = 
     gold_in = df.assign(person_id=ids.to_numpy(),
                         id_number=df["id_number"].where(pd.Series(held)),
                         _status_rank=df["id_number_status"].map({"valid": 0, "repaired": 1}))
-    gold_in["birth_date"] = facts["birth"].dt.date.where(facts["birth"].notna(), None)
+    gold_in["birth_date"] = facts["birth"]
     golden = golden_records(gold_in, "person_id", GOLDEN_ELEMENTS, spec)
+    golden["birth_date"] = golden["birth_date"].dt.date.astype(object).where(
+        golden["birth_date"].notna(), None)
     lap("golden")
 
     keys = df["_key"].to_numpy()

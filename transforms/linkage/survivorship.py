@@ -51,17 +51,17 @@ def pick_rows(work: pd.DataFrame, element: str, rule: str, tiebreak: str, n_grou
     winner = np.full(n_groups, -1, dtype=np.int64)
     if not len(rows):
         return winner
-    sub = work.iloc[rows]
-    values = sub[element]
+    values = work[element].iloc[rows]
     val_code = pd.factorize(values.astype(str) if values.dtype == object else values, sort=True)[0]
-    gid = sub["_gid"].to_numpy()
+    gid = work["_gid"].to_numpy()[rows]
+    trust = work["_trust"].to_numpy()[rows]
     pair = gid.astype(np.int64) * (int(val_code.max()) + 1) + val_code
     _, inverse, counts = np.unique(pair, return_inverse=True, return_counts=True)
-    keys = {"trust_order": sub["_trust"].to_numpy(),
-            "most_recent": -sub["_recency"].to_numpy(dtype=np.float64),
+    keys = {"trust_order": trust,
+            "most_recent": -work["_recency"].to_numpy(dtype=np.float64)[rows],
             "most_frequent": -counts[inverse]}
     # np.lexsort: the last key is the primary one
-    order = np.lexsort((sub["_krank"].to_numpy(), val_code, keys["trust_order"], keys[tiebreak],
+    order = np.lexsort((work["_krank"].to_numpy()[rows], val_code, trust, keys[tiebreak],
                         keys[rule], gid))
     first = np.ones(len(order), dtype=bool)
     first[1:] = gid[order][1:] != gid[order][:-1]
