@@ -56,7 +56,7 @@ class ConstrainedUnion:
     identifiers (cannot-link) or a pair a steward called non-match; steward matches force."""
 
     def __init__(self, n_id_groups: int, cannot: dict[int, set[int]],
-                 group_of_record: np.ndarray):
+                 group_of_record: np.ndarray, source_mask: np.ndarray | None = None):
         """Groups 0..n_id_groups-1 each hold one identifier (their own number); the others
         hold none."""
         self.parent: dict[int, int] = {}
@@ -65,6 +65,8 @@ class ConstrainedUnion:
         self.cannot = cannot                     # record -> records it must not join
         self.group_of = group_of_record
         self.members_nm: dict[int, set[int]] = {}  # root -> constrained records inside
+        self.source_mask = source_mask              # group -> bit per source_system
+        self.masks: dict[int, int] = {}             # merged roots -> sources inside
         for rec in cannot:
             self.members_nm.setdefault(int(group_of_record[rec]), set()).add(rec)
 
@@ -90,12 +92,22 @@ class ConstrainedUnion:
             return "steward_non_match"
         return None
 
-    def union(self, a_group: int, b_group: int, force: bool = False) -> str | None:
-        """Merge; returns None on success or the reason it was refused."""
+    def mask(self, root: int) -> int:
+        if root in self.masks:
+            return self.masks[root]
+        return int(self.source_mask[root]) if self.source_mask is not None else 0
+
+    def union(self, a_group: int, b_group: int, force: bool = False,
+              distinct_sources: bool = False) -> str | None:
+        """Merge; returns None on success or the reason it was refused. distinct_sources:
+        refuse when both sides already hold a record of the same source (a department
+        rarely files one person twice without the ID telling so)."""
         ra, rb = self.find(a_group), self.find(b_group)
         if ra == rb:
             return None
         reason = self.blocked(ra, rb)
+        if reason is None and distinct_sources and self.mask(ra) & self.mask(rb):
+            reason = "same_source"
         if reason == "steward_non_match" or (reason and not force):
             return reason
         if rb < ra:
@@ -103,6 +115,9 @@ class ConstrainedUnion:
         self.parent[rb] = ra
         self.ids[ra] = self.held(ra) | self.held(rb)
         self.ids.pop(rb, None)
+        if self.source_mask is not None:
+            self.masks[ra] = self.mask(ra) | self.mask(rb)
+            self.masks.pop(rb, None)
         if rb in self.members_nm:
             self.members_nm.setdefault(ra, set()).update(self.members_nm.pop(rb))
         return None

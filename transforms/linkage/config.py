@@ -23,6 +23,7 @@ class LinkConfig:
     estimate_weights: bool = True     # fit m/u with recordlinkage.ECMClassifier
     min_pairs_for_ecm: int = 2000     # fewer candidate pairs: keep the prior m/u
     sorted_window: int = 5            # sorted-neighbourhood window on id_number
+    distinct_sources: bool = True     # a link without ID evidence may not add a 2nd record of a source
     max_block_size: int = 2000        # blocks larger than this (e.g. a shared hotline phone) are skipped
     m_prior: dict = field(default_factory=lambda: dict(DEFAULT_M))
     u_prior: dict = field(default_factory=lambda: dict(DEFAULT_U))

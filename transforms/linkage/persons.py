@@ -219,18 +219,25 @@ def link_persons(records: pd.DataFrame, *, previous_xref: pd.DataFrame | None = 
     for a, b in steward_non:
         cannot.setdefault(int(a), set()).add(int(b))
         cannot.setdefault(int(b), set()).add(int(a))
-    uf = ConstrainedUnion(len(uniq), cannot, group)
+    src_code = pd.factorize(df["source_system"])[0]
+    if src_code.max(initial=0) < 62 and cfg.distinct_sources:
+        source_mask = np.zeros(2 * n, dtype=np.int64)
+        np.bitwise_or.at(source_mask, group, np.left_shift(1, src_code).astype(np.int64))
+    else:
+        source_mask = None
+    uf = ConstrainedUnion(len(uniq), cannot, group, source_mask)
     for a, b in steward_match:
         uf.union(int(group[a]), int(group[b]), force=True)
     l = pairs.get_level_values(0).to_numpy()
     r = pairs.get_level_values(1).to_numpy()
     order = np.argsort(-score, kind="stable")
+    id_agrees = (feats["id"] == 1).to_numpy() if len(feats) else np.zeros(0, dtype=bool)
     accepted = np.zeros(len(score), dtype=bool)
     refused = np.zeros(len(score), dtype=bool)
     for i in order[score[order] >= cfg.match_threshold]:
-        reason = uf.union(int(group[l[i]]), int(group[r[i]]))
+        reason = uf.union(int(group[l[i]]), int(group[r[i]]), distinct_sources=not id_agrees[i])
         accepted[i] = reason is None
-        refused[i] = reason == "different_id"
+        refused[i] = reason in ("different_id", "same_source")
     cluster = uf.labels(group)
     lap("clustering")
 
@@ -334,5 +341,5 @@ def _review(df, keys, l, r, score, weights, refused, cluster, decided) -> pd.Dat
         "right_source_system": df["source_system"].to_numpy()[cand["r"]],
         "right_source_record_id": df["source_record_id"].to_numpy()[cand["r"]],
         "score": np.round(cand["score"].to_numpy(), 4), "evidence": evidence,
-        "reason": np.where(cand["refused"], "conflicting_id", "uncertain"), "status": "open"})
+        "reason": np.where(cand["refused"], "conflict", "uncertain"), "status": "open"})
     return out.astype({c: "string" for c in cols if c != "score"}).reset_index(drop=True)

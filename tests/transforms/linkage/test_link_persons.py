@@ -132,7 +132,7 @@ def test_two_valid_ids_never_merge_without_a_steward():
     r = link(rows)
     assert len(clusters(r.xref)) == 2
     assert r.stats["links_refused_cannot_link"] == 1
-    assert r.review.reason.tolist() == ["conflicting_id"]
+    assert r.review.reason.tolist() == ["conflict"]
     assert rule_of(r, "weijian", "w") == "probabilistic"
 
 
