@@ -83,11 +83,13 @@ def extract(source: dict, run: dict) -> dict:
     from warehouse.state import read_state
 
     config = _source(source["path"])
-    state = None if run["full_refresh"] or not config.incremental else read_state(run["warehouse_url"], config.name)
-    watermark = (state or {}).get("watermark")
+    state = read_state(run["warehouse_url"], config.name) or {}
+    incremental = bool(config.incremental) and not run["full_refresh"]
+    watermark = state.get("watermark") if incremental else None
     result = extract_source(config, run_path(run["lake"], run["run_id"], "raw", f"{config.name}.parquet"), watermark)
     log.info("extracted %s rows from %s", result.rows, config.name)
-    return {**source, **result.as_xcom(), "previous_watermark": watermark}
+    return {**source, **result.as_xcom(), "previous_watermark": watermark, "incremental": incremental,
+            "previous_snapshot": state.get("snapshot_path")}
 
 
 # 2 normalise --------------------------------------------------------------------------------
@@ -106,6 +108,7 @@ def normalise(extracted: dict, run: dict) -> dict:
         raise AssertionError(
             f"source {config.name}: {len(raw)} rows in but {len(result.standardised)} standardised + {rejected} rejected"
         )
+    current_path, deleted_path, n_deleted = _advance_snapshot(config.name, extracted, raw, result.standardised, run)
     return {
         "source": config.name,
         "kind": config.kind,
@@ -118,8 +121,25 @@ def normalise(extracted: dict, run: dict) -> dict:
         "values_quarantined": int((~result.quarantine["row_rejected"]).sum()),
         "quarantine_reasons": result.quarantine["reason_code"].value_counts().to_dict(),
         "watermark": extracted.get("watermark"),
+        "current_path": current_path,
+        "deleted_path": deleted_path,
+        "rows_deleted_at_source": n_deleted,
     }
 
+
+def _advance_snapshot(name: str, extracted: dict, raw: pd.DataFrame, std: pd.DataFrame, run: dict):
+    """This run's view of every live record of the source (see govdata/snapshot.py)."""
+    from govdata.extract import RECORD_ID
+    from govdata.snapshot import merge_snapshot
+
+    previous_path = extracted.get("previous_snapshot")
+    previous = read_parquet(previous_path) if previous_path and exists(previous_path) else None
+    if previous_path and previous is None and extracted.get("incremental"):
+        raise FileNotFoundError(f"source {name}: previous snapshot {previous_path} is gone; run with full_refresh")
+    current, deleted = merge_snapshot(previous, std, raw[RECORD_ID], extracted.get("incremental", False))
+    current_path = write_parquet(current, run_path(run["lake"], run["run_id"], "current", f"{name}.parquet"))
+    deleted_path = write_parquet(deleted.to_frame(), run_path(run["lake"], run["run_id"], "deleted", f"{name}.parquet"))
+    return current_path, deleted_path, len(deleted)
 
 # 3 validate ---------------------------------------------------------------------------------
 @_timed
@@ -127,7 +147,7 @@ def validate(normalised: list[dict], run: dict) -> dict:
     from expectations.run import validate_standardised
     from standards.registry import load_standards
 
-    frames = {n["source"]: read_parquet(n["std_path"]) for n in normalised}
+    frames = {n["source"]: read_parquet(n["current_path"]) for n in normalised}
     sources = [_source(n["path"]) for n in normalised]
     counts = {n["source"]: {"raw_rows": n["rows_in"], "rejected_rows": n["rows_rejected"]} for n in normalised}
     docs_dir = Path(run_path(run["lake"], run["run_id"], "report", "data_docs"))
@@ -145,7 +165,7 @@ def validate(normalised: list[dict], run: dict) -> dict:
 
 # 4 link -------------------------------------------------------------------------------------
 def _concat_kind(normalised: list[dict], kind: str) -> pd.DataFrame:
-    frames = [read_parquet(n["std_path"]) for n in normalised if n["kind"] == kind]
+    frames = [read_parquet(n["current_path"]) for n in normalised if n["kind"] == kind]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -186,9 +206,13 @@ def load(normalised: list[dict], validated: dict, linked: dict, run: dict) -> di
     from warehouse.load import load_tables
 
     link_frames = {name: read_parquet(path) for name, path in linked["paths"].items()}
-    std = {n["source"]: read_parquet(n["std_path"]) for n in normalised}
+    std = {n["source"]: read_parquet(n["current_path"]) for n in normalised}
     quarantine = pd.concat([read_parquet(n["quarantine_path"]) for n in normalised], ignore_index=True)
     tables = build_tables(link_frames, std, quarantine, load_standards(), get_settings().token_key(), run["run_id"])
+    for table in ("xref_person", "xref_enterprise"):
+        marked = _deleted_xref(normalised, table, run)
+        if not marked.empty and table in tables:
+            tables[table] = pd.concat([tables[table], marked[tables[table].columns]], ignore_index=True)
     tables["dq_result"] = read_parquet(validated["dq_path"])
     tables["etl_state"] = etl_state_rows(normalised, run)
     tables["etl_run"] = etl_run_row(normalised, linked, run)
@@ -196,14 +220,29 @@ def load(normalised: list[dict], validated: dict, linked: dict, run: dict) -> di
     return {"tables": {k: int(v) for k, v in counts.items()}}
 
 
+def _deleted_xref(normalised: list[dict], table: str, run: dict) -> pd.DataFrame:
+    from govdata.snapshot import deleted_xref_rows
+    from warehouse.load import read_table
+
+    with_deletions = [n for n in normalised if n.get("rows_deleted_at_source")]
+    if not with_deletions:
+        return pd.DataFrame()
+    previous = read_table(run["warehouse_url"], table)
+    frames = [deleted_xref_rows(previous, n["source"], read_parquet(n["deleted_path"])["source_record_id"], run["run_id"])
+              for n in with_deletions]
+    frames = [f for f in frames if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
 def etl_state_rows(normalised: list[dict], run: dict) -> pd.DataFrame:
-    """Watermarks advance only with a successful load (they are loaded in the same transaction)."""
+    """Watermarks and snapshots advance only with a successful load (same transaction)."""
     now = pd.Timestamp.now(tz="UTC").tz_localize(None)
     return pd.DataFrame(
         {
             "source_system": [n["source"] for n in normalised],
             "watermark": [n.get("watermark") for n in normalised],
             "rows_extracted": [n["rows_in"] for n in normalised],
+            "state": [json.dumps({"snapshot_path": n["current_path"]}) for n in normalised],
             "run_id": run["run_id"],
             "updated_at": now,
         }

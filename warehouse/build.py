@@ -304,7 +304,7 @@ def build_tables(link: dict[str, pd.DataFrame], std: dict[str, pd.DataFrame], qu
         tables["dim_enterprise"], tables["vault_enterprise"] = enterprise_rows(golden_e, key, run_id)
     for name, frame in (("xref_person", xref_p), ("xref_enterprise", xref_e)):
         if frame is not None:
-            tables[name] = _table_columns(frame.assign(run_id=run_id), name)
+            tables[name] = _table_columns(frame.assign(run_id=run_id, is_deleted=False), name)
     history = _link_frame(link, "master_id_history")
     if history is not None:
         tables["master_id_history"] = _table_columns(history.assign(run_id=history.get("run_id", run_id)),

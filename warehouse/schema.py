@@ -89,12 +89,13 @@ fact_certificate = _table(
 xref_person = _table(
     "xref_person", _pk("source_system"), _pk("source_record_id"), Column("person_id", String, nullable=False),
     Column("match_rule", String), Column("match_score", Double), Column("run_id", String),
+    Column("is_deleted", Boolean),
     merge=("key", ("source_system", "source_record_id")))
 
 xref_enterprise = _table(
     "xref_enterprise", _pk("source_system"), _pk("source_record_id"),
     Column("enterprise_id", String, nullable=False), Column("match_rule", String), Column("match_score", Double),
-    Column("run_id", String), merge=("key", ("source_system", "source_record_id")))
+    Column("run_id", String), Column("is_deleted", Boolean), merge=("key", ("source_system", "source_record_id")))
 
 master_id_history = _table(
     "master_id_history", _pk("old_id"), _pk("new_id"), _pk("entity"), Column("reason", String),
