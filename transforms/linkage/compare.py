@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 from rapidfuzz import process
-from rapidfuzz.distance import DamerauLevenshtein
+from rapidfuzz.distance import DamerauLevenshtein, Indel
 
 
 def as_datetime(values: pd.Series) -> pd.Series:
@@ -43,6 +43,17 @@ def id_within_edits(left: pd.Series, right: pd.Series, max_edits: int) -> np.nda
         dist[present] = process.cpdist(list(lv), list(rv), scorer=DamerauLevenshtein.distance,
                                        workers=1)
     return _result(dist <= max_edits, present)
+
+
+def similarity(left: pd.Series, right: pd.Series) -> np.ndarray:
+    """Normalised Indel similarity 0..1 per pair (NaN when either side is missing)."""
+    present = _both(left, right)
+    out = np.full(len(left), np.nan)
+    if present.any():
+        lv = left.to_numpy(dtype=object)[present].astype(str)
+        rv = right.to_numpy(dtype=object)[present].astype(str)
+        out[present] = process.cpdist(list(lv), list(rv), scorer=Indel.normalized_similarity)
+    return out
 
 
 def id_distance(left: pd.Series, right: pd.Series) -> np.ndarray:

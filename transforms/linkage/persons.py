@@ -24,6 +24,7 @@ GOLDEN_ELEMENTS = ["id_number", "name", "name_pinyin", "sex", "birth_date", "eth
                    "phone", "address", "region_code"]
 STATUSES = {"valid", "repaired", "invalid", "missing"}
 USABLE = ["valid", "repaired"]
+PINYIN_VARIANT_SIMILARITY = 0.8   # Indel similarity above which two pinyin spell one name
 FIELDS = ["id", "name", "pinyin", "birth", "sex", "phone", "region"]
 
 
@@ -71,6 +72,12 @@ def holder_conflicts(df: pd.DataFrame, facts: pd.DataFrame, trust: np.ndarray) -
         holder[i[order][first]] = p[order][first]
     expected = np.where(id_code >= 0, holder[id_code], -1)
     pinyin_bad = usable & (py_code >= 0) & (expected >= 0) & (py_code != expected)
+    if pinyin_bad.any():   # spelling variants (abudu / abudou) are the holder; other names are not
+        uniques = pd.factorize(df["name_pinyin"])[1]
+        rows = np.flatnonzero(pinyin_bad)
+        own = pd.Series(np.asarray(uniques, dtype=object)[py_code[rows]])
+        held = pd.Series(np.asarray(uniques, dtype=object)[expected[rows]])
+        pinyin_bad[rows] = compare.similarity(own, held) < PINYIN_VARIANT_SIMILARITY
     return conflict | pinyin_bad
 
 

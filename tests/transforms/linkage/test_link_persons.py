@@ -160,3 +160,33 @@ def test_missing_optional_columns_and_thresholds_from_config():
     assert len(clusters(strict.xref)) == 2 and len(strict.review) == 1
     assert len(clusters(loose.xref)) == 1 and len(loose.review) == 0
     assert np.isclose(loose.xref.match_score.dropna().item(), loose.evidence.score.item())
+
+
+def test_pinyin_spelling_variant_of_the_holder_stays_deterministic():
+    uyghur = make_id("1970-12-28", "049", region="650104")
+    rows = [rec("gongan", "g1", uyghur, "古丽娜尔·阿不都", "gulinaerabudou", "1", "1970-12-28",
+                region="650104"),
+            rec("churujing", "c1", uyghur, None, "gulinaerabudu", "1", "1970-12-28",
+                region="650104")]
+    r = link(rows)
+    assert r.stats["conflicts"] == 0
+    assert list(r.xref.match_rule) == ["id", "id"]
+
+
+def test_a_link_without_id_evidence_never_adds_a_second_record_of_one_source():
+    # two babies with the same name and birthday; each health record carries a parent's ID
+    baby = make_id("2024-05-28", "071")
+    rows = [rec("gongan", "g1", baby, "刘建", "liujian", "1", "2024-05-28"),
+            rec("weijian", "w1", make_id("1998-12-28", "084"), "刘建", "liujian", "1",
+                "2024-05-28"),
+            rec("weijian", "w2", make_id("1997-07-04", "094"), "刘建", "liujian", "1",
+                "2024-05-28")]
+    r = link(rows)
+    assert r.stats["conflicts"] == 2
+    got = clusters(r.xref)
+    assert len(got) == 2 and frozenset({"gongan:g1", "weijian:w1"}) in got
+    assert r.review.reason.tolist() == ["conflict", "conflict"]
+    assert r.review[["left_source_record_id", "right_source_record_id"]].values.tolist() == \
+        [["w1", "w2"], ["w2", "g1"]]
+    off = link(rows, config=LinkConfig(distinct_sources=False))
+    assert len(clusters(off.xref)) == 1
