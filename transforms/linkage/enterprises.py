@@ -10,6 +10,7 @@ from time import perf_counter
 import numpy as np
 import pandas as pd
 
+from .compare import as_datetime
 from .common import ConstrainedUnion, assign_stable_ids, decision_pairs, pair_id, prepare_records
 from .config import LinkConfig, LinkResult
 from .survivorship import entity_rules, golden_records
@@ -148,8 +149,10 @@ def link_enterprises(records: pd.DataFrame, *, previous_xref: pd.DataFrame | Non
                          "match_score": pd.Series(pd.NA, index=df.index, dtype="Float64")})
     gold_in = df.assign(enterprise_id=ids.to_numpy(), uscc=keys["uscc"],
                         org_code=keys["org"].fillna(keys["tax_org"]))
-    gold_in["founded_date"] = pd.to_datetime(gold_in["founded_date"], errors="coerce").dt.date
+    gold_in["founded_date"] = as_datetime(gold_in["founded_date"])
     golden = golden_records(gold_in, "enterprise_id", GOLDEN_ELEMENTS, spec)
+    founded = pd.to_datetime(golden["founded_date"])   # date32 in parquet, like birth_date
+    golden["founded_date"] = founded.dt.date.astype(object).where(founded.notna(), None)
     seconds["ids_golden"] = round(perf_counter() - clock, 4)
 
     ev = pd.DataFrame(link_edges, columns=["a", "b", "rule"])

@@ -1,6 +1,8 @@
 """Enterprise linkage: USCC, the old identifiers it replaced, name + legal representative."""
 from __future__ import annotations
 
+import datetime as dt
+
 import pandas as pd
 import pytest
 from stdnum.cn import uscc as uscc_std
@@ -28,7 +30,7 @@ def ent(source, rid, uscc=None, org=None, tax=None, reg=None, core=None, rep=Non
 
 def world():
     return [ent("shichang", "s1", U1, ORG1, reg=REG1, core="甲科技", rep="张三", address="旧址",
-                updated="2020-01-01"),
+                updated="2020-01-01") | {"founded_date": dt.date(2003, 4, 5)},
             ent("shuiwu", "t1", tax="110105" + ORG1, core="甲科技", rep="张三", address="新址",
                 updated="2024-01-01"),
             ent("zhengwu", "z1", org=ORG1),
@@ -64,6 +66,7 @@ def test_every_identifier_rule_and_the_name_rule():
     assert (g["uscc"], g["org_code"], g["name_core"], g["address"], g["record_count"]) == \
         (U1, ORG1, "甲科技", "新址", 6)
     assert '"address": "shuiwu"' in g["lineage"]
+    assert g["founded_date"] == dt.date(2003, 4, 5)
     # the org code inside the old tax number reaches the golden record
     assert r.golden.set_index("enterprise_id").loc[ids["z6"], "org_code"] == "MA09ZZZZ9"
 
