@@ -132,7 +132,7 @@ def evaluate_run(world: str | Path, summary: dict, lake: str | None = None) -> d
         xref_path = run_path(lake, run_id, "link", f"{kind}_xref.parquet")
         truth_path = Path(world) / "truth" / truth_file
         if not fs.exists(fsspec.core.strip_protocol(xref_path)) or not truth_path.exists():
-            out[kind] = {"error": f"missing {xref_path if not truth_path.exists() else xref_path}"}
+            out[kind] = {"error": f"missing {truth_path if not truth_path.exists() else xref_path}"}
             continue
         records = [s for s in std if "kind" in s and len(s) and (s["kind"] == kind).all()]
         out[kind] = evaluate(read_parquet(xref_path), pd.read_parquet(truth_path), id_col, truth_col,

@@ -83,3 +83,23 @@ def test_missing_columns_are_named():
     with pytest.raises(ValueError, match="truth lacks column.*true_person_id"):
         evaluate(xref(list("AB")), pd.DataFrame({"source_system": ["s"],
                                                  "source_record_id": ["r1"]}))
+
+
+def test_evaluate_run_reads_the_run_and_the_world(tmp_path):
+    from govdata.evaluate import evaluate_run
+
+    lake, world = tmp_path / "lake", tmp_path / "world"
+    (lake / "r1" / "link").mkdir(parents=True)
+    (lake / "r1" / "std").mkdir()
+    (world / "truth").mkdir(parents=True)
+    xref(list("AAB")).to_parquet(lake / "r1" / "link" / "person_xref.parquet")
+    truth(list("XYY")).to_parquet(world / "truth" / "persons.parquet")
+    pd.DataFrame({"source_system": ["s"] * 3, "source_record_id": ["r1", "r2", "r3"],
+                  "kind": ["person"] * 3, "id_number": [None] * 3,
+                  "id_number_status": ["missing"] * 3, "name": ["甲"] * 3}
+                 ).to_parquet(lake / "r1" / "std" / "s.parquet")
+    res = evaluate_run(world, {"run_id": "r1"}, lake=str(lake))
+    assert res["person"]["true_positive_pairs"] == 0
+    assert res["person"]["false_merges_by_cause"] == {"missing_id": 1}
+    assert res["person"]["misses_by_cause"] == {"missing_id": 1}
+    assert "missing" in res["enterprise"]["error"]
