@@ -7,6 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from govdata.demo_data import generate
+from govdata.extract import sqlalchemy_url
 from govdata.runner import run_pipeline
 from govdata.seeding import move_department
 from standards.sources import load_sources
@@ -57,7 +58,7 @@ def test_sources_really_live_on_the_servers(served_world):
 
 def test_counts_reconcile_in_the_postgres_warehouse(served_world):
     sources = load_sources(served_world["world"] / "sources")
-    source_rows = {s.name: _count(s.connection.replace("mysql://", "mysql+pymysql://"), s.table) for s in sources}
+    source_rows = {s.name: _count(sqlalchemy_url(s.connection), s.table) for s in sources}
     engine = sa.create_engine(served_world["warehouse"])
     with engine.connect() as conn:
         loaded = pd.read_sql(sa.text("""
