@@ -30,6 +30,8 @@ _EXCEL_MIN, _EXCEL_MAX = 20000, 60000
 _EXCEL_EPOCH = np.datetime64("1899-12-30", "ns")  # Excel's day 0 (after its 1900 leap bug)
 _YEAR_MIN, _YEAR_MAX = 1800, 2199
 _PARTS = ("y", "m", "d", "H", "M", "S", "F")
+_STATUS = pa.array(["valid", "invalid", "missing"])
+_NOTES = pa.array(["impossible_date", "out_of_range", "unparseable", "excel_serial"])
 
 
 def _clean(uniques: np.ndarray) -> pa.Array:
@@ -54,20 +56,55 @@ def _extract(text: pa.Array, regex: str) -> dict[str, np.ndarray]:
     return out
 
 
-# The two commonest shapes, read by position (a capture-free regex test is much cheaper
-# than extracting named groups): YYYY-MM-DD and YYYYMMDD.
-_FIXED = ((r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", (0, 5, 8)), (r"^[0-9]{8}$", (0, 4, 6)))
+# The commonest shapes, read by position from the UTF-8 bytes (no regex at all): each
+# template ('d' = ASCII digit, anything else literal) is the shape of exactly one of the
+# formats above with no optional parts, so the components are those the regex would give.
+# Offsets of y m d [H M S]; None where the shape has no time.
+_SHAPES: tuple[tuple[str, tuple[int, ...]], ...] = (
+    ("dddd-dd-dd", (0, 5, 8)),
+    ("dddddddd", (0, 4, 6)),
+    ("dddd/dd/dd", (0, 5, 8)),
+    ("dddd.dd.dd", (0, 5, 8)),
+    ("dddd-dd-dd dd:dd:dd", (0, 5, 8, 11, 14, 17)),
+    ("dddd-dd-ddTdd:dd:dd", (0, 5, 8, 11, 14, 17)),
+    ("dddd/dd/dd dd:dd:dd", (0, 5, 8, 11, 14, 17)),
+    ("dddd-dd-dd dd:dd", (0, 5, 8, 11, 14)),
+    ("dddddddd dd:dd:dd", (0, 4, 6, 9, 12, 15)),
+)
+_WIDTHS = (4, 2, 2, 2, 2, 2)
+
+
+def _byte_rows(text: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(data, starts, byte lengths) of a string array; nulls get length -1."""
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    n = len(text)
+    offsets = np.frombuffer(text.buffers()[1], dtype=np.int32, count=n + 1, offset=text.offset * 4)
+    data = text.buffers()[2]
+    data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, dtype=np.uint8)
+    lengths = np.diff(offsets)
+    if text.null_count:
+        lengths = np.where(text.is_valid().to_numpy(zero_copy_only=False), lengths, -1)
+    return data, offsets[:-1], lengths
 
 
 def _fixed_positions(text: pa.Array, parts: dict[str, np.ndarray], matched: np.ndarray) -> None:
-    for regex, (y, m, d) in _FIXED:
-        hit = pc.fill_null(pc.match_substring_regex(text, regex), False).to_numpy(zero_copy_only=False) & ~matched
-        if not hit.any():
+    data, starts, lengths = _byte_rows(text)
+    for template, offsets in _SHAPES:
+        rows = np.flatnonzero((lengths == len(template)) & ~matched)
+        if not len(rows):
             continue
-        sub = text.filter(pa.array(hit))
-        for key, start, width in (("y", y, 4), ("m", m, 2), ("d", d, 2)):
-            parts[key][hit] = pc.cast(pc.utf8_slice_codeunits(sub, start, start + width), pa.int64()).to_numpy()
-        matched |= hit
+        m = data[starts[rows][:, None] + np.arange(len(template))]
+        shape = np.frombuffer(template.encode(), dtype=np.uint8)
+        digit = shape == ord("d")
+        ok = ((m[:, digit] - 48) < 10).all(axis=1) & (m[:, ~digit] == shape[~digit]).all(axis=1)
+        if not ok.any():
+            continue
+        rows, m = rows[ok], m[ok]
+        for key, start, width in zip(_PARTS, offsets, _WIDTHS):
+            digits = m[:, start:start + width].astype(np.int64) - 48
+            parts[key][rows] = digits @ (10 ** np.arange(width - 1, -1, -1, dtype=np.int64))
+        matched[rows] = True
 
 
 def _components(text: pa.Array, dayfirst: bool) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -126,20 +163,21 @@ def _parse_uniques(uniques: np.ndarray, dayfirst: bool, fmt: str | None, keep_ti
         out_of_range = real & ~in_range
         value = _assemble(parts, real & in_range)
         # Excel serial day numbers, only for values no date format explains.
-        serial = _extract(text, _EXCEL_RE)
+        todo = np.flatnonzero(~matched & ~missing)
+        serial = _extract(text.take(pa.array(todo)), _EXCEL_RE) if len(todo) else {}
         if "serial" in serial:
             days = serial["serial"]
-            excel = serial["matched"] & ~matched & (days >= _EXCEL_MIN) & (days <= _EXCEL_MAX)
-            value[excel] = _EXCEL_EPOCH + days[excel].astype("timedelta64[D]")
+            hit = serial["matched"] & (days >= _EXCEL_MIN) & (days <= _EXCEL_MAX)
+            excel[todo[hit]] = True
+            value[todo[hit]] = _EXCEL_EPOCH + days[hit].astype("timedelta64[D]")
             matched = matched | excel
     if not keep_time:
         value = value.astype("datetime64[D]").astype("datetime64[ns]")
     unparseable = ~missing & ~matched
     invalid = unparseable | impossible | out_of_range
-    status = np.select([missing, invalid], ["missing", "invalid"], "valid").astype(object)
-    note = np.select([impossible, out_of_range, unparseable, excel],
-                     ["impossible_date", "out_of_range", "unparseable", "excel_serial"], "").astype(object)
-    note[note == ""] = None
+    status = _STATUS.take(pa.array(np.select([missing, invalid], [2, 1], 0).astype(np.int8)))
+    note = np.select([impossible, out_of_range, unparseable, excel], [0, 1, 2, 3], 4).astype(np.int8)
+    note = _NOTES.take(pa.array(note, mask=note == 4))
     value[invalid | missing] = np.datetime64("NaT")
     return pd.DataFrame({"value": value, "status": strings(status), "note": strings(note)})
 
