@@ -9,6 +9,8 @@ out_of_range (year outside 1800..2199) or unparseable; 'excel_serial' on serial 
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -58,20 +60,41 @@ def _extract(text: pa.Array, regex: str) -> dict[str, np.ndarray]:
 
 # The commonest shapes, read by position from the UTF-8 bytes (no regex at all): each
 # template ('d' = ASCII digit, anything else literal) is the shape of exactly one of the
-# formats above with no optional parts, so the components are those the regex would give.
-# Offsets of y m d [H M S]; None where the shape has no time.
-_SHAPES: tuple[tuple[str, tuple[int, ...]], ...] = (
-    ("dddd-dd-dd", (0, 5, 8)),
-    ("dddddddd", (0, 4, 6)),
-    ("dddd/dd/dd", (0, 5, 8)),
-    ("dddd.dd.dd", (0, 5, 8)),
-    ("dddd-dd-dd dd:dd:dd", (0, 5, 8, 11, 14, 17)),
-    ("dddd-dd-ddTdd:dd:dd", (0, 5, 8, 11, 14, 17)),
-    ("dddd/dd/dd dd:dd:dd", (0, 5, 8, 11, 14, 17)),
-    ("dddd-dd-dd dd:dd", (0, 5, 8, 11, 14)),
-    ("dddddddd dd:dd:dd", (0, 4, 6, 9, 12, 15)),
+# formats above with no optional parts left open, so its components are those the regex
+# would give. Values of any other shape go through the regexes.
+def _template(shape: str, seps: str = "", time: str = "") -> tuple[bytes, dict[str, tuple[int, int]]]:
+    """shape uses y m d (and H M S in time) for digits; returns (byte template, key -> (start, width))."""
+    text = shape + time
+    spans: dict[str, tuple[int, int]] = {}
+    out = bytearray()
+    for ch in text:
+        if ch in "ymdHMS":
+            start, width = spans.get(ch, (len(out), 0))
+            spans[ch] = (start, width + 1)
+            out += b"d"
+        else:
+            out += ch.encode()
+    return bytes(out), spans
+
+
+def _ymd_shapes(order: str) -> list[str]:
+    """y-m-d (or d-m-y) with one or two digit month/day, one separator kind throughout."""
+    shapes = []
+    for sep in "-/.":
+        for m in ("m", "mm"):
+            for d in ("d", "dd"):
+                parts = {"y": "yyyy", "m": m, "d": d}
+                shapes.append(sep.join(parts[k] for k in order))
+    return shapes
+
+
+_TIMES = ("", " HH:MM:SS", "THH:MM:SS", " HH:MM")
+_SHAPES: list[tuple[bytes, dict[str, tuple[int, int]]]] = (
+    [_template("yyyymmdd", time=t) for t in ("", " HH:MM:SS")]
+    + [_template(s, time=t) for s in _ymd_shapes("ymd") for t in _TIMES]
+    + [_template(f"yyyy年{m}月{d}{z}") for m in ("m", "mm") for d in ("d", "dd") for z in ("日", "")]
 )
-_WIDTHS = (4, 2, 2, 2, 2, 2)
+_DAYFIRST_SHAPES = [_template(s, time=t) for s in _ymd_shapes("dmy") for t in _TIMES]
 
 
 def _byte_rows(text: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -88,23 +111,36 @@ def _byte_rows(text: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return data, offsets[:-1], lengths
 
 
-def _fixed_positions(text: pa.Array, parts: dict[str, np.ndarray], matched: np.ndarray) -> None:
+def _by_shape(text: pa.Array, shapes: list, parts: dict[str, np.ndarray], matched: np.ndarray,
+              check: Callable[[dict[str, np.ndarray]], np.ndarray] | None = None) -> None:
+    """Components of the values that have one of the byte shapes (and pass check)."""
     data, starts, lengths = _byte_rows(text)
-    for template, offsets in _SHAPES:
-        rows = np.flatnonzero((lengths == len(template)) & ~matched)
+    by_length: dict[int, list] = {}
+    for template, spans in shapes:
+        by_length.setdefault(len(template), []).append((template, spans))
+    for length, group in by_length.items():
+        rows = np.flatnonzero((lengths == length) & ~matched)
         if not len(rows):
             continue
-        m = data[starts[rows][:, None] + np.arange(len(template))]
-        shape = np.frombuffer(template.encode(), dtype=np.uint8)
-        digit = shape == ord("d")
-        ok = ((m[:, digit] - 48) < 10).all(axis=1) & (m[:, ~digit] == shape[~digit]).all(axis=1)
-        if not ok.any():
-            continue
-        rows, m = rows[ok], m[ok]
-        for key, start, width in zip(_PARTS, offsets, _WIDTHS):
-            digits = m[:, start:start + width].astype(np.int64) - 48
-            parts[key][rows] = digits @ (10 ** np.arange(width - 1, -1, -1, dtype=np.int64))
-        matched[rows] = True
+        m = data[starts[rows][:, None] + np.arange(length)]
+        is_digit = (m - 48) < 10
+        for template, spans in group:
+            shape = np.frombuffer(template, dtype=np.uint8)
+            digit = shape == ord("d")
+            ok = is_digit[:, digit].all(axis=1) & (m[:, ~digit] == shape[~digit]).all(axis=1) & ~matched[rows]
+            if not ok.any():
+                continue
+            got = {}
+            for key, (start, width) in spans.items():
+                digits = m[ok, start:start + width].astype(np.int64) - 48
+                got[key] = digits @ (10 ** np.arange(width - 1, -1, -1, dtype=np.int64))
+            hit = rows[ok]
+            if check is not None:
+                keep = check(got)
+                hit, got = hit[keep], {k: v[keep] for k, v in got.items()}
+            for key, v in got.items():
+                parts[key][hit] = v
+            matched[hit] = True
 
 
 def _components(text: pa.Array, dayfirst: bool) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -113,7 +149,7 @@ def _components(text: pa.Array, dayfirst: bool) -> tuple[dict[str, np.ndarray], 
     n = len(text)
     parts = {k: np.full(n, -1, dtype=np.int64) for k in _PARTS}
     matched = np.zeros(n, dtype=bool)
-    _fixed_positions(text, parts, matched)
+    _by_shape(text, _SHAPES + (_DAYFIRST_SHAPES if dayfirst else []), parts, matched)
     formats = _FORMATS + ([_DAYFIRST] if dayfirst else [])
     for _, regex in formats:
         todo = np.flatnonzero(~matched)
@@ -144,14 +180,45 @@ def _time_ok(parts: dict[str, np.ndarray]) -> np.ndarray:
     return (h <= 23) & (mi <= 59) & (s <= 59)  # -1 (absent) passes
 
 
+# strptime patterns departments pin, as zero-padded byte shapes: values of that exact shape
+# holding a real date well inside the datetime64[ns] range are read by position; all
+# others still go through pandas (which decides what an unpadded or odd value means).
+_STRPTIME_SHAPES = {
+    "%d/%m/%Y": "dd/mm/yyyy", "%d.%m.%Y": "dd.mm.yyyy", "%d-%m-%Y": "dd-mm-yyyy",
+    "%Y-%m-%d": "yyyy-mm-dd", "%Y/%m/%d": "yyyy/mm/dd", "%Y.%m.%d": "yyyy.mm.dd", "%Y%m%d": "yyyymmdd",
+    "%m/%d/%Y": "mm/dd/yyyy",
+}
+
+
+def _safe_date(got: dict[str, np.ndarray]) -> np.ndarray:
+    y = got["y"]
+    return real_ymd(y, got["m"], got["d"]) & (y >= 1678) & (y <= 2261)
+
+
+def _strptime(text: pa.Array, fmt: str) -> np.ndarray:
+    """pd.to_datetime(format=fmt, errors='coerce') as datetime64[ns]."""
+    n = len(text)
+    value = np.full(n, np.datetime64("NaT"), dtype="datetime64[ns]")
+    done = np.zeros(n, dtype=bool)
+    if fmt in _STRPTIME_SHAPES:
+        parts = {k: np.full(n, -1, dtype=np.int64) for k in _PARTS}
+        _by_shape(text, [_template(_STRPTIME_SHAPES[fmt])], parts, done, check=_safe_date)
+        value[done] = _assemble(parts, done)[done]
+    rest = np.flatnonzero(~done)
+    if len(rest):
+        sub = text.take(pa.array(rest)) if len(rest) < n else text
+        parsed = pd.to_datetime(pd.Series(sub.to_pandas()), format=fmt, errors="coerce")
+        value[rest] = parsed.to_numpy(dtype="datetime64[ns]")
+    return value
+
+
 def _parse_uniques(uniques: np.ndarray, dayfirst: bool, fmt: str | None, keep_time: bool) -> pd.DataFrame:
     text = _clean(uniques)
     n = len(text)
     missing = pc.fill_null(pc.equal(pc.utf8_length(text), 0), True).to_numpy(zero_copy_only=False)
     excel = np.zeros(n, dtype=bool)
     if fmt is not None:
-        parsed = pd.to_datetime(pd.Series(text.to_pandas()), format=fmt, errors="coerce")
-        value = parsed.to_numpy(dtype="datetime64[ns]")
+        value = _strptime(text, fmt)
         matched = ~missing & ~np.isnat(value)
         impossible = out_of_range = np.zeros(n, dtype=bool)
     else:
