@@ -122,19 +122,25 @@ def _by_shape(text: pa.Array, shapes: list, parts: dict[str, np.ndarray], matche
         rows = np.flatnonzero((lengths == length) & ~matched)
         if not len(rows):
             continue
-        m = data[starts[rows][:, None] + np.arange(length)]
-        is_digit = (m - 48) < 10
+        if len(rows) == len(lengths):  # every value has this length: the bytes are one block
+            m = data[starts[0]:starts[0] + len(rows) * length].reshape(len(rows), length)
+        else:
+            m = data[starts[rows][:, None] + np.arange(length)]
+        # each row's shape: digits as 'd', other bytes as they are
+        shape_of = np.where((m - 48) < 10, np.uint8(ord("d")), m).view(f"S{length}").ravel()
         for template, spans in group:
-            shape = np.frombuffer(template, dtype=np.uint8)
-            digit = shape == ord("d")
-            ok = is_digit[:, digit].all(axis=1) & (m[:, ~digit] == shape[~digit]).all(axis=1) & ~matched[rows]
+            ok = shape_of == template
             if not ok.any():
                 continue
+            every = bool(ok.all())
+            sub = m if every else m[ok]
             got = {}
             for key, (start, width) in spans.items():
-                digits = m[ok, start:start + width].astype(np.int64) - 48
-                got[key] = digits @ (10 ** np.arange(width - 1, -1, -1, dtype=np.int64))
-            hit = rows[ok]
+                v = sub[:, start].astype(np.int64) - 48
+                for j in range(start + 1, start + width):
+                    v = v * 10 + (sub[:, j] - 48)
+                got[key] = v
+            hit = rows if every else rows[ok]
             if check is not None:
                 keep = check(got)
                 hit, got = hit[keep], {k: v[keep] for k, v in got.items()}
