@@ -165,7 +165,7 @@ def _plain_names(text: pa.Array, surnames: tuple[tuple[str, str], ...]) -> tuple
     return names, pinyin
 
 
-def _person_uniques(uniques: np.ndarray, surnames: tuple[tuple[str, str], ...]) -> pd.DataFrame:
+def _compute_person_uniques(uniques: np.ndarray, surnames: tuple[tuple[str, str], ...]) -> pd.DataFrame:
     text = pc.utf8_normalize(as_text(uniques), "NFKC")
     plain = pc.fill_null(pc.match_substring_regex(text, _PLAIN_CHINESE), False)
     n = len(text)
@@ -191,6 +191,35 @@ def _person_uniques(uniques: np.ndarray, surnames: tuple[tuple[str, str], ...]) 
             else:
                 pinyin = pc.replace_with_mask(pinyin, mask, values)
     return pd.DataFrame({"name": strings(name), "name_latin": strings(latin), "name_pinyin": strings(pinyin)})
+
+
+# raw name -> (name, name_latin, name_pinyin) per surname_readings, kept for the life of the
+# process: the same names come back in every source and every run, and a dict lookup is
+# far cheaper than recomputing them with Arrow kernels.
+_PERSON_MEMO: dict[tuple[tuple[str, str], ...], dict[str, tuple[str | None, str | None, str | None]]] = {}
+
+
+def _person_uniques(uniques: np.ndarray, surnames: tuple[tuple[str, str], ...]) -> pd.DataFrame:
+    memo = _PERSON_MEMO.setdefault(surnames, {})
+    got = [memo.get(v) if type(v) is str else None for v in uniques]
+    miss = [i for i, g in enumerate(got) if g is None]
+    if miss:
+        todo = uniques[miss] if len(miss) < len(uniques) else uniques
+        fresh = _compute_person_uniques(todo, surnames)
+        if len(memo) + len(miss) > _CACHE_SIZE:
+            memo.clear()
+        rows = zip(*(fresh[c].array.__arrow_array__().to_pylist() for c in ("name", "name_latin", "name_pinyin")))
+        for i, row in zip(miss, rows):
+            got[i] = row
+            v = uniques[i]
+            if type(v) is str:
+                memo[v] = row
+        if len(miss) == len(uniques):
+            return fresh
+    name, latin, pinyin = zip(*got) if got else ((), (), ())
+    return pd.DataFrame({"name": strings(pa.array(name, type=pa.string())),
+                         "name_latin": strings(pa.array(latin, type=pa.string())),
+                         "name_pinyin": strings(pa.array(pinyin, type=pa.string()))})
 
 
 def normalise_person_names(values: pd.Series, surname_readings: Mapping[str, str] | None = None) -> pd.DataFrame:
