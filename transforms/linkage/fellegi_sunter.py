@@ -13,8 +13,8 @@ _CLIP = (1e-4, 1 - 1e-4)
 
 
 def estimate_mu(features: pd.DataFrame, m_prior: dict, u_prior: dict, estimate: bool,
-                min_pairs: int, min_presence: float = 0.9, m_max: float = 0.99
-                ) -> tuple[dict, dict, str]:
+                min_pairs: int, min_presence: float = 0.9, m_max: float = 0.99,
+                max_sample: int = 200_000) -> tuple[dict, dict, str]:
     """(m, u, source). m comes from recordlinkage's ECM on the fields compared in at least
     `min_presence` of the pairs (ECM has no notion of a missing value); u stays the prior,
     a random-pair rate: ECM's u is measured inside the blocks, where e.g. every pair of the
@@ -32,7 +32,10 @@ def estimate_mu(features: pd.DataFrame, m_prior: dict, u_prior: dict, estimate: 
         return m, u, "prior"
     try:
         ecm = recordlinkage.ECMClassifier(init="jaro", max_iter=100)
-        ecm.fit(features[fields].fillna(0).astype(int))
+        sample = features[fields]
+        if len(sample) > max_sample:   # m is a rate: a fixed random sample estimates it as well
+            sample = sample.sample(n=max_sample, random_state=0)
+        ecm.fit(sample.fillna(0).astype(int))
         m_est = {c: float(ecm.m_probs[c][1]) for c in fields}
     except Exception as exc:  # EM failing on odd data must not stop a run: fall back
         log.warning("ECM estimation failed (%s); using prior weights", type(exc).__name__)

@@ -111,7 +111,10 @@ def _blocking_frame(df: pd.DataFrame, facts: pd.DataFrame, conflict: np.ndarray,
     day_no = days.astype(np.int64)
     py_code = pd.factorize(view["pinyin"])[0]
     year = view["birth"].dt.year.to_numpy(dtype=np.float64, na_value=np.nan)
-    keys = {"b_birth": (day_no, has_birth),
+    # birth date + first pinyin letter (surname initial): catches given-name typos without
+    # pairing everybody born on one day
+    initial = pd.factorize(view["pinyin"].str[:1])[0].astype(np.int64)
+    keys = {"b_birth": (day_no * 64 + initial, has_birth & (initial >= 0)),
             "b_pinyin_year": (py_code.astype(np.int64) * 10000 + np.nan_to_num(year).astype(np.int64),
                               (py_code >= 0) & has_birth),
             "b_phone": (pd.factorize(view["phone"])[0].astype(np.int64),
