@@ -1,0 +1,87 @@
+"""The loader's fast paths (full replace, hashed duplicate check, bulk PostgreSQL paths) give the
+same warehouse as the general merge. Correctness only: speed is measured by warehouse.bench."""
+from __future__ import annotations
+
+import uuid
+
+import pandas as pd
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from warehouse import load as L
+from warehouse.bench import synthetic_xref
+from warehouse.load import LoadError, connect, load_tables, pg_conninfo
+
+N = 12_000  # above FULL_REPLACE_MIN_ROWS
+
+
+@pytest.fixture
+def pg_db(postgres_url):
+    name = f"wh_{uuid.uuid4().hex[:10]}"
+    admin = psycopg.connect(**pg_conninfo(postgres_url), autocommit=True)
+    admin.execute(f"CREATE DATABASE {name}")
+    yield sa.engine.make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+    admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    admin.close()
+
+
+@pytest.fixture(params=["duckdb", "postgresql"])
+def url(request, tmp_path, monkeypatch):
+    monkeypatch.setattr(L, "FULL_REPLACE_MIN_ROWS", 1_000)
+    monkeypatch.setattr(L, "BULK_MIN_ROWS", 1_000)
+    if request.param == "duckdb":
+        return f"duckdb:///{tmp_path / 'warehouse.duckdb'}"
+    return request.getfixturevalue("pg_db")
+
+
+def xref_rows(url: str) -> list[tuple]:
+    with connect(url) as db:
+        return sorted(db.fetchall("SELECT source_system, source_record_id, person_id, match_rule, match_score, run_id "
+                                  "FROM xref_person"), key=repr)
+
+
+def expected(*frames: pd.DataFrame) -> list[tuple]:
+    merged = pd.concat(frames).drop_duplicates(["source_system", "source_record_id"], keep="last")
+    cols = ["source_system", "source_record_id", "person_id", "match_rule", "match_score", "run_id"]
+    return sorted((tuple(r) for r in merged[cols].itertuples(index=False, name=None)), key=repr)
+
+
+def test_full_replace_partial_overlap_and_reload_agree_with_a_plain_merge(url):
+    first = synthetic_xref(N, seed=1)
+    load_tables(url, {"xref_person": first}, "r1")
+    assert xref_rows(url) == expected(first)
+    load_tables(url, {"xref_person": first}, "r1")           # full replace of identical rows
+    assert xref_rows(url) == expected(first)
+    second = synthetic_xref(N, seed=2)
+    second["run_id"] = "r2"                                    # every key again, new values
+    load_tables(url, {"xref_person": second}, "r2")
+    assert xref_rows(url) == expected(first, second)
+    third = synthetic_xref(N + 3_000, seed=3).iloc[N // 2:]  # half overlap, half new keys
+    third["run_id"] = "r3"
+    load_tables(url, {"xref_person": third}, "r3")
+    assert xref_rows(url) == expected(first, second, third)
+    small = synthetic_xref(N // 4, seed=4)                   # target bigger than the load
+    small["run_id"] = "r4"
+    load_tables(url, {"xref_person": small}, "r4")
+    assert xref_rows(url) == expected(first, second, third, small)
+
+
+def test_duplicate_keys_in_a_big_load_are_refused_and_nothing_changes(url):
+    first = synthetic_xref(N, seed=1)
+    load_tables(url, {"xref_person": first}, "r1")
+    before = xref_rows(url)
+    bad = synthetic_xref(N, seed=5)
+    bad.loc[7, "source_record_id"] = bad.loc[11, "source_record_id"]  # same source (i % 4)
+    with pytest.raises(LoadError, match="xref_person"):
+        load_tables(url, {"xref_person": bad}, "r2")
+    assert xref_rows(url) == before
+
+
+def test_duplicate_keys_refused_on_a_first_bulk_load(url):
+    bad = synthetic_xref(N, seed=6)
+    bad.loc[1, "source_record_id"] = bad.loc[5, "source_record_id"]
+    with pytest.raises(LoadError, match="xref_person"):
+        load_tables(url, {"xref_person": bad}, "r1")
+    with connect(url) as db:
+        assert db.fetchall("SELECT count(*) FROM xref_person") == [(0,)]
