@@ -6,8 +6,6 @@ import hashlib
 
 import numpy as np
 import pandas as pd
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 KEY_COLS = ["source_system", "source_record_id"]
 RULES = ("id", "repaired_id", "probabilistic", "steward", "singleton")
@@ -40,15 +38,6 @@ def prepare_records(records: pd.DataFrame, columns: list[str], what: str) -> pd.
                          f"{first.source_record_id}); {int(dup.sum())} rows share keys")
     out["_key"] = out["source_system"] + "\x1f" + out["source_record_id"]
     return out
-
-
-def components(n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Connected-component label per node 0..n-1 for the undirected edges left–right."""
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    graph = coo_matrix((np.ones(len(left), dtype=np.int8), (left, right)), shape=(n, n))
-    _, labels = connected_components(graph, directed=False)
-    return labels.astype(np.int64)
 
 
 class ConstrainedUnion:

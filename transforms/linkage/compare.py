@@ -56,16 +56,6 @@ def similarity(left: pd.Series, right: pd.Series) -> np.ndarray:
     return out
 
 
-def id_distance(left: pd.Series, right: pd.Series) -> np.ndarray:
-    present = _both(left, right)
-    dist = np.full(len(left), np.nan)
-    if present.any():
-        lv = left.to_numpy(dtype=object)[present].astype(str)
-        rv = right.to_numpy(dtype=object)[present].astype(str)
-        dist[present] = process.cpdist(list(lv), list(rv), scorer=DamerauLevenshtein.distance)
-    return dist
-
-
 def birth_close(left: pd.Series, right: pd.Series) -> np.ndarray:
     """1 same birth date; NaN (no evidence) when day and month are swapped or one day apart
     (typing slips); 0 otherwise."""
