@@ -6,7 +6,7 @@ standards, checks quality, links persons and enterprises to stable master IDs an
 shared warehouse.
 
 extract (one mapped task per source) → normalise (per source) → validate (GX quality gate) →
-link → load. The load updates the `govdata_warehouse` asset, which schedules `govdata_marts`
+link (one mapped task per blocking partition) → load. The load updates the `govdata_warehouse` asset, which schedules `govdata_marts`
 (marts → report) through data-aware scheduling; the asset event carries the run's manifest.
 
 Params: `sources_dir`, `warehouse_url`, `lake`, `full_refresh` (ignore watermarks).
@@ -97,10 +97,23 @@ def govdata_pipeline():
             raise AirflowFailException(str(exc)) from exc
 
     @task
-    def link(normalised: list[dict], validated: dict) -> dict:
-        from govdata.stages import link as stage
+    def link_plan(normalised: list[dict], validated: dict) -> list[dict]:
+        from govdata.stages import link_plan as stage
 
-        return stage(_items(normalised), _run())
+        return stage(_items(normalised), _run())["partitions"]
+
+    @task(map_index_template="{{ partition_name }}")
+    def link(part: dict) -> dict:
+        from govdata.stages import link_partition as stage
+
+        get_current_context()["partition_name"] = f"{part['kind']} {part['partition']}"
+        return stage(part, _run())
+
+    @task
+    def link_merge(parts: list[dict]) -> dict:
+        from govdata.stages import link_merge as stage
+
+        return stage(_items(parts), _run())
 
     @task(outlets=[WAREHOUSE])
     def load(extracted: list[dict], normalised: list[dict], validated: dict, linked: dict, *, outlet_events=None) -> dict:
@@ -116,7 +129,7 @@ def govdata_pipeline():
     extracted = extract.expand(source=sources(run))
     normalised = normalise.expand(extracted=extracted)
     validated = validate(normalised)
-    linked = link(normalised, validated)
+    linked = link_merge(link.expand(part=link_plan(normalised, validated)))
     load(extracted, normalised, validated, linked)
 
 

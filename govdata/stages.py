@@ -169,32 +169,151 @@ def _concat_kind(normalised: list[dict], kind: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-@_timed
-def link(normalised: list[dict], run: dict) -> dict:
-    import yaml
+LINKERS = {PERSON: ("link_persons", "xref_person", "person_id"),
+           ENTERPRISE: ("link_enterprises", "xref_enterprise", "enterprise_id")}
+OUTPUTS = ("xref", "golden", "history", "review", "evidence")
+KEYS = ["source_system", "source_record_id"]
 
-    from standards.registry import load_standards
-    from transforms.linkage import link_enterprises, link_persons
+
+def partition_rows() -> int:
+    """Records per linkage partition: the unit one mapped Airflow task links in memory."""
+    return int(os.environ.get("GOVDATA_LINK_PARTITION_ROWS", "500000"))
+
+
+def _previous(run: dict, table: str) -> pd.DataFrame | None:
     from warehouse.load import read_table
 
-    survivorship = yaml.safe_load((Path(load_standards().root) / "survivorship.yaml").read_text(encoding="utf-8"))
-    out: dict = {"paths": {}, "stats": {}}
-    for kind, fn, xref_table in ((PERSON, link_persons, "xref_person"), (ENTERPRISE, link_enterprises, "xref_enterprise")):
+    frame = read_table(run["warehouse_url"], table)
+    if frame is not None and "is_deleted" in frame:
+        frame = frame[~frame["is_deleted"].fillna(False).astype(bool)]
+    return frame
+
+
+def _decisions(run: dict, kind: str) -> pd.DataFrame | None:
+    from warehouse.load import read_table
+
+    decisions = read_table(run["warehouse_url"], "review_decision")
+    return decisions[decisions["entity"] == kind] if decisions is not None else None
+
+
+def _keys(frame: pd.DataFrame, prefix: str = "") -> pd.Series:
+    return frame[f"{prefix}source_system"].astype(str) + "\x1f" + frame[f"{prefix}source_record_id"].astype(str)
+
+
+def assign_partitions(records: pd.DataFrame, n: int, decisions: pd.DataFrame | None) -> pd.Series:
+    """Blocking partitions; a steward's match pulls both records into the same partition."""
+    from transforms.linkage import partition_keys
+
+    parts = partition_keys(records, n).to_numpy().copy()
+    if decisions is not None and len(decisions) and n > 1:
+        position = pd.Series(range(len(records)), index=_keys(records))
+        matches = decisions[decisions["decision"] == "match"]
+        left = position.reindex(_keys(matches, "left_")).to_numpy()
+        right = position.reindex(_keys(matches, "right_")).to_numpy()
+        both = ~(pd.isna(left) | pd.isna(right))
+        parts[right[both].astype(int)] = parts[left[both].astype(int)]
+    return pd.Series(parts, index=records.index)
+
+
+@_timed
+def link_plan(normalised: list[dict], run: dict) -> dict:
+    """Splits each entity's live records into blocking partitions (files in the lake)."""
+    partitions = []
+    for kind in LINKERS:
         records = _concat_kind(normalised, kind)
         if records.empty:
             continue
-        previous = read_table(run["warehouse_url"], xref_table)
-        decisions = read_table(run["warehouse_url"], "review_decision")
-        if decisions is not None and "entity" in decisions:
-            decisions = decisions[decisions["entity"] == kind]
-        result = fn(records, previous_xref=previous, decisions=decisions, survivorship=survivorship, run_id=run["run_id"])
-        for name in ("xref", "golden", "history", "review", "evidence"):
-            frame = getattr(result, name)
+        n = max(1, -(-len(records) // partition_rows()))
+        parts = assign_partitions(records, n, _decisions(run, kind))
+        for p in sorted(parts.unique()):
+            path = run_path(run["lake"], run["run_id"], "link", "input", f"{kind}_{p}.parquet")
+            chunk = records[parts.to_numpy() == p]
+            partitions.append({"kind": kind, "partition": int(p), "path": write_parquet(chunk, path),
+                               "rows": len(chunk)})
+    return {"partitions": partitions}
+
+
+@_timed
+def link_partition(part: dict, run: dict) -> dict:
+    """Links one partition against the master data of the previous run."""
+    import transforms.linkage as linkage
+    from standards.registry import load_survivorship
+
+    fn_name, xref_table, _ = LINKERS[part["kind"]]
+    records = read_parquet(part["path"])
+    keys = set(_keys(records))
+    previous = _previous(run, xref_table)
+    if previous is not None:
+        previous = previous[_keys(previous).isin(keys)]
+    decisions = _decisions(run, part["kind"])
+    if decisions is not None:
+        decisions = decisions[_keys(decisions, "left_").isin(keys) & _keys(decisions, "right_").isin(keys)]
+    result = getattr(linkage, fn_name)(records, previous_xref=previous, decisions=decisions,
+                                       survivorship=load_survivorship(), run_id=run["run_id"])
+    stem = f"{part['kind']}_{part['partition']}"
+    paths = {name: write_parquet(getattr(result, name), run_path(run["lake"], run["run_id"], "link", "parts",
+                                                                  f"{stem}_{name}.parquet"))
+             for name in OUTPUTS}
+    return {**part, "paths": paths, "stats": json.loads(json.dumps(result.stats, default=str))}
+
+
+def separate_shared_ids(xrefs: list[pd.DataFrame], id_col: str, prefix: str, run_id: str
+                        ) -> tuple[list[pd.DataFrame], pd.DataFrame]:
+    """A master ID claimed in two partitions (a person's records split by a wrong birth year)
+    stays with the partition holding most of its records; the others get a new stable ID."""
+    from transforms.linkage.common import hash_id
+
+    sizes = pd.concat([x.groupby(id_col).size().rename(i) for i, x in enumerate(xrefs)], axis=1).fillna(0)
+    shared = sizes[(sizes > 0).sum(axis=1) > 1]
+    history = []
+    for master_id, row in shared.iterrows():
+        keeper = int(row.to_numpy().argmax())
+        for i in row.index[(row > 0).to_numpy()]:
+            if i == keeper:
+                continue
+            x = xrefs[i]
+            members = x[x[id_col] == master_id]
+            new_id = hash_id(prefix, min(_keys(members)))
+            xrefs[i] = x.assign(**{id_col: x[id_col].where(x[id_col] != master_id, new_id)})
+            history.append({"old_id": master_id, "new_id": new_id, "entity": "", "reason": "partition_split",
+                            "run_id": run_id, "_part": i})
+    return xrefs, pd.DataFrame(history)
+
+
+@_timed
+def link_merge(parts: list[dict], run: dict) -> dict:
+    """One xref / golden / history / review / evidence file per entity from the partitions."""
+    out: dict = {"paths": {}, "stats": {}}
+    for kind, (_, _, id_col) in LINKERS.items():
+        mine = [p for p in parts if p["kind"] == kind]
+        if not mine:
+            continue
+        frames = {name: [read_parquet(p["paths"][name]) for p in mine] for name in OUTPUTS}
+        frames["xref"], moved = separate_shared_ids(frames["xref"], id_col, "P" if kind == PERSON else "E",
+                                                    run["run_id"])
+        for _, m in moved.iterrows():   # the golden record follows its records
+            g = frames["golden"][m["_part"]]
+            frames["golden"][m["_part"]] = g.assign(**{id_col: g[id_col].where(g[id_col] != m["old_id"], m["new_id"])})
+        if not moved.empty:
+            frames["history"].append(moved.drop(columns="_part").assign(entity=kind))
+        for name, pieces in frames.items():
+            pieces = [f for f in pieces if not f.empty] or pieces[:1]
             out["paths"][f"{kind}_{name}"] = write_parquet(
-                frame, run_path(run["lake"], run["run_id"], "link", f"{kind}_{name}.parquet")
-            )
-        out["stats"][kind] = json.loads(json.dumps(result.stats, default=str))
+                pd.concat(pieces, ignore_index=True), run_path(run["lake"], run["run_id"], "link", f"{kind}_{name}.parquet"))
+        out["stats"][kind] = {"partitions": len(mine), **_sum_stats([p["stats"] for p in mine])}
     return out
+
+
+def _sum_stats(stats: list[dict]) -> dict:
+    """Counts add up over partitions; seconds too (CPU spent, not wall time)."""
+    total: dict = {}
+    for s in stats:
+        for k, v in s.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                total[k] = total.get(k, 0) + v
+            elif isinstance(v, dict):
+                total[k] = _sum_stats([total.get(k, {}), v])
+    return total
 
 
 # 5 load -------------------------------------------------------------------------------------

@@ -34,11 +34,11 @@ def test_pipeline_shape(dagbag):
     dag = dagbag.dags["govdata_pipeline"]
     assert dag.max_active_runs == 1
     assert dag.doc_md and "govdata_pipeline" in dag.doc_md
-    order = ["plan", "sources", "extract", "normalise", "validate", "link", "load"]
+    order = ["plan", "sources", "extract", "normalise", "validate", "link_plan", "link", "link_merge", "load"]
     assert set(dag.task_ids) == set(order)
     # wired in stage order (a DAG cycle would fail DagBag import already)
-    for upstream, downstream in [("extract", "normalise"), ("normalise", "validate"), ("validate", "link"),
-                                 ("link", "load")]:
+    for upstream, downstream in [("extract", "normalise"), ("normalise", "validate"), ("validate", "link_plan"),
+                                 ("link_plan", "link"), ("link", "link_merge"), ("link_merge", "load")]:
         assert downstream in dag.get_task(upstream).downstream_task_ids
 
 

@@ -39,6 +39,7 @@ def served_world(tmp_path_factory, postgres_url, mariadb_url, request):
     generate(world, persons=600, seed=5)
     mp = pytest.MonkeyPatch()
     request.addfinalizer(mp.undo)
+    mp.setenv("GOVDATA_LINK_PARTITION_ROWS", "700")  # several mapped linkage partitions
     mp.setenv("DEPT_MARIADB_URL", _create_database(mariadb_url, "dept_shebao"))
     mp.setenv("DEPT_POSTGRES_URL", _create_database(postgres_url, "dept_shichang"))
     assert move_department(world, "shebao", "DEPT_MARIADB_URL") > 0
@@ -46,7 +47,7 @@ def served_world(tmp_path_factory, postgres_url, mariadb_url, request):
     warehouse = _create_database(postgres_url, "govdata_e2e")
     base = tmp_path_factory.mktemp("served_run")
     summary = run_pipeline(world / "sources", warehouse_url=warehouse, lake=str(base / "lake"), full_refresh=True)
-    return {"world": world, "warehouse": warehouse, "summary": summary}
+    return {"world": world, "warehouse": warehouse, "summary": summary, "lake": base / "lake"}
 
 
 def test_sources_really_live_on_the_servers(served_world):
@@ -85,3 +86,14 @@ def test_raw_identifiers_only_in_the_vault_schema(served_world):
         persons = conn.execute(sa.text("select count(*) from dim_person")).scalar_one()
     engine.dispose()
     assert vault_rows >= persons > 0
+
+
+def test_linkage_ran_in_several_partitions_without_sharing_master_ids(served_world):
+    parts = sorted(p.name for p in served_world["lake"].glob("*/link/parts/person_*_xref.parquet"))
+    assert len(parts) >= 3
+    xrefs = [pd.read_parquet(p) for p in served_world["lake"].glob("*/link/parts/person_*_xref.parquet")]
+    engine = sa.create_engine(served_world["warehouse"])
+    with engine.connect() as conn:
+        per_person = pd.read_sql(sa.text("select person_id, count(*) n from xref_person group by 1"), conn)
+    engine.dispose()
+    assert per_person.n.sum() == sum(len(x) for x in xrefs)

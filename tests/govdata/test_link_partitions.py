@@ -1,0 +1,24 @@
+import pandas as pd
+
+from govdata.stages import assign_partitions, separate_shared_ids
+
+
+def test_a_master_id_claimed_by_two_partitions_stays_with_the_larger():
+    a = pd.DataFrame({"source_system": ["gongan", "shebao"], "source_record_id": ["1", "2"], "person_id": ["P1", "P1"]})
+    b = pd.DataFrame({"source_system": ["weijian"], "source_record_id": ["9"], "person_id": ["P1"]})
+    (a2, b2), history = separate_shared_ids([a, b], "person_id", "P", "run-2")
+    assert a2.person_id.tolist() == ["P1", "P1"]
+    assert b2.person_id.iloc[0] != "P1" and b2.person_id.iloc[0].startswith("P")
+    assert history[["old_id", "reason", "run_id"]].values.tolist() == [["P1", "partition_split", "run-2"]]
+    again, _ = separate_shared_ids([a, b], "person_id", "P", "run-3")
+    assert again[1].person_id.iloc[0] == b2.person_id.iloc[0]   # deterministic
+
+
+def test_steward_match_pulls_records_into_one_partition():
+    records = pd.DataFrame({"source_system": ["gongan", "minzheng"], "source_record_id": ["1", "2"],
+                            "id_number": [None, None], "birth_date": pd.to_datetime(["1990-01-01", "1991-01-01"])})
+    decisions = pd.DataFrame({"left_source_system": ["gongan"], "left_source_record_id": ["1"],
+                              "right_source_system": ["minzheng"], "right_source_record_id": ["2"],
+                              "decision": ["match"]})
+    assert assign_partitions(records, 2, None).tolist() == [0, 1]     # 1990 % 2, 1991 % 2
+    assert assign_partitions(records, 2, decisions).tolist() == [0, 0]
