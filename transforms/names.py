@@ -216,17 +216,16 @@ def _person_uniques(uniques: np.ndarray, surnames: tuple[tuple[str, str], ...]) 
                 memo[v] = row
         if len(miss) == len(uniques):
             return fresh
-    name, latin, pinyin = zip(*got) if got else ((), (), ())
-    return pd.DataFrame({"name": strings(pa.array(name, type=pa.string())),
-                         "name_latin": strings(pa.array(latin, type=pa.string())),
-                         "name_pinyin": strings(pa.array(pinyin, type=pa.string()))})
+    return pd.DataFrame({"name": strings(pa.array([g[0] for g in got], type=pa.string())),
+                         "name_latin": strings(pa.array([g[1] for g in got], type=pa.string())),
+                         "name_pinyin": strings(pa.array([g[2] for g in got], type=pa.string()))})
 
 
 def normalise_person_names(values: pd.Series, surname_readings: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Raw person names -> name, name_latin, name_pinyin (see module doc).
     surname_readings (e.g. {'曾': 'zeng', '单': 'shan'}) overrides the first syllable."""
     surnames = tuple(sorted((surname_readings or {}).items()))
-    return per_unique(values, lambda u: _person_uniques(u, surnames))
+    return per_unique(values, lambda u: _person_uniques(u, surnames), dedupe=True)
 
 
 # ---------------------------------------------------------------- enterprises

@@ -71,6 +71,11 @@ def _na_strings(index: pd.Index) -> pd.Series:
     return null_strings(index)
 
 
+def _repeat(value: str, n: int) -> pd.api.extensions.ExtensionArray:
+    """value n times as string[pyarrow] (built in Arrow: a Python list of n strings is slow)."""
+    return strings(pa.repeat(pa.scalar(value, pa.string()), n))
+
+
 def _reason_where(invalid: pd.Series, code: str) -> pd.Series:
     """code where invalid, NA elsewhere (string[pyarrow])."""
     return label_where(invalid.to_numpy(dtype=bool, na_value=False), code, invalid.index)
@@ -356,9 +361,9 @@ def normalise_source(raw: pd.DataFrame, source: SourceConfig, standards: Standar
     produced = {name for name, values in cols.items()}
 
     # Every standard element of the kind, in standards order (unmapped ones NULL).
-    std = pd.DataFrame({"source_system": pd.array([source.name] * len(raw), dtype=STRING),
+    std = pd.DataFrame({"source_system": _repeat(source.name, len(raw)),
                         "source_record_id": record_ids.array,
-                        "kind": pd.array([kind] * len(raw), dtype=STRING)}, index=index)
+                        "kind": _repeat(kind, len(raw))}, index=index)
     ordered: dict[str, pd.Series] = {}
     for name, element in known.items():
         ordered[name] = cols.get(name, _empty_column(element, index))
@@ -392,7 +397,8 @@ def normalise_source(raw: pd.DataFrame, source: SourceConfig, standards: Standar
     if len(quarantine):
         quarantine["masked_value"] = mask_value(quarantine["masked_value"].astype(STRING)).astype(object)
 
-    standardised = std.loc[~rejected].reset_index(drop=True)
+    # (all rows kept: no boolean take over every column)
+    standardised = std.loc[~rejected].reset_index(drop=True) if rejected.any() else std.reset_index(drop=True)
     counts = _counts(raw, standardised, quarantine, outcomes, cols)
     return NormaliseResult(standardised, quarantine, counts)
 

@@ -43,11 +43,13 @@ def mostly_distinct(values: pd.Series) -> bool:
     return sample.nunique(dropna=False) >= _MOSTLY_DISTINCT * len(sample)
 
 
-def per_unique(values: pd.Series, compute: Callable[[np.ndarray], pd.DataFrame]) -> pd.DataFrame:
+def per_unique(values: pd.Series, compute: Callable[[np.ndarray], pd.DataFrame],
+               dedupe: bool = False) -> pd.DataFrame:
     """compute(uniques) -> one row per unique (positional); returned aligned to values.index.
     compute must accept None among its inputs (it gets the raw values when they are mostly
-    distinct)."""
-    if mostly_distinct(values):
+    distinct, unless dedupe: then always the distinct values, for computes whose cost is
+    per value even when the value was seen before)."""
+    if not dedupe and mostly_distinct(values):
         raw = values.to_numpy(dtype=object)
         raw[pd.isna(raw)] = None  # NaN / NA -> None, as distinct() hands them over
         table = compute(raw)
