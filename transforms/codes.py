@@ -178,7 +178,7 @@ def normalise_phone(values: pd.Series) -> pd.DataFrame:
     """Phone numbers -> digits only: 11-digit mobile (1[3-9]…) or area code + 7-8 digits.
     Separators, full-width digits and a +86/0086 prefix are removed (noted);
     a landline without its area code is invalid (no_area_code), anything else bad_format."""
-    return per_unique(values, _phone_uniques)
+    return per_unique(values, _phone_uniques, arrow=True)
 
 
 # ---------------------------------------------------------------- addresses
@@ -197,7 +197,7 @@ def _address_uniques(uniques: np.ndarray) -> pd.DataFrame:
 
 def normalise_address(values: pd.Series) -> pd.Series:
     """NFKC, simplified characters, single spaces only between latin words; '' -> NA."""
-    return per_unique(values, _address_uniques)["value"]
+    return per_unique(values, _address_uniques, arrow=True)["value"]
 
 
 _STRIPPABLE = ("特别行政区", "维吾尔自治区", "壮族自治区", "回族自治区", "自治区", "省", "市")

@@ -258,9 +258,9 @@ def _parse_uniques(uniques: np.ndarray, dayfirst: bool, fmt: str | None, keep_ti
 def parse_dates(values: pd.Series, dayfirst: bool = False, fmt: str | None = None) -> pd.DataFrame:
     """Raw date strings -> value (datetime64[ns], midnight), status, note. Times are dropped.
     fmt (strptime pattern) pins one format; dayfirst enables DD/MM/YYYY."""
-    return per_unique(values, lambda u: _parse_uniques(u, dayfirst, fmt, keep_time=False))
+    return per_unique(values, lambda u: _parse_uniques(u, dayfirst, fmt, keep_time=False), arrow=True)
 
 
 def parse_timestamps(values: pd.Series, dayfirst: bool = False, fmt: str | None = None) -> pd.DataFrame:
     """Raw timestamp strings -> value (datetime64[ns]), status, note; a bare date is midnight."""
-    return per_unique(values, lambda u: _parse_uniques(u, dayfirst, fmt, keep_time=True))
+    return per_unique(values, lambda u: _parse_uniques(u, dayfirst, fmt, keep_time=True), arrow=True)

@@ -204,7 +204,7 @@ def normalise_citizen_id(values: pd.Series, today: date | None = None) -> pd.Dat
     sex ('1' odd / '2' even 17th digit), region_code (first six digits, not checked here:
     see region_known). 15-digit numbers are upgraded; an unknown region is not a rejection."""
     today = today or date.today()
-    return per_unique(values, lambda u: _citizen_id_uniques(u, today))
+    return per_unique(values, lambda u: _citizen_id_uniques(u, today), arrow=True)
 
 
 def region_known(region_codes: pd.Series, region_table: pd.DataFrame) -> pd.Series:
@@ -256,7 +256,7 @@ def _uscc_uniques(uniques: np.ndarray) -> pd.DataFrame:
 def normalise_uscc(values: pd.Series) -> pd.DataFrame:
     """GB 32100 unified social credit codes -> value, status, note, org_code (characters
     9..17, the embedded GB 11714 code) and region_code (characters 3..8)."""
-    return per_unique(values, _uscc_uniques)
+    return per_unique(values, _uscc_uniques, arrow=True)
 
 
 # ---------------------------------------------------------------- organisation code (GB 11714)
@@ -305,7 +305,7 @@ def _org_code_uniques(uniques: np.ndarray) -> pd.DataFrame:
 
 def normalise_org_code(values: pd.Series) -> pd.DataFrame:
     """GB 11714 organisation codes (with or without the hyphen) -> value (9 chars), status, note."""
-    return per_unique(values, _org_code_uniques)
+    return per_unique(values, _org_code_uniques, arrow=True)
 
 
 # ---------------------------------------------------------------- registration number
@@ -344,7 +344,7 @@ def _reg_no_uniques(uniques: np.ndarray) -> pd.DataFrame:
 def normalise_reg_no(values: pd.Series) -> pd.DataFrame:
     """Old 15-digit business registration numbers (ISO 7064 MOD 11,10) -> value, status,
     note, region_code (first six digits: the registering authority)."""
-    return per_unique(values, _reg_no_uniques)
+    return per_unique(values, _reg_no_uniques, arrow=True)
 
 
 # ---------------------------------------------------------------- old tax number
@@ -388,4 +388,4 @@ def normalise_tax_no(values: pd.Series) -> pd.DataFrame:
     """Old 15-character tax numbers (6-digit region + 9-character GB 11714 org code, the
     org code's check character verified) -> value, status, note, org_code, region_code.
     An 18-character value that is a valid USCC is accepted as such (note 'uscc')."""
-    return per_unique(values, _tax_no_uniques)
+    return per_unique(values, _tax_no_uniques, arrow=True)

@@ -43,13 +43,30 @@ def mostly_distinct(values: pd.Series) -> bool:
     return sample.nunique(dropna=False) >= _MOSTLY_DISTINCT * len(sample)
 
 
+def _arrow_strings(values: pd.Series) -> pa.StringArray | None:
+    """values as one Arrow string array (missing -> null), or None when they are not all
+    strings (as_text then str()s them one by one)."""
+    try:
+        arr = pa.array(values.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        return None
+    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+
 def per_unique(values: pd.Series, compute: Callable[[np.ndarray], pd.DataFrame],
-               dedupe: bool = False) -> pd.DataFrame:
+               dedupe: bool = False, arrow: bool = False) -> pd.DataFrame:
     """compute(uniques) -> one row per unique (positional); returned aligned to values.index.
     compute must accept None among its inputs (it gets the raw values when they are mostly
     distinct, unless dedupe: then always the distinct values, for computes whose cost is
-    per value even when the value was seen before)."""
+    per value even when the value was seen before). arrow: compute only reads its input
+    through as_text, so the raw values may be handed over as an Arrow string array."""
     if not dedupe and mostly_distinct(values):
+        if arrow:
+            arr = _arrow_strings(values)
+            if arr is not None:
+                table = compute(arr)
+                table.index = values.index
+                return table
         raw = values.to_numpy(dtype=object)
         raw[pd.isna(raw)] = None  # NaN / NA -> None, as distinct() hands them over
         table = compute(raw)
@@ -64,6 +81,8 @@ def per_unique(values: pd.Series, compute: Callable[[np.ndarray], pd.DataFrame],
 
 def as_text(uniques: np.ndarray) -> pa.StringArray:
     """Distinct values as an Arrow string array (non-strings such as numbers are str()-ed)."""
+    if isinstance(uniques, pa.Array):
+        return uniques
     try:
         return pa.array(uniques, type=pa.string(), from_pandas=True)
     except (pa.ArrowTypeError, pa.ArrowInvalid):
