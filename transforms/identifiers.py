@@ -91,8 +91,11 @@ def _rows_to_strings(matrix: np.ndarray, keep: np.ndarray) -> pa.StringArray:
     n, width = matrix.shape
     if not keep.any():
         return pa.nulls(n, pa.string())
-    rows = np.ascontiguousarray(matrix[keep])
+    every = bool(keep.all())
+    rows = np.ascontiguousarray(matrix if every else matrix[keep])
     sub = pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), len(rows), [None, pa.py_buffer(rows)])
+    if every:
+        return sub.cast(pa.binary()).cast(pa.string())
     return pc.replace_with_mask(pa.nulls(n, pa.string()), pa.array(keep), sub.cast(pa.binary()).cast(pa.string()))
 
 
@@ -138,14 +141,22 @@ def real_ymd(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray:
 
 
 def _digits_to_int(matrix: np.ndarray, start: int, stop: int) -> np.ndarray:
-    digits = matrix[:, start:stop].astype(np.int64) - 48
-    return digits @ (10 ** np.arange(stop - start - 1, -1, -1, dtype=np.int64))
+    return _weighted_sum(matrix[:, start:stop], 48, 10 ** np.arange(stop - start - 1, -1, -1, dtype=np.int64))
 
 
 # ---------------------------------------------------------------- citizen ID (GB 11643)
 def ric_check_chars(body17: np.ndarray) -> np.ndarray:
     """GB 11643 check characters (uint8 ASCII) for an (n, 17) matrix of ASCII digits."""
-    return _RIC_CHECK[((body17.astype(np.int64) - 48) @ _RIC_WEIGHTS) % 11]
+    return _RIC_CHECK[_weighted_sum(body17, 48, _RIC_WEIGHTS) % 11]
+
+
+def _weighted_sum(matrix: np.ndarray, zero: int, weights: np.ndarray) -> np.ndarray:
+    """sum over columns of (byte - zero) * weight, column by column (integer matmul in
+    numpy is a slow generic loop)."""
+    total = np.zeros(len(matrix), dtype=np.int64)
+    for j, w in enumerate(weights.tolist()):
+        total += (matrix[:, j].astype(np.int64) - zero) * w
+    return total
 
 
 def _citizen_id_uniques(uniques: np.ndarray, today: date) -> pd.DataFrame:
