@@ -85,10 +85,14 @@ def _redact_url(url: str) -> str:
 def write_run_report(path: str, *, run: dict, extracted: list[dict], normalised: list[dict], validated: dict,
                      linked: dict, loaded: dict, marted: dict) -> dict:
     summary = build_summary(run, normalised, linked, loaded, validated)
+    summary["records_by_kind"] = {k: sum(n["rows_in"] for n in normalised if n["kind"] == k)
+                                  for k in sorted({n["kind"] for n in normalised})}
     summary["report_path"] = path
-    timings = {"extract": max((e.get("seconds", 0) for e in extracted), default=0),
-               "normalise": max((n.get("seconds", 0) for n in normalised), default=0),
-               "validate": validated.get("seconds", 0), "link": linked.get("seconds", 0),
+    # Mapped stages are summed over their tasks: seconds of work, whatever the parallelism.
+    timings = {"extract": round(sum(e.get("seconds", 0) for e in extracted), 3),
+               "normalise": round(sum(n.get("seconds", 0) for n in normalised), 3),
+               "validate": validated.get("seconds", 0),
+               "link": round(linked.get("seconds", 0) + sum(linked.get("partition_seconds", [])), 3),
                "load": loaded.get("seconds", 0), "marts": marted.get("seconds", 0)}
     summary["timings"] = timings
     quarantine_chart = {}

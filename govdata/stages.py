@@ -301,6 +301,7 @@ def link_merge(parts: list[dict], run: dict) -> dict:
             out["paths"][f"{kind}_{name}"] = write_parquet(
                 pd.concat(pieces, ignore_index=True), run_path(run["lake"], run["run_id"], "link", f"{kind}_{name}.parquet"))
         out["stats"][kind] = {"partitions": len(mine), **_sum_stats([p["stats"] for p in mine])}
+    out["partition_seconds"] = [p.get("seconds", 0) for p in parts]
     return out
 
 
