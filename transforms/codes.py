@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from transforms.names import simplify_arrow, to_simplified
-from transforms.unique import as_text, join_notes, per_unique, strings
+from transforms.unique import ASCII_SPACE, any_byte, as_text, join_notes, nfkc, per_unique, strings
 
 
 def _key(value: str) -> str:
@@ -183,8 +183,8 @@ def normalise_phone(values: pd.Series) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- addresses
 def _address_uniques(uniques: np.ndarray) -> pd.DataFrame:
-    text = pc.utf8_trim_whitespace(pc.utf8_normalize(as_text(uniques), "NFKC"))
-    spaced = pc.fill_null(pc.match_substring_regex(text, r"\s"), False)
+    text = pc.utf8_trim_whitespace(nfkc(as_text(uniques)))
+    spaced = pa.array(any_byte(text, ASCII_SPACE))  # RE2 \s
     if pc.any(spaced).as_py():
         # Spaces between Chinese characters carry no meaning; between latin words one stays.
         sub = pc.replace_substring_regex(pc.filter(text, spaced), r"\s+", " ")

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from transforms.identifiers import real_ymd
-from transforms.unique import as_text, per_unique, strings
+from transforms.unique import as_text, nfkc, per_unique, strings
 
 _TIME = r"(?:[ T](?P<H>\d{1,2}):(?P<M>\d{2})(?::(?P<S>\d{2})(?:\.(?P<F>\d{1,9}))?)?)?"
 # (name, regex with named groups y m d [H M S F]); first match wins.
@@ -37,7 +37,7 @@ _NOTES = pa.array(["impossible_date", "out_of_range", "unparseable", "excel_seri
 
 
 def _clean(uniques: np.ndarray) -> pa.Array:
-    text = pc.utf8_normalize(as_text(uniques), "NFKC")
+    text = nfkc(as_text(uniques))
     return pc.utf8_trim_whitespace(text)
 
 

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pypinyin import lazy_pinyin
 
-from transforms.unique import as_text, per_unique, strings
+from transforms.unique import as_text, nfkc, per_unique, strings
 
 _T2S = opencc.OpenCC("t2s")
 _CACHE_SIZE = 1 << 20
@@ -166,7 +166,7 @@ def _plain_names(text: pa.Array, surnames: tuple[tuple[str, str], ...]) -> tuple
 
 
 def _compute_person_uniques(uniques: np.ndarray, surnames: tuple[tuple[str, str], ...]) -> pd.DataFrame:
-    text = pc.utf8_normalize(as_text(uniques), "NFKC")
+    text = nfkc(as_text(uniques))
     plain = pc.fill_null(pc.match_substring_regex(text, _PLAIN_CHINESE), False)
     n = len(text)
     name = pa.nulls(n, pa.string())

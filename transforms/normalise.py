@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from standards.model import Element, SourceConfig, Standards
 from transforms import codes, dates, identifiers, names
 from transforms.privacy import mask_value
-from transforms.unique import STRING, coalesce, label_where, null_strings, per_unique, strings
+from transforms.unique import STRING, coalesce, label_where, nfkc, null_strings, per_unique, strings
 
 COMMON_COLUMNS = ["source_system", "source_record_id", "kind"]
 QUARANTINE_COLUMNS = ["source_system", "source_record_id", "element", "reason_code", "masked_value",
@@ -168,7 +168,7 @@ def _code(values: pd.Series, ctx: Context) -> Outcome:
 
 
 def _integer_uniques(uniques: np.ndarray) -> pd.DataFrame:
-    text = pc.utf8_trim_whitespace(pc.utf8_normalize(pa.array(uniques, type=pa.string(), from_pandas=True), "NFKC"))
+    text = pc.utf8_trim_whitespace(nfkc(pa.array(uniques, type=pa.string(), from_pandas=True)))
     ok = pc.fill_null(pc.match_substring_regex(text, r"^[+-]?[0-9]{1,18}(\.0*)?$"), False)
     empty = pc.fill_null(pc.equal(pc.utf8_length(text), 0), True)
     digits = pc.replace_substring_regex(pc.if_else(ok, text, pa.scalar(None, pa.string())), r"\.0*$", "")
@@ -185,7 +185,7 @@ def _integer(values: pd.Series, ctx: Context) -> Outcome:
 
 
 def _text_uniques(uniques: np.ndarray) -> pd.DataFrame:
-    text = pc.utf8_trim_whitespace(pc.utf8_normalize(pa.array(uniques, type=pa.string(), from_pandas=True), "NFKC"))
+    text = pc.utf8_trim_whitespace(nfkc(pa.array(uniques, type=pa.string(), from_pandas=True)))
     text = pc.if_else(pc.equal(pc.utf8_length(text), 0), pa.scalar(None, pa.string()), text)
     return pd.DataFrame({"value": strings(text)})
 

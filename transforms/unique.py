@@ -128,3 +128,44 @@ def coalesce(first: pd.Series, *others: pd.Series) -> pd.Series:
     pandas fillna on Arrow strings goes through a slow element-wise setitem."""
     arrays = [_arrow(first)] + [_arrow(o.reindex(first.index)) for o in others]
     return pd.Series(strings(pc.coalesce(*arrays)), index=first.index)
+
+
+def _offsets_data(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    offsets = np.frombuffer(text.buffers()[1], dtype=np.int32, count=len(text) + 1, offset=text.offset * 4)
+    data = text.buffers()[2]
+    data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, dtype=np.uint8)
+    return offsets, data
+
+
+def any_byte(text: pa.Array, flags: np.ndarray) -> np.ndarray:
+    """Per string: does any of its UTF-8 bytes have flags[byte] set (False for null)."""
+    if not len(text):
+        return np.zeros(0, dtype=bool)
+    offsets, data = _offsets_data(text)
+    hit = flags[data[offsets[0]:offsets[-1]]]
+    total = np.concatenate([[0], np.cumsum(hit, dtype=np.int64)])
+    return (total[offsets[1:] - offsets[0]] - total[offsets[:-1] - offsets[0]]) > 0
+
+
+# UTF-8 lead bytes of characters NFKC may change: everything but ASCII and U+4000..U+9FFF
+# (CJK Extension A and Unified Ideographs, lead bytes E4..E9: no decompositions, never
+# composed with what follows). A string made only of those is its own NFKC form.
+_NFKC_UNSAFE = np.zeros(256, dtype=bool)
+_NFKC_UNSAFE[0xC0:] = True
+_NFKC_UNSAFE[0xE4:0xEA] = False
+# RE2's \s: [\t\n\f\r ]
+ASCII_SPACE = np.zeros(256, dtype=bool)
+ASCII_SPACE[[9, 10, 12, 13, 32]] = True
+
+
+def nfkc(text: pa.Array) -> pa.Array:
+    """pc.utf8_normalize(text, 'NFKC'), run only on the strings it could change."""
+    unsafe = any_byte(text, _NFKC_UNSAFE)
+    if not unsafe.any():
+        return text
+    if unsafe.all():
+        return pc.utf8_normalize(text, "NFKC")
+    mask = pa.array(unsafe)
+    return pc.replace_with_mask(text, mask, pc.utf8_normalize(pc.filter(text, mask), "NFKC"))
