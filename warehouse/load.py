@@ -364,20 +364,36 @@ def _csv_batches(arrow: pa.Table) -> Iterator[bytes]:
         yield buf.getvalue()
 
 
+def _pg_col_defs(table) -> str:
+    from sqlalchemy.dialects import postgresql
+
+    return ", ".join(f"{c.name} {c.type.compile(dialect=postgresql.dialect())}" for c in table.columns)
+
+
+def _copy_into(db: _Postgres, target: str, col_list: str, arrow: pa.Table) -> None:
+    with db.con.cursor().copy(f"COPY {target} ({col_list}) FROM STDIN (FORMAT csv)") as copy:
+        for chunk in _csv_batches(arrow):
+            copy.write(chunk)
+
+
 def _merge_postgres(db: _Postgres, name: str, arrow: pa.Table) -> None:
     table = table_for(name)
     target, (mode, keys), keep = qualified(table), table.info["merge"], table.info["keep"]
     cols = [c.name for c in table.columns]
     col_list = ", ".join(cols)
+    bulk = (mode == "key" and not keep and table.schema != VAULT_SCHEMA
+            and _bulk_worthwhile(db, table, arrow.num_rows))
+    if bulk and _pg_is_empty(db, target):
+        # First load of a big table: COPY straight into it with the primary key dropped, then
+        # build the key once (duplicate keys fail there; the transaction restores the key).
+        _without_primary_key(db, table, lambda: _copy_into(db, target, col_list, arrow))
+        return
     stg = f"_stg_{table.name}"
     # Column list from the schema, not LIKE: LIKE needs SELECT, which the loader lacks on the vault.
-    from sqlalchemy.dialects import postgresql
-
-    col_defs = ", ".join(f"{c.name} {c.type.compile(dialect=postgresql.dialect())}" for c in table.columns)
-    db.con.execute(f"CREATE TEMP TABLE {stg} ({col_defs}) ON COMMIT DROP")
-    with db.con.cursor().copy(f"COPY {stg} ({col_list}) FROM STDIN (FORMAT csv)") as copy:
-        for chunk in _csv_batches(arrow):
-            copy.write(chunk)
+    db.con.execute(f"CREATE TEMP TABLE {stg} ({_pg_col_defs(table)}) ON COMMIT DROP")
+    _copy_into(db, stg, col_list, arrow)
+    if arrow.num_rows >= BULK_MIN_ROWS:
+        db.con.execute(f"ANALYZE {stg}")  # temp tables have no statistics: hash joins need them
     # Duplicate keys within a load fail here without a pre-check: ON CONFLICT refuses to update
     # a row twice, and the vault's primary key refuses the second insert.
     if mode == "key" and table.schema == VAULT_SCHEMA:
@@ -385,8 +401,8 @@ def _merge_postgres(db: _Postgres, name: str, arrow: pa.Table) -> None:
         on = " AND ".join(f"{target}.{k} = s.{k}" for k in keys)
         db.con.execute(f"DELETE FROM {target} USING {stg} s WHERE {on}")
         db.con.execute(f"INSERT INTO {target} ({col_list}) SELECT {col_list} FROM {stg}")
-    elif mode == "key" and not keep and _bulk_worthwhile(db, table, arrow.num_rows):
-        _bulk_replace_postgres(db, table, stg, keys, col_list)
+    elif bulk:
+        _bulk_replace_postgres(db, table, stg, keys, col_list, arrow.num_rows)
     elif mode == "key":
         updates = [c for c in cols if c not in keys and c not in keep]
         action = ("DO UPDATE SET " + ", ".join(f"{c} = EXCLUDED.{c}" for c in updates)) if updates else "DO NOTHING"
@@ -400,6 +416,19 @@ def _merge_postgres(db: _Postgres, name: str, arrow: pa.Table) -> None:
 
 
 BULK_MIN_ROWS = 50_000
+# Per load transaction (SET LOCAL): the commit need not wait for the WAL flush (a crash may lose
+# the last load, never corrupt it: re-running the idempotent load repairs that), and joins /
+# key builds sort in memory instead of spilling to disk.
+PG_LOAD_SETTINGS = {"synchronous_commit": "off", "work_mem": "256MB", "maintenance_work_mem": "512MB"}
+
+
+def _tune_postgres(db: _Postgres) -> None:
+    for name, value in PG_LOAD_SETTINGS.items():
+        db.con.execute(f"SET LOCAL {name} = '{value}'")
+
+
+def _pg_is_empty(db: _Postgres, target: str) -> bool:
+    return not db.con.execute(f"SELECT EXISTS (SELECT 1 FROM {target})").fetchone()[0]
 
 
 def _bulk_worthwhile(db: _Postgres, table, n_rows: int) -> bool:
@@ -412,15 +441,32 @@ def _bulk_worthwhile(db: _Postgres, table, n_rows: int) -> bool:
     return bool(row and row[0] and row[1] < 2 * n_rows)
 
 
-def _bulk_replace_postgres(db: _Postgres, table, stg: str, keys: tuple[str, ...], col_list: str) -> None:
-    """DELETE the incoming keys, drop the primary key, INSERT, re-create the primary key — in the
-    load's transaction, so a failure (duplicate keys included) restores everything."""
+def _without_primary_key(db: _Postgres, table, work) -> None:
+    """Drop the primary key, run `work`, re-create the key — in the load's transaction, so a
+    failure (duplicate keys included) restores everything."""
     target, pk = qualified(table), f"{table.name}_pkey"
-    on = " AND ".join(f"{target}.{k} = s.{k}" for k in keys)
-    db.con.execute(f"DELETE FROM {target} USING {stg} s WHERE {on}")
     db.con.execute(f"ALTER TABLE {target} DROP CONSTRAINT {pk}")
-    db.con.execute(f"INSERT INTO {target} ({col_list}) SELECT {col_list} FROM {stg}")
-    db.con.execute(f"ALTER TABLE {target} ADD CONSTRAINT {pk} PRIMARY KEY ({', '.join(keys)})")
+    work()
+    db.con.execute(f"ALTER TABLE {target} ADD CONSTRAINT {pk} PRIMARY KEY ({', '.join(table.info['merge'][1])})")
+
+
+def _bulk_replace_postgres(db: _Postgres, table, stg: str, keys: tuple[str, ...], col_list: str,
+                           n_rows: int) -> None:
+    """Remove the rows being replaced (all of them by TRUNCATE when the load covers the whole
+    table, else DELETE of the incoming keys), then INSERT with the primary key dropped."""
+    target = qualified(table)
+    # Staging keys are unique (the key build refuses duplicates), so a table no bigger than the
+    # load whose every key is in it is replaced entirely.
+    target_rows = db.con.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
+    on = " AND ".join(f"{target}.{k} = s.{k}" for k in keys)
+    # count(*), not EXISTS(…): a first-row plan would be a nested-loop anti join, O(n²).
+    if target_rows <= n_rows and not db.con.execute(
+            f"SELECT count(*) FROM {target} WHERE NOT EXISTS (SELECT 1 FROM {stg} s WHERE {on})").fetchone()[0]:
+        db.con.execute(f"TRUNCATE {target}")
+    else:
+        db.con.execute(f"DELETE FROM {target} USING {stg} s WHERE {on}")
+    _without_primary_key(db, table, lambda: db.con.execute(
+        f"INSERT INTO {target} ({col_list}) SELECT {col_list} FROM {stg}"))
 
 
 def _merge(db: _DB, name: str, arrow: pa.Table) -> None:
@@ -455,6 +501,7 @@ def load_tables(url: str, tables: dict[str, pd.DataFrame], run_id: str) -> dict[
                 _drop_orphaned_masters(db, main_names)
         else:
             with db.transaction():
+                _tune_postgres(db)
                 for name in vault_names + main_names:
                     _merge(db, name, arrows[name])
                 _drop_orphaned_masters(db, main_names)
