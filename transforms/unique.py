@@ -144,9 +144,12 @@ def any_byte(text: pa.Array, flags: np.ndarray) -> np.ndarray:
     if not len(text):
         return np.zeros(0, dtype=bool)
     offsets, data = _offsets_data(text)
-    hit = flags[data[offsets[0]:offsets[-1]]]
-    total = np.concatenate([[0], np.cumsum(hit, dtype=np.int64)])
-    return (total[offsets[1:] - offsets[0]] - total[offsets[:-1] - offsets[0]]) > 0
+    positions = np.flatnonzero(flags[data[offsets[0]:offsets[-1]]]) + offsets[0]
+    out = np.zeros(len(text), dtype=bool)
+    out[np.searchsorted(offsets, positions, side="right") - 1] = True  # string holding each hit
+    if text.null_count:
+        out &= text.is_valid().to_numpy(zero_copy_only=False)
+    return out
 
 
 # UTF-8 lead bytes of characters NFKC may change: everything but ASCII and U+4000..U+9FFF
