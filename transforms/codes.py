@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from transforms.names import simplify_arrow, to_simplified
-from transforms.unique import ASCII_SPACE, any_byte, as_text, join_notes, nfkc, per_unique, strings
+from transforms.unique import ASCII_SPACE, _offsets_data, any_byte, as_text, join_notes, nfkc, per_unique, strings
 
 
 def _key(value: str) -> str:
@@ -143,11 +143,30 @@ def _flag(text: pa.Array, pattern: str) -> np.ndarray:
     return pc.fill_null(pc.match_substring_regex(text, pattern), False).to_numpy(zero_copy_only=False)
 
 
+_PHONE_STATUS = pa.array(["valid", "invalid", "missing"])
+
+
+def _bare_mobiles(text: pa.Array) -> np.ndarray:
+    """_flag(text, _MOBILE) read from the bytes: 11 ASCII bytes, '1', '3'..'9', nine digits."""
+    offsets, data = _offsets_data(text)
+    lengths = np.diff(offsets)
+    out = np.zeros(len(text), dtype=bool)
+    rows = np.flatnonzero(lengths == 11)
+    if not len(rows):
+        return out
+    m = data[offsets[rows][:, None] + np.arange(11)]
+    ok = (m[:, 0] == ord("1")) & ((m[:, 1] - ord("3")) < 7) & ((m[:, 2:] - 48) < 10).all(axis=1)
+    out[rows[ok]] = True
+    if text.null_count:
+        out &= text.is_valid().to_numpy(zero_copy_only=False)
+    return out
+
+
 def _phone_uniques(uniques: np.ndarray) -> pd.DataFrame:
     raw = as_text(uniques)
     n = len(raw)
     # Most numbers are already bare mobiles: only the others go through the clean-up.
-    plain = _flag(raw, _MOBILE)
+    plain = _bare_mobiles(raw)
     dirty_idx = np.flatnonzero(~plain)
     sub = raw.take(pa.array(dirty_idx))
     flags = {k: np.zeros(n, dtype=bool) for k in ("fullwidth", "separators", "country_code")}
@@ -166,7 +185,7 @@ def _phone_uniques(uniques: np.ndarray) -> pd.DataFrame:
     no_area[dirty_idx] = _flag(sub, r"^[2-9][0-9]{6,7}$")
     invalid = ~missing & ~ok
     no_area &= invalid
-    status = np.select([missing, invalid], ["missing", "invalid"], "valid").astype(object)
+    status = _PHONE_STATUS.take(pa.array(np.select([missing, invalid], [2, 1], 0).astype(np.int8)))
     notes = join_notes(n, [("fullwidth", flags["fullwidth"] & ~missing), ("separators", flags["separators"] & ~missing),
                            ("country_code", flags["country_code"] & ~missing), ("no_area_code", no_area),
                            ("bad_format", invalid & ~no_area)])
