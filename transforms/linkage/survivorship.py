@@ -6,6 +6,8 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 RULES = ("trust_order", "most_recent", "most_frequent")
 
@@ -33,50 +35,87 @@ def trust_rank(source_system: pd.Series, trust_order: list[str]) -> np.ndarray:
     return source_system.map(rank).fillna(len(trust_order)).to_numpy(dtype=np.int64)
 
 
-def _rule_key(rule: str, sub: pd.DataFrame) -> np.ndarray:
-    """Ascending sort key for a rule (smaller wins)."""
-    if rule == "trust_order":
-        return sub["_trust"].to_numpy()
-    if rule == "most_recent":
-        return -sub["_recency"].to_numpy(dtype=np.float64)
-    return -sub["_freq"].to_numpy()
+def _dense_codes(values: pd.Series) -> tuple[np.ndarray, int]:
+    """Dense code per row in ascending value order (-1 for NULL) and the number of codes.
+    Arrow strings are ranked in Arrow (UTF-8 byte order is code point order); datetimes
+    and numbers by their integer view; anything else via a sorted factorize."""
+    present = values.notna().to_numpy()
+    dtype = values.dtype
+    if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow" or \
+            isinstance(dtype, pd.ArrowDtype) and (pa.types.is_string(dtype.pyarrow_dtype)
+                                                 or pa.types.is_large_string(dtype.pyarrow_dtype)):
+        arr = pa.chunked_array(values.array._pa_array)
+        rank = pc.rank(arr, sort_keys="ascending",
+                       tiebreaker="dense").to_numpy().astype(np.int64) - 1
+        codes = np.where(present, rank, -1)
+    elif np.issubdtype(getattr(dtype, "type", object), np.datetime64) and \
+            isinstance(dtype, np.dtype):
+        raw = values.to_numpy().view(np.int64)
+        uniq, inverse = np.unique(raw[present], return_inverse=True)
+        codes = np.full(len(values), -1, dtype=np.int64)
+        codes[present] = inverse
+    else:
+        codes = pd.factorize(values.astype(str).where(values.notna()) if dtype == object
+                             else values, sort=True)[0].astype(np.int64)
+    return codes, int(codes.max()) + 1 if len(codes) else 0
 
 
-def pick_rows(work: pd.DataFrame, element: str, rule: str, tiebreak: str, n_groups: int
+def _pack(keys: list[tuple[np.ndarray, int]]) -> list[np.ndarray]:
+    """Non-negative int keys with their ranges, most significant first, packed into as few
+    int64 sort keys as fit (same order as sorting by the keys one after another)."""
+    packed, cur, span = [], None, 1
+    for key, size in keys:
+        size = max(int(size), 1)
+        if cur is not None and span * size < 2 ** 62:
+            cur, span = cur * size + key, span * size
+        else:
+            if cur is not None:
+                packed.append(cur)
+            cur, span = key.astype(np.int64, copy=True), size
+    packed.append(cur)
+    return packed
+
+
+def pick_rows(work: dict, element: str, rule: str, tiebreak: str, n_groups: int
               ) -> np.ndarray:
     """Row position of the winning value per master id (-1: no value). NULLs never win.
-    Ties after rule and tiebreak: trust, then the smallest value, then the smallest record key."""
-    present = work[element].notna().to_numpy()
-    rows = np.flatnonzero(present)
+    Ties after rule and tiebreak: trust, then the smallest value, then the smallest record key.
+    One sort over packed integer keys; no per-group Python."""
+    val_code, n_vals = work["codes"][element]
+    rows = np.flatnonzero(val_code >= 0)
     winner = np.full(n_groups, -1, dtype=np.int64)
     if not len(rows):
         return winner
-    values = work[element].iloc[rows]
-    val_code = pd.factorize(values.astype(str) if values.dtype == object else values, sort=True)[0]
-    gid = work["_gid"].to_numpy()[rows]
-    trust = work["_trust"].to_numpy()[rows]
-    pair = gid.astype(np.int64) * (int(val_code.max()) + 1) + val_code
-    _, inverse, counts = np.unique(pair, return_inverse=True, return_counts=True)
-    keys = {"trust_order": trust,
-            "most_recent": -work["_recency"].to_numpy(dtype=np.float64)[rows],
-            "most_frequent": -counts[inverse]}
-    # np.lexsort: the last key is the primary one
-    order = np.lexsort((work["_krank"].to_numpy()[rows], val_code, trust, keys[tiebreak],
-                        keys[rule], gid))
+    gid, val = work["gid"][rows], val_code[rows]
+    trust, n_trust = work["trust"][rows], work["n_trust"]
+    keys = {"trust_order": (trust, n_trust)}
+    if "most_recent" in (rule, tiebreak):
+        rec_rank, n_rec = work["recency_rank"]   # 0 = latest
+        keys["most_recent"] = (rec_rank[rows], n_rec)
+    if "most_frequent" in (rule, tiebreak):
+        pair = gid * max(n_vals, 1) + val
+        _, inverse, counts = np.unique(pair, return_inverse=True, return_counts=True)
+        top = int(counts.max())
+        keys["most_frequent"] = (top - counts[inverse], top)
+    order_keys = _pack([(gid, n_groups), keys[rule], keys[tiebreak], (trust, n_trust),
+                        (val, n_vals), (work["krank"][rows], len(work["krank"]))])
+    order = np.lexsort(order_keys[::-1]) if len(order_keys) > 1 else np.argsort(order_keys[0])
+    g = gid[order]
     first = np.ones(len(order), dtype=bool)
-    first[1:] = gid[order][1:] != gid[order][:-1]
-    winner[gid[order][first]] = rows[order][first]
+    first[1:] = g[1:] != g[:-1]
+    winner[g[first]] = rows[order][first]
     return winner
 
 
 def _lineage(elements: list[str], sources: dict[str, np.ndarray]) -> np.ndarray:
-    """JSON object element -> source per golden row, built column-wise (keys sorted)."""
+    """JSON object element -> source per golden row, built column-wise (keys sorted).
+    sources: element -> (source code per golden row (-1: none), source names)."""
     out = None
     for element in sorted(elements):
-        src = sources[element]
-        names = pd.Series(src, dtype=object)
-        encoded = names.map({v: f'"{element}": {json.dumps(str(v))}' for v in names.dropna().unique()})
-        piece = encoded.fillna("").to_numpy(dtype=object)
+        code, names = sources[element]
+        lookup = np.array([f'"{element}": {json.dumps(str(v))}' for v in names] + [""],
+                          dtype=object)
+        piece = lookup[np.where(code >= 0, code, len(names))]
         if out is None:
             out = piece
         else:
@@ -91,29 +130,40 @@ def golden_records(df: pd.DataFrame, id_col: str, elements: list[str], spec: dic
     default, tiebreak = spec.get("default", "trust_order"), spec.get("tiebreak", "most_frequent")
     rules = spec.get("elements") or {}
     gid, uniques = pd.factorize(df[id_col])
+    gid = gid.astype(np.int64)
     source_code, source_names = pd.factorize(df["source_system"])
-    work = df.assign(
-        _trust=trust_rank(df["source_system"], trust_order), _gid=gid,
-        _krank=np.argsort(np.argsort((df["source_system"] + "\x1f" + df["source_record_id"])
-                                     .to_numpy(dtype=object), kind="stable"), kind="stable"))
-    if "updated_at" in work.columns:
-        ts = pd.to_datetime(work["updated_at"], errors="coerce")
-        work["_recency"] = ts.astype("int64").where(ts.notna(), np.iinfo(np.int64).min).to_numpy()
-    else:
-        work["_recency"] = np.iinfo(np.int64).min
+    # record key rank (smallest key wins a full tie), ranked in Arrow, no Python strings
+    key = (df["source_system"].astype("string[pyarrow]") + "\x1f"
+           + df["source_record_id"].astype("string[pyarrow]"))
+    krank = pc.rank(pa.chunked_array(key.array._pa_array), sort_keys="ascending",
+                    tiebreaker="first").to_numpy().astype(np.int64) - 1
+    trust = trust_rank(df["source_system"], trust_order)
+    work = {"gid": gid, "trust": trust, "n_trust": int(trust.max()) + 1 if len(trust) else 1,
+            "krank": krank, "codes": {}}
+    used = {rules.get(e, default) for e in elements} | {tiebreak}
+    if "most_recent" in used:
+        if "updated_at" in df.columns:
+            ts = pd.to_datetime(df["updated_at"], errors="coerce")
+            rec = ts.to_numpy().view(np.int64).copy()
+            rec[ts.isna().to_numpy()] = np.iinfo(np.int64).min
+        else:
+            rec = np.full(len(df), np.iinfo(np.int64).min, dtype=np.int64)
+        uniq_rec, inverse = np.unique(-(rec.astype(np.float64)), return_inverse=True)
+        work["recency_rank"] = (inverse.astype(np.int64), len(uniq_rec))
     n_groups = len(uniques)
-    out = pd.DataFrame({id_col: pd.Series(uniques, dtype="string")})
+    out = {id_col: pd.Series(uniques, dtype="string")}
     sources = {}
-    src_values = df["source_system"].to_numpy(dtype=object)
     for element in elements:
+        work["codes"][element] = _dense_codes(df[element])
         win = pick_rows(work, element, rules.get(element, default), tiebreak, n_groups)
         has = win >= 0
         safe = np.where(has, win, 0)
         out[element] = df[element].iloc[safe].reset_index(drop=True).where(pd.Series(has))
-        sources[element] = np.where(has, src_values[safe], None)
-    out["record_count"] = np.bincount(gid, minlength=n_groups).astype("int64")
-    pairs = np.unique(gid.astype(np.int64) * (len(source_names) + 1) + source_code)
-    out["source_count"] = np.bincount(pairs // (len(source_names) + 1),
-                                      minlength=n_groups).astype("int64")
-    out["lineage"] = pd.Series(_lineage(elements, sources), dtype="string")
-    return out[[id_col] + elements + ["record_count", "source_count", "lineage"]]
+        sources[element] = (np.where(has, source_code[safe], -1), list(source_names))
+    frame = pd.DataFrame(out)
+    frame["record_count"] = np.bincount(gid, minlength=n_groups).astype("int64")
+    pairs = np.unique(gid * (len(source_names) + 1) + source_code)
+    frame["source_count"] = np.bincount(pairs // (len(source_names) + 1),
+                                        minlength=n_groups).astype("int64")
+    frame["lineage"] = pd.Series(_lineage(elements, sources), dtype="string")
+    return frame[[id_col] + elements + ["record_count", "source_count", "lineage"]]
