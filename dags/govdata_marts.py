@@ -1,7 +1,7 @@
 """
 ### govdata_marts
 
-Refreshes the analyst marts and writes the run report whenever `govdata_pipeline` has loaded
+Checks the warehouse's keys (GX), refreshes the analyst marts and writes the run report whenever `govdata_pipeline` has loaded
 the warehouse (scheduled on the `govdata_warehouse` asset). The asset event's extra names the
 loaded run's manifest in the lake; a manual run takes it from the `manifest` param.
 """
@@ -43,8 +43,19 @@ def govdata_marts():
             raise ValueError("no manifest: trigger through the govdata_warehouse asset or pass params.manifest")
         return read_manifest(path)
 
+    @task(retries=0)
+    def check_warehouse(m: dict) -> dict:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from govdata.stages import QualityGateError, check_warehouse as stage
+
+        try:
+            return stage(m)
+        except QualityGateError as exc:  # broken keys are not fixed by retrying
+            raise AirflowFailException(str(exc)) from exc
+
     @task
-    def marts(m: dict) -> dict:
+    def marts(m: dict, checked: dict) -> dict:
         from govdata.stages import marts as stage
 
         return stage(m)
@@ -56,7 +67,7 @@ def govdata_marts():
         return stage(m, marted)
 
     m = manifest()
-    report(m, marts(m))
+    report(m, marts(m, check_warehouse(m)))
 
 
 marts_dag = govdata_marts()

@@ -407,6 +407,21 @@ def read_manifest(path: str) -> dict:
         return json.load(fh)
 
 
+# 6 warehouse checks, marts -------------------------------------------------------------------
+@_timed
+def check_warehouse(manifest: dict) -> dict:
+    """Key uniqueness and xref → master integrity on the loaded warehouse, kept in dq_result."""
+    from expectations.warehouse import validate_warehouse
+    from warehouse.load import load_tables
+
+    run = manifest["run"]
+    outcome = validate_warehouse(run["warehouse_url"], run["run_id"])
+    load_tables(run["warehouse_url"], {"dq_result": outcome.results}, run["run_id"])
+    if outcome.critical_failed:
+        raise QualityGateError("warehouse checks failed: " + "; ".join(outcome.failures))
+    return {"checks": len(outcome.results), "failed": int((~outcome.results["success"].astype(bool)).sum())}
+
+
 # 6 marts ------------------------------------------------------------------------------------
 @_timed
 def marts(manifest: dict) -> dict:

@@ -45,14 +45,15 @@ def test_pipeline_shape(dagbag):
 def test_marts_dag_is_scheduled_by_the_warehouse_asset(dagbag):
     dag = dagbag.dags["govdata_marts"]
     assert [a.name for a in dag.timetable.asset_condition.objects] == ["govdata_warehouse"]
-    assert set(dag.task_ids) == {"manifest", "marts", "report"}
+    assert set(dag.task_ids) == {"manifest", "check_warehouse", "marts", "report"}
+    assert "marts" in dag.get_task("check_warehouse").downstream_task_ids
     assert "report" in dag.get_task("marts").downstream_task_ids
 
 
 def test_retries_set_where_retrying_helps(dagbag):
     for dag in dagbag.dags.values():
         for task in dag.tasks:
-            expected = 0 if task.task_id in {"plan", "validate"} else 2
+            expected = 0 if task.task_id in {"plan", "validate", "check_warehouse"} else 2
             assert task.retries == expected, task.task_id
     assert dagbag.dags["govdata_pipeline"].get_task("extract").retry_exponential_backoff
 

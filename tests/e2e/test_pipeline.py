@@ -106,6 +106,8 @@ def test_run_is_recorded(run):
     runs = _query(run["db"], "select status from etl_run")
     assert runs.status.tolist() == ["success"]
     assert _query(run["db"], "select count(*) n from dq_result").n[0] > 0
+    warehouse_checks = _query(run["db"], "select success from dq_result where source_system = 'warehouse'")
+    assert len(warehouse_checks) == 6 and warehouse_checks.success.all()
     assert Path(run["summary"]["report_path"]).exists()
 
 
