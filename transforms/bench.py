@@ -71,9 +71,10 @@ BENCH_SOURCE = SourceConfig(
                                "MZ": "ethnicity", "LXDH": "phone", "ZZ": "address"})
 
 
-def bench_normalise(n: int, standards: Standards | None = None, repeats: int = 2) -> dict[str, Any]:
+def bench_normalise(n: int, standards: Standards | None = None, repeats: int = 3) -> dict[str, Any]:
     """Time normalise_source on n synthetic person rows. The first run is cold (empty
-    per-process name caches); later runs are the steady state of a long-running worker.
+    per-process name caches); later runs are the steady state of a long-running worker
+    (the best of them: one warm sample on a shared machine is mostly noise).
     Wall-clock and CPU rates are both reported: on a shared machine the CPU rate is the one
     that says what a free core does."""
     from standards.registry import load_standards
