@@ -76,11 +76,18 @@ def _pack(keys: list[tuple[np.ndarray, int]]) -> list[np.ndarray]:
     return packed
 
 
+def _codes(values: pd.Series) -> tuple[np.ndarray, int]:
+    """Unordered integer code per row (-1 for NULL): a hash factorize, no string sort."""
+    codes, uniques = pd.factorize(values)
+    return codes.astype(np.int64), len(uniques)
+
+
 def pick_rows(work: dict, element: str, rule: str, tiebreak: str, n_groups: int
               ) -> np.ndarray:
     """Row position of the winning value per master id (-1: no value). NULLs never win.
     Ties after rule and tiebreak: trust, then the smallest value, then the smallest record key.
-    One sort over packed integer keys; no per-group Python."""
+    One sort over packed integer keys (master id, rule, tiebreak, trust); only the few masters
+    whose best rows still differ in value or source are settled by value and key order."""
     val_code, n_vals = work["codes"][element]
     rows = np.flatnonzero(val_code >= 0)
     winner = np.full(n_groups, -1, dtype=np.int64)
@@ -97,31 +104,61 @@ def pick_rows(work: dict, element: str, rule: str, tiebreak: str, n_groups: int
         _, inverse, counts = np.unique(pair, return_inverse=True, return_counts=True)
         top = int(counts.max())
         keys["most_frequent"] = (top - counts[inverse], top)
-    order_keys = _pack([(gid, n_groups), keys[rule], keys[tiebreak], (trust, n_trust),
-                        (val, n_vals), (work["krank"][rows], len(work["krank"]))])
-    order = np.lexsort(order_keys[::-1]) if len(order_keys) > 1 else np.argsort(order_keys[0])
+    packed = _pack([(gid, n_groups), keys[rule], keys[tiebreak], (trust, n_trust)])
+    order = np.lexsort(packed[::-1]) if len(packed) > 1 else np.argsort(packed[0], kind="stable")
     g = gid[order]
-    first = np.ones(len(order), dtype=bool)
-    first[1:] = g[1:] != g[:-1]
-    winner[g[first]] = rows[order][first]
+    start = np.ones(len(order), dtype=bool)
+    start[1:] = g[1:] != g[:-1]
+    change = start.copy()
+    for key in packed:
+        k = key[order]
+        change[1:] |= k[1:] != k[:-1]
+    run = np.cumsum(change)
+    grp = np.cumsum(start) - 1
+    starts = np.flatnonzero(start)
+    top = run == run[starts][grp]                 # rows tied with the group's best
+    v, src = val[order], work["source"][rows][order]
+    open_ = top & ((v != v[starts][grp]) | (src != src[starts][grp]))
+    winner[g[start]] = rows[order][start]
+    if open_.any():   # settle: smallest value, then smallest record key
+        sub = np.flatnonzero(top & np.isin(grp, grp[open_]))
+        at = rows[order][sub]
+        vrank = _dense_codes(work["frame"][element].iloc[at])[0]
+        key = work["key"].iloc[at]
+        krank = pc.rank(pa.chunked_array(key.array._pa_array), sort_keys="ascending",
+                        tiebreaker="first").to_numpy().astype(np.int64)
+        o = np.lexsort((krank, vrank, grp[sub]))
+        gs = grp[sub][o]
+        first = np.ones(len(o), dtype=bool)
+        first[1:] = gs[1:] != gs[:-1]
+        winner[g[sub][o][first]] = at[o][first]
     return winner
 
 
-def _lineage(elements: list[str], sources: dict[str, np.ndarray]) -> np.ndarray:
-    """JSON object element -> source per golden row, built column-wise (keys sorted).
-    sources: element -> (source code per golden row (-1: none), source names)."""
-    out = None
-    for element in sorted(elements):
-        code, names = sources[element]
-        lookup = np.array([f'"{element}": {json.dumps(str(v))}' for v in names] + [""],
-                          dtype=object)
-        piece = lookup[np.where(code >= 0, code, len(names))]
-        if out is None:
-            out = piece
-        else:
-            sep = np.where((out != "") & (piece != ""), ", ", "")
-            out = out + sep + piece
-    return "{" + out + "}" if out is not None else np.array([], dtype=object)
+def _lineage(elements: list[str], sources: dict[str, tuple[np.ndarray, list]]) -> np.ndarray:
+    """JSON object element -> source per golden row (keys sorted). sources: element ->
+    (source code per golden row, -1 for none; source names). Built once per distinct
+    combination of sources, then taken per row."""
+    ordered = sorted(elements)
+    if not ordered:
+        return np.array([], dtype=object)
+    names = sources[ordered[0]][1]
+    base = len(names) + 1
+    combo = np.zeros(len(sources[ordered[0]][0]), dtype=np.int64)
+    if base ** len(ordered) < 2 ** 62:
+        for element in ordered:
+            combo = combo * base + (sources[element][0] + 1)
+        codes, uniq = pd.factorize(combo)
+        digits = [(uniq // base ** (len(ordered) - 1 - i)) % base - 1 for i in range(len(ordered))]
+    else:   # too many sources to pack: one combination per row
+        codes = np.arange(len(combo))
+        digits = [sources[e][0] for e in ordered]
+    text = []
+    for j in range(len(digits[0])):
+        parts = [f'"{e}": {json.dumps(str(names[d[j]]))}' for e, d in zip(ordered, digits)
+                 if d[j] >= 0]
+        text.append("{" + ", ".join(parts) + "}")
+    return np.asarray(text, dtype=object)[codes]
 
 
 def golden_records(df: pd.DataFrame, id_col: str, elements: list[str], spec: dict) -> pd.DataFrame:
@@ -132,14 +169,13 @@ def golden_records(df: pd.DataFrame, id_col: str, elements: list[str], spec: dic
     gid, uniques = pd.factorize(df[id_col])
     gid = gid.astype(np.int64)
     source_code, source_names = pd.factorize(df["source_system"])
-    # record key rank (smallest key wins a full tie), ranked in Arrow, no Python strings
+    # record key: the smallest wins a full tie (ranked only where such a tie occurs)
     key = (df["source_system"].astype("string[pyarrow]") + "\x1f"
            + df["source_record_id"].astype("string[pyarrow]"))
-    krank = pc.rank(pa.chunked_array(key.array._pa_array), sort_keys="ascending",
-                    tiebreaker="first").to_numpy().astype(np.int64) - 1
     trust = trust_rank(df["source_system"], trust_order)
     work = {"gid": gid, "trust": trust, "n_trust": int(trust.max()) + 1 if len(trust) else 1,
-            "krank": krank, "codes": {}}
+            "source": source_code.astype(np.int64), "key": key,
+            "frame": df, "codes": {}}
     used = {rules.get(e, default) for e in elements} | {tiebreak}
     if "most_recent" in used:
         if "updated_at" in df.columns:
@@ -154,7 +190,7 @@ def golden_records(df: pd.DataFrame, id_col: str, elements: list[str], spec: dic
     out = {id_col: pd.Series(uniques, dtype="string")}
     sources = {}
     for element in elements:
-        work["codes"][element] = _dense_codes(df[element])
+        work["codes"][element] = _codes(df[element])
         win = pick_rows(work, element, rules.get(element, default), tiebreak, n_groups)
         has = win >= 0
         safe = np.where(has, win, 0)
@@ -162,8 +198,9 @@ def golden_records(df: pd.DataFrame, id_col: str, elements: list[str], spec: dic
         sources[element] = (np.where(has, source_code[safe], -1), list(source_names))
     frame = pd.DataFrame(out)
     frame["record_count"] = np.bincount(gid, minlength=n_groups).astype("int64")
-    pairs = np.unique(gid * (len(source_names) + 1) + source_code)
-    frame["source_count"] = np.bincount(pairs // (len(source_names) + 1),
-                                        minlength=n_groups).astype("int64")
+    source_count = np.zeros(n_groups, dtype=np.int64)
+    for s in range(len(source_names)):
+        source_count += np.bincount(gid[source_code == s], minlength=n_groups) > 0
+    frame["source_count"] = source_count
     frame["lineage"] = pd.Series(_lineage(elements, sources), dtype="string")
     return frame[[id_col] + elements + ["record_count", "source_count", "lineage"]]
