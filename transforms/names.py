@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from functools import lru_cache
+from operator import itemgetter
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -201,7 +202,11 @@ _PERSON_MEMO: dict[tuple[tuple[str, str], ...], dict[str, tuple[str | None, str 
 
 def _person_uniques(uniques: np.ndarray, surnames: tuple[tuple[str, str], ...]) -> pd.DataFrame:
     memo = _PERSON_MEMO.setdefault(surnames, {})
-    got = [memo.get(v) if type(v) is str else None for v in uniques]
+    values = uniques.tolist()
+    try:  # only strings are ever stored, so any other value simply misses
+        got = list(map(memo.get, values))
+    except TypeError:  # an unhashable raw value
+        got = [memo.get(v) if type(v) is str else None for v in values]
     miss = [i for i, g in enumerate(got) if g is None]
     if miss:
         todo = uniques[miss] if len(miss) < len(uniques) else uniques
@@ -211,14 +216,13 @@ def _person_uniques(uniques: np.ndarray, surnames: tuple[tuple[str, str], ...]) 
         rows = zip(*(fresh[c].array.__arrow_array__().to_pylist() for c in ("name", "name_latin", "name_pinyin")))
         for i, row in zip(miss, rows):
             got[i] = row
-            v = uniques[i]
+            v = values[i]
             if type(v) is str:
                 memo[v] = row
         if len(miss) == len(uniques):
             return fresh
-    return pd.DataFrame({"name": strings(pa.array([g[0] for g in got], type=pa.string())),
-                         "name_latin": strings(pa.array([g[1] for g in got], type=pa.string())),
-                         "name_pinyin": strings(pa.array([g[2] for g in got], type=pa.string()))})
+    return pd.DataFrame({c: strings(pa.array(list(map(itemgetter(k), got)), type=pa.string()))
+                         for k, c in enumerate(("name", "name_latin", "name_pinyin"))})
 
 
 def normalise_person_names(values: pd.Series, surname_readings: Mapping[str, str] | None = None) -> pd.DataFrame:
