@@ -8,7 +8,8 @@ from time import perf_counter
 
 import numpy as np
 import pandas as pd
-import recordlinkage
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import compare
 from .common import (ConstrainedUnion, KEY_COLS, assign_stable_ids, decision_pairs, pair_id,
@@ -29,6 +30,22 @@ FIELDS = ["id", "name", "pinyin", "birth", "sex", "phone", "region"]
 
 
 # ---------------------------------------------------------------- facts from the ID number
+def _slice(values: pd.Series, start: int, stop: int) -> pd.Series:
+    """values.str[start:stop] computed in Arrow (pandas' Arrow-string slicing is per value)."""
+    arr = pa.chunked_array(values.astype("string[pyarrow]").array._pa_array)
+    return pd.Series(pd.arrays.ArrowStringArray(pc.utf8_slice_codeunits(arr, start, stop)),
+                     index=values.index)
+
+
+def _per_unique(values: pd.Series, fn) -> pd.Series:
+    """fn applied once per distinct value (NULL stays NULL), then taken back per row."""
+    codes, uniques = pd.factorize(values)
+    done = fn(pd.Series(np.asarray(uniques, dtype=object)))
+    out = done.take(np.where(codes >= 0, codes, 0)).reset_index(drop=True)
+    out.index = values.index
+    return out.where(pd.Series(codes >= 0, index=values.index))
+
+
 def id_facts(df: pd.DataFrame) -> pd.DataFrame:
     """Birth date and sex embedded in usable ID numbers (GB 11643: digits 7-14, 17th odd=male)."""
     bad = ~df["id_number_status"].isin(STATUSES) & df["id_number_status"].notna()
@@ -38,8 +55,11 @@ def id_facts(df: pd.DataFrame) -> pd.DataFrame:
                          f"{', '.join(sorted(STATUSES))})")
     usable = df["id_number_status"].isin(USABLE) & df["id_number"].notna()
     ids = df["id_number"].astype("string").where(usable)
-    id_birth = pd.to_datetime(ids.str[6:14], format="%Y%m%d", errors="coerce")
-    seventeenth = pd.to_numeric(ids.str[16], errors="coerce").astype("float64")
+    id_birth = _per_unique(_slice(ids, 6, 14),
+                           lambda u: pd.to_datetime(u, format="%Y%m%d", errors="coerce"))
+    seventeenth = _per_unique(_slice(ids, 16, 17),
+                              lambda u: pd.to_numeric(u, errors="coerce").astype("float64"))
+    seventeenth = seventeenth.astype("float64")
     id_sex = pd.Series(np.where(seventeenth % 2 == 1, "1", "2"), index=df.index,
                        dtype="string").where(seventeenth.notna())
     return pd.DataFrame({"usable": usable.to_numpy(), "id_birth": id_birth, "id_sex": id_sex,
@@ -99,11 +119,11 @@ def _blocking_frame(df: pd.DataFrame, facts: pd.DataFrame, conflict: np.ndarray,
         "birth": birth,
         "sex": sex,
         "phone": df["phone"].astype("string"),
-        "region": df["region_code"].astype("string").str[:6],
+        "region": _slice(df["region_code"], 0, 6).astype("string"),
     }, index=df.index)
     # a borrowed ID's region (the normaliser derives region_code from the ID) is not the
     # record's own
-    from_borrowed_id = conflict & (view["region"] == view["id_number"].str[:6]).fillna(False).to_numpy()
+    from_borrowed_id = conflict & (view["region"] == _slice(view["id_number"], 0, 6).astype("string")).fillna(False).to_numpy()
     view.loc[from_borrowed_id, "region"] = pd.NA
     # integer blocking keys: merges on ints are far cheaper than on strings
     days = view["birth"].to_numpy(dtype="datetime64[D]")
@@ -113,7 +133,7 @@ def _blocking_frame(df: pd.DataFrame, facts: pd.DataFrame, conflict: np.ndarray,
     year = view["birth"].dt.year.to_numpy(dtype=np.float64, na_value=np.nan)
     # birth date + first pinyin letter (surname initial): catches given-name typos without
     # pairing everybody born on one day
-    initial = pd.factorize(view["pinyin"].str[:1])[0].astype(np.int64)
+    initial = pd.factorize(_slice(view["pinyin"], 0, 1))[0].astype(np.int64)
     keys = {"b_birth": (day_no * 64 + initial, has_birth & (initial >= 0)),
             "b_pinyin_year": (py_code.astype(np.int64) * 10000 + np.nan_to_num(year).astype(np.int64),
                               (py_code >= 0) & has_birth),
@@ -128,21 +148,51 @@ def _blocking_frame(df: pd.DataFrame, facts: pd.DataFrame, conflict: np.ndarray,
     return view
 
 
+def _pairs_sharing(code: np.ndarray, present: np.ndarray, queue: np.ndarray,
+                   reach: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(queued record, record) pairs whose integer keys differ by at most reach, built on
+    the sorted keys: each queued record takes the slice of records in its key range."""
+    rows = np.flatnonzero(present)
+    if not len(rows):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    order = rows[np.argsort(code[rows], kind="stable")]
+    keys = code[order]
+    q = queue[present[queue]]
+    lo = np.searchsorted(keys, code[q] - reach, side="left")
+    hi = np.searchsorted(keys, code[q] + reach, side="right")
+    cnt = hi - lo
+    total = int(cnt.sum())
+    left = np.repeat(q, cnt)
+    offset = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+    right = order[np.repeat(lo, cnt) + offset]
+    return left, right
+
+
 def candidate_pairs(view: pd.DataFrame, queue: np.ndarray, group: np.ndarray,
                     cfg: LinkConfig) -> pd.MultiIndex:
     """Pairs (queued record, any record) sharing a blocking key, not already in one group.
-    A pair of two queued records is kept once (left < right)."""
-    block_cols = ["b_birth", "b_pinyin_year", "b_phone", "id_number"]
-    view = view[block_cols]
-    left = view.iloc[queue]
-    indexer = recordlinkage.Index()
-    indexer.block("b_birth")
-    indexer.block("b_pinyin_year")
-    indexer.block("b_phone")
-    indexer.sortedneighbourhood("id_number", window=cfg.sorted_window)
-    pairs = indexer.index(left, view)
-    l, r = pairs.get_level_values(0).to_numpy(), pairs.get_level_values(1).to_numpy()
-    in_queue = np.zeros(len(view), dtype=bool)
+    A pair of two queued records is kept once (left < right). Blocks on the integer keys and
+    a sorted neighbourhood (window cfg.sorted_window) over the ranked ID numbers, built with
+    numpy; the same pairs, in the same (sorted) order, as recordlinkage's Index."""
+    n = len(view)
+    lefts, rights = [], []
+    for col in ["b_birth", "b_pinyin_year", "b_phone"]:
+        present = view[col].notna().to_numpy()
+        code = view[col].to_numpy(dtype=np.int64, na_value=0)
+        l, r = _pairs_sharing(code, present, queue)
+        lefts.append(l)
+        rights.append(r)
+    if cfg.sorted_window < 0 or cfg.sorted_window % 2 == 0:
+        raise ValueError("window is not a positive and odd integer")
+    ids = pa.chunked_array(view["id_number"].astype("string[pyarrow]").array._pa_array)
+    present = ids.is_valid().to_numpy(zero_copy_only=False)
+    rank = pc.rank(ids, sort_keys="ascending", tiebreaker="dense").to_numpy().astype(np.int64)
+    l, r = _pairs_sharing(rank, present, queue, (cfg.sorted_window - 1) // 2)
+    lefts.append(l)
+    rights.append(r)
+    pair = np.unique(np.concatenate(lefts) * n + np.concatenate(rights))
+    l, r = pair // n, pair % n
+    in_queue = np.zeros(n, dtype=bool)
     in_queue[queue] = True
     keep = (l != r) & (group[l] != group[r]) & ~(in_queue[r] & (r < l))
     return pd.MultiIndex.from_arrays([l[keep], r[keep]])
