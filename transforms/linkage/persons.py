@@ -54,14 +54,14 @@ def id_facts(df: pd.DataFrame) -> pd.DataFrame:
                          f"{df.loc[bad, 'id_number_status'].iloc[0]!r} (expected "
                          f"{', '.join(sorted(STATUSES))})")
     usable = df["id_number_status"].isin(USABLE) & df["id_number"].notna()
-    ids = df["id_number"].astype("string").where(usable)
+    ids = df["id_number"].astype("string[pyarrow]").where(usable)
     id_birth = _per_unique(_slice(ids, 6, 14),
                            lambda u: pd.to_datetime(u, format="%Y%m%d", errors="coerce"))
     seventeenth = _per_unique(_slice(ids, 16, 17),
                               lambda u: pd.to_numeric(u, errors="coerce").astype("float64"))
     seventeenth = seventeenth.astype("float64")
     id_sex = pd.Series(np.where(seventeenth % 2 == 1, "1", "2"), index=df.index,
-                       dtype="string").where(seventeenth.notna())
+                       dtype="string[pyarrow]").where(seventeenth.notna())
     return pd.DataFrame({"usable": usable.to_numpy(), "id_birth": id_birth, "id_sex": id_sex,
                          "birth": compare.as_datetime(df["birth_date"])},
                         index=df.index)
@@ -71,7 +71,7 @@ def holder_conflicts(df: pd.DataFrame, facts: pd.DataFrame, trust: np.ndarray) -
     """Records whose own birth date / sex contradicts their ID, or whose name pinyin differs
     from the pinyin the ID's most trusted consistent record carries (e.g. a child's health
     record filed under a guardian's ID)."""
-    sex = df["sex"].astype("string")
+    sex = df["sex"].astype("string[pyarrow]")
     birth_bad = (facts["birth"].notna() & facts["id_birth"].notna()
                  & (facts["birth"] != facts["id_birth"]))
     sex_bad = sex.isin(["1", "2"]) & facts["id_sex"].notna() & (sex != facts["id_sex"])
@@ -109,21 +109,23 @@ def _blocking_frame(df: pd.DataFrame, facts: pd.DataFrame, conflict: np.ndarray,
     trusted_id = facts["usable"].to_numpy() & ~conflict
     birth = facts["birth"].where(facts["birth"].notna() | ~pd.Series(trusted_id, index=df.index),
                                  facts["id_birth"])
-    sex = df["sex"].astype("string").where(df["sex"].astype("string").isin(["1", "2"]))
+    sex = df["sex"].astype("string[pyarrow]")
+    sex = sex.where(sex.isin(["1", "2"]))
     sex = sex.fillna(facts["id_sex"].where(pd.Series(trusted_id, index=df.index)))
     view = pd.DataFrame({
-        "id_number": df["id_number"].astype("string"),
+        "id_number": df["id_number"].astype("string[pyarrow]"),
         # a dropped middle dot (艾合买提玉素甫) is not a different name
-        "name": df["name"].astype("string").str.replace("·", "", regex=False),
-        "pinyin": df["name_pinyin"].astype("string"),
+        "name": df["name"].astype("string[pyarrow]").str.replace("·", "", regex=False),
+        "pinyin": df["name_pinyin"].astype("string[pyarrow]"),
         "birth": birth,
         "sex": sex,
-        "phone": df["phone"].astype("string"),
-        "region": _slice(df["region_code"], 0, 6).astype("string"),
+        "phone": df["phone"].astype("string[pyarrow]"),
+        "region": _slice(df["region_code"], 0, 6),
     }, index=df.index)
     # a borrowed ID's region (the normaliser derives region_code from the ID) is not the
     # record's own
-    from_borrowed_id = conflict & (view["region"] == _slice(view["id_number"], 0, 6).astype("string")).fillna(False).to_numpy()
+    from_borrowed_id = conflict & (view["region"] == _slice(view["id_number"], 0, 6)) \
+        .fillna(False).to_numpy()
     view.loc[from_borrowed_id, "region"] = pd.NA
     # integer blocking keys: merges on ints are far cheaper than on strings
     days = view["birth"].to_numpy(dtype="datetime64[D]")
