@@ -6,6 +6,8 @@ import hashlib
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 KEY_COLS = ["source_system", "source_record_id"]
 RULES = ("id", "repaired_id", "probabilistic", "steward", "singleton")
@@ -123,6 +125,12 @@ class ConstrainedUnion:
         return out
 
 
+def _argsort_text(values: pd.Series) -> np.ndarray:
+    """Stable ascending order of strings, sorted in Arrow (code point order, as Python's)."""
+    arr = pa.chunked_array(pd.Series(values).astype("string[pyarrow]").array._pa_array)
+    return pc.sort_indices(arr).to_numpy()
+
+
 def hash_id(prefix: str, key: str) -> str:
     return prefix + hashlib.sha1(key.encode("utf-8")).hexdigest()[:12].upper()
 
@@ -145,7 +153,7 @@ def assign_stable_ids(keys: pd.Series, cluster: np.ndarray, records: pd.DataFram
         frame["prev"] = pd.Series(pd.NA, index=frame.index, dtype="string")
         all_prev = set()
     # smallest member key per cluster (string groupby-min is slow: sort once instead)
-    ordered = frame.iloc[np.argsort(frame["_key"].to_numpy(dtype=object), kind="stable")]
+    ordered = frame.iloc[_argsort_text(keys)]
     first = ordered.drop_duplicates("cluster")
     min_key = pd.Series(first["_key"].to_numpy(), index=first["cluster"].to_numpy())
     size_by = (frame.dropna(subset=["prev"]).groupby(["cluster", "prev"]).size()
@@ -159,7 +167,8 @@ def assign_stable_ids(keys: pd.Series, cluster: np.ndarray, records: pd.DataFram
     winners = fav.drop_duplicates("prev")
     final = pd.Series(winners["prev"].to_numpy(), index=winners["cluster"].to_numpy(), dtype=object)
     taken = set(final.values) | all_prev
-    new_clusters = min_key.drop(final.index).sort_values()
+    new_clusters = min_key.drop(final.index)
+    new_clusters = new_clusters.iloc[_argsort_text(new_clusters)]
     fresh = {}
     for c, key in new_clusters.items():
         cand, salt = hash_id(prefix, key), 0
