@@ -78,7 +78,8 @@ def holder_conflicts(df: pd.DataFrame, facts: pd.DataFrame, trust: np.ndarray) -
     conflict = (facts["usable"] & (birth_bad | sex_bad)).to_numpy(dtype=bool)
     usable = facts["usable"].to_numpy()
     id_code = pd.factorize(df["id_number"])[0].astype(np.int64)
-    py_code = pd.factorize(df["name_pinyin"])[0].astype(np.int64)
+    py_code, py_uniques = pd.factorize(df["name_pinyin"])
+    py_code = py_code.astype(np.int64)
     ok = np.flatnonzero(usable & ~conflict & (py_code >= 0))
     holder = np.full(int(id_code.max()) + 2 if len(id_code) else 1, -1, dtype=np.int64)
     if len(ok):
@@ -93,10 +94,10 @@ def holder_conflicts(df: pd.DataFrame, facts: pd.DataFrame, trust: np.ndarray) -
     expected = np.where(id_code >= 0, holder[id_code], -1)
     pinyin_bad = usable & (py_code >= 0) & (expected >= 0) & (py_code != expected)
     if pinyin_bad.any():   # spelling variants (abudu / abudou) are the holder; other names are not
-        uniques = pd.factorize(df["name_pinyin"])[1]
+        uniques = np.asarray(py_uniques, dtype=object)
         rows = np.flatnonzero(pinyin_bad)
-        own = pd.Series(np.asarray(uniques, dtype=object)[py_code[rows]])
-        held = pd.Series(np.asarray(uniques, dtype=object)[expected[rows]])
+        own = pd.Series(uniques[py_code[rows]])
+        held = pd.Series(uniques[expected[rows]])
         pinyin_bad[rows] = compare.similarity(own, held) < PINYIN_VARIANT_SIMILARITY
     return conflict | pinyin_bad
 
