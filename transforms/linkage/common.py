@@ -25,7 +25,7 @@ def prepare_records(records: pd.DataFrame, columns: list[str], what: str) -> pd.
     """Positional index, every expected column present (absent optional ones as NA),
     and a clear error on duplicate record keys."""
     require_columns(records, KEY_COLS, what)
-    out = records.reset_index(drop=True).copy()
+    out = records.reset_index(drop=True)   # a new frame: columns below are replaced, not edited
     for col in columns:
         if col not in out.columns:
             out[col] = pd.NA
