@@ -21,6 +21,16 @@ def require_columns(frame: pd.DataFrame, columns: list[str], what: str) -> None:
         raise ValueError(f"{what}: missing column(s) {', '.join(missing)}")
 
 
+def _arrow_strings(values: pd.Series) -> pd.Series:
+    """values as string[pyarrow]. Python-backed string columns hold only str or NA, so Arrow
+    builds them directly (pandas' astype re-validates every value first)."""
+    dtype = values.dtype
+    if isinstance(dtype, pd.StringDtype) and dtype.storage == "python":
+        arr = pa.array(values.to_numpy(dtype=object), type=pa.large_string(), from_pandas=True)
+        return pd.Series(pd.arrays.ArrowStringArray(arr), index=values.index, name=values.name)
+    return values.astype("string[pyarrow]")
+
+
 def prepare_records(records: pd.DataFrame, columns: list[str], what: str) -> pd.DataFrame:
     """Positional index, every expected column present (absent optional ones as NA),
     and a clear error on duplicate record keys."""
@@ -32,7 +42,7 @@ def prepare_records(records: pd.DataFrame, columns: list[str], what: str) -> pd.
     # Arrow-backed strings: vectorised comparisons, factorize and .str methods in C++
     for col in out.columns:
         if out[col].dtype == object or isinstance(out[col].dtype, pd.StringDtype):
-            out[col] = out[col].astype("string[pyarrow]")
+            out[col] = _arrow_strings(out[col])
     dup = out.duplicated(KEY_COLS, keep=False)
     if dup.any():
         first = out.loc[dup, KEY_COLS].iloc[0]
