@@ -38,6 +38,12 @@ def read_parquet(path: str, columns: list[str] | None = None) -> pd.DataFrame:
         return pq.read_table(fh, columns=columns).to_pandas()
 
 
+def read_arrow(path: str, columns: list[str] | None = None) -> pa.Table:
+    fs, p = _fs(path)
+    with fs.open(p, "rb") as fh:
+        return pq.read_table(fh, columns=columns)
+
+
 def exists(path: str) -> bool:
     fs, p = _fs(path)
     return fs.exists(p)

@@ -164,11 +164,6 @@ def validate(normalised: list[dict], run: dict) -> dict:
 
 
 # 4 link -------------------------------------------------------------------------------------
-def _concat_kind(normalised: list[dict], kind: str) -> pd.DataFrame:
-    frames = [read_parquet(n["current_path"]) for n in normalised if n["kind"] == kind]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
 LINKERS = {PERSON: ("link_persons", "xref_person", "person_id"),
            ENTERPRISE: ("link_enterprises", "xref_enterprise", "enterprise_id")}
 OUTPUTS = ("xref", "golden", "history", "review", "evidence")
@@ -215,21 +210,35 @@ def assign_partitions(records: pd.DataFrame, n: int, decisions: pd.DataFrame | N
     return pd.Series(parts, index=records.index)
 
 
+PARTITION_COLUMNS = ["source_system", "source_record_id", "id_number", "birth_date", "uscc", "org_code",
+                     "tax_no", "name_core"]
+
+
 @_timed
 def link_plan(normalised: list[dict], run: dict) -> dict:
-    """Splits each entity's live records into blocking partitions (files in the lake)."""
+    """Splits each entity's live records into blocking partitions (files in the lake).
+    Records stay in Arrow: only the columns that decide the partition become pandas."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from govdata.lake import read_arrow, write_parquet
+
     partitions = []
     for kind in LINKERS:
-        records = _concat_kind(normalised, kind)
-        if records.empty:
+        tables = [read_arrow(n["current_path"]) for n in normalised if n["kind"] == kind]
+        if not tables:
             continue
-        n = max(1, -(-len(records) // partition_rows()))
-        parts = assign_partitions(records, n, _decisions(run, kind))
-        for p in sorted(parts.unique()):
+        records = pa.concat_tables(tables, promote_options="permissive")
+        if records.num_rows == 0:
+            continue
+        keys = records.select([c for c in PARTITION_COLUMNS if c in records.column_names]).to_pandas()
+        n = max(1, -(-records.num_rows // partition_rows()))
+        parts = pa.array(assign_partitions(keys, n, _decisions(run, kind)).to_numpy())
+        for p in sorted(set(parts.to_pylist())):
             path = run_path(run["lake"], run["run_id"], "link", "input", f"{kind}_{p}.parquet")
-            chunk = records[parts.to_numpy() == p]
+            chunk = records.filter(pc.equal(parts, p))
             partitions.append({"kind": kind, "partition": int(p), "path": write_parquet(chunk, path),
-                               "rows": len(chunk)})
+                               "rows": chunk.num_rows})
     return {"partitions": partitions}
 
 
@@ -282,24 +291,35 @@ def separate_shared_ids(xrefs: list[pd.DataFrame], id_col: str, prefix: str, run
 
 @_timed
 def link_merge(parts: list[dict], run: dict) -> dict:
-    """One xref / golden / history / review / evidence file per entity from the partitions."""
+    """One xref / golden / history / review / evidence file per entity from the partitions
+    (concatenated in Arrow; only master IDs shared across partitions are rewritten)."""
+    import pyarrow as pa
+
+    from govdata.lake import read_arrow
+
     out: dict = {"paths": {}, "stats": {}}
     for kind, (_, _, id_col) in LINKERS.items():
         mine = [p for p in parts if p["kind"] == kind]
         if not mine:
             continue
-        frames = {name: [read_parquet(p["paths"][name]) for p in mine] for name in OUTPUTS}
-        frames["xref"], moved = separate_shared_ids(frames["xref"], id_col, "P" if kind == PERSON else "E",
-                                                    run["run_id"])
-        for _, m in moved.iterrows():   # the golden record follows its records
-            g = frames["golden"][m["_part"]]
-            frames["golden"][m["_part"]] = g.assign(**{id_col: g[id_col].where(g[id_col] != m["old_id"], m["new_id"])})
+        xrefs = [read_parquet(p["paths"]["xref"]) for p in mine]
+        xrefs, moved = separate_shared_ids(xrefs, id_col, "P" if kind == PERSON else "E", run["run_id"])
+        tables = {"xref": [pa.Table.from_pandas(x, preserve_index=False) for x in xrefs]}
+        for name in OUTPUTS[1:]:
+            tables[name] = [read_arrow(p["paths"][name]) for p in mine]
+        for i in set(moved.get("_part", [])):   # the golden record follows its records
+            golden = tables["golden"][i].to_pandas()
+            renames = dict(zip(moved.loc[moved["_part"] == i, "old_id"], moved.loc[moved["_part"] == i, "new_id"]))
+            golden[id_col] = golden[id_col].replace(renames)
+            tables["golden"][i] = pa.Table.from_pandas(golden, preserve_index=False)
         if not moved.empty:
-            frames["history"].append(moved.drop(columns="_part").assign(entity=kind))
-        for name, pieces in frames.items():
-            pieces = [f for f in pieces if not f.empty] or pieces[:1]
+            extra = moved.drop(columns="_part").assign(entity=kind)
+            tables["history"].append(pa.Table.from_pandas(extra, preserve_index=False))
+        for name, pieces in tables.items():
+            pieces = [t for t in pieces if t.num_rows] or pieces[:1]
+            merged = pa.concat_tables(pieces, promote_options="permissive")
             out["paths"][f"{kind}_{name}"] = write_parquet(
-                pd.concat(pieces, ignore_index=True), run_path(run["lake"], run["run_id"], "link", f"{kind}_{name}.parquet"))
+                merged, run_path(run["lake"], run["run_id"], "link", f"{kind}_{name}.parquet"))
         out["stats"][kind] = {"partitions": len(mine), **_sum_stats([p["stats"] for p in mine])}
     out["partition_seconds"] = [p.get("seconds", 0) for p in parts]
     return out
