@@ -170,6 +170,22 @@ OUTPUTS = ("xref", "golden", "history", "review", "evidence")
 KEYS = ["source_system", "source_record_id"]
 
 
+def link_config(kind: str):
+    """LinkConfig with the stewards' thresholds from standards/linkage.yaml."""
+    import yaml
+
+    from standards.registry import load_standards
+    from transforms.linkage import LinkConfig
+
+    settings = yaml.safe_load((Path(load_standards().root) / "linkage.yaml").read_text(encoding="utf-8")) or {}
+    known = set(LinkConfig.__dataclass_fields__)
+    options = settings.get(kind) or {}
+    unknown = set(options) - known
+    if unknown:
+        raise ValueError(f"standards/linkage.yaml: {kind}: unknown setting(s) {sorted(unknown)}; expected {sorted(known)}")
+    return LinkConfig(**options)
+
+
 def partition_rows() -> int:
     """Records per linkage partition: the unit one mapped Airflow task links in memory."""
     return int(os.environ.get("GOVDATA_LINK_PARTITION_ROWS", "500000"))
@@ -258,7 +274,8 @@ def link_partition(part: dict, run: dict) -> dict:
     if decisions is not None:
         decisions = decisions[_keys(decisions, "left_").isin(keys) & _keys(decisions, "right_").isin(keys)]
     result = getattr(linkage, fn_name)(records, previous_xref=previous, decisions=decisions,
-                                       survivorship=load_survivorship(), run_id=run["run_id"])
+                                       survivorship=load_survivorship(), run_id=run["run_id"],
+                                       config=link_config(part["kind"]))
     stem = f"{part['kind']}_{part['partition']}"
     paths = {name: write_parquet(getattr(result, name), run_path(run["lake"], run["run_id"], "link", "parts",
                                                                   f"{stem}_{name}.parquet"))

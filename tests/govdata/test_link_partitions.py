@@ -22,3 +22,11 @@ def test_steward_match_pulls_records_into_one_partition():
                               "decision": ["match"]})
     assert assign_partitions(records, 2, None).tolist() == [0, 1]     # 1990 % 2, 1991 % 2
     assert assign_partitions(records, 2, decisions).tolist() == [0, 0]
+
+
+def test_link_config_comes_from_the_stewards_yaml():
+    from govdata.stages import link_config
+
+    assert link_config("person").review_threshold == 12.0
+    assert link_config("person").match_threshold == 14.0
+    assert link_config("enterprise").review_threshold == 8.0   # library default
