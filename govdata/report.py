@@ -82,6 +82,15 @@ def _redact_url(url: str) -> str:
         return url
 
 
+def _relative_to_page(target: str | None, page: str) -> str | None:
+    """Links inside the report folder stay valid when the folder is copied or served."""
+    import os
+
+    if not target or "://" in page:
+        return target
+    return os.path.relpath(target, os.path.dirname(page))
+
+
 def write_run_report(path: str, *, run: dict, extracted: list[dict], normalised: list[dict], validated: dict,
                      linked: dict, loaded: dict, marted: dict) -> dict:
     summary = build_summary(run, normalised, linked, loaded, validated)
@@ -113,7 +122,7 @@ def write_run_report(path: str, *, run: dict, extracted: list[dict], normalised:
         tables=loaded.get("tables", {}), marts=marted.get("marts", []),
         timing_chart=bar_chart_svg(timings, " s"), quarantine_chart=bar_chart_svg(quarantine_chart),
         score_chart=bar_chart_svg(score_histogram(scores)),
-        data_docs=validated.get("docs_index"),
+        data_docs=_relative_to_page(validated.get("docs_index"), path),
     )
     with fsspec.open(path, "w", encoding="utf-8", auto_mkdir=True) as fh:
         fh.write(page)
