@@ -4,7 +4,6 @@ from __future__ import annotations
 import sqlite3
 
 import duckdb
-import pandas as pd
 import pytest
 
 from govdata.demo_data import generate

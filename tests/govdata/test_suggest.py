@@ -1,7 +1,6 @@
 """`govdata sources suggest` recognises columns by their values on departments it has never seen."""
 from __future__ import annotations
 
-import sqlite3
 
 import pytest
 import yaml

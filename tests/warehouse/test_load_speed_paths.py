@@ -2,28 +2,15 @@
 same warehouse as the general merge. Correctness only: speed is measured by warehouse.bench."""
 from __future__ import annotations
 
-import uuid
 
 import pandas as pd
-import psycopg
 import pytest
-import sqlalchemy as sa
 
 from warehouse import load as L
 from warehouse.bench import synthetic_xref
-from warehouse.load import LoadError, connect, load_tables, pg_conninfo
+from warehouse.load import LoadError, connect, load_tables
 
 N = 12_000  # above FULL_REPLACE_MIN_ROWS
-
-
-@pytest.fixture
-def pg_db(postgres_url):
-    name = f"wh_{uuid.uuid4().hex[:10]}"
-    admin = psycopg.connect(**pg_conninfo(postgres_url), autocommit=True)
-    admin.execute(f"CREATE DATABASE {name}")
-    yield sa.engine.make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
-    admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
-    admin.close()
 
 
 @pytest.fixture(params=["duckdb", "postgresql"])
@@ -32,7 +19,7 @@ def url(request, tmp_path, monkeypatch):
     monkeypatch.setattr(L, "BULK_MIN_ROWS", 1_000)
     if request.param == "duckdb":
         return f"duckdb:///{tmp_path / 'warehouse.duckdb'}"
-    return request.getfixturevalue("pg_db")
+    return request.getfixturevalue("pg_database")
 
 
 def xref_rows(url: str) -> list[tuple]:

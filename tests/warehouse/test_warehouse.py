@@ -26,17 +26,6 @@ MARTS = ["mart_certificate_reuse", "mart_data_quality", "mart_once_only", "mart_
          "mart_satisfaction", "mart_service_timeliness"]
 
 
-@pytest.fixture
-def pg_database(postgres_url):
-    """A fresh database on the throwaway server; dropped afterwards."""
-    name = f"wh_{uuid.uuid4().hex[:10]}"
-    admin = psycopg.connect(**pg_conninfo(postgres_url), autocommit=True)
-    admin.execute(f"CREATE DATABASE {name}")
-    yield sa.engine.make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
-    admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
-    admin.close()
-
-
 @pytest.fixture(params=["duckdb", "postgresql"])
 def warehouse_url(request, tmp_path):
     if request.param == "duckdb":
