@@ -6,6 +6,7 @@ lake; the dicts carry paths and counts only.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -30,6 +31,7 @@ class QualityGateError(RuntimeError):
 def _timed(fn):
     """Adds the stage's wall time to its result dict (shown in the run report)."""
 
+    @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         start = time.perf_counter()
         result = fn(*args, **kwargs)
@@ -37,7 +39,6 @@ def _timed(fn):
         _progress(fn.__name__, result)
         return result
 
-    wrapper.__name__, wrapper.__doc__ = fn.__name__, fn.__doc__
     return wrapper
 
 

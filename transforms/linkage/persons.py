@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import compare
-from .common import (ConstrainedUnion, KEY_COLS, assign_stable_ids, decision_pairs, pair_id,
+from .common import (ConstrainedUnion, assign_stable_ids, decision_pairs, pair_id,
                      prepare_records)
 from .config import LinkConfig, LinkResult
 from .fellegi_sunter import estimate_mu, field_weights
