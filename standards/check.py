@@ -222,22 +222,21 @@ def check_code_tables(root: Path) -> tuple[list[Problem], dict[str, pd.DataFrame
     return problems, tables, catalogue
 
 
-def check_survivorship(root: Path, elements: dict[str, dict[str, Any]]) -> list[Problem]:
-    file = root / "survivorship.yaml"
+def check_parsed_yaml(file: Path, parse, elements: dict[str, dict[str, Any]]) -> list[Problem]:
+    """A steward YAML that its registry parser accepts, or the parser's complaint as a Problem."""
     try:
-        parse_survivorship(read_yaml(file), file, elements)
+        parse(read_yaml(file), file, elements)
     except StandardsError as exc:
         return [Problem(str(file), exc.key, f"expected {exc.expected}")]
     return []
+
+
+def check_survivorship(root: Path, elements: dict[str, dict[str, Any]]) -> list[Problem]:
+    return check_parsed_yaml(root / "survivorship.yaml", parse_survivorship, elements)
 
 
 def check_row_rules(root: Path, elements: dict[str, dict[str, Any]]) -> list[Problem]:
-    file = root / "row_rules.yaml"
-    try:
-        parse_row_rules(read_yaml(file), file, elements)
-    except StandardsError as exc:
-        return [Problem(str(file), exc.key, f"expected {exc.expected}")]
-    return []
+    return check_parsed_yaml(root / "row_rules.yaml", parse_row_rules, elements)
 
 
 def check_sources(folder: Path, root: Path) -> list[Problem]:

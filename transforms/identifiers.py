@@ -240,13 +240,9 @@ _USCC_RE = r"^[0-9A-HJ-NPQRTUWXY]{2}[0-9]{6}[0-9A-HJ-NPQRTUWXY]{10}$"
 def _uscc_uniques(uniques: np.ndarray) -> pd.DataFrame:
     cleaned, flags = _clean_text(as_text(uniques), _USCC_RE)
     n = len(cleaned)
-    length = _lengths(cleaned)
-    missing = length == 0
-    formed = _matches(cleaned, _USCC_RE)
-    bad_length = ~missing & (length != 18)
-    bad_chars = ~missing & ~bad_length & ~formed
-    m = _fixed_width_matrix(cleaned, formed, 18)
-    bad_check = formed & (m[:, 17] != uscc_check_chars(m[:, :17]))
+    checked = _fixed_format_check(cleaned, _USCC_RE, 18, uscc_check_chars)
+    missing, bad_length, bad_chars, bad_check, m = (checked[k] for k in
+                                                    ("missing", "bad_length", "bad_chars", "bad_check", "matrix"))
     invalid = bad_length | bad_chars | bad_check
     repaired = flags["whitespace"] | flags["fullwidth"] | flags["lowercase"]
     good = ~missing & ~invalid
@@ -280,16 +276,22 @@ def org_check_chars(body8: np.ndarray) -> np.ndarray:
 _ORG_RE = r"^[0-9A-Z]{8}[0-9X]$"
 
 
-def _org_check(cleaned: pa.Array, hyphen: np.ndarray) -> dict[str, np.ndarray]:
+def _fixed_format_check(cleaned: pa.Array, pattern: str, width: int, check_chars) -> dict[str, np.ndarray]:
+    """Shared shape of the code checks: empty, wrong length, wrong characters, wrong check
+    character (the last one, computed by check_chars from the others)."""
     length = _lengths(cleaned)
     missing = length == 0
-    formed = _matches(cleaned, _ORG_RE)
-    bad_length = ~missing & (length != 9)
+    formed = _matches(cleaned, pattern)
+    bad_length = ~missing & (length != width)
     bad_chars = ~missing & ~bad_length & ~formed
-    m = _fixed_width_matrix(cleaned, formed, 9)
-    bad_check = formed & (m[:, 8] != org_check_chars(m[:, :8]))
+    m = _fixed_width_matrix(cleaned, formed, width)
+    bad_check = formed & (m[:, width - 1] != check_chars(m[:, :width - 1]))
     return {"missing": missing, "bad_length": bad_length, "bad_chars": bad_chars,
             "bad_check": bad_check, "matrix": m}
+
+
+def _org_check(cleaned: pa.Array, hyphen: np.ndarray) -> dict[str, np.ndarray]:
+    return _fixed_format_check(cleaned, _ORG_RE, 9, org_check_chars)
 
 
 def _org_code_uniques(uniques: np.ndarray) -> pd.DataFrame:

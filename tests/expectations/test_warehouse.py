@@ -53,17 +53,21 @@ def test_clean_duckdb_warehouse_passes(tmp_path):
     assert set(outcome.results["source_system"]) == {"warehouse"}
 
 
+# validate_warehouse rows on TABLES + BROKEN, whichever backend runs the checks
+BROKEN_RESULTS = [
+    ("expect_column_values_to_be_unique", "dim_person.person_id", True, 0, 2),
+    ("expect_column_values_to_be_unique", "dim_enterprise.enterprise_id", True, 0, 1),
+    ("expect_compound_columns_to_be_unique", "xref_person.(source_system, source_record_id)", False, 2, 4),
+    ("expect_compound_columns_to_be_unique", "xref_enterprise.(source_system, source_record_id)", True, 0, 1),
+    ("unexpected_rows_expectation", "xref_person.person_id -> dim_person.person_id", False, 1, 4),
+    ("unexpected_rows_expectation", "xref_enterprise.enterprise_id -> dim_enterprise.enterprise_id", True, 0, 1),
+]
+
+
 def test_dangling_xref_and_duplicate_key_on_duckdb(tmp_path):
     url = duckdb_warehouse(tmp_path / "wh.duckdb", TABLES, BROKEN)
     outcome = validate_warehouse(url, "run-2")
-    assert rows(outcome) == [
-        ("expect_column_values_to_be_unique", "dim_person.person_id", True, 0, 2),
-        ("expect_column_values_to_be_unique", "dim_enterprise.enterprise_id", True, 0, 1),
-        ("expect_compound_columns_to_be_unique", "xref_person.(source_system, source_record_id)", False, 2, 4),
-        ("expect_compound_columns_to_be_unique", "xref_enterprise.(source_system, source_record_id)", True, 0, 1),
-        ("unexpected_rows_expectation", "xref_person.person_id -> dim_person.person_id", False, 1, 4),
-        ("unexpected_rows_expectation", "xref_enterprise.enterprise_id -> dim_enterprise.enterprise_id", True, 0, 1),
-    ]
+    assert rows(outcome) == BROKEN_RESULTS
     assert outcome.critical_failed is True
     assert outcome.failures == [
         "[critical] warehouse warehouse: xref_person.(source_system, source_record_id) "
@@ -95,14 +99,7 @@ def test_dangling_xref_on_postgres_through_gx(postgres_url):
                 conn.execute(sa.text(statement))
     engine.dispose()
     outcome = validate_warehouse(url, "run-4")
-    assert rows(outcome) == [
-        ("expect_column_values_to_be_unique", "dim_person.person_id", True, 0, 2),
-        ("expect_column_values_to_be_unique", "dim_enterprise.enterprise_id", True, 0, 1),
-        ("expect_compound_columns_to_be_unique", "xref_person.(source_system, source_record_id)", False, 2, 4),
-        ("expect_compound_columns_to_be_unique", "xref_enterprise.(source_system, source_record_id)", True, 0, 1),
-        ("unexpected_rows_expectation", "xref_person.person_id -> dim_person.person_id", False, 1, 4),
-        ("unexpected_rows_expectation", "xref_enterprise.enterprise_id -> dim_enterprise.enterprise_id", True, 0, 1),
-    ]
+    assert rows(outcome) == BROKEN_RESULTS
     assert outcome.critical_failed is True
 
 
