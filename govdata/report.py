@@ -54,6 +54,18 @@ def _frame_rows(linked: dict, name: str) -> int:
     return len(read_parquet(path)) if path and exists(path) else 0
 
 
+def _masters(linked: dict, kind: str) -> int:
+    """Master records after the run (an incremental run rebuilds only the golden records it
+    relinked, so count the ids of the xref)."""
+    path = linked.get("paths", {}).get(f"{kind}_xref")
+    return int(read_parquet(path, columns=[f"{kind}_id"])[f"{kind}_id"].nunique()) if path and exists(path) else 0
+
+
+def _linkage_modes(linked: dict) -> dict:
+    keep = ("mode", "records_relinked", "records_carried")
+    return {kind: {k: s.get(k) for k in keep} for kind, s in linked.get("stats", {}).items()}
+
+
 def build_summary(run: dict, normalised: list[dict], linked: dict, loaded: dict, validated: dict) -> dict:
     tables = loaded.get("tables", {})
     headline = {
@@ -62,13 +74,13 @@ def build_summary(run: dict, normalised: list[dict], linked: dict, loaded: dict,
         "standardised": sum(n["rows_standardised"] for n in normalised),
         "rows quarantined": sum(n["rows_rejected"] for n in normalised),
         "values quarantined": sum(n["values_quarantined"] for n in normalised),
-        "persons": _frame_rows(linked, "person_golden"),
-        "enterprises": _frame_rows(linked, "enterprise_golden"),
+        "persons": _masters(linked, "person"),
+        "enterprises": _masters(linked, "enterprise"),
         "review queue": _frame_rows(linked, "person_review") + _frame_rows(linked, "enterprise_review"),
         "quality checks failed": validated.get("failed", 0),
     }
     return {"run_id": run["run_id"], "warehouse_url": _redact_url(run["warehouse_url"]), "headline": headline,
-            "tables": tables, "data_docs": validated.get("docs_index")}
+            "tables": tables, "linkage": _linkage_modes(linked), "data_docs": validated.get("docs_index")}
 
 
 def _redact_url(url: str) -> str:

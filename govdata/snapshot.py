@@ -43,3 +43,25 @@ def deleted_xref_rows(previous_xref: pd.DataFrame | None, source_system: str, de
     rows["is_deleted"] = True
     rows["run_id"] = run_id
     return rows
+
+
+def _row_hashes(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """One 64-bit hash per row over the given columns (values compared as text)."""
+    text = frame[columns].astype("string").fillna("\x00")
+    return pd.Series(pd.util.hash_pandas_object(text, index=False).to_numpy(),
+                     index=frame[KEY].astype("string").to_numpy())
+
+
+def changed_ids(previous: pd.DataFrame | None, changed: pd.DataFrame) -> pd.Series:
+    """Ids of extracted rows that are new or whose standardised values differ from the
+    previous state: what incremental linking has to look at again. A full-snapshot extract
+    brings every row; only the ones that really changed count."""
+    ids = changed[KEY].astype("string").reset_index(drop=True).rename(KEY)
+    if previous is None or previous.empty:
+        return ids
+    columns = sorted(set(previous.columns) & set(changed.columns))
+    before = _row_hashes(previous, columns)
+    after = _row_hashes(changed, columns)
+    same = after.index.isin(before.index)
+    same[same] = before.reindex(after.index[same]).to_numpy() == after.to_numpy()[same]
+    return ids[~same].reset_index(drop=True)

@@ -109,7 +109,8 @@ def normalise(extracted: dict, run: dict) -> dict:
         raise AssertionError(
             f"source {config.name}: {len(raw)} rows in but {len(result.standardised)} standardised + {rejected} rejected"
         )
-    current_path, deleted_path, n_deleted = _advance_snapshot(config.name, extracted, raw, result.standardised, run)
+    current_path, deleted_path, n_deleted, changed_path, n_changed = _advance_snapshot(
+        config.name, extracted, raw, result.standardised, run)
     return {
         "source": config.name,
         "kind": config.kind,
@@ -125,13 +126,15 @@ def normalise(extracted: dict, run: dict) -> dict:
         "current_path": current_path,
         "deleted_path": deleted_path,
         "rows_deleted_at_source": n_deleted,
+        "changed_path": changed_path,
+        "rows_changed": n_changed,
     }
 
 
 def _advance_snapshot(name: str, extracted: dict, raw: pd.DataFrame, std: pd.DataFrame, run: dict):
     """This run's view of every live record of the source (see govdata/snapshot.py)."""
     from govdata.extract import RECORD_ID
-    from govdata.snapshot import merge_snapshot
+    from govdata.snapshot import changed_ids, merge_snapshot
 
     previous_path = extracted.get("previous_snapshot")
     previous = read_parquet(previous_path) if previous_path and exists(previous_path) else None
@@ -140,7 +143,9 @@ def _advance_snapshot(name: str, extracted: dict, raw: pd.DataFrame, std: pd.Dat
     current, deleted = merge_snapshot(previous, std, raw[RECORD_ID], extracted.get("incremental", False))
     current_path = write_parquet(current, run_path(run["lake"], run["run_id"], "current", f"{name}.parquet"))
     deleted_path = write_parquet(deleted.to_frame(), run_path(run["lake"], run["run_id"], "deleted", f"{name}.parquet"))
-    return current_path, deleted_path, len(deleted)
+    changed = changed_ids(previous, std)
+    changed_path = write_parquet(changed.to_frame(), run_path(run["lake"], run["run_id"], "changed", f"{name}.parquet"))
+    return current_path, deleted_path, len(deleted), changed_path, len(changed)
 
 # 3 validate ---------------------------------------------------------------------------------
 @_timed
@@ -231,10 +236,71 @@ PARTITION_COLUMNS = ["source_system", "source_record_id", "id_number", "birth_da
                      "tax_no", "name_core"]
 
 
+# An incremental scope above this share of the records costs about what a full relink does
+INCREMENTAL_MAX_SHARE = 0.5
+
+
+def previous_model(run: dict, kind: str) -> dict | None:
+    """The Fellegi–Sunter weights of the latest loaded run ({m, u, source}), from etl_run."""
+    from warehouse.load import read_table
+
+    runs = read_table(run["warehouse_url"], "etl_run")
+    if runs is None or runs.empty:
+        return None
+    for counts in runs.sort_values("finished_at", ascending=False)["counts"]:
+        model = (json.loads(counts or "{}").get("linkage") or {}).get(kind, {}).get("model")
+        if model:
+            return model
+    return None
+
+
+def incremental_scope(records, kind: str, normalised: list[dict], run: dict) -> dict | None:
+    """{scope mask, carried xref, model, seeds} for linking only what changed, or None when
+    this run links everything (full_refresh, no previous master, no previous weights, or a
+    change touching most records)."""
+    import numpy as np
+
+    from standards.registry import load_survivorship
+    from transforms.linkage.incremental import relink_scope
+    from transforms.linkage.survivorship import entity_rules
+
+    _, xref_table, id_col = LINKERS[kind]
+    if run.get("full_refresh"):
+        return None
+    previous, model = _previous(run, xref_table), previous_model(run, kind)
+    if previous is None or previous.empty or model is None:
+        return None
+    keys = _keys(records)
+    prev_keys = _keys(previous)
+    master = pd.Series(previous[id_col].astype("string").to_numpy(), index=prev_keys.to_numpy())
+    record_master = keys.map(master)
+    changed = pd.concat([n["source"] + "\x1f" + read_parquet(n["changed_path"])["source_record_id"].astype("string")
+                         for n in normalised if n["kind"] == kind and n.get("changed_path")] or [pd.Series(dtype="string")])
+    decisions = _decisions(run, kind)
+    decided = pd.concat([_keys(decisions, "left_"), _keys(decisions, "right_")]) if decisions is not None \
+        else pd.Series(dtype="string")
+    # masters that lost a record (deleted at the source, or now rejected) are relinked whole
+    lost = set(previous.loc[~prev_keys.isin(keys).to_numpy(), id_col].astype("string"))
+    seeds = (keys.isin(changed) | keys.isin(decided) | record_master.isna() | record_master.isin(lost)).to_numpy()
+    cluster = pd.factorize(record_master)[0]
+    spec = entity_rules(load_survivorship(), kind)
+    scope = relink_scope(records, kind, seeds, cluster, link_config(kind), list(spec["trust_order"]))
+    if scope.sum() > INCREMENTAL_MAX_SHARE * len(records):
+        log.info("%s: %d of %d records to relink: linking all", kind, int(scope.sum()), len(records))
+        return None
+    carried = pd.DataFrame({"source_system": records["source_system"].to_numpy()[~scope],
+                            "source_record_id": records["source_record_id"].to_numpy()[~scope]})
+    carried = carried.merge(previous[["source_system", "source_record_id", id_col, "match_rule", "match_score"]],
+                            on=["source_system", "source_record_id"], how="left", validate="one_to_one")
+    return {"scope": np.asarray(scope), "carried": carried, "model": model, "seeds": int(seeds.sum())}
+
+
 @_timed
 def link_plan(normalised: list[dict], run: dict) -> dict:
-    """Splits each entity's live records into blocking partitions (files in the lake).
-    Records stay in Arrow: only the columns that decide the partition become pandas."""
+    """Splits each entity's records to link into blocking partitions (files in the lake).
+    Incremental runs link only the scope of what changed (transforms/linkage/incremental.py);
+    the other records keep their xref rows. Records stay in Arrow: only the columns that
+    decide the partition become pandas."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -249,34 +315,56 @@ def link_plan(normalised: list[dict], run: dict) -> dict:
         if records.num_rows == 0:
             continue
         keys = records.select([c for c in PARTITION_COLUMNS if c in records.column_names]).to_pandas()
+        plan = {"mode": "full", "records": records.num_rows}
+        incremental = incremental_scope(records.to_pandas(), kind, normalised, run)
+        if incremental is not None:
+            scope = incremental["scope"]
+            records, keys = records.filter(pa.array(scope)), keys[scope].reset_index(drop=True)
+            carried_path = write_parquet(incremental["carried"], run_path(run["lake"], run["run_id"], "link", "input",
+                                                                          f"{kind}_carried_xref.parquet"))
+            plan = {**plan, "mode": "incremental", "model": incremental["model"], "carried_path": carried_path,
+                    "seeds": incremental["seeds"], "relinked": int(scope.sum())}
+        if records.num_rows == 0:   # nothing changed: the partition is empty, the xref carried
+            records = records.slice(0, 0)
         n = max(1, -(-records.num_rows // partition_rows()))
-        parts = pa.array(assign_partitions(keys, n, _decisions(run, kind)).to_numpy())
-        for p in sorted(set(parts.to_pylist())):
+        parts = pa.array(assign_partitions(keys, n, _decisions(run, kind)).to_numpy(), type=pa.int64())
+        for p in sorted(set(parts.to_pylist())) or [0]:
             path = run_path(run["lake"], run["run_id"], "link", "input", f"{kind}_{p}.parquet")
-            chunk = records.filter(pc.equal(parts, p))
+            chunk = records.filter(pc.equal(parts, p)) if len(parts) else records
             partitions.append({"kind": kind, "partition": int(p), "path": write_parquet(chunk, path),
-                               "rows": chunk.num_rows})
+                               "rows": chunk.num_rows, "plan": plan})
     return {"partitions": partitions}
 
 
 @_timed
 def link_partition(part: dict, run: dict) -> dict:
-    """Links one partition against the master data of the previous run."""
+    """Links one partition against the master data of the previous run. An incremental run
+    scores with the previous run's weights, so its links are the ones a full relink makes."""
+    import dataclasses
+
     import transforms.linkage as linkage
     from standards.registry import load_survivorship
 
+    if part["rows"] == 0:
+        return {**part, "paths": {}, "stats": {}}
     fn_name, xref_table, _ = LINKERS[part["kind"]]
     records = read_parquet(part["path"])
     keys = set(_keys(records))
     previous = _previous(run, xref_table)
-    if previous is not None:
+    incremental = part.get("plan", {}).get("mode") == "incremental"
+    if previous is not None and not incremental:
         previous = previous[_keys(previous).isin(keys)]
+    # incremental: every previous master id stays known, so a new id never takes a carried one
     decisions = _decisions(run, part["kind"])
     if decisions is not None:
         decisions = decisions[_keys(decisions, "left_").isin(keys) & _keys(decisions, "right_").isin(keys)]
+    config = link_config(part["kind"])
+    if incremental:
+        model = part["plan"]["model"]
+        config = dataclasses.replace(config, estimate_weights=False, m_prior={**config.m_prior, **model["m"]},
+                                     u_prior={**config.u_prior, **model["u"]})
     result = getattr(linkage, fn_name)(records, previous_xref=previous, decisions=decisions,
-                                       survivorship=load_survivorship(), run_id=run["run_id"],
-                                       config=link_config(part["kind"]))
+                                       survivorship=load_survivorship(), run_id=run["run_id"], config=config)
     stem = f"{part['kind']}_{part['partition']}"
     paths = {name: write_parquet(getattr(result, name), run_path(run["lake"], run["run_id"], "link", "parts",
                                                                   f"{stem}_{name}.parquet"))
@@ -307,38 +395,70 @@ def separate_shared_ids(xrefs: list[pd.DataFrame], id_col: str, prefix: str, run
     return xrefs, pd.DataFrame(history)
 
 
+def merged_model(stats: list[dict], previous: dict | None) -> dict | None:
+    """The weights a later incremental run scores with: the pair-weighted mean of the
+    partitions' m and u (an incremental run keeps the model it was given)."""
+    if previous is not None:
+        return previous
+    fitted = [s for s in stats if s.get("m") and s.get("u")]
+    if not fitted:   # deterministic linkage (enterprises): nothing to score with
+        return {"m": {}, "u": {}, "source": "none"}
+    pairs = [max(int(s.get("pairs_compared", 0)), 1) for s in fitted]
+    mean = lambda name: {f: round(sum(s[name][f] * w for s, w in zip(fitted, pairs)) / sum(pairs), 6)  # noqa: E731
+                         for f in fitted[0][name]}
+    sources = sorted({str(s.get("weights", "prior")) for s in fitted})
+    return {"m": mean("m"), "u": mean("u"), "source": "+".join(sources)}
+
+
 @_timed
 def link_merge(parts: list[dict], run: dict) -> dict:
     """One xref / golden / history / review / evidence file per entity from the partitions
-    (concatenated in Arrow; only master IDs shared across partitions are rewritten)."""
+    (concatenated in Arrow; only master IDs shared across partitions are rewritten). An
+    incremental run adds the carried xref rows of the records it did not relink."""
     import pyarrow as pa
 
     from govdata.lake import read_arrow
 
     out: dict = {"paths": {}, "stats": {}}
     for kind, (_, _, id_col) in LINKERS.items():
-        mine = [p for p in parts if p["kind"] == kind]
-        if not mine:
+        planned = [p for p in parts if p["kind"] == kind]
+        if not planned:
             continue
-        xrefs = [read_parquet(p["paths"]["xref"]) for p in mine]
-        xrefs, moved = separate_shared_ids(xrefs, id_col, "P" if kind == PERSON else "E", run["run_id"])
-        tables = {"xref": [pa.Table.from_pandas(x, preserve_index=False) for x in xrefs]}
-        for name in OUTPUTS[1:]:
-            tables[name] = [read_arrow(p["paths"][name]) for p in mine]
-        for i in set(moved.get("_part", [])):   # the golden record follows its records
-            golden = tables["golden"][i].to_pandas()
-            renames = dict(zip(moved.loc[moved["_part"] == i, "old_id"], moved.loc[moved["_part"] == i, "new_id"]))
-            golden[id_col] = golden[id_col].replace(renames)
-            tables["golden"][i] = pa.Table.from_pandas(golden, preserve_index=False)
-        if not moved.empty:
-            extra = moved.drop(columns="_part").assign(entity=kind)
-            tables["history"].append(pa.Table.from_pandas(extra, preserve_index=False))
+        plan = planned[0].get("plan", {"mode": "full"})
+        mine = [p for p in planned if p["paths"]]
+        tables: dict = {"xref": []}
+        if mine:
+            xrefs = [read_parquet(p["paths"]["xref"]) for p in mine]
+            xrefs, moved = separate_shared_ids(xrefs, id_col, "P" if kind == PERSON else "E", run["run_id"])
+            tables["xref"] = [pa.Table.from_pandas(x, preserve_index=False) for x in xrefs]
+            for name in OUTPUTS[1:]:
+                tables[name] = [read_arrow(p["paths"][name]) for p in mine]
+            for i in set(moved.get("_part", [])):   # the golden record follows its records
+                golden = tables["golden"][i].to_pandas()
+                renames = dict(zip(moved.loc[moved["_part"] == i, "old_id"], moved.loc[moved["_part"] == i, "new_id"]))
+                golden[id_col] = golden[id_col].replace(renames)
+                tables["golden"][i] = pa.Table.from_pandas(golden, preserve_index=False)
+            if not moved.empty:
+                extra = moved.drop(columns="_part").assign(entity=kind)
+                tables["history"].append(pa.Table.from_pandas(extra, preserve_index=False))
+        if plan.get("carried_path"):
+            carried = read_arrow(plan["carried_path"])
+            relinked = set(pa.concat_tables(tables["xref"], promote_options="permissive")[id_col].to_pylist()) \
+                if tables["xref"] else set()
+            clash = relinked & set(carried[id_col].to_pylist())
+            if clash:   # the scope holds whole previous clusters: a clash is a bug, not data
+                raise RuntimeError(f"{kind}: {len(clash)} relinked master id(s) also held by carried records")
+            tables["xref"].append(carried.cast(tables["xref"][0].schema) if tables["xref"] else carried)
         for name, pieces in tables.items():
             pieces = [t for t in pieces if t.num_rows] or pieces[:1]
             merged = pa.concat_tables(pieces, promote_options="permissive")
             out["paths"][f"{kind}_{name}"] = write_parquet(
                 merged, run_path(run["lake"], run["run_id"], "link", f"{kind}_{name}.parquet"))
-        out["stats"][kind] = {"partitions": len(mine), **_sum_stats([p["stats"] for p in mine])}
+        stats = [p["stats"] for p in mine]
+        out["stats"][kind] = {"partitions": len(mine), **_sum_stats(stats), "mode": plan.get("mode", "full"),
+                              "records_relinked": sum(p["rows"] for p in planned),
+                              "records_carried": (plan.get("records", 0) - sum(p["rows"] for p in planned)),
+                              "model": merged_model(stats, plan.get("model"))}
     out["partition_seconds"] = [p.get("seconds", 0) for p in parts]
     return out
 
@@ -348,6 +468,8 @@ def _sum_stats(stats: list[dict]) -> dict:
     total: dict = {}
     for s in stats:
         for k, v in s.items():
+            if k in ("m", "u"):   # probabilities: see merged_model
+                continue
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 total[k] = total.get(k, 0) + v
             elif isinstance(v, dict):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import sqlite3
 
 import duckdb
+import pandas as pd
 import pytest
 
 from govdata.demo_data import generate
@@ -41,27 +42,60 @@ def runs(tmp_path_factory):
         row.update(RKBH="RK999999999999", ZHGXSJ=LATER)   # the same person registered again
         con.execute(f"insert into T_RK_JBXX ({', '.join(cols)}) values ({', '.join('?' * len(cols))})",
                     list(row.values()))
+    with sqlite3.connect(world / "departments" / "shebao.sqlite") as con:   # IDs lost: probabilistic
+        con.execute("update SI_PERSON_INFO set id_card = NULL, update_time = ? where person_no in "
+                    "(select person_no from SI_PERSON_INFO order by person_no limit 5)", (LATER,))
+    with sqlite3.connect(world / "departments" / "weijian.sqlite") as con:
+        renamed = [r[0] for r in con.execute("select DAH from WJ_JKDA_GRJBXX order by DAH limit 3")]
+        con.execute("update WJ_JKDA_GRJBXX set HZXM = '欧阳测试', JDRQ = ? where DAH in "
+                    "(select DAH from WJ_JKDA_GRJBXX order by DAH limit 3)", (LATER,))
+        con.execute("insert into WJ_JKDA_GRJBXX select 'JK9999999999', NULL, HZXM, XB, CSRQ, LXDH, JZDZ, ? "
+                    "from WJ_JKDA_GRJBXX where LXDH is not null order by DAH desc limit 1", (LATER,))
     incremental = run(False)
+    xref_sql = "select source_system, source_record_id, person_id, match_rule, match_score from xref_person"
     after_inc = _q(db, "select source_system, source_record_id, person_id, is_deleted from xref_person")
+    xref_inc = _q(db, xref_sql)
+    relinked = run(True)   # a full relink of the same data
+    xref_full = _q(db, xref_sql)
 
     with sqlite3.connect(gongan) as con:
         con.execute("delete from T_RK_JBXX where RKBH = ?", (ids[1],))
     run(True)
     after_delete = _q(db, "select source_system, source_record_id, person_id, is_deleted from xref_person")
     return {"url": url, "ids": ids, "before": before, "incremental": incremental, "after_inc": after_inc,
-            "after_delete": after_delete}
+            "after_delete": after_delete, "xref_inc": xref_inc, "xref_full": xref_full, "relinked": relinked,
+            "renamed": renamed}
 
 
 def test_incremental_run_extracts_only_changed_rows(runs):
-    assert runs["incremental"]["headline"]["records in"] == 4   # 3 updated + 1 inserted, all gongan
+    # gongan 3 updated + 1 inserted, shebao 5 updated, weijian 3 updated + 1 inserted
+    assert runs["incremental"]["headline"]["records in"] == 13
+
+
+def test_incremental_run_links_only_the_scope_of_the_changes(runs):
+    person = runs["incremental"]["linkage"]["person"]
+    total = person["records_relinked"] + person["records_carried"]
+    assert person["mode"] == "incremental"
+    assert total == len(runs["after_inc"])
+    assert 13 <= person["records_relinked"] < total / 4
+    assert runs["relinked"]["linkage"]["person"] == {"mode": "full", "records_relinked": total, "records_carried": 0}
+
+
+def test_full_relink_gives_the_incremental_result(runs):
+    key = ["source_system", "source_record_id"]
+    inc = runs["xref_inc"].sort_values(key).reset_index(drop=True)
+    full = runs["xref_full"].sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(inc, full)
 
 
 def test_incremental_run_keeps_every_record_and_master_id(runs):
     before, after = runs["before"], runs["after_inc"]
-    assert len(after) == len(before) + 1
+    assert len(after) == len(before) + 2
     merged = before.merge(after, on=["source_system", "source_record_id"], suffixes=("_before", "_after"))
     assert len(merged) == len(before)
-    assert (merged.person_id_before == merged.person_id_after).all()
+    # a record given another person's name may leave its person; every other keeps its id
+    renamed = (merged.source_system == "weijian") & merged.source_record_id.isin(runs["renamed"])
+    assert (merged.person_id_before == merged.person_id_after)[~renamed].all()
     new = after[after.source_record_id == "RK999999999999"]
     old = after[after.source_record_id == runs["ids"][0]]
     assert new.person_id.tolist() == old.person_id.tolist()   # linked to the same person by ID

@@ -1,6 +1,6 @@
 import pandas as pd
 
-from govdata.snapshot import deleted_xref_rows, merge_snapshot
+from govdata.snapshot import changed_ids, deleted_xref_rows, merge_snapshot
 
 PREV = pd.DataFrame({"source_record_id": ["1", "2", "3"], "name": ["a", "b", "c"]})
 
@@ -30,3 +30,17 @@ def test_deleted_rows_are_marked_with_their_master_id():
                          "person_id": ["P1", "P2", "P2"], "run_id": "r1"})
     marked = deleted_xref_rows(xref, "gongan", pd.Series(["2"], dtype="string"), "r2")
     assert marked[["source_record_id", "person_id", "is_deleted", "run_id"]].values.tolist() == [["2", "P2", True, "r2"]]
+
+
+def test_changed_ids_are_new_rows_and_rows_whose_values_differ():
+    extracted = pd.DataFrame({"source_record_id": ["1", "2", "4"], "name": ["a", "B", "d"]})
+    assert changed_ids(PREV, extracted).tolist() == ["2", "4"]
+
+
+def test_changed_ids_treat_a_new_column_value_and_a_null_as_a_change():
+    extracted = pd.DataFrame({"source_record_id": ["1", "3"], "name": [None, "c"]})
+    assert changed_ids(PREV, extracted).tolist() == ["1"]
+
+
+def test_every_row_is_changed_on_the_first_run():
+    assert changed_ids(None, PREV).tolist() == ["1", "2", "3"]
