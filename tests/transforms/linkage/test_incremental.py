@@ -1,0 +1,72 @@
+"""The relink scope of an incremental run: seeds, their blocking neighbours, whole clusters."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from transforms.linkage import LinkConfig
+from transforms.linkage.incremental import relink_scope, whole_clusters
+
+from .people import SURVIVORSHIP, make_id, rec
+from .test_link_enterprises import ORG1, U1, U2, ent
+
+ORDER = SURVIVORSHIP["person"]["trust_order"]
+A = make_id("1980-01-02", "123")
+B = make_id("1991-07-08", "456")
+
+
+def persons() -> pd.DataFrame:
+    return pd.DataFrame([
+        rec("gongan", "g1", A, "张伟", "zhang wei", "1", "1980-01-02", phone="13800000001"),   # 0 P1
+        rec("shebao", "s1", A, "张伟", "zhang wei", "1", "1980-01-02"),                        # 1 P1
+        rec("weijian", "w1", None, "张伟", "zhang wei", "1", "1980-01-02"),                    # 2 new
+        rec("gongan", "g2", B, "李娜", "li na", "2", "1991-07-08", phone="13900000002"),       # 3 P2
+        rec("minzheng", "m2", B, "李娜", "li na", "2", "1991-07-08"),                          # 4 P2
+        rec("shebao", "s3", None, "王芳", "wang fang", "2", "1975-03-04", phone="13900000002"),  # 5 P3
+        rec("gongan", "g4", make_id("1960-05-06", "789"), "赵强", "zhao qiang", "1", "1960-05-06"),  # 6 P4
+    ])
+
+
+CLUSTER = np.array([0, 0, -1, 1, 1, 2, 3])
+
+
+def test_whole_clusters_takes_every_member_of_a_touched_cluster():
+    mask = np.array([False, True, False, False, False, False, False])
+    assert whole_clusters(mask, CLUSTER).tolist() == [True, True, False, False, False, False, False]
+
+
+def test_a_new_record_pulls_in_the_cluster_it_shares_a_block_with():
+    seeds = np.array([False, False, True, False, False, False, False])
+    scope = relink_scope(persons(), "person", seeds, CLUSTER, LinkConfig(), ORDER)
+    assert np.flatnonzero(scope).tolist() == [0, 1, 2]
+
+
+def test_a_shared_phone_reaches_another_cluster_and_all_of_it():
+    seeds = np.array([False, False, False, False, False, True, False])
+    scope = relink_scope(persons(), "person", seeds, CLUSTER, LinkConfig(), ORDER)
+    assert np.flatnonzero(scope).tolist() == [3, 4, 5]
+
+
+def test_no_seed_no_scope():
+    scope = relink_scope(persons(), "person", np.zeros(7, dtype=bool), CLUSTER, LinkConfig(), ORDER)
+    assert not scope.any()
+
+
+def test_enterprise_scope_follows_old_identifiers_to_a_fixpoint():
+    records = pd.DataFrame([
+        ent("shichang", "s1", U1, ORG1),                   # 0 E1
+        ent("shuiwu", "t1", tax="110105" + ORG1),           # 1 E1 (tax number holds ORG1)
+        ent("zhengwu", "z1", org=ORG1, core="甲科技", rep="张三"),  # 2 E1
+        ent("zhengwu", "z9", core="甲科技", rep="张三"),       # 3 new: name + legal rep of z1
+        ent("shichang", "s2", U2),                          # 4 E2
+    ])
+    cluster = np.array([0, 0, 0, -1, 1])
+    seeds = np.array([False, False, False, True, False])
+    scope = relink_scope(records, "enterprise", seeds, cluster, LinkConfig(), [])
+    assert np.flatnonzero(scope).tolist() == [0, 1, 2, 3]
+
+
+def test_misaligned_inputs_are_refused():
+    with pytest.raises(ValueError, match="align"):
+        relink_scope(persons(), "person", np.zeros(3, dtype=bool), CLUSTER, LinkConfig(), ORDER)
