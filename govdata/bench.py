@@ -70,6 +70,40 @@ def pipeline_bench(persons: int, seed: int) -> dict:
     return results
 
 
+def _live_xref(url: str):
+    from warehouse.load import read_table
+
+    xref = read_table(url, "xref_person")
+    xref = xref[~xref["is_deleted"].fillna(False).astype(bool)]
+    return xref.set_index(["source_system", "source_record_id"])[["person_id", "match_rule", "match_score"]].sort_index()
+
+
+def incremental_bench(change_share: float) -> dict:
+    """A day of changes (govdata/demo_changes.py) linked incrementally, then the same data
+    relinked in full: link-stage speed of both and how many records they place differently."""
+    from govdata.demo_changes import change_world
+    from govdata.runner import run_pipeline
+    from govdata.settings import get_settings
+
+    url = get_settings().warehouse_url
+    changes = change_world(OUT / "world", change_share)
+    results: dict = {"incremental_changes": changes}
+    for label, full in (("incremental", False), ("full_relink", True)):
+        start = time.perf_counter()
+        summary = run_pipeline(OUT / "world" / "sources", full_refresh=full)
+        results[f"{label}_wall_seconds"] = round(time.perf_counter() - start, 1)
+        results[f"{label}_link_seconds"] = summary.get("timings", {}).get("link")
+        results[f"{label}_linkage"] = summary.get("linkage", {}).get("person")
+        results[f"{label}_xref"] = _live_xref(url)
+    inc, full = results.pop("incremental_xref"), results.pop("full_relink_xref")
+    same_rows = inc.index.equals(full.index)
+    results["incremental_vs_full_records_with_other_person_id"] = \
+        int((inc["person_id"] != full["person_id"].reindex(inc.index)).sum()) if same_rows else "row sets differ"
+    results["incremental_vs_full_records_with_other_rule"] = \
+        int((inc["match_rule"] != full["match_rule"].reindex(inc.index)).sum()) if same_rows else "row sets differ"
+    return results
+
+
 def component_bench(load_rows: int) -> dict:
     from transforms.bench import bench_normalise
     from warehouse.bench import bench_load
@@ -109,12 +143,16 @@ def verdicts(results: dict) -> dict:
 
 def main(persons: int = typer.Option(200_000), seed: int = typer.Option(7),
          load_rows: int = typer.Option(1_000_000, help="rows per warehouse load benchmark"),
-         components: bool = typer.Option(True, help="also run the component benchmarks")) -> None:
+         components: bool = typer.Option(True, help="also run the component benchmarks"),
+         incremental: float = typer.Option(0.01, help="share of person rows changed for the incremental "
+                                                      "run (0: skip)")) -> None:
     if OUT.exists():
         shutil.rmtree(OUT)
     OUT.mkdir(parents=True)
     os.environ["GOVDATA_HOME"] = str(OUT.resolve())
     results = pipeline_bench(persons, seed)
+    if incremental > 0:
+        results.update(incremental_bench(incremental))
     if components:
         results.update(component_bench(load_rows))
     results["machine"] = {"cpus": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()]}
