@@ -290,12 +290,14 @@ def to_arrow(name: str, frame: pd.DataFrame) -> pa.Table:
 
 def _refuse_duplicate_keys(db: _DB, name: str, src: str, keys: tuple[str, ...]) -> None:
     """Keys must be unique within a load (PostgreSQL's ON CONFLICT refuses them too; DuckDB
-    tables carry no PRIMARY KEY, so this check keeps them unique). Counting distinct 64-bit key
-    hashes is 2-3x cheaper than grouping by the key strings; only when the counts differ (a
+    tables carry no PRIMARY KEY, so this check keeps them unique). The 64-bit key hashes are
+    sorted in NumPy and neighbours compared (3x cheaper than DuckDB's count(DISTINCT …), which
+    itself is 2-3x cheaper than grouping by the key strings); only when two hashes are equal (a
     duplicate, or a hash collision) is the exact GROUP BY run."""
     key_list = ", ".join(keys)
-    rows, hashes = db.fetchall(f"SELECT count(*), count(DISTINCT hash({key_list})) FROM {src}")[0]
-    if rows == hashes:
+    hashes = db.con.execute(f"SELECT hash({key_list}) AS h FROM {src}").fetchnumpy()["h"]
+    hashes = np.sort(np.asarray(hashes, dtype=np.uint64))
+    if not (hashes[1:] == hashes[:-1]).any():
         return
     dup = db.fetchall(f"SELECT count(*) FROM (SELECT {key_list} FROM {src} GROUP BY {key_list} "
                       f"HAVING count(*) > 1) d")[0][0]
@@ -351,17 +353,39 @@ def _covers_target(db: _DB, target: str, src: str, keys: tuple[str, ...], target
 FULL_REPLACE_MIN_ROWS = 10_000
 
 
-def _csv_batches(arrow: pa.Table) -> Iterator[bytes]:
-    """CSV for COPY: strings always quoted (so '' stays ''), NULL unquoted empty; bytea as \\x hex."""
+def _csv_batches(arrow: pa.Table, order: pa.Array | None = None) -> Iterator[bytes]:
+    """CSV for COPY: strings always quoted (so '' stays ''), NULL unquoted empty; bytea as \\x hex.
+    Rows go in `order` (row indices) when given. The next batch is gathered and encoded in a
+    helper thread (pyarrow releases the GIL) while the caller sends the current one, so that
+    work overlaps the server's COPY."""
+    from concurrent.futures import ThreadPoolExecutor
+
     for i, col in enumerate(arrow.columns):
         if pa.types.is_binary(col.type):
             hexed = pa.array([None if v is None else "\\x" + v.hex() for v in col.to_pylist()], type=pa.string())
             arrow = arrow.set_column(i, arrow.field(i).name, hexed)
     options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
-    for batch in arrow.to_batches(max_chunksize=COPY_BATCH_ROWS):
+
+    def encode(batch: pa.RecordBatch | pa.Array) -> bytes:
+        if isinstance(batch, pa.Array):  # row indices
+            batch = arrow.take(batch)
         buf = io.BytesIO()
         pacsv.write_csv(batch, buf, options)
-        yield buf.getvalue()
+        return buf.getvalue()
+
+    if order is None:
+        batches = arrow.to_batches(max_chunksize=COPY_BATCH_ROWS)
+    else:
+        batches = [order.slice(i, COPY_BATCH_ROWS) for i in range(0, len(order), COPY_BATCH_ROWS)]
+    if len(batches) < 2:
+        yield from map(encode, batches)
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(encode, batches[0])
+        for batch in batches[1:]:
+            chunk, pending = pending.result(), pool.submit(encode, batch)
+            yield chunk
+        yield pending.result()
 
 
 def _pg_col_defs(table) -> str:
@@ -370,9 +394,9 @@ def _pg_col_defs(table) -> str:
     return ", ".join(f"{c.name} {c.type.compile(dialect=postgresql.dialect())}" for c in table.columns)
 
 
-def _copy_into(db: _Postgres, target: str, col_list: str, arrow: pa.Table) -> None:
+def _copy_into(db: _Postgres, target: str, col_list: str, arrow: pa.Table, order: pa.Array | None = None) -> None:
     with db.con.cursor().copy(f"COPY {target} ({col_list}) FROM STDIN (FORMAT csv)") as copy:
-        for chunk in _csv_batches(arrow):
+        for chunk in _csv_batches(arrow, order):
             copy.write(chunk)
 
 
@@ -383,15 +407,20 @@ def _merge_postgres(db: _Postgres, name: str, arrow: pa.Table) -> None:
     col_list = ", ".join(cols)
     bulk = (mode == "key" and not keep and table.schema != VAULT_SCHEMA
             and _bulk_worthwhile(db, table, arrow.num_rows))
+    order = None
+    if bulk and _pg_orders_keys_bytewise(db, table):
+        # Rows sent in key order make the primary-key build that follows a presorted check
+        # instead of a full sort (3-4x faster): only when the server orders the keys as Arrow does.
+        order = pc.sort_indices(arrow, sort_keys=[(k, "ascending") for k in keys])
     if bulk and _pg_is_empty(db, target):
         # First load of a big table: COPY straight into it with the primary key dropped, then
         # build the key once (duplicate keys fail there; the transaction restores the key).
-        _without_primary_key(db, table, lambda: _copy_into(db, target, col_list, arrow))
+        _without_primary_key(db, table, lambda: _copy_into(db, target, col_list, arrow, order))
         return
     stg = f"_stg_{table.name}"
     # Column list from the schema, not LIKE: LIKE needs SELECT, which the loader lacks on the vault.
     db.con.execute(f"CREATE TEMP TABLE {stg} ({_pg_col_defs(table)}) ON COMMIT DROP")
-    _copy_into(db, stg, col_list, arrow)
+    _copy_into(db, stg, col_list, arrow, order)
     if arrow.num_rows >= BULK_MIN_ROWS:
         db.con.execute(f"ANALYZE {stg}")  # temp tables have no statistics: hash joins need them
     # Duplicate keys within a load fail here without a pre-check: ON CONFLICT refuses to update
@@ -439,6 +468,28 @@ def _bulk_worthwhile(db: _Postgres, table, n_rows: int) -> bool:
     row = db.con.execute("SELECT pg_has_role(current_user, c.relowner, 'USAGE'), c.reltuples "
                          "FROM pg_class c WHERE c.oid = %s::regclass", (qualified(table),)).fetchone()
     return bool(row and row[0] and row[1] < 2 * n_rows)
+
+
+_BYTEWISE_COLLATIONS = ("C", "POSIX", "C.UTF-8", "C.utf8", "ucs_basic")
+
+
+def _pg_orders_keys_bytewise(db: _Postgres, table) -> bool:
+    """Whether the server sorts the key columns as Arrow does: numbers and dates, or text in a
+    byte-order collation (C, POSIX, C.UTF-8 — code point order, which is UTF-8 byte order)."""
+    keys = list(table.info["merge"][1])
+    types = [arrow_schema(table).field(k).type for k in keys]
+    if not all(pa.types.is_string(t) or pa.types.is_integer(t) or pa.types.is_temporal(t) for t in types):
+        return False
+    rows = db.con.execute(
+        "SELECT a.attcollation = 0 OR CASE WHEN a.attcollation = (SELECT oid FROM pg_collation "
+        "WHERE collname = 'default' AND collnamespace = 'pg_catalog'::regnamespace) "
+        "THEN coalesce(to_jsonb(d) ->> 'datlocprovider', 'c') = 'c' AND d.datcollate = ANY(%s) "
+        "ELSE c.collname = ANY(%s) OR (c.collprovider = 'c' AND c.collcollate = ANY(%s)) END "
+        "FROM pg_attribute a LEFT JOIN pg_collation c ON c.oid = a.attcollation "
+        "JOIN pg_database d ON d.datname = current_database() "
+        "WHERE a.attrelid = %s::regclass AND a.attname = ANY(%s)",
+        (list(_BYTEWISE_COLLATIONS),) * 3 + (qualified(table), keys)).fetchall()
+    return len(rows) == len(keys) and all(r[0] for r in rows)
 
 
 def _without_primary_key(db: _Postgres, table, work) -> None:
