@@ -17,6 +17,7 @@ N = 12_000  # above FULL_REPLACE_MIN_ROWS
 def url(request, tmp_path, monkeypatch):
     monkeypatch.setattr(L, "FULL_REPLACE_MIN_ROWS", 1_000)
     monkeypatch.setattr(L, "BULK_MIN_ROWS", 1_000)
+    monkeypatch.setattr(L, "COPY_BATCH_ROWS", 5_000)  # several COPY batches, encoded ahead
     if request.param == "duckdb":
         return f"duckdb:///{tmp_path / 'warehouse.duckdb'}"
     return request.getfixturevalue("pg_database")
@@ -72,3 +73,25 @@ def test_duplicate_keys_refused_on_a_first_bulk_load(url):
         load_tables(url, {"xref_person": bad}, "r1")
     with connect(url) as db:
         assert db.fetchall("SELECT count(*) FROM xref_person") == [(0,)]
+
+
+def test_rows_go_in_key_order_only_where_the_server_sorts_keys_bytewise(pg_database):
+    from warehouse.schema import table_for
+
+    load_tables(pg_database, {"xref_person": synthetic_xref(10)}, "r1")
+    with connect(pg_database) as db:
+        assert L._pg_orders_keys_bytewise(db, table_for("xref_person"))  # the server's C.UTF-8
+        assert L._pg_orders_keys_bytewise(db, table_for("dim_date"))     # integer key
+        db.execute('ALTER TABLE xref_person ALTER COLUMN source_record_id TYPE varchar COLLATE "und-x-icu"')
+        assert not L._pg_orders_keys_bytewise(db, table_for("xref_person"))
+
+
+def test_a_bulk_load_in_server_key_order_or_not_gives_the_same_rows(pg_database, monkeypatch):
+    monkeypatch.setattr(L, "BULK_MIN_ROWS", 1_000)
+    monkeypatch.setattr(L, "COPY_BATCH_ROWS", 5_000)
+    frame = synthetic_xref(N, seed=7)
+    load_tables(pg_database, {"xref_person": frame}, "r1")
+    in_order = xref_rows(pg_database)
+    monkeypatch.setattr(L, "_pg_orders_keys_bytewise", lambda db, table: False)
+    load_tables(pg_database, {"xref_person": frame}, "r1")
+    assert xref_rows(pg_database) == in_order == expected(frame)
