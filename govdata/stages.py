@@ -254,14 +254,33 @@ def previous_model(run: dict, kind: str) -> dict | None:
     return None
 
 
-def incremental_scope(records, kind: str, normalised: list[dict], run: dict) -> dict | None:
+def _arrow_keys(table):
+    """source_system + \\x1f + source_record_id per row, built in Arrow."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return pc.binary_join_element_wise(table["source_system"].cast(pa.string()),
+                                       table["source_record_id"].cast(pa.string()), "\x1f")
+
+
+def read_arrow_column(path: str, column: str):
+    from govdata.lake import read_arrow
+
+    import pyarrow as pa
+
+    return read_arrow(path).column(column).cast(pa.string())
+
+
+def incremental_scope(records: "pa.Table", kind: str, normalised: list[dict], run: dict) -> dict | None:
     """{scope mask, carried xref, model, seeds} for linking only what changed, or None when
     this run links everything (full_refresh, no previous master, no previous weights, or a
     change touching most records)."""
     import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
     from standards.registry import load_survivorship
-    from transforms.linkage.incremental import relink_scope
+    from transforms.linkage.incremental import SCOPE_COLUMNS, relink_scope
     from transforms.linkage.survivorship import entity_rules
 
     _, xref_table, id_col = LINKERS[kind]
@@ -270,28 +289,33 @@ def incremental_scope(records, kind: str, normalised: list[dict], run: dict) -> 
     previous, model = _previous(run, xref_table), previous_model(run, kind)
     if previous is None or previous.empty or model is None:
         return None
-    keys = _keys(records)
-    prev_keys = _keys(previous)
-    master = pd.Series(previous[id_col].astype("string").to_numpy(), index=prev_keys.to_numpy())
-    record_master = keys.map(master)
-    changed = pd.concat([n["source"] + "\x1f" + read_parquet(n["changed_path"])["source_record_id"].astype("string")
-                         for n in normalised if n["kind"] == kind and n.get("changed_path")] or [pd.Series(dtype="string")])
+    keys = _arrow_keys(records)
+    prev = pa.Table.from_pandas(previous[["source_system", "source_record_id", id_col, "match_rule", "match_score"]],
+                                preserve_index=False)
+    prev_keys = _arrow_keys(prev)
+    at = pc.index_in(keys, value_set=prev_keys)          # each record's previous xref row
+    record_master = prev[id_col].take(at)
+    changed = [pc.binary_join_element_wise(n["source"], read_arrow_column(n["changed_path"], "source_record_id"),
+                                           "\x1f").combine_chunks()
+               for n in normalised if n["kind"] == kind and n.get("changed_path")]
     decisions = _decisions(run, kind)
-    decided = pd.concat([_keys(decisions, "left_"), _keys(decisions, "right_")]) if decisions is not None \
-        else pd.Series(dtype="string")
+    decided = [] if decisions is None else \
+        [pa.array(_keys(decisions, "left_").tolist() + _keys(decisions, "right_").tolist(), pa.string())]
     # masters that lost a record (deleted at the source, or now rejected) are relinked whole
-    lost = set(previous.loc[~prev_keys.isin(keys).to_numpy(), id_col].astype("string"))
-    seeds = (keys.isin(changed) | keys.isin(decided) | record_master.isna() | record_master.isin(lost)).to_numpy()
+    lost = pc.unique(prev[id_col].filter(pc.invert(pc.is_in(prev_keys, value_set=keys))))
+    seeds = pc.or_(pc.is_null(record_master), pc.is_in(record_master, value_set=lost))
+    for known in changed + decided:
+        seeds = pc.or_(seeds, pc.is_in(keys, value_set=known))
+    seeds = seeds.to_numpy(zero_copy_only=False)
+    record_master = pd.Series(record_master.to_pandas())
+    records = records.select([c for c in SCOPE_COLUMNS[kind] if c in records.column_names]).to_pandas()
     cluster = pd.factorize(record_master)[0]
     spec = entity_rules(load_survivorship(), kind)
     scope = relink_scope(records, kind, seeds, cluster, link_config(kind), list(spec["trust_order"]))
     if scope.sum() > INCREMENTAL_MAX_SHARE * len(records):
         log.info("%s: %d of %d records to relink: linking all", kind, int(scope.sum()), len(records))
         return None
-    carried = pd.DataFrame({"source_system": records["source_system"].to_numpy()[~scope],
-                            "source_record_id": records["source_record_id"].to_numpy()[~scope]})
-    carried = carried.merge(previous[["source_system", "source_record_id", id_col, "match_rule", "match_score"]],
-                            on=["source_system", "source_record_id"], how="left", validate="one_to_one")
+    carried = prev.take(at.filter(pa.array(~scope))).to_pandas()
     return {"scope": np.asarray(scope), "carried": carried, "model": model, "seeds": int(seeds.sum())}
 
 
@@ -316,7 +340,7 @@ def link_plan(normalised: list[dict], run: dict) -> dict:
             continue
         keys = records.select([c for c in PARTITION_COLUMNS if c in records.column_names]).to_pandas()
         plan = {"mode": "full", "records": records.num_rows}
-        incremental = incremental_scope(records.to_pandas(), kind, normalised, run)
+        incremental = incremental_scope(records, kind, normalised, run)
         if incremental is not None:
             scope = incremental["scope"]
             records, keys = records.filter(pa.array(scope)), keys[scope].reset_index(drop=True)

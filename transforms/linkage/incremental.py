@@ -4,9 +4,10 @@ A new or changed record can only change the clusters it could join: those of the
 shares a blocking key or an identifier with. So the relink scope is, in order:
 1. the previous clusters of the seeds (new and changed records, records whose cluster lost a
    member, records a steward decided on) — a cluster is always relinked whole;
-2. every record sharing a blocking key (persons: the probabilistic pass's blocks and the
-   sorted neighbourhood on the ID number, which also covers the held ID) or an identifier
-   token (enterprises: USCC, organisation code, tax and registration numbers, name + legal
+2. every record that could pair with a record of step 1 (persons: sharing one of the
+   probabilistic pass's blocking keys or the sorted neighbourhood on the ID number, with one
+   side not held by a valid ID — two held records are never compared — or holding the same
+   ID number) or sharing an identifier token (enterprises: USCC, organisation code, tax and registration numbers, name + legal
    representative) with a record of step 1;
 3. the previous clusters of all of those (enterprises: steps 2 and 3 repeated until the
    scope stops growing).
@@ -25,6 +26,11 @@ from .enterprises import ENTERPRISE_COLS, identifier_keys
 from .persons import PERSON_COLS, _blocking_frame, candidate_pairs, holder_conflicts, id_facts
 from .survivorship import trust_rank
 
+# the columns the scope is computed from (prepare_records fills the others with NULL)
+SCOPE_COLUMNS = {"person": ["source_system", "source_record_id", "id_number", "id_number_status", "name",
+                            "name_pinyin", "sex", "birth_date", "phone", "region_code"],
+                 "enterprise": ["source_system", "source_record_id", "uscc", "uscc_status", "org_code",
+                                "tax_no", "reg_no", "name_core", "legal_rep_name"]}
 ENTERPRISE_TOKENS = {"uscc": "uscc", "org": "org", "tax_org": "org", "tax": "tax", "reg": "reg",
                      "name_key": "name"}   # column → token family (an org code matches either)
 
@@ -37,15 +43,20 @@ def whole_clusters(mask: np.ndarray, cluster: np.ndarray) -> np.ndarray:
 
 def person_neighbours(records: pd.DataFrame, mask: np.ndarray, cfg: LinkConfig,
                       trust_order: list[str]) -> np.ndarray:
-    """Records sharing a person blocking key with a masked record (the masked ones included)."""
+    """Records that could pair with a masked record in the linkage (the masked ones included):
+    sharing a blocking key where one side goes to the probabilistic pass (two records held by
+    their ID numbers are never compared), or holding the same ID number."""
     df = prepare_records(records, PERSON_COLS, "person records")
     facts = id_facts(df)
     conflict = holder_conflicts(df, facts, trust_rank(df["source_system"], trust_order))
+    held = facts["usable"].to_numpy() & ~conflict
     view = _blocking_frame(df, facts, conflict, cfg.max_block_size)
-    queue = np.flatnonzero(mask)
-    pairs = candidate_pairs(view, queue, np.arange(len(df), dtype=np.int64), cfg)
+    pairs = candidate_pairs(view, np.flatnonzero(mask), np.arange(len(df), dtype=np.int64), cfg)
+    left, right = pairs.get_level_values(0).to_numpy(), pairs.get_level_values(1).to_numpy()
     out = mask.copy()
-    out[pairs.get_level_values(1).to_numpy()] = True
+    out[right[~held[left] | ~held[right]]] = True
+    ids = df["id_number"]
+    out |= ids.isin(ids[mask].dropna().unique()).to_numpy()
     return out
 
 
