@@ -31,6 +31,34 @@ def _arrow_strings(values: pd.Series) -> pd.Series:
     return values.astype("string[pyarrow]")
 
 
+def _arrow_chunk(values) -> pa.Array | None:
+    """The Arrow string data behind an Arrow-backed string Series/array as one array, or None."""
+    arr = values.array if isinstance(values, (pd.Series, pd.Index)) else values
+    dtype = getattr(arr, "dtype", None)
+    if not (isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"
+            or isinstance(dtype, pd.ArrowDtype) and (pa.types.is_string(dtype.pyarrow_dtype)
+                                                    or pa.types.is_large_string(dtype.pyarrow_dtype))):
+        return None
+    chunked = arr._pa_array
+    return chunked.chunk(0) if chunked.num_chunks == 1 else chunked.combine_chunks()
+
+
+def factorize(values) -> tuple[np.ndarray, object]:
+    """pd.factorize(values): int64 codes in order of first appearance (-1 for NULL) and the
+    uniques. Arrow strings are dictionary-encoded in Arrow (pandas also wraps the uniques in
+    an Index, which costs more than the encoding itself)."""
+    arr = _arrow_chunk(values)
+    if arr is None:
+        codes, uniques = pd.factorize(values)
+        return codes.astype(np.int64, copy=False), uniques
+    enc = pc.dictionary_encode(arr)
+    indices = enc.indices
+    if indices.null_count:
+        indices = pc.fill_null(indices, -1)
+    codes = indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    return codes, pd.arrays.ArrowStringArray(enc.dictionary.cast(pa.large_string()))
+
+
 def prepare_records(records: pd.DataFrame, columns: list[str], what: str) -> pd.DataFrame:
     """Positional index, every expected column present (absent optional ones as NA),
     and a clear error on duplicate record keys."""
@@ -43,12 +71,17 @@ def prepare_records(records: pd.DataFrame, columns: list[str], what: str) -> pd.
     for col in out.columns:
         if out[col].dtype == object or isinstance(out[col].dtype, pd.StringDtype):
             out[col] = _arrow_strings(out[col])
-    dup = out.duplicated(KEY_COLS, keep=False)
-    if dup.any():
-        first = out.loc[dup, KEY_COLS].iloc[0]
-        raise ValueError(f"{what}: duplicate record key ({first.source_system}, "
-                         f"{first.source_record_id}); {int(dup.sum())} rows share keys")
-    out["_key"] = out["source_system"] + "\x1f" + out["source_record_id"]
+    key = out["source_system"] + "\x1f" + out["source_record_id"]
+    # distinct non-NULL joined keys prove distinct (source, id) pairs; anything else is
+    # checked column by column
+    joined = _arrow_chunk(key)
+    if joined is None or joined.null_count or len(pc.unique(joined)) != len(joined):
+        dup = out.duplicated(KEY_COLS, keep=False)
+        if dup.any():
+            first = out.loc[dup, KEY_COLS].iloc[0]
+            raise ValueError(f"{what}: duplicate record key ({first.source_system}, "
+                             f"{first.source_record_id}); {int(dup.sum())} rows share keys")
+    out["_key"] = key
     return out
 
 
@@ -179,14 +212,19 @@ def assign_stable_ids(keys: pd.Series, cluster: np.ndarray, records: pd.DataFram
     taken = set(final.values) | all_prev
     new_clusters = min_key.drop(final.index)
     new_clusters = new_clusters.iloc[_argsort_text(new_clusters)]
-    fresh = {}
-    for c, key in new_clusters.items():
-        cand, salt = hash_id(prefix, key), 0
-        while cand in taken:
-            salt += 1
-            cand = hash_id(prefix, f"{key}\x1f{salt}")
-        taken.add(cand)
-        fresh[c] = cand
+    new_keys = new_clusters.to_numpy(dtype=object)
+    cands = [prefix + hashlib.sha1(k.encode("utf-8")).hexdigest()[:12].upper() for k in new_keys]
+    if taken.isdisjoint(cands) and len(set(cands)) == len(cands):   # the usual case: no clash
+        fresh = dict(zip(new_clusters.index, cands))
+    else:   # in key order, a clash takes the next salt
+        fresh = {}
+        for c, key, cand in zip(new_clusters.index, new_keys, cands):
+            salt = 0
+            while cand in taken:
+                salt += 1
+                cand = hash_id(prefix, f"{key}\x1f{salt}")
+            taken.add(cand)
+            fresh[c] = cand
     final = pd.concat([final, pd.Series(fresh, dtype=object)])
     ids = frame["cluster"].map(final).astype("string")
     history = _history(size_by, final, entity, run_id)

@@ -9,6 +9,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .common import factorize
+
 RULES = ("trust_order", "most_recent", "most_frequent")
 
 
@@ -32,7 +34,9 @@ def entity_rules(survivorship: dict, entity: str) -> dict:
 def trust_rank(source_system: pd.Series, trust_order: list[str]) -> np.ndarray:
     """0 for the most trusted source; sources not listed rank after all listed ones."""
     rank = {s: i for i, s in enumerate(trust_order)}
-    return source_system.map(rank).fillna(len(trust_order)).to_numpy(dtype=np.int64)
+    codes, uniques = factorize(source_system)   # a handful of sources: look each up once
+    by_code = [rank.get(v, len(trust_order)) for v in np.asarray(uniques, dtype=object)]
+    return np.asarray(by_code + [len(trust_order)], dtype=np.int64)[codes]
 
 
 def _dense_codes(values: pd.Series) -> tuple[np.ndarray, int]:
@@ -78,8 +82,8 @@ def _pack(keys: list[tuple[np.ndarray, int]]) -> list[np.ndarray]:
 
 def _codes(values: pd.Series) -> tuple[np.ndarray, int]:
     """Unordered integer code per row (-1 for NULL): a hash factorize, no string sort."""
-    codes, uniques = pd.factorize(values)
-    return codes.astype(np.int64), len(uniques)
+    codes, uniques = factorize(values)
+    return codes, len(uniques)
 
 
 def pick_rows(work: dict, element: str, rule: str, tiebreak: str, n_groups: int
@@ -89,8 +93,13 @@ def pick_rows(work: dict, element: str, rule: str, tiebreak: str, n_groups: int
     One sort over packed integer keys (master id, rule, tiebreak, trust); only the few masters
     whose best rows still differ in value or source are settled by value and key order."""
     val_code, n_vals = work["codes"][element]
-    rows = np.flatnonzero(val_code >= 0)
     winner = np.full(n_groups, -1, dtype=np.int64)
+    by_gid = work.get("by_gid")
+    in_gid_order = by_gid is not None and len(by_gid) > 0 and work["gid"][by_gid[0]] >= 0
+    if in_gid_order:
+        rows = by_gid[val_code[by_gid] >= 0]   # master id order, then row order
+    else:
+        rows = np.flatnonzero(val_code >= 0)
     if not len(rows):
         return winner
     gid, val = work["gid"][rows], val_code[rows]
@@ -104,6 +113,13 @@ def pick_rows(work: dict, element: str, rule: str, tiebreak: str, n_groups: int
         _, inverse, counts = np.unique(pair, return_inverse=True, return_counts=True)
         top = int(counts.max())
         keys["most_frequent"] = (top - counts[inverse], top)
+    within = _pack([keys[rule], keys[tiebreak], (trust, n_trust)])
+    if in_gid_order and len(within) == 1:
+        return _pick_sorted(work, element, rows, gid, val, within[0], winner)
+    rows_sorted = np.argsort(rows, kind="stable")   # the general path wants row order
+    rows, gid, val = rows[rows_sorted], gid[rows_sorted], val[rows_sorted]
+    trust = trust[rows_sorted]
+    keys = {k: (v[rows_sorted], size) for k, (v, size) in keys.items()}
     packed = _pack([(gid, n_groups), keys[rule], keys[tiebreak], (trust, n_trust)])
     order = np.lexsort(packed[::-1]) if len(packed) > 1 else np.argsort(packed[0], kind="stable")
     g = gid[order]
@@ -124,7 +140,7 @@ def pick_rows(work: dict, element: str, rule: str, tiebreak: str, n_groups: int
         sub = np.flatnonzero(top & np.isin(grp, grp[open_]))
         at = rows[order][sub]
         vrank = _dense_codes(work["frame"][element].iloc[at])[0]
-        key = work["key"].iloc[at]
+        key = work["key"]().iloc[at]
         krank = pc.rank(pa.chunked_array(key.array._pa_array), sort_keys="ascending",
                         tiebreaker="first").to_numpy().astype(np.int64)
         o = np.lexsort((krank, vrank, grp[sub]))
@@ -132,6 +148,40 @@ def pick_rows(work: dict, element: str, rule: str, tiebreak: str, n_groups: int
         first = np.ones(len(o), dtype=bool)
         first[1:] = gs[1:] != gs[:-1]
         winner[g[sub][o][first]] = at[o][first]
+    return winner
+
+
+def _pick_sorted(work: dict, element: str, rows: np.ndarray, gid: np.ndarray, val: np.ndarray,
+                 rank: np.ndarray, winner: np.ndarray) -> np.ndarray:
+    """pick_rows on rows already in (master id, row) order with one packed rank per row
+    (rule, tiebreak, trust): the best rank per master id by a segment minimum, no sort.
+    Among rows sharing the best rank the first row wins unless their values or sources
+    differ; those masters are settled by value, then record key."""
+    start = np.ones(len(rows), dtype=bool)
+    start[1:] = gid[1:] != gid[:-1]
+    starts = np.flatnonzero(start)
+    grp = np.cumsum(start) - 1
+    best = np.minimum.reduceat(rank, starts)
+    top = rank == best[grp]
+    top_at = np.flatnonzero(top)
+    first = np.ones(len(top_at), dtype=bool)
+    first[1:] = grp[top_at][1:] != grp[top_at][:-1]
+    win = top_at[first]                       # one per master id, in master id order
+    winner[gid[win]] = rows[win]
+    src = work["source"][rows]
+    open_ = top & ((val != val[win][grp]) | (src != src[win][grp]))
+    if open_.any():   # settle: smallest value, then smallest record key
+        sub = np.flatnonzero(top & np.isin(grp, grp[open_]))
+        at = rows[sub]
+        vrank = _dense_codes(work["frame"][element].iloc[at])[0]
+        key = work["key"]().iloc[at]
+        krank = pc.rank(pa.chunked_array(key.array._pa_array), sort_keys="ascending",
+                        tiebreaker="first").to_numpy().astype(np.int64)
+        o = np.lexsort((krank, vrank, grp[sub]))
+        gs = grp[sub][o]
+        first = np.ones(len(o), dtype=bool)
+        first[1:] = gs[1:] != gs[:-1]
+        winner[gid[sub][o][first]] = at[o][first]
     return winner
 
 
@@ -166,16 +216,24 @@ def golden_records(df: pd.DataFrame, id_col: str, elements: list[str], spec: dic
     trust_order = list(spec["trust_order"])
     default, tiebreak = spec.get("default", "trust_order"), spec.get("tiebreak", "most_frequent")
     rules = spec.get("elements") or {}
-    gid, uniques = pd.factorize(df[id_col])
-    gid = gid.astype(np.int64)
+    gid, uniques = factorize(df[id_col])
     source_code, source_names = pd.factorize(df["source_system"])
-    # record key: the smallest wins a full tie (ranked only where such a tie occurs)
-    key = (df["source_system"].astype("string[pyarrow]") + "\x1f"
-           + df["source_record_id"].astype("string[pyarrow]"))
-    trust = trust_rank(df["source_system"], trust_order)
+    source_names = list(np.asarray(source_names, dtype=object))
+    # record key: the smallest wins a full tie (built and ranked only where such a tie occurs)
+    key_cache: list = []
+
+    def key() -> pd.Series:
+        if not key_cache:
+            key_cache.append(df["source_system"].astype("string[pyarrow]") + "\x1f"
+                             + df["source_record_id"].astype("string[pyarrow]"))
+        return key_cache[0]
+
+    rank = {s: i for i, s in enumerate(trust_order)}
+    trust = np.asarray([rank.get(s, len(trust_order)) for s in source_names] + [len(trust_order)],
+                       dtype=np.int64)[source_code]
     work = {"gid": gid, "trust": trust, "n_trust": int(trust.max()) + 1 if len(trust) else 1,
             "source": source_code.astype(np.int64), "key": key,
-            "frame": df, "codes": {}}
+            "frame": df, "codes": {}, "by_gid": np.argsort(gid, kind="stable")}
     used = {rules.get(e, default) for e in elements} | {tiebreak}
     if "most_recent" in used:
         if "updated_at" in df.columns:
