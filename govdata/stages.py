@@ -280,7 +280,7 @@ def incremental_scope(records: "pa.Table", kind: str, normalised: list[dict], ru
     import pyarrow.compute as pc
 
     from standards.registry import load_survivorship
-    from transforms.linkage.incremental import SCOPE_COLUMNS, relink_scope
+    from transforms.linkage.incremental import relink_scope
     from transforms.linkage.survivorship import entity_rules
 
     _, xref_table, id_col = LINKERS[kind]
@@ -307,13 +307,11 @@ def incremental_scope(records: "pa.Table", kind: str, normalised: list[dict], ru
     for known in changed + decided:
         seeds = pc.or_(seeds, pc.is_in(keys, value_set=known))
     seeds = seeds.to_numpy(zero_copy_only=False)
-    record_master = pd.Series(record_master.to_pandas())
-    records = records.select([c for c in SCOPE_COLUMNS[kind] if c in records.column_names]).to_pandas()
-    cluster = pd.factorize(record_master)[0]
+    cluster = pd.factorize(record_master.to_pandas())[0]
     spec = entity_rules(load_survivorship(), kind)
     scope = relink_scope(records, kind, seeds, cluster, link_config(kind), list(spec["trust_order"]))
-    if scope.sum() > INCREMENTAL_MAX_SHARE * len(records):
-        log.info("%s: %d of %d records to relink: linking all", kind, int(scope.sum()), len(records))
+    if scope.sum() > INCREMENTAL_MAX_SHARE * records.num_rows:
+        log.info("%s: %d of %d records to relink: linking all", kind, int(scope.sum()), records.num_rows)
         return None
     carried = prev.take(at.filter(pa.array(~scope))).to_pandas()
     return {"scope": np.asarray(scope), "carried": carried, "model": model, "seeds": int(seeds.sum())}

@@ -17,14 +17,20 @@ generator's data).
 """
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .common import prepare_records
 from .config import LinkConfig
 from .enterprises import ENTERPRISE_COLS, identifier_keys
 from .persons import PERSON_COLS, _blocking_frame, candidate_pairs, holder_conflicts, id_facts
 from .survivorship import trust_rank
+
+log = logging.getLogger(__name__)
 
 # the columns the scope is computed from (prepare_records fills the others with NULL)
 SCOPE_COLUMNS = {"person": ["source_system", "source_record_id", "id_number", "id_number_status", "name",
@@ -75,20 +81,75 @@ def enterprise_neighbours(tokens: pd.Series, mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def relink_scope(records: pd.DataFrame, kind: str, seeds: np.ndarray, previous_cluster: np.ndarray,
+def _text(table: pa.Table, column: str) -> pa.ChunkedArray:
+    if column not in table.column_names:
+        return pa.chunked_array([pa.nulls(table.num_rows, pa.string())])
+    return table[column].cast(pa.string())
+
+
+def _any_in(values: list[pa.ChunkedArray], mask: pa.Array) -> pa.ChunkedArray:
+    """Rows where any of the value columns holds a value some masked row holds in any of them."""
+    wanted = pc.unique(pa.chunked_array([v.filter(mask).combine_chunks() for v in values]).combine_chunks()).drop_null()
+    hit = pc.is_in(values[0], value_set=wanted)
+    for v in values[1:]:
+        hit = pc.or_(hit, pc.is_in(v, value_set=wanted))
+    return hit
+
+
+def _id_neighbours(ids: pa.ChunkedArray, mask: pa.Array, reach: int) -> pa.ChunkedArray:
+    """Rows whose ID number is within reach distinct IDs (sorted) of a masked row's ID: the
+    sorted-neighbourhood block."""
+    distinct = pc.unique(ids.drop_null())
+    distinct = distinct.take(pc.sort_indices(distinct))
+    at = pc.index_in(ids.filter(mask), value_set=distinct).drop_null().to_numpy()
+    near = (at[:, None] + np.arange(-reach, reach + 1)[None, :]).ravel()
+    near = np.unique(near[(near >= 0) & (near < len(distinct))])
+    return pc.is_in(ids, value_set=distinct.take(pa.array(near, pa.int64())))
+
+
+def person_candidates(table: pa.Table, mask: np.ndarray, cfg: LinkConfig) -> np.ndarray:
+    """A superset of the records that could share a person blocking key with a masked record,
+    from the raw columns (cheap, in Arrow): the same birth date (own or inside the ID) and
+    surname initial, the same pinyin and birth year, the same phone, an ID within the sorted-neighbourhood window
+    — and every holder of those records' ID numbers, whose records decide who holds an ID."""
+    m = pa.array(mask)
+    ids = _text(table, "id_number")
+    own = pc.strftime(table["birth_date"].cast(pa.timestamp("s")), format="%Y%m%d") \
+        if "birth_date" in table.column_names else _text(table, "birth_date")
+    from_id = pc.utf8_slice_codeunits(ids, 6, 14)
+    pinyin = _text(table, "name_pinyin")
+    initial = pc.utf8_slice_codeunits(pinyin, 0, 1)
+    day = lambda birth: pc.binary_join_element_wise(birth, initial, "|")  # noqa: E731
+    year = lambda birth: pc.binary_join_element_wise(pinyin, pc.utf8_slice_codeunits(birth, 0, 4), "|")  # noqa: E731
+    hit = pc.or_(_any_in([day(own), day(from_id)], m), _any_in([year(own), year(from_id)], m))
+    hit = pc.or_(hit, _any_in([_text(table, "phone")], m))
+    hit = pc.or_(hit, _id_neighbours(ids, m, (cfg.sorted_window - 1) // 2))
+    hit = pc.or_(pc.fill_null(hit, False), m)
+    hit = pc.or_(hit, pc.fill_null(_any_in([ids], pc.fill_null(hit, False).combine_chunks()), False))
+    return hit.to_numpy(zero_copy_only=False).astype(bool)
+
+
+def relink_scope(records: pa.Table, kind: str, seeds: np.ndarray, previous_cluster: np.ndarray,
                  cfg: LinkConfig, trust_order: list[str]) -> np.ndarray:
     """Boolean mask over records (positional): the records to link again."""
-    if len(seeds) != len(records) or len(previous_cluster) != len(records):
+    if len(seeds) != records.num_rows or len(previous_cluster) != records.num_rows:
         raise ValueError("relink_scope: seeds and previous_cluster must align with records")
     scope = whole_clusters(np.asarray(seeds, dtype=bool), previous_cluster)
     if not scope.any():
         return scope
+    columns = [c for c in SCOPE_COLUMNS[kind] if c in records.column_names] if kind in SCOPE_COLUMNS else []
     if kind == "person":
-        scope = person_neighbours(records, scope, cfg, trust_order)
+        near = person_candidates(records, scope, cfg)
+        log.info("relink scope: %d records in %d previous clusters; %d candidates", int(scope.sum()),
+                 len(np.unique(previous_cluster[scope])), int(near.sum()))
+        sub = records.filter(pa.array(near)).select(columns).to_pandas(types_mapper=_arrow_strings)
+        found = person_neighbours(sub, scope[near], cfg, trust_order)
+        scope = scope.copy()
+        scope[np.flatnonzero(near)[found]] = True
     elif kind == "enterprise":
         # identifiers that point at two masters prove nothing: the scope must hold every
         # holder of a token it touches, so grow it to a fixpoint (tokens are cheap)
-        tokens = enterprise_tokens(records)
+        tokens = enterprise_tokens(records.select(columns).to_pandas(types_mapper=_arrow_strings))
         while True:
             grown = whole_clusters(enterprise_neighbours(tokens, scope), previous_cluster)
             if grown.sum() == scope.sum():
@@ -97,3 +158,8 @@ def relink_scope(records: pd.DataFrame, kind: str, seeds: np.ndarray, previous_c
     else:
         raise ValueError(f"relink_scope: unknown kind {kind!r} (expected person or enterprise)")
     return whole_clusters(scope, previous_cluster)
+
+
+def _arrow_strings(typ: pa.DataType):
+    """to_pandas types_mapper: Arrow strings stay Arrow-backed (no Python str objects)."""
+    return pd.StringDtype("pyarrow") if pa.types.is_string(typ) or pa.types.is_large_string(typ) else None

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from transforms.linkage import LinkConfig
-from transforms.linkage.incremental import relink_scope, whole_clusters
+from transforms.linkage.incremental import person_candidates, relink_scope, whole_clusters
 
 from .people import SURVIVORSHIP, make_id, rec
 from .test_link_enterprises import ORG1, U1, U2, ent
@@ -16,8 +17,8 @@ A = make_id("1980-01-02", "123")
 B = make_id("1991-07-08", "456")
 
 
-def persons() -> pd.DataFrame:
-    return pd.DataFrame([
+def persons() -> pa.Table:
+    return table([
         rec("gongan", "g1", A, "张伟", "zhang wei", "1", "1980-01-02", phone="13800000001"),   # 0 P1
         rec("shebao", "s1", A, "张伟", "zhang wei", "1", "1980-01-02"),                        # 1 P1
         rec("weijian", "w1", None, "张伟", "zhang wei", "1", "1980-01-02"),                    # 2 new
@@ -26,6 +27,10 @@ def persons() -> pd.DataFrame:
         rec("shebao", "s3", None, "王芳", "wang fang", "2", "1975-03-04", phone="13900000002"),  # 5 P3
         rec("gongan", "g4", make_id("1960-05-06", "789"), "赵强", "zhao qiang", "1", "1960-05-06"),  # 6 P4
     ])
+
+
+def table(rows: list[dict]) -> pa.Table:
+    return pa.Table.from_pandas(pd.DataFrame(rows), preserve_index=False)
 
 
 CLUSTER = np.array([0, 0, -1, 1, 1, 2, 3])
@@ -54,7 +59,7 @@ def test_no_seed_no_scope():
 
 
 def test_enterprise_scope_follows_old_identifiers_to_a_fixpoint():
-    records = pd.DataFrame([
+    records = table([
         ent("shichang", "s1", U1, ORG1),                   # 0 E1
         ent("shuiwu", "t1", tax="110105" + ORG1),           # 1 E1 (tax number holds ORG1)
         ent("zhengwu", "z1", org=ORG1, core="甲科技", rep="张三"),  # 2 E1
@@ -70,3 +75,13 @@ def test_enterprise_scope_follows_old_identifiers_to_a_fixpoint():
 def test_misaligned_inputs_are_refused():
     with pytest.raises(ValueError, match="align"):
         relink_scope(persons(), "person", np.zeros(3, dtype=bool), CLUSTER, LinkConfig(), ORDER)
+
+
+def test_candidates_are_a_cheap_superset_and_the_neighbours_exact():
+    mask = np.array([True, True, True, False, False, False, False])
+    # the ID window (two distinct IDs each side) spans this tiny world's three IDs;
+    # s3 shares neither a birth date, a pinyin + year, a phone nor an ID with the mask
+    assert np.flatnonzero(person_candidates(persons(), mask, LinkConfig())).tolist() == [0, 1, 2, 3, 4, 6]
+    # but two records held by their own valid IDs are never compared: nothing joins the scope
+    scope = relink_scope(persons(), "person", mask, CLUSTER, LinkConfig(), ORDER)
+    assert np.flatnonzero(scope).tolist() == [0, 1, 2]
