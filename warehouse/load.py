@@ -411,7 +411,7 @@ def _merge_postgres(db: _Postgres, name: str, arrow: pa.Table) -> None:
     if bulk and _pg_orders_keys_bytewise(db, table):
         # Rows sent in key order make the primary-key build that follows a presorted check
         # instead of a full sort (3-4x faster): only when the server orders the keys as Arrow does.
-        order = pc.sort_indices(arrow, sort_keys=[(k, "ascending") for k in keys])
+        order = _key_order(arrow, keys)
     if bulk and _pg_is_empty(db, target):
         # First load of a big table: COPY straight into it with the primary key dropped, then
         # build the key once (duplicate keys fail there; the transaction restores the key).
@@ -468,6 +468,20 @@ def _bulk_worthwhile(db: _Postgres, table, n_rows: int) -> bool:
     row = db.con.execute("SELECT pg_has_role(current_user, c.relowner, 'USAGE'), c.reltuples "
                          "FROM pg_class c WHERE c.oid = %s::regclass", (qualified(table),)).fetchone()
     return bool(row and row[0] and row[1] < 2 * n_rows)
+
+
+def _key_order(arrow: pa.Table, keys: Sequence[str]) -> pa.Array:
+    """Row indices in key order (text in byte order). A leading text key (source_system: a few
+    values) is sorted by its rank in its dictionary: integers first sort 2x faster than strings."""
+    cols = []
+    for i, key in enumerate(keys):
+        col = arrow[key]
+        if i < len(keys) - 1 and pa.types.is_string(col.type):
+            encoded = pc.dictionary_encode(col).combine_chunks()
+            col = pc.take(pc.rank(encoded.dictionary, sort_keys="ascending"), encoded.indices)
+        cols.append(col)
+    names = [f"k{i}" for i in range(len(cols))]
+    return pc.sort_indices(pa.table(cols, names=names), sort_keys=[(n, "ascending") for n in names])
 
 
 _BYTEWISE_COLLATIONS = ("C", "POSIX", "C.UTF-8", "C.utf8", "ucs_basic")

@@ -95,3 +95,15 @@ def test_a_bulk_load_in_server_key_order_or_not_gives_the_same_rows(pg_database,
     monkeypatch.setattr(L, "_pg_orders_keys_bytewise", lambda db, table: False)
     load_tables(pg_database, {"xref_person": frame}, "r1")
     assert xref_rows(pg_database) == in_order == expected(frame)
+
+
+def test_key_order_is_arrows_byte_order_sort():
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = pa.table({"x": pa.chunked_array([["b", "a", "é"], ["a", "b", "a"]]),
+                      "y": pa.chunked_array([["2", "1", "1"], ["0", "1", "1"]]),
+                      "z": pa.chunked_array([[3, 2, 1], [1, 1, 0]])})
+    for keys in (("x",), ("x", "y"), ("x", "y", "z"), ("z", "x")):
+        assert L._key_order(table, keys).to_pylist() == pc.sort_indices(
+            table, sort_keys=[(k, "ascending") for k in keys]).to_pylist()
