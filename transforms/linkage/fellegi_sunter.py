@@ -6,7 +6,6 @@ import logging
 
 import numpy as np
 import pandas as pd
-import recordlinkage
 
 log = logging.getLogger(__name__)
 _CLIP = (1e-4, 1 - 1e-4)
@@ -30,6 +29,8 @@ def estimate_mu(features: pd.DataFrame, m_prior: dict, u_prior: dict, estimate: 
               if present[c] >= min_presence and features[c].dropna().nunique() == 2]
     if len(fields) < 3:
         return m, u, "prior"
+    import recordlinkage   # imports scikit-learn (seconds): paid only where ECM runs
+
     try:
         ecm = recordlinkage.ECMClassifier(init="jaro", max_iter=100)
         sample = features[fields]

@@ -6,18 +6,40 @@ import zlib
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 
 def _person_year(records: pd.DataFrame) -> pd.Series:
     """The record's own birth year; else the year in its ID number (also in a mistyped one,
     whose date part is usually intact)."""
-    own = pd.to_datetime(records.get("birth_date"), errors="coerce")
-    year = own.dt.year if own is not None else pd.Series(np.nan, index=records.index)
+    year = _birth_year(records.get("birth_date"), records.index)
     ids = records["id_number"].astype("string") if "id_number" in records else \
         pd.Series(pd.NA, index=records.index, dtype="string")
-    from_id = pd.to_numeric(ids.str[6:10], errors="coerce")
+    # a few hundred distinct year strings: parse each once
+    codes, uniques = pd.factorize(ids.str[6:10])
+    parsed = pd.to_numeric(pd.Series(np.asarray(uniques, dtype=object)), errors="coerce")
+    parsed = np.append(parsed.to_numpy(dtype=np.float64, na_value=np.nan), np.nan)
+    from_id = pd.Series(parsed[codes], index=records.index)
     from_id = from_id.where((from_id >= 1880) & (from_id <= 2100))
     return year.fillna(from_id)
+
+
+def _birth_year(birth: pd.Series | None, index: pd.Index) -> pd.Series:
+    """pd.to_datetime(birth, errors="coerce").dt.year; Arrow dates (from parquet) are read in
+    Arrow (pandas converts them one by one)."""
+    if birth is None:
+        return pd.Series(np.nan, index=index)
+    dtype = birth.dtype
+    if isinstance(dtype, pd.ArrowDtype) and pa.types.is_date(dtype.pyarrow_dtype):
+        years = pc.year(pa.chunked_array(birth.array._pa_array))
+        lo, hi = pc.min(years).as_py(), pc.max(years).as_py()
+        if lo is None or (lo > 1677 and hi < 2262):   # inside pandas' datetime64[ns] range
+            values = years.to_numpy().astype(np.float64) if years.null_count == 0 else \
+                pc.cast(years, pa.float64()).fill_null(np.nan).to_numpy()
+            return pd.Series(values, index=birth.index, dtype=np.float64)
+    own = pd.to_datetime(birth, errors="coerce")
+    return own.dt.year
 
 
 def _enterprise_key(records: pd.DataFrame) -> pd.Series:
