@@ -32,7 +32,8 @@ def run_manifest(url: str, lake: str, run_id: str | None = None) -> dict:
 
 
 def records_of(manifest: dict, kind: str) -> pd.DataFrame:
-    frames = [read_parquet(n["std_path"]) for n in manifest["normalised"] if n["kind"] == kind]
+    # every live record (an incremental run's std holds only the rows it extracted)
+    frames = [read_parquet(n.get("current_path") or n["std_path"]) for n in manifest["normalised"] if n["kind"] == kind]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 

@@ -477,6 +477,8 @@ def link_merge(parts: list[dict], run: dict) -> dict:
             out["paths"][f"{kind}_{name}"] = write_parquet(
                 merged, run_path(run["lake"], run["run_id"], "link", f"{kind}_{name}.parquet"))
         stats = [p["stats"] for p in mine]
+        if plan.get("mode") == "incremental":   # the review questions about these records were re-asked
+            out.setdefault("relinked_inputs", {})[kind] = [p["path"] for p in mine]
         out["stats"][kind] = {"partitions": len(mine), **_sum_stats(stats), "mode": plan.get("mode", "full"),
                               "records_relinked": sum(p["rows"] for p in planned),
                               "records_carried": (plan.get("records", 0) - sum(p["rows"] for p in planned)),
@@ -515,11 +517,50 @@ def load(normalised: list[dict], validated: dict, linked: dict, run: dict) -> di
         marked = _deleted_xref(normalised, table, run)
         if not marked.empty and table in tables:
             tables[table] = pd.concat([tables[table], marked[tables[table].columns]], ignore_index=True)
+    stale = closed_reviews(run, tables.get("review_queue"), linked)
+    if not stale.empty:
+        tables["review_queue"] = pd.concat([f for f in (tables.get("review_queue"), stale) if f is not None],
+                                           ignore_index=True)
     tables["dq_result"] = read_parquet(validated["dq_path"])
     tables["etl_state"] = etl_state_rows(normalised, run)
     tables["etl_run"] = etl_run_row(normalised, linked, run)
     counts = load_tables(run["warehouse_url"], tables, run["run_id"])
     return {"tables": {k: int(v) for k, v in counts.items()}}
+
+
+def stale_reviews(previous: pd.DataFrame, fresh_ids: pd.Series, decided_ids: set, relinked: pd.Series | None,
+                  run_id: str) -> pd.DataFrame:
+    """Open review pairs this run did not ask again, closed: 'decided' when a steward decided
+    the pair, else 'superseded' (the records changed or now link with certainty). A full run
+    re-asks every question; an incremental run only those about records it relinked."""
+    open_ = previous[(previous["status"].fillna("open") == "open") & ~previous["pair_id"].isin(fresh_ids)]
+    if relinked is not None:
+        open_ = open_[_keys(open_, "left_").isin(relinked) | _keys(open_, "right_").isin(relinked)]
+    status = open_["pair_id"].isin(decided_ids).map({True: "decided", False: "superseded"})
+    return open_.assign(status=status.astype("string"), run_id=run_id)
+
+
+def closed_reviews(run: dict, fresh: pd.DataFrame | None, linked: dict) -> pd.DataFrame:
+    from transforms.linkage.common import pair_id
+    from warehouse.load import read_table
+
+    previous = read_table(run["warehouse_url"], "review_queue")
+    decisions = read_table(run["warehouse_url"], "review_decision")
+    if previous is None or previous.empty:
+        return pd.DataFrame()
+    decided = set() if decisions is None or decisions.empty else \
+        set(pair_id(_keys(decisions, "left_"), _keys(decisions, "right_")))
+    fresh_ids = fresh["pair_id"] if fresh is not None else pd.Series(dtype="string")
+    frames = []
+    for kind in LINKERS:
+        if kind not in linked.get("stats", {}):
+            continue
+        inputs = linked.get("relinked_inputs", {}).get(kind)
+        relinked = None if inputs is None else pd.concat(
+            [_keys(read_parquet(path, columns=KEYS)) for path in inputs] or [pd.Series(dtype="string")])
+        frames.append(stale_reviews(previous[previous["entity"] == kind], fresh_ids, decided, relinked, run["run_id"]))
+    frames = [f for f in frames if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def _deleted_xref(normalised: list[dict], table: str, run: dict) -> pd.DataFrame:
