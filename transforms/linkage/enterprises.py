@@ -86,7 +86,8 @@ def link_enterprises(records: pd.DataFrame, *, previous_xref: pd.DataFrame | Non
     df = prepare_records(records, ENTERPRISE_COLS, "enterprise records")
     n = len(df)
     keys = identifier_keys(df)
-    key_to_pos = pd.Series(np.arange(n), index=df["_key"].to_numpy())
+    key_to_pos = pd.Series(np.arange(n), index=df["_key"].to_numpy()) \
+        if decisions is not None and len(decisions) else pd.Series(dtype=np.int64)
     steward_match, steward_non = decision_pairs(decisions, key_to_pos)
 
     holder = keys["uscc"].notna().to_numpy()

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import compare
-from .common import (ConstrainedUnion, assign_stable_ids, decision_pairs, pair_id,
+from .common import (ConstrainedUnion, assign_stable_ids, decision_pairs, factorize, pair_id,
                      prepare_records)
 from .config import LinkConfig, LinkResult
 from .fellegi_sunter import estimate_mu, field_weights
@@ -77,8 +77,8 @@ def holder_conflicts(df: pd.DataFrame, facts: pd.DataFrame, trust: np.ndarray) -
     sex_bad = sex.isin(["1", "2"]) & facts["id_sex"].notna() & (sex != facts["id_sex"])
     conflict = (facts["usable"] & (birth_bad | sex_bad)).to_numpy(dtype=bool)
     usable = facts["usable"].to_numpy()
-    id_code = pd.factorize(df["id_number"])[0].astype(np.int64)
-    py_code, py_uniques = pd.factorize(df["name_pinyin"])
+    id_code = factorize(df["id_number"])[0]
+    py_code, py_uniques = factorize(df["name_pinyin"])
     py_code = py_code.astype(np.int64)
     ok = np.flatnonzero(usable & ~conflict & (py_code >= 0))
     holder = np.full(int(id_code.max()) + 2 if len(id_code) else 1, -1, dtype=np.int64)
@@ -240,14 +240,15 @@ def link_persons(records: pd.DataFrame, *, previous_xref: pd.DataFrame | None = 
     df = prepare_records(records, PERSON_COLS, "person records")
     n = len(df)
     trust = trust_rank(df["source_system"], list(spec["trust_order"]))
-    key_to_pos = pd.Series(np.arange(n), index=df["_key"].to_numpy())
+    key_to_pos = pd.Series(np.arange(n), index=df["_key"].to_numpy()) \
+        if decisions is not None and len(decisions) else pd.Series(dtype=np.int64)
     steward_match, steward_non = decision_pairs(decisions, key_to_pos)
     facts = id_facts(df)
 
     # 1 deterministic: one group per held ID number
     conflict = holder_conflicts(df, facts, trust)
     usable = facts["usable"].to_numpy()
-    id_text = df["id_number"].fillna("").to_numpy(dtype=object)
+    id_text = df["id_number"].fillna("").to_numpy(dtype=object) if len(steward_non) else None
     same_id = steward_non[(id_text[steward_non[:, 0]] == id_text[steward_non[:, 1]]) &
                           usable[steward_non[:, 0]] & usable[steward_non[:, 1]]] \
         if len(steward_non) else steward_non
@@ -256,7 +257,7 @@ def link_persons(records: pd.DataFrame, *, previous_xref: pd.DataFrame | None = 
         conflict[pick] = True
     held = usable & ~conflict
     group = np.arange(n, dtype=np.int64) + n
-    codes, uniq = pd.factorize(df["id_number"].where(pd.Series(held)))
+    codes, uniq = factorize(df["id_number"].where(pd.Series(held)))
     group[held] = codes[held]
     lap("deterministic")
 
