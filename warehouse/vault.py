@@ -7,7 +7,6 @@ for a different plaintext, and the same run loaded twice gives byte-identical ci
 """
 from __future__ import annotations
 
-import hashlib
 import hmac
 import uuid
 from datetime import datetime, timezone
@@ -32,14 +31,17 @@ def vault_keys(key: bytes) -> tuple[bytes, bytes]:
 def encrypt_values(values: pd.Series, key: bytes, field: str) -> pd.Series:
     """nonce || AES-GCM ciphertext per value (bytes); NULL stays NULL. Once per unique value.
     `field` is bound as associated data, so a ciphertext cannot be moved to another column."""
+    from transforms.privacy import per_unique
+
     aes_key, nonce_key = vault_keys(key)
     aead, aad = AESGCM(aes_key), field.encode()
-    lookup = {}
-    for v in values.dropna().unique():
-        plain = str(v).encode()
-        nonce = hmac.new(nonce_key, aad + b"\x00" + plain, hashlib.sha256).digest()[:NONCE_BYTES]
-        lookup[v] = nonce + aead.encrypt(nonce, plain, aad)
-    return values.map(lookup).astype(object).where(values.notna(), None)
+
+    def seal(plain: bytes) -> bytes:
+        nonce = hmac.digest(nonce_key, aad + b"\x00" + plain, "sha256")[:NONCE_BYTES]
+        return nonce + aead.encrypt(nonce, plain, aad)
+
+    return pd.Series(per_unique(values, lambda vs: [seal(v.encode()) for v in vs]), index=values.index,
+                     dtype=object)
 
 
 def decrypt_value(blob: bytes, key: bytes, field: str) -> str:
