@@ -185,20 +185,21 @@ def assign_stable_ids(keys: pd.Series, cluster: np.ndarray, records: pd.DataFram
     (ties: smallest ID; an ID claimed by several clusters stays with the largest share);
     others get prefix + hash of their smallest member key, so a full relink is repeatable.
     Returns (ids aligned to records, master_id_history rows)."""
-    frame = pd.DataFrame({"cluster": cluster, "_key": keys.to_numpy()})
     if previous_xref is not None and len(previous_xref):
+        frame = pd.DataFrame({"cluster": cluster, "_key": keys.to_numpy()})
         require_columns(previous_xref, KEY_COLS + [id_col], "previous_xref")
         prev = previous_xref[KEY_COLS + [id_col]].astype("string")
         prev_key = prev["source_system"] + "\x1f" + prev["source_record_id"]
         frame["prev"] = frame["_key"].map(pd.Series(prev[id_col].to_numpy(), index=prev_key.to_numpy()))
         all_prev = set(prev[id_col].dropna())
-    else:
+    else:   # no previous ids: the keys stay in Arrow
+        frame = pd.DataFrame({"cluster": cluster})
         frame["prev"] = pd.Series(pd.NA, index=frame.index, dtype="string")
         all_prev = set()
     # smallest member key per cluster (string groupby-min is slow: sort once instead)
-    ordered = frame.iloc[_argsort_text(keys)]
-    first = ordered.drop_duplicates("cluster")
-    min_key = pd.Series(first["_key"].to_numpy(), index=first["cluster"].to_numpy())
+    by_key = _argsort_text(keys)
+    clusters, first = np.unique(np.asarray(cluster)[by_key], return_index=True)
+    min_key = pd.Series(pd.Series(keys).iloc[by_key[first]].to_numpy(dtype=object), index=clusters)
     size_by = (frame.dropna(subset=["prev"]).groupby(["cluster", "prev"]).size()
                .rename("n").reset_index())
     size_by["min_key"] = size_by["cluster"].map(min_key)
@@ -226,7 +227,9 @@ def assign_stable_ids(keys: pd.Series, cluster: np.ndarray, records: pd.DataFram
             taken.add(cand)
             fresh[c] = cand
     final = pd.concat([final, pd.Series(fresh, dtype=object)])
-    ids = frame["cluster"].map(final).astype("string")
+    at = pd.Index(final.index).get_indexer(frame["cluster"].to_numpy())
+    ids = pd.Series(pd.array(final.to_numpy(dtype=object)[at], dtype="string"), index=frame.index,
+                    name="cluster")
     history = _history(size_by, final, entity, run_id)
     return ids, history
 
