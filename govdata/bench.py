@@ -119,7 +119,7 @@ def component_bench(load_rows: int) -> dict:
         try:
             from tests.servers import start_postgres
 
-            server = start_postgres()
+            server = start_postgres(durable=True)   # server defaults: fsync on
             pg_url = server.url
         except Exception as exc:  # no server binaries: say so in the results
             results["postgres_load_rows_per_second"] = f"not measured: {exc}"

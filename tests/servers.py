@@ -90,8 +90,10 @@ def _wait_for_port(port: int, timeout: float, process: subprocess.Popen | None, 
     raise ServerUnavailable(f"{what} did not listen on port {port} within {timeout} s")
 
 
-def start_postgres() -> Server:
-    """initdb + pg_ctl start as `postgres`; superuser `govdata` (password `govdata`)."""
+def start_postgres(durable: bool = False) -> Server:
+    """initdb + pg_ctl start as `postgres`; superuser `govdata` (password `govdata`).
+    Tests trade durability for speed (fsync off); `durable=True` keeps the server defaults,
+    as a production warehouse runs (the benchmark uses it)."""
     initdb = _require(PG_BIN / "initdb", "postgresql-15")
     pg_ctl = _require(PG_BIN / "pg_ctl", "postgresql-15")
     folder = _folder_for("postgres", "govdata-pg-")
@@ -103,8 +105,8 @@ def start_postgres() -> Server:
                                "-A", "scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8",
                                "--no-sync", "--no-instructions"]), "initdb")
     port = free_port()
-    opts = (f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=60")
+    fast = "" if durable else "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+    opts = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 {fast}-c max_connections=60"
     server = Server(url=f"postgresql+psycopg://{TEST_USER}:{TEST_PASSWORD}@127.0.0.1:{port}/postgres",
                     folder=folder,
                     stop_cmd=_as_user("postgres", [pg_ctl, "-D", str(data), "-m", "immediate", "stop"]))

@@ -34,6 +34,7 @@ def _link_frame(link: dict[str, pd.DataFrame], table: str) -> pd.DataFrame | Non
     frames = [f for f in frames if len(f.columns)]
     if not frames:
         return None
+    frames = [f for f in frames if len(f)] or frames[:1]   # an empty frame has no dtypes to agree on
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].copy()
 
 
