@@ -14,8 +14,8 @@ def _person_year(records: pd.DataFrame) -> pd.Series:
     """The record's own birth year; else the year in its ID number (also in a mistyped one,
     whose date part is usually intact)."""
     year = _birth_year(records.get("birth_date"), records.index)
-    ids = records["id_number"].astype("string") if "id_number" in records else \
-        pd.Series(pd.NA, index=records.index, dtype="string")
+    ids = records["id_number"].astype("string[pyarrow]") if "id_number" in records else \
+        pd.Series(pd.NA, index=records.index, dtype="string[pyarrow]")   # sliced in Arrow
     # a few hundred distinct year strings: parse each once
     codes, uniques = pd.factorize(ids.str[6:10])
     parsed = pd.to_numeric(pd.Series(np.asarray(uniques, dtype=object)), errors="coerce")
@@ -45,8 +45,8 @@ def _birth_year(birth: pd.Series | None, index: pd.Index) -> pd.Series:
 def _enterprise_key(records: pd.DataFrame) -> pd.Series:
     """Organisation code, however the record carries it (inside the USCC, given, or inside
     the old tax number); else the normalised core name."""
-    col = lambda c: (records[c].astype("string") if c in records
-                     else pd.Series(pd.NA, index=records.index, dtype="string"))
+    col = lambda c: (records[c].astype("string[pyarrow]") if c in records   # sliced in Arrow
+                     else pd.Series(pd.NA, index=records.index, dtype="string[pyarrow]"))
     org = col("uscc").str[8:17].fillna(col("org_code")).fillna(col("tax_no").str[6:15])
     return org.fillna(col("name_core"))
 
