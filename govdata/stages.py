@@ -371,15 +371,17 @@ def link_partition(part: dict, run: dict) -> dict:
         return {**part, "paths": {}, "stats": {}}
     fn_name, xref_table, _ = LINKERS[part["kind"]]
     records = read_parquet(part["path"])
-    keys = set(_keys(records))
     previous = _previous(run, xref_table)
     incremental = part.get("plan", {}).get("mode") == "incremental"
-    if previous is not None and not incremental:
-        previous = previous[_keys(previous).isin(keys)]
-    # incremental: every previous master id stays known, so a new id never takes a carried one
     decisions = _decisions(run, part["kind"])
-    if decisions is not None:
-        decisions = decisions[_keys(decisions, "left_").isin(keys) & _keys(decisions, "right_").isin(keys)]
+    # incremental: every previous master id stays known, so a new id never takes a carried one
+    filter_previous = previous is not None and len(previous) > 0 and not incremental
+    if filter_previous or (decisions is not None and len(decisions)):
+        keys = pd.Index(_keys(records).unique())   # hashed once, not per isin
+        if filter_previous:
+            previous = previous[_keys(previous).isin(keys)]
+        if decisions is not None and len(decisions):
+            decisions = decisions[_keys(decisions, "left_").isin(keys) & _keys(decisions, "right_").isin(keys)]
     config = link_config(part["kind"])
     if incremental:
         model = part["plan"]["model"]
@@ -398,22 +400,40 @@ def separate_shared_ids(xrefs: list[pd.DataFrame], id_col: str, prefix: str, run
                         ) -> tuple[list[pd.DataFrame], pd.DataFrame]:
     """A master ID claimed in two partitions (a person's records split by a wrong birth year)
     stays with the partition holding most of its records; the others get a new stable ID."""
+    import numpy as np
+
     from transforms.linkage.common import hash_id
 
-    sizes = pd.concat([x.groupby(id_col).size().rename(i) for i, x in enumerate(xrefs)], axis=1).fillna(0)
-    shared = sizes[(sizes > 0).sum(axis=1) > 1]
+    # ids present in more than one partition: one hash pass over each partition's distinct ids
+    seen = pd.Series(np.concatenate([pd.unique(x[id_col].dropna().to_numpy(dtype=object)) for x in xrefs])
+                     if xrefs else np.array([], dtype=object))
+    claimed = seen[seen.duplicated()].unique()
     history = []
+    if not len(claimed):
+        return xrefs, pd.DataFrame(history)
+    candidates = [x[x[id_col].isin(claimed)] for x in xrefs]
+    sizes = pd.concat([c.groupby(id_col).size().rename(i) for i, c in enumerate(candidates)], axis=1).fillna(0)
+    shared = sizes[(sizes > 0).sum(axis=1) > 1]
+    moves = {}   # partition -> {old id: new id}
     for master_id, row in shared.iterrows():
         keeper = int(row.to_numpy().argmax())
         for i in row.index[(row > 0).to_numpy()]:
-            if i == keeper:
-                continue
-            x = xrefs[i]
-            members = x[x[id_col] == master_id]
-            new_id = hash_id(prefix, min(_keys(members)))
-            xrefs[i] = x.assign(**{id_col: x[id_col].where(x[id_col] != master_id, new_id)})
-            history.append({"old_id": master_id, "new_id": new_id, "entity": "", "reason": "partition_split",
-                            "run_id": run_id, "_part": i})
+            if i != keeper:
+                moves.setdefault(i, {})[master_id] = None
+    for i, renames in moves.items():   # smallest member key per moved id: one pass per partition
+        members = candidates[i][candidates[i][id_col].isin(list(renames))]
+        smallest = _keys(members).groupby(members[id_col].to_numpy()).min()
+        for master_id in renames:
+            renames[master_id] = hash_id(prefix, smallest[master_id])
+        x = xrefs[i]
+        moved = x[id_col].isin(list(renames))
+        xrefs[i] = x.assign(**{id_col: x[id_col].where(~moved, x[id_col].map(renames))})
+    for master_id, row in shared.iterrows():   # history in the order the ids were visited
+        keeper = int(row.to_numpy().argmax())
+        for i in row.index[(row > 0).to_numpy()]:
+            if i != keeper:
+                history.append({"old_id": master_id, "new_id": moves[i][master_id], "entity": "",
+                                "reason": "partition_split", "run_id": run_id, "_part": i})
     return xrefs, pd.DataFrame(history)
 
 
