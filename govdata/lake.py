@@ -32,10 +32,15 @@ def write_parquet(frame: pd.DataFrame | pa.Table, path: str) -> str:
     return path
 
 
-def read_parquet(path: str, columns: list[str] | None = None) -> pd.DataFrame:
+def _arrow_string_dtype(typ: pa.DataType):
+    return pd.StringDtype("pyarrow") if pa.types.is_string(typ) or pa.types.is_large_string(typ) else None
+
+
+def read_parquet(path: str, columns: list[str] | None = None, arrow_strings: bool = False) -> pd.DataFrame:
+    """arrow_strings: text columns stay Arrow-backed (string[pyarrow]); no Python str per value."""
     fs, p = _fs(path)
     with fs.open(p, "rb") as fh:
-        return pq.read_table(fh, columns=columns).to_pandas()
+        return pq.read_table(fh, columns=columns).to_pandas(types_mapper=_arrow_string_dtype if arrow_strings else None)
 
 
 def read_arrow(path: str, columns: list[str] | None = None) -> pa.Table:

@@ -370,7 +370,7 @@ def link_partition(part: dict, run: dict) -> dict:
     if part["rows"] == 0:
         return {**part, "paths": {}, "stats": {}}
     fn_name, xref_table, _ = LINKERS[part["kind"]]
-    records = read_parquet(part["path"])
+    records = read_parquet(part["path"], arrow_strings=True)
     previous = _previous(run, xref_table)
     incremental = part.get("plan", {}).get("mode") == "incremental"
     decisions = _decisions(run, part["kind"])

@@ -81,6 +81,11 @@ def enterprise_neighbours(tokens: pd.Series, mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def _arrow_string_dtype(typ: pa.DataType):
+    """to_pandas types_mapper: Arrow strings stay Arrow-backed (no Python str objects)."""
+    return pd.StringDtype("pyarrow") if pa.types.is_string(typ) or pa.types.is_large_string(typ) else None
+
+
 def _text(table: pa.Table, column: str) -> pa.ChunkedArray:
     if column not in table.column_names:
         return pa.chunked_array([pa.nulls(table.num_rows, pa.string())])
@@ -142,14 +147,14 @@ def relink_scope(records: pa.Table, kind: str, seeds: np.ndarray, previous_clust
         near = person_candidates(records, scope, cfg)
         log.info("relink scope: %d records in %d previous clusters; %d candidates", int(scope.sum()),
                  len(np.unique(previous_cluster[scope])), int(near.sum()))
-        sub = records.filter(pa.array(near)).select(columns).to_pandas(types_mapper=_arrow_strings)
+        sub = records.filter(pa.array(near)).select(columns).to_pandas(types_mapper=_arrow_string_dtype)
         found = person_neighbours(sub, scope[near], cfg, trust_order)
         scope = scope.copy()
         scope[np.flatnonzero(near)[found]] = True
     elif kind == "enterprise":
         # identifiers that point at two masters prove nothing: the scope must hold every
         # holder of a token it touches, so grow it to a fixpoint (tokens are cheap)
-        tokens = enterprise_tokens(records.select(columns).to_pandas(types_mapper=_arrow_strings))
+        tokens = enterprise_tokens(records.select(columns).to_pandas(types_mapper=_arrow_string_dtype))
         while True:
             grown = whole_clusters(enterprise_neighbours(tokens, scope), previous_cluster)
             if grown.sum() == scope.sum():
@@ -158,8 +163,3 @@ def relink_scope(records: pa.Table, kind: str, seeds: np.ndarray, previous_clust
     else:
         raise ValueError(f"relink_scope: unknown kind {kind!r} (expected person or enterprise)")
     return whole_clusters(scope, previous_cluster)
-
-
-def _arrow_strings(typ: pa.DataType):
-    """to_pandas types_mapper: Arrow strings stay Arrow-backed (no Python str objects)."""
-    return pd.StringDtype("pyarrow") if pa.types.is_string(typ) or pa.types.is_large_string(typ) else None
