@@ -405,7 +405,7 @@ def separate_shared_ids(xrefs: list[pd.DataFrame], id_col: str, prefix: str, run
     from transforms.linkage.common import hash_id
 
     # ids present in more than one partition: one hash pass over each partition's distinct ids
-    seen = pd.Series(np.concatenate([pd.unique(x[id_col].dropna().to_numpy(dtype=object)) for x in xrefs])
+    seen = pd.Series(np.concatenate([np.asarray(x[id_col].dropna().unique(), dtype=object) for x in xrefs])
                      if xrefs else np.array([], dtype=object))
     claimed = seen[seen.duplicated()].unique()
     history = []
@@ -470,7 +470,7 @@ def link_merge(parts: list[dict], run: dict) -> dict:
         mine = [p for p in planned if p["paths"]]
         tables: dict = {"xref": []}
         if mine:
-            xrefs = [read_parquet(p["paths"]["xref"]) for p in mine]
+            xrefs = [read_parquet(p["paths"]["xref"], arrow_strings=True) for p in mine]
             xrefs, moved = separate_shared_ids(xrefs, id_col, "P" if kind == PERSON else "E", run["run_id"])
             tables["xref"] = [pa.Table.from_pandas(x, preserve_index=False) for x in xrefs]
             for name in OUTPUTS[1:]:
