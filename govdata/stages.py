@@ -137,6 +137,11 @@ def _advance_snapshot(name: str, extracted: dict, raw: pd.DataFrame, std: pd.Dat
     from govdata.snapshot import changed_ids, merge_snapshot
 
     previous_path = extracted.get("previous_snapshot")
+    none = pd.Series([], dtype="string", name="source_record_id").to_frame()
+    if extracted.get("incremental") and raw.empty and previous_path and exists(previous_path):
+        # nothing extracted: the previous snapshot is this run's too, kept by reference
+        return (previous_path, write_parquet(none, run_path(run["lake"], run["run_id"], "deleted", f"{name}.parquet")),
+                0, write_parquet(none, run_path(run["lake"], run["run_id"], "changed", f"{name}.parquet")), 0)
     previous = read_parquet(previous_path) if previous_path and exists(previous_path) else None
     if previous_path and previous is None and extracted.get("incremental"):
         raise FileNotFoundError(f"source {name}: previous snapshot {previous_path} is gone; run with full_refresh")
@@ -350,11 +355,23 @@ def link_plan(normalised: list[dict], run: dict) -> dict:
             records = records.slice(0, 0)
         n = max(1, -(-records.num_rows // partition_rows()))
         parts = pa.array(assign_partitions(keys, n, _decisions(run, kind)).to_numpy(), type=pa.int64())
+        # a full run splits the previous xref along the records' partitions: each task reads
+        # its slice, not the whole master (an incremental task needs every previous id)
+        previous = _previous(run, LINKERS[kind][1]) if plan["mode"] == "full" else None
+        if previous is not None:
+            previous = pa.Table.from_pandas(previous[KEYS + [LINKERS[kind][2], "match_rule", "match_score"]],
+                                            preserve_index=False)
+            previous_part = parts.take(pc.index_in(_arrow_keys(previous), value_set=_arrow_keys(records)))
         for p in sorted(set(parts.to_pylist())) or [0]:
             path = run_path(run["lake"], run["run_id"], "link", "input", f"{kind}_{p}.parquet")
             chunk = records.filter(pc.equal(parts, p)) if len(parts) else records
-            partitions.append({"kind": kind, "partition": int(p), "path": write_parquet(chunk, path),
-                               "rows": chunk.num_rows, "plan": plan})
+            entry = {"kind": kind, "partition": int(p), "path": write_parquet(chunk, path), "rows": chunk.num_rows,
+                     "plan": plan}
+            if previous is not None:
+                entry["previous_path"] = write_parquet(
+                    previous.filter(pc.equal(previous_part, p)),
+                    run_path(run["lake"], run["run_id"], "link", "input", f"{kind}_{p}_previous_xref.parquet"))
+            partitions.append(entry)
     return {"partitions": partitions}
 
 
@@ -371,11 +388,13 @@ def link_partition(part: dict, run: dict) -> dict:
         return {**part, "paths": {}, "stats": {}}
     fn_name, xref_table, _ = LINKERS[part["kind"]]
     records = read_parquet(part["path"], arrow_strings=True)
-    previous = _previous(run, xref_table)
     incremental = part.get("plan", {}).get("mode") == "incremental"
+    # the partition's slice of the previous xref (link_plan); incremental: every previous
+    # master id stays known, so a new id never takes a carried one
+    sliced = bool(part.get("previous_path"))
+    previous = read_parquet(part["previous_path"], arrow_strings=True) if sliced else _previous(run, xref_table)
     decisions = _decisions(run, part["kind"])
-    # incremental: every previous master id stays known, so a new id never takes a carried one
-    filter_previous = previous is not None and len(previous) > 0 and not incremental
+    filter_previous = previous is not None and len(previous) > 0 and not incremental and not sliced
     if filter_previous or (decisions is not None and len(decisions)):
         keys = pd.Index(_keys(records).unique())   # hashed once, not per isin
         if filter_previous:

@@ -185,31 +185,36 @@ def assign_stable_ids(keys: pd.Series, cluster: np.ndarray, records: pd.DataFram
     (ties: smallest ID; an ID claimed by several clusters stays with the largest share);
     others get prefix + hash of their smallest member key, so a full relink is repeatable.
     Returns (ids aligned to records, master_id_history rows)."""
+    cluster = np.asarray(cluster, dtype=np.int64)
     if previous_xref is not None and len(previous_xref):
-        frame = pd.DataFrame({"cluster": cluster, "_key": keys.to_numpy()})
         require_columns(previous_xref, KEY_COLS + [id_col], "previous_xref")
-        prev = previous_xref[KEY_COLS + [id_col]].astype("string")
-        prev_key = prev["source_system"] + "\x1f" + prev["source_record_id"]
-        frame["prev"] = frame["_key"].map(pd.Series(prev[id_col].to_numpy(), index=prev_key.to_numpy()))
-        all_prev = set(prev[id_col].dropna())
-    else:   # no previous ids: the keys stay in Arrow
-        frame = pd.DataFrame({"cluster": cluster})
-        frame["prev"] = pd.Series(pd.NA, index=frame.index, dtype="string")
+        prev_id = _previous_ids(keys, previous_xref, id_col)
+        all_prev = set(previous_xref[id_col].dropna().astype(str))
+    else:
+        prev_id = pd.Series(pd.NA, index=range(len(cluster)), dtype="string")
         all_prev = set()
-    # smallest member key per cluster (string groupby-min is slow: sort once instead)
+    # smallest member key per cluster (string groupby-min is slow: sort once instead); its
+    # position in key order ranks the clusters by smallest member
     by_key = _argsort_text(keys)
-    clusters, first = np.unique(np.asarray(cluster)[by_key], return_index=True)
+    clusters, first = np.unique(cluster[by_key], return_index=True)
     min_key = pd.Series(pd.Series(keys).iloc[by_key[first]].to_numpy(dtype=object), index=clusters)
-    size_by = (frame.dropna(subset=["prev"]).groupby(["cluster", "prev"]).size()
-               .rename("n").reset_index())
-    size_by["min_key"] = size_by["cluster"].map(min_key)
-    # each cluster's favourite previous id
-    fav = size_by.sort_values(["cluster", "n", "prev"], ascending=[True, False, True])
-    fav = fav.drop_duplicates("cluster")
+    # records per (cluster, previous id), on integer codes; codes follow the ids' text order
+    pcode, puniq = pd.factorize(prev_id, sort=True)
+    held = pcode >= 0
+    width = max(len(puniq), 1)
+    combo, n = np.unique(cluster[held] * width + pcode[held], return_counts=True)
+    sb_cluster, sb_prev = combo // width, combo % width
+    sb_rank = first[np.searchsorted(clusters, sb_cluster)]
+    # each cluster's favourite previous id: most records, then the smallest id
+    order = np.lexsort((sb_prev, -n, sb_cluster))
+    fav = order[np.r_[True, sb_cluster[order][1:] != sb_cluster[order][:-1]]] if len(order) else order
     # an id claimed by several clusters stays with the biggest share (tie: smallest member)
-    fav = fav.sort_values(["prev", "n", "min_key"], ascending=[True, False, True])
-    winners = fav.drop_duplicates("prev")
-    final = pd.Series(winners["prev"].to_numpy(), index=winners["cluster"].to_numpy(), dtype=object)
+    order = np.lexsort((sb_rank[fav], -n[fav], sb_prev[fav]))
+    ranked = fav[order]
+    winners = ranked[np.r_[True, sb_prev[ranked][1:] != sb_prev[ranked][:-1]]] if len(ranked) else ranked
+    puniq = np.asarray(puniq, dtype=object)
+    final = pd.Series(puniq[sb_prev[winners]], index=sb_cluster[winners], dtype=object)
+    size_by = pd.DataFrame({"cluster": sb_cluster, "prev": puniq[sb_prev] if len(puniq) else [], "n": n})
     taken = set(final.values) | all_prev
     new_clusters = min_key.drop(final.index)
     new_clusters = new_clusters.iloc[_argsort_text(new_clusters)]
@@ -227,11 +232,23 @@ def assign_stable_ids(keys: pd.Series, cluster: np.ndarray, records: pd.DataFram
             taken.add(cand)
             fresh[c] = cand
     final = pd.concat([final, pd.Series(fresh, dtype=object)])
-    at = pd.Index(final.index).get_indexer(frame["cluster"].to_numpy())
-    ids = pd.Series(pd.array(final.to_numpy(dtype=object)[at], dtype="string"), index=frame.index,
+    at = pd.Index(final.index).get_indexer(cluster)
+    ids = pd.Series(pd.array(final.to_numpy(dtype=object)[at], dtype="string"), index=range(len(cluster)),
                     name="cluster")
     history = _history(size_by, final, entity, run_id)
     return ids, history
+
+
+def _previous_ids(keys: pd.Series, previous_xref: pd.DataFrame, id_col: str) -> pd.Series:
+    """Each record's master id in the previous xref (NULL for a record new to the master),
+    matched on the record key in Arrow."""
+    prev = previous_xref[KEY_COLS + [id_col]].astype("string[pyarrow]")
+    text = lambda s: pa.chunked_array(pa.array(s.array)).cast(pa.string())  # noqa: E731
+    prev_key = pc.binary_join_element_wise(text(prev["source_system"]), text(prev["source_record_id"]), "\x1f")
+    own = text(pd.Series(keys).astype("string[pyarrow]"))
+    at = pc.index_in(own, value_set=prev_key.combine_chunks())
+    ids = pa.chunked_array(pa.array(prev[id_col].array)).take(at)
+    return pd.Series(pd.arrays.ArrowStringArray(ids), dtype="string[pyarrow]")
 
 
 def _history(size_by: pd.DataFrame, final: pd.Series, entity: str, run_id: str) -> pd.DataFrame:
