@@ -136,18 +136,9 @@ def pick_rows(work: dict, element: str, rule: str, tiebreak: str, n_groups: int
     v, src = val[order], work["source"][rows][order]
     open_ = top & ((v != v[starts][grp]) | (src != src[starts][grp]))
     winner[g[start]] = rows[order][start]
-    if open_.any():   # settle: smallest value, then smallest record key
+    if open_.any():
         sub = np.flatnonzero(top & np.isin(grp, grp[open_]))
-        at = rows[order][sub]
-        vrank = _dense_codes(work["frame"][element].iloc[at])[0]
-        key = work["key"]().iloc[at]
-        krank = pc.rank(pa.chunked_array(key.array._pa_array), sort_keys="ascending",
-                        tiebreaker="first").to_numpy().astype(np.int64)
-        o = np.lexsort((krank, vrank, grp[sub]))
-        gs = grp[sub][o]
-        first = np.ones(len(o), dtype=bool)
-        first[1:] = gs[1:] != gs[:-1]
-        winner[g[sub][o][first]] = at[o][first]
+        _settle(work, element, rows[order][sub], grp[sub], g[sub], winner)
     return winner
 
 
@@ -170,19 +161,25 @@ def _pick_sorted(work: dict, element: str, rows: np.ndarray, gid: np.ndarray, va
     winner[gid[win]] = rows[win]
     src = work["source"][rows]
     open_ = top & ((val != val[win][grp]) | (src != src[win][grp]))
-    if open_.any():   # settle: smallest value, then smallest record key
+    if open_.any():
         sub = np.flatnonzero(top & np.isin(grp, grp[open_]))
-        at = rows[sub]
-        vrank = _dense_codes(work["frame"][element].iloc[at])[0]
-        key = work["key"]().iloc[at]
-        krank = pc.rank(pa.chunked_array(key.array._pa_array), sort_keys="ascending",
-                        tiebreaker="first").to_numpy().astype(np.int64)
-        o = np.lexsort((krank, vrank, grp[sub]))
-        gs = grp[sub][o]
-        first = np.ones(len(o), dtype=bool)
-        first[1:] = gs[1:] != gs[:-1]
-        winner[gid[sub][o][first]] = at[o][first]
+        _settle(work, element, rows[sub], grp[sub], gid[sub], winner)
     return winner
+
+
+def _settle(work: dict, element: str, at: np.ndarray, groups: np.ndarray, slots: np.ndarray,
+            winner: np.ndarray) -> None:
+    """Rows `at` tie on rank within their group: the smallest value wins, then the smallest
+    record key; the winner of each group goes to winner[slot]."""
+    vrank = _dense_codes(work["frame"][element].iloc[at])[0]
+    key = work["key"]().iloc[at]
+    krank = pc.rank(pa.chunked_array(key.array._pa_array), sort_keys="ascending",
+                    tiebreaker="first").to_numpy().astype(np.int64)
+    o = np.lexsort((krank, vrank, groups))
+    gs = groups[o]
+    first = np.ones(len(o), dtype=bool)
+    first[1:] = gs[1:] != gs[:-1]
+    winner[slots[o][first]] = at[o][first]
 
 
 def _lineage(elements: list[str], sources: dict[str, tuple[np.ndarray, list]]) -> np.ndarray:
