@@ -268,12 +268,12 @@ def _arrow_keys(table):
                                        table["source_record_id"].cast(pa.string()), "\x1f")
 
 
-def read_arrow_column(path: str, column: str):
-    from govdata.lake import read_arrow
-
+def _changed_ids(path: str):
     import pyarrow as pa
 
-    return read_arrow(path).column(column).cast(pa.string())
+    from govdata.lake import read_arrow
+
+    return read_arrow(path, columns=["source_record_id"]).column(0).cast(pa.string())
 
 
 def incremental_scope(records: "pa.Table", kind: str, normalised: list[dict], run: dict) -> dict | None:
@@ -300,8 +300,7 @@ def incremental_scope(records: "pa.Table", kind: str, normalised: list[dict], ru
     prev_keys = _arrow_keys(prev)
     at = pc.index_in(keys, value_set=prev_keys)          # each record's previous xref row
     record_master = prev[id_col].take(at)
-    changed = [pc.binary_join_element_wise(n["source"], read_arrow_column(n["changed_path"], "source_record_id"),
-                                           "\x1f").combine_chunks()
+    changed = [pc.binary_join_element_wise(n["source"], _changed_ids(n["changed_path"]), "\x1f").combine_chunks()
                for n in normalised if n["kind"] == kind and n.get("changed_path")]
     decisions = _decisions(run, kind)
     decided = [] if decisions is None else \
@@ -351,8 +350,6 @@ def link_plan(normalised: list[dict], run: dict) -> dict:
                                                                           f"{kind}_carried_xref.parquet"))
             plan = {**plan, "mode": "incremental", "model": incremental["model"], "carried_path": carried_path,
                     "seeds": incremental["seeds"], "relinked": int(scope.sum())}
-        if records.num_rows == 0:   # nothing changed: the partition is empty, the xref carried
-            records = records.slice(0, 0)
         n = max(1, -(-records.num_rows // partition_rows()))
         parts = pa.array(assign_partitions(keys, n, _decisions(run, kind)).to_numpy(), type=pa.int64())
         # a full run splits the previous xref along the records' partitions: each task reads
