@@ -23,12 +23,31 @@ def _fs(path: str):
     return fs, p
 
 
+# Hand-offs between the tasks of one stage (link_plan → link → link_merge) are Arrow IPC
+# files, uncompressed: written and read at memory speed, where Parquet spends seconds per
+# million rows compressing files read once. A run's durable outputs stay Parquet.
+IPC_SUFFIX = ".arrow"
+
+
+def _is_ipc(path: str) -> bool:
+    return path.endswith(IPC_SUFFIX)
+
+
+def _as_table(frame: pd.DataFrame | pa.Table) -> pa.Table:
+    return frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
+
+
 def write_parquet(frame: pd.DataFrame | pa.Table, path: str) -> str:
+    """Writes Parquet, or an Arrow IPC file when the path ends in .arrow."""
     fs, p = _fs(path)
     fs.makedirs(p.rsplit("/", 1)[0], exist_ok=True)
-    table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
+    table = _as_table(frame)
     with fs.open(p, "wb") as fh:
-        pq.write_table(table, fh)
+        if _is_ipc(path):
+            with pa.ipc.new_file(fh, table.schema) as writer:
+                writer.write_table(table)
+        else:
+            pq.write_table(table, fh)
     return path
 
 
@@ -38,15 +57,17 @@ def _arrow_string_dtype(typ: pa.DataType):
 
 def read_parquet(path: str, columns: list[str] | None = None, arrow_strings: bool = False) -> pd.DataFrame:
     """arrow_strings: text columns stay Arrow-backed (string[pyarrow]); no Python str per value."""
-    fs, p = _fs(path)
-    with fs.open(p, "rb") as fh:
-        return pq.read_table(fh, columns=columns).to_pandas(types_mapper=_arrow_string_dtype if arrow_strings else None)
+    return read_arrow(path, columns).to_pandas(types_mapper=_arrow_string_dtype if arrow_strings else None)
 
 
 def read_arrow(path: str, columns: list[str] | None = None) -> pa.Table:
+    """A Parquet or Arrow IPC (.arrow) file as an Arrow table."""
     fs, p = _fs(path)
     with fs.open(p, "rb") as fh:
-        return pq.read_table(fh, columns=columns)
+        if not _is_ipc(path):
+            return pq.read_table(fh, columns=columns)
+        table = pa.ipc.open_file(fh).read_all()
+        return table.select(columns) if columns is not None else table
 
 
 def exists(path: str) -> bool:

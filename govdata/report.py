@@ -112,7 +112,8 @@ def write_run_report(path: str, *, run: dict, extracted: list[dict], normalised:
     timings = {"extract": round(sum(e.get("seconds", 0) for e in extracted), 3),
                "normalise": round(sum(n.get("seconds", 0) for n in normalised), 3),
                "validate": validated.get("seconds", 0),
-               "link": round(linked.get("seconds", 0) + sum(linked.get("partition_seconds", [])), 3),
+               "link": round(linked.get("plan_seconds", 0) + sum(linked.get("partition_seconds", []))
+                             + linked.get("seconds", 0), 3),
                "load": loaded.get("seconds", 0), "marts": marted.get("seconds", 0)}
     summary["timings"] = timings
     quarantine_chart = {}

@@ -222,23 +222,24 @@ def _keys(frame: pd.DataFrame, prefix: str = "") -> pd.Series:
     return frame[f"{prefix}source_system"].astype(str) + "\x1f" + frame[f"{prefix}source_record_id"].astype(str)
 
 
-def assign_partitions(records: pd.DataFrame, n: int, decisions: pd.DataFrame | None) -> pd.Series:
-    """Blocking partitions; a steward's match pulls both records into the same partition."""
-    from transforms.linkage import partition_keys
+def assign_partitions(records: "pd.DataFrame | pa.Table", n: int, decisions: pd.DataFrame | None):
+    """Blocking partition per record (int64 numpy); a steward's match pulls both records into
+    the same partition."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
-    parts = partition_keys(records, n).to_numpy().copy()
+    from transforms.linkage.partition import partition_numbers
+
+    table = records if isinstance(records, pa.Table) else pa.Table.from_pandas(records, preserve_index=False)
+    parts = partition_numbers(table, n)
     if decisions is not None and len(decisions) and n > 1:
-        position = pd.Series(range(len(records)), index=_keys(records))
         matches = decisions[decisions["decision"] == "match"]
-        left = position.reindex(_keys(matches, "left_")).to_numpy()
-        right = position.reindex(_keys(matches, "right_")).to_numpy()
-        both = ~(pd.isna(left) | pd.isna(right))
-        parts[right[both].astype(int)] = parts[left[both].astype(int)]
-    return pd.Series(parts, index=records.index)
-
-
-PARTITION_COLUMNS = ["source_system", "source_record_id", "id_number", "birth_date", "uscc", "org_code",
-                     "tax_no", "name_core"]
+        keys = _arrow_keys(table)
+        left = pc.index_in(pa.array(_keys(matches, "left_").tolist(), pa.string()), value_set=keys)
+        right = pc.index_in(pa.array(_keys(matches, "right_").tolist(), pa.string()), value_set=keys)
+        both = pc.and_(pc.is_valid(left), pc.is_valid(right))
+        parts[right.filter(both).to_numpy()] = parts[left.filter(both).to_numpy()]
+    return parts
 
 
 # An incremental scope above this share of the records costs about what a full relink does
@@ -291,12 +292,11 @@ def incremental_scope(records: "pa.Table", kind: str, normalised: list[dict], ru
     _, xref_table, id_col = LINKERS[kind]
     if run.get("full_refresh"):
         return None
-    previous, model = _previous(run, xref_table), previous_model(run, kind)
-    if previous is None or previous.empty or model is None:
+    prev, model = _previous_arrow(run, xref_table, KEYS + [id_col, "match_rule", "match_score"]), \
+        previous_model(run, kind)
+    if prev is None or prev.num_rows == 0 or model is None:
         return None
     keys = _arrow_keys(records)
-    prev = pa.Table.from_pandas(previous[["source_system", "source_record_id", id_col, "match_rule", "match_score"]],
-                                preserve_index=False)
     prev_keys = _arrow_keys(prev)
     at = pc.index_in(keys, value_set=prev_keys)          # each record's previous xref row
     record_master = prev[id_col].take(at)
@@ -317,59 +317,87 @@ def incremental_scope(records: "pa.Table", kind: str, normalised: list[dict], ru
     if scope.sum() > INCREMENTAL_MAX_SHARE * records.num_rows:
         log.info("%s: %d of %d records to relink: linking all", kind, int(scope.sum()), records.num_rows)
         return None
-    carried = prev.take(at.filter(pa.array(~scope))).to_pandas()
+    carried = prev.take(at.filter(pa.array(~scope)))
     return {"scope": np.asarray(scope), "carried": carried, "model": model, "seeds": int(seeds.sum())}
+
+
+def _previous_arrow(run: dict, table: str, columns: list[str]) -> "pa.Table | None":
+    """The live rows of a previous xref table, as Arrow."""
+    import pyarrow.compute as pc
+
+    from warehouse.load import read_arrow_table
+
+    previous = read_arrow_table(run["warehouse_url"], table, columns + ["is_deleted"])
+    if previous is None:
+        return None
+    return previous.filter(pc.invert(pc.fill_null(previous["is_deleted"], False))).select(columns)
+
+
+def _split_by_partition(table: "pa.Table", parts) -> dict:
+    """partition → its rows, in their original order: one stable sort and a take, then
+    zero-copy slices (filtering once per partition rescans every row)."""
+    import numpy as np
+
+    order = np.argsort(parts, kind="stable")
+    ordered, sorted_parts = table.take(order), parts[order]
+    values, starts = np.unique(sorted_parts, return_index=True)
+    ends = np.append(starts[1:], len(sorted_parts))
+    return {int(p): ordered.slice(a, b - a) for p, a, b in zip(values, starts, ends)}
 
 
 @_timed
 def link_plan(normalised: list[dict], run: dict) -> dict:
-    """Splits each entity's records to link into blocking partitions (files in the lake).
-    Incremental runs link only the scope of what changed (transforms/linkage/incremental.py);
-    the other records keep their xref rows. Records stay in Arrow: only the columns that
-    decide the partition become pandas."""
+    """Splits each entity's records to link into blocking partitions (Arrow IPC files in the
+    lake). Incremental runs link only the scope of what changed (transforms/linkage/
+    incremental.py); the other records keep their xref rows. Records stay in Arrow."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    from govdata.lake import read_arrow, write_parquet
+    from govdata.lake import IPC_SUFFIX, read_arrow, write_parquet
 
+    def hand_off(table, name: str) -> str:
+        return write_parquet(table, run_path(run["lake"], run["run_id"], "link", "input", name + IPC_SUFFIX))
+
+    start = time.perf_counter()
     partitions = []
-    for kind in LINKERS:
+    for kind, (_, xref_table, id_col) in LINKERS.items():
         tables = [read_arrow(n["current_path"]) for n in normalised if n["kind"] == kind]
         if not tables:
             continue
         records = pa.concat_tables(tables, promote_options="permissive")
         if records.num_rows == 0:
             continue
-        keys = records.select([c for c in PARTITION_COLUMNS if c in records.column_names]).to_pandas()
         plan = {"mode": "full", "records": records.num_rows}
         incremental = incremental_scope(records, kind, normalised, run)
         if incremental is not None:
             scope = incremental["scope"]
-            records, keys = records.filter(pa.array(scope)), keys[scope].reset_index(drop=True)
-            carried_path = write_parquet(incremental["carried"], run_path(run["lake"], run["run_id"], "link", "input",
-                                                                          f"{kind}_carried_xref.parquet"))
-            plan = {**plan, "mode": "incremental", "model": incremental["model"], "carried_path": carried_path,
+            records = records.filter(pa.array(scope))
+            plan = {**plan, "mode": "incremental", "model": incremental["model"],
+                    "carried_path": hand_off(incremental["carried"], f"{kind}_carried_xref"),
                     "seeds": incremental["seeds"], "relinked": int(scope.sum())}
         n = max(1, -(-records.num_rows // partition_rows()))
-        parts = pa.array(assign_partitions(keys, n, _decisions(run, kind)).to_numpy(), type=pa.int64())
+        parts = assign_partitions(records, n, _decisions(run, kind))
+        chunks = _split_by_partition(records, parts) or {0: records}
         # a full run splits the previous xref along the records' partitions: each task reads
         # its slice, not the whole master (an incremental task needs every previous id)
-        previous = _previous(run, LINKERS[kind][1]) if plan["mode"] == "full" else None
+        previous = _previous_arrow(run, xref_table, KEYS + [id_col, "match_rule", "match_score"]) \
+            if plan["mode"] == "full" else None
+        previous_chunks = {}
         if previous is not None:
-            previous = pa.Table.from_pandas(previous[KEYS + [LINKERS[kind][2], "match_rule", "match_score"]],
-                                            preserve_index=False)
-            previous_part = parts.take(pc.index_in(_arrow_keys(previous), value_set=_arrow_keys(records)))
-        for p in sorted(set(parts.to_pylist())) or [0]:
-            path = run_path(run["lake"], run["run_id"], "link", "input", f"{kind}_{p}.parquet")
-            chunk = records.filter(pc.equal(parts, p)) if len(parts) else records
-            entry = {"kind": kind, "partition": int(p), "path": write_parquet(chunk, path), "rows": chunk.num_rows,
+            import pyarrow.compute as pc
+
+            at = pc.index_in(_arrow_keys(previous), value_set=_arrow_keys(records)).fill_null(-1).to_numpy()
+            kept = at >= 0
+            previous_chunks = _split_by_partition(previous.filter(pa.array(kept)), parts[at[kept]])
+        for p, chunk in sorted(chunks.items()):
+            entry = {"kind": kind, "partition": p, "path": hand_off(chunk, f"{kind}_{p}"), "rows": chunk.num_rows,
                      "plan": plan}
             if previous is not None:
-                entry["previous_path"] = write_parquet(
-                    previous.filter(pc.equal(previous_part, p)),
-                    run_path(run["lake"], run["run_id"], "link", "input", f"{kind}_{p}_previous_xref.parquet"))
+                entry["previous_path"] = hand_off(previous_chunks.get(p, previous.slice(0, 0)),
+                                                  f"{kind}_{p}_previous_xref")
             partitions.append(entry)
-    return {"partitions": partitions}
+    # the DAG maps over the partitions alone: each carries the plan's seconds to link_merge
+    plan_seconds = round(time.perf_counter() - start, 3)
+    return {"partitions": [{**p, "plan_seconds": plan_seconds} for p in partitions]}
 
 
 @_timed
@@ -379,6 +407,7 @@ def link_partition(part: dict, run: dict) -> dict:
     import dataclasses
 
     import transforms.linkage as linkage
+    from govdata.lake import IPC_SUFFIX
     from standards.registry import load_survivorship
 
     if part["rows"] == 0:
@@ -407,23 +436,31 @@ def link_partition(part: dict, run: dict) -> dict:
                                        survivorship=load_survivorship(), run_id=run["run_id"], config=config)
     stem = f"{part['kind']}_{part['partition']}"
     paths = {name: write_parquet(getattr(result, name), run_path(run["lake"], run["run_id"], "link", "parts",
-                                                                  f"{stem}_{name}.parquet"))
+                                                                  f"{stem}_{name}{IPC_SUFFIX}"))
              for name in OUTPUTS}
     return {**part, "paths": paths, "stats": json.loads(json.dumps(result.stats, default=str))}
+
+
+def _ids_in_several(xrefs: list[pd.DataFrame], id_col: str) -> list[str]:
+    """The master ids found in more than one partition's xref (distinct per partition, then
+    counted, in Arrow)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if len(xrefs) < 2:
+        return []
+    distinct = [pc.unique(pa.array(x[id_col], type=pa.large_string()).drop_null()) for x in xrefs]
+    counts = pc.value_counts(pa.chunked_array(distinct, type=pa.large_string()))
+    return counts.field("values").filter(pc.greater(counts.field("counts"), 1)).to_pylist()
 
 
 def separate_shared_ids(xrefs: list[pd.DataFrame], id_col: str, prefix: str, run_id: str
                         ) -> tuple[list[pd.DataFrame], pd.DataFrame]:
     """A master ID claimed in two partitions (a person's records split by a wrong birth year)
     stays with the partition holding most of its records; the others get a new stable ID."""
-    import numpy as np
-
     from transforms.linkage.common import hash_id
 
-    # ids present in more than one partition: one hash pass over each partition's distinct ids
-    seen = pd.Series(np.concatenate([np.asarray(x[id_col].dropna().unique(), dtype=object) for x in xrefs])
-                     if xrefs else np.array([], dtype=object))
-    claimed = seen[seen.duplicated()].unique()
+    claimed = _ids_in_several(xrefs, id_col)
     history = []
     if not len(claimed):
         return xrefs, pd.DataFrame(history)
@@ -473,6 +510,8 @@ def link_merge(parts: list[dict], run: dict) -> dict:
     """One xref / golden / history / review / evidence file per entity from the partitions
     (concatenated in Arrow; only master IDs shared across partitions are rewritten). An
     incremental run adds the carried xref rows of the records it did not relink."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import pyarrow as pa
 
     from govdata.lake import read_arrow
@@ -507,11 +546,12 @@ def link_merge(parts: list[dict], run: dict) -> dict:
             if clash:   # the scope holds whole previous clusters: a clash is a bug, not data
                 raise RuntimeError(f"{kind}: {len(clash)} relinked master id(s) also held by carried records")
             tables["xref"].append(carried.cast(tables["xref"][0].schema) if tables["xref"] else carried)
-        for name, pieces in tables.items():
-            pieces = [t for t in pieces if t.num_rows] or pieces[:1]
-            merged = pa.concat_tables(pieces, promote_options="permissive")
-            out["paths"][f"{kind}_{name}"] = write_parquet(
-                merged, run_path(run["lake"], run["run_id"], "link", f"{kind}_{name}.parquet"))
+        merged = {name: pa.concat_tables([t for t in pieces if t.num_rows] or pieces[:1], promote_options="permissive")
+                  for name, pieces in tables.items()}
+        with ThreadPoolExecutor(2) as pool:   # Parquet encoding releases the GIL: both cores write
+            written = pool.map(lambda name: write_parquet(merged[name], run_path(
+                run["lake"], run["run_id"], "link", f"{kind}_{name}.parquet")), list(merged))
+            out["paths"].update({f"{kind}_{name}": path for name, path in zip(list(merged), written)})
         stats = [p["stats"] for p in mine]
         if plan.get("mode") == "incremental":   # the review questions about these records were re-asked
             out.setdefault("relinked_inputs", {})[kind] = [p["path"] for p in mine]
@@ -520,6 +560,7 @@ def link_merge(parts: list[dict], run: dict) -> dict:
                               "records_carried": (plan.get("records", 0) - sum(p["rows"] for p in planned)),
                               "model": merged_model(stats, plan.get("model"))}
     out["partition_seconds"] = [p.get("seconds", 0) for p in parts]
+    out["plan_seconds"] = parts[0].get("plan_seconds", 0) if parts else 0
     return out
 
 

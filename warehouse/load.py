@@ -587,13 +587,20 @@ def _drop_orphaned_masters(db: _DB, loaded: list[str]) -> None:
 
 def read_table(url: str, name: str) -> pd.DataFrame | None:
     """A whole warehouse table as a DataFrame; None when the warehouse or the table does not exist."""
+    arrow = read_arrow_table(url, name)
+    return None if arrow is None else arrow.to_pandas()
+
+
+def read_arrow_table(url: str, name: str, columns: list[str] | None = None) -> pa.Table | None:
+    """A warehouse table (or some of its columns) as an Arrow table; None when the warehouse
+    or the table does not exist."""
     table = table_for(name)
     if backend_of(url) == "duckdb" and not Path(duckdb_paths(url)[0]).exists():
         return None
     with connect(url, vault=table.schema == VAULT_SCHEMA, read_only=True) as db:
         if qualified(table) in _missing_tables(db):
             return None
-        return db.fetch_arrow(f"SELECT * FROM {qualified(table)}").to_pandas()
+        return db.fetch_arrow(f"SELECT {', '.join(columns) if columns else '*'} FROM {qualified(table)}")
 
 
 # --- marts ----------------------------------------------------------------------------------
@@ -620,5 +627,5 @@ def _role_exists(db: _DB, role: str) -> bool:
     return bool(db.fetchall("SELECT 1 FROM pg_roles WHERE rolname = ?", (role,)))
 
 
-__all__ = ["init_warehouse", "load_tables", "read_table", "refresh_marts", "connect", "analyst_connect",
+__all__ = ["init_warehouse", "load_tables", "read_table", "read_arrow_table", "refresh_marts", "connect", "analyst_connect",
            "LoadError", "to_arrow", "analyst_table_names", "np"]

@@ -89,9 +89,9 @@ def test_raw_identifiers_only_in_the_vault_schema(served_world):
 
 
 def test_linkage_ran_in_several_partitions_without_sharing_master_ids(served_world):
-    parts = sorted(p.name for p in served_world["lake"].glob("*/link/parts/person_*_xref.parquet"))
+    parts = sorted(p.name for p in served_world["lake"].glob("*/link/parts/person_*_xref.arrow"))
     assert len(parts) >= 3
-    xrefs = [pd.read_parquet(p) for p in served_world["lake"].glob("*/link/parts/person_*_xref.parquet")]
+    xrefs = [pd.read_feather(p) for p in served_world["lake"].glob("*/link/parts/person_*_xref.arrow")]
     engine = sa.create_engine(served_world["warehouse"])
     with engine.connect() as conn:
         per_person = pd.read_sql(sa.text("select person_id, count(*) n from xref_person group by 1"), conn)

@@ -30,3 +30,25 @@ def test_link_config_comes_from_the_stewards_yaml():
     assert link_config("person").review_threshold == 12.0
     assert link_config("person").match_threshold == 14.0
     assert link_config("enterprise").review_threshold == 8.0   # library default
+
+
+def test_records_split_by_partition_keep_their_order():
+    import numpy as np
+    import pyarrow as pa
+
+    from govdata.stages import _split_by_partition
+
+    table = pa.table({"source_record_id": ["a", "b", "c", "d", "e"]})
+    chunks = _split_by_partition(table, np.array([2, 0, 2, 0, 1]))
+    assert {p: t["source_record_id"].to_pylist() for p, t in chunks.items()} == \
+        {0: ["b", "d"], 1: ["e"], 2: ["a", "c"]}
+
+
+def test_only_ids_in_two_partitions_are_shared():
+    from govdata.stages import _ids_in_several
+
+    a = pd.DataFrame({"person_id": ["P1", "P1", "P2", None]})
+    b = pd.DataFrame({"person_id": ["P3", "P1"]})
+    c = pd.DataFrame({"person_id": ["P2"]})
+    assert sorted(_ids_in_several([a, b, c], "person_id")) == ["P1", "P2"]
+    assert _ids_in_several([a], "person_id") == []

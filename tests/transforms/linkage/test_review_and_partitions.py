@@ -86,3 +86,16 @@ def test_partition_keys_for_enterprises_use_the_org_code():
                          "name_core": ["甲", "甲", None]})
     part = partition_keys(rows, n_partitions=8)
     assert part.iloc[0] == part.iloc[1] and part.iloc[2] == 0
+
+
+def test_partition_numbers_read_arrow_dates_text_dates_and_id_years():
+    import pyarrow as pa
+
+    from transforms.linkage.partition import partition_numbers
+
+    ids = ["110105198005120011", "11010519811303002X", None, "1101051X"]
+    dated = pa.table({"id_number": ids,
+                      "birth_date": pa.array([None, None, 365 * 10, None], pa.date32())})   # 1979-12-29
+    assert partition_numbers(dated, 4).tolist() == [1980 % 4, 1981 % 4, 1979 % 4, 0]
+    text = pa.table({"id_number": ids, "birth_date": [None, "1990-02-01", None, "not a date"]})
+    assert partition_numbers(text, 4).tolist() == [1980 % 4, 1990 % 4, 0, 0]
