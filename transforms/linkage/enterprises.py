@@ -9,9 +9,11 @@ from time import perf_counter
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .compare import as_datetime
-from .common import ConstrainedUnion, assign_stable_ids, decision_pairs, pair_id, prepare_records
+from .common import ConstrainedUnion, assign_stable_ids, decision_pairs, factorize, pair_id, prepare_records
 from .config import LinkConfig, LinkResult
 from .survivorship import entity_rules, golden_records
 
@@ -24,27 +26,47 @@ RULE_ORDER = ["steward", "uscc", "org_code", "tax_no", "reg_no", "name"]
 
 
 def identifier_keys(df: pd.DataFrame) -> pd.DataFrame:
-    """Usable USCC and the organisation code however the record carries it."""
-    status = df["uscc_status"].astype("string")
-    uscc = df["uscc"].astype("string")
+    """Usable USCC and the organisation code however the record carries it (Arrow strings)."""
+    text = lambda col: df[col].astype("string[pyarrow]")   # noqa: E731
+    status, uscc, tax = text("uscc_status"), text("uscc"), text("tax_no")
     usable = uscc.notna() & (status.isna() | status.isin(["valid", "repaired"]))
-    tax = df["tax_no"].astype("string")
     return pd.DataFrame({
         "uscc": uscc.where(usable),
-        "org": df["org_code"].astype("string").fillna(uscc.where(usable).str[8:17]),
+        "org": text("org_code").fillna(uscc.where(usable).str[8:17]),
         "tax": tax,
         "tax_org": tax.where(tax.str.len() == 15).str[6:15],
-        "reg": df["reg_no"].astype("string"),
-        "name_key": (df["name_core"].astype("string") + "|" +
-                     df["legal_rep_name"].astype("string")),
+        "reg": text("reg_no"),
+        "name_key": text("name_core") + "|" + text("legal_rep_name"),
     }, index=df.index)
 
 
 def _unique_target(keys: pd.Series, target: np.ndarray) -> pd.Series:
     """key -> target, for keys that point at exactly one target (ambiguous keys prove nothing)."""
-    t = pd.DataFrame({"k": keys.to_numpy(), "t": target}).dropna().drop_duplicates()
-    once = t[~t["k"].duplicated(keep=False)]
-    return pd.Series(once["t"].to_numpy(), index=once["k"].to_numpy())
+    codes, uniques = factorize(keys)
+    present = codes >= 0
+    span = int(target.max()) + 1 if len(target) else 1
+    pairs = np.unique(codes[present] * span + target[present])   # distinct (key, target)
+    key, value = pairs // span, pairs % span
+    once = np.bincount(key, minlength=len(uniques))[key] == 1
+    return pd.Series(value[once], index=pd.Index(np.asarray(uniques, dtype=object)[key[once]]))
+
+
+def _lookup(values: pd.Series, target: pd.Series) -> np.ndarray:
+    """values.map(target) as float (NaN where absent), hashed in Arrow."""
+    at = pc.index_in(pa.array(values, type=pa.large_string()),
+                     value_set=pa.array(target.index.to_numpy(dtype=object), type=pa.large_string()))
+    table = np.append(target.to_numpy(dtype=np.float64), np.nan)
+    return table[at.fill_null(-1).to_numpy(zero_copy_only=False)]
+
+
+def _first_position(keys: pd.Series) -> np.ndarray:
+    """The position of the first record with the same key (NaN where the key is NULL)."""
+    codes, uniques = factorize(keys)
+    first = np.full(len(uniques) + 1, np.nan)
+    present = np.flatnonzero(codes >= 0)
+    distinct, at = np.unique(codes[present], return_index=True)
+    first[distinct] = present[at]
+    return first[codes]
 
 
 def identifier_edges(keys: pd.DataFrame, group: np.ndarray) -> pd.DataFrame:
@@ -57,23 +79,18 @@ def identifier_edges(keys: pd.DataFrame, group: np.ndarray) -> pd.DataFrame:
     lookups = [("org_code", "org", ["org"]), ("tax_no", "tax", ["tax"]),
                ("tax_no", "org", ["tax_org"]), ("reg_no", "reg", ["reg"])]
     for rule, holder_col, own_cols in lookups:
-        holder_keys = keys[holder_col].where(pd.Series(holder))
-        target = _unique_target(holder_keys, rep)
+        target = _unique_target(keys[holder_col].where(pd.Series(holder, index=keys.index)), rep)
         for own in own_cols:
-            hit = keys[own].map(target)
-            take = ~resolved & hit.notna().to_numpy()
-            edges.append(pd.DataFrame({"a": np.flatnonzero(take),
-                                       "b": hit[take].to_numpy(dtype=np.int64), "rule": rule}))
+            hit = _lookup(keys[own], target)
+            take = ~resolved & ~np.isnan(hit)
+            edges.append(pd.DataFrame({"a": np.flatnonzero(take), "b": hit[take].astype(np.int64), "rule": rule}))
             resolved |= take
-    rest = ~resolved
+    rest = pd.Series(~resolved, index=keys.index)
     for rule, col in (("org_code", "org"), ("tax_no", "tax_org"), ("tax_no", "tax"),
                       ("reg_no", "reg")):
-        k = keys[col].where(pd.Series(rest))
-        present = k.notna().to_numpy()
-        first = k.map(pd.Series(np.flatnonzero(present)).groupby(k[present].to_numpy()).min())
-        take = first.notna().to_numpy() & (first.to_numpy() != np.arange(n))
-        edges.append(pd.DataFrame({"a": np.flatnonzero(take),
-                                   "b": first[take].to_numpy(dtype=np.int64), "rule": rule}))
+        first = _first_position(keys[col].where(rest))
+        take = ~np.isnan(first) & (first != np.arange(n))
+        edges.append(pd.DataFrame({"a": np.flatnonzero(take), "b": first[take].astype(np.int64), "rule": rule}))
     return pd.concat(edges, ignore_index=True)
 
 
@@ -117,22 +134,22 @@ def link_enterprises(records: pd.DataFrame, *, previous_xref: pd.DataFrame | Non
     # name + legal representative for records carrying no identifier at all
     cluster = uf.labels(group)
     bare = keys[["uscc", "org", "tax", "reg"]].isna().all(axis=1).to_numpy()
-    target = _unique_target(keys["name_key"].where(pd.Series(~bare)), cluster)
+    target = _unique_target(keys["name_key"].where(pd.Series(~bare, index=keys.index)), cluster)
     rep = pd.Series(np.arange(n)).groupby(cluster).transform("min").to_numpy()
-    hit = keys["name_key"].where(pd.Series(bare)).map(target)
+    hit = _lookup(keys["name_key"].where(pd.Series(bare, index=keys.index)), target)
+    rep_of_cluster = pd.Series(rep).groupby(cluster).first()
     review_rows = []
-    for a in np.flatnonzero(hit.notna().to_numpy()):
-        b = int(rep[np.flatnonzero(cluster == hit.iloc[a])[0]])
+    for a in np.flatnonzero(~np.isnan(hit)):
+        b = int(rep_of_cluster[int(hit[a])])
         if uf.union(int(group[a]), int(group[b])) is None:
             rule[a] = "name"
             link_edges.append((a, b, "name"))
         else:
             review_rows.append((a, b))
     # bare records sharing name + legal representative only with each other
-    bare_key = keys["name_key"].where(pd.Series(bare & hit.isna().to_numpy()))
-    first = pd.Series(np.arange(n))[bare_key.notna()].groupby(bare_key.dropna().to_numpy()).min()
-    for a in np.flatnonzero(bare_key.notna().to_numpy()):
-        b = int(first[bare_key.iloc[a]])
+    first = _first_position(keys["name_key"].where(pd.Series(bare & np.isnan(hit), index=keys.index)))
+    for a in np.flatnonzero(~np.isnan(first)):
+        b = int(first[a])
         if a != b and uf.union(int(group[a]), int(group[b])) is None:
             rule[a] = rule[b] = "name"
             link_edges.append((a, b, "name"))
