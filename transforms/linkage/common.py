@@ -59,6 +59,33 @@ def factorize(values) -> tuple[np.ndarray, object]:
     return codes, pd.arrays.ArrowStringArray(enc.dictionary.cast(pa.large_string()))
 
 
+def factorize_once(cache: dict | None, name: str, values) -> tuple[np.ndarray, object]:
+    """factorize(values), kept in cache under name: a column several linkage steps encode
+    (conflicts, blocking, golden records) is hashed once. cache None: no sharing."""
+    if cache is None:
+        return factorize(values)
+    if name not in cache:
+        cache[name] = factorize(values)
+    return cache[name]
+
+
+def recode(codes: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Codes of the values under mask alone, in their order of first appearance (-1 off
+    the mask), from codes of the whole column: factorize(values.where(mask)) on integers,
+    no strings hashed again. Also returns the whole-column code of each new code."""
+    out = np.full(len(codes), -1, dtype=np.int64)
+    mask = mask & (codes >= 0)
+    sub, old = pd.factorize(codes[mask])
+    out[mask] = sub
+    return out, old.astype(np.int64, copy=False)
+
+
+def group_sizes(keys: np.ndarray) -> np.ndarray:
+    """How many rows share each row's key: a hash factorize and a bincount, no sort."""
+    codes = pd.factorize(keys)[0]
+    return np.bincount(codes)[codes]
+
+
 def prepare_records(records: pd.DataFrame, columns: list[str], what: str) -> pd.DataFrame:
     """Positional index, every expected column present (absent optional ones as NA),
     and a clear error on duplicate record keys."""

@@ -19,6 +19,12 @@ def as_datetime(values: pd.Series) -> pd.Series:
     return pd.to_datetime(values, errors="coerce")
 
 
+def _strings(values: pd.Series) -> pd.Series:
+    """values as Arrow-backed strings: ==, isin and .str methods then run in Arrow C++
+    (python-backed strings compare value by value); a no-op on Arrow-backed input."""
+    return values.astype("string[pyarrow]")
+
+
 def _both(left: pd.Series, right: pd.Series) -> np.ndarray:
     return (left.notna() & right.notna()).to_numpy()
 
@@ -29,7 +35,7 @@ def _result(agree: np.ndarray, present: np.ndarray) -> np.ndarray:
 
 def exact(left: pd.Series, right: pd.Series) -> np.ndarray:
     present = _both(left, right)
-    agree = (left.astype("string") == right.astype("string")).fillna(False).to_numpy(dtype=bool)
+    agree = (_strings(left) == _strings(right)).fillna(False).to_numpy(dtype=bool)
     return _result(agree, present)
 
 
@@ -56,23 +62,31 @@ def similarity(left: pd.Series, right: pd.Series) -> np.ndarray:
     return out
 
 
+def _ymd(days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Year, month, day of datetime64 values by calendar casts (NaT compares unequal)."""
+    years, months = days.astype("M8[Y]"), days.astype("M8[M]")
+    return (years, (months - years.astype("M8[M]")).astype(np.int64),
+            (days.astype("M8[D]") - months.astype("M8[D]")).astype(np.int64))
+
+
 def birth_close(left: pd.Series, right: pd.Series) -> np.ndarray:
     """1 same birth date; NaN (no evidence) when day and month are swapped or one day apart
-    (typing slips); 0 otherwise."""
-    l, r = as_datetime(left), as_datetime(right)
-    present = (l.notna() & r.notna()).to_numpy()
-    lv, rv = l.reset_index(drop=True), r.reset_index(drop=True)
-    diff = (lv - rv).abs().dt.days
-    swapped = (lv.dt.year == rv.dt.year) & (lv.dt.month == rv.dt.day) & (lv.dt.day == rv.dt.month)
-    exact_ = (diff == 0).fillna(False).to_numpy(dtype=bool)
-    near = ((diff == 1) | swapped).fillna(False).to_numpy(dtype=bool) & ~exact_
+    (typing slips); 0 otherwise. Computed on numpy datetimes (pandas' .dt fields cost more)."""
+    lv, rv = as_datetime(left).to_numpy(), as_datetime(right).to_numpy()
+    present = ~np.isnat(lv) & ~np.isnat(rv)
+    with np.errstate(invalid="ignore"):   # NaT: masked by present
+        diff = np.abs(lv - rv) // np.timedelta64(1, "D")   # whole days apart
+    (ly, lm, ld), (ry, rm, rd) = _ymd(lv), _ymd(rv)
+    swapped = (ly == ry) & (lm == rd) & (ld == rm) & present
+    exact_ = present & (diff == 0)
+    near = present & ((diff == 1) | swapped) & ~exact_
     return np.where(near, np.nan, _result(exact_, present))
 
 
 def region_agree(left: pd.Series, right: pd.Series) -> np.ndarray:
     """County codes compared; a province- or prefecture-level code (…00) is too coarse to
     count either way."""
-    l, r = left.astype("string"), right.astype("string")
+    l, r = _strings(left), _strings(right)
     coarse = (l.str.endswith("00") | r.str.endswith("00")).fillna(False).to_numpy(dtype=bool)
     return np.where(coarse, np.nan, exact(l, r))
 
@@ -80,6 +94,6 @@ def region_agree(left: pd.Series, right: pd.Series) -> np.ndarray:
 def sex_agree(left: pd.Series, right: pd.Series) -> np.ndarray:
     """Only the determinate codes 1/2 are compared; 0 and 9 mean unknown."""
     known = {"1", "2"}
-    l = left.astype("string").where(left.astype("string").isin(known))
-    r = right.astype("string").where(right.astype("string").isin(known))
+    l, r = _strings(left), _strings(right)
+    l, r = l.where(l.isin(known)), r.where(r.isin(known))
     return exact(l, r)

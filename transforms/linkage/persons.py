@@ -12,11 +12,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import compare
-from .common import (ConstrainedUnion, assign_stable_ids, decision_pairs, factorize, pair_id,
-                     prepare_records)
+from .common import (ConstrainedUnion, assign_stable_ids, decision_pairs, factorize,
+                     factorize_once, group_sizes, pair_id, prepare_records, recode)
 from .config import LinkConfig, LinkResult
 from .fellegi_sunter import estimate_mu, field_weights
-from .survivorship import entity_rules, golden_records, trust_rank
+from .survivorship import _pack, entity_rules, golden_records, trust_rank
 
 PERSON_COLS = ["id_number", "id_number_status", "id_number_note", "name", "name_latin",
                "name_pinyin", "sex", "birth_date", "ethnicity", "phone", "address",
@@ -67,27 +67,31 @@ def id_facts(df: pd.DataFrame) -> pd.DataFrame:
                         index=df.index)
 
 
-def holder_conflicts(df: pd.DataFrame, facts: pd.DataFrame, trust: np.ndarray) -> np.ndarray:
+def holder_conflicts(df: pd.DataFrame, facts: pd.DataFrame, trust: np.ndarray,
+                     codes: dict | None = None) -> np.ndarray:
     """Records whose own birth date / sex contradicts their ID, or whose name pinyin differs
     from the pinyin the ID's most trusted consistent record carries (e.g. a child's health
-    record filed under a guardian's ID)."""
+    record filed under a guardian's ID). codes: factorize cache shared with later steps."""
     sex = df["sex"].astype("string[pyarrow]")
     birth_bad = (facts["birth"].notna() & facts["id_birth"].notna()
                  & (facts["birth"] != facts["id_birth"]))
     sex_bad = sex.isin(["1", "2"]) & facts["id_sex"].notna() & (sex != facts["id_sex"])
     conflict = (facts["usable"] & (birth_bad | sex_bad)).to_numpy(dtype=bool)
     usable = facts["usable"].to_numpy()
-    id_code = factorize(df["id_number"])[0]
-    py_code, py_uniques = factorize(df["name_pinyin"])
-    py_code = py_code.astype(np.int64)
+    id_code = factorize_once(codes, "id_number", df["id_number"])[0]
+    py_code, py_uniques = factorize_once(codes, "name_pinyin", df["name_pinyin"])
     ok = np.flatnonzero(usable & ~conflict & (py_code >= 0))
     holder = np.full(int(id_code.max()) + 2 if len(id_code) else 1, -1, dtype=np.int64)
     if len(ok):
         i, p = id_code[ok], py_code[ok]
-        _, inverse, counts = np.unique(i * (int(py_code.max()) + 1) + p, return_inverse=True,
-                                       return_counts=True)
-        # holder's pinyin: most trusted source first, then the most frequent, then smallest code
-        order = np.lexsort((p, -counts[inverse], trust[ok], i))
+        counts = group_sizes(i * (int(py_code.max()) + 1) + p)
+        # holder's pinyin: most trusted source first, then the most frequent, then smallest
+        # code; the keys packed into one integer sort
+        top = int(counts.max())
+        packed = _pack([(i, int(id_code.max()) + 1), (trust[ok], int(trust.max()) + 1),
+                        (top - counts, top), (p, int(py_code.max()) + 1)])
+        order = np.lexsort(packed[::-1]) if len(packed) > 1 else \
+            np.argsort(packed[0], kind="stable")
         first = np.ones(len(order), dtype=bool)
         first[1:] = i[order][1:] != i[order][:-1]
         holder[i[order][first]] = p[order][first]
@@ -103,16 +107,30 @@ def holder_conflicts(df: pd.DataFrame, facts: pd.DataFrame, trust: np.ndarray) -
 
 
 # ---------------------------------------------------------------- probabilistic pass
+def _null_where(values: pd.Series, mask: np.ndarray) -> pd.Series:
+    """Arrow-backed strings with NULL where mask, in one Arrow pass (a masked pandas setitem
+    on Arrow strings costs far more)."""
+    arr = pa.chunked_array(values.astype("string[pyarrow]").array._pa_array)
+    out = pc.if_else(pa.array(mask, type=pa.bool_()), pa.scalar(None, arr.type), arr)
+    return pd.Series(pd.arrays.ArrowStringArray(out), index=values.index)
+
+
 def _blocking_frame(df: pd.DataFrame, facts: pd.DataFrame, conflict: np.ndarray,
-                    max_block: int) -> pd.DataFrame:
+                    max_block: int, codes: dict | None = None) -> pd.DataFrame:
     """Comparison view of every record. A conflicting record's ID belongs to somebody else,
-    so its ID-derived birth date/sex are not used."""
+    so its ID-derived birth date/sex are not used. codes: factorize cache shared with the
+    other steps."""
     trusted_id = facts["usable"].to_numpy() & ~conflict
     birth = facts["birth"].where(facts["birth"].notna() | ~pd.Series(trusted_id, index=df.index),
                                  facts["id_birth"])
     sex = df["sex"].astype("string[pyarrow]")
     sex = sex.where(sex.isin(["1", "2"]))
     sex = sex.fillna(facts["id_sex"].where(pd.Series(trusted_id, index=df.index)))
+    region = _slice(df["region_code"], 0, 6)
+    # a borrowed ID's region (the normaliser derives region_code from the ID) is not the
+    # record's own
+    from_borrowed_id = conflict & (region == _slice(df["id_number"], 0, 6)) \
+        .fillna(False).to_numpy()
     view = pd.DataFrame({
         "id_number": df["id_number"].astype("string[pyarrow]"),
         # a dropped middle dot (艾合买提玉素甫) is not a different name
@@ -121,33 +139,28 @@ def _blocking_frame(df: pd.DataFrame, facts: pd.DataFrame, conflict: np.ndarray,
         "birth": birth,
         "sex": sex,
         "phone": df["phone"].astype("string[pyarrow]"),
-        "region": _slice(df["region_code"], 0, 6),
+        "region": _null_where(region, from_borrowed_id),
     }, index=df.index)
-    # a borrowed ID's region (the normaliser derives region_code from the ID) is not the
-    # record's own
-    from_borrowed_id = conflict & (view["region"] == _slice(view["id_number"], 0, 6)) \
-        .fillna(False).to_numpy()
-    view.loc[from_borrowed_id, "region"] = pd.NA
     # integer blocking keys: merges on ints are far cheaper than on strings
     days = view["birth"].to_numpy(dtype="datetime64[D]")
     has_birth = ~np.isnat(days)
     day_no = days.astype(np.int64)
-    py_code = pd.factorize(view["pinyin"])[0]
+    py_code, py_uniques = factorize_once(codes, "name_pinyin", df["name_pinyin"])
     year = view["birth"].dt.year.to_numpy(dtype=np.float64, na_value=np.nan)
     # birth date + first pinyin letter (surname initial): catches given-name typos without
-    # pairing everybody born on one day
-    initial = pd.factorize(_slice(view["pinyin"], 0, 1))[0].astype(np.int64)
+    # pairing everybody born on one day. Coded on the distinct pinyin, which keep the rows'
+    # order of first appearance, so the codes are those of the rows.
+    initial = factorize(_slice(pd.Series(py_uniques), 0, 1))[0]
+    initial = np.where(py_code >= 0, initial[np.maximum(py_code, 0)] if len(initial) else -1, -1)
+    phone_code = factorize_once(codes, "phone", df["phone"])[0]
     keys = {"b_birth": (day_no * 64 + initial, has_birth & (initial >= 0)),
-            "b_pinyin_year": (py_code.astype(np.int64) * 10000 + np.nan_to_num(year).astype(np.int64),
+            "b_pinyin_year": (py_code * 10000 + np.nan_to_num(year).astype(np.int64),
                               (py_code >= 0) & has_birth),
-            "b_phone": (pd.factorize(view["phone"])[0].astype(np.int64),
-                        view["phone"].notna().to_numpy())}
+            "b_phone": (phone_code, phone_code >= 0)}
     for col, (code, present) in keys.items():
-        _, inverse, counts = np.unique(np.where(present, code, -1), return_inverse=True,
-                                       return_counts=True)
-        keep = present & (counts[inverse] <= max_block)   # giant blocks: shared phones etc.
-        view[col] = pd.array(np.where(keep, code, 0), dtype="Int64")
-        view.loc[~keep, col] = pd.NA
+        size = group_sizes(np.where(present, code, -1))
+        keep = present & (size <= max_block)   # giant blocks: shared phones etc.
+        view[col] = pd.arrays.IntegerArray(np.where(keep, code, 0), ~keep)
     return view
 
 
@@ -155,12 +168,14 @@ def _pairs_sharing(code: np.ndarray, present: np.ndarray, queue: np.ndarray,
                    reach: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(queued record, record) pairs whose integer keys differ by at most reach, built on
     the sorted keys: each queued record takes the slice of records in its key range."""
+    q = queue[present[queue]]
+    if reach == 0:   # only records holding a queued record's key can pair: sort just those
+        present = present & pd.Series(code).isin(code[q]).to_numpy()
     rows = np.flatnonzero(present)
     if not len(rows):
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     order = rows[np.argsort(code[rows], kind="stable")]
     keys = code[order]
-    q = queue[present[queue]]
     lo = np.searchsorted(keys, code[q] - reach, side="left")
     hi = np.searchsorted(keys, code[q] + reach, side="right")
     cnt = hi - lo
@@ -171,12 +186,24 @@ def _pairs_sharing(code: np.ndarray, present: np.ndarray, queue: np.ndarray,
     return left, right
 
 
+def _dense_rank(values: pd.Series, codes: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Dense ascending rank of each string (UTF-8 byte order, as Arrow's rank) and whether it
+    is present: only the distinct values are sorted."""
+    code, uniques = factorize_once(codes, "id_number", values.astype("string[pyarrow]"))
+    by_value = pc.sort_indices(pa.array(uniques)).to_numpy()
+    rank_of = np.empty(len(by_value), dtype=np.int64)
+    rank_of[by_value] = np.arange(len(by_value), dtype=np.int64)
+    present = code >= 0
+    return np.where(present, rank_of[np.where(present, code, 0)] if len(rank_of) else 0, 0), present
+
+
 def candidate_pairs(view: pd.DataFrame, queue: np.ndarray, group: np.ndarray,
-                    cfg: LinkConfig) -> pd.MultiIndex:
+                    cfg: LinkConfig, codes: dict | None = None) -> pd.MultiIndex:
     """Pairs (queued record, any record) sharing a blocking key, not already in one group.
     A pair of two queued records is kept once (left < right). Blocks on the integer keys and
     a sorted neighbourhood (window cfg.sorted_window) over the ranked ID numbers, built with
-    numpy; the same pairs, in the same (sorted) order, as recordlinkage's Index."""
+    numpy; the same pairs, in the same (sorted) order, as recordlinkage's Index. codes:
+    factorize cache shared with the other steps (its id_number codes are view's)."""
     n = len(view)
     lefts, rights = [], []
     for col in ["b_birth", "b_pinyin_year", "b_phone"]:
@@ -187,18 +214,16 @@ def candidate_pairs(view: pd.DataFrame, queue: np.ndarray, group: np.ndarray,
         rights.append(r)
     if cfg.sorted_window < 0 or cfg.sorted_window % 2 == 0:
         raise ValueError("window is not a positive and odd integer")
-    ids = pa.chunked_array(view["id_number"].astype("string[pyarrow]").array._pa_array)
-    present = ids.is_valid().to_numpy(zero_copy_only=False)
-    rank = pc.rank(ids, sort_keys="ascending", tiebreaker="dense").to_numpy().astype(np.int64)
+    rank, present = _dense_rank(view["id_number"], codes)
     l, r = _pairs_sharing(rank, present, queue, (cfg.sorted_window - 1) // 2)
     lefts.append(l)
     rights.append(r)
-    pair = np.unique(np.concatenate(lefts) * n + np.concatenate(rights))
-    l, r = pair // n, pair % n
+    l, r = np.concatenate(lefts), np.concatenate(rights)
     in_queue = np.zeros(n, dtype=bool)
     in_queue[queue] = True
     keep = (l != r) & (group[l] != group[r]) & ~(in_queue[r] & (r < l))
-    return pd.MultiIndex.from_arrays([l[keep], r[keep]])
+    pair = np.unique(l[keep] * n + r[keep])   # dropped before the sort: fewer to sort
+    return pd.MultiIndex.from_arrays([pair // n, pair % n])
 
 
 def compare_pairs(view: pd.DataFrame, pairs: pd.MultiIndex, conflict: np.ndarray,
@@ -244,9 +269,10 @@ def link_persons(records: pd.DataFrame, *, previous_xref: pd.DataFrame | None = 
         if decisions is not None and len(decisions) else pd.Series(dtype=np.int64)
     steward_match, steward_non = decision_pairs(decisions, key_to_pos)
     facts = id_facts(df)
+    codes: dict = {}   # factorize per column, shared by the steps
 
     # 1 deterministic: one group per held ID number
-    conflict = holder_conflicts(df, facts, trust)
+    conflict = holder_conflicts(df, facts, trust, codes)
     usable = facts["usable"].to_numpy()
     id_text = df["id_number"].fillna("").to_numpy(dtype=object) if len(steward_non) else None
     same_id = steward_non[(id_text[steward_non[:, 0]] == id_text[steward_non[:, 1]]) &
@@ -257,15 +283,15 @@ def link_persons(records: pd.DataFrame, *, previous_xref: pd.DataFrame | None = 
         conflict[pick] = True
     held = usable & ~conflict
     group = np.arange(n, dtype=np.int64) + n
-    codes, uniq = factorize(df["id_number"].where(pd.Series(held)))
-    group[held] = codes[held]
+    held_code, held_ids = recode(codes["id_number"][0], held)
+    group[held] = held_code[held]
     lap("deterministic")
 
     # 2 probabilistic: queued records against everything sharing a blocking key
     queue = np.flatnonzero(~held)
-    view = _blocking_frame(df, facts, conflict, cfg.max_block_size)
+    view = _blocking_frame(df, facts, conflict, cfg.max_block_size, codes)
     if len(queue):
-        pairs = candidate_pairs(view, queue, group, cfg)
+        pairs = candidate_pairs(view, queue, group, cfg, codes)
     else:
         pairs = pd.MultiIndex.from_arrays([np.zeros(0, dtype=np.int64)] * 2)
     lap("blocking")
@@ -289,7 +315,7 @@ def link_persons(records: pd.DataFrame, *, previous_xref: pd.DataFrame | None = 
         np.bitwise_or.at(source_mask, group, np.left_shift(1, src_code).astype(np.int64))
     else:
         source_mask = None
-    uf = ConstrainedUnion(len(uniq), cannot, group, source_mask)
+    uf = ConstrainedUnion(len(held_ids), cannot, group, source_mask)
     for a, b in steward_match:
         uf.union(int(group[a]), int(group[b]), force=True)
     l = pairs.get_level_values(0).to_numpy()
