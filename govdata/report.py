@@ -102,19 +102,25 @@ def _relative_to_page(target: str | None, page: str) -> str | None:
     return os.path.relpath(target, os.path.dirname(page))
 
 
+def stage_timings(extracted: list[dict], normalised: list[dict], validated: dict, linked: dict, loaded: dict,
+                  marted: dict) -> dict:
+    """Seconds per stage. Mapped stages are summed over their tasks: seconds of work, whatever
+    the parallelism. The link stage is link_plan + every partition + link_merge."""
+    return {"extract": round(sum(e.get("seconds", 0) for e in extracted), 3),
+            "normalise": round(sum(n.get("seconds", 0) for n in normalised), 3),
+            "validate": validated.get("seconds", 0),
+            "link": round(linked.get("plan_seconds", 0) + sum(linked.get("partition_seconds", []))
+                          + linked.get("seconds", 0), 3),
+            "load": loaded.get("seconds", 0), "marts": marted.get("seconds", 0)}
+
+
 def write_run_report(path: str, *, run: dict, extracted: list[dict], normalised: list[dict], validated: dict,
                      linked: dict, loaded: dict, marted: dict) -> dict:
     summary = build_summary(run, normalised, linked, loaded, validated)
     summary["records_by_kind"] = {k: sum(n["rows_in"] for n in normalised if n["kind"] == k)
                                   for k in sorted({n["kind"] for n in normalised})}
     summary["report_path"] = path
-    # Mapped stages are summed over their tasks: seconds of work, whatever the parallelism.
-    timings = {"extract": round(sum(e.get("seconds", 0) for e in extracted), 3),
-               "normalise": round(sum(n.get("seconds", 0) for n in normalised), 3),
-               "validate": validated.get("seconds", 0),
-               "link": round(linked.get("plan_seconds", 0) + sum(linked.get("partition_seconds", []))
-                             + linked.get("seconds", 0), 3),
-               "load": loaded.get("seconds", 0), "marts": marted.get("seconds", 0)}
+    timings = stage_timings(extracted, normalised, validated, linked, loaded, marted)
     summary["timings"] = timings
     quarantine_chart = {}
     for n in normalised:

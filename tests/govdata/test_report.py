@@ -22,3 +22,12 @@ def test_data_docs_link_is_relative_for_local_lakes_only():
     assert _relative_to_page("/l/r/report/data_docs/index.html", "/l/r/report/index.html") == "data_docs/index.html"
     assert _relative_to_page("s3://b/r/report/data_docs/index.html", "s3://b/r/report/index.html") == \
         "s3://b/r/report/data_docs/index.html"
+
+
+def test_link_stage_seconds_count_the_plan_every_partition_and_the_merge():
+    from govdata.report import stage_timings
+
+    linked = {"plan_seconds": 1.5, "partition_seconds": [2.0, 3.25], "seconds": 0.5}
+    timings = stage_timings([{"seconds": 1.0}, {"seconds": 2.0}], [{"seconds": 4.0}], {"seconds": 0.25}, linked,
+                            {"seconds": 6.0}, {})
+    assert timings == {"extract": 3.0, "normalise": 4.0, "validate": 0.25, "link": 7.25, "load": 6.0, "marts": 0}
