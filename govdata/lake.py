@@ -57,7 +57,12 @@ def _arrow_string_dtype(typ: pa.DataType):
 
 def read_parquet(path: str, columns: list[str] | None = None, arrow_strings: bool = False) -> pd.DataFrame:
     """arrow_strings: text columns stay Arrow-backed (string[pyarrow]); no Python str per value."""
-    return read_arrow(path, columns).to_pandas(types_mapper=_arrow_string_dtype if arrow_strings else None)
+    return to_pandas(read_arrow(path, columns), arrow_strings)
+
+
+def to_pandas(table: pa.Table, arrow_strings: bool = False) -> pd.DataFrame:
+    """arrow_strings: text columns stay Arrow-backed (string[pyarrow])."""
+    return table.to_pandas(types_mapper=_arrow_string_dtype if arrow_strings else None)
 
 
 def read_arrow(path: str, columns: list[str] | None = None) -> pa.Table:

@@ -441,7 +441,7 @@ def link_partition(part: dict, run: dict) -> dict:
     return {**part, "paths": paths, "stats": json.loads(json.dumps(result.stats, default=str))}
 
 
-def _ids_in_several(xrefs: list[pd.DataFrame], id_col: str) -> list[str]:
+def _ids_in_several(xrefs: "list[pd.DataFrame | pa.Table]", id_col: str) -> list[str]:
     """The master ids found in more than one partition's xref (distinct per partition, then
     counted, in Arrow)."""
     import pyarrow as pa
@@ -449,7 +449,8 @@ def _ids_in_several(xrefs: list[pd.DataFrame], id_col: str) -> list[str]:
 
     if len(xrefs) < 2:
         return []
-    distinct = [pc.unique(pa.array(x[id_col], type=pa.large_string()).drop_null()) for x in xrefs]
+    columns = [x[id_col] if isinstance(x, pa.Table) else pa.chunked_array([pa.array(x[id_col])]) for x in xrefs]
+    distinct = [pc.unique(c.cast(pa.large_string())).drop_null() for c in columns]
     counts = pc.value_counts(pa.chunked_array(distinct, type=pa.large_string()))
     return counts.field("values").filter(pc.greater(counts.field("counts"), 1)).to_pylist()
 
@@ -514,7 +515,7 @@ def link_merge(parts: list[dict], run: dict) -> dict:
 
     import pyarrow as pa
 
-    from govdata.lake import read_arrow
+    from govdata.lake import read_arrow, to_pandas
 
     out: dict = {"paths": {}, "stats": {}}
     for kind, (_, _, id_col) in LINKERS.items():
@@ -525,9 +526,12 @@ def link_merge(parts: list[dict], run: dict) -> dict:
         mine = [p for p in planned if p["paths"]]
         tables: dict = {"xref": []}
         if mine:
-            xrefs = [read_parquet(p["paths"]["xref"], arrow_strings=True) for p in mine]
-            xrefs, moved = separate_shared_ids(xrefs, id_col, "P" if kind == PERSON else "E", run["run_id"])
-            tables["xref"] = [pa.Table.from_pandas(x, preserve_index=False) for x in xrefs]
+            tables["xref"] = [read_arrow(p["paths"]["xref"]) for p in mine]
+            moved = pd.DataFrame()
+            if _ids_in_several(tables["xref"], id_col):   # rare: pandas only then
+                xrefs = [to_pandas(x, arrow_strings=True) for x in tables["xref"]]
+                xrefs, moved = separate_shared_ids(xrefs, id_col, "P" if kind == PERSON else "E", run["run_id"])
+                tables["xref"] = [pa.Table.from_pandas(x, preserve_index=False) for x in xrefs]
             for name in OUTPUTS[1:]:
                 tables[name] = [read_arrow(p["paths"][name]) for p in mine]
             for i in set(moved.get("_part", [])):   # the golden record follows its records

@@ -52,3 +52,36 @@ def test_only_ids_in_two_partitions_are_shared():
     c = pd.DataFrame({"person_id": ["P2"]})
     assert sorted(_ids_in_several([a, b, c], "person_id")) == ["P1", "P2"]
     assert _ids_in_several([a], "person_id") == []
+
+
+def test_link_merge_gives_a_shared_id_to_the_larger_partition_and_moves_the_golden_record(tmp_path):
+    from govdata.lake import read_parquet, write_parquet
+    from govdata.stages import OUTPUTS, link_merge
+
+    run = {"lake": str(tmp_path), "run_id": "r2"}
+    frames = [
+        {"xref": pd.DataFrame({"source_system": ["gongan", "shebao"], "source_record_id": ["1", "2"],
+                               "person_id": ["P1", "P1"], "match_rule": ["id", "id"], "match_score": [None, None]}),
+         "golden": pd.DataFrame({"person_id": ["P1"], "name": ["张三"]})},
+        {"xref": pd.DataFrame({"source_system": ["weijian"], "source_record_id": ["9"], "person_id": ["P1"],
+                               "match_rule": ["singleton"], "match_score": [None]}),
+         "golden": pd.DataFrame({"person_id": ["P1"], "name": ["张山"]})},
+    ]
+    empty = {"history": pd.DataFrame({"old_id": pd.Series([], dtype="string"), "new_id": pd.Series([], dtype="string"),
+                                      "entity": pd.Series([], dtype="string"), "reason": pd.Series([], dtype="string"),
+                                      "run_id": pd.Series([], dtype="string")}),
+             "review": pd.DataFrame({"pair_id": pd.Series([], dtype="string")}),
+             "evidence": pd.DataFrame({"rule": pd.Series([], dtype="string")})}
+    parts = []
+    for i, f in enumerate(frames):
+        paths = {name: write_parquet({**empty, **f}[name], str(tmp_path / f"person_{i}_{name}.arrow")) for name in OUTPUTS}
+        parts.append({"kind": "person", "partition": i, "rows": len(f["xref"]), "paths": paths, "stats": {},
+                      "plan": {"mode": "full"}})
+    merged = link_merge(parts, run)
+    xref = read_parquet(merged["paths"]["person_xref"])
+    moved = xref.loc[xref.source_system == "weijian", "person_id"].iloc[0]
+    assert xref.person_id.tolist()[:2] == ["P1", "P1"] and moved != "P1" and moved.startswith("P")
+    golden = read_parquet(merged["paths"]["person_golden"]).set_index("name")["person_id"]
+    assert golden.to_dict() == {"张三": "P1", "张山": moved}
+    history = read_parquet(merged["paths"]["person_history"])
+    assert history[["old_id", "new_id", "reason"]].values.tolist() == [["P1", moved, "partition_split"]]
