@@ -216,10 +216,10 @@ def assign_stable_ids(keys: pd.Series, cluster: np.ndarray, records: pd.DataFram
     if previous_xref is not None and len(previous_xref):
         require_columns(previous_xref, KEY_COLS + [id_col], "previous_xref")
         prev_id = _previous_ids(keys, previous_xref, id_col)
-        all_prev = set(previous_xref[id_col].dropna().astype(str))
+        all_prev = previous_xref[id_col]
     else:
         prev_id = pd.Series(pd.NA, index=range(len(cluster)), dtype="string")
-        all_prev = set()
+        all_prev = None
     # smallest member key per cluster (string groupby-min is slow: sort once instead); its
     # position in key order ranks the clusters by smallest member
     by_key = _argsort_text(keys)
@@ -241,35 +241,46 @@ def assign_stable_ids(keys: pd.Series, cluster: np.ndarray, records: pd.DataFram
     winners = ranked[np.r_[True, sb_prev[ranked][1:] != sb_prev[ranked][:-1]]] if len(ranked) else ranked
     puniq = np.asarray(puniq, dtype=object)
     final = pd.Series(puniq[sb_prev[winners]], index=sb_cluster[winners], dtype=object)
-    size_by = pd.DataFrame({"cluster": sb_cluster, "prev": puniq[sb_prev] if len(puniq) else [], "n": n})
-    taken = set(final.values) | all_prev
     new_clusters = min_key.drop(final.index)
     new_clusters = new_clusters.iloc[_argsort_text(new_clusters)]
     new_keys = new_clusters.to_numpy(dtype=object)
     cands = [prefix + hashlib.sha1(k.encode("utf-8")).hexdigest()[:12].upper() for k in new_keys]
-    if taken.isdisjoint(cands) and len(set(cands)) == len(cands):   # the usual case: no clash
-        fresh = dict(zip(new_clusters.index, cands))
+    # a previous id is never reused for a new cluster: the ids kept (final) are previous ids
+    if len(set(cands)) == len(cands) and not _any_previous(cands, all_prev):   # the usual case
+        fresh = cands
     else:   # in key order, a clash takes the next salt
-        fresh = {}
-        for c, key, cand in zip(new_clusters.index, new_keys, cands):
+        taken = set(final.values) | (set(all_prev.dropna().astype(str)) if all_prev is not None
+                                     else set())
+        fresh = []
+        for key, cand in zip(new_keys, cands):
             salt = 0
             while cand in taken:
                 salt += 1
                 cand = hash_id(prefix, f"{key}\x1f{salt}")
             taken.add(cand)
-            fresh[c] = cand
-    final = pd.concat([final, pd.Series(fresh, dtype=object)])
+            fresh.append(cand)
+    final = pd.concat([final, pd.Series(fresh, index=new_clusters.index, dtype=object)])
     at = pd.Index(final.index).get_indexer(cluster)
-    ids = pd.Series(pd.array(final.to_numpy(dtype=object)[at], dtype="string"), index=range(len(cluster)),
-                    name="cluster")
-    history = _history(size_by, final, entity, run_id)
+    # one string per cluster, taken per record (validating 1 string per record costs more)
+    ids = pd.Series(pd.array(final.to_numpy(dtype=object), dtype="string").take(at),
+                    index=range(len(cluster)), name="cluster")
+    history = _history(sb_cluster, sb_prev, puniq, winners, final, entity, run_id)
     return ids, history
+
+
+def _any_previous(cands: list[str], all_prev: pd.Series | None) -> bool:
+    """Whether a candidate id is a previous master id: the candidates are hashed in Arrow,
+    the previous ids only probed."""
+    if all_prev is None or not len(cands):
+        return False
+    prev = pa.chunked_array(_arrow_strings(all_prev).array._pa_array)
+    return bool(pc.any(pc.is_in(prev, value_set=pa.array(cands, type=prev.type))).as_py())
 
 
 def _previous_ids(keys: pd.Series, previous_xref: pd.DataFrame, id_col: str) -> pd.Series:
     """Each record's master id in the previous xref (NULL for a record new to the master),
     matched on the record key in Arrow."""
-    prev = previous_xref[KEY_COLS + [id_col]].astype("string[pyarrow]")
+    prev = {c: _arrow_strings(previous_xref[c]) for c in KEY_COLS + [id_col]}
     text = lambda s: pa.chunked_array(pa.array(s.array)).cast(pa.string())  # noqa: E731
     prev_key = pc.binary_join_element_wise(text(prev["source_system"]), text(prev["source_record_id"]), "\x1f")
     own = text(pd.Series(keys).astype("string[pyarrow]"))
@@ -278,16 +289,24 @@ def _previous_ids(keys: pd.Series, previous_xref: pd.DataFrame, id_col: str) -> 
     return pd.Series(pd.arrays.ArrowStringArray(ids), dtype="string[pyarrow]")
 
 
-def _history(size_by: pd.DataFrame, final: pd.Series, entity: str, run_id: str) -> pd.DataFrame:
+def _history(sb_cluster: np.ndarray, sb_prev: np.ndarray, puniq: np.ndarray,
+             winners: np.ndarray, final: pd.Series, entity: str, run_id: str) -> pd.DataFrame:
+    """Rows (cluster, previous id code) whose cluster's id is not that previous id: a
+    previous id that survives elsewhere was split off, one that no cluster kept was merged.
+    Worked out on codes (a new id is never a previous one); strings only for the moved."""
     cols = ["old_id", "new_id", "entity", "reason", "run_id"]
-    if size_by.empty:
+    if not len(sb_cluster):
         return pd.DataFrame(columns=cols, dtype="string")
-    moved = size_by.assign(new=size_by["cluster"].map(final))
-    moved = moved[moved["prev"] != moved["new"]]
-    surviving = set(final.values)
-    moved = moved.assign(reason=np.where(moved["prev"].isin(surviving), "split", "merge"))
-    out = pd.DataFrame({"old_id": moved["prev"], "new_id": moved["new"], "entity": entity,
-                        "reason": moved["reason"], "run_id": run_id})
+    kept = np.full(int(sb_cluster.max()) + 1, -1, dtype=np.int64)   # cluster -> previous id code kept
+    kept[sb_cluster[winners]] = sb_prev[winners]
+    survives = np.zeros(len(puniq), dtype=bool)
+    survives[sb_prev[winners]] = True
+    moved = kept[sb_cluster] != sb_prev
+    old = sb_prev[moved]
+    out = pd.DataFrame({"old_id": puniq[old],
+                        "new_id": final.reindex(sb_cluster[moved]).to_numpy(dtype=object),
+                        "entity": entity, "reason": np.where(survives[old], "split", "merge"),
+                        "run_id": run_id})
     return out.drop_duplicates().sort_values(["old_id", "new_id"]).reset_index(drop=True).astype("string")
 
 

@@ -332,7 +332,8 @@ def link_persons(records: pd.DataFrame, *, previous_xref: pd.DataFrame | None = 
     lap("clustering")
 
     # 4 rules, scores, stable ids
-    size = pd.Series(cluster).map(pd.Series(cluster).value_counts()).to_numpy()
+    cluster_sizes = np.bincount(cluster)   # cluster labels are group numbers < 2n
+    size = cluster_sizes[cluster]
     link_score = pd.concat([pd.Series(score[accepted], index=l[accepted]),
                             pd.Series(score[accepted], index=r[accepted])])
     link_score = link_score[~held[link_score.index]].groupby(level=0).max()
@@ -357,17 +358,20 @@ def link_persons(records: pd.DataFrame, *, previous_xref: pd.DataFrame | None = 
     lap("ids")
 
     # 5 golden records: the ID comes only from records that hold it
-    gold_in = df.assign(person_id=ids.to_numpy(),
-                        id_number=df["id_number"].where(pd.Series(held)),
-                        _status_rank=df["id_number_status"].map({"valid": 0, "repaired": 1}))
+    person_ids = ids.to_numpy()
+    gold_in = pd.DataFrame({c: df[c] for c in ["source_system", "source_record_id", "updated_at"]
+                            + GOLDEN_ELEMENTS})
+    gold_in["person_id"] = person_ids
+    gold_in["id_number"] = _null_where(df["id_number"], ~held)
     gold_in["birth_date"] = facts["birth"]
-    golden = golden_records(gold_in, "person_id", GOLDEN_ELEMENTS, spec)
+    golden = golden_records(gold_in, "person_id", GOLDEN_ELEMENTS, spec,
+                            _golden_codes(cluster, person_ids, codes, held_code, held_ids))
     golden["birth_date"] = golden["birth_date"].dt.date.astype(object).where(
         golden["birth_date"].notna(), None)
     lap("golden")
 
-    keys = df["_key"].to_numpy()
-    evidence = _evidence(df, ids, l[accepted], r[accepted], score[accepted],
+    keys = df["_key"]
+    evidence = _evidence(df, person_ids, l[accepted], r[accepted], score[accepted],
                          weights[accepted], feats[accepted])
     in_review = (score >= cfg.review_threshold) & ~accepted & \
         ((score < cfg.match_threshold) | refused) & (cluster[l] != cluster[r])
@@ -376,7 +380,7 @@ def link_persons(records: pd.DataFrame, *, previous_xref: pd.DataFrame | None = 
     lap("review")
 
     stats = {
-        "records": n, "clusters": int(len(np.unique(cluster))),
+        "records": n, "clusters": int(np.count_nonzero(cluster_sizes)),
         "match_rule": {k: int(v) for k, v in xref["match_rule"].value_counts().items()},
         "queued_for_probabilistic": int(len(queue)), "conflicts": int(conflict.sum()),
         "pairs_compared": int(len(pairs)), "links_accepted": int(accepted.sum()),
@@ -387,18 +391,34 @@ def link_persons(records: pd.DataFrame, *, previous_xref: pd.DataFrame | None = 
                       evidence=evidence, stats=stats)
 
 
-def decisions_keys(match: np.ndarray, non: np.ndarray, keys: np.ndarray) -> set[tuple[str, str]]:
+def _golden_codes(cluster: np.ndarray, person_ids: np.ndarray, codes: dict,
+                  held_code: np.ndarray, held_ids: np.ndarray) -> dict:
+    """Codes golden_records would otherwise hash again: person_id codes are the clusters'
+    (one id per cluster), the held ID numbers', and the shared pinyin and phone codes."""
+    gid = pd.factorize(cluster)[0]
+    first = np.flatnonzero(~pd.Series(cluster).duplicated().to_numpy())   # in gid order
+    return {"person_id": (gid, person_ids[first]), "id_number": (held_code, held_ids),
+            "name_pinyin": codes["name_pinyin"], "phone": codes["phone"]}
+
+
+def _at(values: pd.Series, rows: np.ndarray) -> np.ndarray:
+    """values.to_numpy()[rows], converting only the rows taken."""
+    return values.iloc[rows].to_numpy()
+
+
+def decisions_keys(match: np.ndarray, non: np.ndarray, keys: pd.Series) -> set[tuple[str, str]]:
     pairs = np.vstack([match.reshape(-1, 2), non.reshape(-1, 2)])
-    return {tuple(sorted((keys[a], keys[b]))) for a, b in pairs}
+    return {tuple(sorted(pair)) for pair in _at(keys, pairs.ravel()).reshape(-1, 2)}
 
 
 def _evidence(df, ids, l, r, score, weights, feats) -> pd.DataFrame:
+    """ids: person id per record (numpy)."""
     out = pd.DataFrame({
-        "left_source_system": df["source_system"].to_numpy()[l],
-        "left_source_record_id": df["source_record_id"].to_numpy()[l],
-        "right_source_system": df["source_system"].to_numpy()[r],
-        "right_source_record_id": df["source_record_id"].to_numpy()[r],
-        "person_id": ids.to_numpy()[l],
+        "left_source_system": _at(df["source_system"], l),
+        "left_source_record_id": _at(df["source_record_id"], l),
+        "right_source_system": _at(df["source_system"], r),
+        "right_source_record_id": _at(df["source_record_id"], r),
+        "person_id": ids[l],
         "score": np.round(score, 4)})
     for f in FIELDS:
         out[f"w_{f}"] = np.round(weights[f].to_numpy(), 4)
@@ -416,20 +436,20 @@ def _review(df, keys, l, r, score, weights, refused, cluster, decided) -> pd.Dat
     cand = cand.sort_values(["l", "target", "score"], ascending=[True, True, False])
     cand = cand.drop_duplicates(["l", "target"])
     if decided:
-        pairs = [tuple(sorted((keys[a], keys[b]))) for a, b in zip(cand["l"], cand["r"])]
-        cand = cand[[p not in decided for p in pairs]]
+        lk, rk = _at(keys, cand["l"].to_numpy()), _at(keys, cand["r"].to_numpy())
+        cand = cand[[tuple(sorted(p)) not in decided for p in zip(lk, rk)]]
     if cand.empty:
         return pd.DataFrame(columns=cols).astype({c: "string" for c in cols if c != "score"})
     w = weights.iloc[cand["i"].to_numpy()]
     evidence = [json.dumps({f: round(float(v), 3) for f, v in zip(w.columns, row)})
                 for row in w.to_numpy()]
-    lk, rk = pd.Series(keys[cand["l"]]), pd.Series(keys[cand["r"]])
+    lk, rk = pd.Series(_at(keys, cand["l"].to_numpy())), pd.Series(_at(keys, cand["r"].to_numpy()))
     out = pd.DataFrame({
         "pair_id": pair_id(lk, rk).to_numpy(), "entity": "person",
-        "left_source_system": df["source_system"].to_numpy()[cand["l"]],
-        "left_source_record_id": df["source_record_id"].to_numpy()[cand["l"]],
-        "right_source_system": df["source_system"].to_numpy()[cand["r"]],
-        "right_source_record_id": df["source_record_id"].to_numpy()[cand["r"]],
+        "left_source_system": _at(df["source_system"], cand["l"].to_numpy()),
+        "left_source_record_id": _at(df["source_record_id"], cand["l"].to_numpy()),
+        "right_source_system": _at(df["source_system"], cand["r"].to_numpy()),
+        "right_source_record_id": _at(df["source_record_id"], cand["r"].to_numpy()),
         "score": np.round(cand["score"].to_numpy(), 4), "evidence": evidence,
         "reason": np.where(cand["refused"], "conflict", "uncertain"), "status": "open"})
     return out.astype({c: "string" for c in cols if c != "score"}).reset_index(drop=True)

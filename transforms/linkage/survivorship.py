@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .common import factorize
+from .common import factorize, group_sizes
 
 RULES = ("trust_order", "most_recent", "most_frequent")
 
@@ -109,10 +109,9 @@ def pick_rows(work: dict, element: str, rule: str, tiebreak: str, n_groups: int
         rec_rank, n_rec = work["recency_rank"]   # 0 = latest
         keys["most_recent"] = (rec_rank[rows], n_rec)
     if "most_frequent" in (rule, tiebreak):
-        pair = gid * max(n_vals, 1) + val
-        _, inverse, counts = np.unique(pair, return_inverse=True, return_counts=True)
+        counts = group_sizes(gid * max(n_vals, 1) + val)   # rows per (master id, value)
         top = int(counts.max())
-        keys["most_frequent"] = (top - counts[inverse], top)
+        keys["most_frequent"] = (top - counts, top)
     within = _pack([keys[rule], keys[tiebreak], (trust, n_trust)])
     if in_gid_order and len(within) == 1:
         return _pick_sorted(work, element, rows, gid, val, within[0], winner)
@@ -208,12 +207,25 @@ def _lineage(elements: list[str], sources: dict[str, tuple[np.ndarray, list]]) -
     return np.asarray(text, dtype=object)[codes]
 
 
-def golden_records(df: pd.DataFrame, id_col: str, elements: list[str], spec: dict) -> pd.DataFrame:
-    """One row per master id: survived elements, record_count, source_count, lineage JSON."""
+def _take_or_null(values: pd.Series, rows: np.ndarray, has: np.ndarray) -> pd.Series:
+    """values at rows, NULL where not has, on a fresh RangeIndex. Arrow-backed columns take
+    with null indices in Arrow (a pandas where on Arrow strings is a costly setitem)."""
+    if isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow":
+        taken = pa.chunked_array(values.array._pa_array).take(pa.array(rows, mask=~has))
+        return pd.Series(pd.arrays.ArrowStringArray(taken))
+    return values.iloc[np.where(has, rows, 0)].reset_index(drop=True).where(pd.Series(has))
+
+
+def golden_records(df: pd.DataFrame, id_col: str, elements: list[str], spec: dict,
+                   codes: dict | None = None) -> pd.DataFrame:
+    """One row per master id: survived elements, record_count, source_count, lineage JSON.
+    codes: factorize results (codes, uniques) the caller already holds for columns of df
+    (the same values), so they are not hashed again."""
     trust_order = list(spec["trust_order"])
     default, tiebreak = spec.get("default", "trust_order"), spec.get("tiebreak", "most_frequent")
     rules = spec.get("elements") or {}
-    gid, uniques = factorize(df[id_col])
+    codes = codes or {}
+    gid, uniques = codes[id_col] if id_col in codes else factorize(df[id_col])
     source_code, source_names = pd.factorize(df["source_system"])
     source_names = list(np.asarray(source_names, dtype=object))
     # record key: the smallest wins a full tie (built and ranked only where such a tie occurs)
@@ -245,12 +257,13 @@ def golden_records(df: pd.DataFrame, id_col: str, elements: list[str], spec: dic
     out = {id_col: pd.Series(uniques, dtype="string")}
     sources = {}
     for element in elements:
-        work["codes"][element] = _codes(df[element])
+        work["codes"][element] = (codes[element][0], len(codes[element][1])) \
+            if element in codes else _codes(df[element])
         win = pick_rows(work, element, rules.get(element, default), tiebreak, n_groups)
         has = win >= 0
-        safe = np.where(has, win, 0)
-        out[element] = df[element].iloc[safe].reset_index(drop=True).where(pd.Series(has))
-        sources[element] = (np.where(has, source_code[safe], -1), list(source_names))
+        out[element] = _take_or_null(df[element], win, has)
+        sources[element] = (np.where(has, source_code[np.where(has, win, 0)], -1),
+                            list(source_names))
     frame = pd.DataFrame(out)
     frame["record_count"] = np.bincount(gid, minlength=n_groups).astype("int64")
     source_count = np.zeros(n_groups, dtype=np.int64)
