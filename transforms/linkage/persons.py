@@ -27,6 +27,7 @@ STATUSES = {"valid", "repaired", "invalid", "missing"}
 USABLE = ["valid", "repaired"]
 PINYIN_VARIANT_SIMILARITY = 0.8   # Indel similarity above which two pinyin spell one name
 FIELDS = ["id", "name", "pinyin", "birth", "sex", "phone", "region"]
+COMPARED = ["id_number", "name", "pinyin", "birth", "sex", "phone", "region"]   # view columns
 
 
 # ---------------------------------------------------------------- facts from the ID number
@@ -60,8 +61,10 @@ def id_facts(df: pd.DataFrame) -> pd.DataFrame:
     seventeenth = _per_unique(_slice(ids, 16, 17),
                               lambda u: pd.to_numeric(u, errors="coerce").astype("float64"))
     seventeenth = seventeenth.astype("float64")
-    id_sex = pd.Series(np.where(seventeenth % 2 == 1, "1", "2"), index=df.index,
-                       dtype="string[pyarrow]").where(seventeenth.notna())
+    # "1"/"2" taken from a two-value Arrow array (NULL without a 17th digit)
+    id_sex = pa.array(["1", "2"], type=pa.large_string()).take(
+        pa.array(np.where(seventeenth % 2 == 1, 0, 1), mask=seventeenth.isna().to_numpy()))
+    id_sex = pd.Series(pd.arrays.ArrowStringArray(id_sex), index=df.index)
     return pd.DataFrame({"usable": usable.to_numpy(), "id_birth": id_birth, "id_sex": id_sex,
                          "birth": compare.as_datetime(df["birth_date"])},
                         index=df.index)
@@ -226,10 +229,16 @@ def candidate_pairs(view: pd.DataFrame, queue: np.ndarray, group: np.ndarray,
     return pd.MultiIndex.from_arrays([pair // n, pair % n])
 
 
+def _rows(view: pd.DataFrame, at: np.ndarray, columns: list[str]) -> pd.DataFrame:
+    """view.iloc[at] of the given columns on a fresh RangeIndex, taken column by column
+    (the blocking keys are not needed, and a frame-wide take costs more)."""
+    return pd.DataFrame({c: view[c].array.take(at) for c in columns})
+
+
 def compare_pairs(view: pd.DataFrame, pairs: pd.MultiIndex, conflict: np.ndarray,
                   cfg: LinkConfig) -> pd.DataFrame:
     l, r = pairs.get_level_values(0).to_numpy(), pairs.get_level_values(1).to_numpy()
-    L, R = view.iloc[l].reset_index(drop=True), view.iloc[r].reset_index(drop=True)
+    L, R = _rows(view, l, COMPARED), _rows(view, r, COMPARED)
     id_agree = compare.id_within_edits(L["id_number"], R["id_number"], cfg.id_max_edits)
     # a borrowed ID (conflict) proves a link when it agrees, but proves nothing when it differs
     borrowed = conflict[l] | conflict[r]
@@ -324,10 +333,11 @@ def link_persons(records: pd.DataFrame, *, previous_xref: pd.DataFrame | None = 
     id_agrees = (feats["id"] == 1).to_numpy() if len(feats) else np.zeros(0, dtype=bool)
     accepted = np.zeros(len(score), dtype=bool)
     refused = np.zeros(len(score), dtype=bool)
-    for i in order[score[order] >= cfg.match_threshold]:
-        reason = uf.union(int(group[l[i]]), int(group[r[i]]), distinct_sources=not id_agrees[i])
-        accepted[i] = reason is None
-        refused[i] = reason in ("different_id", "same_source")
+    tried = order[score[order] >= cfg.match_threshold]
+    reasons = [uf.union(a, b, distinct_sources=not agree) for a, b, agree in   # Python ints
+               zip(group[l[tried]].tolist(), group[r[tried]].tolist(), id_agrees[tried].tolist())]
+    accepted[tried] = [reason is None for reason in reasons]
+    refused[tried] = [reason in ("different_id", "same_source") for reason in reasons]
     cluster = uf.labels(group)
     lap("clustering")
 
@@ -337,7 +347,8 @@ def link_persons(records: pd.DataFrame, *, previous_xref: pd.DataFrame | None = 
     link_score = pd.concat([pd.Series(score[accepted], index=l[accepted]),
                             pd.Series(score[accepted], index=r[accepted])])
     link_score = link_score[~held[link_score.index]].groupby(level=0).max()
-    rule = np.where(df["id_number_status"].to_numpy() == "repaired", "repaired_id", "id")
+    repaired = (df["id_number_status"] == "repaired").fillna(False).to_numpy(dtype=bool)
+    rule = np.where(repaired, "repaired_id", "id")
     rule = np.where(held, rule, "singleton")
     prob = np.zeros(n, dtype=bool)
     prob[link_score.index.to_numpy()] = True
@@ -358,7 +369,7 @@ def link_persons(records: pd.DataFrame, *, previous_xref: pd.DataFrame | None = 
     lap("ids")
 
     # 5 golden records: the ID comes only from records that hold it
-    person_ids = ids.to_numpy()
+    person_ids = np.asarray(ids.array)   # the object array behind the strings, no copy
     gold_in = pd.DataFrame({c: df[c] for c in ["source_system", "source_record_id", "updated_at"]
                             + GOLDEN_ELEMENTS})
     gold_in["person_id"] = person_ids

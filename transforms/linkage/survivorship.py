@@ -86,6 +86,28 @@ def _codes(values: pd.Series) -> tuple[np.ndarray, int]:
     return codes, len(uniques)
 
 
+NEIGHBOUR_SCAN = 16   # masters up to this many rows: values counted by comparing neighbours
+
+
+def _counts_within(gid: np.ndarray, val: np.ndarray, n_vals: int, n_groups: int,
+                   grouped: bool) -> np.ndarray:
+    """Per row: rows sharing its (master id, value). grouped: rows come master by master;
+    when every master is small, each row is compared with its next few neighbours (a few
+    vector passes, no hashing); otherwise (master id, value) pairs are hashed."""
+    counts = np.ones(len(gid), dtype=np.int64)
+    sizes = np.bincount(gid, minlength=n_groups)
+    widest = int(sizes.max()) if len(sizes) else 0
+    if grouped and widest <= NEIGHBOUR_SCAN:
+        for d in range(1, widest):
+            same = (gid[d:] == gid[:-d]) & (val[d:] == val[:-d])
+            counts[d:] += same
+            counts[:-d] += same
+        return counts
+    multi = sizes[gid] > 1   # a master with a single row counts 1 without hashing
+    counts[multi] = group_sizes(gid[multi] * max(n_vals, 1) + val[multi])
+    return counts
+
+
 def pick_rows(work: dict, element: str, rule: str, tiebreak: str, n_groups: int
               ) -> np.ndarray:
     """Row position of the winning value per master id (-1: no value). NULLs never win.
@@ -109,7 +131,7 @@ def pick_rows(work: dict, element: str, rule: str, tiebreak: str, n_groups: int
         rec_rank, n_rec = work["recency_rank"]   # 0 = latest
         keys["most_recent"] = (rec_rank[rows], n_rec)
     if "most_frequent" in (rule, tiebreak):
-        counts = group_sizes(gid * max(n_vals, 1) + val)   # rows per (master id, value)
+        counts = _counts_within(gid, val, n_vals, n_groups, in_gid_order)
         top = int(counts.max())
         keys["most_frequent"] = (top - counts, top)
     within = _pack([keys[rule], keys[tiebreak], (trust, n_trust)])
