@@ -85,3 +85,15 @@ def test_link_merge_gives_a_shared_id_to_the_larger_partition_and_moves_the_gold
     assert golden.to_dict() == {"张三": "P1", "张山": moved}
     history = read_parquet(merged["paths"]["person_history"])
     assert history[["old_id", "new_id", "reason"]].values.tolist() == [["P1", moved, "partition_split"]]
+
+
+def test_previous_xref_rows_follow_their_records_partition():
+    import numpy as np
+    import pyarrow as pa
+
+    from govdata.stages import previous_partitions
+
+    records = pa.table({"source_system": ["gongan", "shebao", "gongan"], "source_record_id": ["1", "1", "2"]})
+    previous = pa.table({"source_system": ["shebao", "gongan", "weijian", "gongan"],
+                         "source_record_id": ["1", "2", "1", "1"], "person_id": ["P1", "P2", "P3", "P1"]})
+    assert previous_partitions(previous, records, np.array([0, 1, 2])).tolist() == [1, 2, -1, 0]
