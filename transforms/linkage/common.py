@@ -215,42 +215,51 @@ def assign_stable_ids(keys: pd.Series, cluster: np.ndarray, records: pd.DataFram
     cluster = np.asarray(cluster, dtype=np.int64)
     if previous_xref is not None and len(previous_xref):
         require_columns(previous_xref, KEY_COLS + [id_col], "previous_xref")
-        prev_id = _previous_ids(keys, previous_xref, id_col)
         all_prev = previous_xref[id_col]
+        # codes follow the ids' text order
+        pcode, puniq = pd.factorize(_previous_ids(keys, previous_xref, id_col), sort=True)
     else:
-        prev_id = pd.Series(pd.NA, index=range(len(cluster)), dtype="string")
         all_prev = None
-    # smallest member key per cluster (string groupby-min is slow: sort once instead); its
-    # position in key order ranks the clusters by smallest member
+        pcode, puniq = np.full(len(cluster), -1, dtype=np.int64), []
+    # clusters by smallest member key (string groupby-min is slow: sort the keys once; a
+    # cluster's first appearance in key order is its smallest key)
     by_key = _argsort_text(keys)
-    clusters, first = np.unique(cluster[by_key], return_index=True)
-    min_key = pd.Series(pd.Series(keys).iloc[by_key[first]].to_numpy(dtype=object), index=clusters)
-    # records per (cluster, previous id), on integer codes; codes follow the ids' text order
-    pcode, puniq = pd.factorize(prev_id, sort=True)
+    in_key_order = cluster[by_key]
+    first = np.flatnonzero(~pd.Series(in_key_order).duplicated().to_numpy())
+    ranked = pd.Index(in_key_order[first])   # position = rank by smallest member key
+    # records per (cluster, previous id), on integer codes
     held = pcode >= 0
     width = max(len(puniq), 1)
     combo, n = np.unique(cluster[held] * width + pcode[held], return_counts=True)
     sb_cluster, sb_prev = combo // width, combo % width
-    sb_rank = first[np.searchsorted(clusters, sb_cluster)]
+    sb_rank = ranked.get_indexer(sb_cluster)
     # each cluster's favourite previous id: most records, then the smallest id
     order = np.lexsort((sb_prev, -n, sb_cluster))
     fav = order[np.r_[True, sb_cluster[order][1:] != sb_cluster[order][:-1]]] if len(order) else order
     # an id claimed by several clusters stays with the biggest share (tie: smallest member)
     order = np.lexsort((sb_rank[fav], -n[fav], sb_prev[fav]))
-    ranked = fav[order]
-    winners = ranked[np.r_[True, sb_prev[ranked][1:] != sb_prev[ranked][:-1]]] if len(ranked) else ranked
+    ranked_fav = fav[order]
+    winners = ranked_fav[np.r_[True, sb_prev[ranked_fav][1:] != sb_prev[ranked_fav][:-1]]] \
+        if len(ranked_fav) else ranked_fav
     puniq = np.asarray(puniq, dtype=object)
-    final = pd.Series(puniq[sb_prev[winners]], index=sb_cluster[winners], dtype=object)
-    new_clusters = min_key.drop(final.index)
-    new_clusters = new_clusters.iloc[_argsort_text(new_clusters)]
-    new_keys = new_clusters.to_numpy(dtype=object)
+    kept_clusters, kept_ids = sb_cluster[winners], puniq[sb_prev[winners]]
+    # the other clusters, in the order of their smallest member key
+    is_new = np.ones(len(ranked), dtype=bool)
+    is_new[ranked.get_indexer(kept_clusters)] = False
+    new_at = np.flatnonzero(is_new)
+    new_clusters = ranked.to_numpy()[new_at]
+    new_keys = pd.Series(keys).iloc[by_key[first[new_at]]].to_numpy(dtype=object)
+    if _has_equal_neighbours(keys, by_key):   # equal keys: order as a stable text sort does
+        in_label_order = np.argsort(new_clusters, kind="stable")
+        text_order = in_label_order[_argsort_text(pd.Series(new_keys[in_label_order]))]
+        new_clusters, new_keys = new_clusters[text_order], new_keys[text_order]
     cands = [prefix + hashlib.sha1(k.encode("utf-8")).hexdigest()[:12].upper() for k in new_keys]
-    # a previous id is never reused for a new cluster: the ids kept (final) are previous ids
+    # a previous id is never reused for a new cluster: the ids kept are previous ids
     if len(set(cands)) == len(cands) and not _any_previous(cands, all_prev):   # the usual case
         fresh = cands
     else:   # in key order, a clash takes the next salt
-        taken = set(final.values) | (set(all_prev.dropna().astype(str)) if all_prev is not None
-                                     else set())
+        taken = set(kept_ids) | (set(all_prev.dropna().astype(str)) if all_prev is not None
+                                 else set())
         fresh = []
         for key, cand in zip(new_keys, cands):
             salt = 0
@@ -259,13 +268,22 @@ def assign_stable_ids(keys: pd.Series, cluster: np.ndarray, records: pd.DataFram
                 cand = hash_id(prefix, f"{key}\x1f{salt}")
             taken.add(cand)
             fresh.append(cand)
-    final = pd.concat([final, pd.Series(fresh, index=new_clusters.index, dtype=object)])
-    at = pd.Index(final.index).get_indexer(cluster)
+    labels = pd.Index(np.concatenate([kept_clusters, new_clusters]))
+    final = np.concatenate([kept_ids, np.asarray(fresh, dtype=object)]) if len(fresh) else kept_ids
     # one string per cluster, taken per record (validating 1 string per record costs more)
-    ids = pd.Series(pd.array(final.to_numpy(dtype=object), dtype="string").take(at),
+    ids = pd.Series(pd.array(final, dtype="string").take(labels.get_indexer(cluster)),
                     index=range(len(cluster)), name="cluster")
-    history = _history(sb_cluster, sb_prev, puniq, winners, final, entity, run_id)
+    history = _history(sb_cluster, sb_prev, puniq, winners, final[labels.get_indexer(sb_cluster)],
+                       entity, run_id)
     return ids, history
+
+
+def _has_equal_neighbours(keys: pd.Series, order: np.ndarray) -> bool:
+    """Whether two keys are equal (they are adjacent in sorted order)."""
+    if len(order) < 2:
+        return False
+    text = pa.chunked_array(pd.Series(keys).astype("string[pyarrow]").array._pa_array).take(order)
+    return bool(pc.any(pc.equal(text[1:], text[:-1])).as_py())
 
 
 def _any_previous(cands: list[str], all_prev: pd.Series | None) -> bool:
@@ -290,9 +308,9 @@ def _previous_ids(keys: pd.Series, previous_xref: pd.DataFrame, id_col: str) -> 
 
 
 def _history(sb_cluster: np.ndarray, sb_prev: np.ndarray, puniq: np.ndarray,
-             winners: np.ndarray, final: pd.Series, entity: str, run_id: str) -> pd.DataFrame:
-    """Rows (cluster, previous id code) whose cluster's id is not that previous id: a
-    previous id that survives elsewhere was split off, one that no cluster kept was merged.
+             winners: np.ndarray, new_id: np.ndarray, entity: str, run_id: str) -> pd.DataFrame:
+    """Rows (cluster, previous id code) whose cluster's id (new_id) is not that previous id:
+    a previous id that survives elsewhere was split off, one that no cluster kept was merged.
     Worked out on codes (a new id is never a previous one); strings only for the moved."""
     cols = ["old_id", "new_id", "entity", "reason", "run_id"]
     if not len(sb_cluster):
@@ -303,10 +321,8 @@ def _history(sb_cluster: np.ndarray, sb_prev: np.ndarray, puniq: np.ndarray,
     survives[sb_prev[winners]] = True
     moved = kept[sb_cluster] != sb_prev
     old = sb_prev[moved]
-    out = pd.DataFrame({"old_id": puniq[old],
-                        "new_id": final.reindex(sb_cluster[moved]).to_numpy(dtype=object),
-                        "entity": entity, "reason": np.where(survives[old], "split", "merge"),
-                        "run_id": run_id})
+    out = pd.DataFrame({"old_id": puniq[old], "new_id": new_id[moved], "entity": entity,
+                        "reason": np.where(survives[old], "split", "merge"), "run_id": run_id})
     return out.drop_duplicates().sort_values(["old_id", "new_id"]).reset_index(drop=True).astype("string")
 
 

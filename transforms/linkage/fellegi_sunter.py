@@ -36,7 +36,7 @@ def estimate_mu(features: pd.DataFrame, m_prior: dict, u_prior: dict, estimate: 
         sample = features[fields]
         if len(sample) > max_sample:   # m is a rate: a fixed random sample estimates it as well
             sample = sample.sample(n=max_sample, random_state=0)
-        ecm.fit(sample.fillna(0).astype(int))
+        ecm.fit(_small_ints(sample.fillna(0).astype(int)))
         m_est = {c: float(ecm.m_probs[c][1]) for c in fields}
     except Exception as exc:  # EM failing on odd data must not stop a run: fall back
         log.warning("ECM estimation failed (%s); using prior weights", type(exc).__name__)
@@ -46,6 +46,16 @@ def estimate_mu(features: pd.DataFrame, m_prior: dict, u_prior: dict, estimate: 
         return m, u, "prior"
     m.update({c: float(np.clip(v, _CLIP[0], m_max)) for c, v in m_est.items()})
     return m, u, "ecm"
+
+
+def _small_ints(patterns: pd.DataFrame) -> pd.DataFrame:
+    """Comparison patterns as int8 when they fit: recordlinkage's ECM counts the distinct rows
+    with np.unique(axis=0), whose row sort costs grow with the item size; the values, and so
+    the fit, are unchanged."""
+    small = np.iinfo(np.int8)
+    if len(patterns) and patterns.min().min() >= small.min and patterns.max().max() <= small.max:
+        return patterns.astype(np.int8)
+    return patterns
 
 
 def field_weights(features: pd.DataFrame, m: dict, u: dict) -> pd.DataFrame:
