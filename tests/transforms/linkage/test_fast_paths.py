@@ -55,3 +55,96 @@ def test_survivorship_full_tie_goes_to_smallest_value_then_smallest_record_key()
     assert g.loc["P1", "name"] == "乙" and g.loc["P1", "lineage"] == '{"name": "x"}'
     # P2: same value from x/9 and z/1: the smaller record key (x…) supplies it
     assert g.loc["P2", "name"] == "丙" and g.loc["P2", "lineage"] == '{"name": "x"}'
+
+
+def test_recode_equals_factorizing_the_masked_values():
+    from transforms.linkage.common import factorize, recode
+
+    rng = np.random.default_rng(0)
+    values = pd.Series(rng.choice(["a", "b", "c", "d", None], 300), dtype="string[pyarrow]")
+    mask = rng.random(300) < 0.6
+    codes, uniques = factorize(values)
+    got, old = recode(codes, mask)
+    want, want_uniques = pd.factorize(values.where(pd.Series(mask)))
+    assert (got == want).all()
+    assert list(np.asarray(uniques, dtype=object)[old]) == list(want_uniques)
+
+
+def test_dense_rank_orders_ids_as_arrows_rank():
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from transforms.linkage.persons import _dense_rank
+
+    rng = np.random.default_rng(1)
+    ids = pd.Series(rng.choice(["11", "2", "110", "Z", "é", "", None], 200), dtype="string")
+    rank, present = _dense_rank(ids)
+    want = pc.rank(pa.array(ids.astype(object).where(ids.notna(), None), pa.string()),
+                   sort_keys="ascending", tiebreaker="dense").to_numpy() - 1
+    assert (present == ids.notna().to_numpy()).all()
+    assert (rank[present] == want[present]).all()
+
+
+def test_birth_close_matches_pandas_date_fields():
+    from transforms.linkage.compare import birth_close
+
+    rng = np.random.default_rng(2)
+    n = 5000
+    base = rng.integers(-30000, 30000, n)
+    left = pd.Series(pd.to_datetime(base, unit="D"))
+    right = pd.Series(pd.to_datetime(base + rng.choice([0, 1, -1, 2, 31, 400], n), unit="D"))
+    swapped = pd.to_datetime(pd.DataFrame({"year": left.dt.year, "month": left.dt.day.clip(upper=12),
+                                           "day": left.dt.month}))
+    right = right.where(rng.random(n) > 0.2, swapped)
+    left[rng.random(n) < 0.1] = pd.NaT
+    right[rng.random(n) < 0.1] = pd.NaT
+    diff = (left - right).abs().dt.days
+    same = (left.dt.year == right.dt.year) & (left.dt.month == right.dt.day) & \
+        (left.dt.day == right.dt.month)
+    exact = (diff == 0).fillna(False).to_numpy(dtype=bool)
+    near = ((diff == 1) | same).fillna(False).to_numpy(dtype=bool) & ~exact
+    present = (left.notna() & right.notna()).to_numpy()
+    want = np.where(near, np.nan, np.where(present, exact.astype(float), np.nan))
+    assert np.array_equal(birth_close(left, right), want, equal_nan=True)
+
+
+def test_value_counts_within_masters_by_neighbours_equal_hashed_counts():
+    from transforms.linkage.survivorship import _counts_within
+
+    rng = np.random.default_rng(3)
+    gid = np.sort(rng.integers(0, 400, 1000))   # masters of up to a handful of rows
+    val = rng.integers(0, 4, 1000)
+    by_neighbours = _counts_within(gid, val, 4, 400, grouped=True)
+    hashed = _counts_within(gid, val, 4, 400, grouped=False)
+    want = pd.Series(gid * 4 + val).map(pd.Series(gid * 4 + val).value_counts()).to_numpy()
+    assert (by_neighbours == want).all() and (hashed == want).all()
+
+
+def test_ecm_fit_is_the_same_on_int8_patterns():
+    from transforms.linkage.config import DEFAULT_M, DEFAULT_U
+    from transforms.linkage.fellegi_sunter import _small_ints, estimate_mu
+
+    rng = np.random.default_rng(4)
+    n = 3000
+    match = rng.random(n) < 0.3
+    feats = pd.DataFrame({c: np.where(rng.random(n) < np.where(match, 0.9, 0.2), 1.0, 0.0)
+                          for c in ["id", "name", "pinyin", "birth"]})
+    assert _small_ints(feats.astype(int)).dtypes.eq(np.int8).all()
+    m, u, source = estimate_mu(feats, DEFAULT_M, DEFAULT_U, True, 100)
+    ecm = recordlinkage.ECMClassifier(init="jaro", max_iter=100)
+    ecm.fit(feats.astype(int))
+    assert source == "ecm"
+    assert all(m[c] == float(np.clip(ecm.m_probs[c][1], 1e-4, 0.99)) for c in feats.columns)
+
+
+def test_equal_record_keys_get_ids_in_cluster_order():
+    from transforms.linkage.common import assign_stable_ids, hash_id
+
+    # ("a\x1fb", "c") and ("a", "b\x1fc") join to one key text: the smaller cluster label
+    # takes the plain hash, the other the next salt
+    keys = pd.Series(["a\x1fb\x1fc", "a\x1fb\x1fc", "a\x1fa"], dtype="string[pyarrow]")
+    ids, history = assign_stable_ids(keys, np.array([5, 2, 9]), None, None, "person_id", "P",
+                                     "person", "r1")
+    assert list(ids) == [hash_id("P", "a\x1fb\x1fc\x1f1"), hash_id("P", "a\x1fb\x1fc"),
+                         hash_id("P", "a\x1fa")]
+    assert history.empty
