@@ -118,25 +118,29 @@ def pick_rows(work: dict, element: str, rule: str, tiebreak: str, n_groups: int
     winner = np.full(n_groups, -1, dtype=np.int64)
     by_gid = work.get("by_gid")
     in_gid_order = by_gid is not None and len(by_gid) > 0 and work["gid"][by_gid[0]] >= 0
-    if in_gid_order:
-        rows = by_gid[val_code[by_gid] >= 0]   # master id order, then row order
+    if in_gid_order:   # master id order, then row order; per-row facts compressed, not gathered
+        vals = val_code[by_gid]
+        keep = vals >= 0
+        rows = by_gid[keep]
+        at = lambda name: _gid_ordered(work, name)[keep]  # noqa: E731
+        val = vals[keep]
     else:
         rows = np.flatnonzero(val_code >= 0)
+        at = lambda name: _fact(work, name)[rows]  # noqa: E731
+        val = val_code[rows]
     if not len(rows):
         return winner
-    gid, val = work["gid"][rows], val_code[rows]
-    trust, n_trust = work["trust"][rows], work["n_trust"]
+    gid, trust, n_trust = at("gid"), at("trust"), work["n_trust"]
     keys = {"trust_order": (trust, n_trust)}
     if "most_recent" in (rule, tiebreak):
-        rec_rank, n_rec = work["recency_rank"]   # 0 = latest
-        keys["most_recent"] = (rec_rank[rows], n_rec)
+        keys["most_recent"] = (at("recency"), work["recency_rank"][1])   # 0 = latest
     if "most_frequent" in (rule, tiebreak):
         counts = _counts_within(gid, val, n_vals, n_groups, in_gid_order)
         top = int(counts.max())
         keys["most_frequent"] = (top - counts, top)
     within = _pack([keys[rule], keys[tiebreak], (trust, n_trust)])
     if in_gid_order and len(within) == 1:
-        return _pick_sorted(work, element, rows, gid, val, within[0], winner)
+        return _pick_sorted(work, element, rows, gid, val, at("source"), within[0], winner)
     rows_sorted = np.argsort(rows, kind="stable")   # the general path wants row order
     rows, gid, val = rows[rows_sorted], gid[rows_sorted], val[rows_sorted]
     trust = trust[rows_sorted]
@@ -163,8 +167,21 @@ def pick_rows(work: dict, element: str, rule: str, tiebreak: str, n_groups: int
     return winner
 
 
+def _fact(work: dict, name: str) -> np.ndarray:
+    """A per-row fact of the golden run: gid, trust, source or recency (0 = latest)."""
+    return work["recency_rank"][0] if name == "recency" else work[name]
+
+
+def _gid_ordered(work: dict, name: str) -> np.ndarray:
+    """_fact in by_gid order, gathered once per golden run and shared by every element."""
+    cache = work.setdefault("in_gid_order", {})
+    if name not in cache:
+        cache[name] = _fact(work, name)[work["by_gid"]]
+    return cache[name]
+
+
 def _pick_sorted(work: dict, element: str, rows: np.ndarray, gid: np.ndarray, val: np.ndarray,
-                 rank: np.ndarray, winner: np.ndarray) -> np.ndarray:
+                 src: np.ndarray, rank: np.ndarray, winner: np.ndarray) -> np.ndarray:
     """pick_rows on rows already in (master id, row) order with one packed rank per row
     (rule, tiebreak, trust): the best rank per master id by a segment minimum, no sort.
     Among rows sharing the best rank the first row wins unless their values or sources
@@ -180,7 +197,6 @@ def _pick_sorted(work: dict, element: str, rows: np.ndarray, gid: np.ndarray, va
     first[1:] = grp[top_at][1:] != grp[top_at][:-1]
     win = top_at[first]                       # one per master id, in master id order
     winner[gid[win]] = rows[win]
-    src = work["source"][rows]
     open_ = top & ((val != val[win][grp]) | (src != src[win][grp]))
     if open_.any():
         sub = np.flatnonzero(top & np.isin(grp, grp[open_]))
