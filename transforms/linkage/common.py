@@ -98,7 +98,12 @@ def prepare_records(records: pd.DataFrame, columns: list[str], what: str) -> pd.
     for col in out.columns:
         if out[col].dtype == object or isinstance(out[col].dtype, pd.StringDtype):
             out[col] = _arrow_strings(out[col])
-    key = out["source_system"] + "\x1f" + out["source_record_id"]
+    src, rid = _arrow_chunk(out["source_system"]), _arrow_chunk(out["source_record_id"])
+    if src is not None and rid is not None and src.type == rid.type:   # one Arrow pass
+        key = pd.Series(pd.arrays.ArrowStringArray(
+            pc.binary_join_element_wise(src, rid, pa.scalar("\x1f", src.type))), index=out.index)
+    else:
+        key = out["source_system"] + "\x1f" + out["source_record_id"]
     # distinct non-NULL joined keys prove distinct (source, id) pairs; anything else is
     # checked column by column
     joined = _arrow_chunk(key)
