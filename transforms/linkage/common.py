@@ -221,8 +221,7 @@ def assign_stable_ids(keys: pd.Series, cluster: np.ndarray, records: pd.DataFram
     if previous_xref is not None and len(previous_xref):
         require_columns(previous_xref, KEY_COLS + [id_col], "previous_xref")
         all_prev = previous_xref[id_col]
-        # codes follow the ids' text order
-        pcode, puniq = pd.factorize(_previous_ids(keys, previous_xref, id_col), sort=True)
+        pcode, puniq = factorize(_previous_ids(keys, previous_xref, id_col))   # unordered
     else:
         all_prev = None
         pcode, puniq = np.full(len(cluster), -1, dtype=np.int64), []
@@ -239,7 +238,7 @@ def assign_stable_ids(keys: pd.Series, cluster: np.ndarray, records: pd.DataFram
     sb_cluster, sb_prev = combo // width, combo % width
     sb_rank = ranked.get_indexer(sb_cluster)
     # each cluster's favourite previous id: most records, then the smallest id
-    order = np.lexsort((sb_prev, -n, sb_cluster))
+    order = np.lexsort((_tie_rank(sb_cluster, sb_prev, n, puniq), -n, sb_cluster))
     fav = order[np.r_[True, sb_cluster[order][1:] != sb_cluster[order][:-1]]] if len(order) else order
     # an id claimed by several clusters stays with the biggest share (tie: smallest member)
     order = np.lexsort((sb_rank[fav], -n[fav], sb_prev[fav]))
@@ -281,6 +280,26 @@ def assign_stable_ids(keys: pd.Series, cluster: np.ndarray, records: pd.DataFram
     history = _history(sb_cluster, sb_prev, puniq, winners, final[labels.get_indexer(sb_cluster)],
                        entity, run_id)
     return ids, history
+
+
+def _tie_rank(sb_cluster: np.ndarray, sb_prev: np.ndarray, n: np.ndarray, puniq) -> np.ndarray:
+    """Per (cluster, previous id) row, a key ordering the ids by text where it matters: among
+    a cluster's ids tied on the most records. Only those few ids are sorted, not them all.
+    Rows come cluster by cluster (np.unique order)."""
+    rank = np.zeros(len(sb_prev), dtype=np.int64)
+    if not len(sb_prev):
+        return rank
+    start = np.r_[True, sb_cluster[1:] != sb_cluster[:-1]]
+    seg = np.cumsum(start) - 1
+    top = n == np.maximum.reduceat(n, np.flatnonzero(start))[seg]
+    tied = top & (np.bincount(seg[top], minlength=int(seg[-1]) + 1)[seg] > 1)
+    if tied.any():
+        codes = np.unique(sb_prev[tied])
+        by_text = pc.sort_indices(pa.array(puniq.take(codes))).to_numpy()
+        text_rank = np.empty(len(codes), dtype=np.int64)
+        text_rank[by_text] = np.arange(len(codes))
+        rank[tied] = text_rank[np.searchsorted(codes, sb_prev[tied])]
+    return rank
 
 
 def _has_equal_neighbours(keys: pd.Series, order: np.ndarray) -> bool:
