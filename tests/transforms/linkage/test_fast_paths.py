@@ -148,3 +148,19 @@ def test_equal_record_keys_get_ids_in_cluster_order():
     assert list(ids) == [hash_id("P", "a\x1fb\x1fc\x1f1"), hash_id("P", "a\x1fb\x1fc"),
                          hash_id("P", "a\x1fa")]
     assert history.empty
+
+
+def test_a_cluster_tied_between_previous_ids_keeps_the_smallest_text():
+    from transforms.linkage.common import assign_stable_ids
+
+    # the ids first appear as P9, PB, P10 (hash codes follow that order, not the text order)
+    keys = pd.Series([f"s\x1f{i}" for i in range(7)], dtype="string[pyarrow]")
+    prev = pd.DataFrame({"source_system": ["s"] * 7, "source_record_id": [str(i) for i in range(7)],
+                         "person_id": ["P9", "PB", "P10", "P9", "PB", "P10", "PB"]})
+    cluster = np.array([0, 0, 0, 0, 1, 1, 2])   # 0: P9 x2, PB, P10 tie-free; 1: PB, P10 tied
+    ids, history = assign_stable_ids(keys, cluster, None, prev, "person_id", "P", "person", "r2")
+    assert list(ids[:4]) == ["P9"] * 4
+    assert list(ids[4:6]) == ["P10", "P10"]          # tied 1:1, "P10" < "PB" as text
+    assert ids[6] == "PB"
+    assert set(zip(history["old_id"], history["new_id"])) == {("P10", "P9"), ("PB", "P9"),
+                                                              ("PB", "P10")}
