@@ -28,6 +28,8 @@ USABLE = ["valid", "repaired"]
 PINYIN_VARIANT_SIMILARITY = 0.8   # Indel similarity above which two pinyin spell one name
 FIELDS = ["id", "name", "pinyin", "birth", "sex", "phone", "region"]
 COMPARED = ["id_number", "name", "pinyin", "birth", "sex", "phone", "region"]   # view columns
+RULE_TEXT = np.array(["id", "repaired_id", "probabilistic", "steward", "singleton"], dtype=object)
+ID, REPAIRED_ID, PROBABILISTIC, STEWARD, SINGLETON = range(len(RULE_TEXT))
 
 
 # ---------------------------------------------------------------- facts from the ID number
@@ -347,24 +349,23 @@ def link_persons(records: pd.DataFrame, *, previous_xref: pd.DataFrame | None = 
     link_score = pd.concat([pd.Series(score[accepted], index=l[accepted]),
                             pd.Series(score[accepted], index=r[accepted])])
     link_score = link_score[~held[link_score.index]].groupby(level=0).max()
+    # rules as codes into RULE_TEXT: the strings are made once, for the xref column
     repaired = (df["id_number_status"] == "repaired").fillna(False).to_numpy(dtype=bool)
-    rule = np.where(repaired, "repaired_id", "id")
-    rule = np.where(held, rule, "singleton")
-    prob = np.zeros(n, dtype=bool)
-    prob[link_score.index.to_numpy()] = True
-    rule = np.where(prob, "probabilistic", rule)
+    rule = np.where(held, np.where(repaired, REPAIRED_ID, ID), SINGLETON)
+    rule[link_score.index.to_numpy()] = PROBABILISTIC
     if len(steward_match):   # steward links that held (a non_match elsewhere may veto)
         kept = steward_match[cluster[steward_match[:, 0]] == cluster[steward_match[:, 1]]]
-        rule[np.unique(kept.ravel())] = "steward"
-    rule = np.where(size > 1, rule, "singleton")
+        rule[np.unique(kept.ravel())] = STEWARD
+    rule[size <= 1] = SINGLETON
     match_score = pd.Series(np.nan, index=range(n))
     match_score[link_score.index] = link_score.to_numpy()
-    match_score = match_score.where(rule == "probabilistic")
+    match_score = match_score.where(rule == PROBABILISTIC)
     ids, history = assign_stable_ids(df["_key"], cluster, df, previous_xref, "person_id", "P",
                                      "person", run_id)
     xref = pd.DataFrame({"source_system": df["source_system"],
                          "source_record_id": df["source_record_id"],
-                         "person_id": ids, "match_rule": pd.Series(rule, dtype="string"),
+                         "person_id": ids,
+                         "match_rule": pd.Series(pd.arrays.StringArray(RULE_TEXT[rule])),
                          "match_score": match_score.round(4).astype("Float64")})
     lap("ids")
 
