@@ -297,21 +297,25 @@ def incremental_scope(records: "pa.Table", kind: str, normalised: list[dict], ru
     if prev is None or prev.num_rows == 0 or model is None:
         return None
     keys = _arrow_keys(records)
-    prev_keys = _arrow_keys(prev)
-    at = pc.index_in(keys, value_set=prev_keys)          # each record's previous xref row
+    rows = key_positions(records, prev)
+    at = pa.array(rows, mask=rows < 0)                  # each record's previous xref row
     record_master = prev[id_col].take(at)
     changed = [pc.binary_join_element_wise(n["source"], _changed_ids(n["changed_path"]), "\x1f").combine_chunks()
                for n in normalised if n["kind"] == kind and n.get("changed_path")]
     decisions = _decisions(run, kind)
     decided = [] if decisions is None else \
         [pa.array(_keys(decisions, "left_").tolist() + _keys(decisions, "right_").tolist(), pa.string())]
-    # masters that lost a record (deleted at the source, or now rejected) are relinked whole
-    lost = pc.unique(prev[id_col].filter(pc.invert(pc.is_in(prev_keys, value_set=keys))))
+    # masters that lost a record (deleted at the source, or now rejected) are relinked whole:
+    # the previous rows no record of this run points at
+    still = np.zeros(prev.num_rows, dtype=bool)
+    still[rows[rows >= 0]] = True
+    lost = pc.unique(prev[id_col].filter(pa.array(~still)))
     seeds = pc.or_(pc.is_null(record_master), pc.is_in(record_master, value_set=lost))
     for known in changed + decided:
         seeds = pc.or_(seeds, pc.is_in(keys, value_set=known))
     seeds = seeds.to_numpy(zero_copy_only=False)
-    cluster = pd.factorize(record_master.to_pandas())[0]
+    cluster = pc.dictionary_encode(record_master).combine_chunks().indices   # codes by first appearance
+    cluster = cluster.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
     spec = entity_rules(load_survivorship(), kind)
     scope = relink_scope(records, kind, seeds, cluster, link_config(kind), list(spec["trust_order"]))
     if scope.sum() > INCREMENTAL_MAX_SHARE * records.num_rows:
@@ -333,24 +337,32 @@ def _previous_arrow(run: dict, table: str, columns: list[str]) -> "pa.Table | No
     return previous.filter(pc.invert(pc.fill_null(previous["is_deleted"], False))).select(columns)
 
 
-def previous_partitions(previous: "pa.Table", records: "pa.Table", parts) -> "np.ndarray":
-    """The partition of each previous xref row's record in this run (-1: not linked this run).
-    A hash join in DuckDB on the two key columns: millions of rows, both cores, and no
-    concatenated key strings."""
+def key_positions(left: "pa.Table", right: "pa.Table") -> "np.ndarray":
+    """For each row of left, the row of right with the same (source_system, source_record_id),
+    -1 where none. A hash join in DuckDB: millions of rows, both cores, and no concatenated
+    key strings."""
     import duckdb
     import numpy as np
     import pyarrow as pa
 
-    keys = records.select(KEYS).append_column("part", pa.array(parts, pa.int64()))
-    rows = previous.select(KEYS).append_column("row", pa.array(np.arange(previous.num_rows), pa.int64()))
+    lhs = left.select(KEYS).append_column("l_row", pa.array(np.arange(left.num_rows), pa.int64()))
+    rhs = right.select(KEYS).append_column("r_row", pa.array(np.arange(right.num_rows), pa.int64()))
     with duckdb.connect() as con:
-        con.register("record_keys", keys)
-        con.register("previous_keys", rows)
-        rel = con.sql("SELECT p.row, r.part FROM previous_keys p JOIN record_keys r USING (source_system, source_record_id)")
+        con.register("lhs", lhs)
+        con.register("rhs", rhs)
+        rel = con.sql("SELECT l_row, r_row FROM lhs JOIN rhs USING (source_system, source_record_id)")
         found = rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
-    out = np.full(previous.num_rows, -1, dtype=np.int64)
-    out[found["row"].to_numpy()] = found["part"].to_numpy()
+    out = np.full(left.num_rows, -1, dtype=np.int64)
+    out[found["l_row"].to_numpy()] = found["r_row"].to_numpy()
     return out
+
+
+def previous_partitions(previous: "pa.Table", records: "pa.Table", parts) -> "np.ndarray":
+    """The partition of each previous xref row's record in this run (-1: not linked this run)."""
+    import numpy as np
+
+    at = key_positions(previous, records)
+    return np.where(at >= 0, np.asarray(parts)[np.maximum(at, 0)], -1)
 
 
 def _split_by_partition(table: "pa.Table", parts) -> dict:

@@ -97,3 +97,13 @@ def test_previous_xref_rows_follow_their_records_partition():
     previous = pa.table({"source_system": ["shebao", "gongan", "weijian", "gongan"],
                          "source_record_id": ["1", "2", "1", "1"], "person_id": ["P1", "P2", "P3", "P1"]})
     assert previous_partitions(previous, records, np.array([0, 1, 2])).tolist() == [1, 2, -1, 0]
+
+
+def test_key_positions_find_each_rows_match_or_minus_one():
+    import pyarrow as pa
+
+    from govdata.stages import key_positions
+
+    left = pa.table({"source_system": ["a", "b", "a"], "source_record_id": ["1", "1", "2"]})
+    right = pa.table({"source_system": ["a", "a"], "source_record_id": ["2", "1"]})
+    assert key_positions(left, right).tolist() == [1, -1, 0]

@@ -112,6 +112,14 @@ def _id_neighbours(ids: pa.ChunkedArray, mask: pa.Array, reach: int) -> pa.Chunk
     return pc.is_in(ids, value_set=distinct.take(pa.array(near, pa.int64())))
 
 
+def _yyyymmdd(dates: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Dates as YYYYMMDD text, the form inside an ID number (a cast and a replace: strftime
+    formats value by value)."""
+    if not pa.types.is_date32(dates.type):
+        dates = dates.cast(pa.date32())
+    return pc.replace_substring(dates.cast(pa.string()), "-", "")
+
+
 def person_candidates(table: pa.Table, mask: np.ndarray, cfg: LinkConfig) -> np.ndarray:
     """A superset of the records that could share a person blocking key with a masked record,
     from the raw columns (cheap, in Arrow): the same birth date (own or inside the ID) and
@@ -119,8 +127,7 @@ def person_candidates(table: pa.Table, mask: np.ndarray, cfg: LinkConfig) -> np.
     — and every holder of those records' ID numbers, whose records decide who holds an ID."""
     m = pa.array(mask)
     ids = _text(table, "id_number")
-    own = pc.strftime(table["birth_date"].cast(pa.timestamp("s")), format="%Y%m%d") \
-        if "birth_date" in table.column_names else _text(table, "birth_date")
+    own = _yyyymmdd(table["birth_date"]) if "birth_date" in table.column_names else _text(table, "birth_date")
     from_id = pc.utf8_slice_codeunits(ids, 6, 14)
     pinyin = _text(table, "name_pinyin")
     initial = pc.utf8_slice_codeunits(pinyin, 0, 1)

@@ -85,3 +85,14 @@ def test_candidates_are_a_cheap_superset_and_the_neighbours_exact():
     # but two records held by their own valid IDs are never compared: nothing joins the scope
     scope = relink_scope(persons(), "person", mask, CLUSTER, LinkConfig(), ORDER)
     assert np.flatnonzero(scope).tolist() == [0, 1, 2]
+
+
+def test_birth_dates_become_the_id_numbers_yyyymmdd_form():
+    import pyarrow as pa
+
+    from transforms.linkage.incremental import _yyyymmdd
+
+    days = pa.chunked_array([pa.array([3783, None], pa.date32())])   # 1980-05-12
+    assert _yyyymmdd(days).to_pylist() == ["19800512", None]
+    stamps = pa.chunked_array([pa.array([3783 * 86400], pa.timestamp("s"))])
+    assert _yyyymmdd(stamps).to_pylist() == ["19800512"]
