@@ -92,7 +92,9 @@ def test_birth_dates_become_the_id_numbers_yyyymmdd_form():
 
     from transforms.linkage.incremental import _yyyymmdd
 
-    days = pa.chunked_array([pa.array([3783, None], pa.date32())])   # 1980-05-12
+    import datetime as dt
+
+    days = pa.chunked_array([pa.array([dt.date(1980, 5, 12), None], pa.date32())])
     assert _yyyymmdd(days).to_pylist() == ["19800512", None]
-    stamps = pa.chunked_array([pa.array([3783 * 86400], pa.timestamp("s"))])
+    stamps = pa.chunked_array([pa.array([dt.datetime(1980, 5, 12, 23, 59)], pa.timestamp("s"))])
     assert _yyyymmdd(stamps).to_pylist() == ["19800512"]
