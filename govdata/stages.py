@@ -14,10 +14,15 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from govdata.lake import exists, read_parquet, run_path, safe_run_id, write_parquet
+
+if TYPE_CHECKING:   # names used in annotations only
+    import numpy as np
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
