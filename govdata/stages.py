@@ -450,18 +450,17 @@ def link_partition(part: dict, run: dict) -> dict:
     fn_name, xref_table, _ = LINKERS[part["kind"]]
     records = read_parquet(part["path"], arrow_strings=True)
     incremental = part.get("plan", {}).get("mode") == "incremental"
-    # the partition's slice of the previous xref (link_plan); incremental: every previous
-    # master id stays known, so a new id never takes a carried one
-    sliced = bool(part.get("previous_path"))
-    previous = read_parquet(part["previous_path"], arrow_strings=True) if sliced else _previous(run, xref_table)
+    # a full run: the partition's slice of the previous xref (link_plan writes one whenever a
+    # previous master exists); incremental: every previous master id stays known, so a new id
+    # never takes a carried one
+    if incremental:
+        previous = _previous(run, xref_table)
+    else:
+        previous = read_parquet(part["previous_path"], arrow_strings=True) if part.get("previous_path") else None
     decisions = _decisions(run, part["kind"])
-    filter_previous = previous is not None and len(previous) > 0 and not incremental and not sliced
-    if filter_previous or (decisions is not None and len(decisions)):
+    if decisions is not None and len(decisions):
         keys = pd.Index(_keys(records).unique())   # hashed once, not per isin
-        if filter_previous:
-            previous = previous[_keys(previous).isin(keys)]
-        if decisions is not None and len(decisions):
-            decisions = decisions[_keys(decisions, "left_").isin(keys) & _keys(decisions, "right_").isin(keys)]
+        decisions = decisions[_keys(decisions, "left_").isin(keys) & _keys(decisions, "right_").isin(keys)]
     config = link_config(part["kind"])
     if incremental:
         model = part["plan"]["model"]

@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 from .common import prepare_records
 from .config import LinkConfig
 from .enterprises import ENTERPRISE_COLS, identifier_keys
+from .partition import text_column
 from .persons import PERSON_COLS, _blocking_frame, candidate_pairs, holder_conflicts, id_facts
 from .survivorship import trust_rank
 
@@ -86,12 +87,6 @@ def _arrow_string_dtype(typ: pa.DataType):
     return pd.StringDtype("pyarrow") if pa.types.is_string(typ) or pa.types.is_large_string(typ) else None
 
 
-def _text(table: pa.Table, column: str) -> pa.ChunkedArray:
-    if column not in table.column_names:
-        return pa.chunked_array([pa.nulls(table.num_rows, pa.string())])
-    return table[column].cast(pa.string())
-
-
 def _any_in(values: list[pa.ChunkedArray], mask: pa.Array) -> pa.ChunkedArray:
     """Rows where any of the value columns holds a value some masked row holds in any of them."""
     wanted = pc.unique(pa.chunked_array([v.filter(mask).combine_chunks() for v in values]).combine_chunks()).drop_null()
@@ -117,7 +112,7 @@ def _yyyymmdd(dates: pa.ChunkedArray) -> pa.ChunkedArray:
     formats value by value)."""
     if not pa.types.is_date32(dates.type):
         dates = dates.cast(pa.date32())
-    return pc.replace_substring(dates.cast(pa.string()), "-", "")
+    return pc.replace_substring(dates.cast(pa.large_string()), "-", "")
 
 
 def person_candidates(table: pa.Table, mask: np.ndarray, cfg: LinkConfig) -> np.ndarray:
@@ -126,15 +121,16 @@ def person_candidates(table: pa.Table, mask: np.ndarray, cfg: LinkConfig) -> np.
     surname initial, the same pinyin and birth year, the same phone, an ID within the sorted-neighbourhood window
     — and every holder of those records' ID numbers, whose records decide who holds an ID."""
     m = pa.array(mask)
-    ids = _text(table, "id_number")
-    own = _yyyymmdd(table["birth_date"]) if "birth_date" in table.column_names else _text(table, "birth_date")
+    ids = text_column(table, "id_number")
+    own = _yyyymmdd(table["birth_date"]) if "birth_date" in table.column_names else text_column(table, "birth_date")
     from_id = pc.utf8_slice_codeunits(ids, 6, 14)
-    pinyin = _text(table, "name_pinyin")
+    pinyin = text_column(table, "name_pinyin")
     initial = pc.utf8_slice_codeunits(pinyin, 0, 1)
-    day = lambda birth: pc.binary_join_element_wise(birth, initial, "|")  # noqa: E731
-    year = lambda birth: pc.binary_join_element_wise(pinyin, pc.utf8_slice_codeunits(birth, 0, 4), "|")  # noqa: E731
+    bar = pa.scalar("|", pa.large_string())
+    day = lambda birth: pc.binary_join_element_wise(birth, initial, bar)  # noqa: E731
+    year = lambda birth: pc.binary_join_element_wise(pinyin, pc.utf8_slice_codeunits(birth, 0, 4), bar)  # noqa: E731
     hit = pc.or_(_any_in([day(own), day(from_id)], m), _any_in([year(own), year(from_id)], m))
-    hit = pc.or_(hit, _any_in([_text(table, "phone")], m))
+    hit = pc.or_(hit, _any_in([text_column(table, "phone")], m))
     hit = pc.or_(hit, _id_neighbours(ids, m, (cfg.sorted_window - 1) // 2))
     hit = pc.or_(pc.fill_null(hit, False), m)
     hit = pc.or_(hit, pc.fill_null(_any_in([ids], pc.fill_null(hit, False).combine_chunks()), False))

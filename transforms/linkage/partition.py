@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 
-def _text(table: pa.Table, column: str) -> pa.ChunkedArray:
-    """A text column as Arrow strings; an absent column is all NULL."""
+def text_column(table: pa.Table, column: str) -> pa.ChunkedArray:
+    """A text column as Arrow large strings; an absent column is all NULL."""
     if column not in table.column_names:
         return pa.chunked_array([pa.nulls(table.num_rows, pa.large_string())])
     values = table[column]
@@ -48,7 +48,7 @@ def _person_year(table: pa.Table) -> np.ndarray:
     """The record's own birth year; else the year in its ID number (also in a mistyped one,
     whose date part is usually intact)."""
     year = _birth_year(table)
-    from_id = _per_unique(pc.utf8_slice_codeunits(_text(table, "id_number"), 6, 10), _year_of_text)
+    from_id = _per_unique(pc.utf8_slice_codeunits(text_column(table, "id_number"), 6, 10), _year_of_text)
     from_id[(from_id < 1880) | (from_id > 2100)] = np.nan
     return np.where(np.isnan(year), from_id, year)
 
@@ -56,8 +56,8 @@ def _person_year(table: pa.Table) -> np.ndarray:
 def _enterprise_key(table: pa.Table) -> pa.ChunkedArray:
     """Organisation code, however the record carries it (inside the USCC, given, or inside
     the old tax number); else the normalised core name."""
-    return pc.coalesce(pc.utf8_slice_codeunits(_text(table, "uscc"), 8, 17), _text(table, "org_code"),
-                       pc.utf8_slice_codeunits(_text(table, "tax_no"), 6, 15), _text(table, "name_core"))
+    return pc.coalesce(pc.utf8_slice_codeunits(text_column(table, "uscc"), 8, 17), text_column(table, "org_code"),
+                       pc.utf8_slice_codeunits(text_column(table, "tax_no"), 6, 15), text_column(table, "name_core"))
 
 
 def partition_numbers(table: pa.Table, n_partitions: int = 16) -> np.ndarray:
