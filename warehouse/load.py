@@ -600,7 +600,25 @@ def read_arrow_table(url: str, name: str, columns: list[str] | None = None) -> p
     with connect(url, vault=table.schema == VAULT_SCHEMA, read_only=True) as db:
         if qualified(table) in _missing_tables(db):
             return None
-        return db.fetch_arrow(f"SELECT {', '.join(columns) if columns else '*'} FROM {qualified(table)}")
+        return _typed(db.fetch_arrow(f"SELECT {', '.join(columns) if columns else '*'} FROM {qualified(table)}"),
+                      table)
+
+
+def _typed(result: pa.Table, table) -> pa.Table:
+    """The warehouse's column types on a fetched table. PostgreSQL rows come through pandas,
+    which types an empty or all-NULL column as `null`: an empty previous state must read the
+    same as none (fill_null on a null-typed column fails)."""
+    schema = arrow_schema(table)
+    for i, field in enumerate(result.schema):
+        want = schema.field(field.name).type if field.name in schema.names else None
+        if want is None or field.type == want:
+            continue
+        try:
+            column = result.column(i).cast(want)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            continue   # kept as read (e.g. text the schema calls JSON); callers convert
+        result = result.set_column(i, pa.field(field.name, want), column)
+    return result
 
 
 # --- marts ----------------------------------------------------------------------------------
