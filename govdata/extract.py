@@ -5,11 +5,14 @@ so that normalisation sees the real formats and faults.
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
+import sqlite3
 from dataclasses import dataclass
 from typing import Iterator
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -17,6 +20,7 @@ import sqlalchemy as sa
 
 from govdata.lake import open_writer
 from standards.model import SourceConfig
+from transforms.normalise import canonical_keys
 
 CHUNK_ROWS = 100_000
 RECORD_ID = "_source_record_id"
@@ -70,18 +74,53 @@ def _incremental_column(source: SourceConfig) -> list[str]:
     return [source.incremental["column"]] if source.incremental else []
 
 
+# Marks a value whose bytes are not UTF-8 (invalid UTF-8 stored as TEXT, a BLOB, another
+# encoding): the decodable rest is kept with U+FFFD in place of each bad byte, and normalise
+# quarantines any value holding U+FFFD as `undecodable`. The run never stops on it, and no
+# message ever carries the bytes (sqlite3's own decode error quotes the whole raw value).
+REPLACEMENT = "\ufffd"
+_decode_text = functools.partial(str, encoding="utf-8", errors="replace")  # C-level: no Python frame per value
+_INT64_LIMIT = 2.0 ** 63
+
+
+def _text_of(value) -> str | None:
+    """One DB value as text: bytes decoded (U+FFFD for bad bytes), integral REALs as integers."""
+    if value is None:
+        return None
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return _decode_text(bytes(value))
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # 1.1e17 stored as REAL -> '110000000000000000', never '1.1e+17'
+    return str(value)
+
+
+def _floats_as_text(arr: pa.Array) -> pa.Array:
+    """Doubles as text: integral ones as integer text (a REAL 1.0 code is '1'), others as stored."""
+    values = arr.to_numpy(zero_copy_only=False)
+    with np.errstate(invalid="ignore"):
+        integral = np.isfinite(values) & (np.floor(values) == values) & (np.abs(values) < _INT64_LIMIT)
+    if not integral.any():
+        return arr.cast(pa.string())
+    as_int = pc.cast(pc.if_else(pa.array(integral), arr, 0.0), pa.int64()).cast(pa.string())
+    return pc.if_else(pa.array(integral & arr.is_valid().to_numpy(zero_copy_only=False)), as_int,
+                      arr.cast(pa.string()))
+
+
 def _as_text(values: list) -> pa.Array:
-    """One column of DB values as Arrow strings, exactly as stored (no float-ification of ints)."""
+    """One column of DB values as Arrow strings, exactly as stored (no float-ification of ints;
+    integral REALs as integer text; bytes decoded as UTF-8, bad bytes as U+FFFD)."""
     try:
         arr = pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed types in a SQLite column
-        return pa.array([None if v is None else str(v) for v in values], pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):  # mixed types in a SQLite column
+        return pa.array([_text_of(v) for v in values], pa.string())
     if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
         return arr.cast(pa.string())
     if pa.types.is_null(arr.type):
         return pa.nulls(len(values), pa.string())
-    if pa.types.is_binary(arr.type):
-        raise UnicodeError("binary column")
+    if pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type):  # BLOBs
+        return pa.array([_text_of(v) for v in values], pa.string())
+    if pa.types.is_floating(arr.type):
+        return _floats_as_text(arr)
     if pa.types.is_timestamp(arr.type):
         # "2024-01-02 03:04:05" rather than Arrow's microsecond padding.
         return pa.array([None if v is None else v.isoformat(sep=" ") for v in values], pa.string())
@@ -96,24 +135,26 @@ def row_hashes(frame: pd.DataFrame) -> pd.Series:
 def _chunks(engine: sa.Engine, source: SourceConfig, watermark: str | None) -> Iterator[tuple[list[str], list]]:
     sql, params = build_query(engine, source, watermark)
     with engine.connect() as conn:
+        _decode_sqlite_text(conn)
         result = conn.execution_options(stream_results=True, yield_per=CHUNK_ROWS).execute(sa.text(sql), params)
         names = list(result.keys())
         while rows := result.fetchmany(CHUNK_ROWS):
             yield names, rows
 
 
+def _decode_sqlite_text(conn: sa.Connection) -> None:
+    """SQLite TEXT is not checked to be UTF-8: decode it leniently (bad bytes -> U+FFFD) instead
+    of letting sqlite3 raise mid-stream, with the raw value in its message."""
+    dbapi = conn.connection.dbapi_connection
+    if isinstance(dbapi, sqlite3.Connection):
+        dbapi.text_factory = _decode_text
+
+
 def _chunk_table(source: SourceConfig, names: list[str], rows: list) -> pa.Table:
     columns = list(zip(*rows))
-    arrays = {}
-    for name, col in zip(names, columns):
-        try:
-            arrays[name] = _as_text(list(col))
-        except UnicodeError:
-            raise SourceUnavailableError(
-                f"source {source.name}: table {source.table} column {name} holds bytes in an unknown encoding"
-            ) from None
+    arrays = {name: _as_text(list(col)) for name, col in zip(names, columns)}
     frame = pa.table(arrays).to_pandas()
-    frame[RECORD_ID] = frame[source.primary_key]
+    frame[RECORD_ID] = canonical_keys(arrays[source.primary_key]).to_numpy(zero_copy_only=False)
     frame[ROW_HASH] = row_hashes(frame[names])
     return pa.Table.from_pandas(frame, preserve_index=False)
 

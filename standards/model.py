@@ -30,6 +30,9 @@ class Element:
     pattern: str | None = None      # regex the standard form matches
     required: bool = False          # a row without it is rejected (quarantined)
     critical: bool = False          # a failing expectation on it stops the run
+    max_length: int | None = None   # longest raw value (characters, trimmed) normalise accepts
+    minimum: int | None = None      # integer elements: smallest value accepted (inclusive)
+    maximum: int | None = None      # integer elements: largest value accepted (inclusive)
 
 
 @dataclass(frozen=True)

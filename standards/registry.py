@@ -20,7 +20,7 @@ ELEMENT_TYPES = ("string", "name", "id_number", "uscc", "org_code", "reg_no", "t
                  "date", "timestamp", "integer", "phone", "address")
 PII_CLASSES = ("none", "identifier", "contact", "quasi")
 ELEMENT_REQUIRED_KEYS = ("type", "zh", "en", "standard", "rule")
-ELEMENT_OPTIONAL_KEYS = ("pii", "code_table", "pattern", "required", "critical")
+ELEMENT_OPTIONAL_KEYS = ("pii", "code_table", "pattern", "required", "critical", "max_length", "minimum", "maximum")
 SURVIVORSHIP_RULES = ("trust_order", "most_recent", "most_frequent")
 
 
@@ -66,10 +66,22 @@ def parse_element(kind: str, name: str, spec: Any, file: Path) -> Element:
     for text in ("code_table", "pattern"):
         if spec.get(text) is not None and not isinstance(spec[text], str):
             raise StandardsError(file, f"{where}.{text}", "a string")
+    # bool is an int in Python: `max_length: true` must not pass as 1
+    if spec.get("max_length") is not None and (type(spec["max_length"]) is not int or spec["max_length"] < 1):
+        raise StandardsError(file, f"{where}.max_length", "a positive integer (characters)")
+    for bound in ("minimum", "maximum"):
+        if spec.get(bound) is not None:
+            if spec["type"] != "integer":
+                raise StandardsError(file, f"{where}.{bound}", "only on elements of type integer")
+            if type(spec[bound]) is not int:
+                raise StandardsError(file, f"{where}.{bound}", "an integer")
+    if spec.get("minimum") is not None and spec.get("maximum") is not None and spec["minimum"] > spec["maximum"]:
+        raise StandardsError(file, f"{where}.minimum", f"at most maximum ({spec['maximum']})")
     return Element(name=name, kind=kind, type=spec["type"], zh=spec["zh"], en=spec["en"],
                    standard=spec["standard"], rule=spec["rule"], pii=pii,
                    code_table=spec.get("code_table"), pattern=spec.get("pattern"),
-                   required=spec.get("required", False), critical=spec.get("critical", False))
+                   required=spec.get("required", False), critical=spec.get("critical", False),
+                   max_length=spec.get("max_length"), minimum=spec.get("minimum"), maximum=spec.get("maximum"))
 
 
 def parse_elements(raw: Any, file: Path) -> dict[str, dict[str, Element]]:

@@ -22,7 +22,8 @@ import pyarrow.compute as pc
 from standards.model import Element, SourceConfig, Standards
 from transforms import codes, dates, identifiers, names
 from transforms.privacy import mask_value
-from transforms.unique import STRING, coalesce, label_where, nfkc, null_strings, per_unique, strings
+from transforms.unique import (STRING, any_byte, arrow_text, coalesce, label_where, nfkc, null_strings,
+                               per_unique, strings)
 
 COMMON_COLUMNS = ["source_system", "source_record_id", "kind"]
 QUARANTINE_COLUMNS = ["source_system", "source_record_id", "element", "reason_code", "masked_value",
@@ -36,6 +37,131 @@ _ORGANISATION_RE = r"(?:公司|企业|合作社|集团|中心|事务所|工作�
 
 class NormaliseConfigError(ValueError):
     """The stage was given input it cannot work with (mapping vs raw frame vs standards)."""
+
+
+class ReconciliationError(RuntimeError):
+    """rows in != rows standardised + rows rejected for a source: a data gate of the run."""
+
+
+# ---------------------------------------------------------------- row-level fault isolation
+# How departments spell "no value": the whole (trimmed, upper-cased) value is one of these.
+NULL_TOKENS = ("NULL", "(NULL)", "<NULL>", "NONE", "NIL", "NAN", "N/A", "#N/A", "\\N", "-", "--", "—", "/",
+               "无", "空", "暂无")
+_NULL_TOKEN_BYTES = max(len(t.encode()) for t in NULL_TOKENS)
+_NULL_SPELLINGS = pa.array(sorted({v for t in NULL_TOKENS for v in (t, t.lower(), t.title())}))
+# ANSI escape sequences (CSI ... final byte, or ESC + one byte), C0 controls but tab / newline /
+# carriage return (whitespace, trimmed by the normalisers), DEL, C1 controls, zero-width
+# characters, BOMs and bidi overrides: never data, stripped before a value is normalised.
+CONTROL_RE = (r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]?|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x{9f}]"
+              r"|[\x{200b}-\x{200f}\x{202a}-\x{202e}\x{2060}-\x{2069}\x{feff}]")
+# UTF-8 bytes a hostile value needs: C0 / DEL, and the lead bytes of C1 (C2), U+2000..U+2FFF
+# (E2) and U+F000..U+FFFF (EF: BOM, U+FFFD). Only strings holding one are looked at closer.
+_SCREEN_BYTES = np.zeros(256, dtype=bool)
+_SCREEN_BYTES[[*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F, 0xC2, 0xE2, 0xEF]] = True
+REPLACEMENT = "\ufffd"   # extract's mark for bytes that were not UTF-8
+MASKED_MAX = 64           # quarantine keeps at most this many characters of a masked value
+
+
+@dataclass
+class Screened:
+    """A raw column after screening: the text its normaliser gets, and why values were taken out."""
+
+    text: pd.Series       # control characters stripped; NULL where undecodable / too long / a null token
+    cleaned: pd.Series    # control characters stripped, nothing NULLed (what quarantine masks)
+    nulled: pd.Series     # `undecodable` / `too_long` where the value was taken out, else NA
+    stripped: pd.Series   # `control_characters` where characters were stripped, else NA
+
+
+def screen_values(values: pd.Series, max_length: int | None = None) -> Screened:
+    """Any raw strings -> Screened. Vectorised in Arrow: only strings holding a suspicious byte
+    (or longer than max_length bytes) are looked at closer."""
+    index = values.index
+    text = arrow_text(values)
+    n = len(text)
+    suspicious = any_byte(text, _SCREEN_BYTES) if n else np.zeros(0, dtype=bool)
+    undecodable = np.zeros(n, dtype=bool)
+    control = np.zeros(n, dtype=bool)
+    if suspicious.any():
+        mask = pa.array(suspicious)
+        sub = pc.filter(text, mask)
+        undecodable[suspicious] = pc.fill_null(pc.match_substring(sub, REPLACEMENT), False).to_numpy(zero_copy_only=False)
+        has_control = pc.fill_null(pc.match_substring_regex(sub, CONTROL_RE), False)
+        control[suspicious] = has_control.to_numpy(zero_copy_only=False)
+        text = pc.replace_with_mask(text, mask, pc.replace_substring_regex(sub, CONTROL_RE, ""))
+    byte_length = _byte_lengths(text)
+    too_long = np.zeros(n, dtype=bool)
+    if max_length is not None:
+        long_ = byte_length > max_length  # a string has at least as many bytes as characters
+        if long_.any():
+            sub = pc.utf8_trim_whitespace(pc.filter(text, pa.array(long_)))
+            too_long[long_] = pc.greater(pc.utf8_length(sub), max_length).to_numpy(zero_copy_only=False)
+    null_token = _null_tokens(text, byte_length)
+    out = undecodable | too_long | null_token
+    cleaned = strings(text)
+    kept = pc.if_else(pa.array(out), pa.scalar(None, pa.string()), text) if out.any() else text
+    nulled = pc.if_else(pa.array(undecodable), pa.scalar("undecodable"),
+                        pc.if_else(pa.array(too_long), pa.scalar("too_long"), pa.scalar(None, pa.string())))
+    stripped = label_where(control & ~undecodable & ~too_long, "control_characters", index)
+    return Screened(pd.Series(strings(kept), index=index), pd.Series(cleaned, index=index),
+                    pd.Series(strings(nulled), index=index), stripped)
+
+
+def _null_tokens(text: pa.Array, byte_length: np.ndarray) -> np.ndarray:
+    """Values that are a NULL_TOKENS spelling, also padded or in any letter case. An exact
+    spelling is one hash lookup; only short padded or odd-case values are trimmed and upper-cased."""
+    out = pc.fill_null(pc.is_in(text, _NULL_SPELLINGS), False).to_numpy(zero_copy_only=False)
+    offsets, data = _offsets(text)
+    if not len(data):
+        return out
+    starts, ends = offsets[:-1], offsets[1:]
+    nonempty = ends > starts
+    first = np.where(nonempty, data[np.minimum(starts, len(data) - 1)], 0)
+    last = np.where(nonempty, data[np.maximum(ends - 1, 0)], 0)
+    padded = np.isin(first, _PAD_BYTES) | np.isin(last, _PAD_BYTES) | (
+        np.isin(first, _TOKEN_LETTERS) & ~out)  # 'nULL' and the like
+    look = padded & nonempty & (byte_length <= _NULL_TOKEN_BYTES + 16)
+    if look.any():
+        sub = pc.utf8_upper(pc.utf8_trim_whitespace(pc.filter(text, pa.array(look))))
+        out[look] = pc.fill_null(pc.is_in(sub, pa.array(NULL_TOKENS)), False).to_numpy(zero_copy_only=False)
+    return out
+
+
+_PAD_BYTES = np.array([0x09, 0x0A, 0x0D, 0x20, 0xE3], dtype=np.uint8)   # E3: U+3000 ideographic space
+_TOKEN_LETTERS = np.frombuffer(b"nN", dtype=np.uint8)
+
+
+def _offsets(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    if not len(text):
+        return np.zeros(1, dtype=np.int32), np.zeros(0, dtype=np.uint8)
+    offsets = np.frombuffer(text.buffers()[1], dtype=np.int32, count=len(text) + 1, offset=text.offset * 4)
+    data = text.buffers()[2]
+    return offsets, (np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, dtype=np.uint8))
+
+
+def _byte_lengths(text: pa.Array) -> np.ndarray:
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    if not len(text):
+        return np.zeros(0, dtype=np.int64)
+    offsets = np.frombuffer(text.buffers()[1], dtype=np.int32, count=len(text) + 1, offset=text.offset * 4)
+    return np.diff(offsets).astype(np.int64)
+
+
+def canonical_keys(keys: pa.Array) -> pa.Array:
+    """Primary-key values as canonical text: NFKC (full-width digits), control and invisible
+    characters removed, surrounding whitespace trimmed, empty -> NULL. ' 42 ' and '42' are one
+    key, so a padded copy is seen as the duplicate it is instead of loading as a second record."""
+    if isinstance(keys, pa.ChunkedArray):
+        keys = keys.combine_chunks()
+    text = nfkc(keys.cast(pa.string()))
+    suspicious = any_byte(text, _SCREEN_BYTES) if len(text) else np.zeros(0, dtype=bool)
+    if suspicious.any():
+        mask = pa.array(suspicious)
+        text = pc.replace_with_mask(text, mask, pc.replace_substring_regex(pc.filter(text, mask), CONTROL_RE, ""))
+    text = pc.utf8_trim_whitespace(text)
+    return pc.if_else(pc.equal(pc.utf8_length(text), 0), pa.scalar(None, pa.string()), text)
 
 
 @dataclass
@@ -180,8 +306,23 @@ def _integer_uniques(uniques: np.ndarray) -> pd.DataFrame:
 
 
 def _integer(values: pd.Series, ctx: Context) -> Outcome:
+    """Integers as Int64; REAL-stored whole numbers ('4.0') accepted. Outside the element's
+    minimum..maximum (standards/elements.yaml) the value is NULLed as out_of_range, so a
+    warehouse CHECK constraint never sees it."""
     r = per_unique(values, _integer_uniques)
-    return Outcome({ctx.element.name: r["value"]}, _reason_where(r["invalid"], "not_integer"))
+    value = r["value"]
+    reason = _reason_where(r["invalid"], "not_integer")
+    low, high = ctx.element.minimum, ctx.element.maximum
+    if low is not None or high is not None:
+        outside = pd.Series(False, index=values.index)
+        if low is not None:
+            outside |= (value < low).fillna(False).astype(bool)
+        if high is not None:
+            outside |= (value > high).fillna(False).astype(bool)
+        if outside.any():
+            value = value.mask(outside, pd.NA)
+            reason = coalesce(reason, _reason_where(outside, "out_of_range"))
+    return Outcome({ctx.element.name: value}, reason)
 
 
 def _text_uniques(uniques: np.ndarray) -> pd.DataFrame:
@@ -312,13 +453,14 @@ def _empty_column(element: Element, index: pd.Index) -> pd.Series:
 
 def _quarantine_rows(source: SourceConfig, record_ids: pd.Series, element: str, column: str,
                      reason: pd.Series, note: pd.Series | None, raw_values: pd.Series,
-                     rejected: bool) -> pd.DataFrame:
+                     rejected: bool, detail: str | None = None) -> pd.DataFrame:
     """Quarantine entries for the rows where reason is set; raw values masked."""
     hit = reason.notna().to_numpy()
     if not hit.any():
         return pd.DataFrame(columns=QUARANTINE_COLUMNS)
     reasons = reason[hit].astype(str)
-    detail = note[hit].astype(object).where(note[hit].notna(), None) if note is not None else [None] * int(hit.sum())
+    detail = note[hit].astype(object).where(note[hit].notna(), None) if note is not None \
+        else [detail] * int(hit.sum())
     messages = [f"{_where(source, column)} -> {element}: {r}" + (f" ({d})" if d and d != r else "")
                 for r, d in zip(reasons, detail)]
     return pd.DataFrame({
@@ -338,14 +480,20 @@ def normalise_source(raw: pd.DataFrame, source: SourceConfig, standards: Standar
     known = _check_config(raw, source, standards)
     kind = source.kind
     index = raw.index
-    record_ids = raw["_source_record_id"].astype(STRING)
+    record_ids = pd.Series(strings(canonical_keys(arrow_text(raw["_source_record_id"]))), index=index)
+    key_reason, key_note, quarantine_ids = _key_faults(raw, record_ids, source)
     column_of = {element: column for column, element in source.columns.items()}
 
     cols: dict[str, pd.Series] = {}
     outcomes: dict[str, Outcome] = {}
+    screens: dict[str, Screened] = {}
     for element, column in column_of.items():
         ctx = Context(known[element], dict(source.overrides.get(element, {})), standards, kind)
-        outcome = _handler(known[element], kind)(raw[column], ctx)
+        screened = screen_values(raw[column], known[element].max_length)
+        outcome = _handler(known[element], kind)(screened.text, ctx)
+        if screened.nulled.notna().any():  # undecodable / too_long: NULLed before normalising
+            outcome.reason = coalesce(screened.nulled, outcome.reason)
+        screens[element] = screened
         outcomes[element] = outcome
         for name, values in outcome.columns.items():
             # A value mapped for the element itself beats one derived from another element
@@ -375,32 +523,121 @@ def normalise_source(raw: pd.DataFrame, source: SourceConfig, standards: Standar
     std = pd.concat([std, pd.DataFrame(ordered, index=index)], axis=1)
 
     rejected_reason, rejected_element = _rejections(std, outcomes, known, column_of, produced, kind,
-                                                    standards, source)
+                                                    standards, source, key_reason)
     rejected = rejected_reason.notna().to_numpy()
 
     parts = []
+    keep = pd.Series(~rejected, index=index)
     for element, outcome in outcomes.items():
-        keep = pd.Series(~rejected, index=index)
-        parts.append(_quarantine_rows(source, record_ids, element, column_of[element],
-                                      outcome.reason.where(keep, pd.NA), outcome.note,
-                                      raw[column_of[element]], rejected=False))
+        column = column_of[element]
+        masked_from = screens[element].cleaned  # what masks show: never a control character
+        parts.append(_quarantine_rows(source, quarantine_ids, element, column,
+                                      outcome.reason.where(keep, pd.NA), outcome.note, masked_from, rejected=False))
+        parts.append(_quarantine_rows(source, quarantine_ids, element, column,
+                                      screens[element].stripped.where(keep, pd.NA), None, masked_from,
+                                      rejected=False, detail="stripped; value kept"))
     if rejected.any():
         for element in rejected_element[rejected].unique():
             rows = pd.Series(rejected & (rejected_element == element).to_numpy(), index=index)
-            column = column_of.get(element.split("|")[0], "")
-            raw_values = raw[column] if column else _na_strings(index)
-            parts.append(_quarantine_rows(source, record_ids, element, column or "(unmapped)",
-                                          rejected_reason.where(rows, pd.NA), None, raw_values, rejected=True))
+            note = None
+            if element == KEY_ELEMENT:
+                column, note = source.primary_key, key_note
+                raw_values = screen_values(raw[column]).cleaned if column in raw.columns else _na_strings(index)
+            else:
+                column = column_of.get(element.split("|")[0], "")
+                raw_values = screens[element.split("|")[0]].cleaned if column else _na_strings(index)
+            parts.append(_quarantine_rows(source, quarantine_ids, element, column or "(unmapped)",
+                                          rejected_reason.where(rows, pd.NA), note, raw_values, rejected=True))
     quarantine = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) \
         else pd.DataFrame({c: pd.Series(dtype=object) for c in QUARANTINE_COLUMNS})
     quarantine = quarantine[QUARANTINE_COLUMNS].astype({"row_rejected": bool})
     if len(quarantine):
-        quarantine["masked_value"] = mask_value(quarantine["masked_value"].astype(STRING)).astype(object)
+        masked = mask_value(quarantine["masked_value"].astype(STRING))
+        long_ = masked.str.len().fillna(0).to_numpy() > MASKED_MAX
+        if long_.any():  # a megabyte of stars helps nobody: keep the head and say how long it was
+            lengths = masked[long_].str.len().astype(int).astype(str)
+            masked[long_] = masked[long_].str.slice(0, MASKED_MAX) + "…(" + lengths + " chars)"
+        quarantine["masked_value"] = masked.astype(object)
 
     # (all rows kept: no boolean take over every column)
     standardised = std.loc[~rejected].reset_index(drop=True) if rejected.any() else std.reset_index(drop=True)
     counts = _counts(raw, standardised, quarantine, outcomes, cols)
+    check_reconciliation(source.name, counts)
     return NormaliseResult(standardised, quarantine, counts)
+
+
+def check_reconciliation(source_name: str, counts: dict[str, Any]) -> None:
+    """The gate `rows in = rows standardised + rows rejected`; raises ReconciliationError."""
+    rows_in, std_rows, rejected = counts["rows_in"], counts["rows_standardised"], counts["rows_rejected"]
+    if rows_in != std_rows + rejected:
+        raise ReconciliationError(
+            f"source {source_name}: reconciliation failed: {rows_in} rows in, but {std_rows} standardised "
+            f"+ {rejected} rejected = {std_rows + rejected}; nothing of this run is loaded")
+
+
+KEY_ELEMENT = "source_record_id"
+
+
+def _key_faults(raw: pd.DataFrame, record_ids: pd.Series,
+                source: SourceConfig) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """(reason, note, quarantine id) per row: `missing_key` (NULL, empty, blank or a null token),
+    `undecodable` (bytes that were not UTF-8) or `duplicate_key`.
+
+    Duplicates: copies of a key whose mapped values are all equal are one record delivered
+    twice: the first is kept, the other copies are rejected. Copies that disagree are all
+    rejected: which one is right cannot be told from the data, and keeping "the first" would
+    make the record depend on the order the department returns rows (a rerun could load the
+    other copy). The steward sees every copy in quarantine.
+
+    Quarantine needs one distinct source_record_id per rejected row (rows in = loaded +
+    distinct rejected ids): a rejected copy is `<key>#<n>` (n = its copy number, in order of
+    content, so the same data gives the same ids), a row without a usable key
+    `(missing key)#<row hash>` (`#<n>` appended for identical rows)."""
+    index = raw.index
+    n = len(raw)
+    text = arrow_text(record_ids)
+    missing = ~text.is_valid().to_numpy(zero_copy_only=False)
+    short = ~missing & (_byte_lengths(text) <= _NULL_TOKEN_BYTES)
+    if short.any():
+        sub = pc.utf8_upper(pc.filter(text, pa.array(short)))
+        missing[short] = pc.fill_null(pc.is_in(sub, pa.array(NULL_TOKENS)), False).to_numpy(zero_copy_only=False)
+    undecodable = ~missing & pc.fill_null(pc.match_substring(text, REPLACEMENT), False).to_numpy(zero_copy_only=False)
+    usable = ~missing & ~undecodable
+    dup = usable & record_ids.duplicated(keep=False).to_numpy()
+    reason = np.full(n, None, dtype=object)
+    note = np.full(n, None, dtype=object)
+    ids = record_ids.to_numpy(dtype=object, na_value=None).copy()
+    if dup.any():
+        data = [c for c in dict.fromkeys(source.columns) if c != source.primary_key and c in raw.columns]
+        content = _content_hash(raw.loc[dup, data]) if data else np.zeros(int(dup.sum()), dtype=np.uint64)
+        copies = pd.DataFrame({"key": record_ids[dup].to_numpy(dtype=object), "content": content,
+                               "pos": np.flatnonzero(dup)})
+        copies = copies.sort_values(["key", "content", "pos"], kind="stable")
+        copies["n"] = copies.groupby("key", sort=False).cumcount() + 1
+        conflicting = copies.groupby("key", sort=False)["content"].transform("nunique") > 1
+        reject = conflicting | (copies["n"] > 1)
+        hit = copies.loc[reject]
+        reason[hit["pos"].to_numpy()] = "duplicate_key"
+        note[hit["pos"].to_numpy()] = np.where(conflicting[reject], "copies disagree: every copy rejected",
+                                               "identical copy: the first one kept")
+        ids[hit["pos"].to_numpy()] = (hit["key"].astype(str) + "#" + hit["n"].astype(str)).to_numpy()
+    bad = missing | undecodable
+    if bad.any():
+        reason[missing] = "missing_key"
+        reason[undecodable] = "undecodable"
+        hashes = raw["_row_hash"].astype(str).to_numpy()[bad] if "_row_hash" in raw.columns else \
+            np.char.mod("%016x", _content_hash(raw.loc[bad]))
+        label = np.where(missing[bad], "(missing key)#", "(undecodable key)#").astype(object) + hashes.astype(object)
+        nth = pd.Series(label).groupby(label).cumcount().to_numpy() + 1
+        ids[bad] = np.where(nth > 1, label + "#" + nth.astype(str).astype(object), label)
+    return (pd.Series(strings(reason), index=index), pd.Series(strings(note), index=index),
+            pd.Series(strings(ids), index=index))
+
+
+def _content_hash(frame: pd.DataFrame) -> np.ndarray:
+    """One 64-bit hash per row over its values as text (NULL distinct from '')."""
+    text = frame.astype(object).where(frame.notna(), "\x00NULL").astype(str)
+    return pd.util.hash_pandas_object(text, index=False).to_numpy()
 
 
 def _derive(cols: dict[str, pd.Series], outcomes: dict[str, Outcome], column_of: dict[str, str],
@@ -427,11 +664,12 @@ def _derive(cols: dict[str, pd.Series], outcomes: dict[str, Outcome], column_of:
 
 def _rejections(std: pd.DataFrame, outcomes: dict[str, Outcome], known: dict[str, Element],
                 column_of: dict[str, str], produced: set[str], kind: str, standards: Standards,
-                source: SourceConfig) -> tuple[pd.Series, pd.Series]:
-    """(reason, element) per row that is rejected; NA where the row stays."""
+                source: SourceConfig, key_reason: pd.Series | None = None) -> tuple[pd.Series, pd.Series]:
+    """(reason, element) per row that is rejected; NA where the row stays. A key fault
+    (missing_key, duplicate_key, undecodable key) comes first."""
     index = std.index
-    reason = _na_strings(index)
-    which = _na_strings(index)
+    reason = _na_strings(index) if key_reason is None else key_reason.astype(STRING)
+    which = label_where(reason.notna().to_numpy(), KEY_ELEMENT, index)
     required = [name for name, el in known.items() if el.required]
     for name in required:
         if name not in column_of:

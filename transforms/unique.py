@@ -46,6 +46,8 @@ def mostly_distinct(values: pd.Series) -> bool:
 def _arrow_strings(values: pd.Series) -> pa.StringArray | None:
     """values as one Arrow string array (missing -> null), or None when they are not all
     strings (as_text then str()s them one by one)."""
+    if isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow":
+        return arrow_text(values)  # already Arrow: no Python string per value
     try:
         arr = pa.array(values.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
     except (pa.ArrowTypeError, pa.ArrowInvalid):
@@ -115,6 +117,21 @@ def label_where(flag: np.ndarray | pd.Series, label: str, index: pd.Index) -> pd
     """label where flag is true, NA elsewhere (string[pyarrow])."""
     mask = pa.array(np.asarray(flag, dtype=bool))
     return pd.Series(strings(pc.if_else(mask, pa.scalar(label), pa.scalar(None, pa.string()))), index=index)
+
+
+def arrow_text(values: pd.Series) -> pa.StringArray:
+    """Any Series of strings / None / NaN (object or string dtype) as one Arrow string array;
+    non-strings are str()-ed."""
+    if isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow":
+        arr = values.array.__arrow_array__()
+        arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+        return arr.cast(pa.string())
+    raw = values.to_numpy(dtype=object)
+    try:  # from_pandas: None / NaN / NA are nulls, no separate isna pass
+        arr = pa.array(raw, type=pa.string(), from_pandas=True)
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        return as_text(values.to_numpy(dtype=object, na_value=None))
+    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
 
 
 def _arrow(values: pd.Series) -> pa.ChunkedArray:
