@@ -34,6 +34,7 @@ PERSON_UPDATED_AT = """  updated_at:
     en: when the department last changed the record
     standard: GB/T 7408-2005
     rule: timestamp not in the future; used by most_recent survivorship
+    max_length: 40
 enterprise:
 """
 
