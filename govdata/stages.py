@@ -102,7 +102,7 @@ def extract(source: dict, run: dict) -> dict:
 @_timed
 def normalise(extracted: dict, run: dict) -> dict:
     from standards.registry import load_standards
-    from transforms.normalise import normalise_source
+    from transforms.normalise import check_reconciliation, normalise_source
 
     config = _source(extracted["path"])
     raw = read_parquet(extracted["raw_path"])
@@ -110,10 +110,10 @@ def normalise(extracted: dict, run: dict) -> dict:
     std_path = write_parquet(result.standardised, run_path(run["lake"], run["run_id"], "std", f"{config.name}.parquet"))
     q_path = write_parquet(result.quarantine, run_path(run["lake"], run["run_id"], "quarantine", f"{config.name}.parquet"))
     rejected = int(result.quarantine.loc[result.quarantine["row_rejected"], "source_record_id"].nunique())
-    if len(raw) != len(result.standardised) + rejected:
-        raise AssertionError(
-            f"source {config.name}: {len(raw)} rows in but {len(result.standardised)} standardised + {rejected} rejected"
-        )
+    check_reconciliation(config.name, {"rows_in": len(raw), "rows_standardised": len(result.standardised),
+                                       "rows_rejected": rejected})
+    log.info("source %s reconciled: %d rows in = %d standardised + %d rejected", config.name, len(raw),
+             len(result.standardised), rejected)
     current_path, deleted_path, n_deleted, changed_path, n_changed = _advance_snapshot(
         config.name, extracted, raw, result.standardised, run)
     return {
