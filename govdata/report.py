@@ -115,8 +115,9 @@ def stage_timings(extracted: list[dict], normalised: list[dict], validated: dict
 
 
 def write_run_report(path: str, *, run: dict, extracted: list[dict], normalised: list[dict], validated: dict,
-                     linked: dict, loaded: dict, marted: dict) -> dict:
+                     linked: dict, loaded: dict, marted: dict, retention: dict | None = None) -> dict:
     summary = build_summary(run, normalised, linked, loaded, validated)
+    summary["retention"] = retention or {}   # lake folders removed (govdata.retention)
     summary["records_by_kind"] = {k: sum(n["rows_in"] for n in normalised if n["kind"] == k)
                                   for k in sorted({n["kind"] for n in normalised})}
     summary["report_path"] = path

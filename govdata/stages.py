@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from govdata.lake import exists, read_parquet, run_path, safe_run_id, write_parquet
+from govdata.lake import exists, private_umask, read_parquet, run_path, safe_run_id, write_parquet
 
 if TYPE_CHECKING:   # names used in annotations only
     import numpy as np
@@ -38,6 +38,7 @@ def _timed(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        private_umask()   # every file a stage creates is the owner's only (docs/SECURITY.md)
         start = time.perf_counter()
         result = fn(*args, **kwargs)
         result["seconds"] = round(time.perf_counter() - start, 3)
@@ -772,10 +773,12 @@ def marts(manifest: dict) -> dict:
 @_timed
 def report(manifest: dict, marted: dict) -> dict:
     from govdata.report import write_run_report
+    from govdata.retention import finish_run
 
     run = manifest["run"]
     path = run_path(run["lake"], run["run_id"], "report", "index.html")
+    retention = finish_run(manifest)   # hand-offs of this run, run folders beyond GOVDATA_LAKE_KEEP_RUNS
     summary = write_run_report(path, run=run, extracted=manifest["extracted"], normalised=manifest["normalised"],
                                validated=manifest["validated"], linked=manifest["linked"],
-                               loaded=manifest["loaded"], marted=marted)
+                               loaded=manifest["loaded"], marted=marted, retention=retention)
     return {"report_path": path, "summary": summary}
