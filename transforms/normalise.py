@@ -357,6 +357,14 @@ def _name(values: pd.Series, ctx: Context) -> Outcome:
         r = names.normalise_enterprise_names(values, _region_names(ctx.standards))
         return Outcome({"name": r["name"], "name_core": r["name_core"], "name_region": r["name_region"]}, none)
     people = names.normalise_person_names(values)
+    if el in ("name", "name_latin", "name_pinyin", "legal_rep_name") and ctx.kind in ("person", "enterprise"):
+        # A person's name is letters (any script), marks and the middle dot: digits, emoji,
+        # punctuation or SQL in it mean the column holds something else (an ID or phone
+        # number would otherwise reach dim_person.name unmasked).
+        bad = _invalid_person_name(people["name"])
+        if bad.any():
+            people = people.mask(pd.DataFrame({c: bad for c in people.columns}), pd.NA)
+            none = _reason_where(bad, "invalid_name")
     if ctx.kind == "person" and el in ("name", "name_latin", "name_pinyin"):
         return Outcome({"name": people["name"], "name_latin": people["name_latin"],
                         "name_pinyin": people["name_pinyin"]}, none)
@@ -368,6 +376,15 @@ def _name(values: pd.Series, ctx: Context) -> Outcome:
         if org.any():
             value = value.where(~org, names.normalise_enterprise_names(values[org], [])["name"])
     return Outcome({el: value.astype(STRING)}, none)
+
+
+PERSON_NAME_RE = r"^[\p{L}\p{M}·]+$"
+
+
+def _invalid_person_name(name: pd.Series) -> pd.Series:
+    text = arrow_text(name)
+    ok = pc.fill_null(pc.match_substring_regex(text, PERSON_NAME_RE), True).to_numpy(zero_copy_only=False)
+    return pd.Series(~ok, index=name.index)
 
 
 HANDLERS: dict[str, Handler] = {
@@ -544,8 +561,9 @@ def normalise_source(raw: pd.DataFrame, source: SourceConfig, standards: Standar
                 column, note = source.primary_key, key_note
                 raw_values = screen_values(raw[column]).cleaned if column in raw.columns else _na_strings(index)
             else:
-                column = column_of.get(element.split("|")[0], "")
-                raw_values = screens[element.split("|")[0]].cleaned if column else _na_strings(index)
+                first = next((g for g in element.split("|") if g in column_of), None)
+                column = column_of[first] if first else ""
+                raw_values = screens[first].cleaned if first else _na_strings(index)
             parts.append(_quarantine_rows(source, quarantine_ids, element, column or "(unmapped)",
                                           rejected_reason.where(rows, pd.NA), note, raw_values, rejected=True))
     quarantine = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) \
@@ -686,7 +704,10 @@ def _rejections(std: pd.DataFrame, outcomes: dict[str, Outcome], known: dict[str
                 f"{_where(source)}: none of the elements {group} (row rule required_one_of) is mapped")
         missing = std[present].isna().all(axis=1) & reason.isna()
         if missing.any():
-            reason = reason.mask(missing, "missing_required")
+            # the group's own value faults (invalid_name, too_long, undecodable...) say why it is empty
+            why = coalesce(*[outcomes[g].reason for g in group if g in outcomes], _na_strings(index)) \
+                if any(g in outcomes for g in group) else _na_strings(index)
+            reason = reason.mask(missing, why.fillna("missing_required"))
             which = which.mask(missing, "|".join(group))
     return reason, which
 
