@@ -78,9 +78,11 @@ def build_summary(run: dict, normalised: list[dict], linked: dict, loaded: dict,
         "enterprises": _masters(linked, "enterprise"),
         "review queue": _frame_rows(linked, "person_review") + _frame_rows(linked, "enterprise_review"),
         "quality checks failed": validated.get("failed", 0),
+        "facts with another owner": loaded.get("owner_changes", {}).get("count", 0),
     }
     return {"run_id": run["run_id"], "warehouse_url": _redact_url(run["warehouse_url"]), "headline": headline,
-            "tables": tables, "linkage": _linkage_modes(linked), "data_docs": validated.get("docs_index")}
+            "tables": tables, "linkage": _linkage_modes(linked), "data_docs": validated.get("docs_index"),
+            "owner_changes": loaded.get("owner_changes", {"count": 0, "by_table": {}, "by_reason": {}, "examples": []})}
 
 
 def _redact_url(url: str) -> str:

@@ -628,7 +628,8 @@ def load(normalised: list[dict], validated: dict, linked: dict, run: dict) -> di
     link_frames = {name: read_parquet(path) for name, path in linked["paths"].items()}
     std = {n["source"]: read_parquet(n["current_path"]) for n in normalised}
     quarantine = pd.concat([read_parquet(n["quarantine_path"]) for n in normalised], ignore_index=True)
-    tables = build_tables(link_frames, std, quarantine, load_standards(), get_settings().token_key(), run["run_id"])
+    tables = build_tables(link_frames, std, quarantine, load_standards(), get_settings().token_key(), run["run_id"],
+                          previous=previous_owner_state(run["warehouse_url"]))
     for table in ("xref_person", "xref_enterprise"):
         marked = _deleted_xref(normalised, table, run)
         if not marked.empty and table in tables:
@@ -640,8 +641,58 @@ def load(normalised: list[dict], validated: dict, linked: dict, run: dict) -> di
     tables["dq_result"] = read_parquet(validated["dq_path"])
     tables["etl_state"] = etl_state_rows(normalised, run)
     tables["etl_run"] = etl_run_row(normalised, linked, run)
-    counts = load_tables(run["warehouse_url"], tables, run["run_id"])
-    return {"tables": {k: int(v) for k, v in counts.items()}}
+    counts = load_tables(run["warehouse_url"], tables, run["run_id"],
+                         scopes={"quarantine": quarantine_scope(normalised, run)})
+    return {"tables": {k: int(v) for k, v in counts.items()},
+            "owner_changes": owner_change_summary(tables.get("fact_owner_change"))}
+
+
+def previous_owner_state(url: str) -> dict[str, pd.DataFrame]:
+    """What build_tables needs to keep facts with their owners: identifier_owner, and each fact
+    table's keys, token and owners as loaded before this run."""
+    from warehouse.build import FACT_OWNERS
+    from warehouse.load import read_arrow_table
+
+    out = {}
+    wanted = {"identifier_owner": None, **{t: ["source_system", "source_record_id", *cols]
+                                           for t, cols in FACT_OWNERS.items()}}
+    for table, columns in wanted.items():
+        arrow = read_arrow_table(url, table, columns)
+        if arrow is not None and arrow.num_rows:
+            out[table] = arrow.to_pandas(types_mapper=pd.ArrowDtype).astype("string")
+    return out
+
+
+def quarantine_scope(normalised: list[dict], run: dict) -> pd.DataFrame:
+    """The source records whose quarantine rows this run replaces: every record of a source read
+    in full (a row with no record id), else the records extracted (standardised or rejected)
+    and those deleted at the source. Quarantine so holds each live record's current rows."""
+    frames = []
+    for n in normalised:
+        if run.get("full_refresh") or not _source(n["path"]).incremental:
+            frames.append(pd.DataFrame({"source_record_id": pd.array([pd.NA], dtype="string")}))
+        else:
+            ids = [read_parquet(n[p], columns=["source_record_id"]) for p in ("std_path", "quarantine_path", "deleted_path")
+                   if n.get(p) and exists(n[p])]
+            frames.append(pd.concat(ids, ignore_index=True).dropna().drop_duplicates().astype("string"))
+        frames[-1] = frames[-1].assign(source_system=n["source"])
+    if not frames:
+        return pd.DataFrame({"source_system": pd.Series(dtype="string"), "source_record_id": pd.Series(dtype="string")})
+    return pd.concat(frames, ignore_index=True)[["source_system", "source_record_id"]].astype("string")
+
+
+def owner_change_summary(changes: pd.DataFrame | None, examples: int = 5) -> dict:
+    """For the run report: facts whose person or enterprise moved, by table and reason, and a few
+    examples (masked identifiers, master ids)."""
+    if changes is None or changes.empty:
+        return {"count": 0, "by_table": {}, "by_reason": {}, "examples": []}
+    cols = ["fact_table", "source_system", "source_record_id", "role", "identifier_masked", "old_owner", "new_owner",
+            "reason"]
+    first = changes.sort_values(["fact_table", "source_system", "source_record_id", "role"]).head(examples)
+    return {"count": int(len(changes)),
+            "by_table": {k: int(v) for k, v in changes["fact_table"].value_counts().sort_index().items()},
+            "by_reason": {k: int(v) for k, v in changes["reason"].value_counts().sort_index().items()},
+            "examples": [{c: (None if pd.isna(r[c]) else str(r[c])) for c in cols} for _, r in first.iterrows()]}
 
 
 def stale_reviews(previous: pd.DataFrame, fresh_ids: pd.Series, decided_ids: set, relinked: pd.Series | None,

@@ -110,25 +110,212 @@ def enterprise_rows(golden: pd.DataFrame, key: bytes, run_id: str) -> tuple[pd.D
     return _table_columns(dim, "dim_enterprise"), _table_columns(vault, "vault_enterprise")
 
 
-def master_id_map(xref: pd.DataFrame | None, golden: pd.DataFrame | None, std_frames: list[pd.DataFrame],
-                  id_col: str, identifier: str) -> pd.Series:
-    """identifier (ID number / USCC) → master id: golden records first, then every standardised
-    record that carries the identifier, through its xref row."""
-    pieces = []
-    if golden is not None and identifier in golden:
-        pieces.append(golden[[identifier, id_col]])
-    if xref is not None and std_frames:
-        recs = pd.concat([f[["source_system", "source_record_id", identifier]] for f in std_frames
-                          if identifier in f], ignore_index=True) if any(identifier in f for f in std_frames) else None
-        if recs is not None:
-            keyed = recs.merge(xref[["source_system", "source_record_id", id_col]].astype("string"),
-                               on=["source_system", "source_record_id"], how="inner")
-            pieces.append(keyed[[identifier, id_col]])
-    if not pieces:
-        return pd.Series(dtype="string")
-    both = pd.concat(pieces, ignore_index=True).dropna().astype("string")
-    both = both.drop_duplicates(identifier, keep="first")
-    return pd.Series(both[id_col].to_numpy(), index=both[identifier].to_numpy(), dtype="string")
+# --- who holds an identifier ---------------------------------------------------------------
+# An identifier (citizen ID number, USCC) resolves to one master: the master holding a record
+# that carries the identifier and agrees with what the identifier encodes (persons: birth date
+# and sex; enterprises: region and organisation code) and with the name the identifier's holder
+# goes by. The resolution is persisted (identifier_owner, keyed by the identifier's token) and
+# kept while its owner still exists and still holds the identifier, unless another holder agrees
+# strictly better; so it depends neither on record order nor on what a run relinked.
+OWNER_REASONS = ("new_identifier", "owner_gone", "owner_lost_identifier", "better_holder", "no_holder")
+_ENTITY = {"person": ("person_id", "id_number"), "enterprise": ("enterprise_id", "uscc")}
+
+
+def _text(frame: pd.DataFrame, name: str) -> pd.Series:
+    return frame[name].astype("string") if name in frame else pd.Series(pd.NA, index=frame.index, dtype="string")
+
+
+def _yyyymmdd(values: pd.Series) -> pd.Series:
+    d = pd.to_datetime(values, errors="coerce")
+    return (d.dt.year * 10000 + d.dt.month * 100 + d.dt.day).astype("Int64")
+
+
+def _encoded_agreement(recs: pd.DataFrame, entity: str, identifier: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """(first, second) attribute agreement of each record with its identifier, as booleans.
+    Persons: the ID's birth date (digits 7-14) and sex (digit 17: odd = 1, even = 2).
+    Enterprises: the USCC's region code (characters 3-8) and organisation code (9-17)."""
+    if entity == "person":
+        born = pd.to_numeric(identifier.str.slice(6, 14), errors="coerce").astype("Int64")
+        digit = pd.to_numeric(identifier.str.slice(16, 17), errors="coerce").astype("Int64")
+        sex = (2 - digit % 2).astype("string")
+        first = _yyyymmdd(recs["birth_date"]) == born if "birth_date" in recs else None
+        second = _text(recs, "sex") == sex
+    else:
+        first = _text(recs, "region_code") == identifier.str.slice(2, 8)
+        second = _text(recs, "org_code") == identifier.str.slice(8, 17)
+    if first is None:
+        first = pd.Series(False, index=recs.index)
+    return first.fillna(False).astype(bool), second.fillna(False).astype(bool)
+
+
+def identifier_holders(xref: pd.DataFrame | None, std_frames: list[pd.DataFrame], entity: str,
+                       key: bytes) -> pd.DataFrame:
+    """Every (identifier token, master) pair where the master holds a record carrying the
+    identifier, with `agreement` (0-7: 4 × birth/region, 2 × sex/org code, 1 × name agree) — the
+    best of the master's records carrying it — and `records` (how many). Vectorised."""
+    id_col, identifier = _ENTITY[entity]
+    empty = pd.DataFrame({"identifier_token": pd.Series(dtype="string"), "master_id": pd.Series(dtype="string"),
+                          "agreement": pd.Series(dtype="int64"), "records": pd.Series(dtype="int64")})
+    frames = [f for f in std_frames if identifier in f]
+    if xref is None or xref.empty or not frames:
+        return empty
+    attrs = [c for c in ("birth_date", "sex", "name", "name_pinyin", "region_code", "org_code")]
+    recs = pd.concat([f[["source_system", "source_record_id", identifier] + [c for c in attrs if c in f]]
+                      for f in frames], ignore_index=True)
+    recs = recs[recs[identifier].notna()]
+    keys = ["source_system", "source_record_id"]
+    recs = recs.astype({"source_system": "string", "source_record_id": "string"}).merge(
+        xref[keys + [id_col]].astype("string"), on=keys, how="inner")
+    if recs.empty:
+        return empty
+    ident = recs[identifier].astype("string")
+    first, second = _encoded_agreement(recs, entity, ident)
+    encoded = first.astype("int64") * 2 + second.astype("int64")
+    # The holder's name: the most frequent name among the identifier's records that agree best
+    # with it (ties: the smallest name).
+    name = _text(recs, "name").fillna(_text(recs, "name_pinyin"))
+    id_code = pd.Series(pd.factorize(ident)[0], index=recs.index)
+    best_encoded = encoded.groupby(id_code).transform("max")
+    named = pd.DataFrame({"id": id_code, "name": name})[(encoded == best_encoded) & name.notna()]
+    counts = named.groupby(["id", "name"], observed=True).size().rename("n").reset_index()
+    counts = counts.sort_values(["id", "n", "name"], ascending=[True, False, True]).drop_duplicates("id")
+    holder_name = id_code.map(pd.Series(counts["name"].to_numpy(), index=counts["id"].to_numpy()))
+    name_ok = (name == holder_name.astype("string")).fillna(False).astype("int64")
+    recs = pd.DataFrame({"identifier": ident, "master_id": recs[id_col].astype("string"),
+                         "agreement": encoded * 2 + name_ok})
+    pairs = recs.groupby(["identifier", "master_id"], observed=True).agg(
+        agreement=("agreement", "max"), records=("agreement", "size")).reset_index()
+    pairs.insert(0, "identifier_token", token(pairs["identifier"], key))
+    return pairs.drop(columns="identifier").astype({"agreement": "int64", "records": "int64"})
+
+
+def resolve_owners(holders: pd.DataFrame, previous: pd.DataFrame | None, live_masters: pd.Series,
+                   run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(owners, changes). owners: identifier_token, master_id, agreement, assigned_run — one row
+    per identifier someone holds. The previous owner stays while it exists, holds the identifier
+    and agrees as well as the best holder; otherwise the best holder (highest agreement, then most
+    records, then the smallest master id) takes over. changes: identifier_token, old_owner,
+    new_owner, reason (OWNER_REASONS) for every identifier whose owner is new or moved."""
+    order = holders.sort_values(["identifier_token", "agreement", "records", "master_id"],
+                                ascending=[True, False, False, True], kind="stable")
+    best = order.drop_duplicates("identifier_token")[["identifier_token", "master_id", "agreement"]]
+    prev = (previous if previous is not None else pd.DataFrame(columns=["identifier_token", "master_id"]))
+    prev = pd.DataFrame({"identifier_token": _text(prev, "identifier_token"), "old_owner": _text(prev, "master_id"),
+                         "old_run": _text(prev, "assigned_run")}).dropna(subset=["identifier_token", "old_owner"])
+    prev = prev.drop_duplicates("identifier_token")
+    m = best.merge(prev, on="identifier_token", how="outer")
+    held = holders[["identifier_token", "master_id", "agreement"]].rename(
+        columns={"master_id": "old_owner", "agreement": "old_agreement"})
+    m = m.merge(held, on=["identifier_token", "old_owner"], how="left")
+    has_prev = m["old_owner"].notna()
+    keep = has_prev & (m["old_agreement"] == m["agreement"]).fillna(False)
+    owner = m["old_owner"].where(keep, m["master_id"]).astype("string")
+    reason = pd.Series(pd.NA, index=m.index, dtype="string")
+    reason[~has_prev] = "new_identifier"
+    moved = has_prev & ~keep
+    reason[moved] = "better_holder"
+    reason[moved & m["old_agreement"].isna()] = "owner_lost_identifier"
+    reason[moved & ~m["old_owner"].isin(live_masters)] = "owner_gone"
+    reason[moved & m["master_id"].isna()] = "no_holder"
+    owners = pd.DataFrame({"identifier_token": m["identifier_token"].astype("string"), "master_id": owner,
+                           "agreement": m["old_agreement"].where(keep, m["agreement"]).astype("Int64"),
+                           "assigned_run": m["old_run"].where(keep & m["old_run"].notna(), run_id).astype("string")})
+    owners = owners[owners["master_id"].notna()].sort_values("identifier_token").reset_index(drop=True)
+    changes = pd.DataFrame({"identifier_token": m["identifier_token"], "old_owner": m["old_owner"],
+                            "new_owner": owner, "reason": reason})[reason.notna().to_numpy()]
+    return owners, changes.reset_index(drop=True)
+
+
+def _claims_from_facts(previous: dict, role: str) -> pd.DataFrame:
+    """Owners of identifiers as the previous facts recorded them (the most frequent, then the
+    smallest): the previous claims of a warehouse loaded before identifier_owner existed."""
+    frames = []
+    for table, (tok, person, enterprise) in FACT_OWNERS.items():
+        f = previous.get(table)
+        if f is None or not len(f):
+            continue
+        frames.append(pd.DataFrame({"identifier_token": _text(f, tok),
+                                    "master_id": _text(f, person if role == "person" else enterprise)}))
+    if not frames:
+        return pd.DataFrame({"identifier_token": pd.Series(dtype="string"), "master_id": pd.Series(dtype="string")})
+    both = pd.concat(frames, ignore_index=True).dropna()
+    n = both.groupby(["identifier_token", "master_id"], observed=True).size().rename("n").reset_index()
+    n = n.sort_values(["identifier_token", "n", "master_id"], ascending=[True, False, True])
+    return n.drop_duplicates("identifier_token")[["identifier_token", "master_id"]]
+
+
+# fact table -> (token column, person owner column, enterprise owner column)
+FACT_OWNERS = {"fact_application": ("applicant_token", "applicant_person_id", "applicant_enterprise_id"),
+                "fact_certificate": ("holder_token", "holder_person_id", "holder_enterprise_id")}
+
+
+def identifier_owners(xref: pd.DataFrame | None, std_frames: list[pd.DataFrame], entity: str, key: bytes,
+                      previous: dict, run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(identifier_owner rows of the entity, changes): see resolve_owners. The previous claims
+    are the warehouse's identifier_owner rows, and for identifiers it lacks, the owners the
+    previous facts carry."""
+    id_col = _ENTITY[entity][0]
+    holders = identifier_holders(xref, std_frames, entity, key)
+    stored = previous.get("identifier_owner")
+    if stored is not None and len(stored):
+        stored = stored[_text(stored, "entity") == entity]
+    else:
+        stored = pd.DataFrame(columns=["identifier_token", "master_id", "assigned_run"])
+    from_facts = _claims_from_facts(previous, entity)
+    from_facts = from_facts[~from_facts["identifier_token"].isin(_text(stored, "identifier_token"))]
+    claims = pd.concat([stored.reindex(columns=["identifier_token", "master_id", "assigned_run"]).astype("string"),
+                        from_facts.astype("string")], ignore_index=True)
+    live = xref[id_col].astype("string") if xref is not None and id_col in xref else pd.Series(dtype="string")
+    owners, changes = resolve_owners(holders, claims, live.drop_duplicates(), run_id)
+    return owners.assign(entity=entity), changes
+
+
+def owner_map(owners: pd.DataFrame) -> pd.Series:
+    """identifier token → master id."""
+    return pd.Series(owners["master_id"].to_numpy(), index=owners["identifier_token"].to_numpy(), dtype="string")
+
+
+def fact_owner_changes(table: str, rows: pd.DataFrame, role_tokens: dict[str, pd.Series],
+                       masked: dict[str, pd.Series], previous: pd.DataFrame | None,
+                       changes: dict[str, pd.DataFrame], run_id: str) -> pd.DataFrame:
+    """fact_owner_change rows: facts loaded before whose person or enterprise is another now.
+    reason: the identifier's reason when the fact's identifier kept its token and its owner moved
+    (resolve_owners), else `identifier_changed` (the fact's own input changed)."""
+    cols = [c.name for c in table_for("fact_owner_change").columns]
+    if previous is None or not len(previous) or not len(rows):
+        return pd.DataFrame(columns=cols)
+    tok, person, enterprise = FACT_OWNERS[table]
+    keys = ["source_system", "source_record_id"]
+    new = rows[keys + [tok, person, enterprise]].astype("string").reset_index(drop=True)
+    for role in ("person", "enterprise"):
+        new[f"_{role}_token"] = role_tokens[role].astype("string").to_numpy()
+        new[f"_{role}_masked"] = masked[role].astype("string").to_numpy()
+    old = previous.reindex(columns=keys + [tok, person, enterprise]).astype("string")
+    m = new.merge(old, on=keys, how="inner", suffixes=("", "_old"))
+    out = []
+    for role, col in (("person", person), ("enterprise", enterprise)):
+        a, b = m[col], m[f"{col}_old"]
+        moved = (a.isna() != b.isna()) | (a.notna() & b.notna() & (a != b)).fillna(False)
+        part = m[moved.to_numpy()]
+        if part.empty:
+            continue
+        ch = changes.get(role)
+        reason = pd.Series("identifier_changed", index=part.index, dtype="string")
+        if ch is not None and len(ch):
+            why = part[[f"_{role}_token", f"{col}_old"]].merge(
+                ch.rename(columns={"identifier_token": f"_{role}_token", "old_owner": f"{col}_old"}).astype("string"),
+                on=[f"_{role}_token", f"{col}_old"], how="left")["reason"]
+            same_id = (part[tok] == part[f"{tok}_old"]).fillna(False).to_numpy()
+            reason = reason.where(~(same_id & why.notna().to_numpy()), why.to_numpy())
+        out.append(pd.DataFrame({"run_id": run_id, "fact_table": table, "source_system": part["source_system"],
+                                 "source_record_id": part["source_record_id"], "role": role,
+                                 "identifier_token": part[f"_{role}_token"],
+                                 "identifier_masked": part[f"_{role}_masked"],
+                                 "old_owner": b[moved.to_numpy()], "new_owner": a[moved.to_numpy()],
+                                 "reason": reason}))
+    if not out:
+        return pd.DataFrame(columns=cols)
+    return _table_columns(pd.concat(out, ignore_index=True), "fact_owner_change")
 
 
 # --- calendar -------------------------------------------------------------------------------
@@ -201,14 +388,31 @@ def _col(frame: pd.DataFrame, name: str) -> pd.Series:
     return frame[name] if name in frame else pd.Series(pd.NA, index=frame.index, dtype="object")
 
 
-def application_rows(apps: pd.DataFrame, person_ids: pd.Series, enterprise_ids: pd.Series,
-                     channels: pd.DataFrame, calendar: pd.DataFrame, key: bytes, run_id: str) -> pd.DataFrame:
+def _owned_by(frame: pd.DataFrame, id_col: str, uscc_col: str, person_owner: pd.Series,
+              enterprise_owner: pd.Series, key: bytes) -> tuple[pd.Series, pd.Series, dict, dict]:
+    """(person id, enterprise id, role tokens, role masks) of a fact's identifiers, through the
+    identifier owners (token → master id)."""
+    pid = _col(frame, id_col).astype("string")
+    uscc = _col(frame, uscc_col).astype("string")
+    tokens = {"person": token(pid, key), "enterprise": token(uscc, key)}
+    masks = {"person": mask_id_number(pid), "enterprise": mask_id_number(uscc)}
+    return (tokens["person"].map(person_owner).astype("string"),
+            tokens["enterprise"].map(enterprise_owner).astype("string"), tokens, masks)
+
+
+def application_rows(apps: pd.DataFrame, person_owner: pd.Series, enterprise_owner: pd.Series,
+                     channels: pd.DataFrame, calendar: pd.DataFrame, key: bytes, run_id: str,
+                     roles: dict | None = None) -> pd.DataFrame:
+    """fact_application rows; person_owner / enterprise_owner map identifier tokens to master
+    ids (identifier_owner). `roles`, when given, receives each role's tokens and masks."""
     out = apps.copy()
-    pid = _col(out, "applicant_id_number").astype("string")
-    uscc = _col(out, "applicant_uscc").astype("string")
-    out["applicant_person_id"] = pid.map(person_ids).astype("string")
-    out["applicant_enterprise_id"] = uscc.map(enterprise_ids).astype("string")
-    out["applicant_token"] = token(pid, key).fillna(token(uscc, key))
+    person, enterprise, tokens, masks = _owned_by(out, "applicant_id_number", "applicant_uscc", person_owner,
+                                                  enterprise_owner, key)
+    out["applicant_person_id"] = person
+    out["applicant_enterprise_id"] = enterprise
+    out["applicant_token"] = tokens["person"].fillna(tokens["enterprise"])
+    if roles is not None:
+        roles.update(tokens=tokens, masks=masks)
     online = channels.set_index("code")["online"].astype(str).str.lower().isin(["true", "1", "yes"])
     channel = _col(out, "channel").astype("string")
     unknown = channel.dropna()[~channel.dropna().isin(online.index)]
@@ -224,14 +428,16 @@ def application_rows(apps: pd.DataFrame, person_ids: pd.Series, enterprise_ids: 
     return _table_columns(out, "fact_application")
 
 
-def certificate_rows(certs: pd.DataFrame, person_ids: pd.Series, enterprise_ids: pd.Series, key: bytes,
-                     run_id: str) -> pd.DataFrame:
+def certificate_rows(certs: pd.DataFrame, person_owner: pd.Series, enterprise_owner: pd.Series, key: bytes,
+                     run_id: str, roles: dict | None = None) -> pd.DataFrame:
     out = certs.copy()
-    pid = _col(out, "holder_id_number").astype("string")
-    uscc = _col(out, "holder_uscc").astype("string")
-    out["holder_person_id"] = pid.map(person_ids).astype("string")
-    out["holder_enterprise_id"] = uscc.map(enterprise_ids).astype("string")
-    out["holder_token"] = token(pid, key).fillna(token(uscc, key))
+    person, enterprise, tokens, masks = _owned_by(out, "holder_id_number", "holder_uscc", person_owner,
+                                                  enterprise_owner, key)
+    out["holder_person_id"] = person
+    out["holder_enterprise_id"] = enterprise
+    out["holder_token"] = tokens["person"].fillna(tokens["enterprise"])
+    if roles is not None:
+        roles.update(tokens=tokens, masks=masks)
     out["run_id"] = run_id
     return _table_columns(out, "fact_certificate")
 
@@ -292,9 +498,13 @@ def _fact_dates(apps: pd.DataFrame, certs: pd.DataFrame) -> tuple[date, date]:
 
 
 def build_tables(link: dict[str, pd.DataFrame], std: dict[str, pd.DataFrame], quarantine: pd.DataFrame,
-                 standards, key: bytes, run_id: str, *, name_masking: str | None = None) -> dict[str, pd.DataFrame]:
+                 standards, key: bytes, run_id: str, *, name_masking: str | None = None,
+                 previous: dict[str, pd.DataFrame] | None = None) -> dict[str, pd.DataFrame]:
     """Warehouse rows for one run (see module doc). `name_masking` (none | surname) defaults to
-    GOVDATA_NAME_MASKING, else none."""
+    GOVDATA_NAME_MASKING, else none. `previous`: the warehouse's identifier_owner and the facts'
+    keys, tokens and owners before this run (previous_owner_state), so that facts keep their
+    owner; fact_owner_change lists the facts whose owner moved."""
+    previous = previous or {}
     name_masking = name_masking or os.environ.get("GOVDATA_NAME_MASKING", "none")
     tables: dict[str, pd.DataFrame] = {}
     xref_p, golden_p = _link_frame(link, "xref_person"), _link_frame(link, "dim_person")
@@ -314,24 +524,39 @@ def build_tables(link: dict[str, pd.DataFrame], std: dict[str, pd.DataFrame], qu
     if review is not None:
         tables["review_queue"] = review_rows(review, run_id)
 
-    person_ids = master_id_map(xref_p, golden_p, _frames_of_kind(std, "person"), "person_id", "id_number")
-    enterprise_ids = master_id_map(xref_e, golden_e, _frames_of_kind(std, "enterprise"), "enterprise_id", "uscc")
+    owners, changes = [], {}
+    for entity, xref in (("person", xref_p), ("enterprise", xref_e)):
+        rows, changes[entity] = identifier_owners(xref, _frames_of_kind(std, entity), entity, key, previous, run_id)
+        owners.append(rows)
+    person_owner, enterprise_owner = owner_map(owners[0]), owner_map(owners[1])
+    if xref_p is not None or xref_e is not None:
+        tables["identifier_owner"] = _table_columns(pd.concat(owners, ignore_index=True), "identifier_owner")
     apps = _concat(_frames_of_kind(std, "application"))
     certs = _concat(_frames_of_kind(std, "certificate"))
     first, last = _fact_dates(apps, certs)
     calendar = dim_date_rows(first, last)
     tables["dim_date"] = calendar
+    moved = []
     if len(apps):
-        tables["fact_application"] = application_rows(apps, person_ids, enterprise_ids,
-                                                      standards.code_table("channel"), calendar, key, run_id)
+        roles: dict = {}
+        tables["fact_application"] = application_rows(apps, person_owner, enterprise_owner,
+                                                      standards.code_table("channel"), calendar, key, run_id, roles)
+        moved.append(fact_owner_changes("fact_application", tables["fact_application"], roles["tokens"],
+                                        roles["masks"], previous.get("fact_application"), changes, run_id))
     if len(certs):
-        tables["fact_certificate"] = certificate_rows(certs, person_ids, enterprise_ids, key, run_id)
+        roles = {}
+        tables["fact_certificate"] = certificate_rows(certs, person_owner, enterprise_owner, key, run_id, roles)
+        moved.append(fact_owner_changes("fact_certificate", tables["fact_certificate"], roles["tokens"],
+                                        roles["masks"], previous.get("fact_certificate"), changes, run_id))
+    moved = [m for m in moved if len(m)]
+    if moved:
+        tables["fact_owner_change"] = _table_columns(pd.concat(moved, ignore_index=True), "fact_owner_change")
     tables["dim_region"] = region_rows(standards.regions)
     tables["dim_service_item"] = service_item_rows(standards.code_table("service_item"),
                                                    _col(apps, "service_item_code") if len(apps) else pd.Series())
     if std:
         tables["dim_source"] = source_rows(std, quarantine, run_id)
-    if quarantine is not None and len(quarantine):
+    if quarantine is not None:   # even empty: the load replaces the re-normalised records' rows
         tables["quarantine"] = _table_columns(quarantine.assign(run_id=run_id), "quarantine")
     return tables
 

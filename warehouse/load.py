@@ -3,8 +3,11 @@
 The backend is chosen by the SQLAlchemy URL (GOVDATA_WAREHOUSE_URL, default a DuckDB file):
 - DuckDB: Arrow tables are registered and merged with DELETE … USING + INSERT … SELECT in one
   transaction. The vault is a separate DuckDB file (mode 0600) attached only by the loader and
-  steward connections; DuckDB lets a transaction write to one database file only, so the vault
-  is merged first in its own transaction (upserts keyed by master id: re-running is harmless).
+  steward connections. A DuckDB transaction writes one database file only, so a load that
+  changes the vault writes a copy of it (`<vault>.pending`), commits the warehouse transaction
+  (which records the load in vault_commit), then renames the copy over the vault; a pending copy
+  left by a crash is promoted if its load is in vault_commit, else deleted, by the next
+  connection that attaches the vault (see "one commit" in docs/CONTRACTS.md).
 - PostgreSQL (psycopg 3): COPY into temporary staging tables, then INSERT … ON CONFLICT DO UPDATE
   (or scope DELETE + INSERT), all tables — vault schema included — in one transaction.
 """
@@ -17,6 +20,7 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +83,9 @@ class _DuckDB(_DB):
         path, vault_path = duckdb_paths(url)
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.con = duckdb.connect(path, read_only=read_only)
+        if vault:
+            with vault_lock(vault_path):
+                recover_pending_vault(self.con, vault_path)
         if vault and read_only:
             if Path(vault_path).exists():
                 self.con.execute(f"ATTACH '{vault_path}' AS {VAULT_SCHEMA} (READ_ONLY)")
@@ -149,6 +156,98 @@ class _Postgres(_DB):
 
     def close(self):
         self.con.close()
+
+
+# --- one commit across the DuckDB warehouse and its vault file -------------------------------
+PENDING_SUFFIX = ".pending"
+_held_locks: dict[str, list] = {}   # vault path -> [open lock file, depth]: re-entrant per process
+
+
+@contextmanager
+def vault_lock(vault_path: str) -> Iterator[None]:
+    """An exclusive lock (flock on `<vault>.lock`) held while a pending vault copy is written,
+    promoted or discarded, so that no other connection acts on a half-written copy."""
+    import fcntl
+
+    held = _held_locks.get(vault_path)
+    if held is not None:
+        held[1] += 1
+        try:
+            yield
+        finally:
+            held[1] -= 1
+        return
+    Path(vault_path).parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(vault_path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        _held_locks[vault_path] = [fd, 1]
+        try:
+            yield
+        finally:
+            del _held_locks[vault_path]
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _discard(path: str) -> None:
+    for p in (path, path + ".wal"):
+        if os.path.exists(p):
+            os.unlink(p)
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(str(Path(path).parent), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _promote(pending: str, vault_path: str) -> None:
+    """The pending copy becomes the vault in one rename (a WAL of the old file cannot be left:
+    the copy was taken after a checkpoint and nothing else writes the vault)."""
+    with open(pending, "rb") as fh:
+        os.fsync(fh.fileno())
+    if os.path.exists(vault_path + ".wal"):
+        os.unlink(vault_path + ".wal")
+    os.replace(pending, vault_path)
+    _fsync_dir(vault_path)
+
+
+def _pending_load_id(pending: str) -> str | None:
+    import duckdb
+
+    try:
+        with duckdb.connect(pending, read_only=True) as con:
+            rows = con.execute("SELECT load_id FROM vault_load").fetchall()
+    except duckdb.Error:   # torn or never committed: not a finished copy
+        return None
+    return rows[0][0] if len(rows) == 1 else None
+
+
+def recover_pending_vault(con, vault_path: str) -> str | None:
+    """A pending vault copy left by a crashed load: promoted when the warehouse committed its
+    load (vault_commit), else deleted. Returns 'promoted', 'discarded' or None. Call under
+    vault_lock with a connection to the warehouse file (the vault not attached)."""
+    pending = vault_path + PENDING_SUFFIX
+    if not os.path.exists(pending):
+        return None
+    load_id = _pending_load_id(pending)
+    committed = False
+    if load_id is not None:
+        has_table = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+                                "AND table_name = 'vault_commit'").fetchone()[0]
+        committed = bool(has_table) and bool(
+            con.execute("SELECT count(*) FROM vault_commit WHERE load_id = ?", [load_id]).fetchone()[0])
+    if committed:
+        _promote(pending, vault_path)
+        log.warning("vault: the pending copy of committed load %s was promoted", load_id)
+        return "promoted"
+    _discard(pending)
+    log.warning("vault: a pending copy of a load that never committed was discarded")
+    return "discarded"
 
 
 def pg_conninfo(url: str) -> dict[str, Any]:
@@ -306,7 +405,29 @@ def _refuse_duplicate_keys(db: _DB, name: str, src: str, keys: tuple[str, ...]) 
 
 
 # --- merging --------------------------------------------------------------------------------
-def _merge_duckdb(db: _DuckDB, name: str, arrow: pa.Table) -> None:
+def _delete_record_scope(db: _DB, target: str, scope: str) -> None:
+    """Remove the rows of the scope's source records; a scope row without a record id stands
+    for every record of its source."""
+    db.con.execute(f"DELETE FROM {target} WHERE source_system IN "
+                   f"(SELECT source_system FROM {scope} WHERE source_record_id IS NULL)")
+    db.con.execute(f"DELETE FROM {target} USING (SELECT DISTINCT source_system, source_record_id FROM {scope} "
+                   f"WHERE source_record_id IS NOT NULL) s WHERE {target}.source_system = s.source_system "
+                   f"AND {target}.source_record_id = s.source_record_id")
+
+
+def record_scope(frame: pd.DataFrame | pa.Table | None, rows: pa.Table) -> pa.Table:
+    """The scope of a `record` merge: (source_system, source_record_id) rows, NULL record id =
+    the whole source. Without one, every source in the rows is replaced whole."""
+    schema = pa.schema([("source_system", pa.string()), ("source_record_id", pa.string())])
+    if frame is None:
+        sources = pc.unique(rows["source_system"]).drop_null() if rows.num_rows else pa.array([], pa.string())
+        return pa.table([sources.cast(pa.string()), pa.nulls(len(sources), pa.string())], schema=schema)
+    if isinstance(frame, pa.Table):
+        return frame.select(schema.names).cast(schema)
+    return pa.Table.from_pandas(frame[schema.names].astype("string"), schema=schema, preserve_index=False)
+
+
+def _merge_duckdb(db: _DuckDB, name: str, arrow: pa.Table, scope: pa.Table | None = None) -> None:
     table = table_for(name)
     target, (mode, keys), keep = qualified(table), table.info["merge"], table.info["keep"]
     cols = [c.name for c in table.columns]
@@ -322,7 +443,16 @@ def _merge_duckdb(db: _DuckDB, name: str, arrow: pa.Table) -> None:
                            f"LEFT JOIN {target} o ON {on}")
             src = "_stg_keep"
         target_rows = db.fetchall(f"SELECT count(*) FROM {target}")[0][0]
-        if mode == "key":
+        if mode == "all":
+            _refuse_duplicate_keys(db, name, "_stg_arrow", tuple(c.name for c in table.primary_key.columns))
+            db.con.execute(f"DELETE FROM {target}")
+        elif mode == "record":
+            db.con.register("_stg_scope", scope)
+            try:
+                _delete_record_scope(db, target, "_stg_scope")
+            finally:
+                db.con.unregister("_stg_scope")
+        elif mode == "key":
             _refuse_duplicate_keys(db, name, "_stg_arrow", keys)
             if target_rows and _covers_target(db, target, src, keys, target_rows, arrow.num_rows):
                 # Every existing row is replaced: dropping all row groups beats a join-delete.
@@ -400,11 +530,22 @@ def _copy_into(db: _Postgres, target: str, col_list: str, arrow: pa.Table, order
             copy.write(chunk)
 
 
-def _merge_postgres(db: _Postgres, name: str, arrow: pa.Table) -> None:
+def _merge_postgres(db: _Postgres, name: str, arrow: pa.Table, scope: pa.Table | None = None) -> None:
     table = table_for(name)
     target, (mode, keys), keep = qualified(table), table.info["merge"], table.info["keep"]
     cols = [c.name for c in table.columns]
     col_list = ", ".join(cols)
+    if mode in ("all", "record"):
+        if mode == "all":
+            db.con.execute(f"DELETE FROM {target}")
+        else:
+            db.con.execute("CREATE TEMP TABLE _stg_scope (source_system text, source_record_id text) ON COMMIT DROP")
+            _copy_into(db, "_stg_scope", "source_system, source_record_id", scope)
+            db.con.execute("ANALYZE _stg_scope")
+            _delete_record_scope(db, target, "_stg_scope")
+            db.con.execute("DROP TABLE _stg_scope")
+        _copy_into(db, target, col_list, arrow)
+        return
     bulk = (mode == "key" and not keep and table.schema != VAULT_SCHEMA
             and _bulk_worthwhile(db, table, arrow.num_rows))
     order = None
@@ -534,45 +675,120 @@ def _bulk_replace_postgres(db: _Postgres, table, stg: str, keys: tuple[str, ...]
         f"INSERT INTO {target} ({col_list}) SELECT {col_list} FROM {stg}"))
 
 
-def _merge(db: _DB, name: str, arrow: pa.Table) -> None:
+def _merge(db: _DB, name: str, arrow: pa.Table, scope: pa.Table | None = None) -> None:
     try:
-        (_merge_duckdb if db.backend == "duckdb" else _merge_postgres)(db, name, arrow)
+        (_merge_duckdb if db.backend == "duckdb" else _merge_postgres)(db, name, arrow, scope)
     except Exception as exc:
         raise LoadError(f"loading table {name} failed, nothing was loaded: {type(exc).__name__}: "
                         f"{str(exc).splitlines()[0][:300]}") from exc
 
 
-def load_tables(url: str, tables: dict[str, pd.DataFrame], run_id: str) -> dict[str, int]:
-    """Merge every frame into its warehouse table in one transaction; returns rows per table.
-    Loading the same tables twice leaves the warehouse identical; a failure loads nothing."""
+def load_tables(url: str, tables: dict[str, pd.DataFrame], run_id: str, *,
+                scopes: dict[str, pd.DataFrame | pa.Table] | None = None) -> dict[str, int]:
+    """Merge every frame into its warehouse table in one commit (warehouse and vault together);
+    returns rows per table. Loading the same tables twice leaves the warehouse identical; a
+    failure loads nothing. `scopes` gives the record scope of `record` tables (quarantine, see
+    record_scope)."""
     arrows = {name: to_arrow(name, frame) for name, frame in tables.items() if frame is not None}
+    scoped = {name: record_scope((scopes or {}).get(name), arrow) for name, arrow in arrows.items()
+              if table_for(name).info["merge"][0] == "record"}
     vault_names = [n for n in arrows if table_for(n).schema == VAULT_SCHEMA]
     main_names = [t.name for t in metadata.sorted_tables if t.name in arrows and t.name not in vault_names]
     started = time.perf_counter()
-    with connect(url, vault=True) as db:
-        if _missing_tables(db):
-            db.close()
-            init_warehouse(url)
-            return load_tables(url, tables, run_id)
-        if db.backend == "duckdb":
-            # One DuckDB transaction writes one file: the vault (keyed upserts) goes first.
-            if vault_names:
-                with db.transaction():
-                    for name in vault_names:
-                        _merge(db, name, arrows[name])
-            with db.transaction():
-                for name in main_names:
-                    _merge(db, name, arrows[name])
-                _drop_orphaned_masters(db, main_names)
-        else:
-            with db.transaction():
+
+    def merge_main(db: _DB) -> None:
+        for name in main_names:
+            _merge(db, name, arrows[name], scoped.get(name))
+        _drop_orphaned_masters(db, main_names)
+        _count_quarantine(db, main_names)
+
+    if backend_of(url) == "duckdb":
+        _load_duckdb(url, arrows, vault_names, merge_main, run_id)
+    else:
+        with connect(url) as db:
+            if _missing_tables(db):
+                db.close()
+                init_warehouse(url)
+                return load_tables(url, tables, run_id, scopes=scopes)
+            with db.transaction():   # the vault schema is in the same database: one transaction
                 _tune_postgres(db)
-                for name in vault_names + main_names:
+                for name in vault_names:
                     _merge(db, name, arrows[name])
-                _drop_orphaned_masters(db, main_names)
+                merge_main(db)
     log.info("run %s: loaded %d tables, %d rows in %.2f s", run_id, len(arrows),
              sum(a.num_rows for a in arrows.values()), time.perf_counter() - started)
     return {name: arrows[name].num_rows for name in vault_names + main_names}
+
+
+def _load_duckdb(url: str, arrows: dict[str, pa.Table], vault_names: list[str], merge_main, run_id: str) -> None:
+    """One commit on DuckDB. Without vault changes: one transaction. With them: the vault's
+    changes go into a copy of the vault file (`<vault>.pending`, 0600, recording its load id in
+    vault.vault_load), the warehouse transaction records the load id in vault_commit, and only
+    then is the copy renamed over the vault. A crash before the warehouse commit leaves a copy
+    that the next connection discards; after it, one that it promotes."""
+    import uuid
+
+    from govdata.failpoints import failpoint
+
+    _, vault_path = duckdb_paths(url)
+    pending = vault_path + PENDING_SUFFIX
+    with vault_lock(vault_path):
+        with connect(url, vault=True) as db:   # recovers a pending copy left by a crash
+            missing = _missing_tables(db)
+            if vault_names and not missing:
+                db.execute(f"CHECKPOINT {VAULT_SCHEMA}")   # the file alone holds the vault (no WAL)
+        if missing:
+            init_warehouse(url)
+        with connect(url) as db:
+            if not vault_names:
+                with db.transaction():
+                    merge_main(db)
+                return
+            load_id = uuid.uuid4().hex
+            _copy_private(vault_path, pending)
+            try:
+                db._attach_vault(pending)
+                with db.transaction():
+                    for name in vault_names:
+                        _merge(db, name, arrows[name])
+                    db.execute(f"DELETE FROM {VAULT_SCHEMA}.vault_load")
+                    db.execute(f"INSERT INTO {VAULT_SCHEMA}.vault_load VALUES (?, ?)", (load_id, run_id))
+                db.execute(f"CHECKPOINT {VAULT_SCHEMA}")
+                db.execute(f"DETACH {VAULT_SCHEMA}")
+                failpoint("load_vault_written")
+                with db.transaction():
+                    merge_main(db)
+                    db.execute("INSERT INTO vault_commit VALUES (?, ?, ?)",
+                               (load_id, run_id, datetime.now(timezone.utc).replace(tzinfo=None)))
+            except BaseException:
+                if VAULT_SCHEMA in {r[0] for r in db.fetchall("SELECT database_name FROM duckdb_databases()")}:
+                    db.execute(f"DETACH {VAULT_SCHEMA}")
+                _discard(pending)
+                raise
+        failpoint("load_warehouse_committed")
+        _promote(pending, vault_path)
+
+
+def _copy_private(source: str, target: str) -> None:
+    """Copy a file to a new file created with mode 0600."""
+    import shutil
+
+    _discard(target)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+        shutil.copyfileobj(src, out, 1 << 22)
+
+
+def _count_quarantine(db: _DB, loaded: list[str]) -> None:
+    """dim_source's quarantine figures from the quarantine table as it stands after the load
+    (it holds every live record's rows, not only those this run normalised)."""
+    if "dim_source" not in loaded and "quarantine" not in loaded:
+        return
+    db.execute("UPDATE dim_source SET "
+               "rejected_rows = (SELECT count(DISTINCT q.source_record_id) FROM quarantine q "
+               "WHERE q.source_system = dim_source.source_system AND q.row_rejected), "
+               "quarantined_values = (SELECT count(*) FROM quarantine q "
+               "WHERE q.source_system = dim_source.source_system AND q.row_rejected IS NOT TRUE)")
 
 
 def _drop_orphaned_masters(db: _DB, loaded: list[str]) -> None:

@@ -3,7 +3,10 @@
 Every table declares how a load merges into it (`info["merge"]`):
 - `("key", cols)`: upsert by primary key — rows with the same key are replaced;
 - `("scope", cols)`: all rows whose scope (e.g. run_id + source_system) appears in the load
-  are replaced (tables without a natural row key, like quarantine and dq_result).
+  are replaced (tables without a natural row key, like dq_result);
+- `("all", ())`: the load is the table's whole new content (identifier_owner);
+- `("record", cols)`: quarantine — the rows of every source record re-normalised by the run
+  (or of every record of a source read in full) are replaced, see warehouse.load.
 `info["keep"]` lists columns an upsert never overwrites (first_seen_run).
 Tables in schema `vault` hold encrypted identifiers: a separate DuckDB file, or the PostgreSQL
 schema only govdata_steward may read.
@@ -119,7 +122,18 @@ quarantine = _table(
     "quarantine", Column("run_id", String, nullable=False), Column("source_system", String, nullable=False),
     Column("source_record_id", String), Column("element", String), Column("reason_code", String),
     Column("masked_value", String), Column("row_rejected", Boolean), Column("message", Text),
-    merge=("scope", ("run_id", "source_system")))
+    merge=("record", ("source_system", "source_record_id")))
+
+identifier_owner = _table(
+    "identifier_owner", _pk("entity"), _pk("identifier_token"), Column("master_id", String, nullable=False),
+    Column("agreement", Integer), Column("assigned_run", String),
+    merge=("all", ()))
+
+fact_owner_change = _table(
+    "fact_owner_change", _pk("run_id"), _pk("fact_table"), _pk("source_system"), _pk("source_record_id"),
+    _pk("role"), Column("identifier_token", String), Column("identifier_masked", String),
+    Column("old_owner", String), Column("new_owner", String), Column("reason", String),
+    merge=("key", ("run_id", "fact_table", "source_system", "source_record_id", "role")))
 
 etl_run = _table(
     "etl_run", _pk("run_id"), Column("started_at", DateTime), Column("finished_at", DateTime),
@@ -136,6 +150,10 @@ dq_result = _table(
     Column("success", Boolean), Column("observed_value", Text), Column("unexpected_count", BigInteger),
     Column("element_count", BigInteger), merge=("scope", ("run_id", "source_system")))
 
+vault_commit = _table(
+    "vault_commit", _pk("load_id"), Column("run_id", String), Column("committed_at", DateTime),
+    merge=("key", ("load_id",)), analyst=False)
+
 identify_audit = _table(
     "identify_audit", _pk("audit_id"), Column("who", String, nullable=False), Column("asked_at", DateTime, nullable=False),
     Column("token", String, nullable=False), Column("reason", Text, nullable=False),
@@ -150,6 +168,12 @@ vault_enterprise = _table(
     "vault_enterprise", _pk("enterprise_id"), Column("legal_rep_token", String),
     Column("legal_rep_id_number_enc", LargeBinary),
     merge=("key", ("enterprise_id",)), analyst=False, schema=VAULT_SCHEMA)
+
+
+# DuckDB: the load that last wrote the vault file (one row); see warehouse.load, "one commit".
+vault_load = _table(
+    "vault_load", _pk("load_id"), Column("run_id", String), merge=("key", ("load_id",)), analyst=False,
+    schema=VAULT_SCHEMA)
 
 
 def table_for(name: str) -> Table:
