@@ -358,7 +358,7 @@ def _name(values: pd.Series, ctx: Context) -> Outcome:
         return Outcome({"name": r["name"], "name_core": r["name_core"], "name_region": r["name_region"]}, none)
     people = names.normalise_person_names(values)
     if el in ("name", "name_latin", "name_pinyin", "legal_rep_name") and ctx.kind in ("person", "enterprise"):
-        # A person's name is letters (any script), marks and the middle dot: digits, emoji,
+        # A person's name is letters, marks and the middle dot (PERSON_NAME_RE): digits, emoji,
         # punctuation or SQL in it mean the column holds something else (an ID or phone
         # number would otherwise reach dim_person.name unmasked).
         bad = _invalid_person_name(people["name"])
@@ -378,7 +378,10 @@ def _name(values: pd.Series, ctx: Context) -> Outcome:
     return Outcome({el: value.astype(STRING)}, none)
 
 
-PERSON_NAME_RE = r"^[\p{L}\p{M}·]+$"
+# Han, the scripts of China's minority languages, basic latin letters (mixed names), marks and the
+# middle dot. Greek, Cyrillic or extended latin in a Chinese name field is mojibake: GBK bytes read
+# as UTF-8 ("张" -> "Τƽ"-like pairs) decode without error and would otherwise pass.
+PERSON_NAME_RE = r"^[\p{Han}\p{Tibetan}\p{Arabic}\p{Mongolian}\p{Yi}A-Za-z\p{M}·]+$"
 
 
 def _invalid_person_name(name: pd.Series) -> pd.Series:
