@@ -182,21 +182,23 @@ def evaluate(world: Path = typer.Option(..., "--world", help="generated world (w
 
 
 @app.command()
-def identify(token: str = typer.Argument(..., help="person or enterprise token"),
+def identify(tokens: list[str] = typer.Argument(..., help="person, phone or legal-representative token(s)"),
              reason: str = typer.Option(..., "--reason", help="why the raw identifier is needed (audited)"),
-             who: Optional[str] = typer.Option(None, help="steward name (default: the login)"),
+             second_reason: Optional[str] = typer.Option(
+                 None, "--second-reason", help="required above GOVDATA_IDENTIFY_BULK_LIMIT tokens (audited)"),
              warehouse: Optional[str] = WAREHOUSE_OPT) -> None:
-    """Resolve a token to the raw identifier (stewards only); writes an audit row."""
-    import getpass
-
+    """Resolve tokens to raw identifiers, stewards only: on PostgreSQL the database checks the login
+    role (govdata_steward) and audits it; on DuckDB whoever can read the key file, audited by OS account."""
     from warehouse.vault import identify as resolve
 
     url, _ = _warehouse_and_lake(warehouse, None)
     try:
-        print(resolve(url, token, reason, who or getpass.getuser()))
-    except (LookupError, ValueError) as exc:
+        values = resolve(url, tokens, reason, second_reason)
+    except (LookupError, ValueError, PermissionError) as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(1) from None
+    for tok, value in values.items():
+        print(value if len(values) == 1 else f"{tok}\t{value}")
 
 
 @warehouse_app.command("init")

