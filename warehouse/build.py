@@ -170,23 +170,33 @@ def identifier_holders(xref: pd.DataFrame | None, std_frames: list[pd.DataFrame]
         return empty
     ident = recs[identifier].astype("string")
     first, second = _encoded_agreement(recs, entity, ident)
-    encoded = first.astype("int64") * 2 + second.astype("int64")
+    encoded = first.to_numpy(np.int64) * 2 + second.to_numpy(np.int64)
+    # Integer codes from here on (hash factorisation; no string sorts): the identifier, the master.
+    id_code, id_values = pd.factorize(ident)
+    m_code, m_values = pd.factorize(recs[id_col].astype("string"))
     # The holder's name: the most frequent name among the identifier's records that agree best
     # with it (ties: the smallest name).
     name = _text(recs, "name").fillna(_text(recs, "name_pinyin"))
-    id_code = pd.Series(pd.factorize(ident)[0], index=recs.index)
-    best_encoded = encoded.groupby(id_code).transform("max")
-    named = pd.DataFrame({"id": id_code, "name": name})[(encoded == best_encoded) & name.notna()]
-    counts = named.groupby(["id", "name"], observed=True).size().rename("n").reset_index()
-    counts = counts.sort_values(["id", "n", "name"], ascending=[True, False, True]).drop_duplicates("id")
-    holder_name = id_code.map(pd.Series(counts["name"].to_numpy(), index=counts["id"].to_numpy()))
-    name_ok = (name == holder_name.astype("string")).fillna(False).astype("int64")
-    recs = pd.DataFrame({"identifier": ident, "master_id": recs[id_col].astype("string"),
-                         "agreement": encoded * 2 + name_ok})
-    pairs = recs.groupby(["identifier", "master_id"], observed=True).agg(
-        agreement=("agreement", "max"), records=("agreement", "size")).reset_index()
-    pairs.insert(0, "identifier_token", token(pairs["identifier"], key))
-    return pairs.drop(columns="identifier").astype({"agreement": "int64", "records": "int64"})
+    name_rank, _ = pd.factorize(name, sort=True)          # sorts the distinct names only
+    best_encoded = pd.Series(encoded).groupby(id_code).transform("max").to_numpy()
+    pick = (encoded == best_encoded) & (name_rank >= 0)
+    pair = pd.Series(1, index=pd.MultiIndex.from_arrays([id_code[pick], name_rank[pick]])).groupby(level=[0, 1]).size()
+    ids_, names_, n_ = (pair.index.get_level_values(0).to_numpy(), pair.index.get_level_values(1).to_numpy(),
+                        pair.to_numpy())
+    order = np.lexsort((names_, -n_, ids_))
+    first_of = np.r_[True, ids_[order][1:] != ids_[order][:-1]]
+    holder_name = np.full(len(id_values), -2, dtype=np.int64)
+    holder_name[ids_[order][first_of]] = names_[order][first_of]
+    name_ok = (name_rank == holder_name[id_code]).astype(np.int64)
+    agreement = encoded * 2 + name_ok
+    key_ = id_code.astype(np.int64) * max(len(m_values), 1) + m_code
+    grouped = pd.DataFrame({"k": key_, "a": agreement}).groupby("k", sort=False)["a"].agg(["max", "size"])
+    k = grouped.index.to_numpy()
+    id_of, m_of = k // max(len(m_values), 1), k % max(len(m_values), 1)
+    tokens = token(pd.Series(id_values, dtype="string"), key).to_numpy()
+    return pd.DataFrame({"identifier_token": pd.array(tokens[id_of], dtype="string"),
+                         "master_id": pd.array(np.asarray(m_values, dtype=object)[m_of], dtype="string"),
+                         "agreement": grouped["max"].to_numpy(np.int64), "records": grouped["size"].to_numpy(np.int64)})
 
 
 def resolve_owners(holders: pd.DataFrame, previous: pd.DataFrame | None, live_masters: pd.Series,
@@ -195,35 +205,55 @@ def resolve_owners(holders: pd.DataFrame, previous: pd.DataFrame | None, live_ma
     per identifier someone holds. The previous owner stays while it exists, holds the identifier
     and agrees as well as the best holder; otherwise the best holder (highest agreement, then most
     records, then the smallest master id) takes over. changes: identifier_token, old_owner,
-    new_owner, reason (OWNER_REASONS) for every identifier whose owner is new or moved."""
-    order = holders.sort_values(["identifier_token", "agreement", "records", "master_id"],
-                                ascending=[True, False, False, True], kind="stable")
-    best = order.drop_duplicates("identifier_token")[["identifier_token", "master_id", "agreement"]]
-    prev = (previous if previous is not None else pd.DataFrame(columns=["identifier_token", "master_id"]))
-    prev = pd.DataFrame({"identifier_token": _text(prev, "identifier_token"), "old_owner": _text(prev, "master_id"),
-                         "old_run": _text(prev, "assigned_run")}).dropna(subset=["identifier_token", "old_owner"])
-    prev = prev.drop_duplicates("identifier_token")
-    m = best.merge(prev, on="identifier_token", how="outer")
-    held = holders[["identifier_token", "master_id", "agreement"]].rename(
-        columns={"master_id": "old_owner", "agreement": "old_agreement"})
-    m = m.merge(held, on=["identifier_token", "old_owner"], how="left")
-    has_prev = m["old_owner"].notna()
-    keep = has_prev & (m["old_agreement"] == m["agreement"]).fillna(False)
-    owner = m["old_owner"].where(keep, m["master_id"]).astype("string")
-    reason = pd.Series(pd.NA, index=m.index, dtype="string")
-    reason[~has_prev] = "new_identifier"
+    new_owner, reason (OWNER_REASONS) for every identifier whose owner is new or moved.
+    Vectorised on integer codes (hash factorisation; only distinct master ids are sorted)."""
+    prev = previous if previous is not None else pd.DataFrame(columns=["identifier_token", "master_id"])
+    prev = pd.DataFrame({"t": _text(prev, "identifier_token"), "m": _text(prev, "master_id"),
+                         "run": _text(prev, "assigned_run")}).dropna(subset=["t", "m"]).drop_duplicates("t")
+    h_tok, h_m = _text(holders, "identifier_token"), _text(holders, "master_id")
+    t_code, t_values = pd.factorize(pd.concat([h_tok, prev["t"]], ignore_index=True))
+    m_rank, m_values = pd.factorize(pd.concat([h_m, prev["m"]], ignore_index=True), sort=True)
+    nh, nt, nm = len(holders), len(t_values), max(len(m_values), 1)
+    ht, hm, pt, pm = t_code[:nh], m_rank[:nh], t_code[nh:], m_rank[nh:]
+    agreement = holders["agreement"].to_numpy(np.int64)
+    records = holders["records"].to_numpy(np.int64)
+    # the best holder per identifier
+    order = np.lexsort((hm, -records, -agreement, ht))
+    first = order[np.r_[True, ht[order][1:] != ht[order][:-1]]] if nh else order
+    best_m = np.full(nt, -1, dtype=np.int64)
+    best_a = np.full(nt, -1, dtype=np.int64)
+    best_m[ht[first]], best_a[ht[first]] = hm[first], agreement[first]
+    # the previous owner's agreement, when it still holds the identifier
+    prev_m = np.full(nt, -1, dtype=np.int64)
+    prev_m[pt] = pm
+    prev_run = np.full(nt, None, dtype=object)
+    prev_run[pt] = prev["run"].to_numpy(dtype=object, na_value=None)
+    found = pd.Index(ht.astype(np.int64) * nm + hm).get_indexer(np.arange(nt, dtype=np.int64) * nm + prev_m)
+    prev_a = np.where((prev_m >= 0) & (found >= 0), agreement[np.maximum(found, 0)] if nh else -1, -1)
+    has_prev = prev_m >= 0
+    keep = has_prev & (prev_a == best_a) & (best_a >= 0)
+    owner = np.where(keep, prev_m, best_m)
+    live = np.zeros(nm, dtype=bool)
+    live[np.flatnonzero(pd.Series(m_values).isin(live_masters).to_numpy())] = True
+    reason = np.full(nt, None, dtype=object)
     moved = has_prev & ~keep
+    reason[~has_prev] = "new_identifier"
     reason[moved] = "better_holder"
-    reason[moved & m["old_agreement"].isna()] = "owner_lost_identifier"
-    reason[moved & ~m["old_owner"].isin(live_masters)] = "owner_gone"
-    reason[moved & m["master_id"].isna()] = "no_holder"
-    owners = pd.DataFrame({"identifier_token": m["identifier_token"].astype("string"), "master_id": owner,
-                           "agreement": m["old_agreement"].where(keep, m["agreement"]).astype("Int64"),
-                           "assigned_run": m["old_run"].where(keep & m["old_run"].notna(), run_id).astype("string")})
-    owners = owners[owners["master_id"].notna()].sort_values("identifier_token").reset_index(drop=True)
-    changes = pd.DataFrame({"identifier_token": m["identifier_token"], "old_owner": m["old_owner"],
-                            "new_owner": owner, "reason": reason})[reason.notna().to_numpy()]
-    return owners, changes.reset_index(drop=True)
+    reason[moved & (prev_a < 0)] = "owner_lost_identifier"
+    reason[moved & ~live[np.maximum(prev_m, 0)]] = "owner_gone"
+    reason[moved & (best_m < 0)] = "no_holder"
+    masters = np.asarray(m_values, dtype=object)
+    names = lambda codes: pd.array(np.where(codes >= 0, masters[np.maximum(codes, 0)], None), dtype="string")  # noqa: E731
+    tokens = pd.array(np.asarray(t_values, dtype=object), dtype="string")
+    held = owner >= 0
+    owners = pd.DataFrame({"identifier_token": tokens[held], "master_id": names(owner[held]),
+                           "agreement": pd.array(np.where(keep, prev_a, best_a)[held], dtype="Int64"),
+                           "assigned_run": pd.array(np.where(keep & (prev_run != None), prev_run, run_id)[held],  # noqa: E711
+                                                    dtype="string")})
+    changed = reason != None  # noqa: E711
+    changes = pd.DataFrame({"identifier_token": tokens[changed], "old_owner": names(prev_m[changed]),
+                            "new_owner": names(owner[changed]), "reason": pd.array(reason[changed], dtype="string")})
+    return owners, changes
 
 
 def _claims_from_facts(previous: dict, role: str) -> pd.DataFrame:
