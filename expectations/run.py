@@ -234,8 +234,11 @@ def validate_standardised(
 
 def build_docs(context, docs_dir: Path) -> Path:
     """Static Data Docs site from this context's suites and validation results."""
+    from expectations.offline_docs import make_offline
+
     context.build_data_docs(site_names=[DOCS_SITE])
     index = Path(docs_dir).resolve() / "index.html"
     if not index.exists():
         raise RuntimeError(f"GX did not write Data Docs index {index}")
+    make_offline(docs_dir)   # CDN styles/scripts/fonts -> vendored copies: the docs open offline
     return index
