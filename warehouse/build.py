@@ -184,7 +184,7 @@ def identifier_holders(xref: pd.DataFrame | None, std_frames: list[pd.DataFrame]
     ids_, names_, n_ = (pair.index.get_level_values(0).to_numpy(), pair.index.get_level_values(1).to_numpy(),
                         pair.to_numpy())
     order = np.lexsort((names_, -n_, ids_))
-    first_of = np.r_[True, ids_[order][1:] != ids_[order][:-1]]
+    first_of = np.r_[True, ids_[order][1:] != ids_[order][:-1]] if len(order) else np.zeros(0, dtype=bool)
     holder_name = np.full(len(id_values), -2, dtype=np.int64)
     holder_name[ids_[order][first_of]] = names_[order][first_of]
     name_ok = (name_rank == holder_name[id_code]).astype(np.int64)
