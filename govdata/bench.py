@@ -106,6 +106,69 @@ def parallel_link_bench(workers: int = 2) -> dict:
             "link_records_per_second_parallel": round(records / wall)}
 
 
+# lake folder -> the stage that writes (and the next stage reads) its files
+LAKE_STAGES = {"raw": "extract", "std": "normalise", "quarantine": "normalise", "current": "normalise",
+               "deleted": "normalise", "changed": "normalise", "dq": "validate", "link": "link"}
+
+
+def lake_encryption_bench(folder: Path | None = None, repeat: int = 2) -> dict:
+    """What Parquet modular encryption costs the run just made: every Parquet file of its lake
+    folder written and read back once encrypted (as the lake does) and once without encryption,
+    same table, same options (best of `repeat`); the difference summed per stage. The link
+    stage's hand-offs (deleted at the end of the run) are rebuilt from the current snapshots:
+    one uncompressed hand-off per entity kind, as link_plan writes them."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from govdata import lake
+    from govdata.settings import get_settings
+
+    if folder is None:   # the newest run folder of the lake
+        folder = max((p for p in Path(get_settings().lake).iterdir() if (p / "current").is_dir()),
+                     key=lambda p: (p / "current").stat().st_mtime)
+    scratch = OUT / "encryption_bench"
+    scratch.mkdir(parents=True, exist_ok=True)
+
+    def best(fn) -> float:
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    def cost(table: pa.Table, handoff: bool) -> tuple[float, float]:
+        options = {"compression": "none"} if handoff else {}
+        enc_path = str(scratch / ("t" + (lake.HANDOFF_SUFFIX if handoff else ".parquet")))
+        plain_path = str(scratch / "plain.parquet")
+        encrypted = best(lambda: (lake.write_parquet(table, enc_path), lake.read_arrow(enc_path)))
+        plain = best(lambda: (pq.write_table(table, plain_path, **options), pq.read_table(plain_path)))
+        return encrypted, plain
+
+    per_stage: dict = {}
+    files = rows = 0
+    encrypted_total = plain_total = 0.0
+    work = [(LAKE_STAGES.get(p.relative_to(folder).parts[0]), lake.read_arrow(str(p)), False)
+            for p in sorted(folder.rglob("*.parquet"))]
+    snapshots = [(t, p) for t, p in zip([w[1] for w in work], sorted(folder.rglob("*.parquet")))
+                 if p.relative_to(folder).parts[0] == "current"]
+    for kind in ("person", "enterprise"):
+        current = [t for t, _ in snapshots if "kind" in t.column_names and t.num_rows and t["kind"][0].as_py() == kind]
+        if current:
+            work.append(("link", pa.concat_tables(current, promote_options="permissive"), True))
+    for stage, table, handoff in work:
+        if stage is None or not lake.encrypted_columns(table.schema):
+            continue
+        encrypted, plain = cost(table, handoff)
+        per_stage[stage] = per_stage.get(stage, 0.0) + encrypted - plain
+        encrypted_total, plain_total = encrypted_total + encrypted, plain_total + plain
+        files, rows = files + 1, rows + table.num_rows
+    return {"lake_encryption_seconds_by_stage": {k: round(v, 2) for k, v in per_stage.items()},
+            "lake_encryption_seconds": round(encrypted_total - plain_total, 2),
+            "lake_encrypted_files_measured": files, "lake_encrypted_rows_measured": rows,
+            "lake_io_seconds_encrypted": round(encrypted_total, 2), "lake_io_seconds_plain": round(plain_total, 2)}
+
+
 def incremental_bench(change_share: float) -> dict:
     """A day of changes (govdata/demo_changes.py) linked incrementally, then the same data
     relinked in full: link-stage speed of both and how many records they place differently."""
@@ -179,6 +242,7 @@ def main(persons: int = typer.Option(200_000), seed: int = typer.Option(7),
     OUT.mkdir(parents=True)
     os.environ["GOVDATA_HOME"] = str(OUT.resolve())
     results = pipeline_bench(persons, seed)
+    results.update(lake_encryption_bench())
     results.update(parallel_link_bench())
     if incremental > 0:
         results.update(incremental_bench(incremental))

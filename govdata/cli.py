@@ -201,6 +201,25 @@ def identify(tokens: list[str] = typer.Argument(..., help="person, phone or lega
         print(value if len(values) == 1 else f"{tok}\t{value}")
 
 
+vault_app = typer.Typer(help="The personal-data vault.", no_args_is_help=True)
+app.add_typer(vault_app, name="vault")
+
+
+@vault_app.command("rotate-key")
+def vault_rotate_key(warehouse: Optional[str] = WAREHOUSE_OPT) -> None:
+    """New token/encryption key: vault re-encrypted, warehouse tokens re-mapped (docs/SECURITY.md)."""
+    from warehouse.vault import rotate_settings_key
+
+    url, _ = _warehouse_and_lake(warehouse, None)
+    try:
+        result = rotate_settings_key(url)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    print(json.dumps(result, indent=2))
+    console.print("key rotated: run `govdata run --full-refresh` now to re-tokenise what the vault cannot map")
+
+
 @warehouse_app.command("init")
 def warehouse_init(warehouse: Optional[str] = WAREHOUSE_OPT) -> None:
     """Create the schema (and on PostgreSQL the roles govdata_loader/steward/analyst)."""

@@ -200,3 +200,141 @@ def identify(url: str, tokens: str | list[str], reason: str, second_reason: str 
                           + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
     values = {t: decrypt_value(found[t][1], key, found[t][0]) for t in wanted}
     return values[wanted[0]] if single else values
+
+
+# --- key rotation -------------------------------------------------------------------------------
+def _decrypt_any(blob, keys: list[bytes], field: str) -> str:
+    from cryptography.exceptions import InvalidTag
+
+    for key in keys:
+        try:
+            return decrypt_value(blob, key, field)
+        except InvalidTag:
+            continue
+    raise ValueError(f"vault value of {field} decrypts under none of the {len(keys)} key(s) given")
+
+
+def _hmac(key: bytes, value: str) -> str:
+    return hmac.digest(key, value.encode(), "sha256").hex()
+
+
+def _register(db, name: str, table) -> None:
+    """An Arrow table visible to SQL as `name` (DuckDB: a registered view, no write; PostgreSQL:
+    a temporary table filled by COPY)."""
+    import pyarrow as pa
+
+    if db.backend == "duckdb":
+        db.con.register(name, table)
+        return
+    types = {f.name: "bytea" if pa.types.is_binary(f.type) else "text" for f in table.schema}
+    db.execute(f"CREATE TEMP TABLE {name} ({', '.join(f'{c} {t}' for c, t in types.items())}) ON COMMIT DROP")
+    with db.con.cursor().copy(f"COPY {name} ({', '.join(types)}) FROM STDIN") as copy:
+        for row in zip(*(table.column(c).to_pylist() for c in types)):
+            copy.write_row(row)
+
+
+def rotate_key(url: str, old_keys: list[bytes], new_key: bytes) -> dict:
+    """Re-encrypts the vault under new_key and re-tokenises the warehouse. Vault values may be
+    under any of old_keys or already under new_key (a rerun after a crash continues). Every
+    `*_token` column of the warehouse (identify_audit excepted: an audit is not rewritten) is
+    mapped old → new through the vault's plaintexts and the enterprises' USCCs; returns counts,
+    including tokens it could not map (the next full-refresh run rebuilds those)."""
+    import pyarrow as pa
+
+    from warehouse.load import backend_of, connect, duckdb_paths
+    from warehouse.schema import metadata
+
+    keys = [new_key, *[k for k in old_keys if k != new_key]]
+    mapping: dict[str, str] = {}
+    vault_new: dict[str, pa.Table] = {}
+    with connect(url, vault=True) as db:
+        for table, key_col in (("vault_person", "person_id"), ("vault_enterprise", "enterprise_id")):
+            rows = db.fetch_arrow(f"SELECT * FROM vault.{table}").to_pylist()
+            out = {key_col: [r[key_col] for r in rows]}
+            for _, tok_col, enc_col, fld in [lk for lk in _LOOKUPS if lk[0] == table]:
+                plains = [None if r[enc_col] is None else _decrypt_any(r[enc_col], keys, fld) for r in rows]
+                out[tok_col] = [None if p is None else _hmac(new_key, p) for p in plains]
+                out[enc_col] = list(encrypt_values(pd.Series(plains, dtype=object), new_key, fld))
+                for p, new in zip(plains, out[tok_col]):
+                    if p is not None:
+                        mapping.update({_hmac(k, p): new for k in keys})
+            vault_new[table] = pa.table(out)
+        usccs = [r[0] for r in db.fetchall("SELECT DISTINCT uscc FROM dim_enterprise WHERE uscc IS NOT NULL")]
+    for u in usccs:
+        mapping.update({_hmac(k, u): _hmac(new_key, u) for k in keys})
+    token_map = pa.table({"old_token": list(mapping), "new_token": list(mapping.values())})
+    columns = [(t.name, c.name) for t in metadata.sorted_tables if t.schema is None and t.name != "identify_audit"
+               for c in t.columns if c.name.endswith("_token")]
+    result = {"vault_person": vault_new["vault_person"].num_rows,
+              "vault_enterprise": vault_new["vault_enterprise"].num_rows, "tokens_mapped": {}, "tokens_unmapped": {}}
+
+    def rewrite_vault(db) -> None:
+        for table, new in vault_new.items():
+            key_col = new.column_names[0]
+            _register(db, f"new_{table}", new)
+            sets = ", ".join(f"{c} = n.{c}" for c in new.column_names[1:])
+            db.execute(f"UPDATE vault.{table} SET {sets} FROM new_{table} n WHERE {table}.{key_col} = n.{key_col}")
+
+    def rewrite_warehouse(db) -> None:
+        _register(db, "token_map", token_map)
+        present = {r[0] for r in db.fetchall("SELECT table_name FROM information_schema.tables")}
+        for table, col in columns:
+            if table not in present:
+                continue
+            db.execute(f"UPDATE {table} SET {col} = m.new_token FROM token_map m WHERE {table}.{col} = m.old_token")
+            left = db.fetchall(f"SELECT count(*) FROM {table} WHERE {col} IS NOT NULL "
+                               f"AND {col} NOT IN (SELECT new_token FROM token_map)")[0][0]
+            result["tokens_unmapped"][f"{table}.{col}"] = int(left)
+
+    if backend_of(url) == "duckdb":   # one DuckDB transaction writes one file: vault, then warehouse
+        from warehouse.load import vault_lock
+
+        with vault_lock(duckdb_paths(url)[1]):
+            with connect(url, vault=True) as db:
+                with db.transaction():
+                    rewrite_vault(db)
+                db.execute(f"CHECKPOINT vault")
+            with connect(url) as db:
+                with db.transaction():
+                    rewrite_warehouse(db)
+    else:
+        with connect(url) as db:
+            with db.transaction():   # vault schema and warehouse: one commit
+                rewrite_vault(db)
+                rewrite_warehouse(db)
+    return result
+
+
+def rotate_settings_key(url: str) -> dict:
+    """`govdata vault rotate-key`: a new root key for the key file (kept in <key>.next until done,
+    so a rerun after a crash continues), the vault and warehouse rotated, the old key moved to
+    <key>.previous (decrypt only: lake files of earlier runs). With GOVDATA_TOKEN_KEY from a
+    secret store: rotates from GOVDATA_TOKEN_KEY_PREVIOUS to GOVDATA_TOKEN_KEY."""
+    import secrets
+
+    from govdata.settings import get_settings
+
+    settings = get_settings()
+    if os.environ.get("GOVDATA_TOKEN_KEY"):
+        previous = settings.previous_token_keys()
+        if not previous:
+            raise ValueError("GOVDATA_TOKEN_KEY is set: put the new key there and the old one in "
+                             "GOVDATA_TOKEN_KEY_PREVIOUS, then run rotate-key again")
+        return rotate_key(url, previous, settings.token_key())
+    key_file = settings.key_file
+    old = settings.token_key()
+    following = key_file.with_name(key_file.name + ".next")
+    if not following.exists():
+        fd = os.open(following, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+    new = bytes.fromhex(following.read_text().strip())
+    result = rotate_key(url, [old, *settings.previous_token_keys()], new)
+    retired = list(dict.fromkeys(k.hex() for k in [old, *settings.previous_token_keys()] if k != new))
+    staging = settings.previous_key_file.with_name(settings.previous_key_file.name + ".tmp")
+    fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("\n".join(retired) + "\n")
+    os.replace(staging, settings.previous_key_file)
+    os.replace(following, key_file)
+    return {**result, "key_file": str(key_file), "previous_keys": len(retired)}
