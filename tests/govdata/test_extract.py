@@ -93,3 +93,36 @@ def test_query_quotes_identifiers_and_filters_by_watermark(tmp_path):
     assert sql == ('SELECT "RKBH", "SFZHM", "XM", "NL", "ZHGXSJ" FROM "T_RK" WHERE "ZHGXSJ" > :watermark '
                    'ORDER BY "RKBH"')
     assert params == {"watermark": "2024"}
+
+
+def _untyped_db(tmp_path, rows):
+    """Columns without declared types: SQLite keeps each value's storage class as written."""
+    path = tmp_path / "hostile.sqlite"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE T_RK (RKBH, SFZHM, XM, NL, ZHGXSJ)")
+    con.executemany("INSERT INTO T_RK VALUES (?,?,?,?,?)", rows)
+    con.execute("UPDATE T_RK SET XM = CAST(X'E5BCA0FFFE' AS TEXT) WHERE RKBH = 'bad-utf8'")
+    con.commit()
+    con.close()
+    return path
+
+
+def test_hostile_values_are_decoded_never_raised(tmp_path):
+    """Invalid UTF-8 stored as TEXT, BLOBs, REAL keys and codes, padded keys: the extract goes on,
+    bad bytes become U+FFFD (normalise quarantines them as undecodable), integral REALs are
+    integer text and keys are canonical."""
+    rows = [(1.1e17, "11010519491231002X", "张三", 4.0, "2024-01-01"),
+            ("bad-utf8", None, "x", 2.5, "2024-01-01"),
+            ("  P7 ", None, b"\x89PNG\r\n", None, "2024-01-01"),
+            ("\uff18", None, b"\xe6\x9d\x8e\xe5\x9b\x9b", 7, "2024-01-01"),
+            ("   ", None, "王五", None, "2024-01-01")]
+    src = _source(_untyped_db(tmp_path, rows), incremental=False)
+    raw = read_parquet(extract_source(src, str(tmp_path / "raw.parquet")).path)
+    by_key = raw.set_index("RKBH")
+    # SQLite orders a REAL before any TEXT
+    assert raw["_source_record_id"].tolist() == ["110000000000000000", None, "P7", "bad-utf8", "8"]
+    assert by_key.loc["110000000000000000", "NL"] == "4"
+    assert by_key.loc["bad-utf8", "XM"] == "张\ufffd\ufffd"
+    assert by_key.loc["bad-utf8", "NL"] == "2.5"
+    assert by_key.loc["  P7 ", "XM"] == "\ufffdPNG\r\n"
+    assert by_key.loc["\uff18", "XM"] == "李四"

@@ -185,3 +185,121 @@ def test_bench_normalise_runs_and_reports():
     report = bench_normalise(300, STANDARDS, repeats=2)
     assert report["rows"] == 300 and report["rows_standardised"] == 300
     assert report["steady_rows_per_second"] > 0
+
+
+# ---------------------------------------------------------------- row-level fault isolation
+APPLICATION = SourceConfig(name="zw", department="政务服务", kind="application", connection="sqlite://",
+                           table="T_SQ", primary_key="SQBH",
+                           columns={"SQBH": "application_no", "SFZ": "applicant_id_number", "MC": "applicant_name",
+                                    "PJ": "rating", "SX": "legal_limit_days"})
+
+
+def _application_raw(keys, **columns) -> pd.DataFrame:
+    n = len(keys)
+    frame = pd.DataFrame({"SQBH": pd.Series(keys, dtype=object),
+                          "SFZ": columns.get("SFZ", [VALID_ID] * n), "MC": columns.get("MC", ["张三"] * n),
+                          "PJ": columns.get("PJ", ["5"] * n), "SX": columns.get("SX", ["10"] * n)})
+    frame["_source_record_id"] = frame["SQBH"]
+    frame["_row_hash"] = [f"{i:016x}" for i in range(n)]
+    return frame
+
+
+def _entries(result) -> list[tuple]:
+    q = result.quarantine
+    return sorted(zip(q.source_record_id, q.element, q.reason_code, q.row_rejected, q.masked_value.fillna("")))
+
+
+def test_bad_keys_reject_their_rows_and_the_run_goes_on():
+    raw = _application_raw([" A1 ", "A1", "A2", "A2", None, "", "   ", "NULL", "A3\ufffd", "Ａ4"],
+                           MC=["张三", "张三", "李四", "王五", "赵六", "赵六", "赵六", "赵六", "钱七", "孙八"])
+    result = normalise_source(raw, APPLICATION, STANDARDS)
+    assert result.standardised["source_record_id"].tolist() == ["A1", "A4"]
+    assert result.standardised["application_no"].tolist() == ["A1", "A4"]
+    hashes = raw["_row_hash"]
+    assert _entries(result) == sorted([
+        ("A1#2", "source_record_id", "duplicate_key", True, "A*"),            # identical copy: first kept
+        ("A2#1", "source_record_id", "duplicate_key", True, "A*"),            # copies disagree: both out
+        ("A2#2", "source_record_id", "duplicate_key", True, "A*"),
+        (f"(missing key)#{hashes[4]}", "source_record_id", "missing_key", True, ""),
+        (f"(missing key)#{hashes[5]}", "source_record_id", "missing_key", True, ""),
+        (f"(missing key)#{hashes[6]}", "source_record_id", "missing_key", True, " **"),
+        (f"(missing key)#{hashes[7]}", "source_record_id", "missing_key", True, "N***"),
+        (f"(undecodable key)#{hashes[8]}", "source_record_id", "undecodable", True, "A**"),
+    ])
+    assert result.counts["rows_in"] == 10 == result.counts["rows_standardised"] + result.counts["rows_rejected"]
+    messages = set(result.quarantine.message)
+    assert "source 'zw' (table 'T_SQ', column 'SQBH') -> source_record_id: duplicate_key " \
+           "(copies disagree: every copy rejected)" in messages
+    assert "source 'zw' (table 'T_SQ', column 'SQBH') -> source_record_id: duplicate_key " \
+           "(identical copy: the first one kept)" in messages
+
+
+def test_missing_keys_that_repeat_get_distinct_quarantine_ids():
+    raw = _application_raw([None, None])
+    raw["_row_hash"] = "same"
+    result = normalise_source(raw, APPLICATION, STANDARDS)
+    assert sorted(result.quarantine.source_record_id) == ["(missing key)#same", "(missing key)#same#2"]
+
+
+def test_values_outside_the_standard_are_quarantined_not_loaded():
+    raw = _application_raw(["A1", "A2", "A3", "A4", "A5"], PJ=["-5", "4.0", "4.5", "6", None],
+                           SX=["99999", "10", "-1", "0", "3650"],
+                           MC=["\x1b[31m张三\x1b[0m", "李\x00四", "x" * 201, "王\u200b五", "NULL"])
+    result = normalise_source(raw, APPLICATION, STANDARDS)
+    std = result.standardised.set_index("source_record_id")
+    assert std["rating"].tolist() == [NA, 4, NA, NA, NA]
+    assert std["legal_limit_days"].tolist() == [NA, 10, NA, 0, 3650]
+    assert std["applicant_name"].tolist() == ["张三", "李四", NA, "王五", NA]
+    assert _entries(result) == sorted([
+        ("A1", "rating", "out_of_range", False, "-*"),
+        ("A1", "legal_limit_days", "out_of_range", False, "9****"),
+        ("A1", "applicant_name", "control_characters", False, "张*"),
+        ("A2", "applicant_name", "control_characters", False, "李*"),
+        ("A3", "rating", "not_integer", False, "4**"),
+        ("A3", "legal_limit_days", "out_of_range", False, "-*"),
+        ("A3", "applicant_name", "too_long", False, "xxxxxx" + "*" * 58 + "…(201 chars)"),
+        ("A4", "rating", "out_of_range", False, "*"),
+        ("A4", "applicant_name", "control_characters", False, "王*"),
+    ])
+    assert "stripped; value kept" in result.quarantine.set_index("reason_code").loc["control_characters", "message"].iloc[0]
+
+
+def test_names_holding_identifiers_or_emoji_are_quarantined():
+    src = source("person", {"XM": "name", "SFZH": "id_number"})
+    raw = raw_frame({"XM": ["张三", "13812345678", "李四😀", "Τƽ", "阿依古丽·买买提"], "SFZH": [None] * 5})
+    result = normalise_source(raw, src, STANDARDS)
+    assert result.standardised["name"].tolist() == ["张三", "阿依古丽·买买提"]
+    assert _entries(result) == [("r1", "name|name_pinyin", "invalid_name", True, "138****5678"),
+                                ("r2", "name|name_pinyin", "invalid_name", True, "李**"),
+                                ("r3", "name|name_pinyin", "invalid_name", True, "Τ*")]
+
+
+def test_every_warehouse_check_constraint_has_its_standard_bound():
+    """The database's CHECK constraints are the last line of defence: each bound on a column fed
+    from a standard element is enforced by normalise first (elements.yaml minimum/maximum)."""
+    import re
+
+    from sqlalchemy import CheckConstraint
+
+    from warehouse.schema import metadata
+
+    kinds = {"fact_application": "application", "fact_certificate": "certificate"}
+    checked = []
+    for table in metadata.sorted_tables:
+        for constraint in table.constraints:
+            if not isinstance(constraint, CheckConstraint) or table.name not in kinds:
+                continue
+            m = re.fullmatch(r"(\w+) BETWEEN (-?\d+) AND (-?\d+)", str(constraint.sqltext))
+            assert m, f"{table.name}: {constraint.sqltext} has no standard-level twin; add one"
+            element = STANDARDS.element(kinds[table.name], m.group(1))
+            assert (element.minimum, element.maximum) == (int(m.group(2)), int(m.group(3)))
+            checked.append(m.group(1))
+    assert checked == ["rating"]
+
+
+def test_reconciliation_gate_is_a_clear_error():
+    from transforms.normalise import ReconciliationError, check_reconciliation
+
+    with pytest.raises(ReconciliationError, match=r"^source zw: reconciliation failed: 10 rows in, but 8 "
+                                                  r"standardised \+ 1 rejected = 9; nothing of this run is loaded$"):
+        check_reconciliation("zw", {"rows_in": 10, "rows_standardised": 8, "rows_rejected": 1})
