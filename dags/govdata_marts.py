@@ -14,6 +14,7 @@ import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
 from govdata.assets import WAREHOUSE
+from govdata.errors import task_errors  # configuration/data errors fail at once; transient ones retry
 
 
 @dag(
@@ -39,35 +40,44 @@ def govdata_marts():
         for asset_events in events.values():  # newest event wins
             for event in asset_events:
                 path = (event.extra or {}).get("manifest", path)
-        if not path:
-            raise ValueError("no manifest: trigger through the govdata_warehouse asset or pass params.manifest")
-        return read_manifest(path)
+        with task_errors("manifest"):
+            if not path:
+                raise ValueError("no manifest: trigger through the govdata_warehouse asset or pass params.manifest")
+            return read_manifest(path)
 
     @task(retries=0)
     def check_warehouse(m: dict) -> dict:
-        from airflow.sdk.exceptions import AirflowFailException
+        from govdata.stages import check_warehouse as stage
 
-        from govdata.stages import QualityGateError, check_warehouse as stage
-
-        try:
+        with task_errors("check_warehouse"):  # broken keys are not fixed by retrying
             return stage(m)
-        except QualityGateError as exc:  # broken keys are not fixed by retrying
-            raise AirflowFailException(str(exc)) from exc
 
     @task
     def marts(m: dict, checked: dict) -> dict:
         from govdata.stages import marts as stage
 
-        return stage(m)
+        with task_errors("marts"):
+            return stage(m)
 
     @task
     def report(m: dict, marted: dict) -> dict:
         from govdata.stages import report as stage
 
-        return stage(m, marted)
+        with task_errors("report"):
+            return stage(m, marted)
+
+    @task
+    def expire_grants(m: dict, marted: dict) -> dict:
+        # Sharing: revoke grants past their date; on PostgreSQL re-apply the consumer roles'
+        # privileges (re-created marts lost theirs). See govdata/sharing/store.py.
+        from govdata.sharing.store import expire_grants as expire
+
+        return {"expired": expire(m["run"]["warehouse_url"])}
 
     m = manifest()
-    report(m, marts(m, check_warehouse(m)))
+    marted = marts(m, check_warehouse(m))
+    report(m, marted)
+    expire_grants(m, marted)
 
 
 marts_dag = govdata_marts()

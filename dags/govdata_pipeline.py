@@ -21,7 +21,11 @@ import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
 from govdata.assets import WAREHOUSE
+from govdata.errors import task_errors  # light: no heavy imports (the DAG file stays quick to parse)
 
+# Retries are for transient failures only (connection refused, timeouts, locks): every task body
+# runs inside task_errors, which turns configuration, data and quality-gate errors into
+# AirflowFailException, so Airflow fails them at once instead of retrying them with backoff.
 DEFAULT_ARGS = {
     "owner": "govdata",
     "retries": int(os.environ.get("GOVDATA_TASK_RETRIES", "2")),
@@ -64,8 +68,9 @@ def govdata_pipeline():
 
         ctx = get_current_context()
         p, settings = ctx["params"], get_settings()
-        return plan_run(p["sources_dir"], p["lake"] or settings.lake, p["warehouse_url"] or settings.warehouse_url,
-                        ctx["run_id"], p["full_refresh"])
+        with task_errors("plan"):
+            return plan_run(p["sources_dir"], p["lake"] or settings.lake, p["warehouse_url"] or settings.warehouse_url,
+                            ctx["run_id"], p["full_refresh"])
 
     @task
     def sources(run: dict) -> list[dict]:
@@ -76,52 +81,54 @@ def govdata_pipeline():
         from govdata.stages import extract as stage
 
         get_current_context()["source_name"] = source["name"]
-        return stage(source, _run())
+        with task_errors(f"extract [{source['name']}]"):
+            return stage(source, _run())
 
     @task(map_index_template="{{ source_name }}")
     def normalise(extracted: dict) -> dict:
         from govdata.stages import normalise as stage
 
         get_current_context()["source_name"] = extracted["name"]
-        return stage(extracted, _run())
+        with task_errors(f"normalise [{extracted['name']}]"):
+            return stage(extracted, _run())
 
     @task(retries=0)
     def validate(normalised: list[dict]) -> dict:
-        from airflow.sdk.exceptions import AirflowFailException
+        from govdata.stages import validate as stage
 
-        from govdata.stages import QualityGateError, validate as stage
-
-        try:
+        with task_errors("validate"):  # a failed quality gate is never retried into the warehouse
             return stage(_items(normalised), _run())
-        except QualityGateError as exc:  # a bad batch must not be retried into the warehouse
-            raise AirflowFailException(str(exc)) from exc
 
     @task
     def link_plan(normalised: list[dict], validated: dict) -> list[dict]:
         from govdata.stages import link_plan as stage
 
-        return stage(_items(normalised), _run())["partitions"]
+        with task_errors("link_plan"):
+            return stage(_items(normalised), _run())["partitions"]
 
     @task(map_index_template="{{ partition_name }}")
     def link(part: dict) -> dict:
         from govdata.stages import link_partition as stage
 
         get_current_context()["partition_name"] = f"{part['kind']} {part['partition']}"
-        return stage(part, _run())
+        with task_errors(f"link [{part['kind']} {part['partition']}]"):
+            return stage(part, _run())
 
     @task
     def link_merge(parts: list[dict]) -> dict:
         from govdata.stages import link_merge as stage
 
-        return stage(_items(parts), _run())
+        with task_errors("link_merge"):
+            return stage(_items(parts), _run())
 
     @task(outlets=[WAREHOUSE])
     def load(extracted: list[dict], normalised: list[dict], validated: dict, linked: dict, *, outlet_events=None) -> dict:
         from govdata.stages import load as stage, write_manifest
 
         run = _run()
-        loaded = stage(_items(normalised), validated, linked, run)
-        manifest = write_manifest(run, _items(extracted), _items(normalised), validated, linked, loaded)
+        with task_errors("load"):
+            loaded = stage(_items(normalised), validated, linked, run)
+            manifest = write_manifest(run, _items(extracted), _items(normalised), validated, linked, loaded)
         outlet_events[WAREHOUSE].extra = {"run_id": run["run_id"], "manifest": manifest}
         return {**loaded, "manifest": manifest}
 

@@ -10,13 +10,30 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
-import great_expectations as gx
+# Quiet at the source (one GX run logs ~210 INFO lines and a warning per regex check):
+# - great_expectations._docs_decorators logs "Skipping registering function …" at INFO for
+#   every closure it meets while GX builds a context: GX's own API-docs bookkeeping.
+logging.getLogger("great_expectations").setLevel(logging.WARNING)
+# - pandas warns from inside GX's regex metric (str.contains) when a pattern has groups, e.g.
+#   the standards' `^(1\d{10}|0\d{9,11})$`; GX only tests for a match, so the groups are harmless.
+warnings.filterwarnings("ignore", message="This pattern is interpreted as a regular expression, and has match groups",
+                        category=UserWarning, module=r"great_expectations\.")
+# - GX imports the deprecated sre_constants / sre_parse modules (Python 3.11 DeprecationWarning).
+warnings.filterwarnings("ignore", message=r"module 'sre_(constants|parse)' is deprecated", category=DeprecationWarning,
+                        module=r"great_expectations\.")
+
+import great_expectations as gx  # noqa: E402 - after the logger level and warning filters above
 import pandas as pd
 from great_expectations.core.expectation_validation_result import ExpectationSuiteValidationResult
 from great_expectations.data_context.types.base import ProgressBarsConfig
+
+# That module sets its own logger to INFO when imported ("Created temporary directory … for
+# ephemeral docs site" on every context): back to WARNING like the rest of GX.
+logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
 
 from expectations.outcome import ValidationOutcome, outcome_from_rows
 from expectations.suites import build_quarantine_suite, build_suite, load_quality_config

@@ -1,6 +1,7 @@
 """`govdata` command line: the same stages the DAG runs, for engineers and stewards."""
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -42,15 +43,77 @@ def run(sources: Path = typer.Option(..., "--sources", help="Folder of source YA
                                                 help="SQLAlchemy URL of the warehouse (default: DuckDB file)"),
         lake: Optional[str] = typer.Option(None, "--lake", envvar="GOVDATA_LAKE", help="Lake folder or fsspec URL"),
         full_refresh: bool = typer.Option(False, "--full-refresh", help="Ignore watermarks, extract everything")) -> None:
-    """Run the govdata_pipeline DAG (in-process, with dag.test()) on a folder of sources."""
+    """Run the govdata_pipeline DAG (in-process, with dag.test()) on a folder of sources.
+
+    A preflight (what `govdata check` shows) runs first, before Airflow is started: any problem
+    is printed as one line (where, what, how to fix) and nothing is run."""
+    from govdata.preflight import preflight
+
+    warehouse, lake = _warehouse_and_lake(warehouse, lake)
+    with _one_line_errors():
+        report = preflight(sources, warehouse, lake)
+    if report.problems:
+        for check in report.problems:
+            _line(f"error: {check.line()}")
+        raise typer.Exit(1)
     from govdata.runner import PipelineFailed, run_pipeline
 
-    try:
-        summary = run_pipeline(sources, warehouse, lake, full_refresh)
-    except PipelineFailed as exc:
-        console.print(f"[red]pipeline failed:[/] {exc}")
-        raise typer.Exit(1) from None
+    with _one_line_errors():
+        try:
+            summary = run_pipeline(sources, warehouse, lake, full_refresh)
+        except PipelineFailed as exc:
+            for line in exc.lines:  # the last names the task that failed first, and its error
+                _line(line)
+            raise typer.Exit(1) from None
     print_summary(summary)
+
+
+@app.command()
+def check(sources: Path = typer.Option(..., "--sources", help="Folder of source YAML files"),
+          warehouse: Optional[str] = typer.Option(None, "--warehouse", envvar="GOVDATA_WAREHOUSE_URL",
+                                                  help="SQLAlchemy URL of the warehouse (default: DuckDB file)"),
+          lake: Optional[str] = typer.Option(None, "--lake", envvar="GOVDATA_LAKE", help="Lake folder or fsspec URL")
+          ) -> None:
+    """Check sources, connections, tables, mapped columns and the warehouse without extracting (like `dbt debug`).
+
+    One line per check; the problems last, each with where, what and how to fix. Exit 1 on problems."""
+    from govdata.preflight import preflight
+
+    warehouse, lake = _warehouse_and_lake(warehouse, lake)
+    with _one_line_errors():
+        report = preflight(sources, warehouse, lake)
+    for item in report.checks:
+        if item.ok:
+            _line(f"ok     {item.line()}")
+    for item in report.problems:
+        _line(f"error  {item.line()}")
+    if report.problems:
+        raise typer.Exit(1)
+    _line(f"all {len(report.checks)} checks passed")
+
+
+def _line(text: str) -> None:
+    """One unwrapped line on stderr (rich would wrap long lines at the terminal width)."""
+    print(text, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _one_line_errors():
+    """An unexpected error ends the command with one redacted line instead of a traceback
+    (GOVDATA_DEBUG=1 shows the traceback)."""
+    import os
+
+    try:
+        yield
+    except (typer.Exit, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        if os.environ.get("GOVDATA_DEBUG"):
+            raise
+        from govdata.errors import describe
+
+        _line(f"error: {describe(exc)}")
+        raise typer.Exit(1) from None
 
 
 def print_summary(summary: dict) -> None:

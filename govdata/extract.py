@@ -31,26 +31,9 @@ class SourceUnavailableError(RuntimeError):
     """The department's database could not be reached or read (message names the source)."""
 
 
-_DRIVERS = {"postgres": "postgresql+psycopg", "postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql",
-            "mariadb": "mysql+pymysql"}
-
-
-def sqlalchemy_url(connection: str) -> str:
-    """A source's connection as a SQLAlchemy URL: plain URL, ${ENV}, or airflow:<conn_id>."""
-    url = os.path.expandvars(connection)
-    if url.startswith("airflow:"):
-        url = _airflow_connection_uri(url.removeprefix("airflow:"))
-    scheme, sep, rest = url.partition("://")
-    return f"{_DRIVERS.get(scheme, scheme)}{sep}{rest}"
-
-
-def _airflow_connection_uri(conn_id: str) -> str:
-    env = os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}")
-    if env and "://" in env:
-        return env
-    from airflow.sdk import Connection  # only when a source names an Airflow connection
-
-    return Connection.get(conn_id).get_uri()
+# Connections (URL forms, read-only SQLite, connect timeout) live in govdata/connections.py,
+# light enough for the preflight that runs before Airflow; re-exported here for callers.
+from govdata.connections import sqlalchemy_url, source_engine  # noqa: E402,F401
 
 
 def _quote(engine: sa.Engine, name: str) -> str:
@@ -172,8 +155,7 @@ class ExtractResult:
 
 def extract_source(source: SourceConfig, out_path: str, watermark: str | None = None) -> ExtractResult:
     """Stream one source table into a Parquet file; returns the rows written and the new watermark."""
-    url = sqlalchemy_url(source.connection)
-    engine = sa.create_engine(url)
+    engine = source_engine(source.connection)
     writer = fh = None
     rows = 0
     new_watermark = watermark

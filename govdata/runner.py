@@ -18,7 +18,12 @@ DAGS_FOLDER = PROJECT_ROOT / "dags"
 
 
 class PipelineFailed(RuntimeError):
-    pass
+    """A DAG run ended failed. `lines`: one line per failed task (task and its error), last line
+    names the first failed task; identifiers redacted."""
+
+    def __init__(self, lines: list[str]):
+        self.lines = lines
+        super().__init__(lines[-1] if lines else "pipeline failed")
 
 
 def configure_airflow(home: Path) -> None:
@@ -30,6 +35,27 @@ def configure_airflow(home: Path) -> None:
     os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
     os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{home / 'airflow.db'}")
+    quiet_console()
+
+
+def quiet_console() -> None:
+    """Keep the console of `govdata run` to govdata's own progress, warnings and failure lines.
+
+    Must run before airflow is imported. GOVDATA_DEBUG=1 keeps Airflow's full console log."""
+    import warnings
+
+    # Airflow's in-process execution API (used by dag.test) imports fastapi.testclient, which
+    # warns that starlette's test client will need `httpx2`: a note for Airflow's maintainers,
+    # nothing a govdata user can act on.
+    warnings.filterwarnings("ignore", message=r"Using `httpx` with `starlette\.testclient` is deprecated")
+    if os.environ.get("GOVDATA_DEBUG"):
+        return
+    # `task`: a failed task logs its exception with a ~40-line traceback through Airflow's task
+    # runner; govdata.errors.task_errors records the (redacted) message and `govdata run` prints
+    # it as its last line, so the console needs neither. `airflow.sdk.definitions.dag`: dag.test
+    # warns "No tasks to run. unrunnable tasks: {…}" once a second while the tasks downstream of
+    # a failure wait to be marked upstream_failed; that is the failure above, said again.
+    os.environ.setdefault("AIRFLOW__LOGGING__NAMESPACE_LEVELS", "task=CRITICAL airflow.sdk.definitions.dag=CRITICAL")
 
 
 def ensure_metadata_db(home: Path) -> None:
@@ -51,12 +77,55 @@ def load_dag(file: str, attribute: str):
 
 
 def _test_run(dag, conf: dict):
-    dag_run = dag.test(run_conf=conf)
-    state = str(getattr(dag_run.state, "value", dag_run.state))
-    if state != "success":
-        failed = [ti.task_id for ti in dag_run.get_task_instances() if str(getattr(ti.state, "value", ti.state)) == "failed"]
-        raise PipelineFailed(f"{dag.dag_id} run {dag_run.run_id} ended {state}; failed tasks: {', '.join(failed) or 'none'}")
+    """dag.test() with the run's task failures recorded (govdata.errors.task_errors) in a
+    temporary error file, read back to name each failed task and its error."""
+    import tempfile
+
+    from govdata.errors import ERROR_FILE_ENV
+
+    fd, error_file = tempfile.mkstemp(prefix="govdata-errors-", suffix=".jsonl")
+    os.close(fd)
+    previous = os.environ.get(ERROR_FILE_ENV)
+    os.environ[ERROR_FILE_ENV] = error_file
+    try:
+        dag_run = dag.test(run_conf=conf)
+        state = str(getattr(dag_run.state, "value", dag_run.state))
+        if state != "success":
+            raise PipelineFailed(failure_lines(dag.dag_id, dag_run.run_id, state, _failed_labels(dag_run), error_file))
+    finally:
+        if previous is None:
+            os.environ.pop(ERROR_FILE_ENV, None)
+        else:
+            os.environ[ERROR_FILE_ENV] = previous
+        Path(error_file).unlink(missing_ok=True)
     return dag_run
+
+
+def failure_lines(dag_id: str, run_id: str, state: str, failed: list[str], error_file: str) -> list[str]:
+    """`<dag> run <id> ended failed`, then `failed: <task>: <error>` per failed task (redacted).
+    `failed` holds task labels as task_errors records them (`extract [gongan]`, `plan`). The
+    last line is the task that failed first: the cause; later failures are usually its consequence."""
+    from govdata.errors import read_failures, redact
+
+    last: dict[str, dict] = {}  # label -> its last record (a retried transient failure leaves several)
+    for record in read_failures(error_file):
+        if record["task"] in failed or record["task"].split(" [")[0] in failed:
+            last[record["task"]] = record
+    lines = [f"failed: {label}: {record['message']}" for label, record in last.items()]
+    lines += [f"failed: {label} (no message recorded; GOVDATA_DEBUG=1 shows Airflow's log)" for label in failed
+              if label not in last and not any(seen.split(" [")[0] == label for seen in last)]
+    head = f"{dag_id} run {run_id} ended {state}" + ("" if lines else "; no task failed")
+    return [redact(line) for line in (head, *reversed(lines))]
+
+
+def _failed_labels(dag_run) -> list[str]:
+    labels = []
+    for ti in dag_run.get_task_instances():
+        if str(getattr(ti.state, "value", ti.state)) != "failed":
+            continue
+        rendered = getattr(ti, "rendered_map_index", None)
+        labels.append(f"{ti.task_id} [{rendered}]" if ti.map_index >= 0 and rendered else ti.task_id)
+    return labels
 
 
 def run_pipeline(sources_dir: Path, warehouse_url: str | None = None, lake: str | None = None,

@@ -66,12 +66,14 @@ def _source(path: str):
 
 # 0 plan -------------------------------------------------------------------------------------
 def plan_run(sources_dir: str, lake: str, warehouse_url: str, run_id: str, full_refresh: bool = False) -> dict:
-    """Validates every source YAML up front (a broken mapping fails the run before any work)."""
-    from standards.sources import load_sources
+    """Preflight before any work (govdata/preflight.py): every source YAML, connection, table and
+    mapped column, the warehouse URL and its reachability. All problems are raised together as
+    one ConfigError (never retried)."""
+    from govdata.preflight import preflight
 
-    sources = load_sources(Path(sources_dir))
-    if not sources:
-        raise ValueError(f"no source YAML files in {sources_dir}")
+    report = preflight(sources_dir, warehouse_url, lake, resolve_airflow_connections=True)
+    report.raise_for_problems()
+    sources = report.sources
     return {
         "run_id": run_id,
         "run_key": safe_run_id(run_id),

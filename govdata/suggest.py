@@ -146,9 +146,9 @@ def suggest_table(engine: sa.Engine, table: str, standards, url_text: str, sampl
 
 def suggest_sources(url: str, standards) -> dict[str, str]:
     """A proposed source YAML (text) per table of the database at url."""
-    from govdata.extract import sqlalchemy_url
+    from govdata.connections import source_engine
 
-    engine = sa.create_engine(sqlalchemy_url(url))
+    engine = source_engine(url)  # SQLite read-only: a wrong path is an error, never a new empty file
     try:
         tables = sa.inspect(engine).get_table_names()
         return {t: suggest_table(engine, t, standards, url) for t in tables}
