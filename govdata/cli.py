@@ -21,6 +21,10 @@ app.add_typer(sources_app, name="sources")
 app.add_typer(review_app, name="review")
 app.add_typer(warehouse_app, name="warehouse")
 
+from govdata.sharing.cli import register as _register_sharing  # noqa: E402 - needs `app`
+
+_register_sharing(app)   # `share`, `catalogue` and `serve`: govdata/sharing/cli.py
+
 console = Console(stderr=True)
 
 

@@ -293,6 +293,9 @@ def check_standards(root: Path | None = None, sources: Path | None = None) -> li
         problems += check_row_rules(root, elements)
     if sources is not None:
         problems += check_sources(Path(sources).resolve(), root)
+    from standards.catalogue import check_resource_catalogue
+
+    problems += check_resource_catalogue(root)   # catalogue.yaml + service_needs.yaml vs the warehouse schema
     return problems
 
 

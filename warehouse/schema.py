@@ -176,6 +176,43 @@ vault_load = _table(
     schema=VAULT_SCHEMA)
 
 
+# --- sharing (govdata.sharing, docs/SHARING.md): clients, requests, grants, audit, request log ---
+share_client = _table(
+    "share_client", _pk("client_id"), Column("department", String, nullable=False),
+    Column("key_hash", String, nullable=False), Column("rate_per_second", Double), Column("created_at", DateTime),
+    Column("active", Boolean), merge=("key", ("client_id",)), analyst=False)
+
+share_request = _table(
+    "share_request", _pk("request_id"), Column("resource", String, nullable=False),
+    Column("department", String, nullable=False), Column("purpose", Text, nullable=False),
+    Column("valid_until", Date, nullable=False), Column("requested_by", String), Column("requested_at", DateTime),
+    Column("status", String, nullable=False), Column("decided_by", String), Column("decided_at", DateTime),
+    Column("decision_reason", Text), merge=("key", ("request_id",)), analyst=False,
+    checks=(CheckConstraint("status IN ('pending', 'approved', 'refused', 'expired')", name="ck_share_request_status"),))
+
+share_grant = _table(
+    "share_grant", _pk("grant_id"), Column("request_id", String, nullable=False),
+    Column("resource", String, nullable=False), Column("department", String, nullable=False),
+    Column("role_name", String), Column("privilege", Text), Column("granted_at", DateTime),
+    Column("valid_until", Date, nullable=False), Column("revoked_at", DateTime), Column("revoke_reason", Text),
+    merge=("key", ("grant_id",)), analyst=False)
+
+share_audit = _table(
+    "share_audit", _pk("audit_id"), Column("audited_at", DateTime, nullable=False), Column("actor", String),
+    Column("action", String, nullable=False), Column("request_id", String), Column("grant_id", String),
+    Column("resource", String), Column("department", String), Column("detail", Text),
+    merge=("key", ("audit_id",)), analyst=False)
+
+# The service's request log, chained by hashes (row_hash = sha256 over prev_hash and the row).
+share_log = _table(
+    "share_log", _pk("seq", BigInteger), Column("logged_at", DateTime, nullable=False), Column("client_id", String),
+    Column("department", String), Column("endpoint", String), Column("purpose", String),
+    Column("application_no", String), Column("subject_token", String), Column("resources", String),
+    Column("elements", String), Column("outcome", String), Column("status_code", Integer), Column("reason", Text),
+    Column("prev_hash", String, nullable=False), Column("row_hash", String, nullable=False),
+    merge=("key", ("seq",)), analyst=False)
+
+
 def table_for(name: str) -> Table:
     """The Table called `name` (vault tables by bare name too); a clear error otherwise."""
     for table in metadata.tables.values():

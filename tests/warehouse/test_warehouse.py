@@ -23,7 +23,7 @@ except ImportError:  # tests/ not a package
     import world  # type: ignore[no-redef]
 
 MARTS = ["mart_certificate_reuse", "mart_data_quality", "mart_once_only", "mart_proactive_service",
-         "mart_satisfaction", "mart_service_timeliness"]
+         "mart_satisfaction", "mart_service_timeliness", "mart_sharing_use"]
 
 
 @pytest.fixture(params=["duckdb", "postgresql"])
