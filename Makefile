@@ -18,7 +18,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/govdata demo --out demo --persons 20000
 
+# The test servers (PostgreSQL, MariaDB) are installed first when missing (apt-get, as root), or
+# the run stops here with the one command to run (tests/servers.py).
 test: $(STAMP)
+	@$(BIN)/python -m tests.servers
 	$(BIN)/pytest
 
 bench: $(STAMP)

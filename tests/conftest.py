@@ -2,7 +2,8 @@
 
 GOVDATA_TEST_POSTGRES_URL / GOVDATA_TEST_MARIADB_URL point the fixtures at existing servers
 instead (their login must be allowed to create roles / databases).
-A missing server binary fails the test with the Debian package to install; nothing is skipped.
+A missing server is installed before any test runs (apt-get, as root where apt is available),
+or the session stops at once with the one command to run; nothing is skipped.
 """
 from __future__ import annotations
 
@@ -12,9 +13,25 @@ from collections.abc import Iterator
 import pytest
 
 try:  # tests/ as a package or as a plain rootdir folder on sys.path
-    from tests.servers import start_mariadb, start_postgres
+    from tests.servers import ServerUnavailable, ensure_servers, start_mariadb, start_postgres
 except ImportError:  # pragma: no cover - depends on how pytest was started
-    from servers import start_mariadb, start_postgres
+    from servers import ServerUnavailable, ensure_servers, start_mariadb, start_postgres
+
+SERVER_FIXTURES = {"postgres_url": ("postgres", "GOVDATA_TEST_POSTGRES_URL"),
+                   "mariadb_url": ("mariadb", "GOVDATA_TEST_MARIADB_URL")}
+
+
+def pytest_collection_modifyitems(session, config, items) -> None:
+    """Before the first test: the servers the selected tests need can start, or stop here with one
+    line (instead of one error per test that uses a missing server)."""
+    needed = {server for item in items for fixture, (server, env) in SERVER_FIXTURES.items()
+              if fixture in getattr(item, "fixturenames", ()) and not os.environ.get(env)}
+    if not needed:
+        return
+    try:
+        ensure_servers(needed, log=lambda line: print(f"\n{line}", flush=True))
+    except ServerUnavailable as exc:
+        pytest.exit(str(exc), returncode=4)
 
 
 @pytest.fixture(scope="session")

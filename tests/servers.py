@@ -15,9 +15,20 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PG_BIN = Path(os.environ.get("GOVDATA_PG_BIN", "/usr/lib/postgresql/15/bin"))
-MARIADB_INSTALL_DB = "mariadb-install-db"
-MARIADBD = "mariadbd"
+def _pg_bin() -> Path:
+    """GOVDATA_PG_BIN, else the newest /usr/lib/postgresql/<major>/bin holding initdb (Debian)."""
+    if os.environ.get("GOVDATA_PG_BIN"):
+        return Path(os.environ["GOVDATA_PG_BIN"])
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
+    return found[-1].parent if found else Path("/usr/lib/postgresql/15/bin")
+
+
+PG_BIN = _pg_bin()
+MARIADB_INSTALL_DB = os.environ.get("GOVDATA_MARIADB_INSTALL_DB", "mariadb-install-db")
+MARIADBD = os.environ.get("GOVDATA_MARIADBD", "mariadbd")
+# server -> (binaries it needs, the Debian package that holds them)
+PACKAGES = {"postgres": ((PG_BIN / "initdb", PG_BIN / "pg_ctl"), "postgresql"),
+            "mariadb": ((MARIADB_INSTALL_DB, MARIADBD), "mariadb-server")}
 TEST_USER = "govdata"
 TEST_PASSWORD = "govdata"
 
@@ -50,6 +61,39 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def missing_packages(servers: set[str]) -> list[str]:
+    """Debian packages to install so that `servers` ("postgres", "mariadb") can be started."""
+    return [package for name, (binaries, package) in PACKAGES.items()
+            if name in servers and not all(shutil.which(str(b)) for b in binaries)]
+
+
+def ensure_servers(servers: set[str], log=print) -> None:
+    """Makes sure the test servers can start: installs their Debian packages with apt-get when
+    running as root where apt is available (GOVDATA_TEST_INSTALL=0 turns that off), else raises
+    ServerUnavailable whose message is the one command to run."""
+    missing = missing_packages(servers)
+    if not missing:
+        return
+    command = f"apt-get install -y --no-install-recommends {' '.join(missing)}"
+    may_install = os.geteuid() == 0 and shutil.which("apt-get") and os.environ.get("GOVDATA_TEST_INSTALL", "1") != "0"
+    if not may_install:
+        sudo = "" if os.geteuid() == 0 else "sudo "
+        raise ServerUnavailable(f"the test servers need the Debian package(s) {', '.join(missing)}: "
+                                f"run `{sudo}{command}`, then `make test` again")
+    log_path = Path(tempfile.gettempdir()) / "govdata-apt-install.log"
+    log(f"installing the test servers' Debian package(s) {', '.join(missing)} (apt-get; log: {log_path})")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    with open(log_path, "w") as out:
+        ok = all(subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env).returncode == 0
+                 for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]))
+    # The distribution's own instances are not used (the tests start throwaway servers): stop them.
+    if shutil.which("systemctl"):
+        subprocess.run(["systemctl", "stop", "mariadb", "postgresql"], capture_output=True)
+    still = missing_packages(servers)
+    if not ok or still:
+        raise ServerUnavailable(f"installing {', '.join(missing)} failed (log: {log_path}): run `{command}` and read its output")
 
 
 def _require(binary: str | Path, package: str) -> str:
@@ -94,8 +138,8 @@ def start_postgres(durable: bool = False) -> Server:
     """initdb + pg_ctl start as `postgres`; superuser `govdata` (password `govdata`).
     Tests trade durability for speed (fsync off); `durable=True` keeps the server defaults,
     as a production warehouse runs (the benchmark uses it)."""
-    initdb = _require(PG_BIN / "initdb", "postgresql-15")
-    pg_ctl = _require(PG_BIN / "pg_ctl", "postgresql-15")
+    initdb = _require(PG_BIN / "initdb", "postgresql")
+    pg_ctl = _require(PG_BIN / "pg_ctl", "postgresql")
     folder = _folder_for("postgres", "govdata-pg-")
     data = folder / "data"
     pwfile = folder / "pw"
@@ -174,3 +218,25 @@ def _wait_for_login(url: str, timeout: float) -> None:
     finally:
         engine.dispose()
     raise ServerUnavailable(f"cannot log in to the test server: {last}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m tests.servers [postgres] [mariadb]` (default both): what `make test` runs first.
+    Installs missing server packages (root + apt) or prints the one command to run; exit 1 then."""
+    import sys
+
+    servers = set(argv if argv is not None else sys.argv[1:]) or set(PACKAGES)
+    unknown = servers - set(PACKAGES)
+    if unknown:
+        print(f"unknown server(s) {', '.join(sorted(unknown))}; expected {', '.join(PACKAGES)}", file=sys.stderr)
+        return 2
+    try:
+        ensure_servers(servers, log=lambda line: print(line, file=sys.stderr, flush=True))
+    except ServerUnavailable as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
