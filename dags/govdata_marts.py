@@ -67,6 +67,14 @@ def govdata_marts():
             return stage(m, marted)
 
     @task
+    def findings(m: dict, marted: dict) -> dict:
+        # Findings report (findings.html) and the stewards' review page (review.html), linked from the run report.
+        from govdata.stages import findings as stage
+
+        with task_errors("findings"):
+            return stage(m, marted)
+
+    @task
     def expire_grants(m: dict, marted: dict) -> dict:
         # Sharing: revoke grants past their date; on PostgreSQL re-apply the consumer roles'
         # privileges (re-created marts lost theirs). See govdata/sharing/store.py.
@@ -76,7 +84,7 @@ def govdata_marts():
 
     m = manifest()
     marted = marts(m, check_warehouse(m))
-    report(m, marted)
+    findings(m, marted) >> report(m, marted)   # before the report task's retention step tidies the run
     expire_grants(m, marted)
 
 

@@ -822,6 +822,20 @@ def marts(manifest: dict) -> dict:
     return {"marts": refresh_marts(manifest["run"]["warehouse_url"])}
 
 
+# 6 findings ---------------------------------------------------------------------------------
+@_timed
+def findings(manifest: dict, marted: dict) -> dict:
+    """The findings report (report/findings.html, from the marts) and the stewards' review page
+    (report/review.html); GOVDATA_LANG picks the language (zh-CN by default)."""
+    from govdata.findings import write_findings
+    from govdata.review_page import write_review_page
+
+    written = write_findings(manifest)
+    review = write_review_page(manifest)
+    return {"findings_path": written["findings_path"], "review_path": review["review_path"],
+            "review_pairs": review["pairs"]}
+
+
 # 7 report -----------------------------------------------------------------------------------
 @_timed
 def report(manifest: dict, marted: dict) -> dict:

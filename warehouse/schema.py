@@ -139,6 +139,11 @@ etl_run = _table(
     "etl_run", _pk("run_id"), Column("started_at", DateTime), Column("finished_at", DateTime),
     Column("status", String), Column("counts", Text), merge=("key", ("run_id",)))
 
+# The findings report's headline indicators per run (govdata/findings.py): its trends.
+findings_history = _table(
+    "findings_history", _pk("run_id"), _pk("indicator"), Column("value", Double), Column("recorded_at", DateTime),
+    merge=("key", ("run_id", "indicator")))
+
 etl_state = _table(
     "etl_state", _pk("source_system"), Column("watermark", String), Column("rows_extracted", BigInteger),
     Column("state", Text), Column("run_id", String), Column("updated_at", DateTime),

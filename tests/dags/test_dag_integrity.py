@@ -45,7 +45,8 @@ def test_pipeline_shape(dagbag):
 def test_marts_dag_is_scheduled_by_the_warehouse_asset(dagbag):
     dag = dagbag.dags["govdata_marts"]
     assert [a.name for a in dag.timetable.asset_condition.objects] == ["govdata_warehouse"]
-    assert set(dag.task_ids) == {"manifest", "check_warehouse", "marts", "report", "expire_grants"}
+    assert set(dag.task_ids) == {"manifest", "check_warehouse", "marts", "findings", "report", "expire_grants"}
+    assert "report" in dag.get_task("findings").downstream_task_ids   # the run report links findings/review pages
     assert "marts" in dag.get_task("check_warehouse").downstream_task_ids
     assert "report" in dag.get_task("marts").downstream_task_ids
 
