@@ -674,9 +674,10 @@ def quarantine_scope(normalised: list[dict], run: dict) -> pd.DataFrame:
         if run.get("full_refresh") or not _source(n["path"]).incremental:
             frames.append(pd.DataFrame({"source_record_id": pd.array([pd.NA], dtype="string")}))
         else:
-            ids = [read_parquet(n[p], columns=["source_record_id"]) for p in ("std_path", "quarantine_path", "deleted_path")
-                   if n.get(p) and exists(n[p])]
-            frames.append(pd.concat(ids, ignore_index=True).dropna().drop_duplicates().astype("string"))
+            ids = [read_parquet(n[p], columns=["source_record_id"]).astype("string")
+                   for p in ("std_path", "quarantine_path", "deleted_path") if n.get(p) and exists(n[p])]
+            ids = [f for f in ids if len(f)] or [pd.DataFrame({"source_record_id": pd.Series(dtype="string")})]
+            frames.append(pd.concat(ids, ignore_index=True).dropna().drop_duplicates())
         frames[-1] = frames[-1].assign(source_system=n["source"])
     if not frames:
         return pd.DataFrame({"source_system": pd.Series(dtype="string"), "source_record_id": pd.Series(dtype="string")})
