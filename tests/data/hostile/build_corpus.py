@@ -183,7 +183,8 @@ def persons(c: Corpus) -> Table:
 
         def fifteen(r):
             # 15-digit numbers were issued to people born 19xx: region + yymmdd + serial
-            body = f"{r[col['SFZH']][:6]}19{50 + k % 40}{1 + k % 12:02d}{1 + k % 28:02d}{k:03d}"
+            # (the serial's last digit keeps the sex the row states)
+            body = f"{r[col['SFZH']][:6]}19{50 + k % 40}{1 + k % 12:02d}{1 + k % 28:02d}{k % 100:02d}{r[col['SFZH']][16]}"
             r[col["SFZH"]] = body[:6] + body[8:]
             r[col["CSRQ"]] = f"{body[6:10]}-{body[10:12]}-{body[12:14]}"
             c.identifiers.update((r[col["SFZH"]], body + check_digit(body)))
