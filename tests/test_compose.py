@@ -25,7 +25,7 @@ LONG_RUNNING = sorted(set(SERVICES) - ONE_SHOT)
 
 def test_services_follow_the_official_airflow3_celery_layout_plus_govdata():
     assert sorted(SERVICES) == sorted(["postgres", "redis", *AIRFLOW, "warehouse", "dept-mariadb",
-                                       "dept-postgres", "govdata-init"])
+                                       "dept-postgres", "govdata-init", "reports"])
     assert SERVICES["airflow-apiserver"]["command"] == "api-server"
     assert SERVICES["airflow-scheduler"]["command"] == "scheduler"
     assert SERVICES["airflow-dag-processor"]["command"] == "dag-processor"
@@ -44,6 +44,7 @@ def test_images():
     assert SERVICES["dept-postgres"]["image"] == "postgres:16"
     assert SERVICES["dept-mariadb"]["image"] == "mariadb:11.4"
     assert SERVICES["redis"]["image"] == "redis:7.2-bookworm"
+    assert SERVICES["reports"]["image"] == "nginxinc/nginx-unprivileged:1.27-alpine"
     for name in [*AIRFLOW, "govdata-init"]:  # all built from this project's Dockerfile
         assert SERVICES[name]["build"] == "."
         assert SERVICES[name]["image"] == "${GOVDATA_IMAGE_NAME:-govdata-airflow:latest}"
@@ -193,3 +194,94 @@ def test_build_context_leaves_out_local_state_and_secrets():
     for copied in re.findall(r"^COPY \S+ (\S+)", dockerfile, flags=re.M):
         for name in copied.split():
             assert name not in ignored, f"Dockerfile copies {name}, which .dockerignore drops"
+
+
+# --- deployment that starts: secrets, start order, the reports server ---------------------------
+def _interpolated(text: str) -> dict[str, str]:
+    """${VAR}, ${VAR:-default}, ${VAR:?message} in the compose file -> VAR: kind (plain|default|required)."""
+    found = {}
+    for name, op in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:[-?])?", text):
+        found[name] = {":-": "default", ":?": "required"}.get(op, "plain")
+    return found
+
+
+def _env_file(path: Path) -> dict[str, str]:
+    pairs = [line.split("=", 1) for line in path.read_text(encoding="utf-8").splitlines()
+             if line and not line.startswith("#")]
+    return {k: v for k, v in pairs}
+
+
+SECRETS = ["GOVDATA_TOKEN_KEY", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW_JWT_SECRET", "_AIRFLOW_WWW_USER_PASSWORD",
+           "WAREHOUSE_PASSWORD", "WAREHOUSE_ANALYST_PASSWORD", "WAREHOUSE_STEWARD_PASSWORD",
+           "DEPT_MARIADB_PASSWORD", "DEPT_MARIADB_ROOT_PASSWORD", "DEPT_POSTGRES_PASSWORD"]
+
+
+def test_make_env_generates_every_secret_the_compose_file_reads(tmp_path):
+    import base64
+    import subprocess
+
+    out = tmp_path / ".env"
+    done = subprocess.run(["bash", str(ROOT / "docker/make-env.sh"), str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert out.stat().st_mode & 0o777 == 0o600
+    env = _env_file(out)
+    compose_vars = _interpolated("\n".join(line.split(" #")[0] for line in (ROOT / "docker-compose.yml").read_text(
+        encoding="utf-8").splitlines() if not line.lstrip().startswith("#")))
+    project_vars = set(compose_vars) - {"AIRFLOW_PROJ_DIR", "GOVDATA_IMAGE_NAME", "HOSTNAME"}
+    assert project_vars <= set(env), sorted(project_vars - set(env))
+    assert compose_vars["GOVDATA_TOKEN_KEY"] == "required"   # compose stops without it ...
+    assert re.fullmatch(r"[0-9a-f]{64}", env["GOVDATA_TOKEN_KEY"])   # ... and make-env.sh sets it
+    assert len(base64.urlsafe_b64decode(env["AIRFLOW__CORE__FERNET_KEY"])) == 32
+    for name in SECRETS:
+        assert len(env[name]) >= 32 and re.fullmatch(r"[A-Za-z0-9_=-]+", env[name]), name
+    assert len({env[n] for n in SECRETS}) == len(SECRETS)   # no secret reused
+    # a second call keeps the existing .env (the token key encrypts the vault)
+    again = subprocess.run(["bash", str(ROOT / "docker/make-env.sh"), str(out)], capture_output=True, text=True)
+    assert again.returncode == 1 and "keeping it" in again.stderr
+    assert _env_file(out) == env
+
+
+def test_env_example_lists_the_same_settings_as_make_env(tmp_path):
+    import subprocess
+
+    subprocess.run(["bash", str(ROOT / "docker/make-env.sh"), str(tmp_path / ".env")], check=True,
+                   capture_output=True)
+    example = _env_file(ROOT / "docker/env.example")
+    assert list(example) == list(_env_file(tmp_path / ".env"))
+    assert all(example[name] == "" for name in SECRETS)   # no secret shipped in the template
+    assert "docker/make-env.sh" in (ROOT / "docker/env.example").read_text(encoding="utf-8")
+
+
+def test_readme_and_compose_header_give_the_same_start_commands():
+    header = [line for line in (ROOT / "docker-compose.yml").read_text(encoding="utf-8").splitlines()
+              if line.startswith("#")]
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    deployment = readme.split("## Deployment", 1)[1].split("\n## ", 1)[0]
+    block = deployment.split("```sh", 1)[1].split("```", 1)[0]
+    readme_cmds = [line.split("#")[0].strip() for line in block.strip().splitlines()]
+    header_cmds = [line.lstrip("# ").split("#")[0].strip() for line in header
+                   if line.lstrip("# ").startswith(("docker/make-env.sh", "docker compose"))]
+    assert readme_cmds == header_cmds == ["docker/make-env.sh", "docker compose up -d"]
+    # no separate airflow-init step in either: every service waits for it to complete
+    assert "up airflow-init" not in readme and "up airflow-init" not in "\n".join(header)
+    for name in [*AIRFLOW, "govdata-init", "reports"]:
+        if name != "airflow-init":
+            assert SERVICES[name]["depends_on"]["airflow-init"] == {"condition": "service_completed_successfully"}
+
+
+def test_reports_service_serves_the_lake_read_only():
+    reports = SERVICES["reports"]
+    assert "govdata-data:/opt/govdata:ro" in reports["volumes"]
+    assert "./docker/nginx/reports.conf:/etc/nginx/conf.d/default.conf:ro" in reports["volumes"]
+    assert all(m.endswith(":ro") for m in reports["volumes"])
+    assert reports["user"] == SERVICES["airflow-worker"]["user"]   # the lake is the Airflow user's, 0600/0700
+    assert reports["ports"] == ["${GOVDATA_REPORTS_PORT:-8081}:8080"]
+    assert reports["healthcheck"]["test"][-1] == "http://127.0.0.1:8080/healthz"
+    conf = (ROOT / "docker/nginx/reports.conf").read_text(encoding="utf-8")
+    assert "listen 8080;" in conf and "root /opt/govdata/lake;" in conf
+    locations = re.findall(r"location\s+([^{]+?)\s*\{", conf)
+    assert locations == ["= /healthz", "= /", "~ ^/[^/]+/report/", "/"]
+    assert re.search(r"location / \{ return 404; \}", conf)   # raw/, std/, link/, manifest.json: never served
+    assert conf.count("limit_except GET HEAD { deny all; }") == 2   # read-only
+    report_path = "/run-1/report/findings.html"
+    assert re.match(r"^/[^/]+/report/", report_path) and not re.match(r"^/[^/]+/report/", "/run-1/std/gongan.parquet")
