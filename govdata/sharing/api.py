@@ -127,12 +127,15 @@ class Service:
         client = self.clients.get(key_hash(api_key)) if api_key else None
         if client is None:
             raise Refused(401, "unauthorised", "unknown or missing API key (header X-Api-Key)")
+        return client
+
+    def admit(self, client: Client) -> None:
+        """The client's rate limit (token bucket per client)."""
         bucket = self.buckets.get(client.client_id)
         if bucket is None:
             bucket = self.buckets[client.client_id] = _Bucket(client.rate)
         if not bucket.take():
             raise Refused(429, "rate_limited", f"more than {client.rate:g} requests/s")
-        return client
 
     def check_scope(self, client: Client, resources: list[str]) -> None:
         missing = []
@@ -252,6 +255,7 @@ def create_app(url: str | None = None, key: bytes | None = None, refresh_seconds
         try:
             client = service.client(request.headers.get("x-api-key"))
             ctx["client_id"], ctx["department"] = client.client_id, client.department
+            service.admit(client)
             raw = await request.body()
             if len(raw) > MAX_BODY:
                 raise Refused(413, "invalid", f"request body over {MAX_BODY} bytes")
