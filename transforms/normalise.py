@@ -624,7 +624,11 @@ def _key_faults(raw: pd.DataFrame, record_ids: pd.Series,
         missing[short] = pc.fill_null(pc.is_in(sub, pa.array(NULL_TOKENS)), False).to_numpy(zero_copy_only=False)
     undecodable = ~missing & pc.fill_null(pc.match_substring(text, REPLACEMENT), False).to_numpy(zero_copy_only=False)
     usable = ~missing & ~undecodable
-    dup = usable & record_ids.duplicated(keep=False).to_numpy()
+    dup = np.zeros(n, dtype=bool)
+    if usable.any():  # one hash pass in Arrow
+        codes = pc.fill_null(pc.dictionary_encode(text).indices, 0).to_numpy(zero_copy_only=False).astype(np.int64)
+        counts = np.bincount(codes[usable])
+        dup = usable & (counts[np.where(usable, codes, 0)] > 1)
     reason = np.full(n, None, dtype=object)
     note = np.full(n, None, dtype=object)
     ids = record_ids.to_numpy(dtype=object, na_value=None).copy()
