@@ -74,6 +74,23 @@ def _private_file(fs, p: str) -> None:
         os.chmod(p, FILE_MODE)
 
 
+def private_tree(path: str) -> int:
+    """chmod 0700/0600 everything under a local lake folder: files other libraries wrote keep
+    their own modes (GX copies its Data Docs assets with the 0755 of site-packages). Returns
+    how many modes changed; a no-op on object stores."""
+    fs, p = _fs(path)
+    if not _is_local(fs) or not os.path.isdir(p):
+        return 0
+    changed = 0
+    for root, dirs, files in os.walk(p):
+        for name, mode in [(d, DIR_MODE) for d in dirs] + [(f, FILE_MODE) for f in files] + [("", DIR_MODE)]:
+            target = os.path.join(root, name) if name else root
+            if not os.path.islink(target) and (os.stat(target).st_mode & 0o777) != mode:
+                os.chmod(target, mode)
+                changed += 1
+    return changed
+
+
 # --- which columns are personal data -----------------------------------------------------------
 RAW_BOOKKEEPING = ("_source_record_id", "_row_hash")
 

@@ -134,7 +134,10 @@ def apply_retention(lake: str, run_id: str, warehouse_url: str, started_at: str 
 
 def finish_run(manifest: dict) -> dict:
     """End of a successful run: its hand-offs, then old run folders."""
+    from govdata.lake import private_tree
+
     run = manifest["run"]
     hand_offs = remove_hand_offs(run["lake"], run["run_id"])
+    private_tree(run_path(run["lake"], run["run_id"]))   # e.g. GX Data Docs assets copied 0755
     result = apply_retention(run["lake"], run["run_id"], run["warehouse_url"], run.get("started_at"))
     return {**result, "hand_off_files_removed": hand_offs}
