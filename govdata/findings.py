@@ -174,7 +174,7 @@ def share_bars(rows: list[tuple[str, float, str]], width: int = 640, color: str 
         parts.append(
             f"<text x='{label_w - 8:.0f}' y='{y + bar_h - 5}' font-size='{size}' text-anchor='end'>"
             f"{html.escape(label)}</text>"
-            f"<rect x='{label_w:.0f}' y='{y}' width='{plot_w:.0f}' height='{bar_h}' fill='#eef2f7'/>"
+            f"<rect x='{label_w:.0f}' y='{y}' width='{plot_w:.1f}' height='{bar_h}' fill='#eef2f7'/>"
             f"<rect x='{label_w:.0f}' y='{y}' width='{w:.1f}' height='{bar_h}' fill='{color}'/>"
             f"<text x='{label_w + plot_w + 6:.0f}' y='{y + bar_h - 5}' font-size='{size}'>{html.escape(shown)}</text>")
     height = len(rows) * (bar_h + gap)
