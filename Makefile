@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PERSONS ?= 200000
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench bench-sharing install clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m govdata.bench --persons $(PERSONS)
+	$(MAKE) bench-sharing
+
+bench-sharing: $(STAMP)   # POST /verify against a running `govdata serve` (wrk if installed)
+	$(BIN)/python -m govdata.bench_sharing
 
 clean:
 	rm -rf demo lake bench/out .pytest_cache

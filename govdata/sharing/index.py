@@ -121,6 +121,10 @@ def normalise_text(value: str) -> str:
 def parse_date(value) -> date | None:
     if isinstance(value, date):
         return value
+    try:
+        return date.fromisoformat(value)        # the usual form first: no strptime
+    except (TypeError, ValueError):
+        pass
     text = normalise_text(value)
     for fmt in _DATE_FORMATS:
         try:

@@ -19,6 +19,7 @@ from datetime import datetime
 import pyarrow as pa
 
 from govdata.sharing.store import WAREHOUSE_LOCK, ensure_tables, now, share_connect
+from warehouse.load import connect
 from warehouse.schema import arrow_schema, table_for
 
 log = logging.getLogger(__name__)
@@ -35,14 +36,16 @@ def _canonical(value):
 
 
 def row_hash(prev_hash: str, row: dict) -> str:
-    body = json.dumps([_canonical(row.get(f)) for f in FIELDS], ensure_ascii=False, separators=(",", ":"))
+    values = [row.get(f) for f in FIELDS]
+    values[1] = _canonical(values[1])        # logged_at
+    body = json.dumps(values, ensure_ascii=False, separators=(",", ":"), default=_canonical)
     return hashlib.sha256((prev_hash + body).encode()).hexdigest()
 
 
 class RequestLog:
     """Append-only, hash-chained; flushed to share_log by a background thread every `interval` s."""
 
-    def __init__(self, url: str, interval: float = 0.25):
+    def __init__(self, url: str, interval: float = 1.0):
         self.url = url
         self.interval = interval
         self._lock = threading.Lock()
@@ -54,6 +57,7 @@ class RequestLog:
             last = db.fetchall("SELECT seq, row_hash FROM share_log ORDER BY seq DESC LIMIT 1")
         self.seq, self.last_hash = (int(last[0][0]), last[0][1]) if last else (0, GENESIS)
         self.written = self.seq
+        self._db = None   # PostgreSQL: one connection kept by the writer; DuckDB: one per flush (file lock)
         self._thread = threading.Thread(target=self._run, name="share-log-writer", daemon=True)
         self._thread.start()
 
@@ -82,8 +86,12 @@ class RequestLog:
         if not rows:
             return 0
         try:
-            _insert(self.url, rows)
+            if self._db is None and not self.url.startswith("duckdb"):
+                self._cm = connect(self.url)      # kept: the context manager owns the connection
+                self._db = self._cm.__enter__()
+            _insert(self.url, rows, self._db)
         except Exception as exc:  # noqa: BLE001 - kept and retried: the chain must not lose a row
+            self._close_db()
             log.warning("request log flush deferred (%d rows): %s", len(rows), str(exc).splitlines()[0][:200])
             with self._lock:
                 self._pending = rows + self._pending
@@ -103,26 +111,37 @@ class RequestLog:
                 self._flushed.wait(left)
         return True
 
+    def _close_db(self) -> None:
+        if self._db is not None:
+            try:
+                self._cm.__exit__(None, None, None)
+            except Exception:  # noqa: BLE001 - a broken connection is dropped either way
+                pass
+            self._db = None
+
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=30)
+        self._close_db()
 
 
-def _insert(url: str, rows: list[dict]) -> None:
+def _insert(url: str, rows: list[dict], db=None) -> None:
+    cols = ", ".join(COLUMNS)
+    if db is not None:                       # PostgreSQL, the writer's own connection
+        with db.con.transaction():
+            with db.con.cursor() as cur:
+                with cur.copy(f"COPY share_log ({cols}) FROM STDIN") as copy:
+                    for r in rows:
+                        copy.write_row([r.get(c) for c in COLUMNS])
+        return
     schema = arrow_schema(table_for("share_log"))
     table = pa.Table.from_pylist([{c: r.get(c) for c in COLUMNS} for r in rows], schema=schema)
-    cols = ", ".join(COLUMNS)
     with WAREHOUSE_LOCK, share_connect(url) as db:
-        if db.backend == "duckdb":
-            db.con.register("_share_log_batch", table)
-            with db.transaction():
-                db.execute(f"INSERT INTO share_log ({cols}) SELECT {cols} FROM _share_log_batch")
-        else:
-            with db.con.transaction():
-                with db.con.cursor() as cur:
-                    with cur.copy(f"COPY share_log ({cols}) FROM STDIN") as copy:
-                        for r in rows:
-                            copy.write_row([r.get(c) for c in COLUMNS])
+        if db.backend != "duckdb":
+            return _insert(url, rows, db)
+        db.con.register("_share_log_batch", table)
+        with db.transaction():
+            db.execute(f"INSERT INTO share_log ({cols}) SELECT {cols} FROM _share_log_batch")
 
 
 @dataclass(frozen=True)
