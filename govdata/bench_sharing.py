@@ -8,7 +8,7 @@ bounded by a request count and a time limit. Reports requests/s and latency perc
 the targets (>= 1,000 requests/s, p99 <= 50 ms), then checks that every call reached the
 hash-chained request log and that the chain is intact.
 
-    python -m govdata.bench_sharing [--persons 20000] [--requests 30000] [--seconds 20] [--connections 16]
+    python -m govdata.bench_sharing [--persons 20000] [--requests 30000] [--seconds 20] [--connections 4]
 """
 from __future__ import annotations
 
@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--requests", type=int, default=200_000, help="at most this many measured requests "
                     "(wrk's duration runs on after the count: keep it above what the time allows)")
     ap.add_argument("--seconds", type=int, default=20, help="and at most this long")
-    ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--connections", type=int, default=4)
     ap.add_argument("--keep", type=Path, help="build in this folder and keep it")
     ap.add_argument("--load-only", metavar="BASE_URL", help="(internal) run the asyncio generator against BASE_URL")
     ap.add_argument("--key", default=os.environ.get("BENCH_KEY", ""))
