@@ -38,7 +38,7 @@ TEXT = {
               "keys_help": "M 同一人 · N 不是同一人 · S 跳过 · J/↓ 下一对 · K/↑ 上一对 · Ctrl+S 保存",
               "match": "同一人 (M)", "non_match": "不是同一人 (N)", "skip": "跳过 (S)", "score": "匹配总分",
               "field": "字段", "left": "记录 A", "right": "记录 B", "agreement": "比对", "weight": "权重",
-              "agree": "一致", "disagree": "不一致", "missing": "缺失", "none": "没有待复核的记录对。",
+              "agree": "一致", "disagree": "不一致", "missing": "缺失", "neutral": "不计分", "none": "没有待复核的记录对。",
               "import": "保存后运行：govdata review import <文件>，下次运行即生效。",
               "status_match": "同一人", "status_non_match": "不是同一人", "status_skip": "已跳过",
               "run_report": "运行报告", "findings": "成效报告", "person": "自然人", "enterprise": "法人",
@@ -48,7 +48,7 @@ TEXT = {
            "keys_help": "M match · N non-match · S skip · J/↓ next · K/↑ previous · Ctrl+S save",
            "match": "Match (M)", "non_match": "Non-match (N)", "skip": "Skip (S)", "score": "Total weight",
            "field": "Field", "left": "Record A", "right": "Record B", "agreement": "Agreement", "weight": "Weight",
-           "agree": "agree", "disagree": "disagree", "missing": "missing", "none": "No open pairs.",
+           "agree": "agree", "disagree": "disagree", "missing": "missing", "neutral": "no weight", "none": "No open pairs.",
            "import": "Then run: govdata review import <file>; the next run applies the decisions.",
            "status_match": "match", "status_non_match": "non-match", "status_skip": "skipped",
            "run_report": "Run report", "findings": "Findings", "person": "person", "enterprise": "enterprise",
@@ -123,7 +123,8 @@ def _pairs_view(pairs: pd.DataFrame, departments: dict[str, str], lang: str) -> 
             if left == "" and right == "" and f not in by_field:
                 continue
             w = by_field.get(f)
-            state = None if w is None else ("agree" if w > 0 else "disagree" if w < 0 else "missing")
+            state = (None if w is None else "agree" if w > 0 else "disagree" if w < 0
+                     else "missing" if left == "" or right == "" else "neutral")   # 0: no evidence either way
             rows.append({"label": labels.get(f, f), "field": f, "left": _shown(f, left, lang),
                          "right": _shown(f, right, lang),
                          "weight": "" if w is None else f"{w:+.2f}", "state": state,
