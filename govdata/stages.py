@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from govdata.failpoints import failpoint
 from govdata.lake import exists, private_umask, read_parquet, run_path, safe_run_id, write_parquet
 
 if TYPE_CHECKING:   # names used in annotations only
@@ -97,6 +98,7 @@ def extract(source: dict, run: dict) -> dict:
     watermark = state.get("watermark") if incremental else None
     result = extract_source(config, run_path(run["lake"], run["run_id"], "raw", f"{config.name}.parquet"), watermark)
     log.info("extracted %s rows from %s", result.rows, config.name)
+    failpoint("extract")
     return {**source, **result.as_xcom(), "previous_watermark": watermark, "incremental": incremental,
             "previous_snapshot": state.get("snapshot_path")}
 
@@ -112,6 +114,9 @@ def normalise(extracted: dict, run: dict) -> dict:
     result = normalise_source(raw, config, load_standards())
     std_path = write_parquet(result.standardised, run_path(run["lake"], run["run_id"], "std", f"{config.name}.parquet"))
     q_path = write_parquet(result.quarantine, run_path(run["lake"], run["run_id"], "quarantine", f"{config.name}.parquet"))
+    failpoint("normalise")
+    # The gate `rows in = loaded + rejected`, counted again from what was written (each rejected
+    # row has its own quarantine id): a ReconciliationError stops the run before anything loads.
     rejected = int(result.quarantine.loc[result.quarantine["row_rejected"], "source_record_id"].nunique())
     check_reconciliation(config.name, {"rows_in": len(raw), "rows_standardised": len(result.standardised),
                                        "rows_rejected": rejected})
@@ -475,6 +480,7 @@ def link_partition(part: dict, run: dict) -> dict:
     paths = {name: write_parquet(getattr(result, name), run_path(run["lake"], run["run_id"], "link", "parts",
                                                                   f"{stem}_{name}{IPC_SUFFIX}"))
              for name in OUTPUTS}
+    failpoint("link")
     return {**part, "paths": paths, "stats": json.loads(json.dumps(result.stats, default=str))}
 
 
@@ -643,6 +649,7 @@ def load(normalised: list[dict], validated: dict, linked: dict, run: dict) -> di
     tables["dq_result"] = read_parquet(validated["dq_path"])
     tables["etl_state"] = etl_state_rows(normalised, run)
     tables["etl_run"] = etl_run_row(normalised, linked, run)
+    failpoint("load")
     counts = load_tables(run["warehouse_url"], tables, run["run_id"],
                          scopes={"quarantine": quarantine_scope(normalised, run)})
     return {"tables": {k: int(v) for k, v in counts.items()},
