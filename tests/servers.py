@@ -199,6 +199,21 @@ def start_mariadb() -> Server:
     return server
 
 
+def fresh_database(server_url: str, name: str) -> str:
+    """An empty database `name` on the server (dropped first if a previous test left it);
+    returns its SQLAlchemy URL with the same login."""
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
+            conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    finally:
+        admin.dispose()
+    return sa.engine.make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
 def _wait_for_login(url: str, timeout: float) -> None:
     """The port opens before the init file has created the test user: wait until it can log in."""
     import sqlalchemy as sa

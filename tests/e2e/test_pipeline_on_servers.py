@@ -11,17 +11,9 @@ from govdata.extract import sqlalchemy_url
 from govdata.runner import run_pipeline
 from govdata.seeding import move_department
 from standards.sources import load_sources
+from tests.servers import fresh_database
 
 pytestmark = pytest.mark.e2e
-
-
-def _create_database(server_url: str, name: str) -> str:
-    engine = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    engine.dispose()
-    return sa.make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
 
 def _count(url: str, table: str) -> int:
@@ -40,11 +32,11 @@ def served_world(tmp_path_factory, postgres_url, mariadb_url, request):
     mp = pytest.MonkeyPatch()
     request.addfinalizer(mp.undo)
     mp.setenv("GOVDATA_LINK_PARTITION_ROWS", "700")  # several mapped linkage partitions
-    mp.setenv("DEPT_MARIADB_URL", _create_database(mariadb_url, "dept_shebao"))
-    mp.setenv("DEPT_POSTGRES_URL", _create_database(postgres_url, "dept_shichang"))
+    mp.setenv("DEPT_MARIADB_URL", fresh_database(mariadb_url, "dept_shebao"))
+    mp.setenv("DEPT_POSTGRES_URL", fresh_database(postgres_url, "dept_shichang"))
     assert move_department(world, "shebao", "DEPT_MARIADB_URL") > 0
     assert move_department(world, "shichang", "DEPT_POSTGRES_URL") > 0
-    warehouse = _create_database(postgres_url, "govdata_e2e")
+    warehouse = fresh_database(postgres_url, "govdata_e2e")
     base = tmp_path_factory.mktemp("served_run")
     summary = run_pipeline(world / "sources", warehouse_url=warehouse, lake=str(base / "lake"), full_refresh=True)
     return {"world": world, "warehouse": warehouse, "summary": summary, "lake": base / "lake"}

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from govdata.demo_data import generate
 from govdata.runner import run_pipeline
 from warehouse.load import init_warehouse
+from tests.servers import fresh_database
 
 pytestmark = pytest.mark.e2e
 
@@ -34,15 +35,6 @@ def _content(url: str) -> dict[str, pd.DataFrame]:
                     .reset_index(drop=True) for name, sql in CONTENT.items()}
     finally:
         engine.dispose()
-
-
-def _create_database(server_url: str, name: str) -> str:
-    engine = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    engine.dispose()
-    return sa.make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="module")
@@ -73,5 +65,5 @@ def test_init_run_rerun_on_duckdb(world, tmp_path):
 
 @pytest.mark.postgres
 def test_init_run_rerun_on_postgres(world, tmp_path, postgres_url):
-    _init_run_rerun(world, _create_database(postgres_url, "govdata_init"),
-                    _create_database(postgres_url, "govdata_fresh"), tmp_path / "lake")
+    _init_run_rerun(world, fresh_database(postgres_url, "govdata_init"),
+                    fresh_database(postgres_url, "govdata_fresh"), tmp_path / "lake")

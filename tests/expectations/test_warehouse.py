@@ -85,13 +85,9 @@ def test_missing_table_is_named(tmp_path):
 
 @pytest.mark.postgres
 def test_dangling_xref_on_postgres_through_gx(postgres_url):
-    base = sa.engine.make_url(postgres_url)
-    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text("DROP DATABASE IF EXISTS dq_wh_test"))
-        conn.execute(sa.text("CREATE DATABASE dq_wh_test"))
-    admin.dispose()
-    url = base.set(database="dq_wh_test").render_as_string(hide_password=False)
+    from tests.servers import fresh_database
+
+    url = fresh_database(postgres_url, "dq_wh_test")
     engine = sa.create_engine(url)
     with engine.begin() as conn:
         for statement in (TABLES + BROKEN).replace("VARCHAR", "TEXT").split(";"):
