@@ -6,7 +6,6 @@ so that normalisation sees the real formats and faults.
 from __future__ import annotations
 
 import functools
-import os
 import re
 import sqlite3
 from dataclasses import dataclass

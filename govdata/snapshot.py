@@ -27,7 +27,7 @@ def merge_snapshot(previous: pd.DataFrame | None, changed: pd.DataFrame, extract
     if incremental:
         kept = previous[~previous_ids.isin(extracted_ids)]
         frames = [f for f in (kept, changed) if not f.empty]
-        current = pd.concat(frames, ignore_index=True) if frames else changed.iloc[0:0]
+        current = pd.concat(_same_dtypes(frames), ignore_index=True) if frames else changed.iloc[0:0]
         return current, pd.Series([], dtype="string", name=KEY)
     deleted = previous_ids[~previous_ids.isin(extracted_ids)].rename(KEY).reset_index(drop=True)
     return changed.reset_index(drop=True), deleted
@@ -65,3 +65,20 @@ def changed_ids(previous: pd.DataFrame | None, changed: pd.DataFrame) -> pd.Seri
     same = after.index.isin(before.index)
     same[same] = before.reindex(after.index[same]).to_numpy() == after.to_numpy()[same]
     return ids[~same].reset_index(drop=True)
+
+
+def _same_dtypes(frames: list[pd.DataFrame]) -> list[pd.DataFrame]:
+    """A column that is all NULL in one frame takes the dtype the other frames give it, so that
+    concatenation keeps the real type (pandas deprecates guessing it from all-NA columns)."""
+    if len(frames) < 2:
+        return frames
+    typed = {}
+    for frame in frames:
+        for col in frame.columns:
+            if col not in typed and frame[col].notna().any():
+                typed[col] = frame[col].dtype
+    out = []
+    for frame in frames:
+        casts = {c: t for c, t in typed.items() if c in frame and frame[c].isna().all() and frame[c].dtype != t}
+        out.append(frame.astype(casts) if casts else frame)
+    return out

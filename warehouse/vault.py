@@ -293,7 +293,7 @@ def rotate_key(url: str, old_keys: list[bytes], new_key: bytes) -> dict:
             with connect(url, vault=True) as db:
                 with db.transaction():
                     rewrite_vault(db)
-                db.execute(f"CHECKPOINT vault")
+                db.execute("CHECKPOINT vault")
             with connect(url) as db:
                 with db.transaction():
                     rewrite_warehouse(db)

@@ -1,7 +1,6 @@
 """Shipped standards: code tables, elements, survivorship, loader behaviour."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pandas as pd
 import pytest
