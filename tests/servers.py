@@ -28,7 +28,11 @@ MARIADB_INSTALL_DB = os.environ.get("GOVDATA_MARIADB_INSTALL_DB", "mariadb-insta
 MARIADBD = os.environ.get("GOVDATA_MARIADBD", "mariadbd")
 # server -> (binaries it needs, the Debian package that holds them)
 PACKAGES = {"postgres": ((PG_BIN / "initdb", PG_BIN / "pg_ctl"), "postgresql"),
-            "mariadb": ((MARIADB_INSTALL_DB, MARIADBD), "mariadb-server")}
+            "mariadb": ((MARIADB_INSTALL_DB, MARIADBD), "mariadb-server"),
+            # the browser tests (tests/e2e/test_browser_pages.py): Debian's Chromium, and a CJK
+            # font so that Chinese pages render as text, not boxes
+            "chromium": ((Path("/usr/bin/chromium"),), "chromium"),
+            "cjk-fonts": ((Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"),), "fonts-noto-cjk")}
 TEST_USER = "govdata"
 TEST_PASSWORD = "govdata"
 
@@ -64,9 +68,14 @@ def free_port() -> int:
 
 
 def missing_packages(servers: set[str]) -> list[str]:
-    """Debian packages to install so that `servers` ("postgres", "mariadb") can be started."""
+    """Debian packages to install for `servers` (keys of PACKAGES: the database servers, the browser)."""
     return [package for name, (binaries, package) in PACKAGES.items()
-            if name in servers and not all(shutil.which(str(b)) for b in binaries)]
+            if name in servers and not all(_present(b) for b in binaries)]
+
+
+def _present(path: str | Path) -> bool:
+    """A program on PATH, or a file (a font) at its absolute path."""
+    return Path(path).exists() if Path(path).is_absolute() else shutil.which(str(path)) is not None
 
 
 def ensure_servers(servers: set[str], log=print) -> None:
