@@ -189,10 +189,14 @@ def standards_docs(sources: Optional[Path] = typer.Option(None, help="folder of 
 def sources_suggest(url: str = typer.Argument(..., help="SQLAlchemy URL of the department database"),
                     out: Optional[Path] = typer.Option(None, help="write one <table>.yaml per table here")) -> None:
     """Profile an unknown database and propose a source YAML per table (evidence as comments)."""
-    from govdata.suggest import suggest_sources
+    from govdata.suggest import SuggestError, suggest_sources
     from standards.registry import load_standards
 
-    proposals = suggest_sources(url, load_standards())
+    try:
+        proposals = suggest_sources(url, load_standards())
+    except SuggestError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
     for table, text in proposals.items():
         if out:
             out.mkdir(parents=True, exist_ok=True)
