@@ -13,6 +13,7 @@ YAML comment for a steward to review.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,7 +111,12 @@ def profile_column(values: pd.Series, standards) -> list[Evidence]:
     """Every element the column's values support, best first (generic roles: `date`, `timestamp`,
     `enterprise_name`, `party_name`, `integer` are given their element per kind by suggest_table)."""
     from transforms.dates import parse_dates
-    from transforms.identifiers import normalise_citizen_id, normalise_reg_no, normalise_tax_no, normalise_uscc
+    from transforms.identifiers import (
+        normalise_citizen_id,
+        normalise_reg_no,
+        normalise_tax_no,
+        normalise_uscc,
+    )
 
     text = values.astype("string").str.strip()
     non_empty = text.notna() & (text != "")
@@ -250,7 +256,7 @@ def _pick_update(frame: pd.DataFrame, columns: list[str]) -> str:
 
 def _text(value) -> str | None:
     """A stored value as the text extract would give: NULL stays NULL, an integral REAL is integer text."""
-    if value is None or (isinstance(value, float) and value != value):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
