@@ -4,7 +4,11 @@ Person names: NFKC; Chinese names lose all inner whitespace (U+3000 included), t
 characters become simplified (OpenCC t2s) and every middle-dot variant becomes U+00B7;
 name_pinyin is the toneless lower-case pinyin without separators (pypinyin lazy_pinyin) —
 the cross-script key. Latin-only names ('Zhang San') give name NA, name_latin 'ZHANG SAN'
-and name_pinyin 'zhangsan'. Known limits: surname readings (曾 zeng, 单 shan) follow
+and name_pinyin 'zhangsan' (latin_name_keys gives their order-free key). A rare character (生僻字)
+another system could not type stays as it was typed, in one spelling: a placeholder (* ? □ ＊ ？)
+becomes '*' (name_pinyin NULL: its reading is unknown), a pinyin run becomes lower case
+(王HONG -> 王hong, pinyin wanghong); name_agreement scores such names 0.5 against the full name.
+unmojibake / repair_mojibake undo GBK bytes read as Latin-1, Windows-1252 or UTF-8. Known limits: surname readings (曾 zeng, 单 shan) follow
 pypinyin's default reading unless surname_readings is given; t2s also folds 於 to 于.
 
 Enterprise names: NFKC + simplified; parentheses in the Chinese convention, full-width
@@ -115,6 +119,10 @@ def _person_name(raw: str, surnames: tuple[tuple[str, str], ...] = ()) -> tuple[
         return None, latin, _fold_latin(text) or None
     name = _DOTS.sub(_MIDDLE_DOT, _SPACES.sub("", text)).strip(_MIDDLE_DOT)
     name = to_simplified(name)
+    if has_stand_in(name):   # a rare character typed as a placeholder or as its pinyin
+        name = _LATIN_RUN.sub(lambda m: m.group(0).lower(), _PLACEHOLDER_RE.sub(PLACEHOLDER, name))
+        if PLACEHOLDER in name:   # the missing character's reading is unknown
+            return name, None, None
     syllables = [_char_pinyin(ch) for ch in name if ch != _MIDDLE_DOT]
     readings = dict(surnames)
     if readings and name[0] in readings:
@@ -322,3 +330,179 @@ def normalise_enterprise_names(values: pd.Series, region_names: Iterable[str]) -
     """Raw enterprise names -> name (canonical full name), name_core, name_region."""
     prefixes, longest = _region_prefixes(tuple(sorted(set(map(str, region_names)))))
     return per_unique(values, lambda u: _enterprise_uniques(u, prefixes, longest))
+
+
+# ---------------------------------------------------------------- foreigners' latin names
+_LATIN_SPLIT = re.compile(r"[\s\-\u2010-\u2015,.'\u00b7]+")
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def _latin_key(text: str) -> str | None:
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+    tokens = [_NOT_KEY.sub("", t) for t in _LATIN_SPLIT.split(folded)]
+    tokens = sorted(t.upper() for t in tokens if t)
+    return " ".join(tokens) or None
+
+
+def latin_name_keys(name_latin: pd.Series) -> pd.Series:
+    """Order-free key of a latin name: accents off, upper case, split at blanks, hyphens, commas
+    and dots, tokens sorted ('Dupont, Jean-Pierre' and 'JEAN PIERRE DUPONT' -> 'DUPONT JEAN
+    PIERRE'), so surname-first and surname-last spellings of one person compare equal."""
+    def compute(uniques: np.ndarray) -> pd.DataFrame:
+        keys = [None if v is None or v is pd.NA or not isinstance(v, str) else _latin_key(v) for v in uniques]
+        return pd.DataFrame({"key": strings(np.array(keys, dtype=object))})
+    return per_unique(name_latin, compute)["key"]
+
+
+# ---------------------------------------------------------------- rare characters (生僻字)
+# What other systems typed for a character they could not enter: a placeholder (after NFKC the
+# full-width ？＊ are ? *), or the character's pinyin in latin letters (王hong, 王HONG).
+PLACEHOLDERS = "*?\u25a1"        # * ? □ (also ＊ ？ via NFKC)
+PLACEHOLDER = "*"                # the one standard spelling
+_PLACEHOLDER_RE = re.compile(r"[*?\u25a1\uff0a\uff1f]")
+_HAN_CLASS = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
+# a Chinese name with rare-character stand-ins: Han, placeholders and latin pinyin runs, at least one Han
+RARE_NAME = re.compile(rf"(?=.*[{_HAN_CLASS}])[{_HAN_CLASS}\u00b7*?\u25a1A-Za-z]+")
+# the same as an RE2 pattern, for Arrow (normalise's invalid_name exception)
+RARE_NAME_RE2 = r"^[\p{Han}·*?\x{25A1}A-Za-z]*\p{Han}[\p{Han}·*?\x{25A1}A-Za-z]*$"
+_LATIN_RUN = re.compile(r"[A-Za-z]+")
+
+
+def has_stand_in(name: str) -> bool:
+    """A Chinese name holding a placeholder or latin letters (pinyin for a rare character)."""
+    return bool(_HAN.search(name)) and bool(_PLACEHOLDER_RE.search(name) or _LATIN_RUN.search(name))
+
+
+def _units(name: str) -> list[str]:
+    """Characters of a name, a latin run (pinyin of one character) counting as one unit."""
+    return [m.group(0) for m in re.finditer(r"[A-Za-z]+|.", name.replace(_MIDDLE_DOT, ""))]
+
+
+def _gb2312(ch: str) -> bool:
+    try:
+        ch.encode("gb2312")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _unit_level(a: str, b: str) -> float:
+    """1 same unit, 0.5 a stand-in for it (placeholder, its pinyin, a homophone of a rare
+    character), 0 otherwise."""
+    if a == b:
+        return 1.0
+    if a in PLACEHOLDERS or b in PLACEHOLDERS:
+        return 0.5
+    la, lb = a.isascii(), b.isascii()
+    if la and lb:
+        return 0.0
+    if la or lb:   # pinyin typed for the character
+        latin, han = (a, b) if la else (b, a)
+        return 0.5 if latin.lower() == _char_pinyin(han) else 0.0
+    # a common homophone typed for a rare character (one outside GB 2312)
+    if (not _gb2312(a) or not _gb2312(b)) and _char_pinyin(a) == _char_pinyin(b):
+        return 0.5
+    return 0.0
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def name_agreement(a: str, b: str) -> float:
+    """Agreement level of two normalised Chinese names: 1 equal, 0.5 equal once placeholders,
+    pinyin runs and homophones of rare characters are taken as the character they stand for,
+    0 otherwise. Latin-only names (no Han) are not compared here (see latin_name_keys)."""
+    if a == b:
+        return 1.0
+    ua, ub = _units(a), _units(b)
+    if len(ua) != len(ub):
+        return 0.0
+    level = 1.0
+    for x, y in zip(ua, ub):
+        level = min(level, _unit_level(x, y))
+        if level == 0.0:
+            return 0.0
+    return level
+
+
+# ---------------------------------------------------------------- mojibake (GBK read as latin-1 / UTF-8)
+_LEGIT_SCRIPTS = re.compile(r"[\x00-\x7f\u0f00-\u0fff\u0600-\u06ff\u0750-\u077f\ufb50-\ufdff\ufe70-\ufeff"
+                            r"\u1800-\u18af\ua000-\ua4cf\u0300-\u036f\u00b7]")
+_CJK_TEXT = re.compile(rf"[{_HAN_CLASS}\u3000-\u303f\uff00-\uffef\u00b7]")
+_NAME_TEXT = re.compile(rf"[{_HAN_CLASS}\u00b7\uff08\uff09]+")
+
+
+def _legacy_bytes(text: str) -> bytes | None:
+    """The bytes a Latin-1 / Windows-1252 decoder turned into text (C1 controls are the bytes
+    Windows-1252 leaves undefined), or None when a character has no such byte."""
+    out = bytearray()
+    for ch in text:
+        o = ord(ch)
+        if o < 256:
+            out.append(o)
+        else:
+            try:
+                out += ch.encode("cp1252")
+            except UnicodeEncodeError:
+                return None
+    return bytes(out)
+
+
+def _plausible(fixed: str, address: bool) -> bool:
+    if not _HAN.search(fixed):
+        return False
+    if not address:
+        return bool(_NAME_TEXT.fullmatch(fixed))
+    if any(ord(c) > 127 and not _CJK_TEXT.match(c) for c in fixed):
+        return False
+    han = len(_HAN.findall(fixed))
+    return han >= 2 and sum(c.isascii() and c.isalpha() for c in fixed) <= han
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def unmojibake(text: str, address: bool = False) -> str | None:
+    """The Chinese text behind GBK/GB18030 bytes a legacy system decoded as Latin-1 or
+    Windows-1252 ('ÕÅÈý' -> '张三') or as UTF-8 (Greek/Cyrillic-looking pairs), else None.
+    Only text without any Han character is tried, and a repair is kept only when it reads as
+    Chinese (a name: Han and middle dots only; an address: Han, CJK punctuation, ASCII digits,
+    no more latin letters than Han): José or Müller stay as they are."""
+    stripped = text.strip()
+    if stripped.isascii() or _HAN.search(stripped) or "\ufffd" in stripped:
+        return None
+    tries = []
+    raw = _legacy_bytes(stripped)
+    if raw is not None:
+        tries.append(raw)
+    if not all(_LEGIT_SCRIPTS.match(c) for c in stripped):   # script a name cannot be in
+        tries.append(stripped.encode("utf-8"))
+    for data in tries:
+        try:
+            fixed = data.decode("gb18030")
+        except UnicodeDecodeError:
+            continue
+        if _plausible(fixed, address):
+            return fixed
+    return None
+
+
+def repair_mojibake(values: pd.Series, address: bool = False) -> tuple[pd.Series, pd.Series]:
+    """(values with mojibake repaired, repaired flag), per unique value. Only strings holding a
+    character outside ASCII and no Han character (an Arrow regex finds them) are tried."""
+    text = as_text(values.to_numpy(dtype=object, na_value=None))
+    candidate = pc.fill_null(pc.match_substring_regex(text, r"^[^\p{Han}]*[^\x00-\x7f][^\p{Han}]*$"), False)
+    hit = candidate.to_numpy(zero_copy_only=False)
+    repaired = pd.Series(False, index=values.index)
+    if not hit.any():
+        return values, repaired
+    sub = values[hit]
+
+    def compute(uniques: np.ndarray) -> pd.DataFrame:
+        fixed = [None if not isinstance(v, str) else unmojibake(v, address) for v in uniques]
+        return pd.DataFrame({"fixed": strings(np.array(fixed, dtype=object))})
+
+    fixed = per_unique(sub, compute)["fixed"]
+    ok = fixed.notna()
+    if not ok.any():
+        return values, repaired
+    out = values.astype(object).copy()
+    out[fixed.index[ok.to_numpy()]] = fixed[ok].astype(object).to_numpy()
+    repaired[fixed.index[ok.to_numpy()]] = True
+    return out, repaired

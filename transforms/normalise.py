@@ -235,6 +235,34 @@ def _identifier(normaliser: Callable[[pd.Series], pd.DataFrame], reason: str, wi
     return handle
 
 
+def _id_number(values: pd.Series, ctx: Context) -> Outcome:
+    """Citizen ID numbers (and the numbers built on GB 11643); for the person element id_number
+    checked against its document type: options['id_type'] is the row's normalised id_type
+    (Series, set by normalise_source when the source maps id_type) or one code for the whole
+    column (overrides: {id_number: {id_type: '414'}}). Reasons: invalid_id_number,
+    invalid_document_number (a number not in its document's format), excel_damaged."""
+    name = ctx.element.name
+    types = ctx.options.get("id_type")
+    if types is not None and not isinstance(types, pd.Series):
+        code = codes.normalise_id_document_type(pd.Series([str(types)]), _code_table(ctx, "id_document_type"),
+                                                ctx.standards.code_tables.get("id_document_type_alias"))
+        if code["status"].iloc[0] != "valid":
+            raise NormaliseConfigError(f"element {ctx.kind}.{name}: override id_type {types!r} is not a code "
+                                       "of standards/codes/id_document_type.csv")
+        types = pd.Series(code["value"].iloc[0], index=values.index, dtype=STRING)
+    r = identifiers.normalise_identity_document(values, types)
+    cols = {name: r["value"], f"{name}_status": r["status"], f"{name}_note": r["note"]}
+    if types is not None:
+        cols["doc_number"] = r["doc_number"]
+    invalid = _is(r["status"], "invalid")
+    note = r["note"].fillna("")
+    excel = invalid & note.str.contains("excel_", regex=False).astype(bool)
+    document = invalid & note.str.contains("bad_document_format", regex=False).astype(bool)
+    reason = coalesce(_reason_where(excel, "excel_damaged"), _reason_where(document, "invalid_document_number"),
+                      _reason_where(invalid, "invalid_id_number"))
+    return Outcome(cols, reason, r["note"], {"region_code": r["region_code"]})
+
+
 def _date_handler(parser: Callable[..., pd.DataFrame], dtype: Any) -> Handler:
     def handle(values: pd.Series, ctx: Context) -> Outcome:
         fmt = ctx.options.get("format") or ctx.options.get("fmt")
@@ -280,6 +308,8 @@ CODE_NORMALISERS: dict[str, Callable[[pd.Series, Context], pd.DataFrame]] = {
     "sex": lambda values, ctx: codes.normalise_sex(values, _code_table(ctx, "sex_alias")),
     "ethnicity": _ethnicity,
     "industry": lambda values, ctx: codes.normalise_industry(values, _code_table(ctx, "industry")),
+    "id_document_type": lambda values, ctx: codes.normalise_id_document_type(
+        values, _code_table(ctx, "id_document_type"), ctx.standards.code_tables.get("id_document_type_alias")),
 }
 
 
@@ -350,6 +380,19 @@ def _region_names(standards: Standards) -> list[str]:
     return regions.loc[regions["status"] == "current", "name"].tolist()
 
 
+MOJIBAKE_TYPES = ("name", "person_name", "enterprise_name", "address")
+
+
+def _repair_mojibake(values: pd.Series, element: Element) -> tuple[pd.Series, pd.Series | None]:
+    """Names and addresses (the elements holding Chinese text): GBK bytes a legacy system read
+    as Latin-1 / Windows-1252 / UTF-8 are repaired before screening (which would strip the C1
+    controls such a reading produces) and before the invalid_name rule; (values, repaired flag)."""
+    if element.type not in MOJIBAKE_TYPES:
+        return values, None
+    fixed, repaired = names.repair_mojibake(values, address=element.type == "address")
+    return (fixed, repaired) if repaired.any() else (values, None)
+
+
 def _name(values: pd.Series, ctx: Context) -> Outcome:
     el = ctx.element.name
     none = _na_strings(values.index)
@@ -381,17 +424,20 @@ def _name(values: pd.Series, ctx: Context) -> Outcome:
 # Han, the scripts of China's minority languages, basic latin letters (mixed names), marks and the
 # middle dot. Greek, Cyrillic or extended latin in a Chinese name field is mojibake: GBK bytes read
 # as UTF-8 ("张" -> "Τƽ"-like pairs) decode without error and would otherwise pass.
+# Exception: a Chinese name with a rare character typed as a placeholder (王*) or as its pinyin
+# (王hong) is kept (names.RARE_NAME_RE2); latin-only names never reach this rule (name is NULL).
 PERSON_NAME_RE = r"^[\p{Han}\p{Tibetan}\p{Arabic}\p{Mongolian}\p{Yi}A-Za-z\p{M}·]+$"
 
 
 def _invalid_person_name(name: pd.Series) -> pd.Series:
     text = arrow_text(name)
-    ok = pc.fill_null(pc.match_substring_regex(text, PERSON_NAME_RE), True).to_numpy(zero_copy_only=False)
+    ok = pc.fill_null(pc.or_(pc.match_substring_regex(text, PERSON_NAME_RE),
+                             pc.match_substring_regex(text, names.RARE_NAME_RE2)), True).to_numpy(zero_copy_only=False)
     return pd.Series(~ok, index=name.index)
 
 
 HANDLERS: dict[str, Handler] = {
-    "id_number": _identifier(identifiers.normalise_citizen_id, "invalid_id_number", with_status=True),
+    "id_number": _id_number,
     "uscc": _identifier(identifiers.normalise_uscc, "invalid_uscc", with_status=True),
     "org_code": _identifier(identifiers.normalise_org_code, "invalid_org_code", with_status=False),
     "reg_no": _identifier(identifiers.normalise_reg_no, "invalid_reg_no", with_status=False),
@@ -507,10 +553,23 @@ def normalise_source(raw: pd.DataFrame, source: SourceConfig, standards: Standar
     cols: dict[str, pd.Series] = {}
     outcomes: dict[str, Outcome] = {}
     screens: dict[str, Screened] = {}
-    for element, column in column_of.items():
-        ctx = Context(known[element], dict(source.overrides.get(element, {})), standards, kind)
-        screened = screen_values(raw[column], known[element].max_length)
+    # id_type first: the id_number normaliser checks each number against its document type
+    for element, column in sorted(column_of.items(), key=lambda item: item[0] != "id_type"):
+        options = dict(source.overrides.get(element, {}))
+        if element == "id_number" and "id_type" in outcomes:
+            # a type given but not in the code table: some other document ('990')
+            unknown = outcomes["id_type"].reason.notna() & cols["id_type"].isna()
+            options["id_type"] = cols["id_type"].astype(STRING).mask(unknown, "990")
+        ctx = Context(known[element], options, standards, kind)
+        column_values, repaired = _repair_mojibake(raw[column], known[element])
+        screened = screen_values(column_values, known[element].max_length)
         outcome = _handler(known[element], kind)(screened.text, ctx)
+        if repaired is not None:   # kept repaired, with a note (unless the value failed otherwise)
+            outcome.note = coalesce(outcome.note, label_where(repaired & outcome.reason.isna(),
+                                                              "repaired; value kept", index)) \
+                if outcome.note is not None else label_where(repaired & outcome.reason.isna(),
+                                                             "repaired; value kept", index)
+            outcome.reason = coalesce(outcome.reason, label_where(repaired, "repaired_mojibake", index))
         if screened.nulled.notna().any():  # undecodable / too_long: NULLed before normalising
             outcome.reason = coalesce(screened.nulled, outcome.reason)
         screens[element] = screened

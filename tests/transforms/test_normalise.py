@@ -266,12 +266,15 @@ def test_values_outside_the_standard_are_quarantined_not_loaded():
 
 def test_names_holding_identifiers_or_emoji_are_quarantined():
     src = source("person", {"XM": "name", "SFZH": "id_number"})
-    raw = raw_frame({"XM": ["张三", "13812345678", "李四😀", "Τƽ", "阿依古丽·买买提"], "SFZH": [None] * 5})
+    # "Τƽ" is GBK 韦平 read as UTF-8: repaired before the rule (kept, noted); "Αθηνά1" is not mojibake
+    raw = raw_frame({"XM": ["张三", "13812345678", "李四😀", "Τƽ", "阿依古丽·买买提", "Αθηνά1"],
+                     "SFZH": [None] * 6})
     result = normalise_source(raw, src, STANDARDS)
-    assert result.standardised["name"].tolist() == ["张三", "阿依古丽·买买提"]
+    assert result.standardised["name"].tolist() == ["张三", "韦平", "阿依古丽·买买提"]
     assert _entries(result) == [("r1", "name|name_pinyin", "invalid_name", True, "138****5678"),
                                 ("r2", "name|name_pinyin", "invalid_name", True, "李**"),
-                                ("r3", "name|name_pinyin", "invalid_name", True, "Τ*")]
+                                ("r3", "name", "repaired_mojibake", False, "韦*"),
+                                ("r5", "name|name_pinyin", "invalid_name", True, "Α*****")]
 
 
 def test_every_warehouse_check_constraint_has_its_standard_bound():
@@ -303,3 +306,37 @@ def test_reconciliation_gate_is_a_clear_error():
     with pytest.raises(ReconciliationError, match=r"^source zw: reconciliation failed: 10 rows in, but 8 "
                                                   r"standardised \+ 1 rejected = 9; nothing of this run is loaded$"):
         check_reconciliation("zw", {"rows_in": 10, "rows_standardised": 8, "rows_rejected": 1})
+
+
+def test_document_type_and_number_pairs():
+    """A service-hall table with 证件类型 + 证件号码: only GB 11643 numbers are keys, other
+    documents keep their number in doc_number and are never quarantined as invalid IDs."""
+    src = source("person", {"XM": "name", "ZJLX": "id_type", "ZJHM": "id_number", "CSRQ": "birth_date"})
+    raw = raw_frame({
+        "XM": ["张三", "JOHN SMITH", "陈大文", "李四", "王五", "赵六", "孙七"],
+        "ZJLX": ["身份证", "护照", "516", "111", "居民身份证", "未知证件", None],
+        "ZJHM": [VALID_ID, "e12345678", "H12345678", "1.10105199001011E+17", "110105199001011000", "AB12345",
+                 "810000199001010019"],
+        "CSRQ": ["1949.12.31", "32874", None, None, None, None, None],
+    })
+    result = normalise_source(raw, src, STANDARDS)
+    std = result.standardised
+    assert std["id_type"].tolist() == ["111", "414", "516", "111", "111", NA, NA]
+    assert std["id_number"].tolist() == [VALID_ID, NA, NA, NA, NA, NA, "810000199001010019"]
+    assert std["id_number_status"].tolist() == ["valid", "other_document", "other_document", "invalid", "invalid",
+                                                "other_document", "valid"]
+    assert std["doc_number"].tolist() == [NA, "E12345678", "H12345678", NA, NA, "AB12345", NA]
+    assert std["region_code"].tolist() == ["110105", NA, NA, NA, NA, NA, "810000"]
+    assert [str(d) if d is not NA else None for d in std["birth_date"]] == ["1949-12-31", "1990-01-01"] + [None] * 5
+    q = result.quarantine.sort_values(["source_record_id", "element"])
+    assert q[["source_record_id", "element", "reason_code"]].values.tolist() == [
+        ["r3", "id_number", "excel_damaged"], ["r4", "id_number", "excel_damaged"], ["r5", "id_type", "unknown_code"]]
+
+
+def test_one_document_type_for_a_whole_column():
+    src = source("person", {"XM": "name", "HZHM": "id_number"}, overrides={"id_number": {"id_type": "普通护照"}})
+    raw = raw_frame({"XM": ["JOHN SMITH", "张三"], "HZHM": ["E12345678", VALID_ID]})
+    std = normalise_source(raw, src, STANDARDS).standardised
+    assert std["id_number_status"].tolist() == ["other_document", "valid"]
+    assert std["doc_number"].tolist() == ["E12345678", NA]
+    assert std["id_number_note"].tolist() == [NA, "number_is_id"]

@@ -143,14 +143,14 @@ def persons(c: Corpus) -> Table:
                 rejected=False, record_id=key, element="address", text_bytes=True)
         key = f"G{i}"
         gbk = c.name().encode("gbk")
-        try:  # some GBK byte pairs are valid UTF-8 too: they decode to mojibake, caught by the name rule
+        try:  # some GBK byte pairs are valid UTF-8 too: they decode to mojibake, repaired (kept, noted)
             gbk.decode("utf-8")
-            why = "invalid_name"
+            outcome = dict(reason="repaired_mojibake", rejected=False, element="name")
         except UnicodeDecodeError:
-            why = "undecodable"
+            outcome = dict(reason="undecodable", rejected=True)
         damaged("mixed_encoding", "GBK bytes in a UTF-8 database (name)", key,
                 lambda r: r.__setitem__(col["XM"], gbk.decode("latin-1")),
-                reason=why, rejected=True, record_id=key, text_bytes=True)
+                record_id=key, text_bytes=True, **outcome)
         key = f"B{i}"
         damaged("blob", "address stored as a BLOB of non-UTF-8 bytes", key,
                 lambda r: r.__setitem__(col["ZZ"], bytes([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, k % 256])),
