@@ -108,6 +108,17 @@ def normalise_ethnicity(values: pd.Series, ethnicity_table: pd.DataFrame,
     return per_unique(values, lambda u: _lookup_uniques(u, lookup, 2))
 
 
+def normalise_id_document_type(values: pd.Series, table: pd.DataFrame,
+                                alias_table: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Identity document type as GA/T 517 / GA/T 2000.156 code (111, 414), its name (居民身份证)
+    or an alias of alias_table (id_document_type_alias.csv: 身份证, 护照, 回乡证 ...) -> the code."""
+    lookup = _build_lookup(table, ("code", "name"))
+    if alias_table is not None:
+        for key, code in _build_lookup(alias_table.rename(columns={"alias": "key"}), ("key",)).items():
+            lookup.setdefault(key, code)
+    return per_unique(values, lambda u: _lookup_uniques(u, lookup, None))
+
+
 def normalise_industry(values: pd.Series, industry_table: pd.DataFrame) -> pd.DataFrame:
     """GB/T 4754 industry codes: a section letter (F), a division (51), or the combined and
     finer forms departments write (F51, F5123, 5123) -> the two-digit division when digits

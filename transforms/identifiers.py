@@ -159,6 +159,23 @@ def _weighted_sum(matrix: np.ndarray, zero: int, weights: np.ndarray) -> np.ndar
     return total
 
 
+# Residence permits for Hong Kong, Macau and Taiwan residents (2018): GB 11643 numbers whose
+# address code is one of these; the region is the one the holder comes from (Taiwan: 710000).
+RESIDENCE_PERMIT_REGIONS = {"810000": "810000", "820000": "820000", "830000": "710000"}
+# Province-level GB/T 2260 codes (standards/codes/region.csv, level province, current): the
+# issuing province of a foreigner's permanent residence ID card (2023), digits 2-3.
+PROVINCES = frozenset({
+    "11", "12", "13", "14", "15", "21", "22", "23", "31", "32", "33", "34", "35", "36", "37",
+    "41", "42", "43", "44", "45", "46", "50", "51", "52", "53", "54", "61", "62", "63", "64",
+    "65", "71", "81", "82"})
+_PROVINCE_LUT = np.zeros(100, dtype=bool)
+_PROVINCE_LUT[[int(p) for p in PROVINCES]] = True
+# What Excel does to an 18-digit number stored as a number: scientific notation as shown
+# (1.10105199001011E+17), or the digits beyond the 15th zeroed.
+_EXCEL_SCIENTIFIC_RE = r"^[0-9](\.[0-9]+)?E\+?[0-9]{1,2}$"
+ID_KINDS = pa.array(["citizen", "residence_permit", "permanent_residence"])
+
+
 def _citizen_id_uniques(uniques: np.ndarray, today: date) -> pd.DataFrame:
     text = as_text(uniques)
     cleaned, flags = _clean_text(text, r"^[0-9]{17}[0-9X]$")
@@ -168,8 +185,9 @@ def _citizen_id_uniques(uniques: np.ndarray, today: date) -> pd.DataFrame:
     # Most values were already clean: the regex only runs again on the repaired ones.
     ok18 = flags["as_given"] | _matches_where(cleaned, r"^[0-9]{17}[0-9X]$", ~flags["as_given"] & (length == 18))
     ok15 = _matches_where(cleaned, r"^[0-9]{15}$", length == 15)
-    bad_length = ~missing & (length != 15) & (length != 18)
-    bad_chars = ~missing & ~bad_length & ~ok18 & ~ok15
+    excel_sci = _matches_where(cleaned, _EXCEL_SCIENTIFIC_RE, ~missing & ~ok18 & ~ok15)
+    bad_length = ~missing & (length != 15) & (length != 18) & ~excel_sci
+    bad_chars = ~missing & ~bad_length & ~ok18 & ~ok15 & ~excel_sci
 
     m18 = _fixed_width_matrix(cleaned, ok18, 18)
     m15 = _fixed_width_matrix(cleaned, ok15, 15)
@@ -181,6 +199,21 @@ def _citizen_id_uniques(uniques: np.ndarray, today: date) -> pd.DataFrame:
     check = ric_check_chars(m18[:, :17])
     m18[ok15, 17] = check[ok15]
     bad_check = ok18 & (m18[:, 17] != check)
+    # Digits 16-18 zeroed (Excel's 15 significant digits) and the check digit no longer fits.
+    excel_cut = bad_check & (m18[:, 15:18] == 48).all(axis=1)
+    bad_check &= ~excel_cut
+
+    # The kind of number, from its first digits: 81/82/83 residence permit (address code
+    # exactly 810000/820000/830000), 9 foreigner's permanent residence ID (2023: 9, issuing
+    # province, nationality, birth date, sequence, check digit), else a citizen ID.
+    first2 = (m18[:, 0].astype(np.int64) - 48) * 10 + (m18[:, 1].astype(np.int64) - 48)
+    permit = ok18 & (first2 >= 81) & (first2 <= 83)
+    bad_permit = permit & ~(m18[:, 2:6] == 48).all(axis=1)
+    foreigner = ok18 & (m18[:, 0] == ord("9"))
+    province = np.clip((m18[:, 1].astype(np.int64) - 48) * 10 + (m18[:, 2].astype(np.int64) - 48), 0, 99)
+    bad_province = foreigner & ~_PROVINCE_LUT[province]
+    old_bad_region = ok15 & ((m18[:, 0] == ord("9")) | ((first2 >= 81) & (first2 <= 83)))
+    bad_region = bad_permit | bad_province | old_bad_region
 
     y, mo, d = (_digits_to_int(m18, a, b) for a, b in ((6, 10), (10, 12), (12, 14)))
     real = formed & real_ymd(y, mo, d) & (y >= _RIC_MIN_YEAR)
@@ -188,32 +221,49 @@ def _citizen_id_uniques(uniques: np.ndarray, today: date) -> pd.DataFrame:
     bad_birth = formed & ~real
     future = real & (birth > np.datetime64(today, "ns"))
 
-    invalid = bad_length | bad_chars | bad_check | bad_birth | future
+    invalid = bad_length | bad_chars | bad_check | bad_birth | future | excel_sci | excel_cut | bad_region
     repaired = flags["whitespace"] | flags["fullwidth"] | flags["lowercase"] | ok15
     good = ~missing & ~invalid
-    lower_x = flags["lowercase"]  # only x can be a letter in a well-formed ID
+    lower_x = flags["lowercase"] & ~excel_sci  # only x can be a letter in a well-formed ID
     note = join_notes(n, [
         ("whitespace", flags["whitespace"]), ("fullwidth", flags["fullwidth"]),
         ("lowercase_x", lower_x), ("upgraded_15", ok15),
+        ("excel_scientific", excel_sci), ("excel_truncated", excel_cut),
         ("bad_length", bad_length), ("bad_chars", bad_chars), ("bad_check_digit", bad_check),
-        ("bad_birth_date", bad_birth), ("future_birth_date", future),
+        ("bad_region", bad_region), ("bad_birth_date", bad_birth), ("future_birth_date", future),
     ])
     birth[~good] = np.datetime64("NaT")
     sex = pa.array(["2", "1"]).take(pa.array((m18[:, 16] - 48) % 2, mask=~good))
+    # region: the address code; a permit's home region; the issuing province of a foreigner's card
+    region_m = m18[:, :6].copy()
+    region_m[foreigner, :2] = m18[foreigner, 1:3]
+    region_m[foreigner, 2:6] = 48
+    taiwan = permit & (first2 == 83)
+    region_m[taiwan, :2] = np.frombuffer(b"71", dtype=np.uint8)
+    kind = pa.array(np.select([permit, foreigner], [1, 2], 0), mask=~good)
     return pd.DataFrame({
         "value": strings(_rows_to_strings(m18, good)),
         "status": strings(_status(missing, invalid, repaired)),
         "note": strings(note),
         "birth_date": birth,
         "sex": strings(sex),
-        "region_code": strings(_rows_to_strings(m18[:, :6], good)),
+        "region_code": strings(_rows_to_strings(np.ascontiguousarray(region_m), good)),
+        "id_kind": strings(ID_KINDS.take(kind)),
     })
 
 
 def normalise_citizen_id(values: pd.Series, today: date | None = None) -> pd.DataFrame:
     """GB 11643 citizen ID numbers -> value (18 chars or NA), status, note, birth_date,
     sex ('1' odd / '2' even 17th digit), region_code (first six digits, not checked here:
-    see region_known). 15-digit numbers are upgraded; an unknown region is not a rejection."""
+    see region_known), id_kind. 15-digit numbers are upgraded; an unknown region is not a
+    rejection. The numbers built on GB 11643 are keys too (id_kind):
+    - residence_permit: HK/Macau/Taiwan residents (address code 810000/820000/830000 exactly,
+      else bad_region); region_code 810000 / 820000 / 710000 (Taiwan);
+    - permanent_residence: foreigner's permanent residence ID card (2023): '9', issuing province
+      (bad_region unless a GB/T 2260 province), nationality, birth date, sequence, check digit;
+      region_code the issuing province (XX0000).
+    Excel damage is invalid with its own note: excel_scientific (1.10105199001011E+17) or
+    excel_truncated (the last three digits zeroed and the check digit no longer fits)."""
     today = today or date.today()
     return per_unique(values, lambda u: _citizen_id_uniques(u, today), arrow=True)
 
@@ -402,3 +452,81 @@ def normalise_tax_no(values: pd.Series) -> pd.DataFrame:
     org code's check character verified) -> value, status, note, org_code, region_code.
     An 18-character value that is a valid USCC is accepted as such (note 'uscc')."""
     return per_unique(values, _tax_no_uniques, arrow=True)
+
+
+# ---------------------------------------------------------------- identity documents (GA/T 2000.156)
+# Document types whose number is the holder's citizen ID number (ID card, temporary ID card,
+# household register) or a GB 11643-built lifelong number (foreigner's permanent residence ID).
+CITIZEN_ID_TYPES = frozenset({"111", "112", "113"})
+PERMANENT_RESIDENCE = "553"
+# Number formats of the other documents (after whitespace/full-width clean-up, upper case).
+# 414 covers Chinese passports (E + 8 digits, E + letter + 7 digits, G/D/S/P + 8 digits) and
+# foreign ones, which follow no common rule: 5-17 letters and digits.
+DOCUMENT_FORMATS = {
+    "414": r"^[A-Z0-9]{5,17}$",
+    "511": r"^[0-9]{8}$|^[0-9]{10}[A-Z]?$",          # 台胞证: card (2015) 8 digits; booklet 10 + letter
+    "513": r"^[CW][A-Z0-9][0-9]{7}$",                 # 往来港澳通行证: C/W + 8
+    "516": r"^[HM][0-9]{8}([0-9]{2})?$",              # 港澳居民来往内地通行证: H/M + 8 (+2)
+    "553": r"^[A-Z]{3}[0-9]{12}$",                    # permanent residence ID before 2023
+}
+OTHER_DOCUMENT_FORMAT = r"^[A-Z0-9][A-Z0-9()\-]{2,30}[A-Z0-9)]$"
+
+
+def _document_uniques(keys: np.ndarray) -> pd.DataFrame:
+    """keys 'type\\x1fnumber' -> cleaned number and whether it has the type's format."""
+    pairs = [(str(k).split("\x1f", 1) + [""])[:2] if k is not None else ["", ""] for k in keys]
+    numbers = np.array([p[1] for p in pairs], dtype=object)
+    cleaned, _ = _clean_text(as_text(numbers), r"^[0-9A-Z()\-]+$")
+    cleaned = pc.replace_substring_regex(cleaned, r"[（]", "(")
+    cleaned = pc.replace_substring_regex(cleaned, r"[）]", ")")
+    text = np.array(cleaned.to_pylist(), dtype=object)
+    ok = np.zeros(len(keys), dtype=bool)
+    types = np.array([p[0] for p in pairs], dtype=object)
+    for t in np.unique(types):
+        rows = types == t
+        ok[rows] = _matches(pa.array(text[rows], type=pa.string()), DOCUMENT_FORMATS.get(t, OTHER_DOCUMENT_FORMAT))
+    return pd.DataFrame({"number": strings(np.where(ok, text, None)), "formed": ok})
+
+
+def normalise_identity_document(numbers: pd.Series, types: pd.Series | None = None,
+                                today: date | None = None) -> pd.DataFrame:
+    """Document number + GA/T 2000.156 type code (NA = citizen ID) -> the columns of
+    normalise_citizen_id plus doc_number.
+
+    A number that is a valid (or repaired) GB 11643 number — citizen ID, HK/Macau/Taiwan
+    residence permit, foreigner's permanent residence ID (2023) — is the lifelong key
+    whatever the type says (a driving licence's number is its holder's ID number; note
+    `number_is_id` when the type is not an ID type). Otherwise, for types 111/112/113 and no
+    type, the citizen-ID verdict stands (invalid, excel_*). Other documents (passports, travel
+    permits, the old permanent residence ID, ...) are no key: value NA, status
+    `other_document`, doc_number the cleaned number when it has the type's format; else status
+    invalid, note `bad_document_format`. Excel damage stays invalid with its excel_* note."""
+    today = today or date.today()
+    out = normalise_citizen_id(numbers, today=today)
+    out["doc_number"] = pd.Series(strings(pa.nulls(len(out), pa.string())), index=out.index)
+    if types is None:
+        return out
+    types = types.astype("string[pyarrow]").reindex(numbers.index)
+    key = out["status"].isin(["valid", "repaired"]).to_numpy(dtype=bool)
+    excel = out["note"].str.contains("excel_", regex=False).fillna(False).to_numpy(dtype=bool)
+    has_number = numbers.notna().to_numpy(dtype=bool) & (out["status"] != "missing").to_numpy(dtype=bool)
+    typed = types.notna().to_numpy(dtype=bool)
+    id_type = types.isin(CITIZEN_ID_TYPES).fillna(False).to_numpy(dtype=bool)
+    residence = types.eq(PERMANENT_RESIDENCE).fillna(False).to_numpy(dtype=bool)
+    document = typed & ~id_type & has_number & ~key & ~excel
+    hit = typed & ~id_type & ~residence & key
+    if hit.any():
+        out.loc[hit, "note"] = out.loc[hit, "note"].fillna("").str.cat(
+            pd.Series("number_is_id", index=out.index)[hit], sep=";").str.strip(";")
+    if not document.any():
+        return out
+    pair = types[document].astype(str) + "\x1f" + numbers[document].astype(str)
+    doc = per_unique(pair, _document_uniques)
+    formed = doc["formed"].to_numpy(dtype=bool)
+    rows = out.index[document]
+    out.loc[rows, "doc_number"] = doc["number"].to_numpy()
+    out.loc[rows, "status"] = np.where(formed, "other_document", "invalid")
+    out.loc[rows, "note"] = np.where(formed, None, "bad_document_format")
+    for column in ("birth_date", "sex", "region_code", "id_kind"):
+        out.loc[rows, column] = None
+    return out

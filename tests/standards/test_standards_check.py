@@ -114,7 +114,7 @@ def test_source_mapping_to_unknown_element(root, tmp_path):
     sources.mkdir()
     (sources / "gongan.yaml").write_text(GONGAN, encoding="utf-8")
     (sources / "copy.yaml").write_text(GONGAN.replace("XM: nom", "XM: name"), encoding="utf-8")
-    expected_elements = ", ".join(["id_number", "name", "name_latin", "name_pinyin", "sex", "birth_date",
+    expected_elements = ", ".join(["id_number", "id_type", "doc_number", "name", "name_latin", "name_pinyin", "sex", "birth_date",
                                    "ethnicity", "phone", "address", "region_code", "updated_at"])
     assert check_standards(root, sources) == [
         Problem(str(sources / "gongan.yaml"), "columns.XM",

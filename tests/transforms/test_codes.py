@@ -103,3 +103,25 @@ def test_mostly_distinct_columns_skip_dedup_and_keep_nulls():
     assert out["status"].iloc[:6].tolist() == ["valid", "valid", "valid", "missing", "missing", "valid"]
     assert out["value"].iloc[5] == "13800000005"
     assert (out["status"] == "valid").sum() == 9_998
+
+
+def test_id_document_type_by_code_name_and_alias():
+    from standards.registry import load_standards
+    from transforms.codes import normalise_id_document_type
+
+    standards = load_standards()
+    values = pd.Series(["111", "居民身份证", "身份证", "护照", "Passport", "414", "回乡证", "台胞证", "绿卡",
+                        "外国人永久居留身份证", "港澳通行证", "驾驶证", "其他", " 身 份 证 ", "99", "", None])
+    out = normalise_id_document_type(values, standards.code_table("id_document_type"),
+                                     standards.code_tables["id_document_type_alias"])
+    assert out["value"].tolist() == ["111", "111", "111", "414", "414", "414", "516", "511", "553", "553", "513",
+                                     "335", "990", "111", NA, NA, NA]
+    assert out["status"].tolist() == ["valid"] * 14 + ["invalid", "missing", "missing"]
+
+
+def test_sex_labels_from_the_standard_alias_table():
+    from standards.registry import load_standards
+
+    table = load_standards().code_table("sex_alias")
+    out = normalise_sex(pd.Series(["男性", "女性", "男", "Female", "未说明"]), table)
+    assert out["value"].tolist() == ["1", "2", "1", "2", "9"]

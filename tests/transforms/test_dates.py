@@ -17,6 +17,10 @@ from transforms.dates import parse_dates, parse_timestamps
     (" 1990-01-15 ", "1990-01-15", "valid", None),
     ("1990-01-15 12:30:45", "1990-01-15", "valid", None),  # time dropped for a date element
     ("32874", "1990-01-01", "valid", "excel_serial"),
+    ("29348", "1980-05-07", "valid", "excel_serial"),
+    ("32874.0", "1990-01-01", "valid", "excel_serial"),   # the serial as a REAL
+    ("1980.05.07", "1980-05-07", "valid", None),          # dotted date
+    ("1980.5.7", "1980-05-07", "valid", None),
     ("1990-02-30", None, "invalid", "impossible_date"),
     ("1900-02-29", None, "invalid", "impossible_date"),     # 1900 is not a leap year
     ("2000-02-29", "2000-02-29", "valid", None),            # 2000 is

@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 from stdnum.cn import ric, uscc
 from stdnum.iso7064 import mod_11_10
 
-from transforms.identifiers import (normalise_citizen_id, normalise_org_code, normalise_reg_no,
-                                    normalise_tax_no, normalise_uscc, region_known)
+from transforms.identifiers import (PROVINCES, normalise_citizen_id, normalise_identity_document,
+                                    normalise_org_code, normalise_reg_no, normalise_tax_no, normalise_uscc,
+                                    region_known)
 
 TODAY = dt.date(2026, 1, 1)
 VALID_ID = "11010519491231002X"  # the GB 11643 example number
@@ -62,7 +63,7 @@ def test_region_known_flags_unknown_codes_without_rejecting():
     table = pd.DataFrame({"code": ["110105", "110103"]})
     codes = pd.Series(["110105", "110103", "999999", None])
     assert region_known(codes, table).tolist() == [True, True, False, False]
-    body = "99999919900101001"
+    body = "49999919900101001"  # no such region: still valid (9 would be a foreigner's card)
     number = body + ric.calc_check_digit(body + "0")
     assert one(number, today=TODAY)["status"] == "valid"
 
@@ -77,6 +78,10 @@ def stdnum_ric_ok(number: str) -> bool:
         born = ric.get_birth_date(number)
     except Exception:
         return False
+    if number[:2] in ("81", "82", "83") and number[2:6] != "0000":
+        return False  # residence permits carry exactly 810000 / 820000 / 830000
+    if number[0] == "9" and number[1:3] not in PROVINCES:
+        return False  # a foreigner's card names its issuing province
     return 1850 <= born.year and born <= TODAY  # our extra rules: plausible, not future
 
 
@@ -178,3 +183,82 @@ def test_org_code_reg_no_tax_no():
     assert tax["org_code"].tolist() == ["802100433", pd.NA, "802100433", pd.NA]
     assert tax["region_code"].tolist() == ["110000", pd.NA, "110000", pd.NA]
     assert tax["note"].tolist() == [pd.NA, "bad_check_digit", "uscc", "bad_length"]
+
+
+# ---- numbers built on GB 11643 that are not citizen IDs, and Excel damage
+def with_check(body17: str) -> str:
+    return body17 + ric.calc_check_digit(body17 + "0")
+
+
+HK_PERMIT = with_check("81000019900101001")      # 810000199001010019
+TW_PERMIT = with_check("83000019851231002")      # 830000198512310020
+FOREIGNER = with_check("93115619900101001")      # 931156199001010014: Shanghai, nationality 156
+
+
+@pytest.mark.parametrize("raw, value, status, note, region, born, kind", [
+    (HK_PERMIT, "810000199001010019", "valid", None, "810000", "1990-01-01", "residence_permit"),
+    (with_check("82000020000229003"), "82000020000229003X", "valid", None, "820000", "2000-02-29",
+     "residence_permit"),
+    (TW_PERMIT, "830000198512310020", "valid", None, "710000", "1985-12-31", "residence_permit"),
+    (FOREIGNER, "931156199001010014", "valid", None, "310000", "1990-01-01", "permanent_residence"),
+    (with_check("81010019900101001"), None, "invalid", "bad_region", None, None, None),   # 810100: no permit
+    (with_check("99915619900101001"), None, "invalid", "bad_region", None, None, None),   # province 99
+    ("1.10101E+17", None, "invalid", "excel_scientific", None, None, None),
+    ("1.10105199001011E+17", None, "invalid", "excel_scientific", None, None, None),
+    ("1.10105199001011e17", None, "invalid", "excel_scientific", None, None, None),
+    ("110105199001011000", None, "invalid", "excel_truncated", None, None, None),
+    ("110105199001011234", None, "invalid", "bad_check_digit", None, None, None),
+])
+def test_residence_permits_foreigners_and_excel_damage(raw, value, status, note, region, born, kind):
+    got = one(raw, today=TODAY)
+    na = lambda v: None if v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v) else v
+    assert na(got["value"]) == value
+    assert got["status"] == status
+    assert na(got["note"]) == note
+    assert na(got["region_code"]) == region
+    assert (None if pd.isna(got["birth_date"]) else str(got["birth_date"].date())) == born
+    assert na(got["id_kind"]) == kind
+
+
+def test_residence_permit_and_foreigner_checksums_agree_with_stdnum():
+    for number in (HK_PERMIT, TW_PERMIT, FOREIGNER):
+        assert ric.calc_check_digit(number) == number[-1]
+    assert one(FOREIGNER, today=TODAY)["sex"] == "1"      # 17th digit 1
+    assert one(TW_PERMIT, today=TODAY)["sex"] == "2"      # 17th digit 2
+
+
+def test_provinces_are_the_region_tables_provinces():
+    from standards.registry import load_standards
+
+    regions = load_standards().regions
+    current = regions[(regions["level"] == "province") & (regions["status"] == "current")]
+    assert PROVINCES == frozenset(current["code"].str[:2])
+
+
+def test_identity_document_by_type():
+    numbers = pd.Series([VALID_ID, "E12345678", "h1234567801", "12345678", "USA110090010001", FOREIGNER,
+                         "110105194912310011", "1.10101E+17", "E1234", "110105194912310021", "X", None,
+                         "Ｅ１２３４ ５６７８", VALID_ID, "11010519491213002X"], index=range(100, 115))
+    types = pd.Series([None, "414", "516", "511", "553", "553", "335", "414", "513", "414", "990", "414",
+                       "414", "111", "111"], index=range(100, 115), dtype="string")
+    out = normalise_identity_document(numbers, types, today=TODAY)
+    assert list(out.index) == list(range(100, 115))
+    assert out["value"].tolist() == [VALID_ID, pd.NA, pd.NA, pd.NA, pd.NA, FOREIGNER, "110105194912310011",
+                                     pd.NA, pd.NA, pd.NA, pd.NA, pd.NA, pd.NA, VALID_ID, pd.NA]
+    assert out["status"].tolist() == ["valid", "other_document", "other_document", "other_document",
+                                      "other_document", "valid", "valid", "invalid", "invalid", "invalid",
+                                      "invalid", "missing", "other_document", "valid", "invalid"]
+    assert out["note"].tolist() == [pd.NA, pd.NA, pd.NA, pd.NA, pd.NA, pd.NA, "number_is_id", "excel_scientific",
+                                    "bad_document_format", "bad_document_format", "bad_document_format", pd.NA,
+                                    pd.NA, pd.NA, "bad_check_digit"]
+    assert out["doc_number"].tolist() == [pd.NA, "E12345678", "H1234567801", "12345678", "USA110090010001",
+                                          pd.NA, pd.NA, pd.NA, pd.NA, pd.NA, pd.NA, pd.NA, "E12345678",
+                                          pd.NA, pd.NA]
+    assert out["region_code"].tolist()[:7] == ["110105", pd.NA, pd.NA, pd.NA, pd.NA, "310000", "110105"]
+
+
+def test_identity_document_without_types_is_the_citizen_id():
+    numbers = pd.Series([VALID_ID, "E12345678"])
+    out = normalise_identity_document(numbers, None, today=TODAY)
+    assert out["status"].tolist() == ["valid", "invalid"]
+    assert out["doc_number"].isna().all()

@@ -11,6 +11,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from transforms.names import latin_name_keys
+
 from . import compare
 from .common import (ConstrainedUnion, assign_stable_ids, decision_pairs, factorize,
                      factorize_once, group_sizes, pair_id, prepare_records, recode)
@@ -23,11 +25,11 @@ PERSON_COLS = ["id_number", "id_number_status", "id_number_note", "name", "name_
                "region_code", "updated_at"]
 GOLDEN_ELEMENTS = ["id_number", "name", "name_pinyin", "sex", "birth_date", "ethnicity",
                    "phone", "address", "region_code"]
-STATUSES = {"valid", "repaired", "invalid", "missing"}
+STATUSES = {"valid", "repaired", "invalid", "missing", "other_document"}  # other_document: no key (docs/CONTRACTS.md)
 USABLE = ["valid", "repaired"]
 PINYIN_VARIANT_SIMILARITY = 0.8   # Indel similarity above which two pinyin spell one name
 FIELDS = ["id", "name", "pinyin", "birth", "sex", "phone", "region"]
-COMPARED = ["id_number", "name", "pinyin", "birth", "sex", "phone", "region"]   # view columns
+COMPARED = ["id_number", "name", "pinyin", "latin_key", "birth", "sex", "phone", "region"]   # view columns
 RULE_TEXT = np.array(["id", "repaired_id", "probabilistic", "steward", "singleton"], dtype=object)
 ID, REPAIRED_ID, PROBABILISTIC, STEWARD, SINGLETON = range(len(RULE_TEXT))
 
@@ -141,6 +143,8 @@ def _blocking_frame(df: pd.DataFrame, facts: pd.DataFrame, conflict: np.ndarray,
         # a dropped middle dot (艾合买提玉素甫) is not a different name
         "name": df["name"].astype("string[pyarrow]").str.replace("·", "", regex=False),
         "pinyin": df["name_pinyin"].astype("string[pyarrow]"),
+        # a foreigner's latin name without its order (SMITH JOHN = John Smith)
+        "latin_key": latin_name_keys(df["name_latin"]).astype("string[pyarrow]"),
         "birth": birth,
         "sex": sex,
         "phone": df["phone"].astype("string[pyarrow]"),
@@ -247,8 +251,8 @@ def compare_pairs(view: pd.DataFrame, pairs: pd.MultiIndex, conflict: np.ndarray
     id_agree = np.where(borrowed & (id_agree == 0), np.nan, id_agree)
     feats = pd.DataFrame({
         "id": id_agree,
-        "name": compare.exact(L["name"], R["name"]),
-        "pinyin": compare.exact(L["pinyin"], R["pinyin"]),
+        "name": compare.name_agree(L["name"], R["name"]),   # 1, WEAK (a rare character's stand-in), 0
+        "pinyin": compare.name_order_agree(L["pinyin"], R["pinyin"], L["latin_key"], R["latin_key"]),
         "birth": compare.birth_close(L["birth"], R["birth"]),
         "sex": compare.sex_agree(L["sex"], R["sex"]),
         "phone": compare.exact(L["phone"], R["phone"]),
@@ -309,9 +313,13 @@ def link_persons(records: pd.DataFrame, *, previous_xref: pd.DataFrame | None = 
     feats = compare_pairs(view, pairs, conflict, cfg) if len(pairs) else \
         pd.DataFrame(columns=FIELDS, index=pairs, dtype=float)
     lap("comparing")
-    m, u, weight_source = estimate_mu(feats, cfg.m_prior, cfg.u_prior, cfg.estimate_weights,
+    weak = (feats["name"] == compare.WEAK).to_numpy() if len(feats) else np.zeros(0, dtype=bool)
+    model_feats = feats.assign(name=feats["name"].mask(weak)) if weak.any() else feats   # ECM sees 1/0 only
+    m, u, weight_source = estimate_mu(model_feats, cfg.m_prior, cfg.u_prior, cfg.estimate_weights,
                                       cfg.min_pairs_for_ecm)
-    weights = field_weights(feats, m, u)
+    weights = field_weights(model_feats, m, u)
+    if weak.any():   # weak agreement: half the agreement weight, never a disagreement
+        weights.loc[weak, "name"] = compare.WEAK * np.log2(m["name"] / u["name"])
     score = weights.sum(axis=1).to_numpy()
     lap("classifying")
 
