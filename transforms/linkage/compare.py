@@ -97,3 +97,52 @@ def sex_agree(left: pd.Series, right: pd.Series) -> np.ndarray:
     l, r = _strings(left), _strings(right)
     l, r = l.where(l.isin(known)), r.where(r.isin(known))
     return exact(l, r)
+
+
+WEAK = 0.5   # weak agreement: a rare character's stand-in (王* / 王hong / a homophone) vs the full name
+
+
+def name_agree(left: pd.Series, right: pd.Series) -> np.ndarray:
+    """Person names: 1 equal; WEAK (0.5) when they agree once a rare character's stand-in (a
+    placeholder, its pinyin, a common homophone) is taken as the character; 0 otherwise; NaN
+    when either is missing. Computed per distinct pair of the unequal ones (names.name_agreement)."""
+    from transforms.names import name_agreement
+
+    l, r = _strings(left), _strings(right)
+    out = exact(l, r)
+    todo = np.flatnonzero(out == 0)
+    if len(todo):
+        pairs = pd.DataFrame({"l": l.to_numpy(dtype=object)[todo], "r": r.to_numpy(dtype=object)[todo]})
+        stand_in = (pairs["l"].str.contains(r"[*A-Za-z]", regex=True)
+                    | pairs["r"].str.contains(r"[*A-Za-z]", regex=True)
+                    | ~pairs["l"].str.fullmatch(r"[\u4e00-\u9fa5]*")   # outside the common block
+                    | ~pairs["r"].str.fullmatch(r"[\u4e00-\u9fa5]*")).to_numpy(dtype=bool)
+        if stand_in.any():
+            sub = pairs[stand_in]
+            levels = [name_agreement(a, b) for a, b in zip(sub["l"], sub["r"])]
+            out[todo[stand_in]] = levels
+    return out
+
+
+def _rotation(a: str, b: str) -> bool:
+    return len(a) == len(b) and b in a + a
+
+
+def name_order_agree(left_pinyin: pd.Series, right_pinyin: pd.Series,
+                     left_latin_key: pd.Series, right_latin_key: pd.Series) -> np.ndarray:
+    """Cross-script name keys (name_pinyin) with token-order swaps as agreement: 1 when the
+    pinyin are equal, when both latin names have the same order-free key (SMITH JOHN / John
+    Smith) or when one side is a latin name whose pinyin is a rotation of the other's (SAN ZHANG
+    / 张三 -> sanzhang / zhangsan); 0 otherwise; NaN when either pinyin is missing."""
+    lp, rp = _strings(left_pinyin), _strings(right_pinyin)
+    out = exact(lp, rp)
+    lk, rk = _strings(left_latin_key), _strings(right_latin_key)
+    todo = (out == 0) & (lk.notna() | rk.notna()).to_numpy()
+    if todo.any():
+        same_key = (lk == rk).fillna(False).to_numpy(dtype=bool)
+        out[todo & same_key] = 1.0
+        rest = np.flatnonzero(todo & ~same_key)
+        if len(rest):
+            a, b = lp.to_numpy(dtype=object)[rest], rp.to_numpy(dtype=object)[rest]
+            out[rest] = [float(_rotation(x, y)) for x, y in zip(a, b)]
+    return out
