@@ -125,9 +125,16 @@ def print_summary(summary: dict) -> None:
     for key, value in summary.get("headline", {}).items():
         table.add_row(key, f"{value:,}" if isinstance(value, int) else str(value))
     console.print(table)
-    for label, key in (("warehouse", "warehouse_url"), ("report", "report_path"), ("data docs", "data_docs")):
-        if summary.get(key):
-            console.print(f"{label}: [bold]{summary[key]}[/]")
+    paths = {label: summary.get(key) for label, key in
+             (("warehouse", "warehouse_url"), ("report", "report_path"), ("data docs", "data_docs"))}
+    if summary.get("report_path"):   # the analysts' and stewards' pages beside the run report
+        folder = Path(summary["report_path"]).parent
+        paths.update({label: str(folder / name) for label, name in
+                      (("findings", "findings.html"), ("review page", "review.html")) if (folder / name).exists()})
+    for label, path in paths.items():
+        if path:
+            # soft_wrap: a path is copied whole from the terminal, never broken over lines
+            console.print(f"{label}: [bold]{path}[/]", soft_wrap=True)
 
 
 def _print_counts(title: str, counts: dict) -> None:
