@@ -235,7 +235,7 @@ def is_encrypted(path: str) -> bool:
 # 0.40 s write + read against 0.33 s for IPC, where Snappy-compressed Parquet took 0.9 s.
 # retention.remove_hand_offs deletes them when the run ends.
 HANDOFF_SUFFIX = ".handoff.parquet"
-IPC_SUFFIX = HANDOFF_SUFFIX   # the name stages.py uses for hand-off files
+IPC_SUFFIX = HANDOFF_SUFFIX   # the name govdata/stages uses for hand-off files
 ARROW_SUFFIX = ".arrow"       # Arrow IPC: still read; written only for tables without PII
 
 
