@@ -41,7 +41,7 @@ def _progress(stage: str, result: dict) -> None:
     what = result.get("source") or ""
     rows = result.get("rows_in", result.get("rows"))
     detail = f"{rows:,} rows" if isinstance(rows, int) else ""
-    print(f"  ✓ {stage:<9} {what:<12} {detail:>14}  {result['seconds']:.1f}s", file=sys.stderr, flush=True)
+    print(f"  ✓ {stage:<15} {what:<12} {detail:>14}  {result['seconds']:.1f}s", file=sys.stderr, flush=True)
 
 
 def _source(path: str):

@@ -42,11 +42,11 @@ def test_sqlite_sources_open_read_only_and_a_wrong_path_creates_nothing(tmp_path
 
 
 def test_sources_suggest_on_a_wrong_path_creates_nothing(tmp_path):
-    from govdata.suggest import suggest_sources
+    from govdata.suggest import SuggestError, suggest_sources
     from standards.registry import load_standards
 
     gone = tmp_path / "typo.sqlite"
-    with pytest.raises(sa.exc.OperationalError):
+    with pytest.raises(SuggestError, match="no SQLite database at"):
         suggest_sources(f"sqlite:///{gone}", load_standards())
     assert not gone.exists()
 
