@@ -76,7 +76,7 @@ def link_partition(part: dict, run: dict) -> dict:
     import transforms.linkage as linkage
     from govdata.lake import IPC_SUFFIX
     from standards.registry import load_survivorship
-    from transforms.linkage.plan import _keys
+    from transforms.keys import record_keys
 
     if part["rows"] == 0:
         return {**part, "paths": {}, "stats": {}}
@@ -92,8 +92,8 @@ def link_partition(part: dict, run: dict) -> dict:
         previous = read_parquet(part["previous_path"], arrow_strings=True) if part.get("previous_path") else None
     decisions = _decisions(run, part["kind"])
     if decisions is not None and len(decisions):
-        keys = pd.Index(_keys(records).unique())   # hashed once, not per isin
-        decisions = decisions[_keys(decisions, "left_").isin(keys) & _keys(decisions, "right_").isin(keys)]
+        keys = pd.Index(record_keys(records).unique())   # hashed once, not per isin
+        decisions = decisions[record_keys(decisions, "left_").isin(keys) & record_keys(decisions, "right_").isin(keys)]
     config = link_config(part["kind"])
     if incremental:
         model = part["plan"]["model"]

@@ -90,7 +90,8 @@ def incremental_scope(records: "pa.Table", kind: str, normalised: list[dict], ru
 
     from standards.registry import load_survivorship
     from transforms.linkage.incremental import relink_scope
-    from transforms.linkage.plan import KEYS, _arrow_keys, _keys, key_positions
+    from transforms.keys import KEYS, SEP, arrow_record_keys, record_keys
+    from transforms.linkage.plan import key_positions
     from transforms.linkage.survivorship import entity_rules
 
     _, xref_table, id_col = LINKERS[kind]
@@ -100,15 +101,15 @@ def incremental_scope(records: "pa.Table", kind: str, normalised: list[dict], ru
         previous_model(run, kind)
     if prev is None or prev.num_rows == 0 or model is None:
         return None
-    keys = _arrow_keys(records)
+    keys = arrow_record_keys(records)
     rows = key_positions(records, prev)
     at = pa.array(rows, mask=rows < 0)                  # each record's previous xref row
     record_master = prev[id_col].take(at)
-    changed = [pc.binary_join_element_wise(n["source"], _changed_ids(n["changed_path"]), "\x1f").combine_chunks()
+    changed = [pc.binary_join_element_wise(n["source"], _changed_ids(n["changed_path"]), SEP).combine_chunks()
                for n in normalised if n["kind"] == kind and n.get("changed_path")]
     decisions = _decisions(run, kind)
     decided = [] if decisions is None else \
-        [pa.array(_keys(decisions, "left_").tolist() + _keys(decisions, "right_").tolist(), pa.string())]
+        [pa.array(record_keys(decisions, "left_").tolist() + record_keys(decisions, "right_").tolist(), pa.string())]
     # masters that lost a record (deleted at the source, or now rejected) are relinked whole:
     # the previous rows no record of this run points at
     still = np.zeros(prev.num_rows, dtype=bool)

@@ -94,18 +94,18 @@ def stale_reviews(previous: pd.DataFrame, fresh_ids: pd.Series, decided_ids: set
     """Open review pairs this run did not ask again, closed: 'decided' when a steward decided
     the pair, else 'superseded' (the records changed or now link with certainty). A full run
     re-asks every question; an incremental run only those about records it relinked."""
-    from transforms.linkage.plan import _keys
+    from transforms.keys import record_keys
 
     open_ = previous[(previous["status"].fillna("open") == "open") & ~previous["pair_id"].isin(fresh_ids)]
     if relinked is not None:
-        open_ = open_[_keys(open_, "left_").isin(relinked) | _keys(open_, "right_").isin(relinked)]
+        open_ = open_[record_keys(open_, "left_").isin(relinked) | record_keys(open_, "right_").isin(relinked)]
     status = open_["pair_id"].isin(decided_ids).map({True: "decided", False: "superseded"})
     return open_.assign(status=status.astype("string"), run_id=run_id)
 
 
 def closed_reviews(run: dict, fresh: pd.DataFrame | None, linked: dict) -> pd.DataFrame:
     from transforms.linkage.common import pair_id
-    from transforms.linkage.plan import KEYS, _keys
+    from transforms.keys import KEYS, record_keys
     from warehouse.load import read_table
 
     previous = read_table(run["warehouse_url"], "review_queue")
@@ -113,7 +113,7 @@ def closed_reviews(run: dict, fresh: pd.DataFrame | None, linked: dict) -> pd.Da
     if previous is None or previous.empty:
         return pd.DataFrame()
     decided = set() if decisions is None or decisions.empty else \
-        set(pair_id(_keys(decisions, "left_"), _keys(decisions, "right_")))
+        set(pair_id(record_keys(decisions, "left_"), record_keys(decisions, "right_")))
     fresh_ids = fresh["pair_id"] if fresh is not None else pd.Series(dtype="string")
     frames = []
     for kind in LINKERS:
@@ -121,7 +121,7 @@ def closed_reviews(run: dict, fresh: pd.DataFrame | None, linked: dict) -> pd.Da
             continue
         inputs = linked.get("relinked_inputs", {}).get(kind)
         relinked = None if inputs is None else pd.concat(
-            [_keys(read_parquet(path, columns=KEYS)) for path in inputs] or [pd.Series(dtype="string")])
+            [record_keys(read_parquet(path, columns=KEYS)) for path in inputs] or [pd.Series(dtype="string")])
         frames.append(stale_reviews(previous[previous["entity"] == kind], fresh_ids, decided, relinked, run["run_id"]))
     frames = [f for f in frames if not f.empty]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -9,7 +9,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-KEY_COLS = ["source_system", "source_record_id"]
+from transforms.keys import KEYS, SEP, join_keys, record_keys
+
+KEY_COLS = KEYS   # the old name, kept for importers
 RULES = ("id", "repaired_id", "probabilistic", "steward", "singleton")
 DECISION_COLS = ["left_source_system", "left_source_record_id", "right_source_system",
                  "right_source_record_id", "decision", "decided_by", "decided_at"]
@@ -100,10 +102,9 @@ def prepare_records(records: pd.DataFrame, columns: list[str], what: str) -> pd.
             out[col] = _arrow_strings(out[col])
     src, rid = _arrow_chunk(out["source_system"]), _arrow_chunk(out["source_record_id"])
     if src is not None and rid is not None and src.type == rid.type:   # one Arrow pass
-        key = pd.Series(pd.arrays.ArrowStringArray(
-            pc.binary_join_element_wise(src, rid, pa.scalar("\x1f", src.type))), index=out.index)
+        key = pd.Series(pd.arrays.ArrowStringArray(join_keys(src, rid)), index=out.index)
     else:
-        key = out["source_system"] + "\x1f" + out["source_record_id"]
+        key = out["source_system"] + SEP + out["source_record_id"]
     # distinct non-NULL joined keys prove distinct (source, id) pairs; anything else is
     # checked column by column
     joined = _arrow_chunk(key)
@@ -324,7 +325,7 @@ def _previous_ids(keys: pd.Series, previous_xref: pd.DataFrame, id_col: str) -> 
     matched on the record key in Arrow."""
     prev = {c: _arrow_strings(previous_xref[c]) for c in KEY_COLS + [id_col]}
     text = lambda s: pa.chunked_array(pa.array(s.array)).cast(pa.string())  # noqa: E731
-    prev_key = pc.binary_join_element_wise(text(prev["source_system"]), text(prev["source_record_id"]), "\x1f")
+    prev_key = join_keys(text(prev["source_system"]), text(prev["source_record_id"]))
     own = text(pd.Series(keys).astype("string[pyarrow]"))
     at = pc.index_in(own, value_set=prev_key.combine_chunks())
     ids = pa.chunked_array(pa.array(prev[id_col].array)).take(at)
@@ -362,8 +363,7 @@ def decision_pairs(decisions: pd.DataFrame | None, key_to_pos: pd.Series) -> tup
     if bad.any():
         raise ValueError(f"decisions: column decision has {int(bad.sum())} value(s) other than "
                          f"'match'/'non_match', e.g. {d.loc[bad, 'decision'].iloc[0]!r}")
-    lk = d["left_source_system"].astype(str) + "\x1f" + d["left_source_record_id"].astype(str)
-    rk = d["right_source_system"].astype(str) + "\x1f" + d["right_source_record_id"].astype(str)
+    lk, rk = record_keys(d, "left_"), record_keys(d, "right_")
     d["a"], d["b"] = np.minimum(lk, rk), np.maximum(lk, rk)
     if "decided_at" in d.columns:
         d = d.sort_values("decided_at", kind="stable")

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from .plan import _keys
+from transforms.keys import record_keys
 
 if TYPE_CHECKING:   # names used in annotations only
     import pyarrow as pa
@@ -46,7 +46,7 @@ def separate_shared_ids(xrefs: list[pd.DataFrame], id_col: str, prefix: str, run
                 moves.setdefault(i, {})[master_id] = None
     for i, renames in moves.items():   # smallest member key per moved id: one pass per partition
         members = candidates[i][candidates[i][id_col].isin(list(renames))]
-        smallest = _keys(members).groupby(members[id_col].to_numpy()).min()
+        smallest = record_keys(members).groupby(members[id_col].to_numpy()).min()
         for master_id in renames:
             renames[master_id] = hash_id(prefix, smallest[master_id])
         x = xrefs[i]

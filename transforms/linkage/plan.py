@@ -5,24 +5,11 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from transforms.keys import KEYS, arrow_record_keys, record_keys
+
 if TYPE_CHECKING:   # names used in annotations only
     import numpy as np
     import pyarrow as pa
-
-KEYS = ["source_system", "source_record_id"]
-
-
-def _keys(frame: pd.DataFrame, prefix: str = "") -> pd.Series:
-    return frame[f"{prefix}source_system"].astype(str) + "\x1f" + frame[f"{prefix}source_record_id"].astype(str)
-
-
-def _arrow_keys(table):
-    """source_system + \\x1f + source_record_id per row, built in Arrow."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    return pc.binary_join_element_wise(table["source_system"].cast(pa.string()),
-                                       table["source_record_id"].cast(pa.string()), "\x1f")
 
 
 def assign_partitions(records: "pd.DataFrame | pa.Table", n: int, decisions: pd.DataFrame | None):
@@ -37,9 +24,9 @@ def assign_partitions(records: "pd.DataFrame | pa.Table", n: int, decisions: pd.
     parts = partition_numbers(table, n)
     if decisions is not None and len(decisions) and n > 1:
         matches = decisions[decisions["decision"] == "match"]
-        keys = _arrow_keys(table)
-        left = pc.index_in(pa.array(_keys(matches, "left_").tolist(), pa.string()), value_set=keys)
-        right = pc.index_in(pa.array(_keys(matches, "right_").tolist(), pa.string()), value_set=keys)
+        keys = arrow_record_keys(table)
+        left = pc.index_in(pa.array(record_keys(matches, "left_").tolist(), pa.string()), value_set=keys)
+        right = pc.index_in(pa.array(record_keys(matches, "right_").tolist(), pa.string()), value_set=keys)
         both = pc.and_(pc.is_valid(left), pc.is_valid(right))
         parts[right.filter(both).to_numpy()] = parts[left.filter(both).to_numpy()]
     return parts

@@ -9,6 +9,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from transforms.keys import record_keys
+
 from .common import factorize, group_sizes
 
 RULES = ("trust_order", "most_recent", "most_frequent")
@@ -271,8 +273,7 @@ def golden_records(df: pd.DataFrame, id_col: str, elements: list[str], spec: dic
 
     def key() -> pd.Series:
         if not key_cache:
-            key_cache.append(df["source_system"].astype("string[pyarrow]") + "\x1f"
-                             + df["source_record_id"].astype("string[pyarrow]"))
+            key_cache.append(record_keys(df, dtype="string[pyarrow]"))
         return key_cache[0]
 
     rank = {s: i for i, s in enumerate(trust_order)}
