@@ -865,4 +865,4 @@ def _role_exists(db: _DB, role: str) -> bool:
 
 
 __all__ = ["init_warehouse", "load_tables", "read_table", "read_arrow_table", "refresh_marts", "connect", "analyst_connect",
-           "LoadError", "to_arrow", "analyst_table_names", "np"]
+           "LoadError", "to_arrow", "analyst_table_names"]
