@@ -46,7 +46,7 @@ import yaml
 
 # --------------------------------------------------------------------------------------
 # Reference tables (demo-sized, hand-picked). Region codes are real GB/T 2260 county
-# codes checked against ../shared/data/gbt2260_history.csv (CC0, yescallop/areacodes).
+# codes checked against the GB/T 2260 history file (CC0, yescallop/areacodes).
 # --------------------------------------------------------------------------------------
 
 # code, province, prefecture ("" for municipalities), county, weight

@@ -1,18 +1,17 @@
-"""Regenerate standards/codes/region.csv from the shared GB/T 2260 history file.
+"""Regenerate standards/codes/region.csv from the GB/T 2260 history file.
 
-Source: "areacodes" by yescallop, result.csv at commit eed219a, CC0 1.0 (copied to
-/work/shared/data/gbt2260_history.csv). Run: python -m standards.build_region_table [SRC] [DEST]
+Source: "areacodes" by yescallop, result.csv at commit eed219a, CC0 1.0 (not kept in this
+repository). Run: python -m standards.build_region_table SRC [DEST]
 Every source row is kept (6,823): a code reused for a renamed/re-levelled division appears
 once per period, so (code, valid_from) is the key, not code alone.
 """
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
 import pandas as pd
 
-DEFAULT_SOURCE = Path("/work/shared/data/gbt2260_history.csv")
 DEFAULT_DEST = Path(__file__).resolve().parent / "codes" / "region.csv"
 
 SOURCE_COLUMNS = {
@@ -57,7 +56,7 @@ def translate(values: pd.Series, mapping: dict[str, str], column: str) -> pd.Ser
     return values.map(mapping)
 
 
-def build_region_table(source: Path = DEFAULT_SOURCE) -> pd.DataFrame:
+def build_region_table(source: Path) -> pd.DataFrame:
     raw = pd.read_csv(source, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     missing = set(SOURCE_COLUMNS) - set(raw.columns)
     if missing:
@@ -72,12 +71,14 @@ def build_region_table(source: Path = DEFAULT_SOURCE) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    source = Path(args[0]) if args else DEFAULT_SOURCE
-    dest = Path(args[1]) if len(args) > 1 else DEFAULT_DEST
-    table = build_region_table(source)
-    table.to_csv(dest, index=False, lineterminator="\n")
-    print(f"wrote {len(table)} rows to {dest}")
+    parser = argparse.ArgumentParser(prog="python -m standards.build_region_table",
+                                     description="Regenerate region.csv from the GB/T 2260 history file.")
+    parser.add_argument("source", type=Path, help="the history CSV (yescallop/areacodes result.csv)")
+    parser.add_argument("dest", type=Path, nargs="?", default=DEFAULT_DEST, help=f"default {DEFAULT_DEST}")
+    args = parser.parse_args(argv)
+    table = build_region_table(args.source)
+    table.to_csv(args.dest, index=False, lineterminator="\n")
+    print(f"wrote {len(table)} rows to {args.dest}")
 
 
 if __name__ == "__main__":
