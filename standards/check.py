@@ -22,6 +22,14 @@ from standards.sources import SourceConfigError, load_source, source_files
 CATALOGUE_REQUIRED = ("title", "source", "version", "licence")
 KIND_TIMESTAMP = "updated_at"
 CSV_FIRST_DATA_LINE = 2  # header is line 1: row index i is line i + 2
+LINKAGE_KINDS = ("person", "enterprise")   # the kinds linkage.yaml configures (govdata.stages.common.LINKERS)
+# LinkConfig field type -> (accepted Python types, what a steward should write)
+SETTING_TYPES: dict[type, tuple[tuple[type, ...], str]] = {
+    float: ((int, float), "a number"),
+    int: ((int,), "a whole number"),
+    bool: ((bool,), "true or false"),
+    dict: ((dict,), "a mapping"),
+}
 
 
 @dataclass(frozen=True)
@@ -260,6 +268,46 @@ def check_sources(folder: Path, root: Path) -> list[Problem]:
     return problems
 
 
+def check_linkage(root: Path) -> list[Problem]:
+    """linkage.yaml: per linked kind, only transforms.linkage.LinkConfig settings, each of its
+    field's type (the link stage refuses unknown settings at run time; a wrong type fails later)."""
+    import dataclasses
+    import typing
+
+    from transforms.linkage.config import LinkConfig
+
+    file = root / "linkage.yaml"
+    try:
+        raw = read_yaml(file)
+    except StandardsError as exc:
+        return [Problem(str(file), exc.key, f"expected {exc.expected}")]
+    if raw is None:
+        return []
+    if not isinstance(raw, dict):
+        return [Problem(str(file), "(top level)", "expected a mapping of kind -> settings")]
+    hints = typing.get_type_hints(LinkConfig)
+    fields = {f.name: hints[f.name] for f in dataclasses.fields(LinkConfig)}
+    problems: list[Problem] = []
+    for kind, settings in raw.items():
+        if kind not in LINKAGE_KINDS:
+            problems.append(Problem(str(file), str(kind), f"unknown kind; expected one of {', '.join(LINKAGE_KINDS)}"))
+            continue
+        if settings is None:
+            continue
+        if not isinstance(settings, dict):
+            problems.append(Problem(str(file), kind, "expected a mapping of setting -> value"))
+            continue
+        for key, value in settings.items():
+            where = f"{kind}.{key}"
+            if key not in fields:
+                problems.append(Problem(str(file), where, f"unknown setting; expected one of {', '.join(sorted(fields))}"))
+                continue
+            accepted, wanted = SETTING_TYPES[fields[key]]
+            if isinstance(value, bool) and bool not in accepted or not isinstance(value, accepted):
+                problems.append(Problem(str(file), where, f"expected {wanted}, not {value!r}"))
+    return problems
+
+
 def check_code_patterns(root: Path, elements: dict[str, dict[str, Any]], tables: dict[str, pd.DataFrame],
                         catalogue: dict[str, Any]) -> list[Problem]:
     """Every code of an element's code table must match the element's pattern, else values that
@@ -291,6 +339,7 @@ def check_standards(root: Path | None = None, sources: Path | None = None) -> li
     if set(elements) == set(KINDS):
         problems += check_survivorship(root, elements)
         problems += check_row_rules(root, elements)
+    problems += check_linkage(root)
     if sources is not None:
         problems += check_sources(Path(sources).resolve(), root)
     from standards.catalogue import check_resource_catalogue

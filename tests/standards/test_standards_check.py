@@ -109,6 +109,29 @@ def test_broken_copy_reports_each_problem(root, breakage, file, location, messag
     assert check_standards(root) == [Problem(str(root / file), location, message)]
 
 
+def test_broken_linkage_yaml_is_rejected(root):
+    assert check_standards(root) == []
+    file = str(root / "linkage.yaml")
+    replace(root / "linkage.yaml", "  match_threshold: 14.0\n", "  match_threshold: '14.0'\n  match_treshold: 14.0\n")
+    assert check_standards(root) == [
+        Problem(file, "person.match_threshold", "expected a number, not '14.0'"),
+        Problem(file, "person.match_treshold",
+                "unknown setting; expected one of distinct_sources, estimate_weights, id_max_edits, "
+                "m_prior, match_threshold, max_block_size, min_pairs_for_ecm, review_threshold, "
+                "sorted_window, u_prior")]
+
+
+def test_linkage_yaml_kinds_and_types(root):
+    (root / "linkage.yaml").write_text("person: {distinct_sources: 1, sorted_window: 5.5, m_prior: {id: 0.9}}\n"
+                                       "enterprise: [match_threshold]\napplication: {}\n", encoding="utf-8")
+    file = str(root / "linkage.yaml")
+    assert check_standards(root) == [
+        Problem(file, "person.distinct_sources", "expected true or false, not 1"),
+        Problem(file, "person.sorted_window", "expected a whole number, not 5.5"),
+        Problem(file, "enterprise", "expected a mapping of setting -> value"),
+        Problem(file, "application", "unknown kind; expected one of person, enterprise")]
+
+
 def test_source_mapping_to_unknown_element(root, tmp_path):
     sources = tmp_path / "sources"
     sources.mkdir()
