@@ -27,8 +27,6 @@ AIRFLOW_PREFIX = "airflow:"
 OVERRIDE_OPTION_TYPES: dict[str, tuple[type, str]] = {
     "format": (str, "a strptime format string such as '%d/%m/%Y'"),
     "dayfirst": (bool, "true or false"),
-    "yearfirst": (bool, "true or false"),
-    "traditional": (bool, "true or false"),
     "timezone": (str, "a time-zone name such as 'Asia/Shanghai'"),
     "codes": (dict, "a mapping of source value -> standard code"),
 }

@@ -12,7 +12,6 @@ import pyarrow.compute as pc
 from transforms.keys import KEYS, SEP, join_keys, record_keys
 
 KEY_COLS = KEYS   # the old name, kept for importers
-RULES = ("id", "repaired_id", "probabilistic", "steward", "singleton")
 DECISION_COLS = ["left_source_system", "left_source_record_id", "right_source_system",
                  "right_source_record_id", "decision", "decided_by", "decided_at"]
 
@@ -116,6 +115,13 @@ def prepare_records(records: pd.DataFrame, columns: list[str], what: str) -> pd.
                              f"{first.source_record_id}); {int(dup.sum())} rows share keys")
     out["_key"] = key
     return out
+
+
+def singleton_groups(n: int) -> np.ndarray:
+    """Each record's starting group before any link: record i alone in group n + i. ID groups
+    are numbered 0..(distinct IDs - 1) < n, so the two ranges never meet (ConstrainedUnion
+    takes a group below its n_id_groups for one holding an ID)."""
+    return np.arange(n, dtype=np.int64) + n
 
 
 class ConstrainedUnion:

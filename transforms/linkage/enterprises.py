@@ -13,7 +13,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .compare import as_datetime
-from .common import ConstrainedUnion, assign_stable_ids, decision_pairs, factorize, pair_id, prepare_records
+from .common import (ConstrainedUnion, assign_stable_ids, decision_pairs, factorize, pair_id, prepare_records,
+                     singleton_groups)
 from .config import LinkConfig, LinkResult
 from .survivorship import entity_rules, golden_records
 
@@ -108,7 +109,7 @@ def link_enterprises(records: pd.DataFrame, *, previous_xref: pd.DataFrame | Non
     steward_match, steward_non = decision_pairs(decisions, key_to_pos)
 
     holder = keys["uscc"].notna().to_numpy()
-    group = np.arange(n, dtype=np.int64) + n
+    group = singleton_groups(n)
     codes, uniq = pd.factorize(keys["uscc"])
     group[holder] = codes[holder]
     cannot: dict[int, set[int]] = {}

@@ -15,7 +15,7 @@ from transforms.names import latin_name_keys
 
 from . import compare
 from .common import (ConstrainedUnion, assign_stable_ids, decision_pairs, factorize,
-                     factorize_once, group_sizes, pair_id, prepare_records, recode)
+                     factorize_once, group_sizes, pair_id, prepare_records, recode, singleton_groups)
 from .config import LinkConfig, LinkResult
 from .fellegi_sunter import estimate_mu, field_weights
 from .survivorship import _pack, entity_rules, golden_records, trust_rank
@@ -28,6 +28,12 @@ GOLDEN_ELEMENTS = ["id_number", "name", "name_pinyin", "sex", "birth_date", "eth
 STATUSES = {"valid", "repaired", "invalid", "missing", "other_document"}  # other_document: no key (docs/CONTRACTS.md)
 USABLE = ["valid", "repaired"]
 PINYIN_VARIANT_SIMILARITY = 0.8   # Indel similarity above which two pinyin spell one name
+# b_birth packs (birth day, surname initial code) into one int64 as day * slots + initial:
+# room for 64 initials (pinyin starts with one of 26 letters); more would only widen blocks.
+INITIAL_SLOTS = 64
+# distinct_sources keeps one bit per source in an int64 mask, clear of the sign bit (and one
+# spare): with more sources than this the same-source check is skipped, not an error.
+MAX_MASKED_SOURCES = 62
 FIELDS = ["id", "name", "pinyin", "birth", "sex", "phone", "region"]
 COMPARED = ["id_number", "name", "pinyin", "latin_key", "birth", "sex", "phone", "region"]   # view columns
 RULE_TEXT = np.array(["id", "repaired_id", "probabilistic", "steward", "singleton"], dtype=object)
@@ -162,7 +168,7 @@ def _blocking_frame(df: pd.DataFrame, facts: pd.DataFrame, conflict: np.ndarray,
     initial = factorize(_slice(pd.Series(py_uniques), 0, 1))[0]
     initial = np.where(py_code >= 0, initial[np.maximum(py_code, 0)] if len(initial) else -1, -1)
     phone_code = factorize_once(codes, "phone", df["phone"])[0]
-    keys = {"b_birth": (day_no * 64 + initial, has_birth & (initial >= 0)),
+    keys = {"b_birth": (day_no * INITIAL_SLOTS + initial, has_birth & (initial >= 0)),
             "b_pinyin_year": (py_code * 10000 + np.nan_to_num(year).astype(np.int64),
                               (py_code >= 0) & has_birth),
             "b_phone": (phone_code, phone_code >= 0)}
@@ -297,7 +303,7 @@ def link_persons(records: pd.DataFrame, *, previous_xref: pd.DataFrame | None = 
         pick = np.where(trust[same_id[:, 0]] > trust[same_id[:, 1]], same_id[:, 0], same_id[:, 1])
         conflict[pick] = True
     held = usable & ~conflict
-    group = np.arange(n, dtype=np.int64) + n
+    group = singleton_groups(n)
     held_code, held_ids = recode(codes["id_number"][0], held)
     group[held] = held_code[held]
     lap("deterministic")
@@ -329,7 +335,7 @@ def link_persons(records: pd.DataFrame, *, previous_xref: pd.DataFrame | None = 
         cannot.setdefault(int(a), set()).add(int(b))
         cannot.setdefault(int(b), set()).add(int(a))
     src_code = pd.factorize(df["source_system"])[0]
-    if src_code.max(initial=0) < 62 and cfg.distinct_sources:
+    if src_code.max(initial=0) < MAX_MASKED_SOURCES and cfg.distinct_sources:
         source_mask = np.zeros(2 * n, dtype=np.int64)
         np.bitwise_or.at(source_mask, group, np.left_shift(1, src_code).astype(np.int64))
     else:
