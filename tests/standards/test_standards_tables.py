@@ -1,13 +1,11 @@
 """Shipped standards: code tables, elements, survivorship, loader behaviour."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from standards.build_region_table import build_region_table
+from standards.build_region_table import DEFAULT_SOURCE, build_region_table
 from standards.registry import (STANDARDS_ROOT, StandardsError, load_code_catalogue, load_row_rules,
                                 read_code_table,
                                 load_standards, load_survivorship, read_standards, survivorship_rule)
@@ -34,14 +32,8 @@ def test_region_table_counts_and_abolished_code(standards):
     assert not current["code"].duplicated().any()
 
 
-# The GB/T 2260 history file is not in the repository: give its path to run this check.
-HISTORY = os.environ.get("GOVDATA_GBT2260_HISTORY")
-
-
-@pytest.mark.skipif(not HISTORY or not Path(HISTORY).is_file(),
-                    reason="set GOVDATA_GBT2260_HISTORY to the GB/T 2260 history CSV")
-def test_region_csv_is_reproducible_from_shared_history(standards):
-    rebuilt = build_region_table(Path(HISTORY))
+def test_region_csv_is_reproducible_from_the_history_in_the_repository(standards):
+    rebuilt = build_region_table(DEFAULT_SOURCE)
     pd.testing.assert_frame_equal(rebuilt.reset_index(drop=True), standards.regions.reset_index(drop=True))
 
 
