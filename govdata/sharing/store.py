@@ -160,38 +160,32 @@ def approve(url: str, request_id: str, reason: str, who: str | None = None,
     """Approve a pending request: a grant to the department's consumer role until the request's
     date (on PostgreSQL: the GRANT itself). Returns the grant id."""
     cat = catalogue or load_catalogue()
-    who = who or getpass.getuser()
-    if not reason.strip():
-        raise ShareError("a decision states its reason")
-    with share_connect(url) as db:
-        ensure_tables(db)
-        with db.transaction():
-            req = _load_request(db, request_id)
-            res = cat.resource(req.resource)
-            if req.status != "pending":
-                raise ShareError(f"request {request_id} is {req.status}, not pending")
-            if not res.shareable:
-                raise ShareError(f"{res.code} is not shareable (不予共享): no grant is ever issued")
-            if req.valid_until < (today or date.today()):
-                raise ShareError(f"request {request_id} ran out on {req.valid_until}")
-            at = now()
-            grant_id = f"SG{uuid.uuid4().hex[:10]}"
-            db.execute("UPDATE share_request SET status = 'approved', decided_by = ?, decided_at = ?, decision_reason = ? "
-                       "WHERE request_id = ?", (who, at, reason, request_id))
-            db.execute("INSERT INTO share_grant (grant_id, request_id, resource, department, role_name, privilege, "
-                       "granted_at, valid_until, revoked_at, revoke_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
-                       (grant_id, request_id, res.code, req.department, consumer_role(req.department),
-                        privilege_sql(res, consumer_role(req.department)), at, req.valid_until))
-            _audit(db, who, "approved", request_id=request_id, resource=res.code, department=req.department,
-                   detail=reason)
-            _audit(db, who, "granted", request_id=request_id, grant_id=grant_id, resource=res.code,
-                   department=req.department, detail=f"until {req.valid_until}")
-            if db.backend == "postgresql":
-                sync_grants(db, cat, today)
+    with _decision(url, request_id, reason, who) as (db, req, who):
+        res = cat.resource(req.resource)
+        if not res.shareable:
+            raise ShareError(f"{res.code} is not shareable (不予共享): no grant is ever issued")
+        if req.valid_until < (today or date.today()):
+            raise ShareError(f"request {request_id} ran out on {req.valid_until}")
+        at = now()
+        grant_id = f"SG{uuid.uuid4().hex[:10]}"
+        db.execute("UPDATE share_request SET status = 'approved', decided_by = ?, decided_at = ?, decision_reason = ? "
+                   "WHERE request_id = ?", (who, at, reason, request_id))
+        db.execute("INSERT INTO share_grant (grant_id, request_id, resource, department, role_name, privilege, "
+                   "granted_at, valid_until, revoked_at, revoke_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
+                   (grant_id, request_id, res.code, req.department, consumer_role(req.department),
+                    privilege_sql(res, consumer_role(req.department)), at, req.valid_until))
+        _audit(db, who, "approved", request_id=request_id, resource=res.code, department=req.department,
+               detail=reason)
+        _audit(db, who, "granted", request_id=request_id, grant_id=grant_id, resource=res.code,
+               department=req.department, detail=f"until {req.valid_until}")
+        if db.backend == "postgresql":
+            sync_grants(db, cat, today)
     return grant_id
 
 
-def refuse(url: str, request_id: str, reason: str, who: str | None = None) -> None:
+@contextmanager
+def _decision(url: str, request_id: str, reason: str, who: str | None):
+    """A steward's decision on a pending request, in one transaction: (db, request, who)."""
     who = who or getpass.getuser()
     if not reason.strip():
         raise ShareError("a decision states its reason")
@@ -201,10 +195,15 @@ def refuse(url: str, request_id: str, reason: str, who: str | None = None) -> No
             req = _load_request(db, request_id)
             if req.status != "pending":
                 raise ShareError(f"request {request_id} is {req.status}, not pending")
-            db.execute("UPDATE share_request SET status = 'refused', decided_by = ?, decided_at = ?, decision_reason = ? "
-                       "WHERE request_id = ?", (who, now(), reason, request_id))
-            _audit(db, who, "refused", request_id=request_id, resource=req.resource, department=req.department,
-                   detail=reason)
+            yield db, req, who
+
+
+def refuse(url: str, request_id: str, reason: str, who: str | None = None) -> None:
+    with _decision(url, request_id, reason, who) as (db, req, who):
+        db.execute("UPDATE share_request SET status = 'refused', decided_by = ?, decided_at = ?, decision_reason = ? "
+                   "WHERE request_id = ?", (who, now(), reason, request_id))
+        _audit(db, who, "refused", request_id=request_id, resource=req.resource, department=req.department,
+               detail=reason)
 
 
 def expire_grants(url: str, today: date | None = None, catalogue: Catalogue | None = None) -> list[str]:
