@@ -435,14 +435,7 @@ def application_rows(apps: pd.DataFrame, person_owner: pd.Series, enterprise_own
                      roles: dict | None = None) -> pd.DataFrame:
     """fact_application rows; person_owner / enterprise_owner map identifier tokens to master
     ids (identifier_owner). `roles`, when given, receives each role's tokens and masks."""
-    out = apps.copy()
-    person, enterprise, tokens, masks = _owned_by(out, "applicant_id_number", "applicant_uscc", person_owner,
-                                                  enterprise_owner, key)
-    out["applicant_person_id"] = person
-    out["applicant_enterprise_id"] = enterprise
-    out["applicant_token"] = tokens["person"].fillna(tokens["enterprise"])
-    if roles is not None:
-        roles.update(tokens=tokens, masks=masks)
+    out = _with_owner(apps.copy(), "applicant", person_owner, enterprise_owner, key, roles)
     online = channels.set_index("code")["online"].astype(str).str.lower().isin(["true", "1", "yes"])
     channel = _col(out, "channel").astype("string")
     unknown = channel.dropna()[~channel.dropna().isin(online.index)]
@@ -460,16 +453,23 @@ def application_rows(apps: pd.DataFrame, person_owner: pd.Series, enterprise_own
 
 def certificate_rows(certs: pd.DataFrame, person_owner: pd.Series, enterprise_owner: pd.Series, key: bytes,
                      run_id: str, roles: dict | None = None) -> pd.DataFrame:
-    out = certs.copy()
-    person, enterprise, tokens, masks = _owned_by(out, "holder_id_number", "holder_uscc", person_owner,
-                                                  enterprise_owner, key)
-    out["holder_person_id"] = person
-    out["holder_enterprise_id"] = enterprise
-    out["holder_token"] = tokens["person"].fillna(tokens["enterprise"])
-    if roles is not None:
-        roles.update(tokens=tokens, masks=masks)
+    out = _with_owner(certs.copy(), "holder", person_owner, enterprise_owner, key, roles)
     out["run_id"] = run_id
     return _table_columns(out, "fact_certificate")
+
+
+def _with_owner(out: pd.DataFrame, role: str, person_owner: pd.Series, enterprise_owner: pd.Series, key: bytes,
+                roles: dict | None) -> pd.DataFrame:
+    """The fact's <role>_person_id / <role>_enterprise_id / <role>_token from its identifiers
+    (applicant or holder); `roles`, when given, receives the tokens and masks."""
+    person, enterprise, tokens, masks = _owned_by(out, f"{role}_id_number", f"{role}_uscc", person_owner,
+                                                  enterprise_owner, key)
+    out[f"{role}_person_id"] = person
+    out[f"{role}_enterprise_id"] = enterprise
+    out[f"{role}_token"] = tokens["person"].fillna(tokens["enterprise"])
+    if roles is not None:
+        roles.update(tokens=tokens, masks=masks)
+    return out
 
 
 # --- reference dimensions -------------------------------------------------------------------
