@@ -4,7 +4,7 @@
 # real servers (MariaDB, PostgreSQL). The marker file keeps the same world across restarts,
 # matching the watermarks the warehouse already holds for it.
 set -euo pipefail
-python -c 'from govdata.settings import get_settings; from warehouse.load import init_warehouse; init_warehouse(get_settings().warehouse_url)'
+python -c 'from govdata.settings import get_settings; from govdata.warehouse.load import init_warehouse; init_warehouse(get_settings().warehouse_url)'
 echo "warehouse schema ready"
 
 world="${GOVDATA_WORLD:-/opt/govdata/world}"

@@ -35,9 +35,9 @@ from great_expectations.data_context.types.base import ProgressBarsConfig
 # ephemeral docs site" on every context): back to WARNING like the rest of GX.
 logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
 
-from expectations.outcome import ValidationOutcome, outcome_from_rows
-from expectations.suites import build_quarantine_suite, build_suite, load_quality_config
-from standards.model import SourceConfig, Standards
+from govdata.expectations.outcome import ValidationOutcome, outcome_from_rows
+from govdata.expectations.suites import build_quarantine_suite, build_suite, load_quality_config
+from govdata.standards.model import SourceConfig, Standards
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +251,7 @@ def validate_standardised(
 
 def build_docs(context, docs_dir: Path) -> Path:
     """Static Data Docs site from this context's suites and validation results."""
-    from expectations.offline_docs import make_offline
+    from govdata.expectations.offline_docs import make_offline
 
     context.build_data_docs(site_names=[DOCS_SITE])
     index = Path(docs_dir).resolve() / "index.html"

@@ -21,7 +21,7 @@ import great_expectations as gx
 import great_expectations.expectations as gxe
 import yaml
 
-from standards.model import KINDS, Element, SourceConfig, Standards
+from govdata.standards.model import KINDS, Element, SourceConfig, Standards
 
 QUALITY_FILE = Path(__file__).with_name("quality.yaml")
 RANGE_TYPES = ("date", "integer", "timestamp")

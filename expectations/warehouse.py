@@ -19,7 +19,7 @@ import great_expectations.expectations as gxe
 import sqlalchemy as sa
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
-from expectations.outcome import ValidationOutcome, outcome_from_rows
+from govdata.expectations.outcome import ValidationOutcome, outcome_from_rows
 
 SOURCE_SYSTEM = "warehouse"
 SUITE = "warehouse"

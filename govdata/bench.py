@@ -72,7 +72,7 @@ def pipeline_bench(persons: int, seed: int) -> dict:
 
 
 def _live_xref(url: str):
-    from warehouse.load import read_table
+    from govdata.warehouse.load import read_table
 
     xref = read_table(url, "xref_person")
     xref = xref[~xref["is_deleted"].fillna(False).astype(bool)]
@@ -196,8 +196,8 @@ def incremental_bench(change_share: float) -> dict:
 
 
 def component_bench(load_rows: int) -> dict:
-    from transforms.bench import bench_normalise
-    from warehouse.bench import bench_load
+    from govdata.transforms.bench import bench_normalise
+    from govdata.warehouse.bench import bench_load
 
     results: dict = {}
     norm = bench_normalise(200_000)

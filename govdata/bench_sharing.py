@@ -75,9 +75,9 @@ def build_warehouse(url: str, persons: int, seed: int = 7) -> list[dict]:
     """Load N persons and one resident ID card each; returns [{id_number, name, birth_date, cert}]."""
     import pandas as pd
 
-    from standards.registry import load_standards
-    from warehouse.build import build_tables
-    from warehouse.load import init_warehouse, load_tables
+    from govdata.standards.registry import load_standards
+    from govdata.warehouse.build import build_tables
+    from govdata.warehouse.load import init_warehouse, load_tables
 
     rng = random.Random(seed)
     ids = _id_numbers(persons, rng)

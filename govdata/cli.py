@@ -161,7 +161,7 @@ def demo(out: Path = typer.Option(Path("demo"), help="Demo folder"),
 def standards_check(root: Optional[Path] = typer.Option(None, help="standards folder (default: the shipped one)"),
                     sources: Optional[Path] = typer.Option(None, help="also check a folder of source YAMLs")) -> None:
     """Validate standards/ (and source mappings); exit 1 with a readable report on problems."""
-    from standards.check import check_standards
+    from govdata.standards.check import check_standards
 
     problems = check_standards(root, sources)
     if not problems:
@@ -180,9 +180,9 @@ def standards_check(root: Optional[Path] = typer.Option(None, help="standards fo
 def standards_docs(sources: Optional[Path] = typer.Option(None, help="folder of source YAMLs to show who supplies what"),
                    out: Optional[Path] = typer.Option(None, help="write Markdown here instead of stdout")) -> None:
     """Render the data dictionary: elements, code tables, and which department supplies which element."""
-    from standards.docs import render_data_dictionary
-    from standards.registry import load_standards
-    from standards.sources import load_sources
+    from govdata.standards.docs import render_data_dictionary
+    from govdata.standards.registry import load_standards
+    from govdata.standards.sources import load_sources
 
     text = render_data_dictionary(load_standards(), load_sources(sources) if sources else [])
     if out:
@@ -197,7 +197,7 @@ def sources_suggest(url: str = typer.Argument(..., help="SQLAlchemy URL of the d
                     out: Optional[Path] = typer.Option(None, help="write one <table>.yaml per table here")) -> None:
     """Profile an unknown database and propose a source YAML per table (evidence as comments)."""
     from govdata.suggest import SuggestError, suggest_sources
-    from standards.registry import load_standards
+    from govdata.standards.registry import load_standards
 
     try:
         proposals = suggest_sources(url, load_standards())
@@ -267,7 +267,7 @@ def identify(tokens: list[str] = typer.Argument(..., help="person, phone or lega
              warehouse: Optional[str] = WAREHOUSE_OPT) -> None:
     """Resolve tokens to raw identifiers, stewards only: on PostgreSQL the database checks the login
     role (govdata_steward) and audits it; on DuckDB whoever can read the key file, audited by OS account."""
-    from warehouse.vault import identify as resolve
+    from govdata.warehouse.vault import identify as resolve
 
     url, _ = _warehouse_and_lake(warehouse, None)
     try:
@@ -286,7 +286,7 @@ app.add_typer(vault_app, name="vault")
 @vault_app.command("rotate-key")
 def vault_rotate_key(warehouse: Optional[str] = WAREHOUSE_OPT) -> None:
     """New token/encryption key: vault re-encrypted, warehouse tokens re-mapped (docs/SECURITY.md)."""
-    from warehouse.vault import rotate_settings_key
+    from govdata.warehouse.vault import rotate_settings_key
 
     url, _ = _warehouse_and_lake(warehouse, None)
     try:
@@ -301,7 +301,7 @@ def vault_rotate_key(warehouse: Optional[str] = WAREHOUSE_OPT) -> None:
 @warehouse_app.command("init")
 def warehouse_init(warehouse: Optional[str] = WAREHOUSE_OPT) -> None:
     """Create the schema (and on PostgreSQL the roles govdata_loader/steward/analyst)."""
-    from warehouse.load import init_warehouse
+    from govdata.warehouse.load import init_warehouse
 
     url, _ = _warehouse_and_lake(warehouse, None)
     init_warehouse(url)

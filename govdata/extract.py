@@ -18,8 +18,8 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from govdata.lake import open_writer
-from standards.model import SourceConfig
-from transforms.normalise import canonical_keys
+from govdata.standards.model import SourceConfig
+from govdata.transforms.normalise import canonical_keys
 
 CHUNK_ROWS = 100_000
 RECORD_ID = "_source_record_id"

@@ -266,7 +266,7 @@ def source_departments(run: dict) -> pd.DataFrame:
 
 # --- data from the marts ----------------------------------------------------------------------
 def _query(url: str, sql: str) -> pd.DataFrame:
-    from warehouse.load import connect
+    from govdata.warehouse.load import connect
 
     with connect(url, read_only=True) as db:
         return db.fetch_arrow(sql).to_pandas()
@@ -379,7 +379,7 @@ def collect(url: str, run: dict, lang: str) -> dict:
 def record_history(url: str, run_id: str, indicators: dict) -> pd.DataFrame:
     """This run's headline indicators into findings_history (one row per indicator; a rerun of
     the same run replaces its rows)."""
-    from warehouse.load import load_tables
+    from govdata.warehouse.load import load_tables
 
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     rows = pd.DataFrame([{"run_id": run_id, "indicator": k, "value": v, "recorded_at": now}
@@ -390,7 +390,7 @@ def record_history(url: str, run_id: str, indicators: dict) -> pd.DataFrame:
 
 def history(url: str, runs: int = HISTORY_RUNS) -> pd.DataFrame:
     """indicator × run (oldest first) for the last `runs` runs."""
-    from warehouse.load import read_table
+    from govdata.warehouse.load import read_table
 
     frame = read_table(url, "findings_history")
     if frame is None or frame.empty:

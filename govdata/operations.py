@@ -15,7 +15,7 @@ class NoRunError(LookupError):
 
 
 def latest_run_id(url: str) -> str:
-    from warehouse.load import read_table
+    from govdata.warehouse.load import read_table
 
     runs = read_table(url, "etl_run")
     if runs is None or runs.empty:
@@ -39,8 +39,8 @@ def records_of(manifest: dict, kind: str) -> pd.DataFrame:
 
 def export_review(url: str, lake: str, out: Path, entity: str = "person") -> int:
     """Open review pairs as a CSV with both records side by side (identifiers masked)."""
-    from transforms.linkage import review_to_csv
-    from warehouse.load import read_table
+    from govdata.transforms.linkage import review_to_csv
+    from govdata.warehouse.load import read_table
 
     queue = read_table(url, "review_queue")
     if queue is None or queue.empty:
@@ -52,8 +52,8 @@ def export_review(url: str, lake: str, out: Path, entity: str = "person") -> int
 
 def import_review(url: str, path: Path, entity: str = "person", who: str | None = None) -> int:
     """Steward decisions from a filled-in review CSV into review_decision (applied every run)."""
-    from transforms.linkage import decisions_from_csv
-    from warehouse.load import load_tables
+    from govdata.transforms.linkage import decisions_from_csv
+    from govdata.warehouse.load import load_tables
 
     decisions = decisions_from_csv(path)
     decisions["entity"] = entity

@@ -81,8 +81,8 @@ def preflight(sources_dir: str | Path, warehouse_url: str | None, lake: str | No
 
 # sources --------------------------------------------------------------------------------------
 def check_sources(folder: Path, report: Report) -> list:
-    from standards.registry import StandardsError, load_standards
-    from standards.sources import SourceConfigError, load_source, source_files
+    from govdata.standards.registry import StandardsError, load_standards
+    from govdata.standards.sources import SourceConfigError, load_source, source_files
 
     where = str(folder)
     if not folder.exists():
@@ -252,7 +252,7 @@ def check_warehouse(url_text: str, report: Report, connect: bool = True) -> None
 
 
 def _check_duckdb(url, shown: str, report: Report, connect: bool) -> None:
-    from warehouse.load import duckdb_paths
+    from govdata.warehouse.load import duckdb_paths
 
     try:
         paths = duckdb_paths(url.render_as_string(hide_password=False))

@@ -72,7 +72,7 @@ def run_folders(lake: str) -> list[RunFolder]:
 
 def referenced_runs(warehouse_url: str) -> set[str]:
     """Run folders holding a snapshot etl_state points at (the next run's base)."""
-    from warehouse.load import read_table
+    from govdata.warehouse.load import read_table
 
     frame = read_table(warehouse_url, "etl_state")
     names = set()

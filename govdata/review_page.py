@@ -63,8 +63,8 @@ def open_pairs(url: str, manifest: dict) -> pd.DataFrame:
     from pathlib import Path
 
     from govdata.operations import records_of
-    from transforms.linkage import review_to_csv
-    from warehouse.load import read_table
+    from govdata.transforms.linkage import review_to_csv
+    from govdata.warehouse.load import read_table
 
     queue = read_table(url, "review_queue")
     if queue is None or queue.empty:

@@ -110,8 +110,8 @@ def _sex(sample: pd.Series, standards) -> Evidence | None:
 def profile_column(values: pd.Series, standards) -> list[Evidence]:
     """Every element the column's values support, best first (generic roles: `date`, `timestamp`,
     `enterprise_name`, `party_name`, `integer` are given their element per kind by suggest_table)."""
-    from transforms.dates import parse_dates
-    from transforms.identifiers import (
+    from govdata.transforms.dates import parse_dates
+    from govdata.transforms.identifiers import (
         normalise_citizen_id,
         normalise_reg_no,
         normalise_tax_no,
@@ -228,7 +228,7 @@ def guess_primary_key(frame: pd.DataFrame, used: set[str]) -> str | None:
 
 
 def _timestamps(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    from transforms.dates import parse_dates
+    from govdata.transforms.dates import parse_dates
 
     out = {}
     for column in columns:
@@ -361,7 +361,7 @@ def suggest_table(engine: sa.Engine, table: str, standards, url_text: str, sampl
 
 def _document_number(frame: pd.DataFrame, type_column: str, mapping: dict[str, Evidence]) -> tuple[str, float] | None:
     """The document-number column of a type column: citizen IDs wherever the type is a resident ID."""
-    from transforms.identifiers import normalise_citizen_id
+    from govdata.transforms.identifiers import normalise_citizen_id
 
     types = frame[type_column].astype("string").str.strip()
     resident = types.isin(RESIDENT_ID_TYPES).fillna(False).to_numpy()

@@ -1,7 +1,7 @@
 """Regenerate standards/codes/region.csv from the GB/T 2260 history file.
 
 Source: "areacodes" by yescallop, result.csv at commit eed219a, CC0 1.0, kept in
-standards/reference/. Run: python -m standards.build_region_table [SRC [DEST]]
+standards/reference/. Run: python -m govdata.standards.build_region_table [SRC [DEST]]
 Every source row is kept (6,823): a code reused for a renamed/re-levelled division appears
 once per period, so (code, valid_from) is the key, not code alone.
 """
@@ -72,7 +72,7 @@ def build_region_table(source: Path) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m standards.build_region_table",
+    parser = argparse.ArgumentParser(prog="python -m govdata.standards.build_region_table",
                                      description="Regenerate region.csv from the GB/T 2260 history file.")
     parser.add_argument("source", type=Path, nargs="?", default=DEFAULT_SOURCE,
                         help=f"the history CSV (yescallop/areacodes result.csv); default {DEFAULT_SOURCE}")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from standards.registry import STANDARDS_ROOT, StandardsError, read_yaml
+from govdata.standards.registry import STANDARDS_ROOT, StandardsError, read_yaml
 
 SHARING_CLASSES = ("无条件", "有条件", "不予")
 OPEN_CLASSES = ("开放", "有条件开放", "不予开放")
@@ -185,8 +185,8 @@ def load_service_needs(root: Path | None = None) -> ServiceNeeds:
 # --- checks ---------------------------------------------------------------------------------
 def warehouse_objects() -> dict[str, tuple[str, set[str] | None]]:
     """Every analyst-visible warehouse object: name -> (kind, its columns or None for marts)."""
-    from warehouse.load import mart_sql
-    from warehouse.schema import metadata
+    from govdata.warehouse.load import mart_sql
+    from govdata.warehouse.schema import metadata
 
     objects: dict[str, tuple[str, set[str] | None]] = {
         t.name: ("table", {c.name for c in t.columns}) for t in metadata.sorted_tables
@@ -198,7 +198,7 @@ def warehouse_objects() -> dict[str, tuple[str, set[str] | None]]:
 def check_resource_catalogue(root: Path | None = None) -> list:
     """Problems (standards.check.Problem) of catalogue.yaml and service_needs.yaml against the
     warehouse schema, the catalogue's departments and the service items."""
-    from standards.check import Problem
+    from govdata.standards.check import Problem
 
     root = Path(root or STANDARDS_ROOT).resolve()
     file = root / "catalogue.yaml"
@@ -251,8 +251,8 @@ def check_resource_catalogue(root: Path | None = None) -> list:
 
 
 def _check_service_needs(root: Path, cat: Catalogue) -> list:
-    from standards.check import Problem
-    from standards.registry import read_code_table
+    from govdata.standards.check import Problem
+    from govdata.standards.registry import read_code_table
 
     file = root / "service_needs.yaml"
     try:

@@ -1,7 +1,7 @@
 """Consistency checks over a standards folder (and optionally a sources folder).
 
 Unlike the loaders, which stop at the first malformed file, check_standards collects every
-problem so a steward sees the whole list at once. Run: python -m standards.check [ROOT] [--sources DIR]
+problem so a steward sees the whole list at once. Run: python -m govdata.standards.check [ROOT] [--sources DIR]
 """
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from typing import Any
 
 import pandas as pd
 
-from standards.model import KINDS, Element
-from standards.registry import (STANDARDS_ROOT, StandardsError, parse_element,
+from govdata.standards.model import KINDS, Element
+from govdata.standards.registry import (STANDARDS_ROOT, StandardsError, parse_element,
                                 parse_row_rules, parse_survivorship, read_code_table, read_standards,
                                 read_yaml)
-from standards.sources import SourceConfigError, load_source, source_files
+from govdata.standards.sources import SourceConfigError, load_source, source_files
 
 CATALOGUE_REQUIRED = ("title", "source", "version", "licence")
 KIND_TIMESTAMP = "updated_at"
@@ -274,7 +274,7 @@ def check_linkage(root: Path) -> list[Problem]:
     import dataclasses
     import typing
 
-    from transforms.linkage.config import LinkConfig
+    from govdata.transforms.linkage.config import LinkConfig
 
     file = root / "linkage.yaml"
     try:
@@ -342,7 +342,7 @@ def check_standards(root: Path | None = None, sources: Path | None = None) -> li
     problems += check_linkage(root)
     if sources is not None:
         problems += check_sources(Path(sources).resolve(), root)
-    from standards.catalogue import check_resource_catalogue
+    from govdata.standards.catalogue import check_resource_catalogue
 
     problems += check_resource_catalogue(root)   # catalogue.yaml + service_needs.yaml vs the warehouse schema
     return problems

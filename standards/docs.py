@@ -1,6 +1,6 @@
 """Data dictionary (Markdown) for stewards and analysts: elements, code tables, who supplies what.
 
-Run: python -m standards.docs [--sources DIR] > data_dictionary.md
+Run: python -m govdata.standards.docs [--sources DIR] > data_dictionary.md
 """
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from typing import Any
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from standards.model import KINDS, SourceConfig, Standards
-from standards.registry import StandardsError, load_code_catalogue, load_standards
-from standards.sources import AIRFLOW_PREFIX, load_sources
+from govdata.standards.model import KINDS, SourceConfig, Standards
+from govdata.standards.registry import StandardsError, load_code_catalogue, load_standards
+from govdata.standards.sources import AIRFLOW_PREFIX, load_sources
 
 ELEMENT_HEADER = ["element", "中文", "English", "type", "standard", "rule", "code table",
                   "pattern", "required", "critical", "PII"]

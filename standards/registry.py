@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from standards.model import KINDS, Element, Standards
+from govdata.standards.model import KINDS, Element, Standards
 
 STANDARDS_ROOT = Path(__file__).resolve().parent
 ELEMENT_TYPES = ("string", "name", "id_number", "uscc", "org_code", "reg_no", "tax_no", "code",

@@ -15,8 +15,8 @@ import yaml
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from standards.model import KINDS, SourceConfig, Standards
-from standards.registry import load_standards
+from govdata.standards.model import KINDS, SourceConfig, Standards
+from govdata.standards.registry import load_standards
 
 REQUIRED_KEYS = ("name", "department", "kind", "connection", "table", "primary_key", "columns")
 OPTIONAL_KEYS = ("incremental", "overrides")

@@ -142,7 +142,7 @@ def test_seeding_moves_two_departments_onto_servers_with_identical_extracts(
         tmp_path, postgres_url, mariadb_url, monkeypatch):
     from govdata.demo_data import generate
     from govdata.extract import extract_source
-    from standards.sources import load_source
+    from govdata.standards.sources import load_source
 
     world = tmp_path / "world"
     generate(world, persons=30, seed=7)

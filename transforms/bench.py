@@ -1,6 +1,6 @@
 """Benchmark for normalise_source on synthetic person rows (no file I/O).
 
-`python -m transforms.bench 200000` prints the measured rates. Names repeat the way real
+`python -m govdata.transforms.bench 200000` prints the measured rates. Names repeat the way real
 ones do (a few surnames dominate; given names are drawn from a Zipf-like pool), ID numbers
 carry the usual faults (lower-case x, full-width, 15-digit, mistyped digits).
 """
@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from standards.model import SourceConfig, Standards
-from transforms.identifiers import ric_check_chars
+from govdata.standards.model import SourceConfig, Standards
+from govdata.transforms.identifiers import ric_check_chars
 
 SURNAMES = list("王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢")
 GIVEN = list("伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平刚桂英华建国文红玉梅兵海波辉鹏飞宇浩然子涵欣怡梓萱一诺")
@@ -77,8 +77,8 @@ def bench_normalise(n: int, standards: Standards | None = None, repeats: int = 3
     (the best of them: one warm sample on a shared machine is mostly noise).
     Wall-clock and CPU rates are both reported: on a shared machine the CPU rate is the one
     that says what a free core does."""
-    from standards.registry import load_standards
-    from transforms.normalise import normalise_source
+    from govdata.standards.registry import load_standards
+    from govdata.transforms.normalise import normalise_source
 
     standards = standards or load_standards()
     raw = synthetic_person_rows(n)

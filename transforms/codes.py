@@ -16,8 +16,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from transforms.names import simplify_arrow, to_simplified
-from transforms.unique import ASCII_SPACE, _offsets_data, any_byte, as_text, join_notes, nfkc, per_unique, strings
+from govdata.transforms.names import simplify_arrow, to_simplified
+from govdata.transforms.unique import ASCII_SPACE, _offsets_data, any_byte, as_text, join_notes, nfkc, per_unique, strings
 
 
 def _key(value: str) -> str:

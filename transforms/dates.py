@@ -16,8 +16,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from transforms.identifiers import real_ymd
-from transforms.unique import as_text, nfkc, per_unique, strings
+from govdata.transforms.identifiers import real_ymd
+from govdata.transforms.unique import as_text, nfkc, per_unique, strings
 
 _TIME = r"(?:[ T](?P<H>\d{1,2}):(?P<M>\d{2})(?::(?P<S>\d{2})(?:\.(?P<F>\d{1,9}))?)?)?"
 # (name, regex with named groups y m d [H M S F]); first match wins.

@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from transforms.unique import as_text, join_notes, per_unique, strings
+from govdata.transforms.unique import as_text, join_notes, per_unique, strings
 
 # Characters that are cleaned away before checking: ASCII/Unicode whitespace (U+3000
 # becomes a plain space under NFKC) and the invisible ones copy-paste brings along.

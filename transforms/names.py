@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pypinyin import lazy_pinyin
 
-from transforms.unique import as_text, nfkc, per_unique, strings
+from govdata.transforms.unique import as_text, nfkc, per_unique, strings
 
 _T2S = opencc.OpenCC("t2s")
 _CACHE_SIZE = 1 << 20

@@ -19,10 +19,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from standards.model import Element, SourceConfig, Standards
-from transforms import codes, dates, identifiers, names
-from transforms.privacy import mask_value
-from transforms.unique import (STRING, any_byte, arrow_text, coalesce, label_where, nfkc, null_strings,
+from govdata.standards.model import Element, SourceConfig, Standards
+from govdata.transforms import codes, dates, identifiers, names
+from govdata.transforms.privacy import mask_value
+from govdata.transforms.unique import (STRING, any_byte, arrow_text, coalesce, label_where, nfkc, null_strings,
                                per_unique, strings)
 
 COMMON_COLUMNS = ["source_system", "source_record_id", "kind"]
@@ -501,7 +501,7 @@ def _check_config(raw: pd.DataFrame, source: SourceConfig, standards: Standards)
 def _row_rule_groups(standards: Standards, kind: str) -> list[list[str]]:
     if standards.root is None or not (Path(standards.root) / "row_rules.yaml").is_file():
         return []
-    from standards.registry import load_row_rules
+    from govdata.standards.registry import load_row_rules
 
     return load_row_rules(standards.root).get(kind, [])
 

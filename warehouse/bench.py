@@ -1,4 +1,4 @@
-"""Load throughput: `python -m warehouse.bench URL N [--reload]` prints rows/s (targets: PostgreSQL ≥ 300k,
+"""Load throughput: `python -m govdata.warehouse.bench URL N [--reload]` prints rows/s (targets: PostgreSQL ≥ 300k,
 DuckDB ≥ 1M rows/s). Times load_tables end to end (frame → Arrow → COPY/register → merge)."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from warehouse.load import init_warehouse, load_tables
+from govdata.warehouse.load import init_warehouse, load_tables
 
 
 def synthetic_xref(n_rows: int, seed: int = 0) -> pd.DataFrame:

@@ -12,9 +12,9 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from transforms.privacy import mask_id_number, mask_phone, token
-from warehouse.schema import table_for
-from warehouse.vault import encrypt_values
+from govdata.transforms.privacy import mask_id_number, mask_phone, token
+from govdata.warehouse.schema import table_for
+from govdata.warehouse.vault import encrypt_values
 
 # Link output names: the contract's table names, or the pipeline's `<entity>_<part>` files.
 _LINK_NAMES = {

@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
-from warehouse.schema import (VAULT_SCHEMA, analyst_table_names, arrow_schema, create_ddl, metadata, qualified,
+from govdata.warehouse.schema import (VAULT_SCHEMA, analyst_table_names, arrow_schema, create_ddl, metadata, qualified,
                               table_for)
 
 log = logging.getLogger(__name__)
@@ -289,7 +289,7 @@ def init_warehouse(url: str) -> None:
                 for table in metadata.sorted_tables:
                     db.execute(create_ddl(table))
                 _grant_roles(db)
-                from warehouse.vault import install_identify
+                from govdata.warehouse.vault import install_identify
 
                 install_identify(db)   # vault.identify: audited resolution for stewards only
     refresh_marts(url)

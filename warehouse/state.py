@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
-from warehouse.load import load_tables, read_table
+from govdata.warehouse.load import load_tables, read_table
 
 
 def read_state(url: str, source_system: str) -> dict | None:

@@ -32,7 +32,7 @@ def vault_keys(key: bytes) -> tuple[bytes, bytes]:
 def encrypt_values(values: pd.Series, key: bytes, field: str) -> pd.Series:
     """nonce || AES-GCM ciphertext per value (bytes); NULL stays NULL. Once per unique value.
     `field` is bound as associated data, so a ciphertext cannot be moved to another column."""
-    from transforms.privacy import per_unique
+    from govdata.transforms.privacy import per_unique
 
     aes_key, nonce_key = vault_keys(key)
     aead, aad = AESGCM(aes_key), field.encode()
@@ -154,7 +154,7 @@ def identify(url: str, tokens: str | list[str], reason: str, second_reason: str 
     process. More tokens than GOVDATA_IDENTIFY_BULK_LIMIT need a second reason. A str in gives
     a str out; a list gives {token: value}. Unknown tokens are audited too, then refused."""
     from govdata.settings import get_settings
-    from warehouse.load import backend_of, connect
+    from govdata.warehouse.load import backend_of, connect
 
     single = isinstance(tokens, str)
     wanted = [tokens] if single else list(dict.fromkeys(tokens))
@@ -241,8 +241,8 @@ def rotate_key(url: str, old_keys: list[bytes], new_key: bytes) -> dict:
     including tokens it could not map (the next full-refresh run rebuilds those)."""
     import pyarrow as pa
 
-    from warehouse.load import backend_of, connect, duckdb_paths
-    from warehouse.schema import metadata
+    from govdata.warehouse.load import backend_of, connect, duckdb_paths
+    from govdata.warehouse.schema import metadata
 
     keys = [new_key, *[k for k in old_keys if k != new_key]]
     mapping: dict[str, str] = {}
@@ -287,7 +287,7 @@ def rotate_key(url: str, old_keys: list[bytes], new_key: bytes) -> dict:
             result["tokens_unmapped"][f"{table}.{col}"] = int(left)
 
     if backend_of(url) == "duckdb":   # one DuckDB transaction writes one file: vault, then warehouse
-        from warehouse.load import vault_lock
+        from govdata.warehouse.load import vault_lock
 
         with vault_lock(duckdb_paths(url)[1]):
             with connect(url, vault=True) as db:

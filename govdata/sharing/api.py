@@ -36,8 +36,8 @@ from govdata.sharing.index import (UNKNOWN, compare_certificate, compare_golden,
                                    warehouse_version)
 from govdata.sharing.log import RequestLog
 from govdata.sharing.store import WAREHOUSE_LOCK, ensure_tables, key_hash, live_grants, share_connect
-from standards.catalogue import Catalogue, ServiceNeeds, load_catalogue, load_service_needs
-from transforms.privacy import token_one
+from govdata.standards.catalogue import Catalogue, ServiceNeeds, load_catalogue, load_service_needs
+from govdata.transforms.privacy import token_one
 
 log = logging.getLogger(__name__)
 ID_NUMBER = re.compile(r"^[0-9]{17}[0-9X]$")

@@ -139,7 +139,7 @@ def client_add(department: str = typer.Argument(..., help="department code (cata
 
 def catalogue(sharing_class: Optional[str] = typer.Option(None, "--class", help="无条件 | 有条件 | 不予")) -> None:
     """Print the resource catalogue (GB/T 21063 core metadata)."""
-    from standards.catalogue import load_catalogue
+    from govdata.standards.catalogue import load_catalogue
 
     cat = load_catalogue()
     table = Table(title=f"政务信息资源目录 (version {cat.version})", show_lines=False)

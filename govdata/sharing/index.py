@@ -15,7 +15,7 @@ from datetime import date, datetime
 import pyarrow as pa
 
 from govdata.sharing.store import WAREHOUSE_LOCK, share_connect
-from warehouse.load import read_arrow_table
+from govdata.warehouse.load import read_arrow_table
 
 AGREES, DISAGREES, UNKNOWN = "agrees", "disagrees", "unknown"
 GOLDEN_COLUMNS = ("person_id", "person_token", "name", "sex", "birth_date", "ethnicity", "region_code", "address",
@@ -112,7 +112,7 @@ def _load_index(url: str) -> Index:
 
 # --- comparing a claim with the stored value --------------------------------------------------
 def normalise_text(value: str) -> str:
-    from transforms.names import to_simplified
+    from govdata.transforms.names import to_simplified
 
     text = _SPACES.sub("", unicodedata.normalize("NFKC", str(value)))
     return _DOTS.sub("\u00b7", to_simplified(text))

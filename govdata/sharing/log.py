@@ -19,8 +19,8 @@ from datetime import datetime
 import pyarrow as pa
 
 from govdata.sharing.store import WAREHOUSE_LOCK, ensure_tables, now, share_connect
-from warehouse.load import connect
-from warehouse.schema import arrow_schema, table_for
+from govdata.warehouse.load import connect
+from govdata.warehouse.schema import arrow_schema, table_for
 
 log = logging.getLogger(__name__)
 GENESIS = "0" * 64

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
 
-from standards.catalogue import Catalogue, Resource, load_catalogue
-from warehouse.load import connect
-from warehouse.schema import create_ddl, table_for
+from govdata.standards.catalogue import Catalogue, Resource, load_catalogue
+from govdata.warehouse.load import connect
+from govdata.warehouse.schema import create_ddl, table_for
 
 SHARE_TABLES = ("share_client", "share_request", "share_grant", "share_audit", "share_log")
 SHARE_SCHEMA = "share"

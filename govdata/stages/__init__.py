@@ -28,9 +28,9 @@ from govdata.stages.validate import validate
 # The pure linkage helpers load on first use: importing transforms.linkage takes a few tenths
 # of a second, which every task importing govdata.stages would otherwise pay.
 _LINKAGE = {
-    "transforms.linkage.plan": {"KEYS", "assign_partitions", "key_positions", "previous_partitions",
+    "govdata.transforms.linkage.plan": {"KEYS", "assign_partitions", "key_positions", "previous_partitions",
                                 "_split_by_partition"},
-    "transforms.linkage.merge": {"separate_shared_ids", "merged_model", "_ids_in_several", "_sum_stats"},
+    "govdata.transforms.linkage.merge": {"separate_shared_ids", "merged_model", "_ids_in_several", "_sum_stats"},
 }
 
 

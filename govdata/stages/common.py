@@ -45,6 +45,6 @@ def _progress(stage: str, result: dict) -> None:
 
 
 def _source(path: str):
-    from standards.sources import load_source
+    from govdata.standards.sources import load_source
 
     return load_source(Path(path))

@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 @_timed
 def extract(source: dict, run: dict) -> dict:
     from govdata.extract import extract_source
-    from warehouse.state import read_state
+    from govdata.warehouse.state import read_state
 
     config = _source(source["path"])
     state = read_state(run["warehouse_url"], config.name) or {}

@@ -21,7 +21,7 @@ def link_plan(normalised: list[dict], run: dict) -> dict:
     import pyarrow as pa
 
     from govdata.lake import IPC_SUFFIX, read_arrow, write_parquet
-    from transforms.linkage.plan import KEYS, _split_by_partition, assign_partitions, previous_partitions
+    from govdata.transforms.linkage.plan import KEYS, _split_by_partition, assign_partitions, previous_partitions
 
     def hand_off(table, name: str) -> str:
         return write_parquet(table, run_path(run["lake"], run["run_id"], "link", "input", name + IPC_SUFFIX))
@@ -73,10 +73,10 @@ def link_partition(part: dict, run: dict) -> dict:
     scores with the previous run's weights, so its links are the ones a full relink makes."""
     import dataclasses
 
-    import transforms.linkage as linkage
+    import govdata.transforms.linkage as linkage
     from govdata.lake import IPC_SUFFIX
-    from standards.registry import load_survivorship
-    from transforms.keys import record_keys
+    from govdata.standards.registry import load_survivorship
+    from govdata.transforms.keys import record_keys
 
     if part["rows"] == 0:
         return {**part, "paths": {}, "stats": {}}
@@ -119,7 +119,7 @@ def link_merge(parts: list[dict], run: dict) -> dict:
     import pyarrow as pa
 
     from govdata.lake import read_arrow, to_pandas
-    from transforms.linkage.merge import _ids_in_several, _sum_stats, merged_model, separate_shared_ids
+    from govdata.transforms.linkage.merge import _ids_in_several, _sum_stats, merged_model, separate_shared_ids
 
     out: dict = {"paths": {}, "stats": {}}
     for kind, (_, _, id_col) in LINKERS.items():

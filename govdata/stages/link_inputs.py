@@ -21,8 +21,8 @@ def link_config(kind: str):
     """LinkConfig with the stewards' thresholds from standards/linkage.yaml."""
     import yaml
 
-    from standards.registry import load_standards
-    from transforms.linkage import LinkConfig
+    from govdata.standards.registry import load_standards
+    from govdata.transforms.linkage import LinkConfig
 
     settings = yaml.safe_load((Path(load_standards().root) / "linkage.yaml").read_text(encoding="utf-8")) or {}
     known = set(LinkConfig.__dataclass_fields__)
@@ -39,7 +39,7 @@ def partition_rows() -> int:
 
 
 def _previous(run: dict, table: str) -> pd.DataFrame | None:
-    from warehouse.load import read_table
+    from govdata.warehouse.load import read_table
 
     frame = read_table(run["warehouse_url"], table)
     if frame is not None and "is_deleted" in frame:
@@ -48,7 +48,7 @@ def _previous(run: dict, table: str) -> pd.DataFrame | None:
 
 
 def _decisions(run: dict, kind: str) -> pd.DataFrame | None:
-    from warehouse.load import read_table
+    from govdata.warehouse.load import read_table
 
     decisions = read_table(run["warehouse_url"], "review_decision")
     return decisions[decisions["entity"] == kind] if decisions is not None else None
@@ -60,7 +60,7 @@ INCREMENTAL_MAX_SHARE = 0.5
 
 def previous_model(run: dict, kind: str) -> dict | None:
     """The Fellegi–Sunter weights of the latest loaded run ({m, u, source}), from etl_run."""
-    from warehouse.load import read_table
+    from govdata.warehouse.load import read_table
 
     runs = read_table(run["warehouse_url"], "etl_run")
     if runs is None or runs.empty:
@@ -88,11 +88,11 @@ def incremental_scope(records: "pa.Table", kind: str, normalised: list[dict], ru
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from standards.registry import load_survivorship
-    from transforms.linkage.incremental import relink_scope
-    from transforms.keys import KEYS, SEP, arrow_record_keys, record_keys
-    from transforms.linkage.plan import key_positions
-    from transforms.linkage.survivorship import entity_rules
+    from govdata.standards.registry import load_survivorship
+    from govdata.transforms.linkage.incremental import relink_scope
+    from govdata.transforms.keys import KEYS, SEP, arrow_record_keys, record_keys
+    from govdata.transforms.linkage.plan import key_positions
+    from govdata.transforms.linkage.survivorship import entity_rules
 
     _, xref_table, id_col = LINKERS[kind]
     if run.get("full_refresh"):
@@ -134,7 +134,7 @@ def _previous_arrow(run: dict, table: str, columns: list[str]) -> "pa.Table | No
     """The live rows of a previous xref table, as Arrow."""
     import pyarrow.compute as pc
 
-    from warehouse.load import read_arrow_table
+    from govdata.warehouse.load import read_arrow_table
 
     previous = read_arrow_table(run["warehouse_url"], table, columns + ["is_deleted"])
     if previous is None:

@@ -13,9 +13,9 @@ from govdata.stages.common import LINKERS, _source, _timed
 @_timed
 def load(normalised: list[dict], validated: dict, linked: dict, run: dict) -> dict:
     from govdata.settings import get_settings
-    from standards.registry import load_standards
-    from warehouse.build import build_tables
-    from warehouse.load import load_tables
+    from govdata.standards.registry import load_standards
+    from govdata.warehouse.build import build_tables
+    from govdata.warehouse.load import load_tables
 
     link_frames = {name: read_parquet(path) for name, path in linked["paths"].items()}
     std = {n["source"]: read_parquet(n["current_path"]) for n in normalised}
@@ -43,8 +43,8 @@ def load(normalised: list[dict], validated: dict, linked: dict, run: dict) -> di
 def previous_owner_state(url: str) -> dict[str, pd.DataFrame]:
     """What build_tables needs to keep facts with their owners: identifier_owner, and each fact
     table's keys, token and owners as loaded before this run."""
-    from warehouse.build import FACT_OWNERS
-    from warehouse.load import read_arrow_table
+    from govdata.warehouse.build import FACT_OWNERS
+    from govdata.warehouse.load import read_arrow_table
 
     out = {}
     wanted = {"identifier_owner": None, **{t: ["source_system", "source_record_id", *cols]
@@ -94,7 +94,7 @@ def stale_reviews(previous: pd.DataFrame, fresh_ids: pd.Series, decided_ids: set
     """Open review pairs this run did not ask again, closed: 'decided' when a steward decided
     the pair, else 'superseded' (the records changed or now link with certainty). A full run
     re-asks every question; an incremental run only those about records it relinked."""
-    from transforms.keys import record_keys
+    from govdata.transforms.keys import record_keys
 
     open_ = previous[(previous["status"].fillna("open") == "open") & ~previous["pair_id"].isin(fresh_ids)]
     if relinked is not None:
@@ -104,9 +104,9 @@ def stale_reviews(previous: pd.DataFrame, fresh_ids: pd.Series, decided_ids: set
 
 
 def closed_reviews(run: dict, fresh: pd.DataFrame | None, linked: dict) -> pd.DataFrame:
-    from transforms.linkage.common import pair_id
-    from transforms.keys import KEYS, record_keys
-    from warehouse.load import read_table
+    from govdata.transforms.linkage.common import pair_id
+    from govdata.transforms.keys import KEYS, record_keys
+    from govdata.warehouse.load import read_table
 
     previous = read_table(run["warehouse_url"], "review_queue")
     decisions = read_table(run["warehouse_url"], "review_decision")
@@ -129,7 +129,7 @@ def closed_reviews(run: dict, fresh: pd.DataFrame | None, linked: dict) -> pd.Da
 
 def _deleted_xref(normalised: list[dict], table: str, run: dict) -> pd.DataFrame:
     from govdata.snapshot import deleted_xref_rows
-    from warehouse.load import read_table
+    from govdata.warehouse.load import read_table
 
     with_deletions = [n for n in normalised if n.get("rows_deleted_at_source")]
     if not with_deletions:

@@ -8,8 +8,8 @@ from govdata.stages.common import QualityGateError, _timed
 @_timed
 def check_warehouse(manifest: dict) -> dict:
     """Key uniqueness and xref → master integrity on the loaded warehouse, kept in dq_result."""
-    from expectations.warehouse import validate_warehouse
-    from warehouse.load import load_tables
+    from govdata.expectations.warehouse import validate_warehouse
+    from govdata.warehouse.load import load_tables
 
     run = manifest["run"]
     outcome = validate_warehouse(run["warehouse_url"], run["run_id"])
@@ -22,7 +22,7 @@ def check_warehouse(manifest: dict) -> dict:
 # 7 marts ------------------------------------------------------------------------------------
 @_timed
 def marts(manifest: dict) -> dict:
-    from warehouse.load import refresh_marts
+    from govdata.warehouse.load import refresh_marts
 
     return {"marts": refresh_marts(manifest["run"]["warehouse_url"])}
 

@@ -14,8 +14,8 @@ log = logging.getLogger(__name__)
 
 @_timed
 def normalise(extracted: dict, run: dict) -> dict:
-    from standards.registry import load_standards
-    from transforms.normalise import check_reconciliation, normalise_source
+    from govdata.standards.registry import load_standards
+    from govdata.transforms.normalise import check_reconciliation, normalise_source
 
     config = _source(extracted["path"])
     raw = read_parquet(extracted["raw_path"])

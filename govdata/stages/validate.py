@@ -9,8 +9,8 @@ from govdata.stages.common import QualityGateError, _source, _timed
 
 @_timed
 def validate(normalised: list[dict], run: dict) -> dict:
-    from expectations.run import validate_standardised
-    from standards.registry import load_standards
+    from govdata.expectations.run import validate_standardised
+    from govdata.standards.registry import load_standards
 
     frames = {n["source"]: read_parquet(n["current_path"]) for n in normalised}
     sources = [_source(n["path"]) for n in normalised]

@@ -17,7 +17,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from expectations.offline_docs import remote_references
+from govdata.expectations.offline_docs import remote_references
 from govdata.demo_data import generate
 from govdata.findings import format_share
 from govdata.runner import run_pipeline

@@ -9,7 +9,7 @@ import pytest
 
 from govdata.demo_data import generate
 from govdata.runner import run_pipeline
-from warehouse.state import read_state
+from govdata.warehouse.state import read_state
 
 pytestmark = pytest.mark.e2e
 

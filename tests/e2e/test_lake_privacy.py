@@ -18,7 +18,7 @@ import pytest
 from govdata.demo_data import generate
 from govdata.lake import read_parquet
 from govdata.runner import run_pipeline
-from standards.sources import load_sources
+from govdata.standards.sources import load_sources
 
 pytestmark = pytest.mark.e2e
 PII_ELEMENTS = {"id_number", "legal_rep_id_number", "applicant_id_number", "holder_id_number", "phone"}

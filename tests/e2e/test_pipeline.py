@@ -11,7 +11,7 @@ import pytest
 
 from govdata.demo_data import generate
 from govdata.runner import run_pipeline
-from standards.sources import load_sources
+from govdata.standards.sources import load_sources
 
 pytestmark = pytest.mark.e2e
 

@@ -10,7 +10,7 @@ from govdata.demo_data import generate
 from govdata.extract import sqlalchemy_url
 from govdata.runner import run_pipeline
 from govdata.seeding import move_department
-from standards.sources import load_sources
+from govdata.standards.sources import load_sources
 from tests.servers import fresh_database
 
 pytestmark = pytest.mark.e2e

@@ -9,8 +9,8 @@ import pytest
 
 from govdata.demo_data import generate
 from govdata.runner import run_pipeline
-from warehouse.load import connect
-from warehouse.schema import metadata, qualified
+from govdata.warehouse.load import connect
+from govdata.warehouse.schema import metadata, qualified
 
 pytestmark = pytest.mark.e2e
 

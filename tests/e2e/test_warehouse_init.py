@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from govdata.demo_data import generate
 from govdata.runner import run_pipeline
-from warehouse.load import init_warehouse
+from govdata.warehouse.load import init_warehouse
 from tests.servers import fresh_database
 
 pytestmark = pytest.mark.e2e

@@ -6,7 +6,7 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from standards.model import Element, SourceConfig, Standards
+from govdata.standards.model import Element, SourceConfig, Standards
 
 ID_PATTERN = r"^\d{17}[\dX]$"
 PHONE_PATTERN = r"^(1\d{10}|0\d{9,11})$"

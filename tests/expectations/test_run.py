@@ -5,7 +5,7 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from expectations.run import validate_standardised
+from govdata.expectations.run import validate_standardised
 
 CLEAN_COUNTS = {"gongan": {"raw_rows": 4, "rejected_rows": 0}}
 
@@ -122,7 +122,7 @@ def test_missing_frame_or_counts_is_named(standards, gongan, gongan_frame):
 
 
 def test_large_code_table_check_counts_unknown_codes(standards, gongan, gongan_frame):
-    from expectations.suites import load_quality_config
+    from govdata.expectations.suites import load_quality_config
 
     config = {**load_quality_config(), "inline_code_table_max": 3}
     outcome = validate_standardised({"gongan": gongan_frame}, [gongan], standards, CLEAN_COUNTS, "run-9", None,
@@ -133,7 +133,7 @@ def test_large_code_table_check_counts_unknown_codes(standards, gongan, gongan_f
 
 
 def test_bad_counts_and_error_texts_are_reported_without_identifiers(standards, gongan, gongan_frame):
-    from expectations.run import redact_digits
+    from govdata.expectations.run import redact_digits
 
     with pytest.raises(ValueError, match=r"quarantine_counts\['gongan'\]\['raw_rows'\] is not a non-negative"):
         validate_standardised({"gongan": gongan_frame}, [gongan], standards,

@@ -4,7 +4,7 @@ import datetime as dt
 
 import pytest
 
-from expectations.suites import build_quarantine_suite, build_suite, describe_suite
+from govdata.expectations.suites import build_quarantine_suite, build_suite, describe_suite
 
 TODAY = dt.date(2026, 11, 25)
 
@@ -101,7 +101,7 @@ def test_derived_columns_get_value_checks_but_no_completeness_check(standards, g
 def test_membership_regex_matches_exactly_the_codes():
     import re
 
-    from expectations.suites import membership_regex
+    from govdata.expectations.suites import membership_regex
 
     pattern = membership_regex(["110101", "110102", "1102", "12"])
     assert pattern == "^1(?:10(?:10[12]|2)|2)$"
@@ -111,7 +111,7 @@ def test_membership_regex_matches_exactly_the_codes():
 
 
 def test_large_code_table_becomes_a_prefix_tree_regex(standards, gongan):
-    from expectations.suites import load_quality_config
+    from govdata.expectations.suites import load_quality_config
 
     config = {**load_quality_config(), "inline_code_table_max": 3}
     suite = build_suite("person", standards, gongan, today=TODAY, config=config)

@@ -4,7 +4,7 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 
-from expectations.warehouse import validate_warehouse
+from govdata.expectations.warehouse import validate_warehouse
 
 TABLES = """
 CREATE TABLE dim_person (person_id VARCHAR, name VARCHAR);
@@ -100,7 +100,7 @@ def test_dangling_xref_on_postgres_through_gx(postgres_url):
 
 
 def test_dangling_xref_on_the_real_warehouse_schema(tmp_path):
-    from warehouse.load import init_warehouse
+    from govdata.warehouse.load import init_warehouse
 
     url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
     init_warehouse(url)

@@ -24,8 +24,8 @@ from govdata.demo_data import (
     id_matrix,
     mistype,
 )
-from standards.model import KINDS
-from standards.sources import load_source
+from govdata.standards.model import KINDS
+from govdata.standards.sources import load_source
 
 AS_OF = date(2025, 6, 30)
 PERSONS = 400

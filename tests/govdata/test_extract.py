@@ -8,7 +8,7 @@ import pytest
 
 from govdata.extract import SourceUnavailableError, build_query, extract_source, sqlalchemy_url
 from govdata.lake import read_parquet
-from standards.model import SourceConfig
+from govdata.standards.model import SourceConfig
 
 
 def _db(tmp_path, rows):

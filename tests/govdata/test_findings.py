@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from expectations.offline_docs import CDN_TO_VENDOR, VENDOR_DIR, _rewrite, remote_references
+from govdata.expectations.offline_docs import CDN_TO_VENDOR, VENDOR_DIR, _rewrite, remote_references
 from govdata.findings import (format_count, format_delta, format_share, language, share_bars, source_departments,
                               sparkline, stacked_bars)
 

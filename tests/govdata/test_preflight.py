@@ -43,7 +43,7 @@ def test_sqlite_sources_open_read_only_and_a_wrong_path_creates_nothing(tmp_path
 
 def test_sources_suggest_on_a_wrong_path_creates_nothing(tmp_path):
     from govdata.suggest import SuggestError, suggest_sources
-    from standards.registry import load_standards
+    from govdata.standards.registry import load_standards
 
     gone = tmp_path / "typo.sqlite"
     with pytest.raises(SuggestError, match="no SQLite database at"):

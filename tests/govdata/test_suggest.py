@@ -10,7 +10,7 @@ import yaml
 
 from govdata.demo_data import generate
 from govdata.suggest import profile_column, suggest_sources
-from standards.registry import load_standards
+from govdata.standards.registry import load_standards
 
 
 @pytest.fixture(scope="module")

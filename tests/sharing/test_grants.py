@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from govdata.sharing.store import (ShareError, approve, consumer_role, expire_grants, refuse, request_access)
-from warehouse.load import connect, pg_conninfo, refresh_marts
+from govdata.warehouse.load import connect, pg_conninfo, refresh_marts
 
 try:
     from tests.sharing import world

@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from govdata.sharing.store import add_client, approve, request_access
-from transforms.privacy import token_one
-from warehouse.load import connect, refresh_marts
+from govdata.transforms.privacy import token_one
+from govdata.warehouse.load import connect, refresh_marts
 
 try:
     from tests.servers import free_port

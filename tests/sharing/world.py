@@ -84,8 +84,8 @@ def std_frames() -> dict[str, pd.DataFrame]:
 
 
 def build_world() -> dict[str, pd.DataFrame]:
-    from standards.registry import load_standards
-    from warehouse.build import build_tables
+    from govdata.standards.registry import load_standards
+    from govdata.warehouse.build import build_tables
 
     quarantine = pd.DataFrame(columns=["source_system", "source_record_id", "element", "reason_code", "masked_value",
                                        "row_rejected", "message"])
@@ -99,7 +99,7 @@ def etl_run() -> pd.DataFrame:
 
 
 def load_world(url: str) -> None:
-    from warehouse.load import init_warehouse, load_tables
+    from govdata.warehouse.load import init_warehouse, load_tables
 
     init_warehouse(url)
     tables = build_world()

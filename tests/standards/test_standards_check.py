@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from standards.check import Problem, check_standards, main
-from standards.registry import STANDARDS_ROOT
+from govdata.standards.check import Problem, check_standards, main
+from govdata.standards.registry import STANDARDS_ROOT
 
 GONGAN = """name: gongan
 department: 公安局人口户籍

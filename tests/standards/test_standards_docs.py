@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from standards.docs import render_data_dictionary
-from standards.model import SourceConfig
-from standards.registry import load_standards
+from govdata.standards.docs import render_data_dictionary
+from govdata.standards.model import SourceConfig
+from govdata.standards.registry import load_standards
 
 
 def source(name: str, kind: str, columns: dict[str, str], connection: str) -> SourceConfig:

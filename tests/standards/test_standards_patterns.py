@@ -6,7 +6,7 @@ import re
 import pytest
 from stdnum.cn import ric, uscc
 
-from standards.registry import load_standards
+from govdata.standards.registry import load_standards
 
 
 

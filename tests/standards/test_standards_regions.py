@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from standards.regions import current_codes_map, resolve_current
-from standards.registry import load_standards
+from govdata.standards.regions import current_codes_map, resolve_current
+from govdata.standards.registry import load_standards
 
 
 def history(rows: list[tuple[str, str, str, str, str]]) -> pd.DataFrame:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from standards.sources import SourceConfigError, load_source, load_sources
+from govdata.standards.sources import SourceConfigError, load_source, load_sources
 
 VALID = {
     "name": "gongan",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from standards.build_region_table import DEFAULT_SOURCE, build_region_table
-from standards.registry import (STANDARDS_ROOT, StandardsError, load_code_catalogue, load_row_rules,
+from govdata.standards.build_region_table import DEFAULT_SOURCE, build_region_table
+from govdata.standards.registry import (STANDARDS_ROOT, StandardsError, load_code_catalogue, load_row_rules,
                                 read_code_table,
                                 load_standards, load_survivorship, read_standards, survivorship_rule)
 

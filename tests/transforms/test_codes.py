@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from transforms.codes import (address_region, normalise_address, normalise_code, normalise_ethnicity, normalise_industry,
+from govdata.transforms.codes import (address_region, normalise_address, normalise_code, normalise_ethnicity, normalise_industry,
                               normalise_phone, normalise_sex)
 
 NA = pd.NA
@@ -106,8 +106,8 @@ def test_mostly_distinct_columns_skip_dedup_and_keep_nulls():
 
 
 def test_id_document_type_by_code_name_and_alias():
-    from standards.registry import load_standards
-    from transforms.codes import normalise_id_document_type
+    from govdata.standards.registry import load_standards
+    from govdata.transforms.codes import normalise_id_document_type
 
     standards = load_standards()
     values = pd.Series(["111", "居民身份证", "身份证", "护照", "Passport", "414", "回乡证", "台胞证", "绿卡",
@@ -120,7 +120,7 @@ def test_id_document_type_by_code_name_and_alias():
 
 
 def test_sex_labels_from_the_standard_alias_table():
-    from standards.registry import load_standards
+    from govdata.standards.registry import load_standards
 
     table = load_standards().code_table("sex_alias")
     out = normalise_sex(pd.Series(["男性", "女性", "男", "Female", "未说明"]), table)

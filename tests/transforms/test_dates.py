@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from transforms.dates import parse_dates, parse_timestamps
+from govdata.transforms.dates import parse_dates, parse_timestamps
 
 
 @pytest.mark.parametrize("raw, value, status, note", [

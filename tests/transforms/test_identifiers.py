@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from stdnum.cn import ric, uscc
 from stdnum.iso7064 import mod_11_10
 
-from transforms.identifiers import (PROVINCES, normalise_citizen_id, normalise_identity_document,
+from govdata.transforms.identifiers import (PROVINCES, normalise_citizen_id, normalise_identity_document,
                                     normalise_org_code, normalise_reg_no, normalise_tax_no, normalise_uscc,
                                     region_known)
 
@@ -228,7 +228,7 @@ def test_residence_permit_and_foreigner_checksums_agree_with_stdnum():
 
 
 def test_provinces_are_the_region_tables_provinces():
-    from standards.registry import load_standards
+    from govdata.standards.registry import load_standards
 
     regions = load_standards().regions
     current = regions[(regions["level"] == "province") & (regions["status"] == "current")]

@@ -6,10 +6,10 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from standards.model import SourceConfig
-from standards.registry import load_standards
-from transforms.bench import bench_normalise
-from transforms.normalise import QUARANTINE_COLUMNS, NormaliseConfigError, normalise_source
+from govdata.standards.model import SourceConfig
+from govdata.standards.registry import load_standards
+from govdata.transforms.bench import bench_normalise
+from govdata.transforms.normalise import QUARANTINE_COLUMNS, NormaliseConfigError, normalise_source
 
 NA = pd.NA
 STANDARDS = load_standards()
@@ -284,7 +284,7 @@ def test_every_warehouse_check_constraint_has_its_standard_bound():
 
     from sqlalchemy import CheckConstraint
 
-    from warehouse.schema import metadata
+    from govdata.warehouse.schema import metadata
 
     kinds = {"fact_application": "application", "fact_certificate": "certificate"}
     checked = []
@@ -301,7 +301,7 @@ def test_every_warehouse_check_constraint_has_its_standard_bound():
 
 
 def test_reconciliation_gate_is_a_clear_error():
-    from transforms.normalise import ReconciliationError, check_reconciliation
+    from govdata.transforms.normalise import ReconciliationError, check_reconciliation
 
     with pytest.raises(ReconciliationError, match=r"^source zw: reconciliation failed: 10 rows in, but 8 "
                                                   r"standardised \+ 1 rejected = 9; nothing of this run is loaded$"):

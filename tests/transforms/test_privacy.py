@@ -3,8 +3,8 @@ import hmac
 
 import pandas as pd
 
-from transforms.privacy import mask_id_number, mask_phone, mask_value, token
-from warehouse.vault import decrypt_value, encrypt_values
+from govdata.transforms.privacy import mask_id_number, mask_phone, mask_value, token
+from govdata.warehouse.vault import decrypt_value, encrypt_values
 
 KEY = bytes(range(32))
 

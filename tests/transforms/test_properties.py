@@ -9,10 +9,10 @@ import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from standards.registry import load_standards
-from transforms import codes, dates, identifiers, names
-from transforms.normalise import canonical_keys, screen_values
-from transforms.privacy import mask_id_number, mask_phone, mask_value
+from govdata.standards.registry import load_standards
+from govdata.transforms import codes, dates, identifiers, names
+from govdata.transforms.normalise import canonical_keys, screen_values
+from govdata.transforms.privacy import mask_id_number, mask_phone, mask_value
 
 STANDARDS = load_standards()
 TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=40)

@@ -7,7 +7,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from warehouse.load import pg_conninfo
+from govdata.warehouse.load import pg_conninfo
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from transforms.privacy import token
-from warehouse.build import fact_owner_changes, identifier_holders, identifier_owners, resolve_owners
+from govdata.transforms.privacy import token
+from govdata.warehouse.build import fact_owner_changes, identifier_holders, identifier_owners, resolve_owners
 
 KEY = bytes.fromhex("22" * 32)
 ADULT_ID = "110105199903070013"    # born 1999-03-07, male (digit 17 = 1)

@@ -9,8 +9,8 @@ import pytest
 import sqlalchemy as sa
 
 from tests.warehouse import world
-from warehouse.load import load_tables, pg_conninfo, read_table
-from warehouse.vault import NotAuthorised, identify, os_user
+from govdata.warehouse.load import load_tables, pg_conninfo, read_table
+from govdata.warehouse.vault import NotAuthorised, identify, os_user
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ import hmac
 import pytest
 
 from tests.warehouse import world
-from warehouse.load import load_tables, read_table
-from warehouse.vault import identify, rotate_key, rotate_settings_key
+from govdata.warehouse.load import load_tables, read_table
+from govdata.warehouse.vault import identify, rotate_key, rotate_settings_key
 
 NEW = bytes.fromhex("22" * 32)
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from warehouse import load as L
-from warehouse.bench import synthetic_xref
-from warehouse.load import LoadError, connect, load_tables
+from govdata.warehouse import load as L
+from govdata.warehouse.bench import synthetic_xref
+from govdata.warehouse.load import LoadError, connect, load_tables
 
 N = 12_000  # above FULL_REPLACE_MIN_ROWS
 
@@ -76,7 +76,7 @@ def test_duplicate_keys_refused_on_a_first_bulk_load(url):
 
 
 def test_rows_go_in_key_order_only_where_the_server_sorts_keys_bytewise(pg_database):
-    from warehouse.schema import table_for
+    from govdata.warehouse.schema import table_for
 
     load_tables(pg_database, {"xref_person": synthetic_xref(10)}, "r1")
     with connect(pg_database) as db:

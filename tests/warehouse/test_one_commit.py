@@ -14,8 +14,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from warehouse.load import LoadError, connect, duckdb_paths, load_tables
-from warehouse.schema import metadata, qualified
+from govdata.warehouse.load import LoadError, connect, duckdb_paths, load_tables
+from govdata.warehouse.schema import metadata, qualified
 
 try:
     from tests.warehouse import world
@@ -45,7 +45,7 @@ def dump(url: str) -> dict[str, list[tuple]]:
 
 def second_run() -> dict[str, pd.DataFrame]:
     """The world with a fourth person: new rows for the vault and the warehouse."""
-    from warehouse.build import build_tables
+    from govdata.warehouse.build import build_tables
 
     link = world.link_frames()
     golden = link["person_golden"]
@@ -82,7 +82,7 @@ def _load_in_subprocess(url: str, failpoint: str, marker_dir: Path) -> subproces
     code = textwrap.dedent(f"""
         import sys; sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(ROOT / 'tests' / 'warehouse')!r})
         from tests.warehouse.test_one_commit import second_run
-        from warehouse.load import load_tables
+        from govdata.warehouse.load import load_tables
         load_tables({url!r}, second_run(), "r2")
     """)
     env = {**os.environ, "GOVDATA_FAILPOINTS": failpoint, "GOVDATA_FAILPOINT_DIR": str(marker_dir)}

@@ -11,11 +11,11 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from warehouse.build import dim_date_rows, working_days_between
-from warehouse.load import LoadError, analyst_connect, connect, load_tables, pg_conninfo, read_table
-from warehouse.schema import analyst_table_names, metadata, qualified
-from warehouse.state import read_state, write_state
-from warehouse.vault import identify
+from govdata.warehouse.build import dim_date_rows, working_days_between
+from govdata.warehouse.load import LoadError, analyst_connect, connect, load_tables, pg_conninfo, read_table
+from govdata.warehouse.schema import analyst_table_names, metadata, qualified
+from govdata.warehouse.state import read_state, write_state
+from govdata.warehouse.vault import identify
 
 try:
     from tests.warehouse import world
@@ -104,7 +104,7 @@ def test_first_seen_run_survives_later_runs(warehouse_url):
 
 def test_no_raw_identifier_in_any_analyst_visible_table(warehouse_url):
     load_tables(warehouse_url, world.build_world(), world.RUN)
-    from warehouse.load import refresh_marts
+    from govdata.warehouse.load import refresh_marts
 
     refresh_marts(warehouse_url)
     seen = []
@@ -122,7 +122,7 @@ def test_no_raw_identifier_in_any_analyst_visible_table(warehouse_url):
 
 def test_marts_equal_hand_computed_figures(warehouse_url):
     load_tables(warehouse_url, world.build_world(), world.RUN)
-    from warehouse.load import refresh_marts
+    from govdata.warehouse.load import refresh_marts
 
     assert refresh_marts(warehouse_url) == MARTS
     assert mart(warehouse_url, "mart_once_only") == [
@@ -229,7 +229,7 @@ def test_bad_frames_are_refused_with_the_table_and_column_named(warehouse_url):
 
 
 def test_bench_load_measures_a_real_load(tmp_path):
-    from warehouse.bench import bench_load
+    from govdata.warehouse.bench import bench_load
 
     url = f"duckdb:///{tmp_path / 'bench.duckdb'}"
     assert bench_load(url, 1000) > 0
@@ -250,7 +250,7 @@ def test_golden_records_whose_records_were_relinked_leave_the_dimension(warehous
 
 
 def test_names_can_be_masked_to_the_surname(monkeypatch):
-    from warehouse.build import build_tables
+    from govdata.warehouse.build import build_tables
 
     monkeypatch.setenv("GOVDATA_NAME_MASKING", "surname")
     tables = build_tables(world.link_frames(), world.std_frames(), world.quarantine(), world.standards(),
@@ -262,7 +262,7 @@ def test_names_can_be_masked_to_the_surname(monkeypatch):
 
 
 def test_postgres_bulk_path_is_idempotent_and_refuses_duplicates(pg_database, monkeypatch):
-    import warehouse.load as load
+    import govdata.warehouse.load as load
 
     monkeypatch.setattr(load, "BULK_MIN_ROWS", 2)   # the bulk path on a tiny load
     load_tables(pg_database, world.build_world(), world.RUN)

@@ -6,7 +6,7 @@ from datetime import date, timedelta
 
 import pandas as pd
 
-from standards.model import Standards
+from govdata.standards.model import Standards
 
 KEY = bytes.fromhex("11" * 32)
 RUN = "r1"
@@ -135,7 +135,7 @@ def dq_result() -> pd.DataFrame:
 
 
 def build_world() -> dict[str, pd.DataFrame]:
-    from warehouse.build import build_tables
+    from govdata.warehouse.build import build_tables
 
     tables = build_tables(link_frames(), std_frames(), quarantine(), standards(), KEY, RUN)
     tables["dq_result"] = dq_result()

@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from transforms.keys import KEYS, SEP, join_keys, record_keys
+from govdata.transforms.keys import KEYS, SEP, join_keys, record_keys
 
 KEY_COLS = KEYS   # the old name, kept for importers
 DECISION_COLS = ["left_source_system", "left_source_record_id", "right_source_system",

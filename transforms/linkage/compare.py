@@ -106,7 +106,7 @@ def name_agree(left: pd.Series, right: pd.Series) -> np.ndarray:
     """Person names: 1 equal; WEAK (0.5) when they agree once a rare character's stand-in (a
     placeholder, its pinyin, a common homophone) is taken as the character; 0 otherwise; NaN
     when either is missing. Computed per distinct pair of the unequal ones (names.name_agreement)."""
-    from transforms.names import name_agreement
+    from govdata.transforms.names import name_agreement
 
     l, r = _strings(left), _strings(right)
     out = exact(l, r)

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from transforms.keys import record_keys
+from govdata.transforms.keys import record_keys
 
 if TYPE_CHECKING:   # names used in annotations only
     import pyarrow as pa
@@ -29,7 +29,7 @@ def separate_shared_ids(xrefs: list[pd.DataFrame], id_col: str, prefix: str, run
                         ) -> tuple[list[pd.DataFrame], pd.DataFrame]:
     """A master ID claimed in two partitions (a person's records split by a wrong birth year)
     stays with the partition holding most of its records; the others get a new stable ID."""
-    from transforms.linkage.common import hash_id
+    from govdata.transforms.linkage.common import hash_id
 
     claimed = _ids_in_several(xrefs, id_col)
     history = []

@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from transforms.names import latin_name_keys
+from govdata.transforms.names import latin_name_keys
 
 from . import compare
 from .common import (ConstrainedUnion, assign_stable_ids, decision_pairs, factorize,

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from transforms.keys import KEYS, arrow_record_keys, record_keys
+from govdata.transforms.keys import KEYS, arrow_record_keys, record_keys
 
 if TYPE_CHECKING:   # names used in annotations only
     import numpy as np
@@ -18,7 +18,7 @@ def assign_partitions(records: "pd.DataFrame | pa.Table", n: int, decisions: pd.
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from transforms.linkage.partition import partition_numbers
+    from govdata.transforms.linkage.partition import partition_numbers
 
     table = records if isinstance(records, pa.Table) else pa.Table.from_pandas(records, preserve_index=False)
     parts = partition_numbers(table, n)

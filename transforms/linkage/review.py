@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from transforms.privacy import mask_id_number, mask_phone
+from govdata.transforms.privacy import mask_id_number, mask_phone
 
 from .common import DECISION_COLS, KEY_COLS, require_columns
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from transforms.keys import record_keys
+from govdata.transforms.keys import record_keys
 
 from .common import factorize, group_sizes
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from transforms.linkage.compare import WEAK, name_agree, name_order_agree
+from govdata.transforms.linkage.compare import WEAK, name_agree, name_order_agree
 
 
 def S(*values) -> pd.Series:
@@ -30,7 +30,7 @@ def test_name_order_agree_treats_token_swaps_as_agreement():
 
 
 def test_name_order_agree_with_order_free_keys():
-    from transforms.names import latin_name_keys
+    from govdata.transforms.names import latin_name_keys
     keys_l = latin_name_keys(pd.Series(["SMITH JOHN", "Li Wei-Ming"]))
     keys_r = latin_name_keys(pd.Series(["John Smith", "WEI MING LI"]))
     got = name_order_agree(S("smithjohn", "liweiming"), S("johnsmith", "weimingli"), keys_l, keys_r)

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import recordlinkage
 
-from transforms.linkage.config import LinkConfig
-from transforms.linkage.persons import candidate_pairs
-from transforms.linkage.survivorship import golden_records
+from govdata.transforms.linkage.config import LinkConfig
+from govdata.transforms.linkage.persons import candidate_pairs
+from govdata.transforms.linkage.survivorship import golden_records
 
 
 def _view(n: int, seed: int) -> pd.DataFrame:
@@ -58,7 +58,7 @@ def test_survivorship_full_tie_goes_to_smallest_value_then_smallest_record_key()
 
 
 def test_recode_equals_factorizing_the_masked_values():
-    from transforms.linkage.common import factorize, recode
+    from govdata.transforms.linkage.common import factorize, recode
 
     rng = np.random.default_rng(0)
     values = pd.Series(rng.choice(["a", "b", "c", "d", None], 300), dtype="string[pyarrow]")
@@ -74,7 +74,7 @@ def test_dense_rank_orders_ids_as_arrows_rank():
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from transforms.linkage.persons import _dense_rank
+    from govdata.transforms.linkage.persons import _dense_rank
 
     rng = np.random.default_rng(1)
     ids = pd.Series(rng.choice(["11", "2", "110", "Z", "é", "", None], 200), dtype="string")
@@ -86,7 +86,7 @@ def test_dense_rank_orders_ids_as_arrows_rank():
 
 
 def test_birth_close_matches_pandas_date_fields():
-    from transforms.linkage.compare import birth_close
+    from govdata.transforms.linkage.compare import birth_close
 
     rng = np.random.default_rng(2)
     n = 5000
@@ -109,7 +109,7 @@ def test_birth_close_matches_pandas_date_fields():
 
 
 def test_value_counts_within_masters_by_neighbours_equal_hashed_counts():
-    from transforms.linkage.survivorship import _counts_within
+    from govdata.transforms.linkage.survivorship import _counts_within
 
     rng = np.random.default_rng(3)
     gid = np.sort(rng.integers(0, 400, 1000))   # masters of up to a handful of rows
@@ -121,8 +121,8 @@ def test_value_counts_within_masters_by_neighbours_equal_hashed_counts():
 
 
 def test_ecm_fit_is_the_same_on_int8_patterns():
-    from transforms.linkage.config import DEFAULT_M, DEFAULT_U
-    from transforms.linkage.fellegi_sunter import _small_ints, estimate_mu
+    from govdata.transforms.linkage.config import DEFAULT_M, DEFAULT_U
+    from govdata.transforms.linkage.fellegi_sunter import _small_ints, estimate_mu
 
     rng = np.random.default_rng(4)
     n = 3000
@@ -138,7 +138,7 @@ def test_ecm_fit_is_the_same_on_int8_patterns():
 
 
 def test_equal_record_keys_get_ids_in_cluster_order():
-    from transforms.linkage.common import assign_stable_ids, hash_id
+    from govdata.transforms.linkage.common import assign_stable_ids, hash_id
 
     # ("a\x1fb", "c") and ("a", "b\x1fc") join to one key text: the smaller cluster label
     # takes the plain hash, the other the next salt
@@ -151,7 +151,7 @@ def test_equal_record_keys_get_ids_in_cluster_order():
 
 
 def test_a_cluster_tied_between_previous_ids_keeps_the_smallest_text():
-    from transforms.linkage.common import assign_stable_ids
+    from govdata.transforms.linkage.common import assign_stable_ids
 
     # the ids first appear as P9, PB, P10 (hash codes follow that order, not the text order)
     keys = pd.Series([f"s\x1f{i}" for i in range(7)], dtype="string[pyarrow]")

@@ -6,8 +6,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from transforms.linkage import LinkConfig
-from transforms.linkage.incremental import person_candidates, relink_scope, whole_clusters
+from govdata.transforms.linkage import LinkConfig
+from govdata.transforms.linkage.incremental import person_candidates, relink_scope, whole_clusters
 
 from .people import SURVIVORSHIP, make_id, rec
 from .test_link_enterprises import ORG1, U1, U2, ent
@@ -90,7 +90,7 @@ def test_candidates_are_a_cheap_superset_and_the_neighbours_exact():
 def test_birth_dates_become_the_id_numbers_yyyymmdd_form():
     import pyarrow as pa
 
-    from transforms.linkage.incremental import _yyyymmdd
+    from govdata.transforms.linkage.incremental import _yyyymmdd
 
     import datetime as dt
 

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from stdnum.cn import uscc as uscc_std
 
-from transforms.linkage import link_enterprises
-from transforms.linkage.common import hash_id
+from govdata.transforms.linkage import link_enterprises
+from govdata.transforms.linkage.common import hash_id
 
 from .people import SURVIVORSHIP, clusters
 

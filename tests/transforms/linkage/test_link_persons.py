@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from transforms.linkage import LinkConfig, link_persons
+from govdata.transforms.linkage import LinkConfig, link_persons
 
 from .people import SURVIVORSHIP, clusters, frame, make_id, rec
 

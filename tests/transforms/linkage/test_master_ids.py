@@ -4,8 +4,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from transforms.linkage import link_persons
-from transforms.linkage.common import hash_id
+from govdata.transforms.linkage import link_persons
+from govdata.transforms.linkage.common import hash_id
 
 from .people import SURVIVORSHIP, clusters, frame, make_id, rec
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from transforms.linkage import decisions_from_csv, link_persons, partition_keys, review_to_csv
+from govdata.transforms.linkage import decisions_from_csv, link_persons, partition_keys, review_to_csv
 
 from .people import SURVIVORSHIP, clusters, frame, make_id, rec
 
@@ -91,7 +91,7 @@ def test_partition_keys_for_enterprises_use_the_org_code():
 def test_partition_numbers_read_arrow_dates_text_dates_and_id_years():
     import pyarrow as pa
 
-    from transforms.linkage.partition import partition_numbers
+    from govdata.transforms.linkage.partition import partition_numbers
 
     ids = ["110105198005120011", "11010519811303002X", None, "1101051X"]
     dated = pa.table({"id_number": ids,

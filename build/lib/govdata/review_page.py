@@ -1,0 +1,162 @@
+"""The stewards' review page: one offline HTML page per run with every open review pair.
+
+Both records side by side (identifiers and phone numbers masked exactly as in `govdata review
+export`), each compared field's agreement and Fellegi–Sunter weight, and keyboard shortcuts:
+M match, N non-match, S skip, J/K or ↓/↑ next/previous, Ctrl+S save. Saving downloads a CSV in
+the format `govdata review import` reads (the columns of `govdata review export`, with
+decision / decided_by / decided_at filled in). Decisions also stay in the browser
+(localStorage) until saved. One file, inline CSS and script, nothing from the network.
+"""
+from __future__ import annotations
+
+import json
+import logging
+
+import fsspec
+import pandas as pd
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from govdata.findings import _element_labels, language, source_departments
+from govdata.lake import run_path
+
+log = logging.getLogger(__name__)
+
+_env = Environment(loader=PackageLoader("govdata", "templates"), autoescape=select_autoescape(["html", "j2"]))
+
+# evidence key (a comparison of the linkage model) -> the record field it compares
+EVIDENCE_FIELD = {"id": "id_number", "name": "name", "pinyin": "name_pinyin", "birth": "birth_date", "sex": "sex",
+                  "phone": "phone", "region": "region_code", "address": "address", "uscc": "uscc",
+                  "org_code": "org_code", "name_core": "name_core", "legal_rep_name": "legal_rep_name"}
+EXTRA_LABELS = {"zh-CN": {"id_number_status": "身份号码校验", "name_pinyin": "姓名拼音", "region_code": "行政区划",
+                          "name_core": "名称字号", "source": "来源部门", "record": "记录号"},
+                "en": {"id_number_status": "ID check", "name_pinyin": "name (pinyin)", "region_code": "region",
+                       "name_core": "core name", "source": "department", "record": "record"}}
+
+TEXT = {
+    "zh-CN": {"title": "疑似重复人工复核", "run": "运行批次", "pairs": "待复核", "decided": "已决定",
+              "steward": "复核人", "save": "保存决定（CSV）", "shortcuts": "快捷键",
+              "keys_help": "M 同一人 · N 不是同一人 · S 跳过 · J/↓ 下一对 · K/↑ 上一对 · Ctrl+S 保存",
+              "match": "同一人 (M)", "non_match": "不是同一人 (N)", "skip": "跳过 (S)", "score": "匹配总分",
+              "field": "字段", "left": "记录 A", "right": "记录 B", "agreement": "比对", "weight": "权重",
+              "agree": "一致", "disagree": "不一致", "missing": "缺失", "neutral": "不计分", "none": "没有待复核的记录对。",
+              "import": "保存后运行：govdata review import <文件>，下次运行即生效。",
+              "status_match": "同一人", "status_non_match": "不是同一人", "status_skip": "已跳过",
+              "run_report": "运行报告", "findings": "成效报告", "person": "自然人", "enterprise": "法人",
+              "masked": "身份证号、手机号均已脱敏。"},
+    "en": {"title": "Steward review", "run": "Run", "pairs": "open pairs", "decided": "decided",
+           "steward": "Steward", "save": "Save decisions (CSV)", "shortcuts": "Keys",
+           "keys_help": "M match · N non-match · S skip · J/↓ next · K/↑ previous · Ctrl+S save",
+           "match": "Match (M)", "non_match": "Non-match (N)", "skip": "Skip (S)", "score": "Total weight",
+           "field": "Field", "left": "Record A", "right": "Record B", "agreement": "Agreement", "weight": "Weight",
+           "agree": "agree", "disagree": "disagree", "missing": "missing", "neutral": "no weight", "none": "No open pairs.",
+           "import": "Then run: govdata review import <file>; the next run applies the decisions.",
+           "status_match": "match", "status_non_match": "non-match", "status_skip": "skipped",
+           "run_report": "Run report", "findings": "Findings", "person": "person", "enterprise": "enterprise",
+           "masked": "ID and phone numbers are masked."},
+}
+
+
+def open_pairs(url: str, manifest: dict) -> pd.DataFrame:
+    """Open review pairs with both records' fields, masked exactly like `govdata review export`
+    (one row per pair: the export CSV's columns)."""
+    import tempfile
+    from pathlib import Path
+
+    from govdata.operations import records_of
+    from govdata.transforms.linkage import review_to_csv
+    from govdata.warehouse.load import read_table
+
+    queue = read_table(url, "review_queue")
+    if queue is None or queue.empty:
+        return pd.DataFrame()
+    queue = queue[queue["status"].fillna("open") == "open"]
+    frames = []
+    for entity, pairs in queue.groupby("entity"):
+        records = records_of(manifest, entity)
+        if records.empty:
+            continue
+        with tempfile.TemporaryDirectory() as tmp:   # the export's own masking and layout
+            path = review_to_csv(pairs, records, Path(tmp) / "pairs.csv")
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        frame.insert(1, "entity", entity)
+        frames.append(frame)
+    if not frames:
+        return pd.DataFrame()
+    out = pd.concat(frames, ignore_index=True)
+    out["score_value"] = pd.to_numeric(out["score"], errors="coerce")
+    return out.sort_values(["score_value", "pair_id"], ascending=[False, True]).reset_index(drop=True)
+
+
+ID_STATUS = {"zh-CN": {"valid": "有效", "repaired": "已修复", "invalid": "无效", "missing": "缺失"},
+             "en": {}}
+
+
+def _shown(field: str, value: str, lang: str) -> str:
+    """A value as a steward reads it: codes with their names (2 → 2 女, 370102 → 370102 历下区)."""
+    from govdata.findings import _code_names
+
+    if value == "":
+        return value
+    if field == "sex":
+        name = _code_names("sex", "zh-CN").get(value)
+        return f"{value} {name}" if name and lang == "zh-CN" else value
+    if field == "region_code":
+        name = _code_names("region", "zh-CN").get(value)
+        return f"{value} {name}" if name else value
+    if field.endswith("_status"):
+        return ID_STATUS[lang].get(value, value)
+    return value
+
+
+def _pairs_view(pairs: pd.DataFrame, departments: dict[str, str], lang: str) -> list[dict]:
+    labels = {**_element_labels(lang), **EXTRA_LABELS[lang]}
+    t = TEXT[lang]
+    view = []
+    for _, row in pairs.iterrows():
+        fields = [c[len("left_"):] for c in pairs.columns if c.startswith("left_") and c not in
+                  ("left_source_system", "left_source_record_id")]
+        weights = {c[len("weight_"):]: row[c] for c in pairs.columns if c.startswith("weight_") and row[c] != ""}
+        by_field = {EVIDENCE_FIELD.get(k, k): float(v) for k, v in weights.items()}
+        rows = []
+        for f in fields:
+            left, right = row[f"left_{f}"], row.get(f"right_{f}", "")
+            if left == "" and right == "" and f not in by_field:
+                continue
+            w = by_field.get(f)
+            state = (None if w is None else "agree" if w > 0 else "disagree" if w < 0
+                     else "missing" if left == "" or right == "" else "neutral")   # 0: no evidence either way
+            rows.append({"label": labels.get(f, f), "field": f, "left": _shown(f, left, lang),
+                         "right": _shown(f, right, lang),
+                         "weight": "" if w is None else f"{w:+.2f}", "state": state,
+                         "state_label": t[state] if state else ""})
+        view.append({"pair_id": row["pair_id"], "entity": row["entity"], "entity_label": t.get(row["entity"], row["entity"]),
+                     "score": row["score"], "score_shown": f"{float(row['score']):.2f}" if row["score"] else "–",
+                     "left_department": departments.get(row["left_source_system"], row["left_source_system"]),
+                     "right_department": departments.get(row["right_source_system"], row["right_source_system"]),
+                     "left_source": row["left_source_system"], "left_record": row["left_source_record_id"],
+                     "right_source": row["right_source_system"], "right_record": row["right_source_record_id"],
+                     "rows": rows})
+    return view
+
+
+def render(pairs: pd.DataFrame, run: dict, lang: str) -> str:
+    departments = dict(zip(*[source_departments(run)[c] for c in ("source_system", "department")]))
+    view = _pairs_view(pairs, departments, lang) if not pairs.empty else []
+    # what the save button writes: the export's key columns per pair (no field values)
+    keys = [{k: p[k] for k in ("pair_id", "entity", "left_source", "left_record", "right_source", "right_record",
+                                "score")} for p in view]
+    return _env.get_template("review.html.j2").render(
+        t=TEXT[lang], lang=lang, run=run, pairs=view, keys_json=json.dumps(keys, ensure_ascii=False),
+        storage_key=f"govdata-review:{run['run_id']}")
+
+
+def write_review_page(manifest: dict, lang: str | None = None) -> dict:
+    """review.html next to the run report: every open pair of the warehouse's review queue."""
+    run = manifest["run"]
+    lang = lang or language()
+    pairs = open_pairs(run["warehouse_url"], manifest)
+    page = render(pairs, run, lang)
+    path = run_path(run["lake"], run["run_id"], "report", "review.html")
+    with fsspec.open(path, "w", encoding="utf-8", auto_mkdir=True) as fh:
+        fh.write(page)
+    return {"review_path": path, "pairs": int(len(pairs)), "bytes": len(page.encode("utf-8"))}

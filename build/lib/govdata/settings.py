@@ -1,0 +1,117 @@
+"""Settings from the environment, with defaults that make the demo work on a fresh clone."""
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env_path(name: str, default: Path) -> Path:
+    return Path(os.environ.get(name, str(default))).expanduser().resolve()
+
+
+try:   # the CLI (typer, which vendors click) prints a ClickException as one error line, exit code 1
+    from typer.core import _click as _cli_click
+    _CliError = _cli_click.exceptions.ClickException
+except (ImportError, AttributeError):  # pragma: no cover - older typer uses click itself
+    from click import ClickException as _CliError
+
+
+class InsecureKeyFile(_CliError, PermissionError):
+    """A key file other users can read: govdata refuses to run (one line: the file and the fix)."""
+
+
+def check_key_file(path: Path) -> None:
+    """Refuses a key file that group or others may read or write."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return
+    if mode & 0o077:
+        raise InsecureKeyFile(f"key file {path} is readable by other users (mode {mode:04o}); "
+                              f"run: chmod 600 {path}")
+
+
+def _hex_keys(text: str) -> list[bytes]:
+    return [bytes.fromhex(k.strip()) for k in text.replace(",", "\n").splitlines() if k.strip()]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """GOVDATA_* environment variables; the warehouse URL defaults to a DuckDB file."""
+
+    home: Path = field(default_factory=lambda: _env_path("GOVDATA_HOME", PROJECT_ROOT / "demo"))
+
+    @property
+    def lake(self) -> str:
+        return os.environ.get("GOVDATA_LAKE", str(self.home / "lake"))
+
+    @property
+    def warehouse_url(self) -> str:
+        return os.environ.get("GOVDATA_WAREHOUSE_URL", f"duckdb:///{self.home / 'warehouse.duckdb'}")
+
+    @property
+    def key_file(self) -> Path:
+        return _env_path("GOVDATA_KEY_FILE", self.home / "govdata.key")
+
+    @property
+    def previous_key_file(self) -> Path:
+        """Keys retired by `govdata vault rotate-key`, newest first: they only decrypt."""
+        return self.key_file.with_name(self.key_file.name + ".previous")
+
+    @property
+    def lake_keep_runs(self) -> int:
+        """Run folders the lake keeps (GOVDATA_LAKE_KEEP_RUNS, at least 1)."""
+        return max(1, int(os.environ.get("GOVDATA_LAKE_KEEP_RUNS", "3")))
+
+    @property
+    def identify_bulk_limit(self) -> int:
+        """Tokens one `govdata identify` may resolve without a second reason."""
+        return int(os.environ.get("GOVDATA_IDENTIFY_BULK_LIMIT", "10"))
+
+    def check_keys(self) -> None:
+        """Start-up check: the key file (and its retired keys) readable by the owner only."""
+        if not os.environ.get("GOVDATA_TOKEN_KEY"):
+            check_key_file(self.key_file)
+            check_key_file(self.previous_key_file)
+
+    def token_key(self) -> bytes:
+        """HMAC/AES key: GOVDATA_TOKEN_KEY (hex) or a local key file created with mode 0600."""
+        env = os.environ.get("GOVDATA_TOKEN_KEY")
+        if env:
+            return bytes.fromhex(env)
+        path = self.key_file
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32))
+        check_key_file(path)
+        return bytes.fromhex(path.read_text().strip())
+
+    def previous_token_keys(self) -> list[bytes]:
+        """Retired keys (GOVDATA_TOKEN_KEY_PREVIOUS, comma-separated hex, or <key file>.previous):
+        lake files and vault rows written before a rotation are still decrypted with them."""
+        env = os.environ.get("GOVDATA_TOKEN_KEY_PREVIOUS")
+        if env is not None:
+            return _hex_keys(env)
+        path = self.previous_key_file
+        if os.environ.get("GOVDATA_TOKEN_KEY") or not path.exists():
+            return []
+        check_key_file(path)
+        return _hex_keys(path.read_text())
+
+
+def get_settings() -> Settings:
+    """The settings, after govdata's process policy: umask 0077 (every file it creates is the
+    owner's only) and the key-file check (a group/world-readable key file stops the command)."""
+    from govdata.lake import private_umask
+
+    private_umask()
+    settings = Settings()
+    settings.check_keys()
+    return settings

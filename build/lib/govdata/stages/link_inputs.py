@@ -1,0 +1,142 @@
+"""What the link stage reads besides its records: thresholds, previous master data, decisions, weights, scope."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from govdata.stages.common import LINKERS
+
+if TYPE_CHECKING:   # names used in annotations only
+    import pyarrow as pa
+
+log = logging.getLogger(__name__)
+
+
+def link_config(kind: str):
+    """LinkConfig with the stewards' thresholds from standards/linkage.yaml."""
+    import yaml
+
+    from govdata.standards.registry import load_standards
+    from govdata.transforms.linkage import LinkConfig
+
+    settings = yaml.safe_load((Path(load_standards().root) / "linkage.yaml").read_text(encoding="utf-8")) or {}
+    known = set(LinkConfig.__dataclass_fields__)
+    options = settings.get(kind) or {}
+    unknown = set(options) - known
+    if unknown:
+        raise ValueError(f"standards/linkage.yaml: {kind}: unknown setting(s) {sorted(unknown)}; expected {sorted(known)}")
+    return LinkConfig(**options)
+
+
+def partition_rows() -> int:
+    """Records per linkage partition: the unit one mapped Airflow task links in memory."""
+    return int(os.environ.get("GOVDATA_LINK_PARTITION_ROWS", "500000"))
+
+
+def _previous(run: dict, table: str) -> pd.DataFrame | None:
+    from govdata.warehouse.load import read_table
+
+    frame = read_table(run["warehouse_url"], table)
+    if frame is not None and "is_deleted" in frame:
+        frame = frame[~frame["is_deleted"].fillna(False).astype(bool)]
+    return frame
+
+
+def _decisions(run: dict, kind: str) -> pd.DataFrame | None:
+    from govdata.warehouse.load import read_table
+
+    decisions = read_table(run["warehouse_url"], "review_decision")
+    return decisions[decisions["entity"] == kind] if decisions is not None else None
+
+
+# An incremental scope above this share of the records costs about what a full relink does
+INCREMENTAL_MAX_SHARE = 0.5
+
+
+def previous_model(run: dict, kind: str) -> dict | None:
+    """The Fellegi–Sunter weights of the latest loaded run ({m, u, source}), from etl_run."""
+    from govdata.warehouse.load import read_table
+
+    runs = read_table(run["warehouse_url"], "etl_run")
+    if runs is None or runs.empty:
+        return None
+    for counts in runs.sort_values("finished_at", ascending=False)["counts"]:
+        model = (json.loads(counts or "{}").get("linkage") or {}).get(kind, {}).get("model")
+        if model:
+            return model
+    return None
+
+
+def _changed_ids(path: str):
+    import pyarrow as pa
+
+    from govdata.lake import read_arrow
+
+    return read_arrow(path, columns=["source_record_id"]).column(0).cast(pa.string())
+
+
+def incremental_scope(records: "pa.Table", kind: str, normalised: list[dict], run: dict) -> dict | None:
+    """{scope mask, carried xref, model, seeds} for linking only what changed, or None when
+    this run links everything (full_refresh, no previous master, no previous weights, or a
+    change touching most records)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from govdata.standards.registry import load_survivorship
+    from govdata.transforms.linkage.incremental import relink_scope
+    from govdata.transforms.keys import KEYS, SEP, arrow_record_keys, record_keys
+    from govdata.transforms.linkage.plan import key_positions
+    from govdata.transforms.linkage.survivorship import entity_rules
+
+    _, xref_table, id_col = LINKERS[kind]
+    if run.get("full_refresh"):
+        return None
+    prev, model = _previous_arrow(run, xref_table, KEYS + [id_col, "match_rule", "match_score"]), \
+        previous_model(run, kind)
+    if prev is None or prev.num_rows == 0 or model is None:
+        return None
+    keys = arrow_record_keys(records)
+    rows = key_positions(records, prev)
+    at = pa.array(rows, mask=rows < 0)                  # each record's previous xref row
+    record_master = prev[id_col].take(at)
+    changed = [pc.binary_join_element_wise(n["source"], _changed_ids(n["changed_path"]), SEP).combine_chunks()
+               for n in normalised if n["kind"] == kind and n.get("changed_path")]
+    decisions = _decisions(run, kind)
+    decided = [] if decisions is None else \
+        [pa.array(record_keys(decisions, "left_").tolist() + record_keys(decisions, "right_").tolist(), pa.string())]
+    # masters that lost a record (deleted at the source, or now rejected) are relinked whole:
+    # the previous rows no record of this run points at
+    still = np.zeros(prev.num_rows, dtype=bool)
+    still[rows[rows >= 0]] = True
+    lost = pc.unique(prev[id_col].filter(pa.array(~still)))
+    seeds = pc.or_(pc.is_null(record_master), pc.is_in(record_master, value_set=lost))
+    for known in changed + decided:
+        seeds = pc.or_(seeds, pc.is_in(keys, value_set=known))
+    seeds = seeds.to_numpy(zero_copy_only=False)
+    cluster = pc.dictionary_encode(record_master).combine_chunks().indices   # codes by first appearance
+    cluster = cluster.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    spec = entity_rules(load_survivorship(), kind)
+    scope = relink_scope(records, kind, seeds, cluster, link_config(kind), list(spec["trust_order"]))
+    if scope.sum() > INCREMENTAL_MAX_SHARE * records.num_rows:
+        log.info("%s: %d of %d records to relink: linking all", kind, int(scope.sum()), records.num_rows)
+        return None
+    carried = prev.take(at.filter(pa.array(~scope)))
+    return {"scope": np.asarray(scope), "carried": carried, "model": model, "seeds": int(seeds.sum())}
+
+
+def _previous_arrow(run: dict, table: str, columns: list[str]) -> "pa.Table | None":
+    """The live rows of a previous xref table, as Arrow."""
+    import pyarrow.compute as pc
+
+    from govdata.warehouse.load import read_arrow_table
+
+    previous = read_arrow_table(run["warehouse_url"], table, columns + ["is_deleted"])
+    if previous is None:
+        return None
+    return previous.filter(pc.invert(pc.fill_null(previous["is_deleted"], False))).select(columns)

@@ -1,0 +1,194 @@
+"""Stage 5, load: the warehouse tables of a run in one transaction, and the run's manifest for the marts DAG."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from govdata.failpoints import failpoint
+from govdata.lake import exists, read_parquet, run_path
+from govdata.stages.common import LINKERS, _source, _timed
+
+
+@_timed
+def load(normalised: list[dict], validated: dict, linked: dict, run: dict) -> dict:
+    from govdata.settings import get_settings
+    from govdata.standards.registry import load_standards
+    from govdata.warehouse.build import build_tables
+    from govdata.warehouse.load import load_tables
+
+    link_frames = {name: read_parquet(path) for name, path in linked["paths"].items()}
+    std = {n["source"]: read_parquet(n["current_path"]) for n in normalised}
+    quarantine = pd.concat([read_parquet(n["quarantine_path"]) for n in normalised], ignore_index=True)
+    tables = build_tables(link_frames, std, quarantine, load_standards(), get_settings().token_key(), run["run_id"],
+                          previous=previous_owner_state(run["warehouse_url"]))
+    for table in ("xref_person", "xref_enterprise"):
+        marked = _deleted_xref(normalised, table, run)
+        if not marked.empty and table in tables:
+            tables[table] = pd.concat([tables[table], marked[tables[table].columns]], ignore_index=True)
+    stale = closed_reviews(run, tables.get("review_queue"), linked)
+    if not stale.empty:
+        tables["review_queue"] = pd.concat([f for f in (tables.get("review_queue"), stale) if f is not None],
+                                           ignore_index=True)
+    tables["dq_result"] = read_parquet(validated["dq_path"])
+    tables["etl_state"] = etl_state_rows(normalised, run)
+    tables["etl_run"] = etl_run_row(normalised, linked, run)
+    failpoint("load")
+    counts = load_tables(run["warehouse_url"], tables, run["run_id"],
+                         scopes={"quarantine": quarantine_scope(normalised, run)})
+    return {"tables": {k: int(v) for k, v in counts.items()},
+            "owner_changes": owner_change_summary(tables.get("fact_owner_change"))}
+
+
+def previous_owner_state(url: str) -> dict[str, pd.DataFrame]:
+    """What build_tables needs to keep facts with their owners: identifier_owner, and each fact
+    table's keys, token and owners as loaded before this run."""
+    from govdata.warehouse.build import FACT_OWNERS
+    from govdata.warehouse.load import read_arrow_table
+
+    out = {}
+    wanted = {"identifier_owner": None, **{t: ["source_system", "source_record_id", *cols]
+                                           for t, cols in FACT_OWNERS.items()}}
+    for table, columns in wanted.items():
+        arrow = read_arrow_table(url, table, columns)
+        if arrow is not None and arrow.num_rows:
+            out[table] = arrow.to_pandas(types_mapper=pd.ArrowDtype).astype("string")
+    return out
+
+
+def quarantine_scope(normalised: list[dict], run: dict) -> pd.DataFrame:
+    """The source records whose quarantine rows this run replaces: every record of a source read
+    in full (a row with no record id), else the records extracted (standardised or rejected)
+    and those deleted at the source. Quarantine so holds each live record's current rows."""
+    frames = []
+    for n in normalised:
+        if run.get("full_refresh") or not _source(n["path"]).incremental:
+            frames.append(pd.DataFrame({"source_record_id": pd.array([pd.NA], dtype="string")}))
+        else:
+            ids = [read_parquet(n[p], columns=["source_record_id"]).astype("string")
+                   for p in ("std_path", "quarantine_path", "deleted_path") if n.get(p) and exists(n[p])]
+            ids = [f for f in ids if len(f)] or [pd.DataFrame({"source_record_id": pd.Series(dtype="string")})]
+            frames.append(pd.concat(ids, ignore_index=True).dropna().drop_duplicates())
+        frames[-1] = frames[-1].assign(source_system=n["source"])
+    if not frames:
+        return pd.DataFrame({"source_system": pd.Series(dtype="string"), "source_record_id": pd.Series(dtype="string")})
+    return pd.concat(frames, ignore_index=True)[["source_system", "source_record_id"]].astype("string")
+
+
+def owner_change_summary(changes: pd.DataFrame | None, examples: int = 5) -> dict:
+    """For the run report: facts whose person or enterprise moved, by table and reason, and a few
+    examples (masked identifiers, master ids)."""
+    if changes is None or changes.empty:
+        return {"count": 0, "by_table": {}, "by_reason": {}, "examples": []}
+    cols = ["fact_table", "source_system", "source_record_id", "role", "identifier_masked", "old_owner", "new_owner",
+            "reason"]
+    first = changes.sort_values(["fact_table", "source_system", "source_record_id", "role"]).head(examples)
+    return {"count": int(len(changes)),
+            "by_table": {k: int(v) for k, v in changes["fact_table"].value_counts().sort_index().items()},
+            "by_reason": {k: int(v) for k, v in changes["reason"].value_counts().sort_index().items()},
+            "examples": [{c: (None if pd.isna(r[c]) else str(r[c])) for c in cols} for _, r in first.iterrows()]}
+
+
+def stale_reviews(previous: pd.DataFrame, fresh_ids: pd.Series, decided_ids: set, relinked: pd.Series | None,
+                  run_id: str) -> pd.DataFrame:
+    """Open review pairs this run did not ask again, closed: 'decided' when a steward decided
+    the pair, else 'superseded' (the records changed or now link with certainty). A full run
+    re-asks every question; an incremental run only those about records it relinked."""
+    from govdata.transforms.keys import record_keys
+
+    open_ = previous[(previous["status"].fillna("open") == "open") & ~previous["pair_id"].isin(fresh_ids)]
+    if relinked is not None:
+        open_ = open_[record_keys(open_, "left_").isin(relinked) | record_keys(open_, "right_").isin(relinked)]
+    status = open_["pair_id"].isin(decided_ids).map({True: "decided", False: "superseded"})
+    return open_.assign(status=status.astype("string"), run_id=run_id)
+
+
+def closed_reviews(run: dict, fresh: pd.DataFrame | None, linked: dict) -> pd.DataFrame:
+    from govdata.transforms.linkage.common import pair_id
+    from govdata.transforms.keys import KEYS, record_keys
+    from govdata.warehouse.load import read_table
+
+    previous = read_table(run["warehouse_url"], "review_queue")
+    decisions = read_table(run["warehouse_url"], "review_decision")
+    if previous is None or previous.empty:
+        return pd.DataFrame()
+    decided = set() if decisions is None or decisions.empty else \
+        set(pair_id(record_keys(decisions, "left_"), record_keys(decisions, "right_")))
+    fresh_ids = fresh["pair_id"] if fresh is not None else pd.Series(dtype="string")
+    frames = []
+    for kind in LINKERS:
+        if kind not in linked.get("stats", {}):
+            continue
+        inputs = linked.get("relinked_inputs", {}).get(kind)
+        relinked = None if inputs is None else pd.concat(
+            [record_keys(read_parquet(path, columns=KEYS)) for path in inputs] or [pd.Series(dtype="string")])
+        frames.append(stale_reviews(previous[previous["entity"] == kind], fresh_ids, decided, relinked, run["run_id"]))
+    frames = [f for f in frames if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _deleted_xref(normalised: list[dict], table: str, run: dict) -> pd.DataFrame:
+    from govdata.snapshot import deleted_xref_rows
+    from govdata.warehouse.load import read_table
+
+    with_deletions = [n for n in normalised if n.get("rows_deleted_at_source")]
+    if not with_deletions:
+        return pd.DataFrame()
+    previous = read_table(run["warehouse_url"], table)
+    frames = [deleted_xref_rows(previous, n["source"], read_parquet(n["deleted_path"])["source_record_id"], run["run_id"])
+              for n in with_deletions]
+    frames = [f for f in frames if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def etl_state_rows(normalised: list[dict], run: dict) -> pd.DataFrame:
+    """Watermarks and snapshots advance only with a successful load (same transaction)."""
+    now = pd.Timestamp.now(tz="UTC").tz_localize(None)
+    return pd.DataFrame(
+        {
+            "source_system": [n["source"] for n in normalised],
+            "watermark": [n.get("watermark") for n in normalised],
+            "rows_extracted": [n["rows_in"] for n in normalised],
+            "state": [json.dumps({"snapshot_path": n["current_path"]}) for n in normalised],
+            "run_id": run["run_id"],
+            "updated_at": now,
+        }
+    )
+
+
+def etl_run_row(normalised: list[dict], linked: dict, run: dict) -> pd.DataFrame:
+    counts = {
+        "rows_in": sum(n["rows_in"] for n in normalised),
+        "rows_standardised": sum(n["rows_standardised"] for n in normalised),
+        "rows_rejected": sum(n["rows_rejected"] for n in normalised),
+        "linkage": linked.get("stats", {}),
+    }
+    return pd.DataFrame(
+        {
+            "run_id": [run["run_id"]],
+            "started_at": [pd.Timestamp(run["started_at"]).tz_convert(None)],
+            "finished_at": [pd.Timestamp.now(tz="UTC").tz_localize(None)],
+            "status": ["success"],
+            "counts": [json.dumps(counts, ensure_ascii=False, default=str)],
+        }
+    )
+
+
+def write_manifest(run: dict, extracted: list[dict], normalised: list[dict], validated: dict, linked: dict,
+                   loaded: dict) -> str:
+    """Everything the marts-and-report DAG needs about a loaded run, as one JSON file in the lake."""
+    import fsspec
+
+    path = run_path(run["lake"], run["run_id"], "manifest.json")
+    manifest = {"run": run, "extracted": extracted, "normalised": normalised, "validated": validated,
+                "linked": linked, "loaded": loaded}
+    with fsspec.open(path, "w", encoding="utf-8", auto_mkdir=True) as fh:
+        json.dump(manifest, fh, ensure_ascii=False, default=str)
+    return path
+
+
+def read_manifest(path: str) -> dict:
+    import fsspec
+
+    with fsspec.open(path, "r", encoding="utf-8") as fh:
+        return json.load(fh)

@@ -1,0 +1,168 @@
+"""Incremental linking: the records a run has to link again.
+
+A new or changed record can only change the clusters it could join: those of the records it
+shares a blocking key or an identifier with. So the relink scope is, in order:
+1. the previous clusters of the seeds (new and changed records, records whose cluster lost a
+   member, records a steward decided on) — a cluster is always relinked whole;
+2. every record that could pair with a record of step 1 (persons: sharing one of the
+   probabilistic pass's blocking keys or the sorted neighbourhood on the ID number, with one
+   side not held by a valid ID — two held records are never compared — or holding the same
+   ID number) or sharing an identifier token (enterprises: USCC, organisation code, tax and registration numbers, name + legal
+   representative) with a record of step 1;
+3. the previous clusters of all of those (enterprises: steps 2 and 3 repeated until the
+   scope stops growing).
+Everything else keeps its xref row. With the previous run's weights a relink of the scope
+gives what a full relink gives (tests/govdata/test_link_incremental.py checks it on the
+generator's data).
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .common import prepare_records
+from .config import LinkConfig
+from .enterprises import ENTERPRISE_COLS, identifier_keys
+from .partition import text_column
+from .persons import PERSON_COLS, _blocking_frame, candidate_pairs, holder_conflicts, id_facts
+from .survivorship import trust_rank
+
+log = logging.getLogger(__name__)
+
+# the columns the scope is computed from (prepare_records fills the others with NULL)
+SCOPE_COLUMNS = {"person": ["source_system", "source_record_id", "id_number", "id_number_status", "name",
+                            "name_pinyin", "sex", "birth_date", "phone", "region_code"],
+                 "enterprise": ["source_system", "source_record_id", "uscc", "uscc_status", "org_code",
+                                "tax_no", "reg_no", "name_core", "legal_rep_name"]}
+ENTERPRISE_TOKENS = {"uscc": "uscc", "org": "org", "tax_org": "org", "tax": "tax", "reg": "reg",
+                     "name_key": "name"}   # column → token family (an org code matches either)
+
+
+def whole_clusters(mask: np.ndarray, cluster: np.ndarray) -> np.ndarray:
+    """mask grown to every record of a previous cluster it touches (cluster -1: none)."""
+    touched = np.unique(cluster[mask & (cluster >= 0)])
+    return mask | np.isin(cluster, touched)
+
+
+def person_neighbours(records: pd.DataFrame, mask: np.ndarray, cfg: LinkConfig,
+                      trust_order: list[str]) -> np.ndarray:
+    """Records that could pair with a masked record in the linkage (the masked ones included):
+    sharing a blocking key where one side goes to the probabilistic pass (two records held by
+    their ID numbers are never compared), or holding the same ID number."""
+    df = prepare_records(records, PERSON_COLS, "person records")
+    facts = id_facts(df)
+    conflict = holder_conflicts(df, facts, trust_rank(df["source_system"], trust_order))
+    held = facts["usable"].to_numpy() & ~conflict
+    view = _blocking_frame(df, facts, conflict, cfg.max_block_size)
+    pairs = candidate_pairs(view, np.flatnonzero(mask), np.arange(len(df), dtype=np.int64), cfg)
+    left, right = pairs.get_level_values(0).to_numpy(), pairs.get_level_values(1).to_numpy()
+    out = mask.copy()
+    out[right[~held[left] | ~held[right]]] = True
+    ids = df["id_number"]
+    out |= ids.isin(ids[mask].dropna().unique()).to_numpy()
+    return out
+
+
+def enterprise_tokens(records: pd.DataFrame) -> pd.Series:
+    """Identifier tokens ("org\x1f<code>", …) indexed by record position, one row per token."""
+    keys = identifier_keys(prepare_records(records, ENTERPRISE_COLS, "enterprise records"))
+    return pd.concat([family + "\x1f" + keys[col].dropna() for col, family in ENTERPRISE_TOKENS.items()])
+
+
+def enterprise_neighbours(tokens: pd.Series, mask: np.ndarray) -> np.ndarray:
+    """Records sharing an identifier token with a masked record (the masked ones included)."""
+    at = tokens.index.to_numpy()
+    hit = tokens.isin(tokens[mask[at]].unique()).to_numpy()
+    out = mask.copy()
+    out[at[hit]] = True
+    return out
+
+
+def _arrow_string_dtype(typ: pa.DataType):
+    """to_pandas types_mapper: Arrow strings stay Arrow-backed (no Python str objects)."""
+    return pd.StringDtype("pyarrow") if pa.types.is_string(typ) or pa.types.is_large_string(typ) else None
+
+
+def _any_in(values: list[pa.ChunkedArray], mask: pa.Array) -> pa.ChunkedArray:
+    """Rows where any of the value columns holds a value some masked row holds in any of them."""
+    wanted = pc.unique(pa.chunked_array([v.filter(mask).combine_chunks() for v in values]).combine_chunks()).drop_null()
+    hit = pc.is_in(values[0], value_set=wanted)
+    for v in values[1:]:
+        hit = pc.or_(hit, pc.is_in(v, value_set=wanted))
+    return hit
+
+
+def _id_neighbours(ids: pa.ChunkedArray, mask: pa.Array, reach: int) -> pa.ChunkedArray:
+    """Rows whose ID number is within reach distinct IDs (sorted) of a masked row's ID: the
+    sorted-neighbourhood block."""
+    distinct = pc.unique(ids.drop_null())
+    distinct = distinct.take(pc.sort_indices(distinct))
+    at = pc.index_in(ids.filter(mask), value_set=distinct).drop_null().to_numpy()
+    near = (at[:, None] + np.arange(-reach, reach + 1)[None, :]).ravel()
+    near = np.unique(near[(near >= 0) & (near < len(distinct))])
+    return pc.is_in(ids, value_set=distinct.take(pa.array(near, pa.int64())))
+
+
+def _yyyymmdd(dates: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Dates as YYYYMMDD text, the form inside an ID number (a cast and a replace: strftime
+    formats value by value)."""
+    if not pa.types.is_date32(dates.type):
+        dates = dates.cast(pa.date32())
+    return pc.replace_substring(dates.cast(pa.large_string()), "-", "")
+
+
+def person_candidates(table: pa.Table, mask: np.ndarray, cfg: LinkConfig) -> np.ndarray:
+    """A superset of the records that could share a person blocking key with a masked record,
+    from the raw columns (cheap, in Arrow): the same birth date (own or inside the ID) and
+    surname initial, the same pinyin and birth year, the same phone, an ID within the sorted-neighbourhood window
+    — and every holder of those records' ID numbers, whose records decide who holds an ID."""
+    m = pa.array(mask)
+    ids = text_column(table, "id_number")
+    own = _yyyymmdd(table["birth_date"]) if "birth_date" in table.column_names else text_column(table, "birth_date")
+    from_id = pc.utf8_slice_codeunits(ids, 6, 14)
+    pinyin = text_column(table, "name_pinyin")
+    initial = pc.utf8_slice_codeunits(pinyin, 0, 1)
+    bar = pa.scalar("|", pa.large_string())
+    day = lambda birth: pc.binary_join_element_wise(birth, initial, bar)  # noqa: E731
+    year = lambda birth: pc.binary_join_element_wise(pinyin, pc.utf8_slice_codeunits(birth, 0, 4), bar)  # noqa: E731
+    hit = pc.or_(_any_in([day(own), day(from_id)], m), _any_in([year(own), year(from_id)], m))
+    hit = pc.or_(hit, _any_in([text_column(table, "phone")], m))
+    hit = pc.or_(hit, _id_neighbours(ids, m, (cfg.sorted_window - 1) // 2))
+    hit = pc.or_(pc.fill_null(hit, False), m)
+    hit = pc.or_(hit, pc.fill_null(_any_in([ids], pc.fill_null(hit, False).combine_chunks()), False))
+    return hit.to_numpy(zero_copy_only=False).astype(bool)
+
+
+def relink_scope(records: pa.Table, kind: str, seeds: np.ndarray, previous_cluster: np.ndarray,
+                 cfg: LinkConfig, trust_order: list[str]) -> np.ndarray:
+    """Boolean mask over records (positional): the records to link again."""
+    if len(seeds) != records.num_rows or len(previous_cluster) != records.num_rows:
+        raise ValueError("relink_scope: seeds and previous_cluster must align with records")
+    scope = whole_clusters(np.asarray(seeds, dtype=bool), previous_cluster)
+    if not scope.any():
+        return scope
+    columns = [c for c in SCOPE_COLUMNS[kind] if c in records.column_names] if kind in SCOPE_COLUMNS else []
+    if kind == "person":
+        near = person_candidates(records, scope, cfg)
+        log.info("relink scope: %d records in %d previous clusters; %d candidates", int(scope.sum()),
+                 len(np.unique(previous_cluster[scope])), int(near.sum()))
+        sub = records.filter(pa.array(near)).select(columns).to_pandas(types_mapper=_arrow_string_dtype)
+        found = person_neighbours(sub, scope[near], cfg, trust_order)
+        scope = scope.copy()
+        scope[np.flatnonzero(near)[found]] = True
+    elif kind == "enterprise":
+        # identifiers that point at two masters prove nothing: the scope must hold every
+        # holder of a token it touches, so grow it to a fixpoint (tokens are cheap)
+        tokens = enterprise_tokens(records.select(columns).to_pandas(types_mapper=_arrow_string_dtype))
+        while True:
+            grown = whole_clusters(enterprise_neighbours(tokens, scope), previous_cluster)
+            if grown.sum() == scope.sum():
+                break
+            scope = grown
+    else:
+        raise ValueError(f"relink_scope: unknown kind {kind!r} (expected person or enterprise)")
+    return whole_clusters(scope, previous_cluster)

@@ -1,0 +1,84 @@
+"""Blocking partitions: records that can link land in the same partition, so a mapped
+Airflow task can link one partition on its own. Computed in Arrow: link_plan partitions
+millions of records and never needs them as pandas."""
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+def text_column(table: pa.Table, column: str) -> pa.ChunkedArray:
+    """A text column as Arrow large strings; an absent column is all NULL."""
+    if column not in table.column_names:
+        return pa.chunked_array([pa.nulls(table.num_rows, pa.large_string())])
+    values = table[column]
+    return values if pa.types.is_large_string(values.type) else values.cast(pa.large_string())
+
+
+def _per_unique(values: pa.ChunkedArray, fn) -> np.ndarray:
+    """fn(distinct values as a pandas Series) → float per distinct value, spread back to every
+    row (NaN for NULL). Years and hashes are computed once per distinct value."""
+    encoded = pc.dictionary_encode(values).combine_chunks()
+    per_value = np.append(np.asarray(fn(pd.Series(encoded.dictionary.to_pylist(), dtype=object)),
+                                     dtype=np.float64), np.nan)
+    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+    return per_value[codes]
+
+
+def _year_of_text(values: pd.Series) -> np.ndarray:
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _birth_year(table: pa.Table) -> np.ndarray:
+    """The record's own birth year (NaN when absent or not a date)."""
+    if "birth_date" not in table.column_names:
+        return np.full(table.num_rows, np.nan)
+    birth = table["birth_date"]
+    if pa.types.is_date(birth.type) or pa.types.is_timestamp(birth.type):
+        return pc.cast(pc.year(birth), pa.float64()).fill_null(np.nan).to_numpy()
+    return _per_unique(birth.cast(pa.large_string()),
+                       lambda v: pd.to_datetime(v, errors="coerce").dt.year)
+
+
+def _person_year(table: pa.Table) -> np.ndarray:
+    """The record's own birth year; else the year in its ID number (also in a mistyped one,
+    whose date part is usually intact)."""
+    year = _birth_year(table)
+    from_id = _per_unique(pc.utf8_slice_codeunits(text_column(table, "id_number"), 6, 10), _year_of_text)
+    from_id[(from_id < 1880) | (from_id > 2100)] = np.nan
+    return np.where(np.isnan(year), from_id, year)
+
+
+def _enterprise_key(table: pa.Table) -> pa.ChunkedArray:
+    """Organisation code, however the record carries it (inside the USCC, given, or inside
+    the old tax number); else the normalised core name."""
+    return pc.coalesce(pc.utf8_slice_codeunits(text_column(table, "uscc"), 8, 17), text_column(table, "org_code"),
+                       pc.utf8_slice_codeunits(text_column(table, "tax_no"), 6, 15), text_column(table, "name_core"))
+
+
+def partition_numbers(table: pa.Table, n_partitions: int = 16) -> np.ndarray:
+    """Partition number 0..n_partitions-1 per record (int64). Persons partition on birth year
+    (every person blocking key contains the birth date or the ID, which embeds it);
+    enterprises on the organisation code. Records with neither go to partition 0."""
+    if n_partitions < 1:
+        raise ValueError(f"partition_keys: n_partitions must be >= 1, got {n_partitions}")
+    columns = set(table.column_names)
+    if columns & {"uscc", "name_core"}:
+        part = _per_unique(_enterprise_key(table),
+                           lambda keys: [zlib.crc32(str(k).encode()) % n_partitions for k in keys])
+    elif columns & {"id_number", "birth_date"}:
+        part = _person_year(table) % n_partitions
+    else:
+        raise ValueError("partition_keys: records have neither person columns (id_number, "
+                         "birth_date) nor enterprise columns (uscc, name_core)")
+    return np.nan_to_num(part, nan=0.0).astype(np.int64)
+
+
+def partition_keys(records: pd.DataFrame, n_partitions: int = 16) -> pd.Series:
+    """partition_numbers for a DataFrame, as a Series on its index."""
+    table = pa.Table.from_pandas(records, preserve_index=False)
+    return pd.Series(partition_numbers(table, n_partitions), index=records.index, name="partition")
