@@ -33,10 +33,12 @@ from __future__ import annotations
 
 import csv
 import sqlite3
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
+from functools import cache
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -705,6 +707,31 @@ class Table:
     overrides: dict[str, dict[str, Any]] | None = None
 
 
+# Each department's table name, primary key, incremental column and column -> element
+# mapping live in a YAML template beside the generator (demo_departments/<source>.yaml):
+# the stewards' kind of file, editable without touching the code that fills the table.
+DEPARTMENTS_DIR = Path(__file__).with_name("demo_departments")
+
+
+@cache
+def department_template(source: str) -> dict[str, Any]:
+    with (DEPARTMENTS_DIR / f"{source}.yaml").open(encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def department_table(source: str, columns: dict[str, tuple[str, np.ndarray]],
+                     truth: dict[str, np.ndarray]) -> Table:
+    """A department's generated columns and truth, described by its template."""
+    doc = department_template(source)
+    missing = set(doc["columns"]) - set(columns)
+    if missing:
+        raise ValueError(f"department {source}: template maps column(s) the generator does not fill: "
+                         f"{', '.join(sorted(missing))}")
+    return Table(source=source, department=doc["department"], kind=doc["kind"], table=doc["table"],
+                 primary_key=doc["primary_key"], columns=columns, mapping=dict(doc["columns"]), truth=truth,
+                 incremental=(doc.get("incremental") or {}).get("column"), overrides=doc.get("overrides"))
+
+
 def members(rng: np.random.Generator, persons: Persons, share: float, eligible: np.ndarray | None = None) -> np.ndarray:
     """Shuffled indices of the persons a department holds."""
     take = rng.random(len(persons)) < share
@@ -788,9 +815,9 @@ def gongan_table(p: Persons, rng: np.random.Generator, as_of: date) -> Table:
     n = len(all_idx)
     rid = record_ids("RK", n, 12)
     phone = blank_out(p.phone[all_idx], rng, 0.0, 0.02)
-    return Table(
-        source="gongan", department="公安局人口户籍", kind="person", table="T_RK_JBXX", primary_key="RKBH",
-        columns={
+    return department_table(
+        "gongan",
+        {
             "RKBH": ("TEXT", rid),
             "SFZHM": ("TEXT", p.id18[all_idx]),
             "XM": ("TEXT", p.name[all_idx]),
@@ -802,9 +829,7 @@ def gongan_table(p: Persons, rng: np.random.Generator, as_of: date) -> Table:
             "ZHGXSJ": ("TEXT", format_timestamps(upd)),
             "ZXBZ": ("INTEGER", cancelled.astype(object)),
         },
-        mapping={"SFZHM": "id_number", "XM": "name", "XBDM": "sex", "CSRQ": "birth_date",
-                 "MZDM": "ethnicity", "LXDH": "phone", "HJDZ": "address", "ZHGXSJ": "updated_at"},
-        truth=person_truth("gongan", rid, p, all_idx), incremental="ZHGXSJ",
+        truth=person_truth("gongan", rid, p, all_idx),
     )
 
 
@@ -824,10 +849,9 @@ def shebao_table(p: Persons, rng: np.random.Generator, as_of: date) -> Table:
     names = slip_homophones(vary_dots(p.name[idx], p.minority[idx], rng), rng, 0.02)
     person_no = (np.arange(n) + 10_000_001).astype(object)
     rid = person_no.astype(str).astype(object)
-    return Table(
-        source="shebao", department="人社局社会保险", kind="person", table="SI_PERSON_INFO",
-        primary_key="person_no",
-        columns={
+    return department_table(
+        "shebao",
+        {
             "person_no": ("INTEGER", person_no),
             "id_card": ("TEXT", ids),
             "full_name": ("TEXT", names),
@@ -836,9 +860,7 @@ def shebao_table(p: Persons, rng: np.random.Generator, as_of: date) -> Table:
             "mobile": ("TEXT", blank_out(p.phone[idx], rng, 0.08, 0.04)),
             "update_time": ("TEXT", format_timestamps(update_seconds(rng, n, as_of))),
         },
-        mapping={"id_card": "id_number", "full_name": "name", "gender": "sex", "birthday": "birth_date",
-                 "mobile": "phone", "update_time": "updated_at"},
-        truth=person_truth("shebao", rid, p, idx), incremental="update_time",
+        truth=person_truth("shebao", rid, p, idx),
     )
 
 
@@ -872,9 +894,9 @@ def minzheng_table(p: Persons, rng: np.random.Generator, as_of: date) -> Table:
     sex[pick(rng, n, 0.02)] = "未知"
     eth_names = pd.Series(p.ethnicity[idx], dtype=object).map(ETHNICITIES).to_numpy(dtype=object)
     rid = record_ids("MZ", n, 10)
-    return Table(
-        source="minzheng", department="民政局", kind="person", table="MZ_JMXX", primary_key="JMBH",
-        columns={
+    return department_table(
+        "minzheng",
+        {
             "JMBH": ("TEXT", rid),
             "SFZH": ("TEXT", ids),
             "XINGMING": ("TEXT", names),
@@ -885,9 +907,7 @@ def minzheng_table(p: Persons, rng: np.random.Generator, as_of: date) -> Table:
             "LXDH": ("TEXT", blank_out(p.phone[idx], rng, 0.1, 0.05)),
             "DJSJ": ("TEXT", format_timestamps(update_seconds(rng, n, as_of))),
         },
-        mapping={"SFZH": "id_number", "XINGMING": "name", "XB": "sex", "CSRQ": "birth_date",
-                 "MZ": "ethnicity", "JTZZ": "address", "LXDH": "phone", "DJSJ": "updated_at"},
-        truth=person_truth("minzheng", rid, p, idx), incremental="DJSJ",
+        truth=person_truth("minzheng", rid, p, idx),
     )
 
 
@@ -905,9 +925,9 @@ def weijian_table(p: Persons, rng: np.random.Generator, as_of: date) -> Table:
     moved = rng.random(n) < 0.2
     street = np.where(moved, rng.integers(0, len(STREETS), n), p.street[idx])
     rid = record_ids("JK", n, 10)
-    return Table(
-        source="weijian", department="卫健委", kind="person", table="WJ_JKDA_GRJBXX", primary_key="DAH",
-        columns={
+    return department_table(
+        "weijian",
+        {
             "DAH": ("TEXT", rid),
             "ZJHM": ("TEXT", ids),
             "HZXM": ("TEXT", names),
@@ -917,9 +937,7 @@ def weijian_table(p: Persons, rng: np.random.Generator, as_of: date) -> Table:
             "JZDZ": ("TEXT", blank_out(addresses(p.region_idx[idx], street, p.house[idx]), rng, 0.02, 0.02)),
             "JDRQ": ("TEXT", format_timestamps(update_seconds(rng, n, as_of, 8))),
         },
-        mapping={"ZJHM": "id_number", "HZXM": "name", "XB": "sex", "CSRQ": "birth_date",
-                 "LXDH": "phone", "JZDZ": "address", "JDRQ": "updated_at"},
-        truth=person_truth("weijian", rid, p, idx), incremental="JDRQ",
+        truth=person_truth("weijian", rid, p, idx),
     )
 
 
@@ -929,10 +947,9 @@ def churujing_table(p: Persons, rng: np.random.Generator, as_of: date) -> Table:
     n = len(idx)
     ids = clerk_ids(p, idx, rng, typo=0.005, spaces=0.005, fullwidth=0.005)
     rid = record_ids("E", n, 11)
-    return Table(
-        source="churujing", department="出入境管理局", kind="person", table="CRJ_ZJSQ_RYXX",
-        primary_key="RYBH",
-        columns={
+    return department_table(
+        "churujing",
+        {
             "RYBH": ("TEXT", rid),
             "SFZH": ("TEXT", ids),
             "YWXM": ("TEXT", p.name_latin[idx]),
@@ -942,10 +959,7 @@ def churujing_table(p: Persons, rng: np.random.Generator, as_of: date) -> Table:
             "LXDH": ("TEXT", blank_out(p.phone[idx], rng, 0.05, 0.0)),
             "GXSJ": ("TEXT", format_timestamps(update_seconds(rng, n, as_of, 3))),
         },
-        mapping={"SFZH": "id_number", "YWXM": "name", "XB": "sex", "CSRQ": "birth_date",
-                 "LXDH": "phone", "GXSJ": "updated_at"},
-        truth=person_truth("churujing", rid, p, idx), incremental="GXSJ",
-        overrides={"birth_date": {"format": "%d/%m/%Y", "dayfirst": True}},
+        truth=person_truth("churujing", rid, p, idx),
     )
 
 
@@ -964,9 +978,9 @@ def shichang_table(e: Enterprises, p: Persons, rng: np.random.Generator, as_of: 
     rep_ids = disguise(p.id18[rep], rng, fullwidth=0.01, spaces=0.005)
     fy, fm, fd = ymd(e.founded[idx])
     nbxh = (np.arange(n) + 1).astype(object)
-    return Table(
-        source="shichang", department="市场监管局", kind="enterprise", table="SC_QYDJ_JBXX", primary_key="NBXH",
-        columns={
+    return department_table(
+        "shichang",
+        {
             "NBXH": ("INTEGER", nbxh),
             "TYSHXYDM": ("TEXT", e.uscc[idx]),
             "ZCH": ("TEXT", reg_no),
@@ -978,10 +992,7 @@ def shichang_table(e: Enterprises, p: Persons, rng: np.random.Generator, as_of: 
             "HYDM": ("TEXT", np.array([i[0] for i in INDUSTRIES], dtype=object)[e.industry[idx]]),
             "GXSJ": ("TEXT", format_timestamps(update_seconds(rng, n, as_of))),
         },
-        mapping={"TYSHXYDM": "uscc", "ZCH": "reg_no", "QYMC": "name", "FDDBR": "legal_rep_name",
-                 "FDDBRZJHM": "legal_rep_id_number", "CLRQ": "founded_date", "ZS": "address",
-                 "HYDM": "industry_code", "GXSJ": "updated_at"},
-        truth=enterprise_truth("shichang", nbxh.astype(str).astype(object), e, idx), incremental="GXSJ",
+        truth=enterprise_truth("shichang", nbxh.astype(str).astype(object), e, idx),
     )
 
 
@@ -1029,9 +1040,9 @@ def shuiwu_table(e: Enterprises, p: Persons, rng: np.random.Generator, as_of: da
     fy, fm, fd = ymd(e.founded[idx])
     djxh = concat("1", REGION_CODES[e.region_idx[idx]].astype(str).astype(object),
                   np.char.zfill(np.arange(1, n + 1).astype(str), 13).astype(object))
-    return Table(
-        source="shuiwu", department="税务局", kind="enterprise", table="SW_DJ_NSRXX", primary_key="DJXH",
-        columns={
+    return department_table(
+        "shuiwu",
+        {
             "DJXH": ("TEXT", djxh),
             "SHXYDM": ("TEXT", uscc),
             "YNSRSBH": ("TEXT", tax_no),
@@ -1042,9 +1053,7 @@ def shuiwu_table(e: Enterprises, p: Persons, rng: np.random.Generator, as_of: da
             "HYDM": ("TEXT", np.array([i[0] for i in INDUSTRIES], dtype=object)[e.industry[idx]]),
             "LRSJ": ("TEXT", format_timestamps(update_seconds(rng, n, as_of))),
         },
-        mapping={"SHXYDM": "uscc", "YNSRSBH": "tax_no", "NSRMC": "name", "FDDBRXM": "legal_rep_name",
-                 "SCJYDZ": "address", "KYRQ": "founded_date", "HYDM": "industry_code", "LRSJ": "updated_at"},
-        truth=enterprise_truth("shuiwu", djxh, e, idx), incremental="LRSJ",
+        truth=enterprise_truth("shuiwu", djxh, e, idx),
     )
 
 
@@ -1137,9 +1146,9 @@ def zhengzhao_table(c: Certificates, p: Persons, e: Enterprises, rng: np.random.
     rid = concat("DZZZ", np.char.zfill(np.arange(1, n + 1).astype(str), 12).astype(object))
     names = np.array([t[0] for t in CERTIFICATE_TYPES], dtype=object)
     issuers = np.array([t[2] for t in CERTIFICATE_TYPES], dtype=object)
-    return Table(
-        source="zhengzhao", department="电子证照库", kind="certificate", table="DZZZ_ZZXX", primary_key="ZZBS",
-        columns={
+    return department_table(
+        "zhengzhao",
+        {
             "ZZBS": ("TEXT", rid),
             "ZZBH": ("TEXT", c.number[order]),
             "ZZLXMC": ("TEXT", names[type_idx]),
@@ -1152,10 +1161,7 @@ def zhengzhao_table(c: Certificates, p: Persons, e: Enterprises, rng: np.random.
             "ZZZT": ("TEXT", status),
             "GXSJ": ("TEXT", format_timestamps(touched)),
         },
-        mapping={"ZZBH": "certificate_no", "ZZLXMC": "certificate_type", "CZRSFZH": "holder_id_number",
-                 "CZZTDM": "holder_uscc", "CZZTMC": "holder_name", "BFJGMC": "issuer", "QFRQ": "issue_date", "YXQZ": "expiry_date",
-                 "ZZZT": "status", "GXSJ": "updated_at"},
-        truth=holder_truth("zhengzhao", rid, p, e, person, enterprise), incremental="GXSJ",
+        truth=holder_truth("zhengzhao", rid, p, e, person, enterprise),
     )
 
 
@@ -1211,9 +1217,9 @@ def zhengwu_table(n: int, c: Certificates, p: Persons, e: Enterprises, rng: np.r
     codes = np.array([s[0] for s in SERVICE_ITEMS], dtype=object)
     names = np.array([s[1] for s in SERVICE_ITEMS], dtype=object)
     o = order
-    return Table(
-        source="zhengwu", department="政务服务大厅", kind="application", table="ZW_BJ_SQXX", primary_key="SQBH",
-        columns={
+    return department_table(
+        "zhengwu",
+        {
             "SQBH": ("TEXT", rid),
             "SQRZJHM": ("TEXT", applicant_id[o]),
             "SQDWTYDM": ("TEXT", applicant_uscc[o]),
@@ -1230,12 +1236,7 @@ def zhengwu_table(n: int, c: Certificates, p: Persons, e: Enterprises, rng: np.r
             "CXZZBH": ("TEXT", cert[o]),
             "GXSJ": ("TEXT", format_timestamps(np.where(completed[o] >= 0, completed[o], accepted[o]))),
         },
-        mapping={"SQBH": "application_no", "SQRZJHM": "applicant_id_number", "SQDWTYDM": "applicant_uscc", "SQRMC": "applicant_name",
-                 "SXBM": "service_item_code", "SQQD": "channel", "XZQHDM": "region_code",
-                 "TJSJ": "submitted_at", "SLSJ": "accepted_at", "BJSJ": "completed_at",
-                 "FDBJSX": "legal_limit_days", "MYDPJ": "rating", "CXZZBH": "certificate_no",
-                 "GXSJ": "updated_at"},
-        truth=holder_truth("zhengwu", rid, p, e, person[o], enterprise[o]), incremental="GXSJ",
+        truth=holder_truth("zhengwu", rid, p, e, person[o], enterprise[o]),
     )
 
 
@@ -1358,4 +1359,4 @@ def generate(out: Path, persons: int, seed: int = 42, as_of: date | None = None)
     return counts
 
 
-__all__ = ["generate", "build_world", "iter_world", "build_persons", "SERVICE_ITEMS", "CERTIFICATE_TYPES", "CHANNELS"]
+__all__ = ["CERTIFICATE_TYPES", "CHANNELS", "SERVICE_ITEMS", "build_persons", "build_world", "generate", "iter_world"]
