@@ -39,6 +39,13 @@ def exact(left: pd.Series, right: pd.Series) -> np.ndarray:
     return _result(agree, present)
 
 
+def document_agree(left: pd.Series, right: pd.Series) -> np.ndarray:
+    """Other documents (type + number keys): 1 the same document; NaN otherwise. A different
+    number is no evidence against: passports and permits are reissued under new numbers."""
+    agree = exact(left, right)
+    return np.where(agree == 1, 1.0, np.nan)
+
+
 def id_within_edits(left: pd.Series, right: pd.Series, max_edits: int) -> np.ndarray:
     """Same ID up to max_edits Damerau–Levenshtein edits (a transposition counts once)."""
     present = _both(left, right)

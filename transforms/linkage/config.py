@@ -9,9 +9,10 @@ import pandas as pd
 # u taken over random pairs (not blocked ones: inside a birth-date block every pair agrees).
 # Used when the data are too few for ECM or ECM does not converge to a sane model.
 # birth: exact date agrees; a day/month swap or one day off carries no weight either way.
-DEFAULT_M = {"id": 0.95, "name": 0.90, "pinyin": 0.95, "birth": 0.97, "sex": 0.98,
+# document: the same passport / travel permit (type + number); a different number never counts.
+DEFAULT_M = {"id": 0.95, "document": 0.95, "name": 0.90, "pinyin": 0.95, "birth": 0.97, "sex": 0.98,
              "phone": 0.60, "region": 0.80}
-DEFAULT_U = {"id": 0.001, "name": 0.01, "pinyin": 0.02, "birth": 0.001, "sex": 0.50,
+DEFAULT_U = {"id": 0.001, "document": 0.0001, "name": 0.01, "pinyin": 0.02, "birth": 0.001, "sex": 0.50,
              "phone": 0.01, "region": 0.20}
 
 

@@ -24,6 +24,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from govdata.transforms.names import latin_name_keys
+
 from .common import prepare_records
 from .config import LinkConfig
 from .enterprises import ENTERPRISE_COLS, identifier_keys
@@ -34,8 +36,9 @@ from .survivorship import trust_rank
 log = logging.getLogger(__name__)
 
 # the columns the scope is computed from (prepare_records fills the others with NULL)
-SCOPE_COLUMNS = {"person": ["source_system", "source_record_id", "id_number", "id_number_status", "name",
-                            "name_pinyin", "sex", "birth_date", "phone", "region_code"],
+SCOPE_COLUMNS = {"person": ["source_system", "source_record_id", "id_number", "id_number_status", "id_number_note",
+                            "id_type", "doc_number", "name", "name_latin", "name_pinyin", "sex", "birth_date",
+                            "phone", "region_code"],
                  "enterprise": ["source_system", "source_record_id", "uscc", "uscc_status", "org_code",
                                 "tax_no", "reg_no", "name_core", "legal_rep_name"]}
 ENTERPRISE_TOKENS = {"uscc": "uscc", "org": "org", "tax_org": "org", "tax": "tax", "reg": "reg",
@@ -115,6 +118,28 @@ def _yyyymmdd(dates: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.replace_substring(dates.cast(pa.large_string()), "-", "")
 
 
+def _new_key_candidates(table: pa.Table, m: pa.Array, own: pa.ChunkedArray, from_id: pa.ChunkedArray,
+                        pinyin: pa.ChunkedArray) -> pa.ChunkedArray:
+    """The blocking keys of persons.BLOCKS beyond birth + initial, pinyin + year and phone: the
+    other document, latin name + birth date, birth date + last character, and the birth date
+    alone where a name has no pinyin (its initial comes from the name's first character)."""
+    bar = pa.scalar("|", pa.large_string())
+    doc = pc.binary_join_element_wise(text_column(table, "id_type"), text_column(table, "doc_number"), bar)
+    doc = pc.if_else(pc.is_null(text_column(table, "id_type")), text_column(table, "doc_number"), doc)
+    latin_pd = latin_name_keys(pd.Series(text_column(table, "name_latin").to_pylist(), dtype=object))
+    latin = pa.chunked_array([pa.array(latin_pd.to_numpy(dtype=object, na_value=None), pa.large_string())])
+    name = pc.replace_substring(text_column(table, "name"), "\u00b7", "")
+    last = pc.utf8_slice_codeunits(name, -1)
+    joined = lambda a, b: pc.binary_join_element_wise(a, b, bar)  # noqa: E731
+    hit = _any_in([pc.if_else(pc.is_null(text_column(table, "doc_number")), pa.scalar(None, pa.large_string()), doc)], m)
+    hit = pc.or_(hit, _any_in([joined(latin, own), joined(latin, from_id)], m))
+    hit = pc.or_(hit, _any_in([joined(own, last), joined(from_id, last)], m))
+    no_pinyin = pc.is_null(pinyin).combine_chunks()
+    days_of = lambda rows: _any_in([own, from_id], rows)  # noqa: E731
+    hit = pc.or_(hit, pc.fill_null(days_of(pc.and_(m, no_pinyin)), False))
+    return pc.or_(hit, pc.and_(pc.fill_null(days_of(m), False), no_pinyin))
+
+
 def person_candidates(table: pa.Table, mask: np.ndarray, cfg: LinkConfig) -> np.ndarray:
     """A superset of the records that could share a person blocking key with a masked record,
     from the raw columns (cheap, in Arrow): the same birth date (own or inside the ID) and
@@ -131,6 +156,7 @@ def person_candidates(table: pa.Table, mask: np.ndarray, cfg: LinkConfig) -> np.
     year = lambda birth: pc.binary_join_element_wise(pinyin, pc.utf8_slice_codeunits(birth, 0, 4), bar)  # noqa: E731
     hit = pc.or_(_any_in([day(own), day(from_id)], m), _any_in([year(own), year(from_id)], m))
     hit = pc.or_(hit, _any_in([text_column(table, "phone")], m))
+    hit = pc.or_(hit, _new_key_candidates(table, m, own, from_id, pinyin))
     hit = pc.or_(hit, _id_neighbours(ids, m, (cfg.sorted_window - 1) // 2))
     hit = pc.or_(pc.fill_null(hit, False), m)
     hit = pc.or_(hit, pc.fill_null(_any_in([ids], pc.fill_null(hit, False).combine_chunks()), False))

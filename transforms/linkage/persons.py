@@ -18,11 +18,13 @@ from .common import (ConstrainedUnion, assign_stable_ids, decision_pairs, factor
                      factorize_once, group_sizes, pair_id, prepare_records, recode, singleton_groups)
 from .config import LinkConfig, LinkResult
 from .fellegi_sunter import estimate_mu, field_weights
+from .phones import COLUMNS as PHONE_COLUMNS
+from .phones import phone_persons
 from .survivorship import _pack, entity_rules, golden_records, trust_rank
 
-PERSON_COLS = ["id_number", "id_number_status", "id_number_note", "name", "name_latin",
-               "name_pinyin", "sex", "birth_date", "ethnicity", "phone", "address",
-               "region_code", "updated_at"]
+PERSON_COLS = ["id_number", "id_number_status", "id_number_note", "id_type", "doc_number", "name",
+               "name_latin", "name_pinyin", "sex", "birth_date", "ethnicity", "phone", "address",
+               "region_code", "updated_at", "phone_persons"]
 GOLDEN_ELEMENTS = ["id_number", "name", "name_pinyin", "sex", "birth_date", "ethnicity",
                    "phone", "address", "region_code"]
 STATUSES = {"valid", "repaired", "invalid", "missing", "other_document"}  # other_document: no key (docs/CONTRACTS.md)
@@ -34,8 +36,11 @@ INITIAL_SLOTS = 64
 # distinct_sources keeps one bit per source in an int64 mask, clear of the sign bit (and one
 # spare): with more sources than this the same-source check is skipped, not an error.
 MAX_MASKED_SOURCES = 62
-FIELDS = ["id", "name", "pinyin", "birth", "sex", "phone", "region"]
-COMPARED = ["id_number", "name", "pinyin", "latin_key", "birth", "sex", "phone", "region"]   # view columns
+FIELDS = ["id", "document", "name", "pinyin", "birth", "sex", "phone", "region"]
+COMPARED = ["id_number", "document", "name", "pinyin", "latin_key", "birth", "sex", "phone", "region",
+            "phone_persons"]   # view columns
+BLOCKS = ["b_birth", "b_pinyin_year", "b_phone", "b_document", "b_latin_birth", "b_birth_last"]
+INITIALS = "abcdefghijklmnopqrstuvwxyz0123456789"   # a pinyin starts with one of these
 RULE_TEXT = np.array(["id", "repaired_id", "probabilistic", "steward", "singleton"], dtype=object)
 ID, REPAIRED_ID, PROBABILISTIC, STEWARD, SINGLETON = range(len(RULE_TEXT))
 
@@ -51,6 +56,8 @@ def _slice(values: pd.Series, start: int, stop: int) -> pd.Series:
 def _per_unique(values: pd.Series, fn) -> pd.Series:
     """fn applied once per distinct value (NULL stays NULL), then taken back per row."""
     codes, uniques = pd.factorize(values)
+    if not len(uniques):   # all NULL
+        return fn(pd.Series([None] * len(values), index=values.index, dtype=object))
     done = fn(pd.Series(np.asarray(uniques, dtype=object)))
     out = done.take(np.where(codes >= 0, codes, 0)).reset_index(drop=True)
     out.index = values.index
@@ -119,6 +126,66 @@ def holder_conflicts(df: pd.DataFrame, facts: pd.DataFrame, trust: np.ndarray,
     return conflict | pinyin_bad
 
 
+# ---------------------------------------------------------------- blocking keys
+def document_keys(df: pd.DataFrame) -> pd.Series:
+    """Document type + number of records carrying another document (passport 414, travel
+    permits 511/516...; the normaliser keeps it in doc_number): the pair names one document.
+    NULL where there is none."""
+    doc = df["doc_number"].astype("string[pyarrow]")
+    kind = df["id_type"].astype("string[pyarrow]").fillna("")
+    return (kind + "\x1f" + doc).astype("string[pyarrow]")
+
+
+def excel_damaged(df: pd.DataFrame) -> np.ndarray:
+    """Records whose ID number Excel damaged (normaliser notes excel_scientific, excel_truncated)."""
+    note = df["id_number_note"].astype("string[pyarrow]")
+    return note.str.contains("excel_", regex=False).fillna(False).to_numpy(dtype=bool)
+
+
+def _last_char(names: pd.Series) -> pd.Series:
+    """Last character of names of at least two characters (NULL otherwise)."""
+    arr = pa.chunked_array(names.astype("string[pyarrow]").array._pa_array)
+    long_enough = pc.greater_equal(pc.utf8_length(arr), 2)
+    last = pc.if_else(long_enough, pc.utf8_slice_codeunits(arr, -1), pa.scalar(None, arr.type))
+    return pd.Series(pd.arrays.ArrowStringArray(last), index=names.index)
+
+
+def _initial_code(letters: pa.Array) -> np.ndarray:
+    """Position of each one-letter string in INITIALS (-1 when absent or NULL)."""
+    at = pc.index_in(letters, value_set=pa.array(list(INITIALS), type=letters.type))
+    return at.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def surname_initials(py_code: np.ndarray, py_uniques, names: pd.Series) -> np.ndarray:
+    """Code of each record's surname initial: the first letter of its pinyin; for a name
+    without pinyin (a rare character typed as * has no reading: 王*) the first character's
+    pinyin, so the stand-in still shares the birth-date block with the full name; -1 when
+    neither. Computed per distinct value."""
+    from govdata.transforms.names import _HAN, _char_pinyin
+
+    firsts = pa.array(np.asarray(py_uniques, dtype=object), type=pa.large_string())
+    per_pinyin = _initial_code(pc.utf8_slice_codeunits(firsts, 0, 1))
+    out = np.where(py_code >= 0, per_pinyin[np.maximum(py_code, 0)] if len(per_pinyin) else -1, -1)
+    todo = (py_code < 0) & names.notna().to_numpy()
+    if todo.any():
+        name_code, name_uniques = factorize(names[todo])
+        first = [n[0] if _HAN.match(n[0]) else None for n in np.asarray(name_uniques, dtype=object)]
+        letters = pa.array([_char_pinyin(c)[:1] if c else None for c in first], type=pa.large_string())
+        out[todo] = _initial_code(letters)[name_code]
+    return out
+
+
+def phone_persons_of(df: pd.DataFrame) -> pd.Series:
+    """How many distinct persons use each record's phone: the phone_persons column link_plan
+    computes over every record of the run (so a partition or an incremental scope weighs a
+    phone as a full run does), else counted on these records."""
+    given = df["phone_persons"]
+    if given.notna().any():
+        return pd.to_numeric(given).fillna(1).astype("float64")
+    table = pa.Table.from_pandas(df[[c for c in PHONE_COLUMNS if c in df.columns]], preserve_index=False)
+    return pd.Series(phone_persons(table), index=df.index, dtype="float64")
+
+
 # ---------------------------------------------------------------- probabilistic pass
 def _null_where(values: pd.Series, mask: np.ndarray) -> pd.Series:
     """Arrow-backed strings with NULL where mask, in one Arrow pass (a masked pandas setitem
@@ -145,7 +212,8 @@ def _blocking_frame(df: pd.DataFrame, facts: pd.DataFrame, conflict: np.ndarray,
     from_borrowed_id = conflict & (region == _slice(df["id_number"], 0, 6)) \
         .fillna(False).to_numpy()
     view = pd.DataFrame({
-        "id_number": df["id_number"].astype("string[pyarrow]"),
+        # an ID number Excel damaged (scientific notation, last digits zeroed) names nobody
+        "id_number": _null_where(df["id_number"], excel_damaged(df)),
         # a dropped middle dot (艾合买提玉素甫) is not a different name
         "name": df["name"].astype("string[pyarrow]").str.replace("·", "", regex=False),
         "pinyin": df["name_pinyin"].astype("string[pyarrow]"),
@@ -155,6 +223,8 @@ def _blocking_frame(df: pd.DataFrame, facts: pd.DataFrame, conflict: np.ndarray,
         "sex": sex,
         "phone": df["phone"].astype("string[pyarrow]"),
         "region": _null_where(region, from_borrowed_id),
+        "document": document_keys(df),
+        "phone_persons": phone_persons_of(df),
     }, index=df.index)
     # integer blocking keys: merges on ints are far cheaper than on strings
     days = view["birth"].to_numpy(dtype="datetime64[D]")
@@ -162,16 +232,23 @@ def _blocking_frame(df: pd.DataFrame, facts: pd.DataFrame, conflict: np.ndarray,
     day_no = days.astype(np.int64)
     py_code, py_uniques = factorize_once(codes, "name_pinyin", df["name_pinyin"])
     year = view["birth"].dt.year.to_numpy(dtype=np.float64, na_value=np.nan)
-    # birth date + first pinyin letter (surname initial): catches given-name typos without
-    # pairing everybody born on one day. Coded on the distinct pinyin, which keep the rows'
-    # order of first appearance, so the codes are those of the rows.
-    initial = factorize(_slice(pd.Series(py_uniques), 0, 1))[0]
-    initial = np.where(py_code >= 0, initial[np.maximum(py_code, 0)] if len(initial) else -1, -1)
+    initial = surname_initials(py_code, py_uniques, view["name"])
+    last, _ = factorize(_last_char(view["name"]))
+    latin, _ = factorize(view["latin_key"])
+    document, _ = factorize(view["document"])
     phone_code = factorize_once(codes, "phone", df["phone"])[0]
+    first_day = int(day_no[has_birth].min()) if has_birth.any() else 0
+    span = int(day_no[has_birth].max()) - first_day + 1 if has_birth.any() else 1
     keys = {"b_birth": (day_no * INITIAL_SLOTS + initial, has_birth & (initial >= 0)),
             "b_pinyin_year": (py_code * 10000 + np.nan_to_num(year).astype(np.int64),
                               (py_code >= 0) & has_birth),
-            "b_phone": (phone_code, phone_code >= 0)}
+            "b_phone": (phone_code, phone_code >= 0),
+            # another document (passport, travel permit): its type + number
+            "b_document": (document, document >= 0),
+            # a foreigner's latin name in any order, case or hyphenation, + birth date
+            "b_latin_birth": (latin * span + (day_no - first_day), (latin >= 0) & has_birth),
+            # birth date + last character: a stand-in for a rare surname (*明 / 䶮明) still meets
+            "b_birth_last": (day_no * (int(last.max(initial=0)) + 1) + last, has_birth & (last >= 0))}
     for col, (code, present) in keys.items():
         size = group_sizes(np.where(present, code, -1))
         keep = present & (size <= max_block)   # giant blocks: shared phones etc.
@@ -221,7 +298,7 @@ def candidate_pairs(view: pd.DataFrame, queue: np.ndarray, group: np.ndarray,
     factorize cache shared with the other steps (its id_number codes are view's)."""
     n = len(view)
     lefts, rights = [], []
-    for col in ["b_birth", "b_pinyin_year", "b_phone"]:
+    for col in BLOCKS:
         present = view[col].notna().to_numpy()
         code = view[col].to_numpy(dtype=np.int64, na_value=0)
         l, r = _pairs_sharing(code, present, queue)
@@ -230,6 +307,7 @@ def candidate_pairs(view: pd.DataFrame, queue: np.ndarray, group: np.ndarray,
     if cfg.sorted_window < 0 or cfg.sorted_window % 2 == 0:
         raise ValueError("window is not a positive and odd integer")
     rank, present = _dense_rank(view["id_number"], codes)
+    present &= view["id_number"].notna().to_numpy()   # the codes cover the raw column
     l, r = _pairs_sharing(rank, present, queue, (cfg.sorted_window - 1) // 2)
     lefts.append(l)
     rights.append(r)
@@ -257,6 +335,7 @@ def compare_pairs(view: pd.DataFrame, pairs: pd.MultiIndex, conflict: np.ndarray
     id_agree = np.where(borrowed & (id_agree == 0), np.nan, id_agree)
     feats = pd.DataFrame({
         "id": id_agree,
+        "document": compare.document_agree(L["document"], R["document"]),
         "name": compare.name_agree(L["name"], R["name"]),   # 1, WEAK (a rare character's stand-in), 0
         "pinyin": compare.name_order_agree(L["pinyin"], R["pinyin"], L["latin_key"], R["latin_key"]),
         "birth": compare.birth_close(L["birth"], R["birth"]),
@@ -266,6 +345,15 @@ def compare_pairs(view: pd.DataFrame, pairs: pd.MultiIndex, conflict: np.ndarray
     })
     feats.index = pairs
     return feats
+
+
+def shared_phone_weights(phone_weight: np.ndarray, phone_agree: np.ndarray,
+                         persons: np.ndarray) -> np.ndarray:
+    """Phone agreement weight with u scaled by the persons using the phone (phones.py):
+    log2(m / (u * k)) = log2(m / u) - log2(k), never below 0; disagreement as it was."""
+    k = np.maximum(np.nan_to_num(persons.astype(np.float64), nan=1.0), 1.0)
+    scaled = np.maximum(phone_weight - np.log2(k), 0.0)
+    return np.where(phone_agree == 1, scaled, phone_weight)
 
 
 # ---------------------------------------------------------------- public entry point
@@ -326,6 +414,9 @@ def link_persons(records: pd.DataFrame, *, previous_xref: pd.DataFrame | None = 
     weights = field_weights(model_feats, m, u)
     if weak.any():   # weak agreement: half the agreement weight, never a disagreement
         weights.loc[weak, "name"] = compare.WEAK * np.log2(m["name"] / u["name"])
+    if len(feats):
+        weights["phone"] = shared_phone_weights(weights["phone"].to_numpy(), feats["phone"].to_numpy(),
+                                                view["phone_persons"].to_numpy()[pairs.get_level_values(0)])
     score = weights.sum(axis=1).to_numpy()
     lap("classifying")
 
@@ -346,7 +437,9 @@ def link_persons(records: pd.DataFrame, *, previous_xref: pd.DataFrame | None = 
     l = pairs.get_level_values(0).to_numpy()
     r = pairs.get_level_values(1).to_numpy()
     order = np.argsort(-score, kind="stable")
-    id_agrees = (feats["id"] == 1).to_numpy() if len(feats) else np.zeros(0, dtype=bool)
+    # the same ID or document lets a department's second record join (it filed one person twice)
+    id_agrees = ((feats["id"] == 1) | (feats["document"] == 1)).to_numpy() if len(feats) \
+        else np.zeros(0, dtype=bool)
     accepted = np.zeros(len(score), dtype=bool)
     refused = np.zeros(len(score), dtype=bool)
     tried = order[score[order] >= cfg.match_threshold]

@@ -25,12 +25,13 @@ def make_id(birth: str, seq: str, region: str = "110105") -> str:
 def rec(source: str, rid: str, id_number: str | None, name: str | None, pinyin: str | None,
         sex: str | None, birth: str | None, phone: str | None = None, status: str | None = None,
         note: str | None = None, region: str = "110105", updated: str | None = None,
-        address: str | None = None) -> dict:
+        address: str | None = None, latin: str | None = None, id_type: str | None = None,
+        doc: str | None = None) -> dict:
     if status is None:
-        status = "missing" if id_number is None else "valid"
+        status = "other_document" if doc else "missing" if id_number is None else "valid"
     return {"source_system": source, "source_record_id": rid, "id_number": id_number,
-            "id_number_status": status, "id_number_note": note, "name": name,
-            "name_latin": None, "name_pinyin": pinyin, "sex": sex,
+            "id_number_status": status, "id_number_note": note, "id_type": id_type,
+            "doc_number": doc, "name": name, "name_latin": latin, "name_pinyin": pinyin, "sex": sex,
             "birth_date": dt.date.fromisoformat(birth) if birth else None,
             "ethnicity": "01", "phone": phone, "address": address, "region_code": region,
             "updated_at": pd.Timestamp(updated) if updated else pd.NaT}

@@ -7,7 +7,7 @@ import pandas as pd
 import recordlinkage
 
 from govdata.transforms.linkage.config import LinkConfig
-from govdata.transforms.linkage.persons import candidate_pairs
+from govdata.transforms.linkage.persons import BLOCKS, candidate_pairs
 from govdata.transforms.linkage.survivorship import golden_records
 
 
@@ -19,8 +19,8 @@ def _view(n: int, seed: int) -> pd.DataFrame:
         return v
     ids = pd.Series([f"1101{x:06d}" for x in rng.integers(0, n // 2, n)], dtype="string")
     ids[rng.random(n) < 0.3] = pd.NA
-    return pd.DataFrame({"b_birth": ints(n // 4, 0.1), "b_pinyin_year": ints(n // 3, 0.2),
-                         "b_phone": ints(n // 2, 0.5), "id_number": ids})
+    sizes = {"b_birth": (n // 4, 0.1), "b_pinyin_year": (n // 3, 0.2), "b_phone": (n // 2, 0.5)}
+    return pd.DataFrame({**{b: ints(*sizes.get(b, (n // 5, 0.8))) for b in BLOCKS}, "id_number": ids})
 
 
 def test_candidate_pairs_match_recordlinkage_index():
@@ -31,7 +31,7 @@ def test_candidate_pairs_match_recordlinkage_index():
         group = np.arange(400) % 150
         got = candidate_pairs(view, queue, group, cfg)
         indexer = recordlinkage.Index()
-        for col in ["b_birth", "b_pinyin_year", "b_phone"]:
+        for col in BLOCKS:
             indexer.block(col)
         indexer.sortedneighbourhood("id_number", window=cfg.sorted_window)
         pairs = indexer.index(view.iloc[queue], view)

@@ -1,0 +1,83 @@
+"""Shared phones: how many distinct persons use a phone number.
+
+A family shares numbers: a parent's mobile on a child's health record, a child's on an
+elder's pension file. Agreement on such a phone says less than agreement on a personal one,
+so person linkage scores it with u scaled by the number of persons seen with the phone:
+agreement weight log2(m / (u * k)), never below 0 (a shared phone is weak evidence, not
+evidence against). A person here is a distinct (birth date, sex) among all records carrying
+the phone — own birth date and sex, else those the usable ID number encodes. Names are left
+out on purpose: spelling variants of one person would count as several persons, while family
+members differ in birth date. Computed over every record of a run (link_plan), so each
+partition and an incremental scope weigh a phone as a full run does.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .partition import text_column
+
+COLUMNS = ["phone", "birth_date", "sex", "id_number", "id_number_status"]
+
+
+def _days(table: pa.Table) -> np.ndarray:
+    """Birth date as days since 1970 (own, else the one in a usable ID number); NaN if none."""
+    usable = pc.fill_null(pc.is_in(text_column(table, "id_number_status"),
+                                   value_set=pa.array(["valid", "repaired"], pa.large_string())), False)
+    from_id = pc.strptime(pc.utf8_slice_codeunits(text_column(table, "id_number"), 6, 14), format="%Y%m%d",
+                          unit="s", error_is_null=True)
+    from_id = pc.if_else(usable, from_id, pa.scalar(None, from_id.type)).cast(pa.date32())
+    if "birth_date" in table.column_names:
+        own = table["birth_date"]
+        if pa.types.is_timestamp(own.type) or pa.types.is_date64(own.type):
+            own = own.cast(pa.date32())
+        elif not pa.types.is_date32(own.type):
+            own = pc.strptime(own.cast(pa.large_string()), format="%Y-%m-%d", unit="s",
+                              error_is_null=True).cast(pa.date32())
+        birth = pc.coalesce(own, from_id)
+    else:
+        birth = from_id
+    return birth.cast(pa.int32()).cast(pa.float64()).fill_null(np.nan).to_numpy()
+
+
+def _sexes(table: pa.Table) -> np.ndarray:
+    """1 male, 2 female (own code, else the ID number's 17th digit), 0 unknown."""
+    own = text_column(table, "sex")
+    known = pc.fill_null(pc.is_in(own, value_set=pa.array(["1", "2"], pa.large_string())), False)
+    usable = pc.fill_null(pc.is_in(text_column(table, "id_number_status"),
+                                   value_set=pa.array(["valid", "repaired"], pa.large_string())), False)
+    digit = pc.utf8_slice_codeunits(text_column(table, "id_number"), 16, 17)
+    odd = pc.is_in(digit, value_set=pa.array(list("13579"), pa.large_string()))
+    from_id = pc.if_else(pc.and_(usable, pc.is_valid(digit)), pc.if_else(odd, 1, 2), 0)
+    own_code = pc.if_else(pc.equal(own, "1"), 1, 2)
+    return pc.if_else(known, own_code, from_id).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def phone_persons(table: pa.Table) -> np.ndarray:
+    """Per record, the number of distinct persons (birth date, sex) seen with its phone across
+    the table; 1 where the record has no phone or the phone no dated record."""
+    n = table.num_rows
+    phone = pc.dictionary_encode(text_column(table, "phone")).combine_chunks().indices
+    phone = phone.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    days = _days(table)
+    known = (phone >= 0) & ~np.isnan(days)
+    out = np.ones(n, dtype=np.int64)
+    if not known.any():
+        return out
+    day = days[known].astype(np.int64)
+    person = (day - day.min()) * 3 + _sexes(table)[known]
+    pairs = np.unique(phone[known] * (int(person.max()) + 1) + person)   # distinct (phone, person)
+    counts = np.bincount(pairs // (int(person.max()) + 1), minlength=int(phone.max()) + 1)
+    has = phone >= 0
+    out[has] = np.maximum(counts[phone[has]], 1)
+    return out
+
+
+def with_phone_persons(table: pa.Table) -> pa.Table:
+    """table with its phone_persons column (replaced when present): link_plan adds it before a
+    run's person records are split into partitions or cut to an incremental scope."""
+    counts = pa.array(phone_persons(table), pa.int64())
+    if "phone_persons" in table.column_names:
+        return table.set_column(table.column_names.index("phone_persons"), "phone_persons", counts)
+    return table.append_column("phone_persons", counts)
