@@ -2,8 +2,8 @@
 
 Recognised (after NFKC and trimming): YYYYMMDD, YYYY-MM-DD / YYYY/M/D / YYYY.M.D,
 YYYY年M月D日, 'YYYY-MM-DD HH:MM[:SS[.ffffff]]' (also with 'T'), DD/MM/YYYY only when
-dayfirst=True, and Excel serial day numbers (20000..60000, i.e. 1954..2064) when nothing
-else fits. Each format is one regex applied with pyarrow to the distinct values.
+dayfirst=True, and Excel serial day numbers (10000..60000, i.e. 1927..2064: the birth dates of today's
+elderly too) when nothing else fits. Each format is one regex applied with pyarrow to the distinct values.
 Status: valid | invalid | missing; note on invalid: impossible_date (1990-02-30),
 out_of_range (year outside 1800..2199) or unparseable; 'excel_serial' on serial numbers.
 """
@@ -28,7 +28,7 @@ _FORMATS: list[tuple[str, str]] = [
 ]
 _DAYFIRST = ("dmy", r"^(?P<d>\d{1,2})[-/.](?P<m>\d{1,2})[-/.](?P<y>\d{4})" + _TIME + "$")
 _EXCEL_RE = r"^(?P<serial>\d{5})(?:\.(?P<frac>\d+))?$"
-_EXCEL_MIN, _EXCEL_MAX = 20000, 60000
+_EXCEL_MIN, _EXCEL_MAX = 10000, 60000
 _EXCEL_EPOCH = np.datetime64("1899-12-30", "ns")  # Excel's day 0 (after its 1900 leap bug)
 _YEAR_MIN, _YEAR_MAX = 1800, 2199
 _PARTS = ("y", "m", "d", "H", "M", "S", "F")

@@ -27,7 +27,9 @@ from govdata.transforms.dates import parse_dates, parse_timestamps
     ("1990-13-01", None, "invalid", "impossible_date"),
     ("1700-01-01", None, "invalid", "out_of_range"),
     ("15/01/1990", None, "invalid", "unparseable"),         # day-first only when asked
-    ("12345", None, "invalid", "unparseable"),              # below the Excel serial window
+    ("15878", "1943-06-21", "valid", "excel_serial"),     # an elder's birth date from a spreadsheet
+    ("12345", "1933-10-18", "valid", "excel_serial"),
+    ("99999", None, "invalid", "unparseable"),              # above the Excel serial window
     ("abc", None, "invalid", "unparseable"),
     ("", None, "missing", None),
     (None, None, "missing", None),
