@@ -22,9 +22,20 @@ def check_warehouse(manifest: dict) -> dict:
 # 7 marts ------------------------------------------------------------------------------------
 @_timed
 def marts(manifest: dict) -> dict:
-    from govdata.warehouse.load import refresh_marts
+    """Refresh every mart, then test it against its contract (warehouse/marts/<mart>.yml, the
+    dbt convention), results kept in dq_result: a broken mart stops the DAG before the
+    findings are written from it."""
+    from govdata.warehouse.load import load_tables, refresh_marts
+    from govdata.warehouse.mart_checks import run_mart_tests
 
-    return {"marts": refresh_marts(manifest["run"]["warehouse_url"])}
+    run = manifest["run"]
+    refreshed = refresh_marts(run["warehouse_url"])
+    outcome = run_mart_tests(run["warehouse_url"], run["run_id"])
+    load_tables(run["warehouse_url"], {"dq_result": outcome.results}, run["run_id"])
+    if outcome.critical_failed:
+        raise QualityGateError("mart tests failed: " + "; ".join(outcome.failures))
+    return {"marts": refreshed, "mart_tests": len(outcome.results),
+            "mart_tests_failed": int((~outcome.results["success"].astype(bool)).sum())}
 
 
 # 8 findings ---------------------------------------------------------------------------------

@@ -145,3 +145,14 @@ def test_steward_decisions_apply_on_the_next_run(world, run, tmp_path):
     assert t0.person_id != t1.person_id
     assert a0.person_id == a1.person_id
     assert "steward" in {a0.match_rule, a1.match_rule}
+
+
+def test_every_mart_meets_its_contract(run):
+    """The marts DAG tests each refreshed mart against warehouse/marts/<mart>.yml."""
+    from govdata.warehouse.mart_checks import load_contracts
+
+    expected = sum(len(c.tests) + 1 for c in load_contracts().values())
+    results = _query(run["db"], "select run_id, element, expectation, success, observed_value "
+                                "from dq_result where source_system = 'marts'")
+    assert set(results.groupby("run_id").size()) == {expected}   # every run of the module's tests
+    assert results[~results.success].to_dict("records") == []

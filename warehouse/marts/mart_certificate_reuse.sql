@@ -1,10 +1,5 @@
 -- mart_certificate_reuse: certificates issued once and reused in later applications (一证通用).
--- certificate_type       code (standards/codes/certificate_type.csv)
--- issuer                 issuing department
--- issued                 certificates in the certificate library
--- reused_certificates    certificates presented in at least one application
--- reuse_applications     applications presenting one of these certificates
--- reuse_share            reused_certificates / issued
+-- Columns, their meaning and data tests: mart_certificate_reuse.yml (its contract, checked after every refresh).
 WITH presented AS (
     SELECT certificate_no, COUNT(*) AS applications
     FROM fact_application

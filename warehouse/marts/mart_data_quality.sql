@@ -1,12 +1,5 @@
 -- mart_data_quality: data-quality outcome per run and source system.
--- run_id, source_system
--- checks               expectations evaluated (dq_result rows)
--- failed_checks        expectations that failed
--- critical_failures    failed expectations of severity 'critical'
--- check_success_share  share of expectations that passed
--- unexpected_values    sum of unexpected_count over all expectations
--- rejected_rows        rows quarantined whole (row_rejected)
--- quarantined_values   single values set to NULL and quarantined
+-- Columns, their meaning and data tests: mart_data_quality.yml (its contract, checked after every refresh).
 WITH dq AS (
     SELECT run_id, source_system,
            COUNT(*) AS checks,

@@ -1,10 +1,5 @@
 -- mart_once_only: "collect once, reuse everywhere" (一次采集、多方复用) per source system.
--- entity           'person' | 'enterprise'
--- source_system    department source
--- records          records the source holds (xref rows)
--- entities         distinct master entities among them
--- shared_entities  entities that at least one other source also holds (collected again there)
--- shared_share     shared_entities / entities: the part of this collection that could be reused
+-- Columns, their meaning and data tests: mart_once_only.yml (its contract, checked after every refresh).
 WITH xref AS (
     SELECT 'person' AS entity, source_system, person_id AS master_id FROM xref_person
     UNION ALL

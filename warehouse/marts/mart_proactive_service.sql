@@ -1,13 +1,7 @@
 -- mart_proactive_service: whom to serve before they ask (主动服务), relative to CURRENT_DATE.
--- reason            'certificate_expiry' | 'retirement'
--- window_days       30 or 90 for expiring certificates (the smallest window that holds it); NULL for retirement
--- token             holder_token (certificates) or person_token (retirement): resolve via the vault
--- person_id, enterprise_id   holder / person master ids
--- certificate_no, certificate_type, issuer   for certificates; NULL for retirement
--- due_date          expiry date, or the day the statutory retirement age is reached
--- days_left         due_date - CURRENT_DATE
 -- Retirement: statutory base ages, men 60 and women 55 (sex codes 1 / 2, GB/T 2261.1), reached
 -- during next calendar month. The 2025 gradual-increase schedule is not applied here.
+-- Columns, their meaning and data tests: mart_proactive_service.yml (its contract, checked after every refresh).
 SELECT 'certificate_expiry' AS reason,
        CASE WHEN expiry_date < CURRENT_DATE + 30 THEN 30 ELSE 90 END AS window_days,
        holder_token AS token,

@@ -1,11 +1,5 @@
 -- mart_satisfaction: citizens' ratings (好差评, 1..5) per service item, region, channel, month.
--- service_item_code, region_code, channel
--- month              year * 100 + month of submitted_at
--- applications       applications submitted
--- rated              applications with a rating
--- avg_rating         mean rating
--- satisfied_share    share of ratings 4 or 5 (好评率)
--- dissatisfied_share share of ratings 1 or 2 (差评率)
+-- Columns, their meaning and data tests: mart_satisfaction.yml (its contract, checked after every refresh).
 SELECT service_item_code,
        region_code,
        channel,

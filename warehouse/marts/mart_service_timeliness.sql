@@ -1,13 +1,6 @@
 -- mart_service_timeliness: handling time against the legal limit, per service item, region,
 -- channel and month of submission.
--- service_item_code, region_code, channel
--- month               year * 100 + month of submitted_at (e.g. 202403)
--- volume              applications submitted
--- completed           applications with a completion time
--- median_working_days median of working_days_taken (completed applications)
--- p90_working_days    90th percentile (continuous) of working_days_taken
--- within_limit_share  限时办结率: share of completed applications within legal_limit_days
--- online_share        网办率: share of applications submitted through an online channel
+-- Columns, their meaning and data tests: mart_service_timeliness.yml (its contract, checked after every refresh).
 SELECT service_item_code,
        region_code,
        channel,

@@ -2,17 +2,7 @@
 -- (信息资源使用; 一次提交、避免重复提交), from the request log share_log.
 -- One row per client, resource and purpose that called the service, plus one row per service
 -- item whose applications no call served (client_id, resource NULL; calls 0).
--- client_id, department   the calling client and its department
--- resource                catalogue resource the call touched ('(none)': refused before any)
--- purpose                 the service item the call was made for (or the stated purpose)
--- calls                   calls logged
--- answered                calls answered (outcome 'ok')
--- refused                 calls refused: unauthorised, out of scope, not shareable, rate-limited, invalid
--- first_call, last_call   time of the first and the last call
--- applications            service-hall applications of that service item (fact_application)
--- applications_served     of them, verified or prefilled by an answered call: the call names the
---                         application_no, or the applicant's token and the service item
--- served_share            applications_served / applications: the share not re-collected
+-- Columns, their meaning and data tests: mart_sharing_use.yml (its contract, checked after every refresh).
 WITH calls AS (
     SELECT client_id, department, purpose, outcome, logged_at,
            unnest(string_to_array(COALESCE(NULLIF(resources, ''), '(none)'), ',')) AS resource
