@@ -409,13 +409,14 @@ def org_codes(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.hstack([(body + 48), check[:, None]]).astype(np.uint8)
 
 
-def uscc_matrix(region: np.ndarray, org: np.ndarray) -> np.ndarray:
-    """(n, 18) GB 32100 codes: '9' (market regulator) '1' (enterprise) + region + org code + check."""
+def uscc_matrix(region: np.ndarray, org: np.ndarray, head_code: bytes = b"91") -> np.ndarray:
+    """(n, 18) GB 32100 codes: '9' (market regulator) + entity kind ('1' enterprise, '2'
+    individual business) + region + org code + check."""
     lookup = np.full(128, -1, dtype=np.int64)
     for i, ch in enumerate(USCC_ALPHABET):
         lookup[ord(ch)] = i
     n = len(region)
-    head = np.tile(np.array([ord("9"), ord("1")], dtype=np.uint8), (n, 1))
+    head = np.tile(np.frombuffer(head_code, dtype=np.uint8), (n, 1))
     body = np.hstack([head, (digits(region, 6) + 48).astype(np.uint8), org])
     total = lookup[body] @ USCC_WEIGHTS
     check = np.frombuffer(USCC_ALPHABET.encode(), dtype=np.uint8)[(31 - total % 31) % 31]
@@ -723,10 +724,6 @@ def department_table(source: str, columns: dict[str, tuple[str, np.ndarray]],
                      truth: dict[str, np.ndarray]) -> Table:
     """A department's generated columns and truth, described by its template."""
     doc = department_template(source)
-    missing = set(doc["columns"]) - set(columns)
-    if missing:
-        raise ValueError(f"department {source}: template maps column(s) the generator does not fill: "
-                         f"{', '.join(sorted(missing))}")
     return Table(source=source, department=doc["department"], kind=doc["kind"], table=doc["table"],
                  primary_key=doc["primary_key"], columns=columns, mapping=dict(doc["columns"]), truth=truth,
                  incremental=(doc.get("incremental") or {}).get("column"), overrides=doc.get("overrides"))
@@ -1313,15 +1310,42 @@ def iter_world(persons: int, seed: int, as_of: date) -> Iterator[Table]:
     p = build_persons(streams["persons"], persons, as_of)
     e = build_enterprises(streams["enterprises"], max(1, persons // 10), p, as_of)
     c = build_certificates(streams["certificates"], max(1, persons // 2), p, e, as_of)
-    yield gongan_table(p, streams["gongan"], as_of)
-    yield shebao_table(p, streams["shebao"], as_of)
-    yield minzheng_table(p, streams["minzheng"], as_of)
-    yield weijian_table(p, streams["weijian"], as_of)
-    yield churujing_table(p, streams["churujing"], as_of)
-    yield shichang_table(e, p, streams["shichang"], as_of)
-    yield shuiwu_table(e, p, streams["shuiwu"], as_of)
-    yield zhengwu_table(persons, c, p, e, streams["zhengwu"], as_of)
-    yield zhengzhao_table(c, p, e, streams["zhengzhao"], as_of)
+    # Issue 13's phenomena (govdata.demo_identity), each from its own stream on top of these.
+    from govdata import demo_identity as ident
+
+    rare = ident.add_rare_characters(p, ident.phenomenon_rng(seed, "rare"))
+    o = ident.build_outsiders(ident.phenomenon_rng(seed, "outsiders"), persons + 1, persons, as_of)
+    x = ident.build_extra_enterprises(ident.phenomenon_rng(seed, "enterprise_extra"), e, p, as_of)
+
+    def finish(t: Table) -> Table:
+        ident.damage(t, p, rare, seed)
+        ident.check_table(t)
+        return t
+
+    def docs(source: str) -> np.random.Generator:
+        return ident.phenomenon_rng(seed, "doc_types", source)
+
+    yield finish(gongan_table(p, streams["gongan"], as_of))
+    t = shebao_table(p, streams["shebao"], as_of)
+    ident.add_outsiders_shebao(t, o, docs("shebao"), as_of)
+    yield finish(t)
+    yield finish(minzheng_table(p, streams["minzheng"], as_of))
+    yield finish(weijian_table(p, streams["weijian"], as_of))
+    t = churujing_table(p, streams["churujing"], as_of)
+    ident.add_outsiders_churujing(t, o, docs("churujing"), as_of)
+    yield finish(t)
+    t = shichang_table(e, p, streams["shichang"], as_of)
+    ident.add_enterprises_shichang(t, x, p, docs("shichang"), as_of)
+    yield finish(t)
+    t = shuiwu_table(e, p, streams["shuiwu"], as_of)
+    ident.ensure_cause(t)
+    ident.drop_codes(t, ident.phenomenon_rng(seed, "no_code"), 0.015, len(t.truth["source_record_id"]))
+    ident.add_enterprises_shuiwu(t, x, p, docs("shuiwu"), as_of)
+    yield finish(t)
+    yield finish(zhengwu_table(persons, c, p, e, streams["zhengwu"], as_of))
+    yield finish(zhengzhao_table(c, p, e, streams["zhengzhao"], as_of))
+    yield finish(ident.zhengwu_sqr_table(p, o, rare, ident.phenomenon_rng(seed, "zhengwu_sqr"), as_of))
+    yield finish(ident.canlian_table(p, rare, ident.phenomenon_rng(seed, "canlian"), as_of))
 
 
 def build_world(persons: int, seed: int, as_of: date) -> list[Table]:
