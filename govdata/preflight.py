@@ -178,14 +178,10 @@ def check_source_database(config, report: Report, resolve_airflow_connections: b
                 return
             columns = [c["name"] for c in inspector.get_columns(config.table)]
     except Exception as exc:  # noqa: BLE001 - driver errors of every kind become one line
-        from govdata.errors import is_transient
-
         shown = url.render_as_string(hide_password=True)
-        if is_transient(exc):
-            report.fail(where, f"cannot connect to {shown} ({_reason(exc)})",
-                        "start the database server or correct host and port in connection:")
-        else:
-            report.fail(where, f"cannot open {shown} ({_reason(exc)})", "correct connection: (user, password, database)")
+        _fail_by_kind(report, where, exc,
+                      transient=(f"cannot connect to {shown}", "start the database server or correct host and port in connection:"),
+                      permanent=(f"cannot open {shown}", "correct connection: (user, password, database)"))
         return
     finally:
         if engine is not None:
@@ -218,6 +214,16 @@ def _did_you_mean(name: str, candidates: list[str], label: str) -> str:
         shown = ", ".join(sorted(candidates)[:8]) + (", …" if len(candidates) > 8 else "")
         return f" ({label}: {shown})"
     return ""
+
+
+def _fail_by_kind(report: Report, where: str, exc: BaseException, *, transient: tuple[str, str],
+                  permanent: tuple[str, str]) -> None:
+    """One failure line: (what, fix) for an error a retry may cure (server down, file locked),
+    or for one it will not (wrong login, not a database); the driver's reason in brackets."""
+    from govdata.errors import is_transient
+
+    what, fix = transient if is_transient(exc) else permanent
+    report.fail(where, f"{what} ({_reason(exc)})", fix)
 
 
 def _reason(exc: BaseException) -> str:
@@ -270,14 +276,11 @@ def _check_duckdb(url, shown: str, report: Report, connect: bool) -> None:
             try:
                 duckdb.connect(str(path), read_only=True).close()
             except duckdb.Error as exc:
-                from govdata.errors import is_transient
-
-                if is_transient(exc):
-                    report.fail(shown, f"{path} is in use by another process ({_reason(exc)})",
-                                "wait for the other run to finish (or stop it), then run again")
-                else:
-                    report.fail(shown, f"{path} is not a DuckDB database this version can open ({_reason(exc)})",
-                                "pass another warehouse file, or move this one away")
+                _fail_by_kind(report, shown, exc,
+                              transient=(f"{path} is in use by another process",
+                                         "wait for the other run to finish (or stop it), then run again"),
+                              permanent=(f"{path} is not a DuckDB database this version can open",
+                                         "pass another warehouse file, or move this one away"))
                 return
     report.ok(shown, "DuckDB warehouse folder writable")
 
@@ -290,14 +293,9 @@ def _check_postgres(url, shown: str, report: Report) -> None:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
     except Exception as exc:  # noqa: BLE001 - every driver error becomes one line
-        from govdata.errors import is_transient
-
-        if is_transient(exc):
-            report.fail(shown, f"cannot connect ({_reason(exc)})",
-                        "start PostgreSQL or correct host and port in --warehouse / GOVDATA_WAREHOUSE_URL")
-        else:
-            report.fail(shown, f"login failed ({_reason(exc)})",
-                        "correct user, password and database in --warehouse / GOVDATA_WAREHOUSE_URL")
+        _fail_by_kind(report, shown, exc,
+                      transient=("cannot connect", "start PostgreSQL or correct host and port in --warehouse / GOVDATA_WAREHOUSE_URL"),
+                      permanent=("login failed", "correct user, password and database in --warehouse / GOVDATA_WAREHOUSE_URL"))
         return
     finally:
         engine.dispose()

@@ -49,16 +49,24 @@ def csv_lines(index: pd.Index) -> str:
     return ", ".join(lines) + more
 
 
+def read_mapping(file: Path, expected: str) -> tuple[Any, list[Problem]]:
+    """A YAML file whose top level must be a mapping: (its content, []) or (None, the problem)."""
+    try:
+        raw = read_yaml(file)
+    except StandardsError as exc:
+        return None, [Problem(str(file), exc.key, f"expected {exc.expected}")]
+    if not isinstance(raw, dict):
+        return None, [Problem(str(file), "(top level)", f"expected {expected}")]
+    return raw, []
+
+
 def check_elements(root: Path, table_names: set[str]) -> tuple[list[Problem], dict[str, dict[str, Any]]]:
     """Problems in elements.yaml, and every declared element name per kind (parsed or not, so a
     malformed element is reported once, not again by files that refer to it)."""
     file = root / "elements.yaml"
-    try:
-        raw = read_yaml(file)
-    except StandardsError as exc:
-        return [Problem(str(file), exc.key, f"expected {exc.expected}")], {}
-    if not isinstance(raw, dict):
-        return [Problem(str(file), "(top level)", f"expected a mapping of kinds ({', '.join(KINDS)})")], {}
+    raw, unreadable = read_mapping(file, f"a mapping of kinds ({', '.join(KINDS)})")
+    if unreadable:
+        return unreadable, {}
     problems: list[Problem] = []
     elements: dict[str, dict[str, Any]] = {}
     for kind in sorted(set(raw) - set(KINDS)):
@@ -114,12 +122,9 @@ def read_tables(codes_dir: Path) -> tuple[list[Problem], dict[str, pd.DataFrame]
 
 def check_catalogue(codes_dir: Path, tables: dict[str, pd.DataFrame]) -> tuple[list[Problem], dict[str, Any]]:
     file = codes_dir / "codes.yaml"
-    try:
-        catalogue = read_yaml(file)
-    except StandardsError as exc:
-        return [Problem(str(file), exc.key, f"expected {exc.expected}")], {}
-    if not isinstance(catalogue, dict):
-        return [Problem(str(file), "(top level)", "expected a mapping of table name -> properties")], {}
+    catalogue, unreadable = read_mapping(file, "a mapping of table name -> properties")
+    if unreadable:
+        return unreadable, {}
     problems = [Problem(str(codes_dir / f"{name}.csv"), "(file)", "code table not listed in codes/codes.yaml")
                 for name in sorted(set(tables) - set(catalogue))]
     for name, spec in catalogue.items():
