@@ -16,12 +16,22 @@ def _pairs(counts: pd.Series | np.ndarray) -> int:
     return int((c * (c - 1) // 2).sum())
 
 
-def record_causes(records: pd.DataFrame) -> pd.Series:
-    """One cause label per record (the first that applies), from the std columns:
-    guardian_id (ID's birth date/sex contradict the record), typo_id (invalid ID present),
-    missing_id, fifteen_digit (ID upgraded from 15 digits), pinyin_only (no Chinese name);
-    else NA."""
-    col = lambda c: records[c] if c in records else pd.Series(pd.NA, index=records.index)
+CITIZEN_ID_TYPES = ("111", "112", "113")
+
+
+def _col(records: pd.DataFrame, name: str) -> pd.Series:
+    return records[name] if name in records else pd.Series(pd.NA, index=records.index)
+
+
+def _person_rules(records: pd.DataFrame) -> list[tuple[str, pd.Series]]:
+    """Person causes, most specific first: guardian_id (ID's birth date/sex contradict the
+    record), excel_damage (ID number through a spreadsheet), other_document (passport, travel
+    permit: no lifelong key), typo_id (invalid ID present), no_identifier (the source has no
+    ID column), missing_id, fifteen_digit (upgraded from 15 digits), rare_character (a
+    placeholder or pinyin for a character the system lacked), latin_name (a foreigner's or
+    HK/MO/TW resident's Latin name beside a permanent residence ID / residence permit),
+    pinyin_only (no Chinese name)."""
+    col = lambda c: _col(records, c)
     ids = col("id_number").astype("string")
     status = col("id_number_status").astype("string")
     note = col("id_number_note").astype("string").fillna("")
@@ -33,14 +43,56 @@ def record_causes(records: pd.DataFrame) -> pd.Series:
     sex = col("sex").astype("string")
     guardian = usable & (((birth != id_birth) & birth.notna() & id_birth.notna())
                          | (sex.isin(["1", "2"]) & id_sex.notna() & (sex != id_sex)))
-    rules = [("guardian_id", guardian.fillna(False)),
-             ("typo_id", (status == "invalid").fillna(False) & ids.notna()),
-             ("missing_id", (status == "missing").fillna(False) | ids.isna()),
-             ("fifteen_digit", note.str.contains("upgraded_15", regex=False)),
-             ("pinyin_only", col("name").isna() & col("name_pinyin").notna())]
+    name = col("name").astype("string")
+    doc = col("doc_number").astype("string")
+    id_type = col("id_type").astype("string")
+    # The source maps no ID column at all: its status column is empty, not 'missing'.
+    unmapped = status.isna() & ids.isna() & doc.isna() if "id_number_status" in records else \
+        pd.Series(False, index=records.index)
+    non_citizen_key = ids.str.match(r"^(9|8[123])", na=False) | (id_type.notna() & ~id_type.isin(CITIZEN_ID_TYPES))
+    return [("guardian_id", guardian.fillna(False)),
+            ("excel_damage", note.str.contains("excel_", regex=False)),
+            ("other_document", (status == "other_document").fillna(False) | doc.notna()),
+            ("typo_id", (status == "invalid").fillna(False) & ids.notna()),
+            ("no_identifier", unmapped.fillna(False)),
+            ("missing_id", (status == "missing").fillna(False) | ids.isna()),
+            ("fifteen_digit", note.str.contains("upgraded_15", regex=False)),
+            ("rare_character", name.str.contains(r"[*?□A-Za-z]", regex=True).fillna(False)
+             & name.str.contains(r"[\u4e00-\u9fff]", regex=True).fillna(False)),
+            ("latin_name", name.isna() & col("name_latin").notna() & non_citizen_key.fillna(False)),
+            ("pinyin_only", name.isna() & col("name_pinyin").notna())]
+
+
+def _enterprise_rules(records: pd.DataFrame) -> list[tuple[str, pd.Series]]:
+    """Enterprise causes: no_code (no USCC, organisation code, registration or tax number),
+    old_code_only (no USCC, an old number), typo_uscc, individual_business (USCC 92…),
+    branch (分公司 in the name)."""
+    col = lambda c: _col(records, c)
+    uscc = col("uscc").astype("string")
+    codes = [col(c).astype("string") for c in ("uscc", "org_code", "reg_no", "tax_no")]
+    no_code = codes[0].isna() & codes[1].isna() & codes[2].isna() & codes[3].isna()
+    old_only = uscc.isna() & ~no_code
+    return [("no_code", no_code.fillna(False)),
+            ("old_code_only", old_only.fillna(False)),
+            ("typo_uscc", (col("uscc_status").astype("string") == "invalid").fillna(False)),
+            ("individual_business", uscc.str.startswith("92").fillna(False)),
+            ("branch", col("name").astype("string").str.contains("分公司", regex=False).fillna(False))]
+
+
+def record_causes(records: pd.DataFrame) -> pd.Series:
+    """One cause label per record (the first rule that applies; see _person_rules and
+    _enterprise_rules), from the std columns; else NA. Enterprise records are those of kind
+    'enterprise' (or, without a kind column, records with a uscc and no id_number column)."""
+    if "kind" in records:
+        enterprise = (records["kind"].astype("string") == "enterprise").fillna(False).to_numpy(dtype=bool)
+    else:
+        enterprise = np.full(len(records), "uscc" in records and "id_number" not in records)
     cause = pd.Series(pd.NA, index=records.index, dtype="string")
-    for label, mask in reversed(rules):   # earlier rules win
-        cause = cause.mask(mask.to_numpy(dtype=bool), label)
+    for rows, rules in ((~enterprise, _person_rules), (enterprise, _enterprise_rules)):
+        if not rows.any():
+            continue
+        for label, mask in reversed(rules(records)):   # earlier rules win
+            cause = cause.mask(mask.to_numpy(dtype=bool) & rows, label)
     return cause
 
 
@@ -75,37 +127,75 @@ def _errors_by_cause(cells: pd.DataFrame, by: str, other: str, detail: pd.DataFr
     return dict(sorted(out.items()))
 
 
+def _scores(tp: int, predicted: int, actual: int) -> dict:
+    precision = tp / predicted if predicted else 1.0
+    recall = tp / actual if actual else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def _pair_counts(joined: pd.DataFrame, id_col: str, truth_col: str) -> tuple[int, int, int]:
+    """(true positive, predicted, true) pair counts of the records in joined."""
+    cells = joined.groupby([id_col, truth_col]).size()
+    return (_pairs(cells), _pairs(cells.groupby(level=0).sum()), _pairs(cells.groupby(level=1).sum()))
+
+
+def _touching(joined: pd.DataFrame, id_col: str, truth_col: str, group: pd.Series,
+              totals: tuple[int, int, int]) -> dict:
+    """Per value of `group`: pairwise scores over the pairs with at least one record of that
+    value (all pairs minus the pairs among the other records)."""
+    out = {}
+    for value in sorted(group.dropna().unique()):
+        rows = (group == value).fillna(False).to_numpy(dtype=bool)
+        rest = _pair_counts(joined[~rows], id_col, truth_col)
+        tp, predicted, actual = (a - b for a, b in zip(totals, rest))
+        out[str(value)] = {"records": int(rows.sum()), "true_pairs": actual, "predicted_pairs": predicted,
+                           "false_merge_pairs": predicted - tp, "missed_pairs": actual - tp,
+                           **_scores(tp, predicted, actual)}
+    return out
+
+
 def evaluate(xref: pd.DataFrame, truth: pd.DataFrame, id_col: str = "person_id",
              truth_col: str = "true_person_id", records: pd.DataFrame | None = None) -> dict:
     """Pairwise precision, recall, F1 of xref's clusters against truth's, over the records
-    both know. With records: false_merges and misses (pair counts) by cause."""
+    both know; by_source: the same over the pairs touching each source. With records, or a
+    truth `cause` column (the generator's label of what it did to a record, preferred to the
+    cause read from the records): false_merges and misses (pair counts) by cause, and
+    by_cause (scores over the pairs touching records of each cause)."""
     for frame, cols, what in ((xref, KEY + [id_col], "xref"), (truth, KEY + [truth_col], "truth")):
         missing = [c for c in cols if c not in frame.columns]
         if missing:
             raise ValueError(f"evaluate: {what} lacks column(s) {', '.join(missing)}")
     x = xref[KEY + [id_col]].astype("string")
-    t = truth[KEY + [truth_col]].astype("string")
+    t = truth[KEY + [truth_col] + (["cause"] if "cause" in truth else [])].astype("string")
     joined = x.merge(t, on=KEY, how="inner")
     cells = joined.groupby([id_col, truth_col]).size().rename("n").reset_index()
     tp = _pairs(cells["n"])
     predicted = _pairs(cells.groupby(id_col)["n"].sum())
     actual = _pairs(cells.groupby(truth_col)["n"].sum())
-    precision = tp / predicted if predicted else 1.0
-    recall = tp / actual if actual else 1.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    result = {"records": int(len(joined)), "records_unmatched_in_truth": int(len(x) - len(joined)),
+    result = {"records": len(joined), "records_unmatched_in_truth": int(len(x) - len(joined)),
               "true_pairs": actual, "predicted_pairs": predicted, "true_positive_pairs": tp,
               "false_merge_pairs": predicted - tp, "missed_pairs": actual - tp,
-              "precision": precision, "recall": recall, "f1": f1,
+              **_scores(tp, predicted, actual),
               "predicted_entities": int(joined[id_col].nunique()),
               "true_entities": int(joined[truth_col].nunique())}
+    totals = (tp, predicted, actual)
+    result["by_source"] = _touching(joined, id_col, truth_col, joined["source_system"], totals)
+    if records is None and "cause" not in joined:
+        return result
+    detail = joined
     if records is not None:
         rec = records.copy()
         rec[KEY] = rec[KEY].astype("string")
         rec["_cause"] = record_causes(rec)
-        detail = joined.merge(rec, on=KEY, how="left")
-        result["false_merges_by_cause"] = _errors_by_cause(cells, id_col, truth_col, detail)
-        result["misses_by_cause"] = _errors_by_cause(cells, truth_col, id_col, detail)
+        detail = joined.merge(rec.drop(columns=["cause"], errors="ignore"), on=KEY, how="left")
+    else:
+        detail = joined.assign(_cause=pd.Series(pd.NA, index=joined.index, dtype="string"))
+    if "cause" in detail:
+        detail["_cause"] = detail["cause"].astype("string").fillna(detail["_cause"].astype("string"))
+    result["false_merges_by_cause"] = _errors_by_cause(cells, id_col, truth_col, detail)
+    result["misses_by_cause"] = _errors_by_cause(cells, truth_col, id_col, detail)
+    result["by_cause"] = _touching(joined, id_col, truth_col, detail["_cause"], totals)
     return result
 
 
