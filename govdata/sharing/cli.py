@@ -24,6 +24,12 @@ def _url(warehouse: Optional[str]) -> str:
     return warehouse or get_settings().warehouse_url
 
 
+# a steward's decision: the request, the reason (kept with it) and who decided
+REQUEST_ARG = typer.Argument(..., help="request id (govdata share list)")
+REASON_OPT = typer.Option(..., "--reason", help="why (kept with the decision)")
+WHO_OPT = typer.Option(None, help="steward (default: the login)")
+
+
 def _fail(exc: Exception) -> None:
     console.print(f"[red]{exc}[/]")
     raise typer.Exit(1)
@@ -58,8 +64,7 @@ def share_request(resource: str = typer.Option(..., "--resource", help="catalogu
 
 
 @share_app.command("approve")
-def share_approve(request_id: str = typer.Argument(...), reason: str = typer.Option(..., "--reason"),
-                  who: Optional[str] = typer.Option(None, help="steward (default: the login)"),
+def share_approve(request_id: str = REQUEST_ARG, reason: str = REASON_OPT, who: Optional[str] = WHO_OPT,
                   warehouse: Optional[str] = WAREHOUSE_OPT) -> None:
     """Approve a pending request: the department's consumer role is granted the resource."""
     from govdata.sharing.store import ShareError, approve
@@ -73,8 +78,7 @@ def share_approve(request_id: str = typer.Argument(...), reason: str = typer.Opt
 
 
 @share_app.command("refuse")
-def share_refuse(request_id: str = typer.Argument(...), reason: str = typer.Option(..., "--reason"),
-                 who: Optional[str] = typer.Option(None, help="steward (default: the login)"),
+def share_refuse(request_id: str = REQUEST_ARG, reason: str = REASON_OPT, who: Optional[str] = WHO_OPT,
                  warehouse: Optional[str] = WAREHOUSE_OPT) -> None:
     """Refuse a pending request."""
     from govdata.sharing.store import ShareError, refuse
