@@ -18,9 +18,11 @@ import re
 import shutil
 from pathlib import Path
 
+import govdata
+
 log = logging.getLogger(__name__)
 
-VENDOR_DIR = Path(__file__).resolve().parent.parent / "govdata" / "static" / "vendor"
+VENDOR_DIR = Path(govdata.__file__).resolve().parent / "static" / "vendor"
 
 # CDN URL as GX writes it -> file under static/vendor/
 CDN_TO_VENDOR = {

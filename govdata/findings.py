@@ -22,11 +22,12 @@ import yaml
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from govdata.lake import run_path
+from govdata.standards.registry import STANDARDS_ROOT
 
 log = logging.getLogger(__name__)
 
 _env = Environment(loader=PackageLoader("govdata", "templates"), autoescape=select_autoescape(["html", "j2"]))
-STANDARDS = Path(__file__).resolve().parent.parent / "standards"
+STANDARDS = STANDARDS_ROOT   # the installed standards (beside govdata/ in a checkout, inside it in a wheel)
 HISTORY_RUNS = 10   # runs shown in the trends
 
 # headline indicator -> (zh, en); stored per run in findings_history (value in 0..1 or a count)

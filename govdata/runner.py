@@ -11,10 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from govdata.settings import PROJECT_ROOT
+from govdata.settings import layout_folder
 
 DAG_ID = "govdata_pipeline"
-DAGS_FOLDER = PROJECT_ROOT / "dags"
+DAGS_FOLDER = layout_folder("dags")
 
 
 class PipelineFailed(RuntimeError):

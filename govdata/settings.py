@@ -10,6 +10,13 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+def layout_folder(name: str) -> Path:
+    """A top-level folder of the layout (dags, standards, …): nested in govdata/ when installed
+    from a wheel, beside it in a checkout."""
+    nested = Path(__file__).resolve().parent / name
+    return nested if nested.is_dir() else PROJECT_ROOT / name
+
+
 def _env_path(name: str, default: Path) -> Path:
     return Path(os.environ.get(name, str(default))).expanduser().resolve()
 
