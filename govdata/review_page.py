@@ -17,6 +17,7 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from govdata.findings import _element_labels, language, source_departments
+from govdata.page_text import page_text
 from govdata.lake import run_path
 
 log = logging.getLogger(__name__)
@@ -27,33 +28,10 @@ _env = Environment(loader=PackageLoader("govdata", "templates"), autoescape=sele
 EVIDENCE_FIELD = {"id": "id_number", "name": "name", "pinyin": "name_pinyin", "birth": "birth_date", "sex": "sex",
                   "phone": "phone", "region": "region_code", "address": "address", "uscc": "uscc",
                   "org_code": "org_code", "name_core": "name_core", "legal_rep_name": "legal_rep_name"}
-EXTRA_LABELS = {"zh-CN": {"id_number_status": "身份号码校验", "name_pinyin": "姓名拼音", "region_code": "行政区划",
-                          "name_core": "名称字号", "source": "来源部门", "record": "记录号"},
-                "en": {"id_number_status": "ID check", "name_pinyin": "name (pinyin)", "region_code": "region",
-                       "name_core": "core name", "source": "department", "record": "record"}}
-
-TEXT = {
-    "zh-CN": {"title": "疑似重复人工复核", "run": "运行批次", "pairs": "待复核", "decided": "已决定",
-              "steward": "复核人", "save": "保存决定（CSV）", "shortcuts": "快捷键",
-              "keys_help": "M 同一人 · N 不是同一人 · S 跳过 · J/↓ 下一对 · K/↑ 上一对 · Ctrl+S 保存",
-              "match": "同一人 (M)", "non_match": "不是同一人 (N)", "skip": "跳过 (S)", "score": "匹配总分",
-              "field": "字段", "left": "记录 A", "right": "记录 B", "agreement": "比对", "weight": "权重",
-              "agree": "一致", "disagree": "不一致", "missing": "缺失", "neutral": "不计分", "none": "没有待复核的记录对。",
-              "import": "保存后运行：govdata review import <文件>，下次运行即生效。",
-              "status_match": "同一人", "status_non_match": "不是同一人", "status_skip": "已跳过",
-              "run_report": "运行报告", "findings": "成效报告", "person": "自然人", "enterprise": "法人",
-              "masked": "身份证号、手机号均已脱敏。"},
-    "en": {"title": "Steward review", "run": "Run", "pairs": "open pairs", "decided": "decided",
-           "steward": "Steward", "save": "Save decisions (CSV)", "shortcuts": "Keys",
-           "keys_help": "M match · N non-match · S skip · J/↓ next · K/↑ previous · Ctrl+S save",
-           "match": "Match (M)", "non_match": "Non-match (N)", "skip": "Skip (S)", "score": "Total weight",
-           "field": "Field", "left": "Record A", "right": "Record B", "agreement": "Agreement", "weight": "Weight",
-           "agree": "agree", "disagree": "disagree", "missing": "missing", "neutral": "no weight", "none": "No open pairs.",
-           "import": "Then run: govdata review import <file>; the next run applies the decisions.",
-           "status_match": "match", "status_non_match": "non-match", "status_skip": "skipped",
-           "run_report": "Run report", "findings": "Findings", "person": "person", "enterprise": "enterprise",
-           "masked": "ID and phone numbers are masked."},
-}
+_TEXTS = page_text("review")   # templates/review.text.yaml
+TEXT = {lang: texts["text"] for lang, texts in _TEXTS.items()}
+EXTRA_LABELS = {lang: texts["labels"] for lang, texts in _TEXTS.items()}
+ID_STATUS = {lang: texts["id_status"] for lang, texts in _TEXTS.items()}
 
 
 def open_pairs(url: str, manifest: dict) -> pd.DataFrame:
@@ -85,10 +63,6 @@ def open_pairs(url: str, manifest: dict) -> pd.DataFrame:
     out = pd.concat(frames, ignore_index=True)
     out["score_value"] = pd.to_numeric(out["score"], errors="coerce")
     return out.sort_values(["score_value", "pair_id"], ascending=[False, True]).reset_index(drop=True)
-
-
-ID_STATUS = {"zh-CN": {"valid": "有效", "repaired": "已修复", "invalid": "无效", "missing": "缺失"},
-             "en": {}}
 
 
 def _shown(field: str, value: str, lang: str) -> str:
