@@ -11,7 +11,8 @@ def test_a_day_of_changes_touches_the_share_asked_and_stamps_it(tmp_path):
     with sqlite3.connect(tmp_path / "departments" / "gongan.sqlite") as con:
         before = con.execute("select count(*) from T_RK_JBXX").fetchone()[0]
     changes = change_world(tmp_path, share=0.1, seed=1)
-    assert set(changes) == {"churujing", "gongan", "minzheng", "shebao", "weijian"}
+    # every incremental person department (canlian is a full snapshot without ID numbers)
+    assert set(changes) == {"churujing", "gongan", "minzheng", "shebao", "weijian", "zhengwu_sqr"}
     g = changes["gongan"]
     n = int(before * 0.1)
     assert (g["phone_changed"], g["id_lost"], g["registered_again"]) == (n // 2, n // 4, n - n // 2 - n // 4)
@@ -43,7 +44,8 @@ def test_every_reported_change_is_in_the_database_also_behind_an_integer_key(tmp
     # shebao's SI_PERSON_INFO has an INTEGER primary key: keys bound as numpy int64 (BLOBs)
     # matched no row, and 17 reported changes were never written.
     generate(tmp_path, persons=2000, seed=5)
-    before = {name: _counts(tmp_path, name)["rows"] for name in ("churujing", "gongan", "minzheng", "shebao", "weijian")}
+    before = {name: _counts(tmp_path, name)["rows"]
+              for name in ("churujing", "gongan", "minzheng", "shebao", "weijian", "zhengwu_sqr")}
     with sqlite3.connect(tmp_path / "departments" / "shebao.sqlite") as con:
         top = con.execute("select max(person_no) from SI_PERSON_INFO").fetchone()[0]
     changes = change_world(tmp_path, share=0.02, seed=3)

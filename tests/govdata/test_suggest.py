@@ -68,11 +68,17 @@ def test_column_profile_on_inline_values():
     assert profile_column(pd.Series(["", None]), standards) == []
 
 
-DEPARTMENTS = ["churujing", "gongan", "minzheng", "shebao", "shichang", "shuiwu", "weijian", "zhengwu", "zhengzhao"]
-# Columns whose element cannot be told from the values: none. (Columns the demo YAMLs leave
-# unmapped — churujing.GJ nationality, gongan.ZXBZ cancellation flag, zhengwu.SXMC service item
-# name next to its code — must stay unmapped, which the equality below asserts as well.)
-NOT_INFERABLE: dict[str, set[str]] = {}
+DEPARTMENTS = ["churujing", "gongan", "minzheng", "shebao", "shichang", "shuiwu", "weijian", "zhengwu", "zhengzhao",
+               "zhengwu_sqr"]
+# canlian (the disability register) is a full snapshot without an incremental column, so it is
+# only in the world's list.
+WORLD_DEPARTMENTS = sorted([*DEPARTMENTS, "canlian"])
+# Columns whose element suggest does not recognise yet: document types written as a mix of
+# GA/T 2000.156 codes and labels/aliases in one column (111, 居民身份证, 护照 ...), which no single
+# one of codes / names / aliases covers. (Columns the demo YAMLs leave unmapped — churujing.GJ
+# nationality, gongan.ZXBZ cancellation flag, zhengwu.SXMC service item name next to its code —
+# must stay unmapped, which the equality below asserts as well.)
+NOT_INFERABLE: dict[str, set[str]] = {"shebao": {"cert_type"}, "zhengwu_sqr": {"ZJLX"}}
 
 
 @pytest.mark.parametrize("source", DEPARTMENTS)
@@ -87,8 +93,8 @@ def test_every_column_of_each_demo_department_is_mapped_as_its_source_yaml(world
     assert proposal["incremental"] == {"column": expected["incremental"]["column"]}
 
 
-def test_demo_world_has_the_nine_departments(world):
-    assert sorted(p.stem for p in (world / "sources").glob("*.yaml")) == DEPARTMENTS
+def test_demo_world_has_the_eleven_departments(world):
+    assert sorted(p.stem for p in (world / "sources").glob("*.yaml")) == WORLD_DEPARTMENTS
 
 
 def test_coded_address_and_time_evidence_reads_as_integers(world):
