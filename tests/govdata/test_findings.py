@@ -7,8 +7,8 @@ import re
 import pytest
 
 from govdata.expectations.offline_docs import CDN_TO_VENDOR, VENDOR_DIR, _rewrite, remote_references
-from govdata.findings import (format_count, format_delta, format_share, language, share_bars, source_departments,
-                              sparkline, stacked_bars)
+from govdata.charts import share_bars, sparkline, stacked_bars
+from govdata.findings import format_count, format_delta, format_share, language, source_departments
 
 
 def test_counts_read_as_chinese_readers_write_them():
