@@ -378,6 +378,7 @@ def outsider_truth(source: str, rid: np.ndarray, o: Outsiders, idx: np.ndarray, 
 
 def append_rows(t: Table, columns: dict[str, np.ndarray], truth: dict[str, np.ndarray]) -> None:
     """Extend a department table with more rows (columns missing from `columns` stay NULL)."""
+    ensure_cause(t)
     n = len(truth["source_record_id"])
     for name, (typ, values) in list(t.columns.items()):
         extra = columns.get(name, np.full(n, None, dtype=object))
