@@ -111,12 +111,8 @@ def profile_column(values: pd.Series, standards) -> list[Evidence]:
     """Every element the column's values support, best first (generic roles: `date`, `timestamp`,
     `enterprise_name`, `party_name`, `integer` are given their element per kind by suggest_table)."""
     from govdata.transforms.dates import parse_dates
-    from govdata.transforms.identifiers import (
-        normalise_citizen_id,
-        normalise_reg_no,
-        normalise_tax_no,
-        normalise_uscc,
-    )
+    from govdata.transforms.enterprise_codes import normalise_reg_no, normalise_tax_no, normalise_uscc
+    from govdata.transforms.identifiers import normalise_citizen_id
 
     text = values.astype("string").str.strip()
     non_empty = text.notna() & (text != "")

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from govdata.standards.model import Element, Standards
-from govdata.transforms import codes, dates, identifiers, names
+from govdata.transforms import codes, dates, enterprise_codes, identifiers, names
 from govdata.transforms.unique import (STRING, arrow_text, coalesce, label_where, nfkc, null_strings,
                                        per_unique, strings)
 
@@ -294,10 +294,10 @@ def _invalid_person_name(name: pd.Series) -> pd.Series:
 
 HANDLERS: dict[str, Handler] = {
     "id_number": _id_number,
-    "uscc": _identifier(identifiers.normalise_uscc, "invalid_uscc", with_status=True),
-    "org_code": _identifier(identifiers.normalise_org_code, "invalid_org_code", with_status=False),
-    "reg_no": _identifier(identifiers.normalise_reg_no, "invalid_reg_no", with_status=False),
-    "tax_no": _identifier(identifiers.normalise_tax_no, "invalid_tax_no", with_status=False),
+    "uscc": _identifier(enterprise_codes.normalise_uscc, "invalid_uscc", with_status=True),
+    "org_code": _identifier(enterprise_codes.normalise_org_code, "invalid_org_code", with_status=False),
+    "reg_no": _identifier(enterprise_codes.normalise_reg_no, "invalid_reg_no", with_status=False),
+    "tax_no": _identifier(enterprise_codes.normalise_tax_no, "invalid_tax_no", with_status=False),
     "date": _date_handler(dates.parse_dates, DATE),
     "timestamp": _date_handler(dates.parse_timestamps, TIMESTAMP),
     "phone": _phone,

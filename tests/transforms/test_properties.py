@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from govdata.standards.registry import load_standards
-from govdata.transforms import codes, dates, identifiers, names
+from govdata.transforms import codes, dates, enterprise_codes, identifiers, names
 from govdata.transforms.normalise import canonical_keys, screen_values
 from govdata.transforms.privacy import mask_id_number, mask_phone, mask_value
 
@@ -25,10 +25,10 @@ VALUES = st.lists(VALUE, max_size=25)
 
 NORMALISERS = {
     "citizen_id": identifiers.normalise_citizen_id,
-    "uscc": identifiers.normalise_uscc,
-    "org_code": identifiers.normalise_org_code,
-    "reg_no": identifiers.normalise_reg_no,
-    "tax_no": identifiers.normalise_tax_no,
+    "uscc": enterprise_codes.normalise_uscc,
+    "org_code": enterprise_codes.normalise_org_code,
+    "reg_no": enterprise_codes.normalise_reg_no,
+    "tax_no": enterprise_codes.normalise_tax_no,
     "person_names": names.normalise_person_names,
     "enterprise_names": lambda v: names.normalise_enterprise_names(v, ["北京市", "东城区"]),
     "dates": dates.parse_dates,
