@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from govdata.standards.model import Element, Standards
-from govdata.transforms import codes, dates, enterprise_codes, identifiers, names
+from govdata.transforms import codes, dates, enterprise_codes, enterprise_names, identifiers, mojibake, names
 from govdata.transforms.unique import (STRING, arrow_text, coalesce, label_where, nfkc, null_strings,
                                        per_unique, strings)
 
@@ -245,7 +245,7 @@ def _repair_mojibake(values: pd.Series, element: Element) -> tuple[pd.Series, pd
     controls such a reading produces) and before the invalid_name rule; (values, repaired flag)."""
     if element.type not in MOJIBAKE_TYPES:
         return values, None
-    fixed, repaired = names.repair_mojibake(values, address=element.type == "address")
+    fixed, repaired = mojibake.repair_mojibake(values, address=element.type == "address")
     return (fixed, repaired) if repaired.any() else (values, None)
 
 
@@ -253,7 +253,7 @@ def _name(values: pd.Series, ctx: Context) -> Outcome:
     el = ctx.element.name
     none = _na_strings(values.index)
     if ctx.kind == "enterprise" and el == "name":
-        r = names.normalise_enterprise_names(values, _region_names(ctx.standards))
+        r = enterprise_names.normalise_enterprise_names(values, _region_names(ctx.standards))
         return Outcome({"name": r["name"], "name_core": r["name_core"], "name_region": r["name_region"]}, none)
     people = names.normalise_person_names(values)
     if el in ("name", "name_latin", "name_pinyin", "legal_rep_name") and ctx.kind in ("person", "enterprise"):
@@ -273,7 +273,7 @@ def _name(values: pd.Series, ctx: Context) -> Outcome:
     if el != "legal_rep_name":
         org = values.astype(STRING).str.contains(_ORGANISATION_RE, regex=True).fillna(False).astype(bool)
         if org.any():
-            value = value.where(~org, names.normalise_enterprise_names(values[org], [])["name"])
+            value = value.where(~org, enterprise_names.normalise_enterprise_names(values[org], [])["name"])
     return Outcome({el: value.astype(STRING)}, none)
 
 

@@ -1,4 +1,5 @@
-"""Person and enterprise name normalisation.
+"""Person name normalisation (enterprise names: transforms/enterprise_names.py; mojibake repair:
+transforms/mojibake.py).
 
 Person names: NFKC; Chinese names lose all inner whitespace (U+3000 included), traditional
 characters become simplified (OpenCC t2s) and every middle-dot variant becomes U+00B7;
@@ -8,13 +9,8 @@ and name_pinyin 'zhangsan' (latin_name_keys gives their order-free key). A rare 
 another system could not type stays as it was typed, in one spelling: a placeholder (* ? □ ＊ ？)
 becomes '*' (name_pinyin NULL: its reading is unknown), a pinyin run becomes lower case
 (王HONG -> 王hong, pinyin wanghong); name_agreement scores such names 0.5 against the full name.
-unmojibake / repair_mojibake undo GBK bytes read as Latin-1, Windows-1252 or UTF-8. Known limits: surname readings (曾 zeng, 单 shan) follow
-pypinyin's default reading unless surname_readings is given; t2s also folds 於 to 于.
-
-Enterprise names: NFKC + simplified; parentheses in the Chinese convention, full-width
-（）; 有限责任公司 is written 有限公司 (one canonical form, so both spellings compare equal);
-the leading region (province/city/county names, with or without their 省/市/区/县 suffix)
-goes to name_region; name_core drops that prefix and the legal form.
+Known limits: surname readings (曾 zeng, 单 shan) follow pypinyin's default reading unless
+surname_readings is given; t2s also folds 於 to 于.
 OpenCC and pypinyin are the slow parts: every distinct name is computed once per process
 (memoised), and once per call through per_unique.
 """
@@ -25,7 +21,7 @@ import unicodedata
 from functools import lru_cache
 from operator import itemgetter
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Mapping
 
 import numpy as np
 import opencc
@@ -240,98 +236,6 @@ def normalise_person_names(values: pd.Series, surname_readings: Mapping[str, str
     return per_unique(values, lambda u: _person_uniques(u, surnames), dedupe=True)
 
 
-# ---------------------------------------------------------------- enterprises
-# Legal forms, longest first; 有限责任公司 has already been rewritten to 有限公司.
-LEGAL_FORMS: tuple[str, ...] = (
-    "合伙企业（有限合伙）", "合伙企业（普通合伙）", "农民专业合作社", "个人独资企业",
-    "股份有限公司", "（有限合伙）", "（普通合伙）", "专业合作社", "有限公司", "合伙企业", "公司",
-)
-_REGION_SUFFIXES = ("特别行政区", "维吾尔自治区", "壮族自治区", "回族自治区", "自治区",
-                    "省", "市", "区", "县")
-_NON_ASCII = r"[^\x00-\x7f]"
-
-
-@lru_cache(maxsize=8)
-def _region_prefixes(region_names: tuple[str, ...]) -> tuple[frozenset[str], int]:
-    """All spellings a region prefix can take: full names and names without their suffix
-    (only when at least two characters remain, so 东区 never yields a bare 东)."""
-    variants: set[str] = set()
-    for name in region_names:
-        name = unicodedata.normalize("NFKC", str(name)).strip()
-        if len(name) < 2:
-            continue
-        variants.add(name)
-        for suffix in _REGION_SUFFIXES:
-            if name.endswith(suffix) and len(name) - len(suffix) >= 2:
-                variants.add(name[: -len(suffix)])
-                break
-    return frozenset(variants), max((len(v) for v in variants), default=0)
-
-
-def _canonical_enterprise_name(raw: str) -> str:
-    text = to_simplified(unicodedata.normalize("NFKC", raw))
-    text = text.replace("(", "（").replace(")", "）")
-    text = re.sub(r"\s+", " ", text).strip()
-    # Spaces only matter between latin words; next to Chinese characters they are noise.
-    text = re.sub(rf"(?<={_NON_ASCII}) | (?={_NON_ASCII})", "", text)
-    return text.replace("有限责任公司", "有限公司")
-
-
-def _split_region(name: str, prefixes: frozenset[str], longest: int) -> tuple[str, str]:
-    """Longest region names at the start, repeatedly (浙江省杭州市西湖区…); never eats the
-    whole name."""
-    pos = 0
-    while True:
-        for length in range(min(longest, len(name) - pos - 1), 1, -1):
-            if name[pos:pos + length] in prefixes:
-                pos += length
-                break
-        else:
-            if name[pos:] in _REGION_SUFFIXES:  # 北京市 alone: the name is the region
-                return "", name
-            return name[:pos], name[pos:]
-
-
-def _strip_legal_form(core: str) -> str:
-    for form in LEGAL_FORMS:
-        if core.endswith(form) and len(core) > len(form):
-            return core[: -len(form)]
-    return core
-
-
-def _drop_bracketed_region(core: str, prefixes: frozenset[str]) -> tuple[str, str]:
-    """某某科技（北京） -> ('某某科技', '北京'): a region in brackets is not part of the core."""
-    for match in re.finditer(r"（([^（）]+)）", core):
-        if match.group(1) in prefixes and len(core) > len(match.group(0)):
-            return core[: match.start()] + core[match.end():], match.group(1)
-    return core, ""
-
-
-def _enterprise_uniques(uniques: np.ndarray, prefixes: frozenset[str], longest: int) -> pd.DataFrame:
-    names, cores, regions = [], [], []
-    for v in uniques:
-        if v is None or v is pd.NA or not str(v).strip():
-            names.append(None), cores.append(None), regions.append(None)
-            continue
-        name = _canonical_enterprise_name(str(v))
-        region, core = _split_region(_strip_legal_form(name), prefixes, longest)
-        core, inner = _drop_bracketed_region(core, prefixes)
-        names.append(name)
-        regions.append(region or inner or None)
-        cores.append(core or None)
-    return pd.DataFrame({
-        "name": strings(np.array(names, dtype=object)),
-        "name_core": strings(np.array(cores, dtype=object)),
-        "name_region": strings(np.array(regions, dtype=object)),
-    })
-
-
-def normalise_enterprise_names(values: pd.Series, region_names: Iterable[str]) -> pd.DataFrame:
-    """Raw enterprise names -> name (canonical full name), name_core, name_region."""
-    prefixes, longest = _region_prefixes(tuple(sorted(set(map(str, region_names)))))
-    return per_unique(values, lambda u: _enterprise_uniques(u, prefixes, longest))
-
-
 # ---------------------------------------------------------------- foreigners' latin names
 _LATIN_SPLIT = re.compile(r"[\s\-\u2010-\u2015,.'\u00b7]+")
 
@@ -421,88 +325,3 @@ def name_agreement(a: str, b: str) -> float:
         if level == 0.0:
             return 0.0
     return level
-
-
-# ---------------------------------------------------------------- mojibake (GBK read as latin-1 / UTF-8)
-_LEGIT_SCRIPTS = re.compile(r"[\x00-\x7f\u0f00-\u0fff\u0600-\u06ff\u0750-\u077f\ufb50-\ufdff\ufe70-\ufeff"
-                            r"\u1800-\u18af\ua000-\ua4cf\u0300-\u036f\u00b7]")
-_CJK_TEXT = re.compile(rf"[{_HAN_CLASS}\u3000-\u303f\uff00-\uffef\u00b7]")
-_NAME_TEXT = re.compile(rf"[{_HAN_CLASS}\u00b7\uff08\uff09]+")
-
-
-def _legacy_bytes(text: str) -> bytes | None:
-    """The bytes a Latin-1 / Windows-1252 decoder turned into text (C1 controls are the bytes
-    Windows-1252 leaves undefined), or None when a character has no such byte."""
-    out = bytearray()
-    for ch in text:
-        o = ord(ch)
-        if o < 256:
-            out.append(o)
-        else:
-            try:
-                out += ch.encode("cp1252")
-            except UnicodeEncodeError:
-                return None
-    return bytes(out)
-
-
-def _plausible(fixed: str, address: bool) -> bool:
-    if not _HAN.search(fixed):
-        return False
-    if not address:
-        return bool(_NAME_TEXT.fullmatch(fixed))
-    if any(ord(c) > 127 and not _CJK_TEXT.match(c) for c in fixed):
-        return False
-    han = len(_HAN.findall(fixed))
-    return han >= 2 and sum(c.isascii() and c.isalpha() for c in fixed) <= han
-
-
-@lru_cache(maxsize=_CACHE_SIZE)
-def unmojibake(text: str, address: bool = False) -> str | None:
-    """The Chinese text behind GBK/GB18030 bytes a legacy system decoded as Latin-1 or
-    Windows-1252 ('ÕÅÈý' -> '张三') or as UTF-8 (Greek/Cyrillic-looking pairs), else None.
-    Only text without any Han character is tried, and a repair is kept only when it reads as
-    Chinese (a name: Han and middle dots only; an address: Han, CJK punctuation, ASCII digits,
-    no more latin letters than Han): José or Müller stay as they are."""
-    stripped = text.strip()
-    if stripped.isascii() or _HAN.search(stripped) or "\ufffd" in stripped:
-        return None
-    tries = []
-    raw = _legacy_bytes(stripped)
-    if raw is not None:
-        tries.append(raw)
-    if not all(_LEGIT_SCRIPTS.match(c) for c in stripped):   # script a name cannot be in
-        tries.append(stripped.encode("utf-8"))
-    for data in tries:
-        try:
-            fixed = data.decode("gb18030")
-        except UnicodeDecodeError:
-            continue
-        if _plausible(fixed, address):
-            return fixed
-    return None
-
-
-def repair_mojibake(values: pd.Series, address: bool = False) -> tuple[pd.Series, pd.Series]:
-    """(values with mojibake repaired, repaired flag), per unique value. Only strings holding a
-    character outside ASCII and no Han character (an Arrow regex finds them) are tried."""
-    text = as_text(values.to_numpy(dtype=object, na_value=None))
-    candidate = pc.fill_null(pc.match_substring_regex(text, r"^[^\p{Han}]*[^\x00-\x7f][^\p{Han}]*$"), False)
-    hit = candidate.to_numpy(zero_copy_only=False)
-    repaired = pd.Series(False, index=values.index)
-    if not hit.any():
-        return values, repaired
-    sub = values[hit]
-
-    def compute(uniques: np.ndarray) -> pd.DataFrame:
-        fixed = [None if not isinstance(v, str) else unmojibake(v, address) for v in uniques]
-        return pd.DataFrame({"fixed": strings(np.array(fixed, dtype=object))})
-
-    fixed = per_unique(sub, compute)["fixed"]
-    ok = fixed.notna()
-    if not ok.any():
-        return values, repaired
-    out = values.astype(object).copy()
-    out[fixed.index[ok.to_numpy()]] = fixed[ok].astype(object).to_numpy()
-    repaired[fixed.index[ok.to_numpy()]] = True
-    return out, repaired

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from govdata.transforms.names import normalise_enterprise_names, normalise_person_names, to_simplified
+from govdata.transforms.enterprise_names import normalise_enterprise_names
+from govdata.transforms.names import normalise_person_names, to_simplified
 
 NA = pd.NA
 
@@ -89,7 +90,8 @@ def test_plain_and_other_names_mixed_in_one_batch():
 
 
 # ---------------------------------------------------------------- issue 13: latin names, rare characters, mojibake
-from govdata.transforms.names import latin_name_keys, name_agreement, repair_mojibake, unmojibake  # noqa: E402
+from govdata.transforms.mojibake import repair_mojibake, unmojibake  # noqa: E402
+from govdata.transforms.names import latin_name_keys, name_agreement  # noqa: E402
 
 
 def test_latin_names_of_foreigners_get_one_order_free_key():

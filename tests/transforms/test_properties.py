@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from govdata.standards.registry import load_standards
-from govdata.transforms import codes, dates, enterprise_codes, identifiers, names
+from govdata.transforms import codes, dates, enterprise_codes, enterprise_names, identifiers, names
 from govdata.transforms.normalise import canonical_keys, screen_values
 from govdata.transforms.privacy import mask_id_number, mask_phone, mask_value
 
@@ -30,7 +30,7 @@ NORMALISERS = {
     "reg_no": enterprise_codes.normalise_reg_no,
     "tax_no": enterprise_codes.normalise_tax_no,
     "person_names": names.normalise_person_names,
-    "enterprise_names": lambda v: names.normalise_enterprise_names(v, ["北京市", "东城区"]),
+    "enterprise_names": lambda v: enterprise_names.normalise_enterprise_names(v, ["北京市", "东城区"]),
     "dates": dates.parse_dates,
     "dates_dayfirst": lambda v: dates.parse_dates(v, dayfirst=True),
     "timestamps": dates.parse_timestamps,
