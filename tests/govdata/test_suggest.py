@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from govdata.demo_data import generate
-from govdata.suggest import profile_column, suggest_sources
+from govdata.profiling import profile_column
+from govdata.suggest import suggest_sources
 from govdata.standards.registry import load_standards
 
 
