@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -255,7 +256,9 @@ def evaluate(world: Path = typer.Option(..., "--world", help="generated world (w
     """Score the latest run's linkage against the generator's truth (pairwise P/R/F1, errors by cause)."""
     from govdata.operations import evaluate_latest
 
-    result = evaluate_latest(*_warehouse_and_lake(warehouse, lake), world)
+    started = time.perf_counter()
+    result = evaluate_latest(*_warehouse_and_lake(warehouse, lake), world,
+                             progress=lambda line: console.print(f"[dim]{time.perf_counter() - started:6.1f}s[/] {line}"))
     print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
 
 

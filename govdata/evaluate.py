@@ -4,6 +4,7 @@ errors broken down by likely cause, derived from the standardised records."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -115,15 +116,25 @@ def _pair_cause(minority: pd.DataFrame, majority: pd.DataFrame) -> str:
 
 def _errors_by_cause(cells: pd.DataFrame, by: str, other: str, detail: pd.DataFrame) -> dict:
     """For each cluster of `by` spread over several `other` clusters: the pairs lost there
-    (C(size,2) - sum C(cell,2)), attributed to the records outside its largest cell."""
+    (C(size,2) - sum C(cell,2)), attributed to the records outside its largest cell. The
+    records of each such cluster are found through one grouping (not a scan per cluster)."""
     out: dict[str, int] = {}
-    spread = cells.groupby(by)[other].transform("size") > 1
-    for key, grp in cells[spread].groupby(by):
-        lost = _pairs([grp["n"].sum()]) - _pairs(grp["n"])
-        biggest = grp.sort_values(["n", other], ascending=[False, True])[other].iloc[0]
-        rows = detail[detail[by] == key]
-        cause = _pair_cause(rows[rows[other] != biggest], rows[rows[other] == biggest])
-        out[cause] = out.get(cause, 0) + lost
+    spread = cells[cells.groupby(by)[other].transform("size") > 1]
+    if spread.empty:
+        return out
+    # each spread cluster's largest cell (ties: the smallest `other` id), and its lost pairs
+    ranked = spread.sort_values([by, "n", other], ascending=[True, False, True])
+    biggest = ranked.drop_duplicates(by).set_index(by)[other]
+    n = spread["n"].to_numpy(dtype=np.int64)
+    lost = (spread.assign(cell_pairs=n * (n - 1) // 2).groupby(by)
+            .agg(total=("n", "sum"), cell_pairs=("cell_pairs", "sum")))
+    lost = lost["total"] * (lost["total"] - 1) // 2 - lost["cell_pairs"]
+    involved = detail[detail[by].isin(biggest.index)]
+    for key, positions in involved.groupby(by, sort=False).indices.items():
+        rows = involved.iloc[positions]
+        inside = (rows[other] == biggest[key]).to_numpy()
+        cause = _pair_cause(rows[~inside], rows[inside])
+        out[cause] = out.get(cause, 0) + int(lost[key])
     return dict(sorted(out.items()))
 
 
@@ -134,25 +145,34 @@ def _scores(tp: int, predicted: int, actual: int) -> dict:
     return {"precision": precision, "recall": recall, "f1": f1}
 
 
-def _pair_counts(joined: pd.DataFrame, id_col: str, truth_col: str) -> tuple[int, int, int]:
-    """(true positive, predicted, true) pair counts of the records in joined."""
-    cells = joined.groupby([id_col, truth_col]).size()
-    return (_pairs(cells), _pairs(cells.groupby(level=0).sum()), _pairs(cells.groupby(level=1).sum()))
+def _lost_pairs(cluster: np.ndarray, value: np.ndarray, n_values: int) -> np.ndarray:
+    """Per value v: sum over clusters c of C(n_c, 2) - C(n_c - n_cv, 2), the pairs of clusters
+    that involve at least one record of value v (n_cv: the cluster's records of value v)."""
+    size = np.bincount(cluster)
+    has = value >= 0
+    pairs_key = value[has].astype(np.int64) * (int(cluster.max()) + 1) + cluster[has]
+    keys, n_cv = np.unique(pairs_key, return_counts=True)
+    v, c = np.divmod(keys, int(cluster.max()) + 1)
+    n_c = size[c]
+    touched = n_c * (n_c - 1) // 2 - (n_c - n_cv) * (n_c - n_cv - 1) // 2
+    return np.bincount(v, weights=touched, minlength=n_values).astype(np.int64)
 
 
-def _touching(joined: pd.DataFrame, id_col: str, truth_col: str, group: pd.Series,
-              totals: tuple[int, int, int]) -> dict:
+def _touching(joined: pd.DataFrame, id_col: str, truth_col: str, group: pd.Series) -> dict:
     """Per value of `group`: pairwise scores over the pairs with at least one record of that
-    value (all pairs minus the pairs among the other records)."""
-    out = {}
-    for value in sorted(group.dropna().unique()):
-        rows = (group == value).fillna(False).to_numpy(dtype=bool)
-        rest = _pair_counts(joined[~rows], id_col, truth_col)
-        tp, predicted, actual = (a - b for a, b in zip(totals, rest))
-        out[str(value)] = {"records": int(rows.sum()), "true_pairs": actual, "predicted_pairs": predicted,
-                           "false_merge_pairs": predicted - tp, "missed_pairs": actual - tp,
-                           **_scores(tp, predicted, actual)}
-    return out
+    value, counted from cluster sizes in one pass for all values."""
+    value, labels = pd.factorize(group, sort=True)
+    predicted_c = pd.factorize(joined[id_col])[0]
+    actual_c = pd.factorize(joined[truth_col])[0]
+    cell = pd.factorize(pd.Series(predicted_c.astype(np.int64) * (int(actual_c.max()) + 1 if len(actual_c) else 1)
+                                  + actual_c))[0]
+    k = len(labels)
+    tp, predicted, actual = (_lost_pairs(c, value, k) for c in (cell, predicted_c, actual_c))
+    records = np.bincount(value[value >= 0], minlength=k)
+    return {str(label): {"records": int(records[i]), "true_pairs": int(actual[i]),
+                         "predicted_pairs": int(predicted[i]), "false_merge_pairs": int(predicted[i] - tp[i]),
+                         "missed_pairs": int(actual[i] - tp[i]), **_scores(int(tp[i]), int(predicted[i]), int(actual[i]))}
+            for i, label in enumerate(labels)}
 
 
 def evaluate(xref: pd.DataFrame, truth: pd.DataFrame, id_col: str = "person_id",
@@ -179,8 +199,7 @@ def evaluate(xref: pd.DataFrame, truth: pd.DataFrame, id_col: str = "person_id",
               **_scores(tp, predicted, actual),
               "predicted_entities": int(joined[id_col].nunique()),
               "true_entities": int(joined[truth_col].nunique())}
-    totals = (tp, predicted, actual)
-    result["by_source"] = _touching(joined, id_col, truth_col, joined["source_system"], totals)
+    result["by_source"] = _touching(joined, id_col, truth_col, joined["source_system"])
     if records is None and "cause" not in joined:
         return result
     detail = joined
@@ -195,7 +214,7 @@ def evaluate(xref: pd.DataFrame, truth: pd.DataFrame, id_col: str = "person_id",
         detail["_cause"] = detail["cause"].astype("string").fillna(detail["_cause"].astype("string"))
     result["false_merges_by_cause"] = _errors_by_cause(cells, id_col, truth_col, detail)
     result["misses_by_cause"] = _errors_by_cause(cells, truth_col, id_col, detail)
-    result["by_cause"] = _touching(joined, id_col, truth_col, detail["_cause"], totals)
+    result["by_cause"] = _touching(joined, id_col, truth_col, detail["_cause"])
     return result
 
 
@@ -203,20 +222,43 @@ KINDS = {"person": ("person_id", "true_person_id", "persons.parquet"),
          "enterprise": ("enterprise_id", "true_enterprise_id", "enterprises.parquet")}
 
 
-def evaluate_run(world: str | Path, summary: dict, lake: str | None = None) -> dict:
+# std columns the cause rules read (the rest of a standardised record is not needed here)
+CAUSE_COLUMNS = ["kind", "id_number", "id_number_status", "id_number_note", "id_type", "doc_number", "name",
+                 "name_latin", "name_pinyin", "birth_date", "sex", "uscc", "uscc_status", "org_code", "reg_no",
+                 "tax_no"]
+
+
+def _std_records(std_files: list[str]) -> list[pd.DataFrame]:
+    """The cause columns of every std file, one file at a time (memory: one file, not the lake)."""
+    from govdata.lake import read_arrow, to_pandas
+
+    frames = []
+    for path in std_files:
+        table = read_arrow(path)
+        table = table.select([c for c in KEY + CAUSE_COLUMNS if c in table.column_names])
+        frames.append(to_pandas(table, arrow_strings=True))
+        del table
+    return frames
+
+
+def evaluate_run(world: str | Path, summary: dict, lake: str | None = None,
+                 progress: Callable[[str], None] | None = None) -> dict:
     """Scores one pipeline run on a generated world: the run's link/<kind>_xref.parquet
-    against world/truth/<kind>s.parquet, error causes from the run's std/*.parquet."""
+    against world/truth/<kind>s.parquet, error causes from the run's std/*.parquet.
+    progress: told what is being done (one short line per step)."""
     import fsspec
 
     from govdata.lake import read_parquet, run_path
     from govdata.settings import get_settings
 
+    say = progress or (lambda _line: None)
     lake = lake or summary.get("lake") or get_settings().lake
     run_id = summary["run_id"]
     std_dir = run_path(lake, run_id, "std")
     fs, _, (std_root,) = fsspec.get_fs_token_paths(std_dir)
     std_files = sorted(fs.glob(f"{std_root}/*.parquet")) if fs.exists(std_root) else []
-    std = [read_parquet(f) for f in std_files]
+    say(f"reading the standardised records of {len(std_files)} sources")
+    std = _std_records(std_files)
     out = {}
     for kind, (id_col, truth_col, truth_file) in KINDS.items():
         xref_path = run_path(lake, run_id, "link", f"{kind}_xref.parquet")
@@ -225,6 +267,7 @@ def evaluate_run(world: str | Path, summary: dict, lake: str | None = None) -> d
             out[kind] = {"error": f"missing {truth_path if not truth_path.exists() else xref_path}"}
             continue
         records = [s for s in std if "kind" in s and len(s) and (s["kind"] == kind).all()]
-        out[kind] = evaluate(read_parquet(xref_path), pd.read_parquet(truth_path), id_col, truth_col,
-                             records=pd.concat(records, ignore_index=True) if records else None)
+        say(f"scoring {kind}s: {sum(len(r) for r in records):,} records against the truth")
+        out[kind] = evaluate(read_parquet(xref_path, columns=KEY + [id_col]), pd.read_parquet(truth_path),
+                             id_col, truth_col, records=pd.concat(records, ignore_index=True) if records else None)
     return out

@@ -65,8 +65,8 @@ def import_review(url: str, path: Path, entity: str = "person", who: str | None 
     return len(decisions)
 
 
-def evaluate_latest(url: str, lake: str, world: Path) -> dict:
+def evaluate_latest(url: str, lake: str, world: Path, progress=None) -> dict:
     from govdata.evaluate import evaluate_run
 
     run_id = latest_run_id(url)
-    return evaluate_run(world, {"run_id": run_id, "lake": lake}, lake)
+    return evaluate_run(world, {"run_id": run_id, "lake": lake}, lake, progress)
