@@ -27,7 +27,7 @@ CODED = {
     "ethnicity": ("ethnicity", "ethnicity_alias"),
     "region_code": ("region", None),
     "industry_code": ("industry", "industry_alias"),
-    "id_type": ("id_document_type", None),
+    "id_type": ("id_document_type", "id_document_type_alias"),
     "service_item_code": ("service_item", None),
     "channel": ("channel", None),
     "certificate_type": ("certificate_type", None),

@@ -74,12 +74,10 @@ DEPARTMENTS = ["churujing", "gongan", "minzheng", "shebao", "shichang", "shuiwu"
 # canlian (the disability register) is a full snapshot without an incremental column, so it is
 # only in the world's list.
 WORLD_DEPARTMENTS = sorted([*DEPARTMENTS, "canlian"])
-# Columns whose element suggest does not recognise yet: document types written as a mix of
-# GA/T 2000.156 codes and labels/aliases in one column (111, 居民身份证, 护照 ...), which no single
-# one of codes / names / aliases covers. (Columns the demo YAMLs leave unmapped — churujing.GJ
-# nationality, gongan.ZXBZ cancellation flag, zhengwu.SXMC service item name next to its code —
-# must stay unmapped, which the equality below asserts as well.)
-NOT_INFERABLE: dict[str, set[str]] = {"shebao": {"cert_type"}, "zhengwu_sqr": {"ZJLX"}}
+# Columns the demo YAMLs leave unmapped — churujing.GJ nationality, gongan.ZXBZ cancellation
+# flag, zhengwu.SXMC service item name next to its code — must stay unmapped, which the equality
+# below asserts as well. Document types written as a mix of GA/T 2000.156 codes, labels and
+# aliases in one column (111, 居民身份证, 护照 ...) are recognised as id_type.
 
 
 @pytest.mark.parametrize("source", DEPARTMENTS)
@@ -89,7 +87,7 @@ def test_every_column_of_each_demo_department_is_mapped_as_its_source_yaml(world
     assert proposal["kind"] == expected["kind"]
     assert proposal["table"] == expected["table"]
     assert proposal["primary_key"] == expected["primary_key"]
-    columns = (set(expected["columns"]) | set(proposal["columns"])) - NOT_INFERABLE.get(source, set())
+    columns = set(expected["columns"]) | set(proposal["columns"])
     assert {c: proposal["columns"].get(c) for c in columns} == {c: expected["columns"].get(c) for c in columns}
     assert proposal["incremental"] == {"column": expected["incremental"]["column"]}
 
@@ -133,12 +131,7 @@ def test_document_type_and_number_pair(tmp_path):
     proposal = yaml.safe_load(text)
     assert proposal["primary_key"] == "BH"
     assert proposal["incremental"] == {"column": "GXSJ"}
-    if "id_type" in standards.elements["person"]:
-        assert proposal["columns"] == {"ZJLX": "id_type", "ZJHM": "id_number", "XM": "name", "GXSJ": "updated_at"}
-    else:
-        assert proposal["columns"] == {"ZJHM": "id_number", "XM": "name", "GXSJ": "updated_at"}
-        assert "# ZJLX: document type (id_document_type codes) of ZJHM; not mapped: standards/elements.yaml has no " \
-               "`id_type` element for person, so only the citizen ID numbers are taken" in text.splitlines()
+    assert proposal["columns"] == {"ZJLX": "id_type", "ZJHM": "id_number", "XM": "name", "GXSJ": "updated_at"}
 
 
 def test_missing_sqlite_database_fails_in_one_line_and_creates_nothing(tmp_path):
