@@ -46,6 +46,12 @@ CASES = [
     ("person", "name_pinyin", "zhang san", False),
     ("person", "name_latin", "ZHANG SAN", True),
     ("person", "name_latin", "Zhang San", False),
+    ("person", "name_latin", "DUPONT, JEAN-PIERRE", True),      # ICAO order, hyphenated given name
+    ("person", "name_latin", "O'BRIEN JOHN F.", True),
+    ("person", "name_latin", "MÜLLER JOSÉ", True),               # accents kept as given
+    ("person", "name_latin", "ZHANG  SAN", False),               # double space
+    ("person", "name_latin", "ZHANG,SAN", False),                # comma without its space
+    ("person", "name_latin", "-ZHANG", False),
     ("application", "service_item_code", "S0001", True),
     ("certificate", "status", "cancelled", True),
     ("certificate", "status", "注销", False),
