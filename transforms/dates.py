@@ -218,6 +218,17 @@ def _strptime(text: pa.Array, fmt: str) -> np.ndarray:
     return value
 
 
+def _impossible_in_shape(text: pa.Array, fmt: str) -> np.ndarray:
+    """Values of a pinned format's exact shape that name no real day (30/02/1968): impossible
+    dates, not unparseable ones."""
+    found = np.zeros(len(text), dtype=bool)
+    if fmt in _STRPTIME_SHAPES:
+        parts = {k: np.full(len(text), -1, dtype=np.int64) for k in _PARTS}
+        _by_shape(text, [_template(_STRPTIME_SHAPES[fmt])], parts, found,
+                  check=lambda got: ~real_ymd(got["y"], got["m"], got["d"]))
+    return found
+
+
 def _parse_uniques(uniques: np.ndarray, dayfirst: bool, fmt: str | None, keep_time: bool) -> pd.DataFrame:
     text = _clean(uniques)
     n = len(text)
@@ -226,7 +237,8 @@ def _parse_uniques(uniques: np.ndarray, dayfirst: bool, fmt: str | None, keep_ti
     if fmt is not None:
         value = _strptime(text, fmt)
         matched = ~missing & ~np.isnat(value)
-        impossible = out_of_range = np.zeros(n, dtype=bool)
+        impossible = ~missing & ~matched & _impossible_in_shape(text, fmt)
+        out_of_range = np.zeros(n, dtype=bool)
     else:
         parts, matched = _components(text, dayfirst)
         y = parts["y"]

@@ -65,3 +65,10 @@ def test_parse_timestamps_keeps_time_and_alignment():
     assert out["status"].tolist() == ["valid", "valid", "valid", "invalid"]
     assert out["note"].tolist()[3] == "impossible_date"
     assert str(out["value"].dtype) == "datetime64[ns]"
+
+
+def test_a_pinned_format_tells_impossible_dates_from_unparseable_ones():
+    out = parse_dates(pd.Series(["30/02/1968", "31/04/2006", "30/04/1968", "1968-04-30", "x"]),
+                      dayfirst=True, fmt="%d/%m/%Y")
+    assert out["status"].tolist() == ["invalid", "invalid", "valid", "invalid", "invalid"]
+    assert out["note"].tolist() == ["impossible_date", "impossible_date", pd.NA, "unparseable", "unparseable"]
