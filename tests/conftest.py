@@ -1,6 +1,6 @@
 """Session-wide fixtures: throwaway PostgreSQL / MariaDB servers (see tests/servers.py).
 
-GOVDATA_TEST_POSTGRES_URL / GOVDATA_TEST_MARIADB_URL point the fixtures at existing servers
+GOVDATA_TEST_POSTGRES_URL / GOVDATA_TEST_MARIADB_URL / GOVDATA_TEST_REDIS_URL point the fixtures at existing servers
 instead (their login must be allowed to create roles / databases).
 A missing server is installed before any test runs (apt-get, as root where apt is available),
 or the session stops at once with the one command to run; nothing is skipped.
@@ -13,12 +13,25 @@ from collections.abc import Iterator
 import pytest
 
 try:  # tests/ as a package or as a plain rootdir folder on sys.path
-    from tests.servers import ServerUnavailable, ensure_servers, start_mariadb, start_postgres
+    from tests.servers import (
+        ServerUnavailable,
+        ensure_servers,
+        start_mariadb,
+        start_postgres,
+        start_redis,
+    )
 except ImportError:  # pragma: no cover - depends on how pytest was started
-    from servers import ServerUnavailable, ensure_servers, start_mariadb, start_postgres
+    from servers import (
+        ServerUnavailable,
+        ensure_servers,
+        start_mariadb,
+        start_postgres,
+        start_redis,
+    )
 
 SERVER_FIXTURES = {"postgres_url": ("postgres", "GOVDATA_TEST_POSTGRES_URL"),
-                   "mariadb_url": ("mariadb", "GOVDATA_TEST_MARIADB_URL")}
+                   "mariadb_url": ("mariadb", "GOVDATA_TEST_MARIADB_URL"),
+                   "redis_url": ("redis", "GOVDATA_TEST_REDIS_URL")}
 
 
 def pytest_collection_modifyitems(session, config, items) -> None:
@@ -56,6 +69,20 @@ def mariadb_url() -> Iterator[str]:
         yield existing
         return
     server = start_mariadb()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """redis:// URL of a throwaway Redis (nothing persisted): the Celery broker of tests/e2e/test_celery.py."""
+    existing = os.environ.get("GOVDATA_TEST_REDIS_URL")
+    if existing:
+        yield existing
+        return
+    server = start_redis()
     try:
         yield server.url
     finally:

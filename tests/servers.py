@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+
 def _pg_bin() -> Path:
     """GOVDATA_PG_BIN, else the newest /usr/lib/postgresql/<major>/bin holding initdb (Debian)."""
     if os.environ.get("GOVDATA_PG_BIN"):
@@ -26,13 +27,16 @@ def _pg_bin() -> Path:
 PG_BIN = _pg_bin()
 MARIADB_INSTALL_DB = os.environ.get("GOVDATA_MARIADB_INSTALL_DB", "mariadb-install-db")
 MARIADBD = os.environ.get("GOVDATA_MARIADBD", "mariadbd")
+REDIS_SERVER = os.environ.get("GOVDATA_REDIS_SERVER", "redis-server")
 # server -> (binaries it needs, the Debian package that holds them)
 PACKAGES = {"postgres": ((PG_BIN / "initdb", PG_BIN / "pg_ctl"), "postgresql"),
             "mariadb": ((MARIADB_INSTALL_DB, MARIADBD), "mariadb-server"),
             # the browser tests (tests/e2e/test_browser_pages.py): Debian's Chromium, and a CJK
             # font so that Chinese pages render as text, not boxes
             "chromium": ((Path("/usr/bin/chromium"),), "chromium"),
-            "cjk-fonts": ((Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"),), "fonts-noto-cjk")}
+            "cjk-fonts": ((Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"),), "fonts-noto-cjk"),
+            # the Celery broker of the distributed run (tests/e2e/test_celery.py)
+            "redis": ((REDIS_SERVER,), "redis-server")}
 TEST_USER = "govdata"
 TEST_PASSWORD = "govdata"
 
@@ -50,7 +54,7 @@ class Server:
 
     def stop(self) -> None:
         if self.stop_cmd:
-            subprocess.run(self.stop_cmd, capture_output=True, timeout=30)
+            subprocess.run(self.stop_cmd, check=False, capture_output=True, timeout=30)
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
@@ -95,11 +99,11 @@ def ensure_servers(servers: set[str], log=print) -> None:
     log(f"installing the test servers' Debian package(s) {', '.join(missing)} (apt-get; log: {log_path})")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     with open(log_path, "w") as out:
-        ok = all(subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env).returncode == 0
+        ok = all(subprocess.run(cmd, check=False, stdout=out, stderr=subprocess.STDOUT, env=env).returncode == 0
                  for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]))
     # The distribution's own instances are not used (the tests start throwaway servers): stop them.
     if shutil.which("systemctl"):
-        subprocess.run(["systemctl", "stop", "mariadb", "postgresql"], capture_output=True)
+        subprocess.run(["systemctl", "stop", "mariadb", "postgresql", "redis-server"], check=False, capture_output=True)
     still = missing_packages(servers)
     if not ok or still:
         raise ServerUnavailable(f"installing {', '.join(missing)} failed (log: {log_path}): run `{command}` and read its output")
@@ -126,7 +130,7 @@ def _as_user(user: str, cmd: list[str]) -> list[str]:
 
 
 def _run(cmd: list[str], what: str) -> None:
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    res = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
     if res.returncode != 0:
         raise ServerUnavailable(f"{what} failed (exit {res.returncode}): {res.stderr[-2000:]}")
 
@@ -195,8 +199,8 @@ def start_mariadb() -> Server:
                              "--skip-name-resolve", "--innodb-flush-log-at-trx-commit=0",
                              "--innodb-doublewrite=0", "--innodb-buffer-pool-size=64M",
                              "--character-set-server=utf8mb4", "--skip-log-bin"])
-    log = open(folder / "log", "wb")
-    process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    with open(folder / "log", "wb") as log:   # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     server = Server(url=f"mysql+pymysql://{TEST_USER}:{TEST_PASSWORD}@127.0.0.1:{port}/govdata?charset=utf8mb4",
                     folder=folder, process=process)
     try:
@@ -206,6 +210,42 @@ def start_mariadb() -> Server:
         server.stop()
         raise
     return server
+
+
+def start_redis() -> Server:
+    """redis-server on a free port of 127.0.0.1, in a throwaway folder, nothing persisted (no RDB
+    snapshots, no append-only file): the Celery broker of the distributed run. Redis runs as root
+    without complaint; its own process group, so that stopping it stops nothing else."""
+    redis_server = _require(REDIS_SERVER, "redis-server")
+    folder = Path(tempfile.mkdtemp(prefix="govdata-redis-"))
+    port = free_port()
+    with open(folder / "log", "wb") as log:
+        process = subprocess.Popen([redis_server, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder),
+                                    "--save", "", "--appendonly", "no", "--daemonize", "no",
+                                    "--unixsocket", "", "--logfile", ""],
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = Server(url=f"redis://127.0.0.1:{port}/0", folder=folder, process=process)
+    try:
+        _wait_for_port(port, 15, process, "redis-server")
+        _wait_for_redis(port, 10)
+    except Exception:
+        server.stop()
+        raise
+    return server
+
+
+def _wait_for_redis(port: int, timeout: float) -> None:
+    """The port opens before Redis has loaded: wait for PONG (the protocol by hand, no client needed)."""
+    deadline = time.monotonic() + timeout
+    reply = b""
+    while time.monotonic() < deadline:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+            s.sendall(b"PING\r\n")
+            reply = s.recv(64)
+        if reply.startswith(b"+PONG"):
+            return
+        time.sleep(0.05)
+    raise ServerUnavailable(f"redis-server on port {port} did not answer PING: {reply!r}")
 
 
 def fresh_database(server_url: str, name: str) -> str:
@@ -245,7 +285,7 @@ def _wait_for_login(url: str, timeout: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m tests.servers [postgres] [mariadb]` (default both): what `make test` runs first.
+    """`python -m tests.servers [postgres] [mariadb] [redis] …` (default all): what `make test` runs first.
     Installs missing server packages (root + apt) or prints the one command to run; exit 1 then."""
     import sys
 
