@@ -91,7 +91,7 @@ def _redact_url(url: str) -> str:
 
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a SQLAlchemy URL: print as is
+    except Exception:  # noqa: BLE001 - not a SQLAlchemy URL: print as is
         return url
 
 
@@ -116,6 +116,54 @@ def stage_timings(extracted: list[dict], normalised: list[dict], validated: dict
             "load": loaded.get("seconds", 0), "marts": marted.get("seconds", 0)}
 
 
+def _wall(tasks: list[dict]) -> float | None:
+    """First start to last finish of a stage's timed tasks; None without timestamps (old manifests)."""
+    timed = [t for t in tasks if "started" in t and "finished" in t]
+    if not timed:
+        return None
+    return round(max(t["finished"] for t in timed) - min(t["started"] for t in timed), 3)
+
+
+def stage_clock(extracted: list[dict], normalised: list[dict], validated: dict, linked: dict, loaded: dict,
+                marted: dict) -> dict:
+    """Per stage, shown apart: `wall_seconds` (first task's work start to last task's work finish:
+    what the stage costs the run, its tasks side by side) and `task_seconds` (work summed over its
+    tasks, whatever the parallelism: stage_timings), `tasks`, and `startup_seconds` (the tasks'
+    start-up: imports, and in a forked task process the time since the fork; never counted as
+    work). The link stage's wall is link_plan's seconds (it has no timestamps) plus the span of
+    the partitions and link_merge. `total`: the pipeline's wall from the first stage's start to
+    the last one's finish, the summed task seconds and start-up."""
+    task_seconds = stage_timings(extracted, normalised, validated, linked, loaded, marted)
+    single = {"validate": validated, "load": loaded, "marts": marted}
+    out = {}
+    for stage, tasks in (("extract", extracted), ("normalise", normalised)):
+        out[stage] = {"wall_seconds": _wall(tasks), "task_seconds": task_seconds[stage], "tasks": len(tasks),
+                      "startup_seconds": round(sum(t.get("startup_seconds", 0) for t in tasks), 3)}
+    out["validate"] = _single(validated, task_seconds["validate"])
+    partitions = linked.get("partition_seconds", [])
+    span = linked.get("inputs_span")
+    link_wall = None
+    if "finished" in linked:
+        link_wall = round(linked.get("plan_seconds", 0) + linked["finished"] - (span[0] if span else linked["started"]), 3)
+    out["link"] = {"wall_seconds": link_wall, "task_seconds": task_seconds["link"], "tasks": len(partitions) + 2,
+                   "startup_seconds": round(linked.get("startup_seconds", 0) + linked.get("inputs_startup_seconds", 0), 3)}
+    out["load"] = _single(loaded, task_seconds["load"])
+    out["marts"] = _single(marted, task_seconds["marts"])
+    every = [*extracted, *normalised, *(t for t in single.values() if t), linked]
+    starts = [t["started"] for t in every if "started" in t] + ([span[0]] if span else [])
+    finishes = [t["finished"] for t in every if "finished" in t]
+    out["total"] = {"wall_seconds": round(max(finishes) - min(starts), 3) if starts and finishes else None,
+                    "task_seconds": round(sum(task_seconds.values()), 3),
+                    "tasks": sum(v["tasks"] for v in out.values()),
+                    "startup_seconds": round(sum(v["startup_seconds"] for v in out.values()), 3)}
+    return out
+
+
+def _single(result: dict, seconds: float) -> dict:
+    return {"wall_seconds": _wall([result]) if result else None, "task_seconds": seconds, "tasks": 1 if result else 0,
+            "startup_seconds": result.get("startup_seconds", 0) if result else 0}
+
+
 def write_run_report(path: str, *, run: dict, extracted: list[dict], normalised: list[dict], validated: dict,
                      linked: dict, loaded: dict, marted: dict, retention: dict | None = None) -> dict:
     summary = build_summary(run, normalised, linked, loaded, validated)
@@ -124,7 +172,9 @@ def write_run_report(path: str, *, run: dict, extracted: list[dict], normalised:
                                   for k in sorted({n["kind"] for n in normalised})}
     summary["report_path"] = path
     timings = stage_timings(extracted, normalised, validated, linked, loaded, marted)
-    summary["timings"] = timings
+    summary["timings"] = timings          # task seconds per stage (work, summed over the tasks)
+    clock = stage_clock(extracted, normalised, validated, linked, loaded, marted)
+    summary["stage_clock"] = clock        # wall and task seconds apart, start-up apart
     quarantine_chart = {}
     for n in normalised:
         for reason, count in n["quarantine_reasons"].items():
@@ -141,7 +191,7 @@ def write_run_report(path: str, *, run: dict, extracted: list[dict], normalised:
         person_rules=_linkage_rules(linked, "person"), enterprise_rules=_linkage_rules(linked, "enterprise"),
         link_stats=linked.get("stats", {}), history_rows=_frame_rows(linked, "person_history") + _frame_rows(linked, "enterprise_history"),
         tables=loaded.get("tables", {}), marts=marted.get("marts", []),
-        timing_chart=bar_chart_svg(timings, " s"), quarantine_chart=bar_chart_svg(quarantine_chart),
+        timing_chart=bar_chart_svg(timings, " s"), stage_clock=clock, quarantine_chart=bar_chart_svg(quarantine_chart),
         score_chart=bar_chart_svg(score_histogram(scores)),
         data_docs=_relative_to_page(validated.get("docs_index"), path),
     )

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import sys
 import time
@@ -20,18 +21,95 @@ class QualityGateError(RuntimeError):
 
 
 def _timed(fn):
-    """Adds the stage's wall time to its result dict (shown in the run report)."""
+    """Adds the stage's timing to its result dict (shown in the run report):
+
+    - `seconds`: the stage's work, measured from after its imports: the modules its body imports
+      (found in its source) are imported first and counted as start-up;
+    - `started` / `finished`: wall-clock times (epoch seconds) of that work, from which the report
+      takes each stage's wall time (first start to last finish over its tasks);
+    - `startup_seconds`: the task's start-up before the work: the stage's imports, plus, in a task
+      process an executor forked (Celery, Local), the time since the fork (parsing the DAG file,
+      the task body's imports); dag.test runs every task in one process and has no such part.
+    - `inputs_span`, `inputs_startup_seconds`: for a stage that gathers mapped results (a list of
+      stage results, e.g. link_merge over the link partitions), the wall span [first start, last
+      finish] of those and their summed start-up.
+    """
+    imports = _body_imports(fn)
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         private_umask()   # every file a stage creates is the owner's only (docs/SECURITY.md)
-        start = time.perf_counter()
+        global _STAGES_IN_PROCESS
+        startup_begin = time.perf_counter()
+        for module in imports:
+            importlib.import_module(module)
+        startup = time.perf_counter() - startup_begin
+        if _STAGES_IN_PROCESS == 0 and _forked_task_process():
+            startup = max(startup, _process_age())   # since the fork: the imports above included
+        _STAGES_IN_PROCESS += 1
+        started, start = time.time(), time.perf_counter()
         result = fn(*args, **kwargs)
         result["seconds"] = round(time.perf_counter() - start, 3)
+        result["started"], result["finished"] = round(started, 3), round(started + result["seconds"], 3)
+        result["startup_seconds"] = round(startup, 3)
+        span = _inputs_span(args[0] if args else None)
+        if span:
+            result["inputs_span"], result["inputs_startup_seconds"] = span
         _progress(fn.__name__, result)
         return result
 
     return wrapper
+
+
+_STAGES_IN_PROCESS = 0
+
+
+def _body_imports(fn) -> tuple[str, ...]:
+    """Absolute modules imported inside fn's body (`from govdata.report import x` -> govdata.report)."""
+    import ast
+    import inspect
+    import textwrap
+
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    except (OSError, TypeError, SyntaxError):
+        return ()
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append(node.module)
+    return tuple(dict.fromkeys(found))
+
+
+def _forked_task_process() -> bool:
+    """This process runs one Airflow task, forked by an executor's supervisor (Celery, Local): its
+    task runner talks to the supervisor over a socket (a CommsDecoder). Under dag.test (`govdata
+    run`) the tasks run inside the one long-lived process, whose age is no task's start-up."""
+    runner = sys.modules.get("airflow.sdk.execution_time.task_runner")
+    return type(getattr(runner, "SUPERVISOR_COMMS", None)).__name__ == "CommsDecoder"
+
+
+def _process_age() -> float:
+    """Seconds since this process began (a forked task process: since the fork)."""
+    try:
+        import psutil
+
+        return max(0.0, time.time() - psutil.Process().create_time())
+    except Exception:  # noqa: BLE001 - start-up is reported when available
+        return 0.0
+
+
+def _inputs_span(value) -> tuple[list[float], float] | None:
+    """([first start, last finish], summed start-up) of the stage results a gathering stage got."""
+    if not isinstance(value, list | tuple):
+        return None
+    timed = [v for v in value if isinstance(v, dict) and "started" in v and "finished" in v]
+    if not timed:
+        return None
+    return ([min(v["started"] for v in timed), max(v["finished"] for v in timed)],
+            round(sum(v.get("startup_seconds", 0) for v in timed), 3))
 
 
 def _progress(stage: str, result: dict) -> None:

@@ -31,3 +31,64 @@ def test_link_stage_seconds_count_the_plan_every_partition_and_the_merge():
     timings = stage_timings([{"seconds": 1.0}, {"seconds": 2.0}], [{"seconds": 4.0}], {"seconds": 0.25}, linked,
                             {"seconds": 6.0}, {})
     assert timings == {"extract": 3.0, "normalise": 4.0, "validate": 0.25, "link": 7.25, "load": 6.0, "marts": 0}
+
+
+def test_wall_and_task_seconds_apart_and_start_up_counted_in_neither():
+    from govdata.report import stage_clock
+
+    # two extracts side by side (100.0-102.0 and 100.5-103.5), two normalises one after the other
+    extracted = [{"seconds": 2.0, "started": 100.0, "finished": 102.0, "startup_seconds": 4.0},
+                 {"seconds": 3.0, "started": 100.5, "finished": 103.5, "startup_seconds": 5.0}]
+    normalised = [{"seconds": 1.0, "started": 104.0, "finished": 105.0, "startup_seconds": 0.5},
+                  {"seconds": 1.5, "started": 105.0, "finished": 106.5, "startup_seconds": 0.25}]
+    validated = {"seconds": 2.0, "started": 107.0, "finished": 109.0, "startup_seconds": 6.0}
+    # link: plan 1.0 s (no timestamps), partitions 110.0-113.0 side by side, merge 114.0-114.5
+    linked = {"plan_seconds": 1.0, "partition_seconds": [3.0, 2.0], "seconds": 0.5, "started": 114.0,
+              "finished": 114.5, "startup_seconds": 0.75, "inputs_span": [110.0, 113.0], "inputs_startup_seconds": 1.5}
+    loaded = {"seconds": 4.0, "started": 115.0, "finished": 119.0, "startup_seconds": 1.0}
+    marted = {"seconds": 0.5, "started": 121.0, "finished": 121.5, "startup_seconds": 2.0}
+    clock = stage_clock(extracted, normalised, validated, linked, loaded, marted)
+    assert clock == {
+        "extract": {"wall_seconds": 3.5, "task_seconds": 5.0, "tasks": 2, "startup_seconds": 9.0},
+        "normalise": {"wall_seconds": 2.5, "task_seconds": 2.5, "tasks": 2, "startup_seconds": 0.75},
+        "validate": {"wall_seconds": 2.0, "task_seconds": 2.0, "tasks": 1, "startup_seconds": 6.0},
+        "link": {"wall_seconds": 5.5, "task_seconds": 6.5, "tasks": 4, "startup_seconds": 2.25},
+        "load": {"wall_seconds": 4.0, "task_seconds": 4.0, "tasks": 1, "startup_seconds": 1.0},
+        "marts": {"wall_seconds": 0.5, "task_seconds": 0.5, "tasks": 1, "startup_seconds": 2.0},
+        "total": {"wall_seconds": 21.5, "task_seconds": 20.5, "tasks": 11, "startup_seconds": 21.0},
+    }
+
+
+def test_stage_clock_without_timestamps_says_so_instead_of_guessing():
+    from govdata.report import stage_clock
+
+    clock = stage_clock([{"seconds": 1.0}], [{"seconds": 2.0}], {"seconds": 0.5}, {"seconds": 0.25}, {"seconds": 3.0}, {})
+    assert {s: c["wall_seconds"] for s, c in clock.items()} == dict.fromkeys(
+        ("extract", "normalise", "validate", "link", "load", "marts", "total"))
+    assert clock["total"]["task_seconds"] == 6.75 and clock["marts"]["tasks"] == 0
+
+
+def test_a_stage_times_its_work_after_its_imports(tmp_path, monkeypatch):
+    import sys
+    import time
+
+    from govdata.stages.common import _body_imports, _inputs_span, _timed
+
+    (tmp_path / "govdata_slow_import_probe.py").write_text("import time\ntime.sleep(0.4)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "govdata_slow_import_probe", raising=False)
+
+    def stage(parts):
+        import govdata_slow_import_probe  # noqa: F401 - imported for its cost
+
+        time.sleep(0.1)
+        return {}
+
+    assert _body_imports(stage) == ("govdata_slow_import_probe",)
+    result = _timed(stage)([{"started": 5.0, "finished": 7.0, "startup_seconds": 1.25},
+                            {"started": 6.0, "finished": 9.5, "startup_seconds": 0.5}])
+    assert result["startup_seconds"] >= 0.4            # the import: start-up
+    assert 0.1 <= result["seconds"] < 0.4               # the work alone
+    assert result["finished"] == round(result["started"] + result["seconds"], 3)
+    assert result["inputs_span"] == [5.0, 9.5] and result["inputs_startup_seconds"] == 1.75
+    assert _inputs_span({"started": 1.0}) is None and _inputs_span([{"seconds": 1.0}]) is None
