@@ -89,7 +89,9 @@ def test_no_raw_identifier_in_analyst_tables(world, run):
     for src in load_sources(world / "sources"):
         if src.kind != "person":
             continue
-        col = next(c for c, e in src.columns.items() if e == "id_number")
+        col = next((c for c, e in src.columns.items() if e == "id_number"), None)
+        if col is None:   # a register without ID numbers (canlian) has none to leak
+            continue
         with sqlite3.connect(src.connection.removeprefix("sqlite:///")) as con:
             raw_ids |= {r[0].strip().upper() for r in con.execute(f'SELECT "{col}" FROM "{src.table}"') if r[0]}
     raw_ids = {i for i in raw_ids if ID_LIKE.fullmatch(i)}
