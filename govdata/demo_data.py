@@ -22,8 +22,15 @@ Departments (source: table, conventions, faults):
 - shuiwu    SW_DJ_NSRXX     ~30% of pre-2015 enterprises only by old tax number; name variants
 - zhengwu   ZW_BJ_SQXX      applications against SERVICE_ITEMS; channel names; timestamps
 - zhengzhao DZZZ_ZZXX       certificates by type name; some expiring within 30 / 90 days
+- zhengwu_sqr ZW_SQR_JBXX   the service hall's applicant register: 证件类型 + 证件号码 (codes, labels, aliases)
+- canlian   CL_CJRXX        disability register: no ID column, own registry number, Excel dates
 All person departments also get homophone slips in names, middle-dot variants, a few
-impossible dates (1990-02-30) and both NULL and '' for missing values.
+impossible dates (1990-02-30) and both NULL and '' for missing values. Issue 13's phenomena
+(foreigners and HK/MO/TW residents, rare characters, mojibake, Excel damage, branches,
+individual businesses, code-less tax records) come from govdata.demo_identity, each from its own
+random stream; truth rows carry a `cause` label for the records they touched. Each department's
+table, key, incremental column and column -> element mapping is a YAML template in
+demo_departments/.
 
 Everything is drawn from one numpy Generator per stage, so the same seed (and the same
 `as_of` date) gives the same bytes. Per-row Python work is limited to the few percent of
