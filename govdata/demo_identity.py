@@ -403,24 +403,45 @@ def dmy(days: np.ndarray) -> np.ndarray:
     return format_dates(y, m, d, "dmy")
 
 
+RENEWED_SHARE = 0.15   # outsiders whose earlier (expired) document is also on file
+
+
+def earlier_documents(o: Outsiders, idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A previous passport / travel permit per person: another number of the same format."""
+    templates = {x[0]: x[2] for x in NATIONALITIES} | {"HKG": "HDDDDDDDD", "MAC": "MDDDDDDDD", "TWN": "DDDDDDDD"}
+    out = np.full(len(idx), None, dtype=object)
+    nationality = o.nationality[idx]
+    for code, template in templates.items():
+        rows = np.flatnonzero(nationality == code)
+        out[rows] = fill_template(rng, template, len(rows))
+    return out
+
+
 def add_outsiders_churujing(t: Table, o: Outsiders, rng: np.random.Generator, as_of: date) -> None:
     """Exit-entry: citizens' rows get 证件类型 111; nine in ten outsiders are registered with
-    their passport or travel permit and a Latin name (mostly the passport's form)."""
+    their passport or travel permit and a Latin name (mostly the passport's form); some also
+    under the document they held before (a renewed passport has a new number)."""
     insert_column(t, "ZJLX", "TEXT", np.full(len(t.columns["RYBH"][1]), "111", dtype=object), before="SFZH")
     idx = np.flatnonzero(rng.random(len(o)) < 0.9)
     idx = idx[rng.permutation(len(idx))]
+    renewed = idx[rng.random(len(idx)) < RENEWED_SHARE]
+    n_current = len(idx)
+    idx = np.concatenate([idx, renewed])
     n = len(idx)
     foreign = o.kind[idx] == FOREIGNER
     doc = np.where(foreign, o.passport[idx], o.travel_permit[idx])
+    doc[n_current:] = earlier_documents(o, renewed, rng)
     code = np.where(foreign, "414", np.where(o.kind[idx] == TAIWAN, "511", "516")).astype(object)
     start = len(t.columns["RYBH"][1])
     rid = concat("E", np.char.zfill(np.arange(start + 1, start + n + 1).astype(str), 11).astype(object))
+    updated = update_seconds(rng, n, as_of, 3)
+    updated[n_current:] -= rng.integers(3 * 365, 8 * 365, n - n_current) * 86400   # the older record
     cols = {
         "RYBH": rid, "ZJLX": code, "SFZH": doc,
         "YWXM": latin_variants(o.given[idx], o.surname[idx], rng, canonical=0.7),
         "XB": np.where(o.sex[idx] == 1, "M", "F").astype(object),
         "CSRQ": dmy(o.birth[idx]), "GJ": o.nationality[idx],
-        "LXDH": o.phone[idx], "GXSJ": format_timestamps(update_seconds(rng, n, as_of, 3)),
+        "LXDH": np.where(np.arange(n) < n_current, o.phone[idx], None), "GXSJ": format_timestamps(updated),
     }
     append_rows(t, cols, outsider_truth("churujing", rid, o, idx, np.full(n, "other_document", dtype=object)))
 

@@ -100,6 +100,9 @@ def test_foreigners_are_found_in_several_departments_under_different_documents(w
     foreign = sb[sb["full_name"].fillna("").str.fullmatch(r"[A-Za-z ,\-]+")]
     pairs = outsiders.merge(foreign, on="_true")
     assert len(pairs) and (pairs["YWXM"] != pairs["full_name"]).any()
+    # a renewed document: the same person under two document numbers in exit-entry
+    twice = outsiders.groupby("_true")["SFZH"].nunique()
+    assert (twice == 2).any() and twice.max() == 2
     # citizens keep their ID card; their type is written as code, label or nothing
     assert {"居民身份证", "身份证", "111"} <= set(sb["cert_type"].dropna()) and sb["cert_type"].isna().any()
 
