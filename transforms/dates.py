@@ -1,7 +1,8 @@
 """Date and timestamp parsing for the formats departments actually store.
 
 Recognised (after NFKC and trimming): YYYYMMDD, YYYY-MM-DD / YYYY/M/D / YYYY.M.D,
-YYYY年M月D日, 'YYYY-MM-DD HH:MM[:SS[.ffffff]]' (also with 'T'), DD/MM/YYYY only when
+YYYY年M月D日, 'YYYY-MM-DD HH:MM[:SS[.ffffff]]' (also with 'T'), English month names
+(7-May-1980, May 7, 1980), YYYY MM DD and a trailing dot, DD/MM/YYYY only when
 dayfirst=True, and Excel serial day numbers (10000..60000, i.e. 1927..2064: the birth dates of today's
 elderly too) when nothing else fits. Each format is one regex applied with pyarrow to the distinct values.
 Status: valid | invalid | missing; note on invalid: impossible_date (1990-02-30),
@@ -23,7 +24,7 @@ _TIME = r"(?:[ T](?P<H>\d{1,2}):(?P<M>\d{2})(?::(?P<S>\d{2})(?:\.(?P<F>\d{1,9}))
 # (name, regex with named groups y m d [H M S F]); first match wins.
 _FORMATS: list[tuple[str, str]] = [
     ("ymd_compact", r"^(?P<y>\d{4})(?P<m>\d{2})(?P<d>\d{2})" + _TIME + "$"),
-    ("ymd", r"^(?P<y>\d{4})[-/.](?P<m>\d{1,2})[-/.](?P<d>\d{1,2})" + _TIME + "$"),
+    ("ymd", r"^(?P<y>\d{4})[-/. ](?P<m>\d{1,2})[-/. ](?P<d>\d{1,2})\.?" + _TIME + "$"),
     ("ymd_zh", r"^(?P<y>\d{4})年(?P<m>\d{1,2})月(?P<d>\d{1,2})日?" + _TIME + "$"),
 ]
 _DAYFIRST = ("dmy", r"^(?P<d>\d{1,2})[-/.](?P<m>\d{1,2})[-/.](?P<y>\d{4})" + _TIME + "$")
@@ -36,9 +37,27 @@ _STATUS = pa.array(["valid", "invalid", "missing"])
 _NOTES = pa.array(["impossible_date", "out_of_range", "unparseable", "excel_serial"])
 
 
+# English month names, as passports, exit-entry and spreadsheet exports write them
+# (7-May-1980, 07 MAY 1980, May 7, 1980, 7 Sept. 1980): rewritten to ISO before parsing.
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+
+
+def _month_names_to_iso(text: pa.Array) -> pa.Array:
+    letters = pc.fill_null(pc.match_substring_regex(text, "[A-Za-z]{3}"), False)
+    if not pc.any(letters).as_py():
+        return text
+    upper = pc.utf8_upper(text)
+    for number, month in enumerate(_MONTHS, 1):
+        name = month + r"[A-Z]*\.?"
+        upper = pc.replace_substring_regex(upper, r"^(\d{1,2})[-\s/]+" + name + r"[-\s/,]+(\d{4})",
+                                           rf"\2-{number:02d}-\1")
+        upper = pc.replace_substring_regex(upper, "^" + name + r"\s+(\d{1,2}),?\s+(\d{4})", rf"\2-{number:02d}-\1")
+    return pc.if_else(letters, upper, text)
+
+
 def _clean(uniques: np.ndarray) -> pa.Array:
     text = nfkc(as_text(uniques))
-    return pc.utf8_trim_whitespace(text)
+    return _month_names_to_iso(pc.utf8_trim_whitespace(text))
 
 
 def _extract(text: pa.Array, regex: str) -> dict[str, np.ndarray]:

@@ -72,3 +72,18 @@ def test_a_pinned_format_tells_impossible_dates_from_unparseable_ones():
                       dayfirst=True, fmt="%d/%m/%Y")
     assert out["status"].tolist() == ["invalid", "invalid", "valid", "invalid", "invalid"]
     assert out["note"].tolist() == ["impossible_date", "impossible_date", pd.NA, "unparseable", "unparseable"]
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("7-May-1980", "1980-05-07"), ("May 7, 1980", "1980-05-07"), ("07 MAY 1980", "1980-05-07"),
+    ("7 Sept. 1980", "1980-09-07"), ("September 30, 1999", "1999-09-30"), ("29-FEB-2000", "2000-02-29"),
+    ("1980 05 07", "1980-05-07"), ("1980.05.07.", "1980-05-07"),
+])
+def test_english_month_names_spaces_and_a_trailing_dot(raw, expected):
+    out = parse_dates(pd.Series([raw]))
+    assert (out["status"].iloc[0], str(out["value"].iloc[0].date())) == ("valid", expected)
+
+
+def test_month_names_that_name_no_day_or_no_date():
+    out = parse_dates(pd.Series(["31-Feb-1980", "Mayday"]))
+    assert out["note"].tolist() == ["impossible_date", "unparseable"]
