@@ -148,6 +148,15 @@ _MOBILE = r"^1[3-9][0-9]{9}$"
 _LANDLINE = r"^0[1-9][0-9]{1,2}[0-9]{7,8}$"
 _COUNTRY_MOBILE = r"^(?:\+?86|0086)(1[3-9][0-9]{9})$"
 _COUNTRY_LANDLINE = r"^(?:\+?86|0086)([1-9][0-9]{1,2}[0-9]{7,8})$"
+# Numbers abroad (foreigners, Hong Kong, Macau and Taiwan residents) in E.164 form, +CC…: given
+# with + or 00 and a country code other than 86, or as the bare 852/853 (8 digits) and 886
+# (9 digits) numbers mainland clerks type without the +. RE2 has no look-ahead: "not 86" spelt out.
+_INTERNATIONAL = r"^(?:\+|00)([1-79][0-9]{6,14}|8[0-57-9][0-9]{5,13})$"
+_BARE_HK_MO_TW = r"^(85[23][0-9]{8}|886[0-9]{9})$"
+_E164 = r"^\+[1-9][0-9]{6,14}$"
+# Several numbers in one field (13812345678/13912345678, 手机；座机): the first is kept.
+_PHONE_LIST = r"[/,;，；、|]"
+_FIRST_OF_LIST = r"^([^/,;，；、|]*)[/,;，；、|].*$"
 
 
 def _flag(text: pa.Array, pattern: str) -> np.ndarray:
@@ -180,33 +189,45 @@ def _phone_uniques(uniques: np.ndarray) -> pd.DataFrame:
     plain = _bare_mobiles(raw)
     dirty_idx = np.flatnonzero(~plain)
     sub = raw.take(pa.array(dirty_idx))
-    flags = {k: np.zeros(n, dtype=bool) for k in ("fullwidth", "separators", "country_code")}
+    flags = {k: np.zeros(n, dtype=bool) for k in ("fullwidth", "separators", "country_code", "several_numbers",
+                                                  "international")}
     flags["fullwidth"][dirty_idx] = _flag(sub, r"[\x{FF01}-\x{FF5E}\x{3000}]")
     sub = pc.utf8_normalize(sub, "NFKC")
+    digits = pc.utf8_length(pc.replace_substring_regex(sub, r"[^0-9]", "")).to_numpy(zero_copy_only=False)
+    several = _flag(sub, _PHONE_LIST) & (digits > 15)   # more digits than any one number has
+    if several.any():
+        flags["several_numbers"][dirty_idx] = several
+        sub = pc.if_else(pa.array(several), pc.replace_substring_regex(sub, _FIRST_OF_LIST, r"\1"), sub)
     flags["separators"][dirty_idx] = _flag(sub, _PHONE_SEPARATORS)
     sub = pc.replace_substring_regex(sub, _PHONE_SEPARATORS, "")
     flags["country_code"][dirty_idx] = _flag(sub, _COUNTRY_MOBILE) | _flag(sub, _COUNTRY_LANDLINE)
     sub = pc.replace_substring_regex(sub, _COUNTRY_MOBILE, r"\1")
     sub = pc.replace_substring_regex(sub, _COUNTRY_LANDLINE, r"0\1")
+    flags["international"][dirty_idx] = _flag(sub, _INTERNATIONAL) | _flag(sub, _BARE_HK_MO_TW)
+    sub = pc.replace_substring_regex(sub, _INTERNATIONAL, r"+\1")
+    sub = pc.replace_substring_regex(sub, _BARE_HK_MO_TW, r"+\1")
     text = pc.replace_with_mask(raw, pa.array(~plain), sub) if len(dirty_idx) else raw
     missing = pc.fill_null(pc.equal(pc.utf8_length(text), 0), True).to_numpy(zero_copy_only=False)
     ok = plain.copy()
-    ok[dirty_idx] = _flag(sub, _MOBILE) | _flag(sub, _LANDLINE)
+    ok[dirty_idx] = _flag(sub, _MOBILE) | _flag(sub, _LANDLINE) | _flag(sub, _E164)
     no_area = np.zeros(n, dtype=bool)
     no_area[dirty_idx] = _flag(sub, r"^[2-9][0-9]{6,7}$")
     invalid = ~missing & ~ok
     no_area &= invalid
     status = _PHONE_STATUS.take(pa.array(np.select([missing, invalid], [2, 1], 0).astype(np.int8)))
     notes = join_notes(n, [("fullwidth", flags["fullwidth"] & ~missing), ("separators", flags["separators"] & ~missing),
-                           ("country_code", flags["country_code"] & ~missing), ("no_area_code", no_area),
+                           ("country_code", flags["country_code"] & ~missing),
+                           ("several_numbers", flags["several_numbers"] & ~missing),
+                           ("international", flags["international"] & ~missing), ("no_area_code", no_area),
                            ("bad_format", invalid & ~no_area)])
     value = pc.if_else(pa.array(ok), text, pa.scalar(None, pa.string()))
     return pd.DataFrame({"value": strings(value), "status": strings(status), "note": strings(notes)})
 
 
 def normalise_phone(values: pd.Series) -> pd.DataFrame:
-    """Phone numbers -> digits only: 11-digit mobile (1[3-9]…) or area code + 7-8 digits.
-    Separators, full-width digits and a +86/0086 prefix are removed (noted);
+    """Phone numbers -> digits only: 11-digit mobile (1[3-9]…) or area code + 7-8 digits; numbers
+    abroad as E.164 (+85291234567). Separators, full-width digits and a +86/0086 prefix are
+    removed, of several numbers in one field the first is kept (all noted);
     a landline without its area code is invalid (no_area_code), anything else bad_format."""
     return per_unique(values, _phone_uniques, arrow=True)
 

@@ -125,3 +125,18 @@ def test_sex_labels_from_the_standard_alias_table():
     table = load_standards().code_table("sex_alias")
     out = normalise_sex(pd.Series(["男性", "女性", "男", "Female", "未说明"]), table)
     assert out["value"].tolist() == ["1", "2", "1", "2", "9"]
+
+
+@pytest.mark.parametrize("raw, value, note", [
+    ("852-91234567", "+85291234567", "separators;international"),       # Hong Kong mobile, no +
+    ("+852 9123 4567", "+85291234567", "separators;international"),
+    ("0085291234567", "+85291234567", "international"),
+    ("+1 (415) 555-2671", "+14155552671", "separators;international"),
+    ("886912345678", "+886912345678", "international"),                  # Taiwan mobile, no +
+    ("+8613812345678", "13812345678", "country_code"),                   # +86 stays domestic
+    ("13812345678/13912345678", "13812345678", "several_numbers"),
+    ("010-62345678,13812345678", "01062345678", "separators;several_numbers"),
+])
+def test_numbers_abroad_and_several_numbers_in_one_field(raw, value, note):
+    out = normalise_phone(pd.Series([raw]))
+    assert (out["value"].iloc[0], out["status"].iloc[0], out["note"].iloc[0]) == (value, "valid", note)
