@@ -21,7 +21,7 @@ def link_plan(normalised: list[dict], run: dict) -> dict:
     import pyarrow as pa
 
     from govdata.lake import IPC_SUFFIX, read_arrow, write_parquet
-    from govdata.transforms.linkage.phones import with_phone_persons
+    from govdata.transforms.linkage.shared_values import with_shared_counts
     from govdata.transforms.linkage.plan import KEYS, _split_by_partition, assign_partitions, previous_partitions
 
     def hand_off(table, name: str) -> str:
@@ -37,7 +37,7 @@ def link_plan(normalised: list[dict], run: dict) -> dict:
         if records.num_rows == 0:
             continue
         if kind == PERSON:   # counted over every record: partitions and scopes weigh a phone alike
-            records = with_phone_persons(records)
+            records = with_shared_counts(records)
         plan = {"mode": "full", "records": records.num_rows}
         incremental = incremental_scope(records, kind, normalised, run)
         if incremental is not None:

@@ -39,11 +39,15 @@ def exact(left: pd.Series, right: pd.Series) -> np.ndarray:
     return _result(agree, present)
 
 
-def document_agree(left: pd.Series, right: pd.Series) -> np.ndarray:
-    """Other documents (type + number keys): 1 the same document; NaN otherwise. A different
-    number is no evidence against: passports and permits are reissued under new numbers."""
+def agreement_only(left: pd.Series, right: pd.Series) -> np.ndarray:
+    """1 equal; NaN otherwise: a difference is no evidence against. Other documents (type +
+    number: passports and permits are reissued under new numbers), addresses (people move),
+    latin name keys (the pinyin comparison already counts a different name)."""
     agree = exact(left, right)
     return np.where(agree == 1, 1.0, np.nan)
+
+
+document_agree = agreement_only
 
 
 def id_within_edits(left: pd.Series, right: pd.Series, max_edits: int) -> np.ndarray:

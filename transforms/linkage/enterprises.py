@@ -26,18 +26,29 @@ GOLDEN_ELEMENTS = ["uscc", "org_code", "name", "name_core", "legal_rep_name", "f
 RULE_ORDER = ["steward", "uscc", "org_code", "tax_no", "reg_no", "name"]
 
 
+def county_of(region: pd.Series) -> pd.Series:
+    """County-level region codes; NULL for a province or prefecture (…00: an address whose
+    county was abolished, 崇文区, resolves no finer) — it does not tell two counties apart."""
+    return region.where(~region.str.endswith("00").fillna(True))
+
+
 def identifier_keys(df: pd.DataFrame) -> pd.DataFrame:
     """Usable USCC and the organisation code however the record carries it (Arrow strings)."""
     text = lambda col: df[col].astype("string[pyarrow]")   # noqa: E731
     status, uscc, tax = text("uscc_status"), text("uscc"), text("tax_no")
     usable = uscc.notna() & (status.isna() | status.isin(["valid", "repaired"]))
+    county = county_of(text("region_code"))
     return pd.DataFrame({
         "uscc": uscc.where(usable),
         "org": text("org_code").fillna(uscc.where(usable).str[8:17]),
         "tax": tax,
         "tax_org": tax.where(tax.str.len() == 15).str[6:15],
         "reg": text("reg_no"),
-        "name_key": text("name_core") + "|" + text("legal_rep_name"),
+        # name + legal representative (an individual business's operator) + county: one shop
+        # name (徐记五金店) and operator name recur from county to county
+        "name_key": text("name_core") + "|" + text("legal_rep_name") + "|" + county.fillna(""),
+        "county": county,
+        "name_any_region": text("name_core") + "|" + text("legal_rep_name"),
     }, index=df.index)
 
 
@@ -68,6 +79,20 @@ def _first_position(keys: pd.Series) -> np.ndarray:
     distinct, at = np.unique(codes[present], return_index=True)
     first[distinct] = present[at]
     return first[codes]
+
+
+def name_targets(keys: pd.DataFrame, bare: np.ndarray, cluster: np.ndarray, no_region: np.ndarray) -> np.ndarray:
+    """The cluster each record without any code joins by name + legal representative, NaN for
+    none: the one cluster of coded records with the same name, representative and county; a
+    record without a county (or only a province's) takes the one cluster with that name and
+    representative anywhere.
+    Ambiguous keys (two clusters) link nothing."""
+    coded = pd.Series(~bare, index=keys.index)
+    hit = _lookup(keys["name_key"].where(pd.Series(bare, index=keys.index)),
+                  _unique_target(keys["name_key"].where(coded), cluster))
+    anywhere = _lookup(keys["name_any_region"].where(pd.Series(bare & no_region, index=keys.index)),
+                       _unique_target(keys["name_any_region"].where(coded), cluster))
+    return np.where(np.isnan(hit), anywhere, hit)
 
 
 def identifier_edges(keys: pd.DataFrame, group: np.ndarray) -> pd.DataFrame:
@@ -135,9 +160,8 @@ def link_enterprises(records: pd.DataFrame, *, previous_xref: pd.DataFrame | Non
     # name + legal representative for records carrying no identifier at all
     cluster = uf.labels(group)
     bare = keys[["uscc", "org", "tax", "reg"]].isna().all(axis=1).to_numpy()
-    target = _unique_target(keys["name_key"].where(pd.Series(~bare, index=keys.index)), cluster)
+    hit = name_targets(keys, bare, cluster, keys["county"].isna().to_numpy())
     rep = pd.Series(np.arange(n)).groupby(cluster).transform("min").to_numpy()
-    hit = _lookup(keys["name_key"].where(pd.Series(bare, index=keys.index)), target)
     rep_of_cluster = pd.Series(rep).groupby(cluster).first()
     review_rows = []
     for a in np.flatnonzero(~np.isnan(hit)):

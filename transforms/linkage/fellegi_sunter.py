@@ -33,10 +33,14 @@ def estimate_mu(features: pd.DataFrame, m_prior: dict, u_prior: dict, estimate: 
 
     try:
         ecm = recordlinkage.ECMClassifier(init="jaro", max_iter=100)
-        sample = features[fields]
+        # complete pairs only: a missing value read as disagreement (a service-hall record
+        # without birth date) would drag m down for every pair
+        sample = features[fields].dropna()
+        if len(sample) < min_pairs:
+            return m, u, "prior"
         if len(sample) > max_sample:   # m is a rate: a fixed random sample estimates it as well
             sample = sample.sample(n=max_sample, random_state=0)
-        ecm.fit(_small_ints(sample.fillna(0).astype(int)))
+        ecm.fit(_small_ints(sample.astype(int)))
         m_est = {c: float(ecm.m_probs[c][1]) for c in fields}
     except Exception as exc:  # EM failing on odd data must not stop a run: fall back
         log.warning("ECM estimation failed (%s); using prior weights", type(exc).__name__)

@@ -38,11 +38,11 @@ log = logging.getLogger(__name__)
 # the columns the scope is computed from (prepare_records fills the others with NULL)
 SCOPE_COLUMNS = {"person": ["source_system", "source_record_id", "id_number", "id_number_status", "id_number_note",
                             "id_type", "doc_number", "name", "name_latin", "name_pinyin", "sex", "birth_date",
-                            "phone", "region_code"],
+                            "phone", "address", "region_code"],
                  "enterprise": ["source_system", "source_record_id", "uscc", "uscc_status", "org_code",
-                                "tax_no", "reg_no", "name_core", "legal_rep_name"]}
+                                "tax_no", "reg_no", "name_core", "legal_rep_name", "region_code"]}
 ENTERPRISE_TOKENS = {"uscc": "uscc", "org": "org", "tax_org": "org", "tax": "tax", "reg": "reg",
-                     "name_key": "name"}   # column → token family (an org code matches either)
+                     "name_key": "name", "name_any_region": "name"}   # column → token family (an org code matches either)
 
 
 def whole_clusters(mask: np.ndarray, cluster: np.ndarray) -> np.ndarray:
@@ -120,7 +120,7 @@ def _yyyymmdd(dates: pa.ChunkedArray) -> pa.ChunkedArray:
 
 def _new_key_candidates(table: pa.Table, m: pa.Array, own: pa.ChunkedArray, from_id: pa.ChunkedArray,
                         pinyin: pa.ChunkedArray) -> pa.ChunkedArray:
-    """The blocking keys of persons.BLOCKS beyond birth + initial, pinyin + year and phone: the
+    """The blocking keys of persons.BLOCKS beyond birth + initial, pinyin + year, phone, address: the
     other document, latin name + birth date, birth date + last character, and the birth date
     alone where a name has no pinyin (its initial comes from the name's first character)."""
     bar = pa.scalar("|", pa.large_string())
@@ -156,6 +156,7 @@ def person_candidates(table: pa.Table, mask: np.ndarray, cfg: LinkConfig) -> np.
     year = lambda birth: pc.binary_join_element_wise(pinyin, pc.utf8_slice_codeunits(birth, 0, 4), bar)  # noqa: E731
     hit = pc.or_(_any_in([day(own), day(from_id)], m), _any_in([year(own), year(from_id)], m))
     hit = pc.or_(hit, _any_in([text_column(table, "phone")], m))
+    hit = pc.or_(hit, _any_in([text_column(table, "address")], m))
     hit = pc.or_(hit, _new_key_candidates(table, m, own, from_id, pinyin))
     hit = pc.or_(hit, _id_neighbours(ids, m, (cfg.sorted_window - 1) // 2))
     hit = pc.or_(pc.fill_null(hit, False), m)

@@ -18,13 +18,13 @@ from .common import (ConstrainedUnion, assign_stable_ids, decision_pairs, factor
                      factorize_once, group_sizes, pair_id, prepare_records, recode, singleton_groups)
 from .config import LinkConfig, LinkResult
 from .fellegi_sunter import estimate_mu, field_weights
-from .phones import COLUMNS as PHONE_COLUMNS
-from .phones import phone_persons
+from .shared_values import COLUMNS as SHARED_COLUMNS
+from .shared_values import SHARED, persons_per_value
 from .survivorship import _pack, entity_rules, golden_records, trust_rank
 
 PERSON_COLS = ["id_number", "id_number_status", "id_number_note", "id_type", "doc_number", "name",
                "name_latin", "name_pinyin", "sex", "birth_date", "ethnicity", "phone", "address",
-               "region_code", "updated_at", "phone_persons"]
+               "region_code", "updated_at", "phone_persons", "address_persons"]
 GOLDEN_ELEMENTS = ["id_number", "name", "name_pinyin", "sex", "birth_date", "ethnicity",
                    "phone", "address", "region_code"]
 STATUSES = {"valid", "repaired", "invalid", "missing", "other_document"}  # other_document: no key (docs/CONTRACTS.md)
@@ -36,10 +36,11 @@ INITIAL_SLOTS = 64
 # distinct_sources keeps one bit per source in an int64 mask, clear of the sign bit (and one
 # spare): with more sources than this the same-source check is skipped, not an error.
 MAX_MASKED_SOURCES = 62
-FIELDS = ["id", "document", "name", "pinyin", "birth", "sex", "phone", "region"]
+FIELDS = ["id", "document", "name", "pinyin", "latin", "birth", "sex", "phone", "address", "region"]
 COMPARED = ["id_number", "document", "name", "pinyin", "latin_key", "birth", "sex", "phone", "region",
-            "phone_persons"]   # view columns
-BLOCKS = ["b_birth", "b_pinyin_year", "b_phone", "b_document", "b_latin_birth", "b_birth_last"]
+            "phone_persons", "address", "address_persons"]   # view columns
+BLOCKS = ["b_birth", "b_pinyin_year", "b_phone", "b_document", "b_latin_birth", "b_birth_last", "b_address"]
+SCALED = {"phone": "phone_persons", "address": "address_persons"}   # comparison -> persons sharing the value
 INITIALS = "abcdefghijklmnopqrstuvwxyz0123456789"   # a pinyin starts with one of these
 RULE_TEXT = np.array(["id", "repaired_id", "probabilistic", "steward", "singleton"], dtype=object)
 ID, REPAIRED_ID, PROBABILISTIC, STEWARD, SINGLETON = range(len(RULE_TEXT))
@@ -64,6 +65,32 @@ def _per_unique(values: pd.Series, fn) -> pd.Series:
     return out.where(pd.Series(codes >= 0, index=values.index))
 
 
+def truncated_twins(ids: pd.Series, usable: np.ndarray, sources: pd.Series) -> np.ndarray:
+    """Usable ID numbers ending in 000, held by one source only, whose first 15 digits another
+    usable ID number starts with: Excel kept 15 significant digits and the zeroed number's check
+    digit happened to fit (1 in 11), so it passed as valid. Such a number is no key; its record
+    links by the rest. A number several departments hold is the person's own."""
+    text = ids.astype("string[pyarrow]")
+    suspect = usable & text.str.endswith("000").fillna(False).to_numpy(dtype=bool)
+    if not suspect.any():
+        return suspect
+    held = pd.Series(usable, index=ids.index)
+    id_code, _ = factorize(text.where(held))
+    prefix_code, _ = factorize(_slice(text, 0, 15).where(held))
+    rows = np.flatnonzero(usable)
+    ids_per_prefix = _distinct_per(prefix_code, id_code, rows)
+    sources_per_id = _distinct_per(id_code, factorize(sources)[0], rows)
+    at = np.maximum(id_code, 0)
+    return suspect & (ids_per_prefix[np.maximum(prefix_code, 0)] > 1) & (sources_per_id[at] == 1)
+
+
+def _distinct_per(group: np.ndarray, value: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Number of distinct values per group code, over the given rows."""
+    width = int(value.max(initial=0)) + 1
+    distinct = np.unique(group[rows] * width + value[rows])
+    return np.bincount(distinct // width, minlength=int(group.max(initial=0)) + 1)
+
+
 def id_facts(df: pd.DataFrame) -> pd.DataFrame:
     """Birth date and sex embedded in usable ID numbers (GB 11643: digits 7-14, 17th odd=male)."""
     bad = ~df["id_number_status"].isin(STATUSES) & df["id_number_status"].notna()
@@ -72,6 +99,7 @@ def id_facts(df: pd.DataFrame) -> pd.DataFrame:
                          f"{df.loc[bad, 'id_number_status'].iloc[0]!r} (expected "
                          f"{', '.join(sorted(STATUSES))})")
     usable = df["id_number_status"].isin(USABLE) & df["id_number"].notna()
+    usable &= ~truncated_twins(df["id_number"], usable.to_numpy(dtype=bool), df["source_system"])
     ids = df["id_number"].astype("string[pyarrow]").where(usable)
     id_birth = _per_unique(_slice(ids, 6, 14),
                            lambda u: pd.to_datetime(u, format="%Y%m%d", errors="coerce"))
@@ -136,10 +164,12 @@ def document_keys(df: pd.DataFrame) -> pd.Series:
     return (kind + "\x1f" + doc).astype("string[pyarrow]")
 
 
-def excel_damaged(df: pd.DataFrame) -> np.ndarray:
-    """Records whose ID number Excel damaged (normaliser notes excel_scientific, excel_truncated)."""
+def excel_damaged(df: pd.DataFrame, usable: np.ndarray) -> np.ndarray:
+    """Records whose ID number Excel damaged: the normaliser's notes excel_scientific and
+    excel_truncated, and the truncated numbers that passed as valid (truncated_twins)."""
     note = df["id_number_note"].astype("string[pyarrow]")
-    return note.str.contains("excel_", regex=False).fillna(False).to_numpy(dtype=bool)
+    noted = note.str.contains("excel_", regex=False).fillna(False).to_numpy(dtype=bool)
+    return noted | (df["id_number_status"].isin(USABLE).fillna(False).to_numpy(dtype=bool) & ~usable)
 
 
 def _last_char(names: pd.Series) -> pd.Series:
@@ -175,15 +205,15 @@ def surname_initials(py_code: np.ndarray, py_uniques, names: pd.Series) -> np.nd
     return out
 
 
-def phone_persons_of(df: pd.DataFrame) -> pd.Series:
-    """How many distinct persons use each record's phone: the phone_persons column link_plan
-    computes over every record of the run (so a partition or an incremental scope weighs a
-    phone as a full run does), else counted on these records."""
-    given = df["phone_persons"]
+def persons_sharing(df: pd.DataFrame, column: str) -> pd.Series:
+    """How many distinct persons use each record's phone / address (shared_values.py): the
+    column link_plan computes over every record of the run (so a partition or an incremental
+    scope weighs a value as a full run does), else counted on these records."""
+    given = df[SHARED[column]]
     if given.notna().any():
         return pd.to_numeric(given).fillna(1).astype("float64")
-    table = pa.Table.from_pandas(df[[c for c in PHONE_COLUMNS if c in df.columns]], preserve_index=False)
-    return pd.Series(phone_persons(table), index=df.index, dtype="float64")
+    table = pa.Table.from_pandas(df[[c for c in SHARED_COLUMNS if c in df.columns]], preserve_index=False)
+    return pd.Series(persons_per_value(table, column), index=df.index, dtype="float64")
 
 
 # ---------------------------------------------------------------- probabilistic pass
@@ -213,7 +243,7 @@ def _blocking_frame(df: pd.DataFrame, facts: pd.DataFrame, conflict: np.ndarray,
         .fillna(False).to_numpy()
     view = pd.DataFrame({
         # an ID number Excel damaged (scientific notation, last digits zeroed) names nobody
-        "id_number": _null_where(df["id_number"], excel_damaged(df)),
+        "id_number": _null_where(df["id_number"], excel_damaged(df, facts["usable"].to_numpy())),
         # a dropped middle dot (艾合买提玉素甫) is not a different name
         "name": df["name"].astype("string[pyarrow]").str.replace("·", "", regex=False),
         "pinyin": df["name_pinyin"].astype("string[pyarrow]"),
@@ -224,7 +254,9 @@ def _blocking_frame(df: pd.DataFrame, facts: pd.DataFrame, conflict: np.ndarray,
         "phone": df["phone"].astype("string[pyarrow]"),
         "region": _null_where(region, from_borrowed_id),
         "document": document_keys(df),
-        "phone_persons": phone_persons_of(df),
+        "phone_persons": persons_sharing(df, "phone"),
+        "address": df["address"].astype("string[pyarrow]"),
+        "address_persons": persons_sharing(df, "address"),
     }, index=df.index)
     # integer blocking keys: merges on ints are far cheaper than on strings
     days = view["birth"].to_numpy(dtype="datetime64[D]")
@@ -237,6 +269,7 @@ def _blocking_frame(df: pd.DataFrame, facts: pd.DataFrame, conflict: np.ndarray,
     latin, _ = factorize(view["latin_key"])
     document, _ = factorize(view["document"])
     phone_code = factorize_once(codes, "phone", df["phone"])[0]
+    address, _ = factorize(view["address"])
     first_day = int(day_no[has_birth].min()) if has_birth.any() else 0
     span = int(day_no[has_birth].max()) - first_day + 1 if has_birth.any() else 1
     keys = {"b_birth": (day_no * INITIAL_SLOTS + initial, has_birth & (initial >= 0)),
@@ -248,7 +281,9 @@ def _blocking_frame(df: pd.DataFrame, facts: pd.DataFrame, conflict: np.ndarray,
             # a foreigner's latin name in any order, case or hyphenation, + birth date
             "b_latin_birth": (latin * span + (day_no - first_day), (latin >= 0) & has_birth),
             # birth date + last character: a stand-in for a rare surname (*明 / 䶮明) still meets
-            "b_birth_last": (day_no * (int(last.max(initial=0)) + 1) + last, has_birth & (last >= 0))}
+            "b_birth_last": (day_no * (int(last.max(initial=0)) + 1) + last, has_birth & (last >= 0)),
+            # a household's address: records without birth date or phone (a service-hall applicant)
+            "b_address": (address, address >= 0)}
     for col, (code, present) in keys.items():
         size = group_sizes(np.where(present, code, -1))
         keep = present & (size <= max_block)   # giant blocks: shared phones etc.
@@ -338,22 +373,23 @@ def compare_pairs(view: pd.DataFrame, pairs: pd.MultiIndex, conflict: np.ndarray
         "document": compare.document_agree(L["document"], R["document"]),
         "name": compare.name_agree(L["name"], R["name"]),   # 1, WEAK (a rare character's stand-in), 0
         "pinyin": compare.name_order_agree(L["pinyin"], R["pinyin"], L["latin_key"], R["latin_key"]),
+        "latin": compare.agreement_only(L["latin_key"], R["latin_key"]),
         "birth": compare.birth_close(L["birth"], R["birth"]),
         "sex": compare.sex_agree(L["sex"], R["sex"]),
         "phone": compare.exact(L["phone"], R["phone"]),
+        "address": compare.agreement_only(L["address"], R["address"]),
         "region": compare.region_agree(L["region"], R["region"]),
     })
     feats.index = pairs
     return feats
 
 
-def shared_phone_weights(phone_weight: np.ndarray, phone_agree: np.ndarray,
-                         persons: np.ndarray) -> np.ndarray:
-    """Phone agreement weight with u scaled by the persons using the phone (phones.py):
+def shared_value_weights(weight: np.ndarray, agree: np.ndarray, persons: np.ndarray) -> np.ndarray:
+    """Agreement weight with u scaled by the persons using the value (shared_values.py):
     log2(m / (u * k)) = log2(m / u) - log2(k), never below 0; disagreement as it was."""
     k = np.maximum(np.nan_to_num(persons.astype(np.float64), nan=1.0), 1.0)
-    scaled = np.maximum(phone_weight - np.log2(k), 0.0)
-    return np.where(phone_agree == 1, scaled, phone_weight)
+    scaled = np.maximum(weight - np.log2(k), 0.0)
+    return np.where(agree == 1, scaled, weight)
 
 
 # ---------------------------------------------------------------- public entry point
@@ -414,9 +450,10 @@ def link_persons(records: pd.DataFrame, *, previous_xref: pd.DataFrame | None = 
     weights = field_weights(model_feats, m, u)
     if weak.any():   # weak agreement: half the agreement weight, never a disagreement
         weights.loc[weak, "name"] = compare.WEAK * np.log2(m["name"] / u["name"])
-    if len(feats):
-        weights["phone"] = shared_phone_weights(weights["phone"].to_numpy(), feats["phone"].to_numpy(),
-                                                view["phone_persons"].to_numpy()[pairs.get_level_values(0)])
+    for field, persons in SCALED.items():   # a family's phone or home: weak evidence
+        if len(feats):
+            weights[field] = shared_value_weights(weights[field].to_numpy(), feats[field].to_numpy(),
+                                                  view[persons].to_numpy()[pairs.get_level_values(0)])
     score = weights.sum(axis=1).to_numpy()
     lap("classifying")
 

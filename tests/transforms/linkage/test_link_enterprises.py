@@ -108,3 +108,57 @@ def test_enterprise_ids_are_stable_across_runs():
 def test_duplicate_enterprise_key_is_named():
     with pytest.raises(ValueError, match=r"enterprise records: duplicate record key \(zhengwu, z1\)"):
         run(world() + [ent("zhengwu", "z1")])
+
+
+def uscc_of(prefix: str, region: str, org: str) -> str:
+    body = prefix + region + org
+    return body + uscc_std.calc_check_digit(body)
+
+
+def shop(source, rid, uscc=None, core=None, rep=None, region="110101", branch_of=None):
+    row = ent(source, rid, uscc, core=core, rep=rep)
+    return row | {"region_code": region, "name": f"{branch_of or ''}{core}"}
+
+
+def test_a_branch_with_its_own_uscc_stays_apart_from_its_head_office():
+    head = uscc_of("91", "110105", "MA05HEAD5")
+    branch = uscc_of("91", "110108", "MA08BRCH8")
+    rows = [shop("shichang", "head", head, core="华信科技", rep="张三", region="110105"),
+            # name = head office + place + 分公司, its own USCC and person in charge
+            shop("shichang", "branch", branch, core="华信科技有限公司海淀分", rep="李四", region="110108"),
+            shop("shuiwu", "t-branch", core="华信科技有限公司海淀分", rep="李四", region="110108"),
+            shop("shuiwu", "t-head", core="华信科技", rep="张三", region="110105")]
+    r = run(rows)
+    assert clusters(r.xref, "enterprise_id") == {frozenset({"shichang:head", "shuiwu:t-head"}),
+                                                  frozenset({"shichang:branch", "shuiwu:t-branch"})}
+
+
+def test_an_individual_business_links_by_name_operator_and_county_never_across_counties():
+    dongcheng = uscc_of("92", "110101", "424230766")
+    lixia = uscc_of("92", "370102", "333602691")
+    rows = [shop("shichang", "s1", dongcheng, core="徐记五金店", rep="徐嘉子", region="110101"),
+            shop("shichang", "s2", lixia, core="徐记五金店", rep="徐嘉子", region="370102"),
+            shop("shuiwu", "t1", core="徐记五金店", rep="徐嘉子", region="110101"),
+            shop("shuiwu", "t2", core="徐记五金店", rep="徐嘉子", region="370102"),
+            # the same shop name and operator in a third county with no coded record: alone
+            shop("shuiwu", "t3", core="徐记五金店", rep="徐嘉子", region="320106"),
+            shop("shuiwu", "t4", core="徐记五金店", rep="徐嘉子", region="510104"),
+            # no county: the name and operator point at two shops, so it links to neither
+            shop("shuiwu", "t5", core="徐记五金店", rep="徐嘉子", region=None)]
+    r = run(rows)
+    assert clusters(r.xref, "enterprise_id") == {
+        frozenset({"shichang:s1", "shuiwu:t1"}), frozenset({"shichang:s2", "shuiwu:t2"}),
+        frozenset({"shuiwu:t3"}), frozenset({"shuiwu:t4"}), frozenset({"shuiwu:t5"})}
+    assert dict(zip(r.xref.source_record_id, r.xref.match_rule))["t1"] == "name"
+
+
+def test_a_record_without_county_links_when_exactly_one_enterprise_has_its_name_and_representative():
+    rows = [shop("shichang", "s1", uscc_of("92", "110101", "424230766"), core="刘记服装店", rep="刘娜娟"),
+            shop("shuiwu", "t1", core="刘记服装店", rep="刘娜娟", region=None),
+            # an abolished county (崇文区) resolves to its province only
+            shop("shichang", "s2", uscc_of("92", "110103", "545173833"), core="杨记便利店", rep="杨龙",
+                 region="110103"),
+            shop("shuiwu", "t2", core="杨记便利店", rep="杨龙", region="110000")]
+    r = run(rows)
+    assert clusters(r.xref, "enterprise_id") == {frozenset({"shichang:s1", "shuiwu:t1"}),
+                                                  frozenset({"shichang:s2", "shuiwu:t2"})}

@@ -8,8 +8,8 @@ import pyarrow as pa
 import pytest
 
 from govdata.transforms.linkage import link_persons
-from govdata.transforms.linkage.persons import shared_phone_weights
-from govdata.transforms.linkage.phones import phone_persons
+from govdata.transforms.linkage.persons import shared_value_weights
+from govdata.transforms.linkage.shared_values import persons_per_value
 
 from .people import SURVIVORSHIP, clusters, frame, make_id, rec
 
@@ -115,14 +115,14 @@ def test_phone_persons_counts_distinct_birth_date_and_sex_per_phone():
         "id_number_status": ["missing"] * 5 + ["valid", "missing"]})
     # the 1990 man twice is one person; the undated record counts nobody; the 138 holder's
     # birth date comes from his ID number
-    assert phone_persons(table).tolist() == [3, 3, 3, 3, 3, 1, 1]
+    assert persons_per_value(table, "phone").tolist() == [3, 3, 3, 3, 3, 1, 1]
 
 
 def test_shared_phone_weight_is_scaled_by_persons_and_never_turns_against():
     w = np.array([5.9, 5.9, -1.3, 5.9, 0.0])
     agree = np.array([1.0, 1.0, 0.0, 1.0, np.nan])
     persons = np.array([1.0, 4.0, 4.0, 1000.0, 2.0])
-    assert shared_phone_weights(w, agree, persons).tolist() == pytest.approx([5.9, 3.9, -1.3, 0.0, 0.0])
+    assert shared_value_weights(w, agree, persons).tolist() == pytest.approx([5.9, 3.9, -1.3, 0.0, 0.0])
 
 
 def test_a_family_phone_is_weak_evidence():
@@ -144,3 +144,37 @@ def test_a_family_phone_is_weak_evidence():
     assert clusters(own.xref) == {frozenset({"gongan:g3", "canlian:c1"})}
     assert own.xref.match_score.dropna().item() == pytest.approx(
         round(W["pinyin"] + W["phone"] + W["sex"] + W["region"], 4))
+
+
+def test_a_truncated_id_whose_check_digit_happens_to_fit_is_no_key():
+    real = make_id("1990-01-02", "813")
+    truncated = real[:15] + "000"   # the check digit of ...800 is 0: it passes as valid
+    assert truncated == make_id("1990-01-02", "800")
+    rows = [rec("gongan", "g1", real, "张伟", "zhangwei", "1", "1990-01-02"),
+            rec("weijian", "w1", real, "张伟", "zhangwei", "1", "1990-01-02"),
+            rec("shebao", "s1", truncated, "张伟", "zhangwei", "1", "1990-01-02")]
+    r = link(rows)
+    assert clusters(r.xref) == {frozenset({"gongan:g1", "weijian:w1", "shebao:s1"})}
+    assert dict(zip(r.xref.source_record_id, r.xref.match_rule)) == {"g1": "id", "w1": "id", "s1": "probabilistic"}
+    # a number ending in 000 that two departments hold is the person's own
+    own = link(rows[:1] + [rec("gongan", "g2", truncated, "李娜", "lina", "2", "1990-01-02"),
+                           rec("shebao", "s2", truncated, "李娜", "lina", "2", "1990-01-02")])
+    assert own.xref.match_rule.tolist() == ["singleton", "id", "id"] and len(clusters(own.xref)) == 2
+
+
+def test_an_applicant_without_birth_date_or_phone_links_by_name_and_household_address():
+    home = "浙江省杭州市上城区科技园路395号"
+    held = make_id("1969-02-11", "041")
+    rows = [rec("gongan", "g1", held, "林颖静", "linyingjing", "2", "1969-02-11", address=home),
+            rec("gongan", "g2", make_id("1995-05-05", "013"), "王强", "wangqiang", "1", "1995-05-05",
+                address=home),
+            rec("zhengwu_sqr", "q1", None, "林颖静", "linyingjing", "2", None, address=home, id_type="414",
+                doc="E85645071"),
+            # a namesake elsewhere: name and sex alone never link
+            rec("zhengwu_sqr", "q2", None, "林颖静", "linyingjing", "2", None, address="天津市和平区长江路323号")]
+    r = link(rows)
+    assert clusters(r.xref) == {frozenset({"gongan:g1", "zhengwu_sqr:q1"}), frozenset({"gongan:g2"}),
+                                frozenset({"zhengwu_sqr:q2"})}
+    ev = pair_evidence(r, "g1", "q1")
+    # two persons live there: u scaled by 2
+    assert ev.w_address == pytest.approx(round(np.log2(0.6 / 0.001) - 1, 4))

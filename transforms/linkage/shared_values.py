@@ -1,14 +1,14 @@
-"""Shared phones: how many distinct persons use a phone number.
+"""Shared phones and addresses: how many distinct persons use a value.
 
-A family shares numbers: a parent's mobile on a child's health record, a child's on an
-elder's pension file. Agreement on such a phone says less than agreement on a personal one,
-so person linkage scores it with u scaled by the number of persons seen with the phone:
-agreement weight log2(m / (u * k)), never below 0 (a shared phone is weak evidence, not
-evidence against). A person here is a distinct (birth date, sex) among all records carrying
-the phone — own birth date and sex, else those the usable ID number encodes. Names are left
-out on purpose: spelling variants of one person would count as several persons, while family
-members differ in birth date. Computed over every record of a run (link_plan), so each
-partition and an incremental scope weigh a phone as a full run does.
+A family shares numbers and a home: a parent's mobile on a child's health record, a child's on
+an elder's pension file, one address for the household. Agreement on such a value says less
+than agreement on a personal one, so person linkage scores it with u scaled by the number of
+persons seen with the value: agreement weight log2(m / (u * k)), never below 0 (a shared value
+is weak evidence, not evidence against). A person here is a distinct (birth date, sex) among all
+records carrying the value — own birth date and sex, else those the usable ID number encodes.
+Names are left out on purpose: spelling variants of one person would count as several persons,
+while family members differ in birth date. Computed over every record of a run (link_plan), so
+each partition and an incremental scope weigh a value as a full run does.
 """
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ import pyarrow.compute as pc
 
 from .partition import text_column
 
-COLUMNS = ["phone", "birth_date", "sex", "id_number", "id_number_status"]
+SHARED = {"phone": "phone_persons", "address": "address_persons"}   # value column -> its count column
+COLUMNS = [*SHARED, "birth_date", "sex", "id_number", "id_number_status"]
 
 
 def _days(table: pa.Table) -> np.ndarray:
@@ -54,11 +55,11 @@ def _sexes(table: pa.Table) -> np.ndarray:
     return pc.if_else(known, own_code, from_id).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
-def phone_persons(table: pa.Table) -> np.ndarray:
-    """Per record, the number of distinct persons (birth date, sex) seen with its phone across
-    the table; 1 where the record has no phone or the phone no dated record."""
+def persons_per_value(table: pa.Table, column: str = "phone") -> np.ndarray:
+    """Per record, the number of distinct persons (birth date, sex) seen with its value of
+    column across the table; 1 where the record has no value or the value no dated record."""
     n = table.num_rows
-    phone = pc.dictionary_encode(text_column(table, "phone")).combine_chunks().indices
+    phone = pc.dictionary_encode(text_column(table, column)).combine_chunks().indices
     phone = phone.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
     days = _days(table)
     known = (phone >= 0) & ~np.isnan(days)
@@ -74,10 +75,13 @@ def phone_persons(table: pa.Table) -> np.ndarray:
     return out
 
 
-def with_phone_persons(table: pa.Table) -> pa.Table:
-    """table with its phone_persons column (replaced when present): link_plan adds it before a
-    run's person records are split into partitions or cut to an incremental scope."""
-    counts = pa.array(phone_persons(table), pa.int64())
-    if "phone_persons" in table.column_names:
-        return table.set_column(table.column_names.index("phone_persons"), "phone_persons", counts)
-    return table.append_column("phone_persons", counts)
+def with_shared_counts(table: pa.Table) -> pa.Table:
+    """table with its phone_persons and address_persons columns (replaced when present): link_plan
+    adds them before a run's person records are split into partitions or cut to a scope."""
+    for column, count in SHARED.items():
+        counts = pa.array(persons_per_value(table, column), pa.int64())
+        if count in table.column_names:
+            table = table.set_column(table.column_names.index(count), count, counts)
+        else:
+            table = table.append_column(count, counts)
+    return table
