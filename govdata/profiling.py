@@ -14,7 +14,6 @@ CODE_SHARE = 0.9   # share of a column's distinct values that must be in a code 
 
 CJK_NAME = r"^[\u3400-\u9fff·•．.・\s]{2,12}$"
 LATIN_NAME = r"^[A-Za-z]+( [A-Za-z]+)+$"
-PHONE = r"^(\+?86[- ]?)?(1[3-9]\d{9}|0\d{2,3}-?\d{7,8})$"
 ENTERPRISE_NAME = r"(?:公司|企业|合作社|厂|店|中心|事务所)"
 ADDRESS = r"(?:省|自治区|市|区|县|州|旗|盟|镇|乡).*(?:路|街|巷|道|号|村|弄|室|组|栋|幢|胡同|大厦|小区)"
 ISSUER = r"(?:局|委员会|委|厅|办公室|政府|法院|检察院|管委会)$"
@@ -98,6 +97,7 @@ def profile_column(values: pd.Series, standards) -> list[Evidence]:
     """Every element the column's values support, best first (generic roles: `date`, `timestamp`,
     `enterprise_name`, `party_name`, `integer` are given their element per kind by suggest_table)."""
     from govdata.transforms.dates import parse_dates
+    from govdata.transforms.codes import normalise_phone
     from govdata.transforms.enterprise_codes import normalise_reg_no, normalise_tax_no, normalise_uscc
     from govdata.transforms.identifiers import normalise_citizen_id
 
@@ -129,9 +129,9 @@ def profile_column(values: pd.Series, standards) -> list[Evidence]:
     if sex is not None:
         return [sex]
 
-    rate = float(sample.str.match(PHONE).mean())
+    rate = float(normalise_phone(sample)["status"].eq("valid").mean())   # the phone element's own rule
     if rate >= MIN_RATE:
-        return [Evidence("phone", rate, "mobile or landline pattern", 2.0)]
+        return [Evidence("phone", rate, "mobile, landline or E.164 numbers", 2.0)]
 
     found = sorted(_coded(sample, standards), key=lambda e: (-e.priority, -e.rate))
     if sample.str.fullmatch(r"\d{1,3}").all():
