@@ -344,3 +344,17 @@ def normalise_identity_document(numbers: pd.Series, types: pd.Series | None = No
     for column in ("birth_date", "sex", "region_code", "id_kind"):
         out.loc[rows, column] = None
     return out
+
+
+def document_holder_keys(id_type: pd.Series, doc_number: pd.Series, types: pd.DataFrame) -> pd.Series:
+    """'type:number' of each other document, cut to the characters that stay with the holder when
+    the document is renewed (types: id_document_type.csv, column holder_key_chars — a HK/Macau
+    permit H12345678 01 keeps H12345678), so a renewed permit is the same identifier; NA
+    without a type or number."""
+    chars = pd.to_numeric(types.set_index("code")["holder_key_chars"].replace("", np.nan), errors="coerce")
+    width = id_type.astype("string").map(chars)
+    cut = doc_number.astype("string")
+    for w in width.dropna().unique():   # one slice per kept width (a handful of document types)
+        rows = (width == w).to_numpy()
+        cut[rows] = cut[rows].str.slice(0, int(w))
+    return (id_type.astype("string") + ":" + cut).where(id_type.notna() & doc_number.notna())

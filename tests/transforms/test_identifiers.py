@@ -194,3 +194,15 @@ def test_identity_document_without_types_is_the_citizen_id():
     out = normalise_identity_document(numbers, None, today=TODAY)
     assert out["status"].tolist() == ["valid", "invalid"]
     assert out["doc_number"].isna().all()
+
+
+def test_document_holder_keys_survive_renewals():
+    from govdata.standards.registry import load_standards
+    from govdata.transforms.identifiers import document_holder_keys
+
+    types = load_standards().code_table("id_document_type")
+    keys = document_holder_keys(pd.Series(["516", "516", "511", "511", "414", "414", None, "516"]),
+                                pd.Series(["H1234567801", "H1234567800", "12345678", "1234567801B", "E12345678",
+                                           "E87654321", "E12345678", None]), types)
+    assert keys.tolist() == ["516:H12345678", "516:H12345678", "511:12345678", "511:12345678", "414:E12345678",
+                             "414:E87654321", pd.NA, pd.NA]
