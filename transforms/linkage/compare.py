@@ -144,7 +144,8 @@ def name_order_agree(left_pinyin: pd.Series, right_pinyin: pd.Series,
     """Cross-script name keys (name_pinyin) with token-order swaps as agreement: 1 when the
     pinyin are equal, when both latin names have the same order-free key (SMITH JOHN / John
     Smith) or when one side is a latin name whose pinyin is a rotation of the other's (SAN ZHANG
-    / 张三 -> sanzhang / zhangsan); 0 otherwise; NaN when either pinyin is missing."""
+    / 张三 -> sanzhang / zhangsan); 0 otherwise; NaN when either pinyin is missing or when only
+    one side is a latin name and they differ (another romanisation)."""
     lp, rp = _strings(left_pinyin), _strings(right_pinyin)
     out = exact(lp, rp)
     lk, rk = _strings(left_latin_key), _strings(right_latin_key)
@@ -156,4 +157,8 @@ def name_order_agree(left_pinyin: pd.Series, right_pinyin: pd.Series,
         if len(rest):
             a, b = lp.to_numpy(dtype=object)[rest], rp.to_numpy(dtype=object)[rest]
             out[rest] = [float(_rotation(x, y)) for x, y in zip(a, b)]
+        # a latin name against a Chinese one: Cantonese, Wade-Giles or Hokkien spellings (CHEUNG,
+        # CHAO, WONG) are not pinyin, so a different spelling is no evidence against
+        cross = todo & (lk.isna() != rk.isna()).to_numpy()
+        out[cross & (out == 0)] = np.nan
     return out

@@ -121,18 +121,21 @@ def _yyyymmdd(dates: pa.ChunkedArray) -> pa.ChunkedArray:
 def _new_key_candidates(table: pa.Table, m: pa.Array, own: pa.ChunkedArray, from_id: pa.ChunkedArray,
                         pinyin: pa.ChunkedArray) -> pa.ChunkedArray:
     """The blocking keys of persons.BLOCKS beyond birth + initial, pinyin + year, phone, address: the
-    other document, latin name + birth date, birth date + last character, and the birth date
+    other document, the latin name keys, birth date + last character, and the birth date
     alone where a name has no pinyin (its initial comes from the name's first character)."""
     bar = pa.scalar("|", pa.large_string())
     doc = pc.binary_join_element_wise(text_column(table, "id_type"), text_column(table, "doc_number"), bar)
     doc = pc.if_else(pc.is_null(text_column(table, "id_type")), text_column(table, "doc_number"), doc)
-    latin_pd = latin_name_keys(pd.Series(text_column(table, "name_latin").to_pylist(), dtype=object))
-    latin = pa.chunked_array([pa.array(latin_pd.to_numpy(dtype=object, na_value=None), pa.large_string())])
+    raw_latin = pd.Series(text_column(table, "name_latin").to_pylist(), dtype=object)
+    latin, latin_joined = (pa.chunked_array([pa.array(latin_name_keys(v).to_numpy(dtype=object, na_value=None),
+                                                      pa.large_string())])
+                           for v in (raw_latin, raw_latin.str.replace("-", "", regex=False)))
     name = pc.replace_substring(text_column(table, "name"), "\u00b7", "")
     last = pc.utf8_slice_codeunits(name, -1)
     joined = lambda a, b: pc.binary_join_element_wise(a, b, bar)  # noqa: E731
     hit = _any_in([pc.if_else(pc.is_null(text_column(table, "doc_number")), pa.scalar(None, pa.large_string()), doc)], m)
-    hit = pc.or_(hit, _any_in([joined(latin, own), joined(latin, from_id)], m))
+    hit = pc.or_(hit, _any_in([latin], m))
+    hit = pc.or_(hit, _any_in([latin_joined], m))
     hit = pc.or_(hit, _any_in([joined(own, last), joined(from_id, last)], m))
     no_pinyin = pc.is_null(pinyin).combine_chunks()
     days_of = lambda rows: _any_in([own, from_id], rows)  # noqa: E731

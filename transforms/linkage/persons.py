@@ -36,10 +36,11 @@ INITIAL_SLOTS = 64
 # distinct_sources keeps one bit per source in an int64 mask, clear of the sign bit (and one
 # spare): with more sources than this the same-source check is skipped, not an error.
 MAX_MASKED_SOURCES = 62
-FIELDS = ["id", "document", "name", "pinyin", "latin", "birth", "sex", "phone", "address", "region"]
-COMPARED = ["id_number", "document", "name", "pinyin", "latin_key", "birth", "sex", "phone", "region",
+FIELDS = ["id", "document", "name", "pinyin", "birth", "sex", "phone", "address", "region"]
+COMPARED = ["id_number", "document", "name", "pinyin", "latin_key", "latin_joined", "birth", "sex", "phone", "region",
             "phone_persons", "address", "address_persons"]   # view columns
-BLOCKS = ["b_birth", "b_pinyin_year", "b_phone", "b_document", "b_latin_birth", "b_birth_last", "b_address"]
+BLOCKS = ["b_birth", "b_pinyin_year", "b_phone", "b_document", "b_latin", "b_latin_joined", "b_birth_last",
+          "b_address"]
 SCALED = {"phone": "phone_persons", "address": "address_persons"}   # comparison -> persons sharing the value
 INITIALS = "abcdefghijklmnopqrstuvwxyz0123456789"   # a pinyin starts with one of these
 RULE_TEXT = np.array(["id", "repaired_id", "probabilistic", "steward", "singleton"], dtype=object)
@@ -249,6 +250,9 @@ def _blocking_frame(df: pd.DataFrame, facts: pd.DataFrame, conflict: np.ndarray,
         "pinyin": df["name_pinyin"].astype("string[pyarrow]"),
         # a foreigner's latin name without its order (SMITH JOHN = John Smith)
         "latin_key": latin_name_keys(df["name_latin"]).astype("string[pyarrow]"),
+        # the same with hyphenated parts joined: SEO-YEON LEE = LEE SEOYEON
+        "latin_joined": latin_name_keys(df["name_latin"].astype("string[pyarrow]").str.replace("-", "", regex=False))
+        .astype("string[pyarrow]"),
         "birth": birth,
         "sex": sex,
         "phone": df["phone"].astype("string[pyarrow]"),
@@ -267,19 +271,20 @@ def _blocking_frame(df: pd.DataFrame, facts: pd.DataFrame, conflict: np.ndarray,
     initial = surname_initials(py_code, py_uniques, view["name"])
     last, _ = factorize(_last_char(view["name"]))
     latin, _ = factorize(view["latin_key"])
+    latin_joined, _ = factorize(view["latin_joined"])
     document, _ = factorize(view["document"])
     phone_code = factorize_once(codes, "phone", df["phone"])[0]
     address, _ = factorize(view["address"])
-    first_day = int(day_no[has_birth].min()) if has_birth.any() else 0
-    span = int(day_no[has_birth].max()) - first_day + 1 if has_birth.any() else 1
     keys = {"b_birth": (day_no * INITIAL_SLOTS + initial, has_birth & (initial >= 0)),
             "b_pinyin_year": (py_code * 10000 + np.nan_to_num(year).astype(np.int64),
                               (py_code >= 0) & has_birth),
             "b_phone": (phone_code, phone_code >= 0),
             # another document (passport, travel permit): its type + number
             "b_document": (document, document >= 0),
-            # a foreigner's latin name in any order, case or hyphenation, + birth date
-            "b_latin_birth": (latin * span + (day_no - first_day), (latin >= 0) & has_birth),
+            # a foreigner's latin name in any order, case or hyphenation (full latin names are
+            # rare: no birth date needed, which a service-hall applicant may lack)
+            "b_latin": (latin, latin >= 0),
+            "b_latin_joined": (latin_joined, latin_joined >= 0),
             # birth date + last character: a stand-in for a rare surname (*明 / 䶮明) still meets
             "b_birth_last": (day_no * (int(last.max(initial=0)) + 1) + last, has_birth & (last >= 0)),
             # a household's address: records without birth date or phone (a service-hall applicant)
@@ -372,8 +377,10 @@ def compare_pairs(view: pd.DataFrame, pairs: pd.MultiIndex, conflict: np.ndarray
         "id": id_agree,
         "document": compare.document_agree(L["document"], R["document"]),
         "name": compare.name_agree(L["name"], R["name"]),   # 1, WEAK (a rare character's stand-in), 0
-        "pinyin": compare.name_order_agree(L["pinyin"], R["pinyin"], L["latin_key"], R["latin_key"]),
-        "latin": compare.agreement_only(L["latin_key"], R["latin_key"]),
+        # latin names: equal order-free keys (hyphens kept or joined) agree like equal pinyin;
+        # foreign full names recur (EMILY DAVIS), so they weigh no more than a Chinese name
+        "pinyin": np.fmax(compare.name_order_agree(L["pinyin"], R["pinyin"], L["latin_key"], R["latin_key"]),
+                          compare.agreement_only(L["latin_joined"], R["latin_joined"])),
         "birth": compare.birth_close(L["birth"], R["birth"]),
         "sex": compare.sex_agree(L["sex"], R["sex"]),
         "phone": compare.exact(L["phone"], R["phone"]),

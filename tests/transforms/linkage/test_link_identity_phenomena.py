@@ -15,7 +15,7 @@ from .people import SURVIVORSHIP, clusters, frame, make_id, rec
 
 W = {f: np.log2(m / u) for f, m, u in [("name", 0.90, 0.01), ("pinyin", 0.95, 0.02), ("birth", 0.97, 0.001),
                                        ("sex", 0.98, 0.50), ("phone", 0.60, 0.01), ("region", 0.80, 0.20),
-                                       ("document", 0.95, 0.0001)]}
+                                       ("document", 0.95, 0.000001)]}
 
 
 def link(rows):
@@ -178,3 +178,18 @@ def test_an_applicant_without_birth_date_or_phone_links_by_name_and_household_ad
     ev = pair_evidence(r, "g1", "q1")
     # two persons live there: u scaled by 2
     assert ev.w_address == pytest.approx(round(np.log2(0.6 / 0.001) - 1, 4))
+
+
+def test_one_permit_links_a_latin_and_a_chinese_spelling_and_hyphens_may_be_joined():
+    rows = [foreigner("churujing", "c1", "FEI PING CHEUNG", "1999-09-15", doc="M87284566", id_type="516", sex="2"),
+            # the service hall typed the Chinese name and no birth date
+            rec("zhengwu_sqr", "q1", None, "张飞萍", "zhangfeiping", "2", None, id_type="516", doc="M87284566"),
+            foreigner("shebao", "s1", "LEE SEOYEON", "2006-10-03", sex="2"),
+            foreigner("zhengwu_sqr", "q2", "SEO-YEON LEE", "2006-10-03", sex="2")]
+    r = link(rows)
+    assert clusters(r.xref) == {frozenset({"churujing:c1", "zhengwu_sqr:q1"}),
+                                frozenset({"shebao:s1", "zhengwu_sqr:q2"})}
+    permit = pair_evidence(r, "c1", "q1")
+    # CHEUNG is Cantonese for 张: a different romanisation is no evidence against
+    assert np.isnan(permit.agree_pinyin) and permit.score == pytest.approx(W["document"] + W["sex"], abs=1e-3)
+    assert pair_evidence(r, "s1", "q2").agree_pinyin == 1.0
