@@ -30,7 +30,7 @@ from .common import prepare_records
 from .config import LinkConfig
 from .enterprises import ENTERPRISE_COLS, identifier_keys
 from .partition import text_column
-from .persons import PERSON_COLS, _blocking_frame, candidate_pairs, holder_conflicts, id_facts
+from .persons import PERSON_COLS, _blocking_frame, candidate_pairs, document_keys, holder_conflicts, id_facts
 from .survivorship import trust_rank
 
 log = logging.getLogger(__name__)
@@ -124,8 +124,9 @@ def _new_key_candidates(table: pa.Table, m: pa.Array, own: pa.ChunkedArray, from
     other document, the latin name keys, birth date + last character, and the birth date
     alone where a name has no pinyin (its initial comes from the name's first character)."""
     bar = pa.scalar("|", pa.large_string())
-    doc = pc.binary_join_element_wise(text_column(table, "id_type"), text_column(table, "doc_number"), bar)
-    doc = pc.if_else(pc.is_null(text_column(table, "id_type")), text_column(table, "doc_number"), doc)
+    docs = document_keys(pd.DataFrame({c: pd.Series(text_column(table, c).to_pylist(), dtype="string")
+                                       for c in ("id_type", "doc_number")}))
+    doc = pa.chunked_array([pa.array(docs.to_numpy(dtype=object, na_value=None), pa.large_string())])
     raw_latin = pd.Series(text_column(table, "name_latin").to_pylist(), dtype=object)
     latin, latin_joined = (pa.chunked_array([pa.array(latin_name_keys(v).to_numpy(dtype=object, na_value=None),
                                                       pa.large_string())])
@@ -133,7 +134,7 @@ def _new_key_candidates(table: pa.Table, m: pa.Array, own: pa.ChunkedArray, from
     name = pc.replace_substring(text_column(table, "name"), "\u00b7", "")
     last = pc.utf8_slice_codeunits(name, -1)
     joined = lambda a, b: pc.binary_join_element_wise(a, b, bar)  # noqa: E731
-    hit = _any_in([pc.if_else(pc.is_null(text_column(table, "doc_number")), pa.scalar(None, pa.large_string()), doc)], m)
+    hit = _any_in([doc], m)
     hit = pc.or_(hit, _any_in([latin], m))
     hit = pc.or_(hit, _any_in([latin_joined], m))
     hit = pc.or_(hit, _any_in([joined(own, last), joined(from_id, last)], m))

@@ -4,6 +4,7 @@ constrained clustering, stable person_ids, golden records."""
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from time import perf_counter
 
 import numpy as np
@@ -159,10 +160,22 @@ def holder_conflicts(df: pd.DataFrame, facts: pd.DataFrame, trust: np.ndarray,
 def document_keys(df: pd.DataFrame) -> pd.Series:
     """Document type + number of records carrying another document (passport 414, travel
     permits 511/516...; the normaliser keeps it in doc_number): the pair names one document.
+    Numbers are cut to the part that stays with the holder across renewals (holder_key_chars in
+    standards/codes/id_document_type.csv: a HK/Macau permit H12345678 01 keeps H12345678).
     NULL where there is none."""
-    doc = df["doc_number"].astype("string[pyarrow]")
-    kind = df["id_type"].astype("string[pyarrow]").fillna("")
-    return (kind + "\x1f" + doc).astype("string[pyarrow]")
+    from govdata.transforms.identifiers import document_holder_keys
+
+    kind = df["id_type"].astype("string[pyarrow]")
+    keys = document_holder_keys(kind.fillna(""), df["doc_number"].astype("string[pyarrow]"), _document_types())
+    return keys.astype("string[pyarrow]")
+
+
+@lru_cache(maxsize=1)
+def _document_types() -> pd.DataFrame:
+    """The stewards' document type table (code, holder_key_chars)."""
+    from govdata.standards.registry import load_standards
+
+    return load_standards().code_tables["id_document_type"]
 
 
 def excel_damaged(df: pd.DataFrame, usable: np.ndarray) -> np.ndarray:

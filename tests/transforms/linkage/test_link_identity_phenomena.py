@@ -193,3 +193,11 @@ def test_one_permit_links_a_latin_and_a_chinese_spelling_and_hyphens_may_be_join
     # CHEUNG is Cantonese for 张: a different romanisation is no evidence against
     assert np.isnan(permit.agree_pinyin) and permit.score == pytest.approx(W["document"] + W["sex"], abs=1e-3)
     assert pair_evidence(r, "s1", "q2").agree_pinyin == 1.0
+
+
+def test_a_renewed_permit_keeps_its_holder_part_and_links():
+    rows = [rec("churujing", "c1", None, "张飞萍", "zhangfeiping", "2", "1999-09-15", id_type="516", doc="H1234567801"),
+            rec("zhengwu_sqr", "q1", None, "张飞萍", "zhangfeiping", "2", None, id_type="516", doc="H1234567802")]
+    r = link(rows)
+    assert clusters(r.xref) == {frozenset({"churujing:c1", "zhengwu_sqr:q1"})}
+    assert pair_evidence(r, "c1", "q1").agree_document == 1.0
