@@ -28,6 +28,13 @@ TARGETS = {
     "enterprise_f1": (">=", 0.999),
     "duckdb_load_rows_per_second": (">=", 1_000_000),
     "postgres_load_rows_per_second": (">=", 300_000),
+    # issue 14: memory bounded by a chunk, faster stages
+    "records_per_second_end_to_end": (">=", 20_000),
+    "pipeline_peak_rss_mb": ("<=", 4096),
+    "wall_over_io_floor": ("<=", 5),
+    "load_seconds": ("<=", 30),
+    "validate_seconds": ("<=", 15),
+    "extract_over_io_floor_read": ("<=", 2),
 }
 
 
@@ -35,6 +42,98 @@ def peak_rss_mb() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return max(own, children) / 1024
+
+
+def _hwm_mb() -> float | None:
+    """This process's peak resident set since the last reset_peak_rss (VmHWM), in MB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Start a new peak-RSS window for this process (Linux: `5` to /proc/self/clear_refs resets
+    VmHWM), so each phase of the benchmark reports its own peak."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def children_peak_rss_mb() -> float:
+    """The largest peak RSS of any finished child process (ru_maxrss of RUSAGE_CHILDREN)."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+# --- the I/O floor --------------------------------------------------------------------------
+FLOOR_BATCH_ROWS = 100_000
+
+
+def io_floor(sources_dir: str, database: str) -> dict:
+    """The least any pipeline must do with the run's data: read every source row (the same
+    mapped columns the extract reads) into Arrow and write it to a DuckDB file — no text
+    conversion, keys, hashing, encryption, normalisation, checks or linkage. Runs in its own
+    process (`python -m govdata.bench floor`), so its memory is its own."""
+    import duckdb
+    import pyarrow as pa
+    import sqlalchemy as sa
+
+    from govdata.extract import build_query, source_engine
+    from govdata.standards.sources import load_sources
+
+    start = time.perf_counter()
+    rows = read_seconds = 0.0
+    Path(database).parent.mkdir(parents=True, exist_ok=True)
+    Path(database).unlink(missing_ok=True)
+    con = duckdb.connect(database)
+    for source in load_sources(Path(sources_dir)):
+        engine = source_engine(source.connection)
+        sql, params = build_query(engine, source, None)
+        first = True
+        with engine.connect() as conn:
+            result = conn.execution_options(stream_results=True).execute(sa.text(sql), params)
+            names = list(result.keys())
+            while True:
+                t = time.perf_counter()
+                batch = result.fetchmany(FLOOR_BATCH_ROWS)
+                if not batch:
+                    break
+                columns = list(zip(*batch))
+                arrays = []
+                for col in columns:
+                    try:
+                        arrays.append(pa.array(col))
+                    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):   # mixed types in SQLite
+                        arrays.append(pa.array([None if v is None else str(v) for v in col], pa.string()))
+                table = pa.table(arrays, names=[f"c{i}" for i in range(len(names))])
+                read_seconds += time.perf_counter() - t
+                con.register("_batch", table)
+                if first:
+                    con.execute(f'CREATE OR REPLACE TABLE "{source.name}" AS SELECT * FROM _batch')
+                    first = False
+                else:
+                    con.execute(f'INSERT INTO "{source.name}" SELECT * FROM _batch')
+                con.unregister("_batch")
+                rows += table.num_rows
+        engine.dispose()
+    con.close()
+    seconds = time.perf_counter() - start
+    return {"io_floor_seconds": round(seconds, 1), "io_floor_read_seconds": round(read_seconds, 1),
+            "io_floor_rows": int(rows), "io_floor_peak_rss_mb": round(_hwm_mb() or peak_rss_mb())}
+
+
+def io_floor_in_subprocess(sources_dir: Path) -> dict:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "govdata.bench", "--floor-only", str(sources_dir),
+                          "--out", str(OUT)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def pipeline_bench(persons: int, seed: int) -> dict:
@@ -50,24 +149,35 @@ def pipeline_bench(persons: int, seed: int) -> dict:
     records = sum(v for v in counts.values() if isinstance(v, int))
     results["records"] = records
 
+    results.update(io_floor_in_subprocess(OUT / "world" / "sources"))
+    results["generator_peak_rss_mb"] = round(_hwm_mb() or peak_rss_mb())
+    reset_peak_rss()
     start = time.perf_counter()
     summary = run_pipeline(OUT / "world" / "sources", full_refresh=True)
     wall = time.perf_counter() - start
+    results["pipeline_peak_rss_mb"] = round(_hwm_mb() or peak_rss_mb())
+    results["wall_over_io_floor"] = round(wall / max(results["io_floor_seconds"], 1e-9), 1)
     stages = summary.get("timings", {})
     by_kind = summary.get("records_by_kind", {})
     results["pipeline_wall_seconds"] = round(wall, 1)
     results["stage_seconds"] = stages
     results["records_per_second_end_to_end"] = round(records / wall)
     results["records_per_second_stages"] = round(records / max(sum(stages.values()), 1e-9))
+    for stage in ("extract", "normalise", "validate", "link", "load"):
+        results[f"{stage}_seconds"] = stages.get(stage)
+    results["extract_over_io_floor_read"] = round(stages.get("extract", 0) / max(results["io_floor_read_seconds"],
+                                                                                  1e-9), 1)
     linked = by_kind.get("person", 0) + by_kind.get("enterprise", 0)
     results["link_records_per_second"] = round(linked / max(stages.get("link", 0), 1e-9))
+    reset_peak_rss()
     quality = evaluate_run(OUT / "world", summary, str(OUT / "lake"))
+    results["evaluation_peak_rss_mb"] = round(_hwm_mb() or peak_rss_mb())
     for kind in ("person", "enterprise"):
         for measure in ("precision", "recall", "f1", "false_merge_pairs", "missed_pairs"):
             results[f"{kind}_{measure}"] = quality.get(kind, {}).get(measure)
         results[f"{kind}_errors_by_cause"] = {"false_merges": quality.get(kind, {}).get("false_merges_by_cause"),
                                               "misses": quality.get(kind, {}).get("misses_by_cause")}
-    results["pipeline_peak_rss_mb"] = round(peak_rss_mb())
+    results["children_peak_rss_mb"] = round(children_peak_rss_mb())
     return results
 
 
@@ -236,14 +346,27 @@ def main(persons: int = typer.Option(200_000), seed: int = typer.Option(7),
          load_rows: int = typer.Option(1_000_000, help="rows per warehouse load benchmark"),
          components: bool = typer.Option(True, help="also run the component benchmarks"),
          incremental: float = typer.Option(0.01, help="share of person rows changed for the incremental "
-                                                      "run (0: skip)")) -> None:
+                                                      "run (0: skip)"),
+         parallel_link: bool = typer.Option(True, help="also time the link stage with two worker processes"),
+         encryption: bool = typer.Option(True, help="also measure what the lake's encryption costs"),
+         out: Path = typer.Option(OUT, help="folder for the world, lake, warehouse and results.json"),
+         floor_only: str = typer.Option("", help="only measure the I/O floor of this sources folder "
+                                                 "(prints one JSON line)")) -> None:
+    global OUT
+    OUT = out
+    if floor_only:
+        os.environ.setdefault("GOVDATA_HOME", str(OUT.resolve()))
+        print(json.dumps(io_floor(floor_only, str(OUT / "io_floor.duckdb"))))
+        return
     if OUT.exists():
         shutil.rmtree(OUT)
     OUT.mkdir(parents=True)
     os.environ["GOVDATA_HOME"] = str(OUT.resolve())
     results = pipeline_bench(persons, seed)
-    results.update(lake_encryption_bench())
-    results.update(parallel_link_bench())
+    if encryption:
+        results.update(lake_encryption_bench())
+    if parallel_link:
+        results.update(parallel_link_bench())
     if incremental > 0:
         results.update(incremental_bench(incremental))
     if components:

@@ -95,7 +95,7 @@ def private_tree(path: str) -> int:
 RAW_BOOKKEEPING = ("_source_record_id", "_row_hash")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def pii_columns() -> frozenset[str]:
     """Element names with `pii: identifier` or `pii: contact` in standards/elements.yaml."""
     import yaml
@@ -251,9 +251,10 @@ def _as_table(frame: pd.DataFrame | pa.Table) -> pa.Table:
     return frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
 
 
-def write_parquet(frame: pd.DataFrame | pa.Table, path: str) -> str:
+def write_parquet(frame: pd.DataFrame | pa.Table, path: str, row_group_rows: int | None = None) -> str:
     """Writes Parquet, PII columns encrypted (uncompressed for a .handoff.parquet hand-off), or an
-    Arrow IPC file when the path ends in .arrow and the table holds no personal data."""
+    Arrow IPC file when the path ends in .arrow and the table holds no personal data.
+    `row_group_rows`: rows per row group (a reader streams the file one row group at a time)."""
     fs, p = _fs(path)
     _makedirs(fs, p.rsplit("/", 1)[0])
     table = _as_table(frame)
@@ -266,6 +267,8 @@ def write_parquet(frame: pd.DataFrame | pa.Table, path: str) -> str:
                 writer.write_table(table)
         else:
             options = {"compression": "none"} if _is_handoff(path) else {}
+            if row_group_rows:
+                options["row_group_size"] = row_group_rows
             pq.write_table(table, fh, **options, **_parquet_write_options(table.schema))
     _private_file(fs, p)
     return path
@@ -296,6 +299,30 @@ def read_arrow(path: str, columns: list[str] | None = None) -> pa.Table:
                                  decryption_properties=decryption_properties() if encrypted else None)
         table = pa.ipc.open_file(fh).read_all()
         return table.select(columns) if columns is not None else table
+
+
+def dataset(paths: str | list[str], schema: pa.Schema | None = None):
+    """Parquet lake files as one pyarrow dataset, decrypted with the lake's keys: scanned lazily,
+    one row group at a time, with column projection (DuckDB queries it without loading it whole)."""
+    import pyarrow.dataset as ds
+
+    paths = [paths] if isinstance(paths, str) else list(paths)
+    fs, _ = _fs(paths[0])
+    factory, config = crypto()
+    decryption = ds.ParquetDecryptionConfig(factory, config, pe.DecryptionConfiguration(cache_lifetime=_CACHE))
+    fmt = ds.ParquetFileFormat(default_fragment_scan_options=ds.ParquetFragmentScanOptions(
+        decryption_config=decryption))
+    return ds.dataset([_fs(p)[1] for p in paths], schema=schema, format=fmt, filesystem=fs)
+
+
+def parquet_rows(path: str) -> int:
+    """Rows of a lake Parquet file, from its footer."""
+    fs, p = _fs(path)
+    with fs.open(p, "rb") as fh:
+        encrypted = fh.read(4) == b"PARE"
+        fh.seek(0)
+        return pq.ParquetFile(fh, decryption_properties=decryption_properties() if encrypted else None
+                              ).metadata.num_rows
 
 
 def exists(path: str) -> bool:

@@ -1,14 +1,17 @@
-"""Extraction state per source (etl_state): the watermark plus free-form state (row hashes,
+"""Reads of the warehouse (read_table, read_arrow_table) and extraction state per source (etl_state): the watermark plus free-form state (row hashes,
 snapshot info) as JSON. The pipeline also writes etl_state rows inside the load transaction, so
 a watermark only advances with a successful load."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pandas as pd
-
-from govdata.warehouse.load import load_tables, read_table
+import pyarrow as pa
+from govdata.warehouse.connections import backend_of, connect, duckdb_paths
+from govdata.warehouse.ddl import _missing_tables
+from govdata.warehouse.schema import VAULT_SCHEMA, arrow_schema, qualified, table_for
 
 
 def read_state(url: str, source_system: str) -> dict | None:
@@ -36,6 +39,47 @@ def write_state(url: str, source_system: str, state: dict, run_id: str) -> None:
         "rows_extracted": pd.array([state.get("rows_extracted")], dtype="Int64"),
         "state": [json.dumps(rest, ensure_ascii=False, sort_keys=True, default=str)],
         "run_id": [run_id],
-        "updated_at": [datetime.now(timezone.utc).replace(tzinfo=None)],
+        "updated_at": [datetime.now(UTC).replace(tzinfo=None)],
     })
+    from govdata.warehouse.load import load_tables
+
     load_tables(url, {"etl_state": row}, run_id)
+
+
+def read_table(url: str, name: str) -> pd.DataFrame | None:
+    """A whole warehouse table as a DataFrame; None when the warehouse or the table does not exist."""
+    arrow = read_arrow_table(url, name)
+    return None if arrow is None else arrow.to_pandas()
+
+
+def read_arrow_table(url: str, name: str, columns: list[str] | None = None) -> pa.Table | None:
+    """A warehouse table (or some of its columns) as an Arrow table; None when the warehouse
+    or the table does not exist."""
+    table = table_for(name)
+    if backend_of(url) == "duckdb" and not Path(duckdb_paths(url)[0]).exists():
+        return None
+    with connect(url, vault=table.schema == VAULT_SCHEMA, read_only=True) as db:
+        if qualified(table) in _missing_tables(db):
+            return None
+        return _typed(db.fetch_arrow(f"SELECT {', '.join(columns) if columns else '*'} FROM {qualified(table)}"),
+                      table)
+
+
+def _typed(result: pa.Table, table) -> pa.Table:
+    """The warehouse's column types on a fetched table. PostgreSQL rows come through pandas,
+    which types an empty or all-NULL column as `null`: an empty previous state must read the
+    same as none (fill_null on a null-typed column fails)."""
+    schema = arrow_schema(table)
+    for i, field in enumerate(result.schema):
+        want = schema.field(field.name).type if field.name in schema.names else None
+        if want is None or field.type == want:
+            continue
+        try:
+            column = result.column(i).cast(want)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            continue   # kept as read (e.g. text the schema calls JSON); callers convert
+        result = result.set_column(i, pa.field(field.name, want), column)
+    return result
+
+
+__all__ = ["read_arrow_table", "read_state", "read_table", "write_state"]

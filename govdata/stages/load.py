@@ -2,42 +2,129 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 import pandas as pd
 
 from govdata.failpoints import failpoint
-from govdata.lake import exists, read_parquet, run_path
+from govdata.lake import exists, parquet_rows, read_parquet, run_path
 from govdata.stages.common import LINKERS, _source, _timed
 
 
 @_timed
 def load(normalised: list[dict], validated: dict, linked: dict, run: dict) -> dict:
+    """Builds the warehouse tables one at a time (warehouse.build.iter_tables), each input read
+    from the lake when needed; every table becomes Arrow at once and the big ones are staged as
+    lake Parquet (warehouse.staging.Stager), so the process never holds the run's tables
+    together. The load then streams them into the warehouse in one commit."""
     from govdata.settings import get_settings
     from govdata.standards.registry import load_standards
-    from govdata.warehouse.build import build_tables
-    from govdata.warehouse.load import load_tables
+    from govdata.warehouse.build import iter_tables
+    from govdata.warehouse.load import backend_of, load_tables
+    from govdata.warehouse.staging import Stager
 
-    link_frames = {name: read_parquet(path) for name, path in linked["paths"].items()}
-    std = {n["source"]: read_parquet(n["current_path"]) for n in normalised}
+    url = run["warehouse_url"]
+    stager = Stager(run_path(run["lake"], run["run_id"], "load"), sort=backend_of(url) == "postgresql")
     quarantine = pd.concat([read_parquet(n["quarantine_path"]) for n in normalised], ignore_index=True)
-    tables = build_tables(link_frames, std, quarantine, load_standards(), get_settings().token_key(), run["run_id"],
-                          previous=previous_owner_state(run["warehouse_url"]))
-    for table in ("xref_person", "xref_enterprise"):
-        marked = _deleted_xref(normalised, table, run)
-        if not marked.empty and table in tables:
-            tables[table] = pd.concat([tables[table], marked[tables[table].columns]], ignore_index=True)
-    stale = closed_reviews(run, tables.get("review_queue"), linked)
-    if not stale.empty:
-        tables["review_queue"] = pd.concat([f for f in (tables.get("review_queue"), stale) if f is not None],
-                                           ignore_index=True)
-    tables["dq_result"] = read_parquet(validated["dq_path"])
-    tables["etl_state"] = etl_state_rows(normalised, run)
-    tables["etl_run"] = etl_run_row(normalised, linked, run)
-    failpoint("load")
-    counts = load_tables(run["warehouse_url"], tables, run["run_id"],
-                         scopes={"quarantine": quarantine_scope(normalised, run)})
-    return {"tables": {k: int(v) for k, v in counts.items()},
-            "owner_changes": owner_change_summary(tables.get("fact_owner_change"))}
+    changes, reviewed = None, False
+    try:
+        for name, frame in iter_tables(LinkFrames(linked["paths"]), SourceFrames(normalised), quarantine,
+                                       load_standards(), get_settings().token_key(), run["run_id"],
+                                       previous=previous_owner_state(url)):
+            if name in ("xref_person", "xref_enterprise"):
+                marked = _deleted_xref(normalised, name, run)
+                if not marked.empty:
+                    frame = pd.concat([frame, marked[frame.columns]], ignore_index=True)
+            elif name == "review_queue":
+                frame, reviewed = _with_closed_reviews(run, frame, linked), True
+            elif name == "fact_owner_change":
+                changes = frame
+            stager.add(name, frame)
+            del frame
+        if not reviewed:
+            stager.add("review_queue", _with_closed_reviews(run, None, linked))
+        stager.add("dq_result", read_parquet(validated["dq_path"]))
+        stager.add("etl_state", etl_state_rows(normalised, run))
+        stager.add("etl_run", etl_run_row(normalised, linked, run))
+        failpoint("load")
+        counts = load_tables(url, stager.tables, run["run_id"],
+                             scopes={"quarantine": quarantine_scope(normalised, run)})
+    finally:
+        stager.remove_files()
+    return {"tables": {k: int(v) for k, v in counts.items()}, "owner_changes": owner_change_summary(changes)}
+
+
+def _with_closed_reviews(run: dict, fresh: pd.DataFrame | None, linked: dict) -> pd.DataFrame | None:
+    """This run's review pairs plus the open pairs it closes (closed_reviews)."""
+    stale = closed_reviews(run, fresh, linked)
+    if stale.empty:
+        return fresh
+    return pd.concat([f for f in (fresh, stale) if f is not None], ignore_index=True)
+
+
+# What warehouse.build reads of a person or enterprise source: identifier_holders' columns.
+OWNER_INPUTS = ("source_system", "source_record_id", "kind", "id_number", "uscc", "birth_date", "sex", "name",
+                "name_pinyin", "region_code", "org_code")
+
+
+class LinkFrames(Mapping):
+    """The link stage's outputs, each read from the lake when asked for (not kept: `fresh`)."""
+
+    fresh = True
+    USED = ("xref", "golden", "history", "review")   # evidence is for the review page, not the warehouse
+
+    def __init__(self, paths: dict[str, str]):
+        self.paths = {k: v for k, v in paths.items() if k.rsplit("_", 1)[-1] in self.USED}
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        return read_parquet(self.paths[name])
+
+    def __iter__(self):
+        return iter(self.paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+class SourceFrames(Mapping):
+    """The standardised snapshots (current_path) per source, read when asked for: person and
+    enterprise sources only in the columns the warehouse build uses (OWNER_INPUTS), the
+    others whole. `kinds` lets the build skip sources of another kind unread."""
+
+    fresh = True
+
+    def __init__(self, normalised: list[dict]):
+        self.paths = {n["source"]: n["current_path"] for n in normalised}
+        self.kinds = {n["source"]: n.get("kind") for n in normalised}
+
+    def read(self, source: str, columns: list[str] | None = None) -> pd.DataFrame:
+        from govdata.lake import dataset
+
+        path = self.paths[source]
+        if columns is not None:
+            names = set(dataset(path).schema.names)
+            columns = [c for c in columns if c in names]
+        return read_parquet(path, columns=columns)
+
+    def __getitem__(self, source: str) -> pd.DataFrame:
+        kind = self.kinds.get(source)
+        return self.read(source, list(OWNER_INPUTS) if kind in ("person", "enterprise") else None)
+
+    def shape(self, source: str) -> tuple[int, str | None]:
+        kinds = read_parquet(self.paths[source], columns=["kind"]) if "kind" in self._names(source) else None
+        rows = len(kinds) if kinds is not None else parquet_rows(self.paths[source])
+        return rows, (kinds["kind"].iloc[0] if kinds is not None and rows else None)
+
+    def _names(self, source: str) -> set[str]:
+        from govdata.lake import dataset
+
+        return set(dataset(self.paths[source]).schema.names)
+
+    def __iter__(self):
+        return iter(self.paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
 
 
 def previous_owner_state(url: str) -> dict[str, pd.DataFrame]:
@@ -83,7 +170,7 @@ def owner_change_summary(changes: pd.DataFrame | None, examples: int = 5) -> dic
     cols = ["fact_table", "source_system", "source_record_id", "role", "identifier_masked", "old_owner", "new_owner",
             "reason"]
     first = changes.sort_values(["fact_table", "source_system", "source_record_id", "role"]).head(examples)
-    return {"count": int(len(changes)),
+    return {"count": len(changes),
             "by_table": {k: int(v) for k, v in changes["fact_table"].value_counts().sort_index().items()},
             "by_reason": {k: int(v) for k, v in changes["reason"].value_counts().sort_index().items()},
             "examples": [{c: (None if pd.isna(r[c]) else str(r[c])) for c in cols} for _, r in first.iterrows()]}
@@ -104,8 +191,8 @@ def stale_reviews(previous: pd.DataFrame, fresh_ids: pd.Series, decided_ids: set
 
 
 def closed_reviews(run: dict, fresh: pd.DataFrame | None, linked: dict) -> pd.DataFrame:
-    from govdata.transforms.linkage.common import pair_id
     from govdata.transforms.keys import KEYS, record_keys
+    from govdata.transforms.linkage.common import pair_id
     from govdata.warehouse.load import read_table
 
     previous = read_table(run["warehouse_url"], "review_queue")

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from govdata.warehouse import load as L
+from govdata.warehouse import merge_duckdb as D
+from govdata.warehouse import merge_postgres as L
 from govdata.warehouse.bench import synthetic_xref
 from govdata.warehouse.load import LoadError, connect, load_tables
 
@@ -15,7 +16,7 @@ N = 12_000  # above FULL_REPLACE_MIN_ROWS
 
 @pytest.fixture(params=["duckdb", "postgresql"])
 def url(request, tmp_path, monkeypatch):
-    monkeypatch.setattr(L, "FULL_REPLACE_MIN_ROWS", 1_000)
+    monkeypatch.setattr(D, "FULL_REPLACE_MIN_ROWS", 1_000)
     monkeypatch.setattr(L, "BULK_MIN_ROWS", 1_000)
     monkeypatch.setattr(L, "COPY_BATCH_ROWS", 5_000)  # several COPY batches, encoded ahead
     if request.param == "duckdb":

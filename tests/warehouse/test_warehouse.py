@@ -262,9 +262,9 @@ def test_names_can_be_masked_to_the_surname(monkeypatch):
 
 
 def test_postgres_bulk_path_is_idempotent_and_refuses_duplicates(pg_database, monkeypatch):
-    import govdata.warehouse.load as load
+    import govdata.warehouse.merge_postgres as merge
 
-    monkeypatch.setattr(load, "BULK_MIN_ROWS", 2)   # the bulk path on a tiny load
+    monkeypatch.setattr(merge, "BULK_MIN_ROWS", 2)   # the bulk path on a tiny load
     load_tables(pg_database, world.build_world(), world.RUN)
     first = dump(pg_database)
     load_tables(pg_database, world.build_world(), world.RUN)

@@ -1,0 +1,156 @@
+"""Warehouse connections: the backend chosen by the SQLAlchemy URL (DuckDB file + vault file, or
+PostgreSQL through psycopg 3), one parameter style (`?`) and a transaction context manager."""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import sqlalchemy as sa
+from govdata.warehouse.commit import recover_pending_vault, vault_lock
+from govdata.warehouse.schema import VAULT_SCHEMA
+
+
+def backend_of(url: str) -> str:
+    name = sa.engine.make_url(url).get_backend_name()
+    if name in ("duckdb", "postgresql"):
+        return name
+    raise ValueError(f"warehouse URL backend {name!r} is not supported (use duckdb:/// or postgresql+psycopg://)")
+
+
+def duckdb_paths(url: str) -> tuple[str, str]:
+    """(warehouse file, vault file). The vault sits beside the warehouse unless ?vault=PATH is given."""
+    u = sa.engine.make_url(url)
+    path = u.database or ""
+    if not path or path == ":memory:":
+        raise ValueError("the DuckDB warehouse must be a file (duckdb:///path/warehouse.duckdb): "
+                         "its vault is a second file beside it")
+    vault = u.query.get("vault") or str(Path(path).with_suffix("")) + ".vault.duckdb"
+    return path, str(vault)
+
+
+class _DB:
+    """A connection with one parameter style (`?`) and a transaction context manager."""
+
+    backend: str
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
+    def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]: ...
+    def transaction(self): ...
+    def close(self) -> None: ...
+
+
+class _DuckDB(_DB):
+    backend = "duckdb"
+
+    def __init__(self, url: str, vault: bool, read_only: bool = False):
+        import duckdb
+
+        path, vault_path = duckdb_paths(url)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.con = duckdb.connect(path, read_only=read_only)
+        if vault:
+            with vault_lock(vault_path):
+                recover_pending_vault(self.con, vault_path)
+        if vault and read_only:
+            if Path(vault_path).exists():
+                self.con.execute(f"ATTACH '{vault_path}' AS {VAULT_SCHEMA} (READ_ONLY)")
+        elif vault:
+            self._attach_vault(vault_path)
+
+    def _attach_vault(self, vault_path: str) -> None:
+        # umask makes DuckDB create the file (and its WAL) as 0600 from the first byte on.
+        old = os.umask(0o077)
+        try:
+            self.con.execute(f"ATTACH '{vault_path}' AS {VAULT_SCHEMA}")
+        finally:
+            os.umask(old)
+        os.chmod(vault_path, 0o600)
+
+    def execute(self, sql, params=()):
+        self.con.execute(sql, list(params))
+
+    def fetchall(self, sql, params=()):
+        return self.con.execute(sql, list(params)).fetchall()
+
+    def fetch_arrow(self, sql: str) -> pa.Table:
+        rel = self.con.sql(sql)
+        return rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
+
+    @contextmanager
+    def transaction(self):
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield self
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
+
+    def close(self):
+        self.con.close()
+
+
+class _Postgres(_DB):
+    backend = "postgresql"
+
+    def __init__(self, url: str):
+        import psycopg
+
+        self.con = psycopg.connect(**pg_conninfo(url), autocommit=True)
+
+    @staticmethod
+    def _sql(sql: str) -> str:
+        return sql.replace("%", "%%").replace("?", "%s")
+
+    def execute(self, sql, params=()):
+        self.con.execute(self._sql(sql) if params else sql, list(params) or None)
+
+    def fetchall(self, sql, params=()):
+        return self.con.execute(self._sql(sql) if params else sql, list(params) or None).fetchall()
+
+    def fetch_arrow(self, sql: str) -> pa.Table:
+        cur = self.con.execute(sql)
+        names = [d.name for d in cur.description]
+        rows = cur.fetchall()
+        return pa.Table.from_pandas(pd.DataFrame.from_records(rows, columns=names), preserve_index=False)
+
+    @contextmanager
+    def transaction(self):
+        with self.con.transaction():
+            yield self
+
+    def close(self):
+        self.con.close()
+
+
+def pg_conninfo(url: str) -> dict[str, Any]:
+    u = sa.engine.make_url(url)
+    info = {"host": u.host, "port": u.port, "user": u.username, "password": u.password, "dbname": u.database}
+    info.update({k: v for k, v in u.query.items() if isinstance(v, str)})
+    return {k: v for k, v in info.items() if v is not None}
+
+
+@contextmanager
+def connect(url: str, vault: bool = False, read_only: bool = False) -> Iterator[_DB]:
+    """Loader/steward connection (`vault=True` attaches the DuckDB vault file)."""
+    db: _DB = _DuckDB(url, vault, read_only) if backend_of(url) == "duckdb" else _Postgres(url)
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+def analyst_connect(url: str):
+    """A read-only DuckDB connection for analysts: the vault file is never attached."""
+    import duckdb
+
+    path, _ = duckdb_paths(url)
+    return duckdb.connect(path, read_only=True)
+
+
+__all__ = ["analyst_connect", "backend_of", "connect", "duckdb_paths", "pg_conninfo"]
