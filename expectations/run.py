@@ -11,6 +11,7 @@ import datetime as dt
 import logging
 import re
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,9 @@ warnings.filterwarnings("ignore", message=r"module 'sre_(constants|parse)' is de
 
 import great_expectations as gx  # noqa: E402 - after the logger level and warning filters above
 import pandas as pd
-from great_expectations.core.expectation_validation_result import ExpectationSuiteValidationResult
+from great_expectations.core.expectation_validation_result import (
+    ExpectationSuiteValidationResult,
+)
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
 # That module sets its own logger to INFO when imported ("Created temporary directory … for
@@ -36,7 +39,11 @@ from great_expectations.data_context.types.base import ProgressBarsConfig
 logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
 
 from govdata.expectations.outcome import ValidationOutcome, outcome_from_rows
-from govdata.expectations.suites import build_quarantine_suite, build_suite, load_quality_config
+from govdata.expectations.suites import (
+    build_quarantine_suite,
+    build_suite,
+    load_quality_config,
+)
 from govdata.standards.model import SourceConfig, Standards
 
 log = logging.getLogger(__name__)
@@ -210,7 +217,7 @@ def as_float(values: pd.Series, source: str) -> pd.Series:
 
 
 def validate_standardised(
-    frames: dict[str, pd.DataFrame],
+    frames: Mapping[str, pd.DataFrame],
     sources: list[SourceConfig],
     standards: Standards,
     quarantine_counts: dict[str, dict],
@@ -227,12 +234,18 @@ def validate_standardised(
     for source in sources:
         if source.name not in frames:
             raise ValueError(f"no standardised frame for source {source.name!r} (have {sorted(frames)})")
-        suite = build_suite(source.kind, standards, source, today=today, config=config,
-                            present=frames[source.name].columns)
-        frame = prepare_frame(frames[source.name], suite, source, standards)
+        # A lazy mapping (the validate stage's lake reader) gives the columns without reading the
+        # file, and reads only the columns the suite checks: one source's checked columns in memory.
+        present = frames.columns(source.name) if hasattr(frames, "columns") else frames[source.name].columns
+        suite = build_suite(source.kind, standards, source, today=today, config=config, present=present)
+        checked = sorted({c for e in suite.expectations if (c := getattr(e, "column", None))})
+        data = frames.read(source.name, checked or ["source_record_id"]) if hasattr(frames, "read") else frames[source.name]
+        frame = prepare_frame(data, suite, source, standards)
         if frame.shape[1] == 0:  # row count still needs a table GX can read
-            frame = pd.DataFrame(index=frames[source.name].index, data={"source_record_id": pd.NA})
+            frame = pd.DataFrame(index=data.index, data={"source_record_id": pd.NA})
+        del data
         result = run_suite(context, f"std_{source.name}", suite, frame)
+        del frame
         rows += expectation_rows(result, run_id, source.name)
 
         summary = quarantine_summary(source, quarantine_counts)

@@ -116,9 +116,13 @@ class SourceFrames(Mapping):
         return rows, (kinds["kind"].iloc[0] if kinds is not None and rows else None)
 
     def _names(self, source: str) -> set[str]:
+        return set(self.columns(source))
+
+    def columns(self, source: str) -> list[str]:
+        """The snapshot's column names, from its footer."""
         from govdata.lake import dataset
 
-        return set(dataset(self.paths[source]).schema.names)
+        return list(dataset(self.paths[source]).schema.names)
 
     def __iter__(self):
         return iter(self.paths)

@@ -3,16 +3,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from govdata.lake import read_parquet, run_path, write_parquet
+from govdata.lake import run_path, write_parquet
 from govdata.stages.common import QualityGateError, _source, _timed
 
 
 @_timed
 def validate(normalised: list[dict], run: dict) -> dict:
     from govdata.expectations.run import validate_standardised
+    from govdata.stages.load import SourceFrames
     from govdata.standards.registry import load_standards
 
-    frames = {n["source"]: read_parquet(n["current_path"]) for n in normalised}
+    frames = SourceFrames(normalised)   # each source read when validated, in its checked columns only
     sources = [_source(n["path"]) for n in normalised]
     counts = {n["source"]: {"raw_rows": n["rows_in"], "rejected_rows": n["rows_rejected"]} for n in normalised}
     docs_dir = Path(run_path(run["lake"], run["run_id"], "report", "data_docs"))
