@@ -275,11 +275,15 @@ def check_sources(folder: Path, root: Path) -> list[Problem]:
 
 def check_linkage(root: Path) -> list[Problem]:
     """linkage.yaml: per linked kind, only transforms.linkage.LinkConfig settings, each of its
-    field's type (the link stage refuses unknown settings at run time; a wrong type fails later)."""
+    field's type (the link stage refuses unknown settings at run time; a wrong type fails later),
+    and the declaration (transforms/linkage/settings.py): review below match threshold, blocking
+    rules on known columns, comparisons with a known comparator, known columns and m, u in (0, 1),
+    the enterprise rule order."""
     import dataclasses
     import typing
 
     from govdata.transforms.linkage.config import LinkConfig
+    from govdata.transforms.linkage.settings import validate
 
     file = root / "linkage.yaml"
     try:
@@ -307,10 +311,12 @@ def check_linkage(root: Path) -> list[Problem]:
             if key not in fields:
                 problems.append(Problem(str(file), where, f"unknown setting; expected one of {', '.join(sorted(fields))}"))
                 continue
+            if fields[key] not in SETTING_TYPES:   # the declaration: checked by validate below
+                continue
             accepted, wanted = SETTING_TYPES[fields[key]]
             if isinstance(value, bool) and bool not in accepted or not isinstance(value, accepted):
                 problems.append(Problem(str(file), where, f"expected {wanted}, not {value!r}"))
-    return problems
+    return problems + [Problem(str(file), where, message) for where, message in validate(raw)]
 
 
 def check_code_patterns(root: Path, elements: dict[str, dict[str, Any]], tables: dict[str, pd.DataFrame],

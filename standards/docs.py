@@ -1,9 +1,11 @@
-"""Data dictionary (Markdown) for stewards and analysts: elements, code tables, who supplies what.
+"""Data dictionary (Markdown) for stewards and analysts: elements, code tables, who supplies what,
+the linkage declaration.
 
 Run: python -m govdata.standards.docs [--sources DIR] > data_dictionary.md
 """
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -90,6 +92,34 @@ def supply_matrix(standards: Standards, sources: list[SourceConfig], kind: str) 
     return [f"### {kind}", "", *table(["element", *[s.name for s in of_kind], "sources"], rows), ""]
 
 
+def linkage_section(root: Path) -> list[str]:
+    """standards/linkage.yaml as the link stage reads it: thresholds, blocking rules,
+    comparisons with their priors, the enterprise rule order."""
+    import yaml
+
+    from govdata.transforms.linkage.settings import parse
+
+    raw = yaml.safe_load((Path(root) / "linkage.yaml").read_text(encoding="utf-8")) or {}
+    person = parse("person", raw.get("person") or {})
+    enterprise = parse("enterprise", raw.get("enterprise") or {})
+    match, review = person.get("match_threshold", "(default)"), person.get("review_threshold", "(default)")
+    lines = ["## Linkage", "", "From standards/linkage.yaml (weights in bits, log2 likelihood ratios).", "",
+             (f"Persons link automatically at a total weight of {match}; from {review} they go to the stewards' "
+              "review queue."), "",
+             "### Person blocking rules", "",
+             *table(["rule", "columns (all present and equal)"],
+                    [[f"`{r.name}`", ", ".join(r.columns)] for r in person.get("blocking", ())]),
+             "", "### Person comparisons", "",
+             *table(["comparison", "comparator", "columns", "m", "u", "agreement weight", "identifier",
+                     "u scaled by"],
+                    [[f"`{c.name}`", c.comparator, ", ".join(c.columns), c.m, c.u,
+                      f"{math.log2(c.m / c.u):.2f}", "yes" if c.identifier else "",
+                      c.u_scaled_by or ""] for c in person.get("comparisons", ())]),
+             "", "### Enterprise rules", "",
+             "Records without a usable USCC join its holder by: " + " → ".join(enterprise.get("rules", ())) + ".", ""]
+    return lines
+
+
 def render_data_dictionary(standards: Standards, sources: list[SourceConfig]) -> str:
     """Markdown: elements per kind, code tables (source, version, rows), sources, supply matrices."""
     lines = ["# govdata data dictionary", "",
@@ -104,6 +134,7 @@ def render_data_dictionary(standards: Standards, sources: list[SourceConfig]) ->
               "Cells name the source column mapped to the element.", ""]
     for kind in KINDS:
         lines += supply_matrix(standards, ordered, kind)
+    lines += linkage_section(standards.root)
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

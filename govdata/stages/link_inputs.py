@@ -18,11 +18,13 @@ log = logging.getLogger(__name__)
 
 
 def link_config(kind: str):
-    """LinkConfig with the stewards' thresholds from standards/linkage.yaml."""
+    """LinkConfig with the stewards' declaration from standards/linkage.yaml: thresholds,
+    blocking rules, comparisons with their m/u priors, the enterprise rule order."""
     import yaml
 
     from govdata.standards.registry import load_standards
     from govdata.transforms.linkage import LinkConfig
+    from govdata.transforms.linkage.settings import parse
 
     settings = yaml.safe_load((Path(load_standards().root) / "linkage.yaml").read_text(encoding="utf-8")) or {}
     known = set(LinkConfig.__dataclass_fields__)
@@ -30,7 +32,7 @@ def link_config(kind: str):
     unknown = set(options) - known
     if unknown:
         raise ValueError(f"standards/linkage.yaml: {kind}: unknown setting(s) {sorted(unknown)}; expected {sorted(known)}")
-    return LinkConfig(**options)
+    return LinkConfig(**parse(kind, options))
 
 
 def partition_rows() -> int:

@@ -116,9 +116,50 @@ def test_broken_linkage_yaml_is_rejected(root):
     assert check_standards(root) == [
         Problem(file, "person.match_threshold", "expected a number, not '14.0'"),
         Problem(file, "person.match_treshold",
-                "unknown setting; expected one of distinct_sources, estimate_weights, id_max_edits, "
-                "m_prior, match_threshold, max_block_size, min_pairs_for_ecm, review_threshold, "
-                "sorted_window, u_prior")]
+                "unknown setting; expected one of blocking, comparisons, distinct_sources, estimate_weights, "
+                "id_max_edits, m_prior, match_threshold, max_block_size, min_pairs_for_ecm, review_threshold, "
+                "rules, sorted_window, u_prior")]
+
+
+def test_broken_linkage_declaration_is_rejected_one_line_each(root):
+    file = str(root / "linkage.yaml")
+    edits = [("  review_threshold: 12.0\n", "  review_threshold: 14.0\n"),
+             ("comparator: sex_agree,", "comparator: sex_equal,"),
+             ("{name: b_phone, columns: [phone]}", "{name: b_phone, columns: [mobile]}"),
+             ("columns: [region], m: 0.80, u: 0.20}", "columns: [region], m: 1.2, u: 0.20}"),
+             ("columns: [birth], m: 0.97, u: 0.001}", "columns: [birth], m: 0.001, u: 0.97}"),
+             ("columns: [name], m: 0.90,", "columns: [name, pinyin], m: 0.90,"),
+             ("rules: [uscc, org_code, tax_no, reg_no, name]", "rules: [uscc, tax_no, reg_no, name]")]
+    for old, new in edits:
+        replace(root / "linkage.yaml", old, new)
+    assert check_standards(root) == [
+        Problem(file, "person.review_threshold",
+                "must be below match_threshold (14.0 >= 14.0): the review band would be empty"),
+        Problem(file, "person.blocking.b_phone.columns",
+                "unknown column 'mobile'; expected one of birth_day, birth_year, surname_initial, last_char, pinyin, "
+                "phone, document, latin_key, latin_joined, address, name, sex, region"),
+        Problem(file, "person.comparisons.name.columns", "comparator name_agree reads 1 column(s), not 2"),
+        Problem(file, "person.comparisons.birth",
+                "m (0.001) must exceed u (0.97): agreement must be evidence for a match"),
+        Problem(file, "person.comparisons.sex.comparator",
+                "unknown comparator 'sex_equal'; expected one of agreement_only, birth_close, exact, id_within_edits, "
+                "name_agree, name_order_agree, pinyin_or_latin_agree, region_agree, sex_agree"),
+        Problem(file, "person.comparisons.region.m", "expected a probability strictly between 0 and 1, not 1.2"),
+        Problem(file, "enterprise.rules", "expected each of uscc, org_code, tax_no, reg_no, name once, in the order "
+                                          "to apply them, not ['uscc', 'tax_no', 'reg_no', 'name']")]
+
+
+def test_linkage_declaration_reaches_the_link_stage():
+    from govdata.stages.link_inputs import link_config
+    from govdata.transforms.linkage import LinkConfig
+
+    assert link_config("person") == LinkConfig(match_threshold=14.0, review_threshold=12.0)
+    shipped = LinkConfig()
+    assert [r.name for r in shipped.blocking][:3] == ["b_birth", "b_pinyin_year", "b_phone"]
+    assert shipped.m_prior["document"] == 0.95 and shipped.u_prior["document"] == 0.000001
+    assert shipped.rules == ("uscc", "org_code", "tax_no", "reg_no", "name")
+    assert [(c.name, c.u_scaled_by) for c in shipped.comparisons if c.u_scaled_by] == \
+        [("phone", "phone_persons"), ("address", "address_persons")]
 
 
 def test_linkage_yaml_kinds_and_types(root):

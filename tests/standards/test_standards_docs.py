@@ -26,7 +26,7 @@ def test_data_dictionary_sections_and_matrix():
     lines = text.splitlines()
     assert lines[0] == "# govdata data dictionary"
     assert [line for line in lines if line.startswith("## ")] == [
-        "## Elements", "## Code tables", "## Sources", "## Which department supplies which element"]
+        "## Elements", "## Code tables", "## Sources", "## Which department supplies which element", "## Linkage"]
     assert "| element | gongan | shebao | sources |" in lines
     assert "| `id_number` | `SFZHM` | `GMSFHM` | 2 |" in lines
     assert "| `sex` | `XB` |  | 1 |" in lines
@@ -42,3 +42,13 @@ def test_data_dictionary_sections_and_matrix():
     # pipes inside a pattern are escaped so the table keeps its columns
     phone = next(line for line in lines if line.startswith("| `phone` | 联系电话"))
     assert "\\|0[1-9]" in phone
+
+
+def test_data_dictionary_documents_the_linkage_declaration():
+    lines = render_data_dictionary(load_standards(), SOURCES).splitlines()
+    assert "Persons link automatically at a total weight of 14.0; from 12.0 they go to the stewards' review queue." \
+        in lines
+    assert "| `b_birth` | birth_day, surname_initial |" in lines
+    assert "| `document` | agreement_only | document | 0.95 | 1e-06 | 19.86 | yes |  |" in lines
+    assert "| `phone` | exact | phone | 0.6 | 0.01 | 5.91 |  | phone_persons |" in lines
+    assert "Records without a usable USCC join its holder by: uscc → org_code → tax_no → reg_no → name." in lines

@@ -47,7 +47,6 @@ def agreement_only(left: pd.Series, right: pd.Series) -> np.ndarray:
     return np.where(agree == 1, 1.0, np.nan)
 
 
-document_agree = agreement_only
 
 
 def id_within_edits(left: pd.Series, right: pd.Series, max_edits: int) -> np.ndarray:
@@ -162,3 +161,26 @@ def name_order_agree(left_pinyin: pd.Series, right_pinyin: pd.Series,
         cross = todo & (lk.isna() != rk.isna()).to_numpy()
         out[cross & (out == 0)] = np.nan
     return out
+
+
+def pinyin_or_latin_agree(left_pinyin: pd.Series, right_pinyin: pd.Series, left_latin_key: pd.Series,
+                          right_latin_key: pd.Series, left_joined: pd.Series, right_joined: pd.Series) -> np.ndarray:
+    """name_order_agree, and 1 where the latin keys with hyphenated parts joined are equal
+    (SEO-YEON LEE / LEE SEOYEON)."""
+    return np.fmax(name_order_agree(left_pinyin, right_pinyin, left_latin_key, right_latin_key),
+                   agreement_only(left_joined, right_joined))
+
+
+# The comparators linkage.yaml may name: name -> (function of the pairs' (left, right) column
+# pairs and the LinkConfig, number of columns read).
+COMPARATORS = {
+    "exact": (lambda sides, cfg: exact(*sides[0]), 1),
+    "agreement_only": (lambda sides, cfg: agreement_only(*sides[0]), 1),
+    "id_within_edits": (lambda sides, cfg: id_within_edits(*sides[0], cfg.id_max_edits), 1),
+    "name_agree": (lambda sides, cfg: name_agree(*sides[0]), 1),
+    "name_order_agree": (lambda sides, cfg: name_order_agree(*sides[0], *sides[1]), 2),
+    "pinyin_or_latin_agree": (lambda sides, cfg: pinyin_or_latin_agree(*sides[0], *sides[1], *sides[2]), 3),
+    "birth_close": (lambda sides, cfg: birth_close(*sides[0]), 1),
+    "sex_agree": (lambda sides, cfg: sex_agree(*sides[0]), 1),
+    "region_agree": (lambda sides, cfg: region_agree(*sides[0]), 1),
+}

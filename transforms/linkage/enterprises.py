@@ -23,7 +23,7 @@ ENTERPRISE_COLS = ["uscc", "uscc_status", "uscc_note", "org_code", "reg_no", "ta
                    "founded_date", "address", "industry_code", "region_code", "updated_at"]
 GOLDEN_ELEMENTS = ["uscc", "org_code", "name", "name_core", "legal_rep_name", "founded_date",
                    "address", "industry_code", "region_code"]
-RULE_ORDER = ["steward", "uscc", "org_code", "tax_no", "reg_no", "name"]
+IDENTIFIER_RULES = ("org_code", "tax_no", "reg_no")   # the old identifiers the USCC replaced
 
 
 def county_of(region: pd.Series) -> pd.Series:
@@ -95,16 +95,19 @@ def name_targets(keys: pd.DataFrame, bare: np.ndarray, cluster: np.ndarray, no_r
     return np.where(np.isnan(hit), anywhere, hit)
 
 
-def identifier_edges(keys: pd.DataFrame, group: np.ndarray) -> pd.DataFrame:
+def identifier_edges(keys: pd.DataFrame, group: np.ndarray, rules: tuple = IDENTIFIER_RULES) -> pd.DataFrame:
     """(record, representative record, rule): records without a USCC join the USCC holder
-    sharing their org code / tax number / registration number; the rest join each other."""
+    sharing their org code / tax number / registration number, tried in the stewards' rule
+    order (linkage.yaml enterprise.rules); the rest join each other."""
+    order = [r for r in rules if r in IDENTIFIER_RULES]
+    by_order = lambda items: sorted(items, key=lambda item: order.index(item[0]))  # noqa: E731
     n = len(keys)
     holder = keys["uscc"].notna().to_numpy()
     rep = pd.Series(np.arange(n)).groupby(group).transform("min").to_numpy()
     edges, resolved = [], holder.copy()
     lookups = [("org_code", "org", ["org"]), ("tax_no", "tax", ["tax"]),
                ("tax_no", "org", ["tax_org"]), ("reg_no", "reg", ["reg"])]
-    for rule, holder_col, own_cols in lookups:
+    for rule, holder_col, own_cols in by_order(lookups):
         target = _unique_target(keys[holder_col].where(pd.Series(holder, index=keys.index)), rep)
         for own in own_cols:
             hit = _lookup(keys[own], target)
@@ -112,8 +115,7 @@ def identifier_edges(keys: pd.DataFrame, group: np.ndarray) -> pd.DataFrame:
             edges.append(pd.DataFrame({"a": np.flatnonzero(take), "b": hit[take].astype(np.int64), "rule": rule}))
             resolved |= take
     rest = pd.Series(~resolved, index=keys.index)
-    for rule, col in (("org_code", "org"), ("tax_no", "tax_org"), ("tax_no", "tax"),
-                      ("reg_no", "reg")):
+    for rule, col in by_order([("org_code", "org"), ("tax_no", "tax_org"), ("tax_no", "tax"), ("reg_no", "reg")]):
         first = _first_position(keys[col].where(rest))
         take = ~np.isnan(first) & (first != np.arange(n))
         edges.append(pd.DataFrame({"a": np.flatnonzero(take), "b": first[take].astype(np.int64), "rule": rule}))
@@ -148,7 +150,7 @@ def link_enterprises(records: pd.DataFrame, *, previous_xref: pd.DataFrame | Non
         if uf.union(int(group[a]), int(group[b]), force=True) is None:
             rule[[a, b]] = "steward"
             link_edges.append((a, b, "steward"))
-    edges = identifier_edges(keys, group)
+    edges = identifier_edges(keys, group, (config or LinkConfig()).rules)
     for a, b, r in edges.itertuples(index=False):
         if uf.union(int(group[a]), int(group[b])) is None and rule[a] != "steward":
             rule[a] = r

@@ -30,7 +30,9 @@ from .common import prepare_records
 from .config import LinkConfig
 from .enterprises import ENTERPRISE_COLS, identifier_keys
 from .partition import text_column
-from .persons import PERSON_COLS, _blocking_frame, candidate_pairs, document_keys, holder_conflicts, id_facts
+from .person_blocking import candidate_pairs, comparison_view, document_keys
+from .person_facts import holder_conflicts, id_facts
+from .persons import PERSON_COLS
 from .survivorship import trust_rank
 
 log = logging.getLogger(__name__)
@@ -60,7 +62,7 @@ def person_neighbours(records: pd.DataFrame, mask: np.ndarray, cfg: LinkConfig,
     facts = id_facts(df)
     conflict = holder_conflicts(df, facts, trust_rank(df["source_system"], trust_order))
     held = facts["usable"].to_numpy() & ~conflict
-    view = _blocking_frame(df, facts, conflict, cfg.max_block_size)
+    view = comparison_view(df, facts, conflict, cfg)
     pairs = candidate_pairs(view, np.flatnonzero(mask), np.arange(len(df), dtype=np.int64), cfg)
     left, right = pairs.get_level_values(0).to_numpy(), pairs.get_level_values(1).to_numpy()
     out = mask.copy()
@@ -120,7 +122,7 @@ def _yyyymmdd(dates: pa.ChunkedArray) -> pa.ChunkedArray:
 
 def _new_key_candidates(table: pa.Table, m: pa.Array, own: pa.ChunkedArray, from_id: pa.ChunkedArray,
                         pinyin: pa.ChunkedArray) -> pa.ChunkedArray:
-    """The blocking keys of persons.BLOCKS beyond birth + initial, pinyin + year, phone, address: the
+    """The blocking keys of the shipped declaration (standards/linkage.yaml) beyond birth + initial, pinyin + year, phone, address: the
     other document, the latin name keys, birth date + last character, and the birth date
     alone where a name has no pinyin (its initial comes from the name's first character)."""
     bar = pa.scalar("|", pa.large_string())

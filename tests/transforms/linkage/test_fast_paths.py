@@ -7,8 +7,10 @@ import pandas as pd
 import recordlinkage
 
 from govdata.transforms.linkage.config import LinkConfig
-from govdata.transforms.linkage.persons import BLOCKS, candidate_pairs
+from govdata.transforms.linkage.persons import candidate_pairs
 from govdata.transforms.linkage.survivorship import golden_records
+
+BLOCKS = [rule.name for rule in LinkConfig().blocking]
 
 
 def _view(n: int, seed: int) -> pd.DataFrame:
@@ -74,7 +76,7 @@ def test_dense_rank_orders_ids_as_arrows_rank():
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from govdata.transforms.linkage.persons import _dense_rank
+    from govdata.transforms.linkage.person_blocking import _dense_rank
 
     rng = np.random.default_rng(1)
     ids = pd.Series(rng.choice(["11", "2", "110", "Z", "é", "", None], 200), dtype="string")
@@ -121,7 +123,7 @@ def test_value_counts_within_masters_by_neighbours_equal_hashed_counts():
 
 
 def test_ecm_fit_is_the_same_on_int8_patterns():
-    from govdata.transforms.linkage.config import DEFAULT_M, DEFAULT_U
+    from govdata.transforms.linkage.config import LinkConfig
     from govdata.transforms.linkage.fellegi_sunter import _small_ints, estimate_mu
 
     rng = np.random.default_rng(4)
@@ -130,7 +132,7 @@ def test_ecm_fit_is_the_same_on_int8_patterns():
     feats = pd.DataFrame({c: np.where(rng.random(n) < np.where(match, 0.9, 0.2), 1.0, 0.0)
                           for c in ["id", "name", "pinyin", "birth"]})
     assert _small_ints(feats.astype(int)).dtypes.eq(np.int8).all()
-    m, u, source = estimate_mu(feats, DEFAULT_M, DEFAULT_U, True, 100)
+    m, u, source = estimate_mu(feats, LinkConfig().m_prior, LinkConfig().u_prior, True, 100)
     ecm = recordlinkage.ECMClassifier(init="jaro", max_iter=100)
     ecm.fit(feats.astype(int))
     assert source == "ecm"
