@@ -126,3 +126,22 @@ def test_hostile_values_are_decoded_never_raised(tmp_path):
     assert by_key.loc["bad-utf8", "NL"] == "2.5"
     assert by_key.loc["  P7 ", "XM"] == "\ufffdPNG\r\n"
     assert by_key.loc["\uff18", "XM"] == "李四"
+
+
+def test_chunk_row_hash_is_row_hashes_of_the_text_values():
+    """The chunk's row hash (hashed value by value, str columns as the driver returned them) is
+    exactly row_hashes over the text frame: snapshots written before compare equal."""
+    import pandas as pd
+
+    from types import SimpleNamespace
+
+    from govdata.extract import ROW_HASH, _chunk_table, row_hashes
+
+    rows = [(1, "张三", None, 1.0, b"\xe5\xbc\xa0", "a"), (2, None, "x", 2.5, None, "a"),
+            (3, "", "y", None, b"\xff", None), (4, "李四", None, 7.0, b"", "b")]
+    names = ["ID", "XM", "BZ", "JE", "RAW", "DM"]
+    source = SimpleNamespace(primary_key="ID")   # all _chunk_table reads of the source
+    table = _chunk_table(source, names, rows)
+    text = pd.DataFrame({n: table[n].to_pylist() for n in names})
+    assert table[ROW_HASH].to_pylist() == row_hashes(text).tolist()
+    assert table["JE"].to_pylist() == ["1", "2.5", None, "7"]
