@@ -141,6 +141,27 @@ def cluster(df: pd.DataFrame, group: np.ndarray, n_id_groups: int, pairs: pd.Mul
     return uf.labels(group), accepted, refused
 
 
+def match_rules(df: pd.DataFrame, held: np.ndarray, cluster_of: np.ndarray, l: np.ndarray, r: np.ndarray,
+                score: np.ndarray, accepted: np.ndarray, steward_match: np.ndarray) -> tuple[np.ndarray, pd.Series]:
+    """(rule code into RULE_TEXT, match score) per record: id / repaired_id for held records,
+    probabilistic (with its best accepted score) for the others linked, steward where a
+    steward's match held, singleton for a cluster of one."""
+    size = np.bincount(cluster_of)[cluster_of]   # cluster labels are group numbers < 2n
+    link_score = pd.concat([pd.Series(score[accepted], index=l[accepted]),
+                            pd.Series(score[accepted], index=r[accepted])])
+    link_score = link_score[~held[link_score.index]].groupby(level=0).max()
+    repaired = (df["id_number_status"] == "repaired").fillna(False).to_numpy(dtype=bool)
+    rule = np.where(held, np.where(repaired, REPAIRED_ID, ID), SINGLETON)
+    rule[link_score.index.to_numpy()] = PROBABILISTIC
+    if len(steward_match):   # steward links that held (a non_match elsewhere may veto)
+        kept = steward_match[cluster_of[steward_match[:, 0]] == cluster_of[steward_match[:, 1]]]
+        rule[np.unique(kept.ravel())] = STEWARD
+    rule[size <= 1] = SINGLETON
+    match_score = pd.Series(np.nan, index=range(len(df)))
+    match_score[link_score.index] = link_score.to_numpy()
+    return rule, match_score.where(rule == PROBABILISTIC)
+
+
 # ---------------------------------------------------------------- public entry point
 def link_persons(records: pd.DataFrame, *, previous_xref: pd.DataFrame | None = None,
                  decisions: pd.DataFrame | None = None, survivorship: dict, run_id: str,
@@ -188,22 +209,7 @@ def link_persons(records: pd.DataFrame, *, previous_xref: pd.DataFrame | None = 
     lap("clustering")
 
     # 4 rules, scores, stable ids
-    cluster_sizes = np.bincount(cluster_of)   # cluster_of labels are group numbers < 2n
-    size = cluster_sizes[cluster_of]
-    link_score = pd.concat([pd.Series(score[accepted], index=l[accepted]),
-                            pd.Series(score[accepted], index=r[accepted])])
-    link_score = link_score[~held[link_score.index]].groupby(level=0).max()
-    # rules as codes into RULE_TEXT: the strings are made once, for the xref column
-    repaired = (df["id_number_status"] == "repaired").fillna(False).to_numpy(dtype=bool)
-    rule = np.where(held, np.where(repaired, REPAIRED_ID, ID), SINGLETON)
-    rule[link_score.index.to_numpy()] = PROBABILISTIC
-    if len(steward_match):   # steward links that held (a non_match elsewhere may veto)
-        kept = steward_match[cluster_of[steward_match[:, 0]] == cluster_of[steward_match[:, 1]]]
-        rule[np.unique(kept.ravel())] = STEWARD
-    rule[size <= 1] = SINGLETON
-    match_score = pd.Series(np.nan, index=range(n))
-    match_score[link_score.index] = link_score.to_numpy()
-    match_score = match_score.where(rule == PROBABILISTIC)
+    rule, match_score = match_rules(df, held, cluster_of, l, r, score, accepted, steward_match)
     ids, history = assign_stable_ids(df["_key"], cluster_of, df, previous_xref, "person_id", "P",
                                      "person", run_id)
     xref = pd.DataFrame({"source_system": df["source_system"],
@@ -215,15 +221,8 @@ def link_persons(records: pd.DataFrame, *, previous_xref: pd.DataFrame | None = 
 
     # 5 golden records: the ID comes only from records that hold it
     person_ids = np.asarray(ids.array)   # the object array behind the strings, no copy
-    gold_in = pd.DataFrame({c: df[c] for c in ["source_system", "source_record_id", "updated_at"]
-                            + GOLDEN_ELEMENTS})
-    gold_in["person_id"] = person_ids
-    gold_in["id_number"] = _null_where(df["id_number"], ~held)
-    gold_in["birth_date"] = facts["birth"]
-    golden = golden_records(gold_in, "person_id", GOLDEN_ELEMENTS, spec,
-                            _golden_codes(cluster_of, person_ids, codes, held_code, held_ids))
-    golden["birth_date"] = golden["birth_date"].dt.date.astype(object).where(
-        golden["birth_date"].notna(), None)
+    golden = person_golden(df, facts["birth"], held, person_ids, spec,
+                           _golden_codes(cluster_of, person_ids, codes, held_code, held_ids))
     lap("golden")
 
     keys = df["_key"]
@@ -236,7 +235,7 @@ def link_persons(records: pd.DataFrame, *, previous_xref: pd.DataFrame | None = 
     lap("review")
 
     stats = {
-        "records": n, "clusters": int(np.count_nonzero(cluster_sizes)),
+        "records": n, "clusters": int(len(np.unique(cluster_of))),
         "match_rule": {k: int(v) for k, v in xref["match_rule"].value_counts().items()},
         "queued_for_probabilistic": int(len(queue)), "conflicts": int(conflict.sum()),
         "pairs_compared": int(len(pairs)), "links_accepted": int(accepted.sum()),
@@ -245,6 +244,18 @@ def link_persons(records: pd.DataFrame, *, previous_xref: pd.DataFrame | None = 
     }
     return LinkResult(xref=xref, golden=golden, history=history, review=review,
                       evidence=evidence, stats=stats)
+
+
+def person_golden(df: pd.DataFrame, birth: pd.Series, held: np.ndarray, person_ids: np.ndarray, spec: dict,
+                  codes: dict) -> pd.DataFrame:
+    """Golden records by the survivorship rules; the ID number only from records holding it."""
+    gold_in = pd.DataFrame({c: df[c] for c in ["source_system", "source_record_id", "updated_at"] + GOLDEN_ELEMENTS})
+    gold_in["person_id"] = person_ids
+    gold_in["id_number"] = _null_where(df["id_number"], ~held)
+    gold_in["birth_date"] = birth
+    golden = golden_records(gold_in, "person_id", GOLDEN_ELEMENTS, spec, codes)
+    golden["birth_date"] = golden["birth_date"].dt.date.astype(object).where(golden["birth_date"].notna(), None)
+    return golden
 
 
 def _golden_codes(cluster: np.ndarray, person_ids: np.ndarray, codes: dict,
