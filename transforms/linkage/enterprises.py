@@ -49,6 +49,14 @@ def identifier_keys(df: pd.DataFrame) -> pd.DataFrame:
         "name_key": text("name_core") + "|" + text("legal_rep_name") + "|" + county.fillna(""),
         "county": county,
         "name_any_region": text("name_core") + "|" + text("legal_rep_name"),
+        # the same representative at the same address (a name written with another prefix)
+        "rep_address": text("legal_rep_name") + "|" + text("address"),
+        # an individual business (USCC 92...) by its operator and county, for a record another
+        # office filed under the operator's name
+        "operator": (text("legal_rep_name") + "|" + county).where(
+            uscc.where(usable).str.startswith("92").fillna(False)
+            | (text("name_core") == text("legal_rep_name")).fillna(False)),
+        "named_after_operator": (text("name_core") == text("legal_rep_name")).fillna(False),
     }, index=df.index)
 
 
@@ -85,14 +93,22 @@ def name_targets(keys: pd.DataFrame, bare: np.ndarray, cluster: np.ndarray, no_r
     """The cluster each record without any code joins by name + legal representative, NaN for
     none: the one cluster of coded records with the same name, representative and county; a
     record without a county (or only a province's) takes the one cluster with that name and
-    representative anywhere.
+    representative anywhere; then the one cluster with the same representative at the same
+    address; then, for a record named after its representative (an individual business filed
+    under its operator's name), the one individual business (USCC 92...) of that operator in the
+    county.
     Ambiguous keys (two clusters) link nothing."""
     coded = pd.Series(~bare, index=keys.index)
     hit = _lookup(keys["name_key"].where(pd.Series(bare, index=keys.index)),
                   _unique_target(keys["name_key"].where(coded), cluster))
-    anywhere = _lookup(keys["name_any_region"].where(pd.Series(bare & no_region, index=keys.index)),
-                       _unique_target(keys["name_any_region"].where(coded), cluster))
-    return np.where(np.isnan(hit), anywhere, hit)
+    tries = [("name_any_region", bare & no_region, ~bare),
+             ("rep_address", bare, ~bare),
+             ("operator", bare & keys["named_after_operator"].to_numpy(), ~bare)]
+    for column, own, targets in tries:   # each only where the ones before found nothing
+        more = _lookup(keys[column].where(pd.Series(own & np.isnan(hit), index=keys.index)),
+                       _unique_target(keys[column].where(pd.Series(targets, index=keys.index)), cluster))
+        hit = np.where(np.isnan(hit), more, hit)
+    return hit
 
 
 def identifier_edges(keys: pd.DataFrame, group: np.ndarray, rules: tuple = IDENTIFIER_RULES) -> pd.DataFrame:

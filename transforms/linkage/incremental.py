@@ -42,9 +42,9 @@ SCOPE_COLUMNS = {"person": ["source_system", "source_record_id", "id_number", "i
                             "id_type", "doc_number", "name", "name_latin", "name_pinyin", "sex", "birth_date",
                             "phone", "address", "region_code"],
                  "enterprise": ["source_system", "source_record_id", "uscc", "uscc_status", "org_code",
-                                "tax_no", "reg_no", "name_core", "legal_rep_name", "region_code"]}
+                                "tax_no", "reg_no", "name_core", "legal_rep_name", "region_code", "address"]}
 ENTERPRISE_TOKENS = {"uscc": "uscc", "org": "org", "tax_org": "org", "tax": "tax", "reg": "reg",
-                     "name_key": "name", "name_any_region": "name"}   # column → token family (an org code matches either)
+                     "name_key": "name", "name_any_region": "name", "rep_address": "name", "operator": "name"}   # column → token family (an org code matches either)
 
 
 def whole_clusters(mask: np.ndarray, cluster: np.ndarray) -> np.ndarray:

@@ -162,3 +162,20 @@ def test_a_record_without_county_links_when_exactly_one_enterprise_has_its_name_
     r = run(rows)
     assert clusters(r.xref, "enterprise_id") == {frozenset({"shichang:s1", "shuiwu:t1"}),
                                                   frozenset({"shichang:s2", "shuiwu:t2"})}
+
+
+def test_an_individual_business_filed_under_its_operators_name_or_another_prefix_links():
+    chen = uscc_of("92", "110101", "934345387")
+    yang = uscc_of("92", "110103", "545173833")
+    rows = [shop("shichang", "s1", chen, core="陈记便利店", rep="陈俊轩") | {"address": "北京市东城区中山路132号"},
+            # the tax office files the shop under its operator's name, at another address
+            shop("shuiwu", "t1", core="陈俊轩", rep="陈俊轩") | {"address": "北京市东城区中山路132-1号"},
+            # an abolished district kept in one name (崇文区杨记便利店): the same operator at the same address
+            shop("shichang", "s2", yang, core="崇文区杨记便利店", rep="杨龙", region="110103")
+            | {"address": "北京市崇文区府前街138号"},
+            shop("shuiwu", "t2", core="杨记便利店", rep="杨龙", region="110000") | {"address": "北京市崇文区府前街138号"},
+            # a person's name with no individual business of theirs in the county: alone
+            shop("shuiwu", "t3", core="王芳", rep="王芳")]
+    r = run(rows)
+    assert clusters(r.xref, "enterprise_id") == {frozenset({"shichang:s1", "shuiwu:t1"}),
+                                                  frozenset({"shichang:s2", "shuiwu:t2"}), frozenset({"shuiwu:t3"})}
