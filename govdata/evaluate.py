@@ -3,8 +3,8 @@ cluster sizes (sum of C(n,2) over the contingency table — no pair enumeration)
 errors broken down by likely cause, derived from the standardised records."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
