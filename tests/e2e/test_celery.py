@@ -115,6 +115,9 @@ def _airflow_env(home: Path, metadata_url: str, redis_url: str, api_port: int, g
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
+        # small pools: five components share the session's test server (max_connections 60)
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_POOL_SIZE": "2",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_MAX_OVERFLOW": "6",
         # Airflow's async engine defaults to asyncpg: psycopg 3 (installed) does async as well
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": metadata_url.replace("+psycopg:", "+psycopg_async:", 1),
         "AIRFLOW__CELERY__BROKER_URL": redis_url,
