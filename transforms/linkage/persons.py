@@ -106,13 +106,21 @@ def id_groups(df: pd.DataFrame, facts: pd.DataFrame, trust: np.ndarray, steward_
     return conflict, held, group, held_code, held_ids
 
 
-def cluster(df: pd.DataFrame, group: np.ndarray, n_id_groups: int, pairs: pd.MultiIndex, score: np.ndarray,
-            feats: pd.DataFrame, steward_match: np.ndarray, steward_non: np.ndarray,
+def reissued(view: pd.DataFrame, l: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Pairs whose records both carry a document of one type (numbers aside): the office that
+    issues passports or permits keeps a record per document, so one person's renewed passport is
+    a second record of that department."""
+    kind = view["document_type"].to_numpy(dtype=object, na_value=None)
+    return np.array([a is not None and a == b for a, b in zip(kind[l], kind[r])], dtype=bool)
+
+
+def cluster(df: pd.DataFrame, view: pd.DataFrame, group: np.ndarray, n_id_groups: int, pairs: pd.MultiIndex,
+            score: np.ndarray, feats: pd.DataFrame, steward_match: np.ndarray, steward_non: np.ndarray,
             cfg: LinkConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(cluster per record, accepted pairs, refused pairs): steward matches first, then the
     pairs at or above match_threshold in descending score, each refused when it would join two
-    ID numbers, a steward's non-match, or (without identifier agreement) a second record of a
-    department."""
+    ID numbers, a steward's non-match, or (without identifier agreement or a reissued document) a
+    second record of a department."""
     n = len(df)
     cannot: dict[int, set[int]] = {}
     for a, b in steward_non:
@@ -131,6 +139,7 @@ def cluster(df: pd.DataFrame, group: np.ndarray, n_id_groups: int, pairs: pd.Mul
     identifiers = [c.name for c in cfg.comparisons if c.identifier]
     proven = (feats[identifiers] == 1).any(axis=1).to_numpy() if len(feats) and identifiers \
         else np.zeros(len(score), dtype=bool)
+    proven |= reissued(view, l, r)
     accepted = np.zeros(len(score), dtype=bool)
     refused = np.zeros(len(score), dtype=bool)
     tried = order[score[order] >= cfg.match_threshold]
@@ -203,7 +212,7 @@ def link_persons(records: pd.DataFrame, *, previous_xref: pd.DataFrame | None = 
     lap("classifying")
 
     # 3 constrained clustering: steward matches, then links in descending score
-    cluster_of, accepted, refused = cluster(df, group, len(held_ids), pairs, score, feats, steward_match,
+    cluster_of, accepted, refused = cluster(df, view, group, len(held_ids), pairs, score, feats, steward_match,
                                             steward_non, cfg)
     l, r = pairs.get_level_values(0).to_numpy(), pairs.get_level_values(1).to_numpy()
     lap("clustering")

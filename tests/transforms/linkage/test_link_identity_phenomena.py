@@ -201,3 +201,15 @@ def test_a_renewed_permit_keeps_its_holder_part_and_links():
     r = link(rows)
     assert clusters(r.xref) == {frozenset({"churujing:c1", "zhengwu_sqr:q1"})}
     assert pair_evidence(r, "c1", "q1").agree_document == 1.0
+
+
+def test_the_issuing_office_keeps_a_record_per_passport_and_both_join():
+    rows = [foreigner("shebao", "s1", "MILLER, JOHN", "1963-05-30", doc="X1015992"),
+            foreigner("churujing", "c1", "MILLER JOHN", "1963-05-30", doc="X1015992"),
+            foreigner("churujing", "c2", "MILLER JOHN", "1963-05-30", doc="K0840012"),   # the renewed passport
+            # two records of one office without documents stay a same-source question
+            rec("weijian", "w1", None, "王芳", "wangfang", "2", "1985-07-20"),
+            rec("weijian", "w2", None, "王芳", "wangfang", "2", "1985-07-20")]
+    r = link(rows)
+    assert clusters(r.xref) == {frozenset({"shebao:s1", "churujing:c1", "churujing:c2"}),
+                                frozenset({"weijian:w1"}), frozenset({"weijian:w2"})}
