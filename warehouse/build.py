@@ -30,7 +30,13 @@ from govdata.warehouse.owners import (
     owner_map,
     resolve_owners,
 )
-from govdata.warehouse.rows import _col, _require, _table_columns
+from govdata.warehouse.rows import (
+    _col,
+    _require,
+    _table_columns,
+    identifier_token,
+    token_memo,
+)
 from govdata.warehouse.schema import table_for
 from govdata.warehouse.vault import encrypt_values
 
@@ -81,7 +87,7 @@ def person_rows(golden: pd.DataFrame, key: bytes, run_id: str, name_masking: str
     ids = g["id_number"].astype("string") if "id_number" in g else pd.Series(pd.NA, index=g.index, dtype="string")
     phones = g["phone"].astype("string") if "phone" in g else pd.Series(pd.NA, index=g.index, dtype="string")
     dim = g.drop(columns=[c for c in ("id_number", "phone") if c in g]).copy()
-    dim["person_token"] = token(ids, key)
+    dim["person_token"] = identifier_token(ids, key)
     dim["id_number_masked"] = mask_id_number(ids)
     dim["phone_masked"] = mask_phone(phones)
     if "name" in dim:
@@ -103,8 +109,8 @@ def enterprise_rows(golden: pd.DataFrame, key: bytes, run_id: str) -> tuple[pd.D
     rep = (g["legal_rep_id_number"].astype("string") if "legal_rep_id_number" in g
            else pd.Series(pd.NA, index=g.index, dtype="string"))
     dim = g.drop(columns=[c for c in ("legal_rep_id_number",) if c in g]).copy()
-    dim["enterprise_token"] = token(dim["uscc"].astype("string"), key) if "uscc" in dim else pd.NA
-    dim["legal_rep_token"] = token(rep, key)
+    dim["enterprise_token"] = identifier_token(dim["uscc"].astype("string"), key) if "uscc" in dim else pd.NA
+    dim["legal_rep_token"] = identifier_token(rep, key)
     dim["legal_rep_id_masked"] = mask_id_number(rep)
     if "lineage" in dim:
         dim["lineage"] = _lineage_text(dim["lineage"])
@@ -194,6 +200,14 @@ def iter_tables(link, std, quarantine: pd.DataFrame, standards, key: bytes, run_
     caller that stages each table as it comes never holds the run's tables together. `link` and
     `std` may be lazy mappings (read on access); facts come one part per source (a table may be
     yielded several times: its rows are the parts together)."""
+    with token_memo():   # an identifier is tokenised once for dims, owners and facts
+        yield from _iter_tables(link, std, quarantine, standards, key, run_id, name_masking=name_masking,
+                                previous=previous)
+
+
+def _iter_tables(link, std, quarantine: pd.DataFrame, standards, key: bytes, run_id: str, *,
+                 name_masking: str | None = None, previous: dict[str, pd.DataFrame] | None = None
+                 ) -> Iterator[tuple[str, pd.DataFrame]]:
     previous = previous or {}
     name_masking = name_masking or os.environ.get("GOVDATA_NAME_MASKING", "none")
     golden = _link_frame(link, "dim_person")

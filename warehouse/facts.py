@@ -7,8 +7,8 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
-from govdata.transforms.privacy import mask_id_number, token
-from govdata.warehouse.rows import _col, _require, _table_columns
+from govdata.transforms.privacy import mask_id_number
+from govdata.warehouse.rows import _col, _require, _table_columns, identifier_token
 
 CALENDAR_YEARS = (1949, 2100)        # dim_date never spans beyond these (bad dates stay out)
 
@@ -95,7 +95,7 @@ def _owned_by(frame: pd.DataFrame, id_col: str, uscc_col: str, person_owner: pd.
     identifier owners (token → master id)."""
     pid = _col(frame, id_col).astype("string")
     uscc = _col(frame, uscc_col).astype("string")
-    tokens = {"person": token(pid, key), "enterprise": token(uscc, key)}
+    tokens = {"person": identifier_token(pid, key), "enterprise": identifier_token(uscc, key)}
     masks = {"person": mask_id_number(pid), "enterprise": mask_id_number(uscc)}
     return (tokens["person"].map(person_owner).astype("string"),
             tokens["enterprise"].map(enterprise_owner).astype("string"), tokens, masks)

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from govdata.transforms.privacy import token
-from govdata.warehouse.rows import _table_columns, _text
+from govdata.warehouse.rows import _table_columns, _text, identifier_token
 from govdata.warehouse.schema import table_for
 
 # --- who holds an identifier ---------------------------------------------------------------
@@ -86,7 +85,7 @@ def identifier_holders(xref: pd.DataFrame | None, std_frames: list[pd.DataFrame]
     grouped = pd.DataFrame({"k": key_, "a": agreement}).groupby("k", sort=False)["a"].agg(["max", "size"])
     k = grouped.index.to_numpy()
     id_of, m_of = k // max(len(m_values), 1), k % max(len(m_values), 1)
-    tokens = token(pd.Series(id_values, dtype="string"), key).to_numpy()
+    tokens = identifier_token(pd.Series(id_values, dtype="string"), key).to_numpy()
     return pd.DataFrame({"identifier_token": pd.array(tokens[id_of], dtype="string"),
                          "master_id": pd.array(np.asarray(m_values, dtype=object)[m_of], dtype="string"),
                          "agreement": grouped["max"].to_numpy(np.int64), "records": grouped["size"].to_numpy(np.int64)})

@@ -1,7 +1,12 @@
 """Small helpers shared by the row builders (build, owners, facts)."""
 from __future__ import annotations
 
+import hmac
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pandas as pd
+from govdata.transforms.privacy import per_unique, token
 from govdata.warehouse.schema import table_for
 
 
@@ -24,3 +29,37 @@ def _text(frame: pd.DataFrame, name: str) -> pd.Series:
 
 def _col(frame: pd.DataFrame, name: str) -> pd.Series:
     return frame[name] if name in frame else pd.Series(pd.NA, index=frame.index, dtype="object")
+
+
+# --- identifier tokens, each computed once per build -----------------------------------------
+_memo: dict[bytes, dict[str, str]] | None = None
+
+
+@contextmanager
+def token_memo() -> Iterator[None]:
+    """While open, identifier_token remembers every token it computed: a citizen ID number is
+    tokenised for dim_person, for identifier_owner and for each fact naming it; HMAC once."""
+    global _memo
+    outer, _memo = _memo, {} if _memo is None else _memo
+    try:
+        yield
+    finally:
+        _memo = outer
+
+
+def identifier_token(values: pd.Series, key: bytes) -> pd.Series:
+    """privacy.token (HMAC-SHA256 hex per value, NULL stays NULL), through the open token_memo."""
+    if _memo is None:
+        return token(values, key)
+    memo = _memo.setdefault(key, {})
+
+    def tokens(distinct: list[str]) -> list[str]:
+        out = []
+        for v in distinct:
+            t = memo.get(v)
+            if t is None:
+                t = memo[v] = hmac.digest(key, v.encode(), "sha256").hex()
+            out.append(t)
+        return out
+
+    return pd.Series(per_unique(values, tokens), index=values.index, dtype="string")
