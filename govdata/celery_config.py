@@ -10,6 +10,10 @@ cold process; GX alone 6 s), on every task. Set
 
 on the workers (docker-compose.yml and tests/e2e/test_celery.py do). Nothing here opens a
 connection or starts a thread: forking after these imports is safe.
+
+Measured (tests/e2e/test_celery.py, 20,000 persons, two workers, 2 cores at load average ~5):
+both DAGs 130 s with these imports, 162 s without; an extract task 1.7-3.5 s instead of 4.3-8.7 s,
+a normalise task 3.6-6.7 s instead of 5.1-13.0 s (Airflow's start-to-end task times).
 """
 from __future__ import annotations
 
