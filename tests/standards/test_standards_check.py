@@ -142,7 +142,7 @@ def test_broken_linkage_declaration_is_rejected_one_line_each(root):
         Problem(file, "person.comparisons.birth",
                 "m (0.001) must exceed u (0.97): agreement must be evidence for a match"),
         Problem(file, "person.comparisons.sex.comparator",
-                "unknown comparator 'sex_equal'; expected one of agreement_only, birth_close, exact, id_within_edits, "
+                "unknown comparator 'sex_equal'; expected one of agreement_only, birth_close, exact, id_within_edits, latin_agree, "
                 "name_agree, name_order_agree, pinyin_or_latin_agree, region_agree, sex_agree"),
         Problem(file, "person.comparisons.region.m", "expected a probability strictly between 0 and 1, not 1.2"),
         Problem(file, "enterprise.rules", "expected each of uscc, org_code, tax_no, reg_no, name once, in the order "

@@ -171,6 +171,12 @@ def pinyin_or_latin_agree(left_pinyin: pd.Series, right_pinyin: pd.Series, left_
                    agreement_only(left_joined, right_joined))
 
 
+def latin_agree(left_key: pd.Series, right_key: pd.Series, left_joined: pd.Series, right_joined: pd.Series) -> np.ndarray:
+    """Latin names: 1 when the order-free keys agree, hyphenated parts kept or joined; NaN
+    otherwise (the pinyin comparison already counts a different spelling)."""
+    return np.fmax(agreement_only(left_key, right_key), agreement_only(left_joined, right_joined))
+
+
 # The comparators linkage.yaml may name: name -> (function of the pairs' (left, right) column
 # pairs and the LinkConfig, number of columns read).
 COMPARATORS = {
@@ -180,6 +186,7 @@ COMPARATORS = {
     "name_agree": (lambda sides, cfg: name_agree(*sides[0]), 1),
     "name_order_agree": (lambda sides, cfg: name_order_agree(*sides[0], *sides[1]), 2),
     "pinyin_or_latin_agree": (lambda sides, cfg: pinyin_or_latin_agree(*sides[0], *sides[1], *sides[2]), 3),
+    "latin_agree": (lambda sides, cfg: latin_agree(*sides[0], *sides[1]), 2),
     "birth_close": (lambda sides, cfg: birth_close(*sides[0]), 1),
     "sex_agree": (lambda sides, cfg: sex_agree(*sides[0]), 1),
     "region_agree": (lambda sides, cfg: region_agree(*sides[0]), 1),

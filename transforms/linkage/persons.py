@@ -119,8 +119,8 @@ def cluster(df: pd.DataFrame, view: pd.DataFrame, group: np.ndarray, n_id_groups
             cfg: LinkConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(cluster per record, accepted pairs, refused pairs): steward matches first, then the
     pairs at or above match_threshold in descending score, each refused when it would join two
-    ID numbers, a steward's non-match, or (without identifier agreement or a reissued document) a
-    second record of a department."""
+    ID numbers, a steward's non-match, or (without identifier agreement, or a reissued document
+    with the same birth date) a second record of a department."""
     n = len(df)
     cannot: dict[int, set[int]] = {}
     for a, b in steward_non:
@@ -139,7 +139,8 @@ def cluster(df: pd.DataFrame, view: pd.DataFrame, group: np.ndarray, n_id_groups
     identifiers = [c.name for c in cfg.comparisons if c.identifier]
     proven = (feats[identifiers] == 1).any(axis=1).to_numpy() if len(feats) and identifiers \
         else np.zeros(len(score), dtype=bool)
-    proven |= reissued(view, l, r)
+    if "birth" in feats:   # a renewal on file at the issuing office carries the holder's birth date
+        proven |= reissued(view, l, r) & (feats["birth"] == 1).to_numpy()
     accepted = np.zeros(len(score), dtype=bool)
     refused = np.zeros(len(score), dtype=bool)
     tried = order[score[order] >= cfg.match_threshold]
