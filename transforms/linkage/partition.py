@@ -44,13 +44,39 @@ def _birth_year(table: pa.Table) -> np.ndarray:
                        lambda v: pd.to_datetime(v, errors="coerce").dt.year)
 
 
+# keys a record without any birth year shares with its other records (a service-hall applicant
+# with a passport): it takes the year of the records it would meet in a block
+YEAR_DONORS = (("id_type", "doc_number"), ("phone",), ("address",))
+
+
+def _borrowed_year(table: pa.Table, year: np.ndarray) -> np.ndarray:
+    """year with its gaps filled from records sharing a document, then a phone, then an address
+    (the smallest such year: the same for every record of the key)."""
+    for columns in YEAR_DONORS:
+        missing = np.isnan(year)
+        if not missing.any():
+            break
+        key = text_column(table, columns[0])
+        for column in columns[1:]:
+            key = pc.binary_join_element_wise(key, text_column(table, column), pa.scalar("|", pa.large_string()))
+        codes = pc.dictionary_encode(key).combine_chunks().indices.fill_null(-1).to_numpy(zero_copy_only=False)
+        donors = (codes >= 0) & ~missing
+        if not donors.any():
+            continue
+        smallest = pd.Series(year[donors]).groupby(codes[donors]).min()
+        take = missing & (codes >= 0)
+        year[take] = smallest.reindex(codes[take]).to_numpy()
+    return year
+
+
 def _person_year(table: pa.Table) -> np.ndarray:
     """The record's own birth year; else the year in its ID number (also in a mistyped one,
-    whose date part is usually intact)."""
+    whose date part is usually intact); else the year of records sharing its document, phone or
+    address, so a record without any date lands beside the records it can link with."""
     year = _birth_year(table)
     from_id = _per_unique(pc.utf8_slice_codeunits(text_column(table, "id_number"), 6, 10), _year_of_text)
     from_id[(from_id < 1880) | (from_id > 2100)] = np.nan
-    return np.where(np.isnan(year), from_id, year)
+    return _borrowed_year(table, np.where(np.isnan(year), from_id, year))
 
 
 def _enterprise_key(table: pa.Table) -> pa.ChunkedArray:

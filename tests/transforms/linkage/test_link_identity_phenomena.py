@@ -213,3 +213,17 @@ def test_the_issuing_office_keeps_a_record_per_passport_and_both_join():
     r = link(rows)
     assert clusters(r.xref) == {frozenset({"shebao:s1", "churujing:c1", "churujing:c2"}),
                                 frozenset({"weijian:w1"}), frozenset({"weijian:w2"})}
+
+
+def test_a_record_without_birth_date_joins_the_partition_of_its_documents_holder():
+    import datetime as dt
+
+    from govdata.transforms.linkage.partition import partition_numbers
+
+    table = pa.table({"id_number": [None, make_id("1990-01-01", "013"), None, None, None],
+                      "birth_date": pa.array([dt.date(1983, 1, 1), None, None, None, None], pa.date32()),
+                      "id_type": ["414", None, "414", None, None], "doc_number": ["E1", None, "E1", None, None],
+                      "phone": [None, "139", None, "139", "138"], "address": [None] * 5})
+    # the applicant with passport E1 goes where its 1983 holder goes, the phone's user to 1990;
+    # nothing to share: partition 0
+    assert partition_numbers(table, 16).tolist() == [1983 % 16, 1990 % 16, 1983 % 16, 1990 % 16, 0]
