@@ -16,6 +16,7 @@ COPY --chown=airflow:0 transforms ./transforms
 COPY --chown=airflow:0 standards ./standards
 COPY --chown=airflow:0 expectations ./expectations
 COPY --chown=airflow:0 warehouse ./warehouse
+COPY --chown=airflow:0 dags ./dags
 # Pin Airflow to the image's version so pip never up- or downgrades it while resolving ours.
 RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" .
 
