@@ -35,3 +35,12 @@ def test_name_order_agree_with_order_free_keys():
     keys_r = latin_name_keys(pd.Series(["John Smith", "WEI MING LI"]))
     got = name_order_agree(S("smithjohn", "liweiming"), S("johnsmith", "weimingli"), keys_l, keys_r)
     np.testing.assert_array_equal(got, [1.0, 1.0])
+
+
+def test_latin_agree_takes_either_key_and_never_disagrees():
+    from govdata.transforms.linkage.compare import COMPARATORS, latin_agree
+
+    key_l, key_r = pd.Series(["LEE SEOYEON", "DAVIS EMILY", None]), pd.Series(["LEE SEO YEON", "BROWN ANNA", "X"])
+    joined_l, joined_r = pd.Series(["LEE SEOYEON", "DAVIS EMILY", None]), pd.Series(["LEE SEOYEON", "BROWN ANNA", "X"])
+    np.testing.assert_array_equal(latin_agree(key_l, key_r, joined_l, joined_r), [1.0, np.nan, np.nan])
+    assert COMPARATORS["latin_agree"][1] == 2
