@@ -10,7 +10,8 @@ a standards/codes table's codes — the stewards' list plays a dbt seed's part),
 unique_combination_of_columns and expression_is_true. `config: {severity: warn}` reports a
 failure without stopping the DAG (default: error). Errors are kept for what the mart's own SQL
 guarantees (its grain, shares within 0..1, counts that contain each other); what depends on the
-departments' data (a holder without a usable identifier, a date before 1990) is not an error."""
+departments' data (a holder without a usable identifier, a date before 1990) is not an error, and
+references into the dimensions warn (the warehouse checks own referential integrity)."""
 from __future__ import annotations
 
 from contextlib import contextmanager
