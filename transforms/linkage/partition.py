@@ -47,26 +47,29 @@ def _birth_year(table: pa.Table) -> np.ndarray:
 # keys a record without any birth year shares with its other records (a service-hall applicant
 # with a passport): it takes the year of the records it would meet in a block
 YEAR_DONORS = (("id_type", "doc_number"), ("phone",), ("address",))
+# keys an enterprise record without any code shares with coded records (the name rules)
+ENTERPRISE_DONORS = (("name_core", "legal_rep_name"), ("legal_rep_name", "address"), ("legal_rep_name", "region_code"))
 
 
-def _borrowed_year(table: pa.Table, year: np.ndarray) -> np.ndarray:
-    """year with its gaps filled from records sharing a document, then a phone, then an address
-    (the smallest such year: the same for every record of the key)."""
-    for columns in YEAR_DONORS:
-        missing = np.isnan(year)
+def _borrowed(table: pa.Table, values: np.ndarray, donors: tuple) -> np.ndarray:
+    """values with their gaps (NaN) filled from the records sharing the first donor key, then
+    the next (the smallest such value: the same for every record of the key)."""
+    values = values.copy()
+    for columns in donors:
+        missing = np.isnan(values)
         if not missing.any():
             break
         key = text_column(table, columns[0])
         for column in columns[1:]:
             key = pc.binary_join_element_wise(key, text_column(table, column), pa.scalar("|", pa.large_string()))
         codes = pc.dictionary_encode(key).combine_chunks().indices.fill_null(-1).to_numpy(zero_copy_only=False)
-        donors = (codes >= 0) & ~missing
-        if not donors.any():
+        given = (codes >= 0) & ~missing
+        if not given.any():
             continue
-        smallest = pd.Series(year[donors]).groupby(codes[donors]).min()
+        smallest = pd.Series(values[given]).groupby(codes[given]).min()
         take = missing & (codes >= 0)
-        year[take] = smallest.reindex(codes[take]).to_numpy()
-    return year
+        values[take] = smallest.reindex(codes[take]).to_numpy()
+    return values
 
 
 def _person_year(table: pa.Table) -> np.ndarray:
@@ -76,14 +79,19 @@ def _person_year(table: pa.Table) -> np.ndarray:
     year = _birth_year(table)
     from_id = _per_unique(pc.utf8_slice_codeunits(text_column(table, "id_number"), 6, 10), _year_of_text)
     from_id[(from_id < 1880) | (from_id > 2100)] = np.nan
-    return _borrowed_year(table, np.where(np.isnan(year), from_id, year))
+    return _borrowed(table, np.where(np.isnan(year), from_id, year), YEAR_DONORS)
 
 
-def _enterprise_key(table: pa.Table) -> pa.ChunkedArray:
-    """Organisation code, however the record carries it (inside the USCC, given, or inside
-    the old tax number); else the normalised core name."""
-    return pc.coalesce(pc.utf8_slice_codeunits(text_column(table, "uscc"), 8, 17), text_column(table, "org_code"),
-                       pc.utf8_slice_codeunits(text_column(table, "tax_no"), 6, 15), text_column(table, "name_core"))
+def _enterprise_part(table: pa.Table, n_partitions: int) -> np.ndarray:
+    """Partition by the organisation code, however the record carries it (inside the USCC,
+    given, or inside the old tax number); a record without any code takes the partition of the
+    coded records sharing its name + representative, representative + address or representative
+    + region (what the name rules link on); else its core name's."""
+    crc = lambda keys: [zlib.crc32(str(k).encode()) % n_partitions for k in keys]  # noqa: E731
+    org = pc.coalesce(pc.utf8_slice_codeunits(text_column(table, "uscc"), 8, 17), text_column(table, "org_code"),
+                      pc.utf8_slice_codeunits(text_column(table, "tax_no"), 6, 15))
+    part = _borrowed(table, _per_unique(org, crc), ENTERPRISE_DONORS)
+    return np.where(np.isnan(part), _per_unique(text_column(table, "name_core"), crc), part)
 
 
 def partition_numbers(table: pa.Table, n_partitions: int = 16) -> np.ndarray:
@@ -94,8 +102,7 @@ def partition_numbers(table: pa.Table, n_partitions: int = 16) -> np.ndarray:
         raise ValueError(f"partition_keys: n_partitions must be >= 1, got {n_partitions}")
     columns = set(table.column_names)
     if columns & {"uscc", "name_core"}:
-        part = _per_unique(_enterprise_key(table),
-                           lambda keys: [zlib.crc32(str(k).encode()) % n_partitions for k in keys])
+        part = _enterprise_part(table, n_partitions)
     elif columns & {"id_number", "birth_date"}:
         part = _person_year(table) % n_partitions
     else:

@@ -179,3 +179,17 @@ def test_an_individual_business_filed_under_its_operators_name_or_another_prefix
     r = run(rows)
     assert clusters(r.xref, "enterprise_id") == {frozenset({"shichang:s1", "shuiwu:t1"}),
                                                   frozenset({"shichang:s2", "shuiwu:t2"}), frozenset({"shuiwu:t3"})}
+
+
+def test_an_enterprise_without_code_lands_in_the_partition_of_its_coded_namesake():
+    import pyarrow as pa
+
+    from govdata.transforms.linkage.partition import partition_numbers
+
+    coded = shop("shichang", "s1", uscc_of("92", "110101", "934345387"), core="陈记便利店", rep="陈俊轩") \
+        | {"address": "北京市东城区中山路132号"}
+    rows = [coded, shop("shuiwu", "t1", core="陈记便利店", rep="陈俊轩"),
+            shop("shuiwu", "t2", core="陈俊轩", rep="陈俊轩") | {"address": "北京市东城区中山路132号"},
+            shop("shuiwu", "t3", core="王记小吃", rep="王芳")]
+    parts = partition_numbers(pa.Table.from_pandas(pd.DataFrame(rows), preserve_index=False), 64).tolist()
+    assert parts[0] == parts[1] == parts[2] != parts[3]
