@@ -227,3 +227,17 @@ def test_a_record_without_birth_date_joins_the_partition_of_its_documents_holder
     # the applicant with passport E1 goes where its 1983 holder goes, the phone's user to 1990;
     # nothing to share: partition 0
     assert partition_numbers(table, 16).tolist() == [1983 % 16, 1990 % 16, 1983 % 16, 1990 % 16, 0]
+
+
+def test_a_latin_name_with_a_personal_phone_links_a_latin_name_alone_does_not():
+    rows = [foreigner("shebao", "s1", "ANNA SMITH", "1992-09-08") | {"phone": "17209969846"},
+            # the service hall: old permanent residence card, no birth date, the same phone
+            foreigner("zhengwu_sqr", "q1", "SMITH, ANNA", None, sex="1") | {"phone": "17209969846"},
+            foreigner("shebao", "s2", "EMILY DAVIS", "1967-03-08", sex="2"),
+            foreigner("churujing", "c2", "DAVIS EMILY", "1993-05-10", sex="2"),
+            foreigner("zhengwu_sqr", "q2", "EMILY DAVIS", None, sex="2")]   # which Emily Davis?
+    r = link(rows)
+    assert clusters(r.xref) == {frozenset({"shebao:s1", "zhengwu_sqr:q1"}), frozenset({"shebao:s2"}),
+                                frozenset({"churujing:c2"}), frozenset({"zhengwu_sqr:q2"})}
+    ev = pair_evidence(r, "s1", "q1")
+    assert (ev.agree_latin, ev.agree_pinyin, ev.agree_phone) == (1.0, 1.0, 1.0)
