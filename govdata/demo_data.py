@@ -618,7 +618,7 @@ def build_persons(rng: np.random.Generator, n: int, as_of: date) -> Persons:
     phone = np.where((age_days > 14 * 365) & (rng.random(n) < 0.92), phone_num, None)
 
     return Persons(
-        true_id=concat("TP", np.char.zfill(np.arange(1, n + 1).astype(str), 8).astype(object)),
+        true_id=concat("TP", padded_numbers(1, n, 8)),
         region=region, region_idx=region_idx, birth=birth, y=y, m=m, d=d, sex=sex, serial=serial,
         id18=ascii_rows(matrix), id_matrix=matrix, name=name, name_latin=latin, minority=minority,
         ethnicity=ethnicity, phone=phone, street=rng.integers(0, len(STREETS), n),
@@ -688,7 +688,7 @@ def build_enterprises(rng: np.random.Generator, n: int, persons: Persons, as_of:
     legal_rep = order[np.floor(rng.random(n) * hi).astype(np.int64)]
 
     return Enterprises(
-        true_id=concat("TE", np.char.zfill(np.arange(1, n + 1).astype(str), 8).astype(object)),
+        true_id=concat("TE", padded_numbers(1, n, 8)),
         region_idx=region_idx, founded=founded, uscc=uscc, org_code=ascii_rows(org), reg_no=reg_no,
         tax_no=tax_no, name=name, city=city, legal_form=legal_form, industry=industry,
         legal_rep=legal_rep, street=rng.integers(0, len(STREETS), n), house=rng.integers(1, 400, n),
@@ -745,8 +745,16 @@ def members(rng: np.random.Generator, persons: Persons, share: float, eligible: 
     return idx[rng.permutation(len(idx))]
 
 
+def padded_numbers(first: int, n: int, width: int) -> np.ndarray:
+    """first .. first + n - 1 as zero-padded text (object array; empty for n = 0, which
+    np.char.zfill cannot take)."""
+    if n == 0:
+        return np.zeros(0, dtype=object)
+    return np.char.zfill(np.arange(first, first + n).astype(str), width).astype(object)
+
+
 def record_ids(prefix: str, n: int, width: int = 10) -> np.ndarray:
-    return concat(prefix, np.char.zfill(np.arange(1, n + 1).astype(str), width).astype(object))
+    return concat(prefix, padded_numbers(1, n, width))
 
 
 def update_seconds(rng: np.random.Generator, n: int, as_of: date, years: float = 5.0) -> np.ndarray:
@@ -1043,7 +1051,7 @@ def shuiwu_table(e: Enterprises, p: Persons, rng: np.random.Generator, as_of: da
         untouched &= ~rows
     fy, fm, fd = ymd(e.founded[idx])
     djxh = concat("1", REGION_CODES[e.region_idx[idx]].astype(str).astype(object),
-                  np.char.zfill(np.arange(1, n + 1).astype(str), 13).astype(object))
+                  padded_numbers(1, n, 13))
     return department_table(
         "shuiwu",
         {
@@ -1104,7 +1112,7 @@ def build_certificates(rng: np.random.Generator, n: int, p: Persons, e: Enterpri
 
     prefixes = np.array([CERT_PREFIX[c[0]] for c in CERTIFICATE_TYPES], dtype=object)[type_idx]
     iy, _, _ = ymd(issue)
-    number = concat(prefixes, _PAD4[iy], np.char.zfill(np.arange(1, n + 1).astype(str), 9).astype(object))
+    number = concat(prefixes, _PAD4[iy], padded_numbers(1, n, 9))
     # A business licence's number is the enterprise's USCC.
     licence = np.array([c[0] == "营业执照" for c in CERTIFICATE_TYPES])[type_idx]
     number[licence] = e.uscc[enterprise[licence]]
@@ -1147,7 +1155,7 @@ def zhengzhao_table(c: Certificates, p: Persons, e: Enterprises, rng: np.random.
     # Last touched some time between issue and today.
     issued_s = c.issue[order] * 86400
     touched = issued_s + (rng.random(n) * np.maximum(today * 86400 - issued_s, 1)).astype(np.int64)
-    rid = concat("DZZZ", np.char.zfill(np.arange(1, n + 1).astype(str), 12).astype(object))
+    rid = concat("DZZZ", padded_numbers(1, n, 12))
     names = np.array([t[0] for t in CERTIFICATE_TYPES], dtype=object)
     issuers = np.array([t[2] for t in CERTIFICATE_TYPES], dtype=object)
     return department_table(
@@ -1217,7 +1225,7 @@ def zhengwu_table(n: int, c: Certificates, p: Persons, e: Enterprises, rng: np.r
 
     order = np.argsort(submitted, kind="stable")
     sy, sm, sd = ymd(day[order])
-    rid = concat("ZW", format_dates(sy, sm, sd, "compact"), np.char.zfill(np.arange(1, n + 1).astype(str), 8).astype(object))
+    rid = concat("ZW", format_dates(sy, sm, sd, "compact"), padded_numbers(1, n, 8))
     codes = np.array([s[0] for s in SERVICE_ITEMS], dtype=object)
     names = np.array([s[1] for s in SERVICE_ITEMS], dtype=object)
     o = order

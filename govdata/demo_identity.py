@@ -64,6 +64,7 @@ from govdata.demo_data import (
     members,
     mistype,
     org_codes,
+    padded_numbers,
     pick,
     record_ids,
     reg_no_matrix,
@@ -288,7 +289,7 @@ def build_outsiders(rng: np.random.Generator, first_number: int, population: int
 
     phone_num = (10**10 + rng.integers(3, 10, n) * 10**9 + rng.integers(0, 10**9, n)).astype(str).astype(object)
     phone = np.where(rng.random(n) < 0.85, phone_num, None)
-    true_id = concat("TP", np.char.zfill(np.arange(first_number, first_number + n).astype(str), 8).astype(object))
+    true_id = concat("TP", padded_numbers(first_number, n, 8))
     return Outsiders(true_id=true_id, kind=kind, sex=sex, birth=birth, given=given, surname=surname,
                      name_zh=name_zh, name_trad=name_trad, nationality=nationality, passport=passport,
                      travel_permit=travel_permit, old_card=old_card, key_id=key_id, phone=phone,
@@ -433,7 +434,7 @@ def add_outsiders_churujing(t: Table, o: Outsiders, rng: np.random.Generator, as
     doc[n_current:] = earlier_documents(o, renewed, rng)
     code = np.where(foreign, "414", np.where(o.kind[idx] == TAIWAN, "511", "516")).astype(object)
     start = len(t.columns["RYBH"][1])
-    rid = concat("E", np.char.zfill(np.arange(start + 1, start + n + 1).astype(str), 11).astype(object))
+    rid = concat("E", padded_numbers(start + 1, n, 11))
     updated = update_seconds(rng, n, as_of, 3)
     updated[n_current:] -= rng.integers(3 * 365, 8 * 365, n - n_current) * 86400   # the older record
     cols = {
@@ -708,16 +709,16 @@ def canlian_table(p: Persons, rare: np.ndarray, rng: np.random.Generator, as_of:
     phone, shared = family_phones(p, idx, rng, as_of)
     y, m, d = p.y[idx], p.m[idx], p.d[idx]
     style = weighted_choice(rng, n, [0.55, 0.25, 0.2])
-    dotted = concat(format_dates(y, m, d, "iso")).astype(str)
-    dates = np.where(style == 0, np.char.replace(dotted.astype(str), "-", ".").astype(object),
-                     np.where(style == 1, excel_serial(p.birth[idx]), dotted.astype(object)))
+    iso = format_dates(y, m, d, "iso").astype(object)
+    dotted = np.array([v.replace("-", ".") for v in iso], dtype=object)
+    dates = np.where(style == 0, dotted, np.where(style == 1, excel_serial(p.birth[idx]), iso))
     moved = rng.random(n) < 0.1
     street = np.where(moved, rng.integers(0, len(STREETS), n), p.street[idx])
     region = REGION_CODES[p.region_idx[idx]].astype(str).astype(object)
     # The registry number: county code + year registered + sequence (no ID number in it).
     registered = today - rng.integers(30, 15 * 365, n)
     ry, _, _ = ymd_of(registered)
-    rid = concat(region, ry.astype(str).astype(object), np.char.zfill(np.arange(1, n + 1).astype(str), 7).astype(object))
+    rid = concat(region, ry.astype(str).astype(object), padded_numbers(1, n, 7))
     cause = np.where(shared, "shared_phone", "no_identifier").astype(object)
     t = department_table(
         "canlian",
@@ -804,7 +805,7 @@ def build_extra_enterprises(rng: np.random.Generator, e: Enterprises, p: Persons
     industry = np.where(is_branch, e.industry[h], shop_industry)
     first = len(e) + 1
     extra = Enterprises(
-        true_id=concat("TE", np.char.zfill(np.arange(first, first + n).astype(str), 8).astype(object)),
+        true_id=concat("TE", padded_numbers(first, n, 8)),
         region_idx=region_idx, founded=founded, uscc=uscc, org_code=ascii_rows(org), reg_no=reg_no,
         tax_no=tax_no, name=name, city=city, legal_form=np.zeros(n, dtype=np.int64), industry=industry,
         legal_rep=legal_rep, street=rng.integers(0, len(STREETS), n), house=rng.integers(1, 400, n))
@@ -851,7 +852,7 @@ def add_enterprises_shuiwu(t: Table, x: ExtraEnterprises, p: Persons, rng: np.ra
     fy, fm, fd = ymd_of(e.founded[idx])
     start = len(t.columns["DJXH"][1])
     djxh = concat("1", REGION_CODES[e.region_idx[idx]].astype(str).astype(object),
-                  np.char.zfill(np.arange(start + 1, start + n + 1).astype(str), 13).astype(object))
+                  padded_numbers(start + 1, n, 13))
     # Tax clerks name individual businesses their own way: without the county, or after the
     # operator (a fixed-quota taxpayer is often just a person's name).
     names = e.name[idx].copy()
