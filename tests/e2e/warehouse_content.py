@@ -1,8 +1,7 @@
 """A warehouse's content, for comparing two warehouses (or one before and after) table by table:
 every table, vault included, rows sorted, without the columns that name a run, a time or a lake
 folder of a run, and without the tables that hold one entry per run by design. Shared by the e2e
-tests that compare runs (tests/e2e/test_celery.py; tests/e2e/test_rerun_stability.py has the same
-comparison inline)."""
+tests that compare runs (tests/e2e/test_celery.py, tests/e2e/test_rerun_stability.py)."""
 from __future__ import annotations
 
 from govdata.warehouse.load import connect
