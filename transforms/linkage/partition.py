@@ -45,8 +45,10 @@ def _birth_year(table: pa.Table) -> np.ndarray:
 
 
 # keys a record without any birth year shares with its other records (a service-hall applicant
-# with a passport): it takes the year of the records it would meet in a block
-YEAR_DONORS = (("id_type", "doc_number"), ("phone",), ("address",))
+# with a passport): it takes the year of the records it would meet in a block, its own name first
+# (a family shares a phone and a home: the year of another member would split it from its records)
+YEAR_DONORS = (("id_type", "doc_number"), ("name_pinyin", "phone"), ("name_pinyin", "address"), ("phone",),
+               ("address",))
 # keys an enterprise record without any code shares with coded records (the name rules)
 ENTERPRISE_DONORS = (("name_core", "legal_rep_name"), ("legal_rep_name", "address"), ("legal_rep_name", "region_code"))
 
