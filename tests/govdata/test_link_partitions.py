@@ -107,3 +107,17 @@ def test_key_positions_find_each_rows_match_or_minus_one():
     left = pa.table({"source_system": ["a", "b", "a"], "source_record_id": ["1", "1", "2"]})
     right = pa.table({"source_system": ["a", "a"], "source_record_id": ["2", "1"]})
     assert key_positions(left, right).tolist() == [1, -1, 0]
+
+
+def test_a_moved_part_never_takes_an_id_a_partition_holds():
+    """The moved part's smallest key can be the one whose hash is the id it leaves (the id was
+    first given to the cluster by that key): it takes a salted id instead of a duplicate."""
+    from govdata.transforms.linkage.common import hash_id
+
+    old = hash_id("P", "weijian\x1f9")   # the id the whole person got from its smallest key
+    a = pd.DataFrame({"source_system": ["zz", "zz"], "source_record_id": ["1", "2"], "person_id": [old, old]})
+    b = pd.DataFrame({"source_system": ["weijian"], "source_record_id": ["9"], "person_id": [old]})
+    (a2, b2), history = separate_shared_ids([a, b], "person_id", "P", "run-2")
+    assert a2.person_id.tolist() == [old, old]
+    assert b2.person_id.tolist() == [hash_id("P", "weijian\x1f9\x1f1")]
+    assert history[["old_id", "new_id"]].values.tolist() == [[old, hash_id("P", "weijian\x1f9\x1f1")]]

@@ -44,11 +44,21 @@ def separate_shared_ids(xrefs: list[pd.DataFrame], id_col: str, prefix: str, run
         for i in row.index[(row > 0).to_numpy()]:
             if i != keeper:
                 moves.setdefault(i, {})[master_id] = None
-    for i, renames in moves.items():   # smallest member key per moved id: one pass per partition
+    # a new id never equals an id some partition holds (the hash of the moved part's smallest key
+    # can be the very id it leaves, when that key was the cluster's smallest): such a clash takes
+    # the next salt, as assign_stable_ids does
+    taken = set().union(*(set(x[id_col].dropna().unique()) for x in xrefs))
+    for i, renames in sorted(moves.items()):   # smallest member key per moved id: one pass per partition
         members = candidates[i][candidates[i][id_col].isin(list(renames))]
         smallest = record_keys(members).groupby(members[id_col].to_numpy()).min()
-        for master_id in renames:
-            renames[master_id] = hash_id(prefix, smallest[master_id])
+        for master_id in sorted(renames):
+            key, salt = smallest[master_id], 0
+            new_id = hash_id(prefix, key)
+            while new_id in taken:
+                salt += 1
+                new_id = hash_id(prefix, f"{key}\x1f{salt}")
+            taken.add(new_id)
+            renames[master_id] = new_id
         x = xrefs[i]
         moved = x[id_col].isin(list(renames))
         xrefs[i] = x.assign(**{id_col: x[id_col].where(~moved, x[id_col].map(renames))})
