@@ -27,7 +27,8 @@ _env = Environment(loader=PackageLoader("govdata", "templates"), autoescape=sele
 # evidence key (a comparison of the linkage model) -> the record field it compares
 EVIDENCE_FIELD = {"id": "id_number", "name": "name", "pinyin": "name_pinyin", "birth": "birth_date", "sex": "sex",
                   "phone": "phone", "region": "region_code", "address": "address", "uscc": "uscc",
-                  "org_code": "org_code", "name_core": "name_core", "legal_rep_name": "legal_rep_name"}
+                  "org_code": "org_code", "name_core": "name_core", "legal_rep_name": "legal_rep_name",
+                  "document": "doc_number", "latin": "name_latin"}
 _TEXTS = page_text("review")   # templates/review.text.yaml
 TEXT = {lang: texts["text"] for lang, texts in _TEXTS.items()}
 EXTRA_LABELS = {lang: texts["labels"] for lang, texts in _TEXTS.items()}

@@ -63,6 +63,12 @@ def mask_phone(values: pd.Series) -> pd.Series:
     return _mask_middle(values, 3, 4)
 
 
+def mask_document_number(values: pd.Series) -> pd.Series:
+    """E1*****78: a passport or permit number keeps two characters at each end (enough for a
+    steward to tell two documents apart, not to use one)."""
+    return _mask_middle(values, 2, 2)
+
+
 def mask_value(values: pd.Series) -> pd.Series:
     """Mask any raw value for quarantine rows: long digit-like strings lose their middle,
     short values keep the first character only. Never returns a full identifier."""

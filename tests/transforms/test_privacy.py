@@ -3,7 +3,7 @@ import hmac
 
 import pandas as pd
 
-from govdata.transforms.privacy import mask_id_number, mask_phone, mask_value, token
+from govdata.transforms.privacy import mask_document_number, mask_id_number, mask_phone, mask_value, token
 from govdata.warehouse.vault import decrypt_value, encrypt_values
 
 KEY = bytes(range(32))
@@ -32,3 +32,8 @@ def test_vault_ciphertexts_round_trip_and_repeat_for_equal_values():
     enc = encrypt_values(values, KEY, "id_number")
     assert enc[1] is None and enc[0] == enc[2]
     assert decrypt_value(enc[0], KEY, "id_number") == "11010519900101002X"
+
+
+def test_document_numbers_keep_two_characters_at_each_end():
+    numbers = pd.Series(["E12345678", "H1234567801", "1234", None])
+    assert mask_document_number(numbers).tolist() == ["E1*****78", "H1*******01", "****", pd.NA]

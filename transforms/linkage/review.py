@@ -7,15 +7,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from govdata.transforms.privacy import mask_id_number, mask_phone
+from govdata.transforms.privacy import mask_document_number, mask_id_number, mask_phone
 
 from .common import DECISION_COLS, KEY_COLS, require_columns
 
-SHOWN = ["id_number", "id_number_status", "name", "name_pinyin", "sex", "birth_date", "phone",
+SHOWN = ["id_number", "id_number_status", "id_type", "doc_number", "name", "name_latin", "name_pinyin", "sex",
+         "birth_date", "phone",
          "address", "region_code", "uscc", "org_code", "tax_no", "reg_no", "name_core",
          "legal_rep_name", "legal_rep_id_number", "founded_date"]
 MASKS = {"id_number": mask_id_number, "legal_rep_id_number": mask_id_number,
-         "phone": mask_phone}
+         "doc_number": mask_document_number, "phone": mask_phone}
 
 
 def _side(review: pd.DataFrame, records: pd.DataFrame, side: str, shown: list[str]) -> pd.DataFrame:

@@ -99,3 +99,17 @@ def test_partition_numbers_read_arrow_dates_text_dates_and_id_years():
     assert partition_numbers(dated, 4).tolist() == [1980 % 4, 1981 % 4, 1979 % 4, 0]
     text = pa.table({"id_number": ids, "birth_date": [None, "1990-02-01", None, "not a date"]})
     assert partition_numbers(text, 4).tolist() == [1980 % 4, 1990 % 4, 0, 0]
+
+
+def test_review_csv_masks_document_numbers(tmp_path):
+    review = pd.DataFrame({"pair_id": ["p1"], "left_source_system": ["churujing"], "left_source_record_id": ["c1"],
+                           "right_source_system": ["zhengwu_sqr"], "right_source_record_id": ["z1"],
+                           "score": [12.5], "evidence": ['{"document": 19.9}']})
+    rows = pd.DataFrame({"source_system": ["churujing", "zhengwu_sqr"], "source_record_id": ["c1", "z1"],
+                         "id_type": ["414", "414"], "doc_number": ["E12345678", "E12345678"],
+                         "name_latin": ["SMITH, JOHN", "JOHN SMITH"]})
+    text = review_to_csv(review, rows, tmp_path / "review.csv").read_text(encoding="utf-8")
+    assert "E12345678" not in text
+    sheet = pd.read_csv(tmp_path / "review.csv", dtype=str)
+    assert sheet.loc[0, ["left_doc_number", "right_name_latin", "weight_document"]].tolist() == \
+        ["E1*****78", "JOHN SMITH", "19.9"]
