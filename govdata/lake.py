@@ -100,9 +100,9 @@ def pii_columns() -> frozenset[str]:
     """Element names with `pii: identifier` or `pii: contact` in standards/elements.yaml."""
     import yaml
 
-    from govdata.settings import PROJECT_ROOT
+    from govdata.standards.registry import STANDARDS_ROOT   # the installed standards (a wheel nests them)
 
-    spec = yaml.safe_load((PROJECT_ROOT / "standards" / "elements.yaml").read_text(encoding="utf-8"))
+    spec = yaml.safe_load((STANDARDS_ROOT / "elements.yaml").read_text(encoding="utf-8"))
     return frozenset(name for elements in spec.values() for name, e in (elements or {}).items()
                      if isinstance(e, dict) and e.get("pii") in ("identifier", "contact"))
 
