@@ -23,9 +23,10 @@ TARGETS = {
     "normalise_person_records_per_cpu_second": (">=", 200_000),
     "link_records_per_second": (">=", 50_000),             # mapped link tasks one after another
     "link_records_per_second_parallel": (">=", 50_000),    # ... side by side on the 2 cores
-    "person_precision": (">=", 0.999),
-    "person_f1": (">=", 0.998),
-    "enterprise_f1": (">=", 0.999),
+    # issue 13: on data with every identity phenomenon of real departments
+    "person_precision": (">=", 0.9995),
+    "person_f1": (">=", 0.999),
+    "enterprise_f1": (">=", 0.9995),
     "duckdb_load_rows_per_second": (">=", 1_000_000),
     "postgres_load_rows_per_second": (">=", 300_000),
     # issue 14: memory bounded by a chunk, faster stages
@@ -178,13 +179,19 @@ def pipeline_bench(persons: int, seed: int) -> dict:
     linked = by_kind.get("person", 0) + by_kind.get("enterprise", 0)
     results["link_records_per_second"] = round(linked / max(stages.get("link", 0), 1e-9))
     reset_peak_rss()
+    started = time.perf_counter()
     quality = evaluate_run(OUT / "world", summary, str(OUT / "lake"))
+    results["evaluation_seconds"] = round(time.perf_counter() - started, 1)
     results["evaluation_peak_rss_mb"] = round(_hwm_mb() or peak_rss_mb())
     for kind in ("person", "enterprise"):
         for measure in ("precision", "recall", "f1", "false_merge_pairs", "missed_pairs"):
             results[f"{kind}_{measure}"] = quality.get(kind, {}).get(measure)
         results[f"{kind}_errors_by_cause"] = {"false_merges": quality.get(kind, {}).get("false_merges_by_cause"),
                                               "misses": quality.get(kind, {}).get("misses_by_cause")}
+        for group in ("source", "cause"):   # pairwise scores over the pairs touching each department / cause
+            scores = quality.get(kind, {}).get(f"by_{group}") or {}
+            for measure in ("precision", "f1"):
+                results[f"{kind}_{measure}_by_{group}"] = {k: round(v[measure], 5) for k, v in scores.items()}
     results["children_peak_rss_mb"] = round(children_peak_rss_mb())
     return results
 
