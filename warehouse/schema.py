@@ -139,6 +139,14 @@ etl_run = _table(
     "etl_run", _pk("run_id"), Column("started_at", DateTime), Column("finished_at", DateTime),
     Column("status", String), Column("counts", Text), merge=("key", ("run_id",)))
 
+# The Fellegi–Sunter weights each run linked with, one row per comparison (m = P(agree | match),
+# u = P(agree | non-match); source: ecm, prior or kept): an incremental run scores with the latest
+# run's (govdata/stages/link_inputs.py: previous_model).
+NO_WEIGHTS = "(none)"   # the comparison of a model without weights (deterministic enterprise linkage)
+link_model = _table(
+    "link_model", _pk("run_id"), _pk("entity"), _pk("comparison"), Column("m", Double), Column("u", Double),
+    Column("source", String), merge=("scope", ("run_id", "entity")))
+
 # The findings report's headline indicators per run (govdata/findings.py): its trends.
 findings_history = _table(
     "findings_history", _pk("run_id"), _pk("indicator"), Column("value", Double), Column("recorded_at", DateTime),

@@ -1,7 +1,6 @@
 """What the link stage reads besides its records: thresholds, previous master data, decisions, weights, scope."""
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -61,17 +60,24 @@ INCREMENTAL_MAX_SHARE = 0.5
 
 
 def previous_model(run: dict, kind: str) -> dict | None:
-    """The Fellegi–Sunter weights of the latest loaded run ({m, u, source}), from etl_run."""
+    """The Fellegi–Sunter weights ({m, u, source}) of the latest loaded run that has weights for
+    kind, from the table link_model."""
     from govdata.warehouse.load import read_table
+    from govdata.warehouse.schema import NO_WEIGHTS
 
+    weights = read_table(run["warehouse_url"], "link_model")
     runs = read_table(run["warehouse_url"], "etl_run")
-    if runs is None or runs.empty:
+    if weights is None or weights.empty or runs is None:
         return None
-    for counts in runs.sort_values("finished_at", ascending=False)["counts"]:
-        model = (json.loads(counts or "{}").get("linkage") or {}).get(kind, {}).get("model")
-        if model:
-            return model
-    return None
+    weights = weights[weights["entity"] == kind].merge(runs[["run_id", "finished_at"]], on="run_id")
+    if weights.empty:
+        return None
+    latest = weights[weights["finished_at"] == weights["finished_at"].max()]
+    source = latest["source"].iloc[0]
+    latest = latest[latest["comparison"] != NO_WEIGHTS]   # a model without weights: empty m and u
+    return {"m": dict(zip(latest["comparison"], latest["m"].astype(float))),
+            "u": dict(zip(latest["comparison"], latest["u"].astype(float))),
+            "source": source}
 
 
 def _changed_ids(path: str):

@@ -46,6 +46,7 @@ def load(normalised: list[dict], validated: dict, linked: dict, run: dict) -> di
         stager.add("dq_result", read_parquet(validated["dq_path"]))
         stager.add("etl_state", etl_state_rows(normalised, run))
         stager.add("etl_run", etl_run_row(normalised, linked, run))
+        stager.add("link_model", link_model_rows(linked, run))
         failpoint("load")
         counts = load_tables(url, stager.tables, run["run_id"],
                              scopes={"quarantine": quarantine_scope(normalised, run)})
@@ -245,6 +246,27 @@ def etl_state_rows(normalised: list[dict], run: dict) -> pd.DataFrame:
             "updated_at": now,
         }
     )
+
+
+def link_model_rows(linked: dict, run: dict) -> pd.DataFrame:
+    """The weights each entity was linked with this run, one row per comparison; a model without
+    weights has one row (comparison NO_WEIGHTS, m and u NULL), so that the next run still knows
+    it may link incrementally."""
+    from govdata.warehouse.schema import NO_WEIGHTS
+
+    rows = []
+    for entity, stats in sorted((linked.get("stats") or {}).items()):
+        model = (stats or {}).get("model")
+        if model is None:
+            continue
+        if not model.get("m"):
+            rows.append({"run_id": run["run_id"], "entity": entity, "comparison": NO_WEIGHTS, "m": None, "u": None,
+                         "source": model.get("source")})
+        for comparison in sorted(model.get("m") or {}):
+            rows.append({"run_id": run["run_id"], "entity": entity, "comparison": comparison,
+                         "m": float(model["m"][comparison]), "u": float((model.get("u") or {}).get(comparison, float("nan"))),
+                         "source": model.get("source")})
+    return pd.DataFrame(rows, columns=["run_id", "entity", "comparison", "m", "u", "source"])
 
 
 def etl_run_row(normalised: list[dict], linked: dict, run: dict) -> pd.DataFrame:

@@ -158,3 +158,19 @@ def test_every_mart_meets_its_contract(run):
                                 "from dq_result where source_system = 'marts'")
     assert set(results.groupby("run_id").size()) == {expected}   # every run of the module's tests
     assert results[~results.success].to_dict("records") == []
+
+
+def test_the_weights_each_run_linked_with_are_kept_in_link_model(run):
+    """link_model holds the run's Fellegi–Sunter weights per comparison; an incremental run reads
+    the latest from it (previous_model), a model without weights as empty m and u."""
+    from govdata.stages.link_inputs import previous_model
+
+    rows = _query(run["db"], "select run_id, entity, comparison, m, u, source from link_model "
+                             "where run_id = (select max(run_id) from link_model)")
+    persons = rows[rows.entity == "person"]
+    assert {"id", "name", "birth", "phone"} <= set(persons.comparison)
+    assert ((persons.m > 0) & (persons.m < 1) & (persons.u > 0) & (persons.u < 1)).all()
+    assert rows[rows.entity == "enterprise"].comparison.tolist() == ["(none)"]
+    model = previous_model({"warehouse_url": run["url"]}, "person")
+    assert model["m"] == dict(zip(persons.comparison, persons.m)) and model["source"] == persons.source.iloc[0]
+    assert previous_model({"warehouse_url": run["url"]}, "enterprise")["m"] == {}

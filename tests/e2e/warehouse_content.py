@@ -11,8 +11,9 @@ from govdata.warehouse.schema import metadata, qualified
 # extraction count (an incremental rerun extracts nothing).
 RUN_COLUMNS = frozenset({"run_id", "last_run", "assigned_run", "started_at", "finished_at", "updated_at",
                          "committed_at", "counts", "state", "rows_extracted"})
-# One entry per run by design (dq_result; findings_history: the findings report's trends).
-LOGS = frozenset({"etl_run", "dq_result", "vault_commit", "vault_load", "findings_history"})
+# One entry per run by design (dq_result; findings_history: the findings report's trends; link_model:
+# the weights each run linked with).
+LOGS = frozenset({"etl_run", "dq_result", "vault_commit", "vault_load", "findings_history", "link_model"})
 
 
 def content(url: str, run_columns=RUN_COLUMNS, logs=LOGS) -> dict[str, list[tuple]]:
