@@ -313,4 +313,17 @@ def test_stopping_the_cluster_stops_every_process_of_every_group(tmp_path):
           and len(psutil.Process(polite.pid).children()) == 1, 10, every=0.05)
     pids = [p.pid for leader in (stubborn, polite) for p in (psutil.Process(leader.pid), *psutil.Process(leader.pid).children())]
     cluster.stop(grace=1)
-    assert [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE] == []
+
+    def alive() -> list[int]:
+        out = []
+        for pid in pids:
+            try:
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    out.append(pid)
+            except psutil.NoSuchProcess:
+                pass
+        return out
+
+    # SIGKILL is delivered asynchronously: a killed child may still be exiting when stop returns
+    _wait("every process of both groups to end", lambda: not alive(), 10, every=0.05)
+    assert alive() == []
