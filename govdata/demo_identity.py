@@ -73,6 +73,7 @@ from govdata.demo_data import (
     uscc_matrix,
     weighted_choice,
 )
+from govdata.transforms.names import encodable
 
 # One stream per phenomenon (and per source where it touches several): adding or tuning one
 # leaves every other table as it was.
@@ -551,14 +552,6 @@ def label(t: Table, rows: np.ndarray, cause: str) -> None:
     current[free] = cause
 
 
-def gbk_encodable(text: str) -> bool:
-    try:
-        text.encode("gbk")
-        return True
-    except UnicodeEncodeError:
-        return False
-
-
 def mojibake(text: str, codec: str) -> str:
     """GBK bytes decoded as Latin-1 or Windows-1252 (bytes cp1252 leaves undefined stay
     C1 controls, as a Latin-1 reader shows them)."""
@@ -574,7 +567,7 @@ def apply_mojibake(t: Table, element: str, rng: np.random.Generator, rate: float
     chosen = pick(rng, len(values), rate, at_least=0)
     # Only a legacy GBK system garbles text, so only text GBK can hold (not '•' or '・').
     rows = np.array([i for i in np.flatnonzero(chosen) if isinstance(values[i], str) and not values[i].isascii()
-                     and gbk_encodable(values[i])], dtype=np.int64)
+                     and encodable(values[i], "gbk")], dtype=np.int64)
     codecs = np.where(rng.random(len(rows)) < 0.5, "latin-1", "cp1252")
     for i, codec in zip(rows, codecs):
         values[i] = mojibake(values[i], str(codec))

@@ -28,7 +28,6 @@ from govdata.standards.registry import STANDARDS_ROOT
 log = logging.getLogger(__name__)
 
 _env = Environment(loader=PackageLoader("govdata", "templates"), autoescape=select_autoescape(["html", "j2"]))
-STANDARDS = STANDARDS_ROOT   # the installed standards (beside govdata/ in a checkout, inside it in a wheel)
 HISTORY_RUNS = 10   # runs shown in the trends
 
 # headline indicator -> (zh, en); stored per run in findings_history (value in 0..1 or a count)
@@ -99,14 +98,14 @@ def format_delta(now, before, is_share: bool, lang: str) -> str:
 # --- labels -----------------------------------------------------------------------------------
 @lru_cache(maxsize=None)
 def _code_names(table: str, lang: str) -> dict[str, str]:
-    frame = pd.read_csv(STANDARDS / "codes" / f"{table}.csv", dtype=str, keep_default_na=False)
+    frame = pd.read_csv(STANDARDS_ROOT / "codes" / f"{table}.csv", dtype=str, keep_default_na=False)
     column = "name_en" if lang == "en" and "name_en" in frame else "name"
     return dict(zip(frame["code"], frame[column]))
 
 
 @lru_cache(maxsize=None)
 def _element_labels(lang: str) -> dict[str, str]:
-    data = yaml.safe_load((STANDARDS / "elements.yaml").read_text(encoding="utf-8")) or {}
+    data = yaml.safe_load((STANDARDS_ROOT / "elements.yaml").read_text(encoding="utf-8")) or {}
     labels: dict[str, str] = {}
     for elements in data.values():
         for name, spec in (elements or {}).items():

@@ -282,9 +282,10 @@ def _units(name: str) -> list[str]:
     return [m.group(0) for m in re.finditer(r"[A-Za-z]+|.", name.replace(_MIDDLE_DOT, ""))]
 
 
-def _gb2312(ch: str) -> bool:
+def encodable(text: str, codec: str) -> bool:
+    """Whether a legacy codec (gb2312, gbk) can write text at all."""
     try:
-        ch.encode("gb2312")
+        text.encode(codec)
         return True
     except UnicodeEncodeError:
         return False
@@ -304,7 +305,7 @@ def _unit_level(a: str, b: str) -> float:
         latin, han = (a, b) if la else (b, a)
         return 0.5 if latin.lower() == _char_pinyin(han) else 0.0
     # a common homophone typed for a rare character (one outside GB 2312)
-    if (not _gb2312(a) or not _gb2312(b)) and _char_pinyin(a) == _char_pinyin(b):
+    if (not encodable(a, "gb2312") or not encodable(b, "gb2312")) and _char_pinyin(a) == _char_pinyin(b):
         return 0.5
     return 0.0
 
