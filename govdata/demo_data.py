@@ -30,7 +30,8 @@ impossible dates (1990-02-30) and both NULL and '' for missing values. Issue 13'
 individual businesses, code-less tax records) come from govdata.demo_identity, each from its own
 random stream; truth rows carry a `cause` label for the records they touched. Each department's
 table, key, incremental column and column -> element mapping is a YAML template in
-demo_departments/.
+demo_departments/; the reference tables the world is drawn from (counties, names, streets,
+trades, catalogues) are CSV files in demo_reference/.
 
 Everything is drawn from one numpy Generator per stage, so the same seed (and the same
 `as_of` date) gives the same bytes. Per-row Python work is limited to the few percent of
@@ -54,166 +55,88 @@ import pyarrow.parquet as pq
 import yaml
 
 # --------------------------------------------------------------------------------------
-# Reference tables (demo-sized, hand-picked). Region codes are real GB/T 2260 county
+# Reference tables (demo-sized, hand-picked) live beside the generator as CSV files in
+# demo_reference/ (see its README.md), read once. Region codes are real GB/T 2260 county
 # codes checked against the GB/T 2260 history file (CC0, yescallop/areacodes).
 # --------------------------------------------------------------------------------------
 
+REFERENCE_DIR = Path(__file__).with_name("demo_reference")
+
+
+@cache
+def reference_rows(table: str) -> tuple[dict[str, str], ...]:
+    """The rows of demo_reference/<table>.csv, as text, in file order (the order draws use)."""
+    with (REFERENCE_DIR / f"{table}.csv").open(encoding="utf-8", newline="") as fh:
+        return tuple(csv.DictReader(fh))
+
+
+def reference_table(table: str, /, **columns: Callable[[str], Any]) -> tuple[tuple[Any, ...], ...]:
+    """The named columns of a reference table as one tuple per row, each value converted by its
+    column's type (str, int, float)."""
+    return tuple(tuple(convert(row[column]) for column, convert in columns.items())
+                 for row in reference_rows(table))
+
+
+def reference_column(table: str, column: str) -> tuple[str, ...]:
+    return tuple(row[column] for row in reference_rows(table))
+
+
+def reference_lists(table: str, key: str, column: str) -> dict[str, tuple[str, ...]]:
+    """A column's non-empty values grouped by a key column, keys and values in file order."""
+    out: dict[str, list[str]] = {}
+    for row in reference_rows(table):
+        if row[column]:
+            out.setdefault(row[key], []).append(row[column])
+    return {k: tuple(v) for k, v in out.items()}
+
+
 # code, province, prefecture ("" for municipalities), county, weight
-CURRENT_COUNTIES: tuple[tuple[str, str, str, str, float], ...] = (
-    ("110101", "北京市", "", "东城区", 3), ("110105", "北京市", "", "朝阳区", 6),
-    ("110108", "北京市", "", "海淀区", 6), ("120101", "天津市", "", "和平区", 3),
-    ("130102", "河北省", "石家庄市", "长安区", 3), ("210102", "辽宁省", "沈阳市", "和平区", 3),
-    ("210202", "辽宁省", "大连市", "中山区", 2), ("230102", "黑龙江省", "哈尔滨市", "道里区", 3),
-    ("310104", "上海市", "", "徐汇区", 4), ("310115", "上海市", "", "浦东新区", 7),
-    ("320102", "江苏省", "南京市", "玄武区", 3), ("320106", "江苏省", "南京市", "鼓楼区", 3),
-    ("320508", "江苏省", "苏州市", "姑苏区", 3), ("330102", "浙江省", "杭州市", "上城区", 3),
-    ("330106", "浙江省", "杭州市", "西湖区", 4), ("330212", "浙江省", "宁波市", "鄞州区", 3),
-    ("350102", "福建省", "福州市", "鼓楼区", 2), ("350203", "福建省", "厦门市", "思明区", 2),
-    ("370102", "山东省", "济南市", "历下区", 3), ("410105", "河南省", "郑州市", "金水区", 4),
-    ("420102", "湖北省", "武汉市", "江岸区", 3), ("420106", "湖北省", "武汉市", "武昌区", 3),
-    ("430104", "湖南省", "长沙市", "岳麓区", 3), ("440103", "广东省", "广州市", "荔湾区", 3),
-    ("440106", "广东省", "广州市", "天河区", 5), ("440305", "广东省", "深圳市", "南山区", 5),
-    ("450103", "广西壮族自治区", "南宁市", "青秀区", 2), ("500103", "重庆市", "", "渝中区", 3),
-    ("500106", "重庆市", "", "沙坪坝区", 3), ("510104", "四川省", "成都市", "锦江区", 3),
-    ("510107", "四川省", "成都市", "武侯区", 4), ("530102", "云南省", "昆明市", "五华区", 2),
-    ("540102", "西藏自治区", "拉萨市", "城关区", 1), ("610113", "陕西省", "西安市", "雁塔区", 3),
-    ("640104", "宁夏回族自治区", "银川市", "兴庆区", 1),
-    ("650102", "新疆维吾尔自治区", "乌鲁木齐市", "天山区", 1),
-    ("650104", "新疆维吾尔自治区", "乌鲁木齐市", "新市区", 1),
-    ("653101", "新疆维吾尔自治区", "喀什地区", "喀什市", 1),
-)
+COUNTY_COLUMNS = {"code": str, "province": str, "prefecture": str, "county": str, "weight": float}
+CURRENT_COUNTIES: tuple[tuple[str, str, str, str, float], ...] = reference_table("counties", **COUNTY_COLUMNS)
 # Abolished codes that still occur in older ID numbers (the numbers stay valid for life).
-ABOLISHED_COUNTIES: tuple[tuple[str, str, str, str, float], ...] = (
-    ("110103", "北京市", "", "崇文区", 1), ("110104", "北京市", "", "宣武区", 1),
-    ("310103", "上海市", "", "卢湾区", 1),
-)
+ABOLISHED_COUNTIES: tuple[tuple[str, str, str, str, float], ...] = reference_table(
+    "abolished_counties", **COUNTY_COLUMNS)
 ABOLISHED_SHARE = 0.02
 # Uyghur-style names (with a middle dot) are born in these counties.
 XINJIANG_CODES = ("650102", "650104", "653101")
 
-STREETS = (
-    "人民路", "解放路", "中山路", "建设路", "和平路", "新华路", "胜利路", "文化路", "长江路",
-    "黄河路", "朝阳路", "光明路", "幸福路", "青年路", "东风路", "团结路", "花园路", "学院路",
-    "府前街", "南京路", "北京路", "滨江大道", "科技园路", "体育西路", "天府大道", "团结巷",
-    "银河街", "富强路", "民主路", "丽泽路",
-)
+STREETS = reference_column("streets", "street")
 
 # surname, pinyin, relative frequency (roughly the national ranking)
-SURNAMES: tuple[tuple[str, str, float], ...] = (
-    ("王", "wang", 7.1), ("李", "li", 7.0), ("张", "zhang", 6.8), ("刘", "liu", 5.4),
-    ("陈", "chen", 4.6), ("杨", "yang", 3.1), ("黄", "huang", 2.2), ("赵", "zhao", 2.0),
-    ("吴", "wu", 2.0), ("周", "zhou", 1.9), ("徐", "xu", 1.5), ("孙", "sun", 1.4),
-    ("马", "ma", 1.3), ("朱", "zhu", 1.2), ("胡", "hu", 1.2), ("郭", "guo", 1.1),
-    ("何", "he", 1.1), ("林", "lin", 1.0), ("高", "gao", 1.0), ("罗", "luo", 0.9),
-    ("郑", "zheng", 0.9), ("梁", "liang", 0.8), ("谢", "xie", 0.7), ("宋", "song", 0.6),
-    ("唐", "tang", 0.6), ("许", "xu", 0.6), ("邓", "deng", 0.5), ("韩", "han", 0.5),
-    ("冯", "feng", 0.5), ("曹", "cao", 0.5), ("彭", "peng", 0.5), ("萧", "xiao", 0.4),
-    ("蔡", "cai", 0.4), ("潘", "pan", 0.4), ("田", "tian", 0.4), ("董", "dong", 0.4),
-    ("袁", "yuan", 0.4), ("于", "yu", 0.4), ("余", "yu", 0.3), ("叶", "ye", 0.3),
-    ("蒋", "jiang", 0.3), ("杜", "du", 0.3), ("苏", "su", 0.3), ("魏", "wei", 0.3),
-    ("程", "cheng", 0.3), ("吕", "lv", 0.3), ("丁", "ding", 0.3), ("沈", "shen", 0.3),
-    ("任", "ren", 0.3), ("姚", "yao", 0.3), ("卢", "lu", 0.3), ("钟", "zhong", 0.3),
-    ("欧阳", "ouyang", 0.05), ("司马", "sima", 0.02), ("诸葛", "zhuge", 0.01),
-)
+SURNAMES: tuple[tuple[str, str, float], ...] = reference_table("surnames", surname=str, pinyin=str, weight=float)
 # Characters of Han given names with toneless pinyin (no heteronym surprises) and the
 # sex they are usually given to: m, f or n (either).
-def _given(chars: str, pinyin: str, sex: str) -> tuple[tuple[str, str, str], ...]:
-    return tuple((c, p, sex) for c, p in zip(chars, pinyin.split(), strict=True))
-
-
-GIVEN_CHARS: tuple[tuple[str, str, str], ...] = (
-    _given("伟强磊军洋勇杰涛明超刚辉建国志新海波斌浩凯宇睿博轩俊峰雷成龙亮东鹏彬",
-           "wei qiang lei jun yang yong jie tao ming chao gang hui jian guo zhi xin hai bo bin hao "
-           "kai yu rui bo xuan jun feng lei cheng long liang dong peng bin", "m")
-    + _given("芳娜敏静丽艳娟秀兰霞英玉萍红玲芬燕琳雪梅婷欣怡萱涵佳颖倩慧琴晓",
-             "fang na min jing li yan juan xiu lan xia ying yu ping hong ling fen yan lin xue mei "
-             "ting xin yi xuan han jia ying qian hui qin xiao", "f")
-    + _given("华平文云飞晨雨子嘉思林春", "hua ping wen yun fei chen yu zi jia si lin chun", "n")
-)
+GIVEN_CHARS: tuple[tuple[str, str, str], ...] = reference_table("given_names", character=str, pinyin=str, sex=str)
 # Same sound, different character: the classic clerk's slip.
-HOMOPHONES: dict[str, str] = {
-    "伟": "玮", "静": "婧", "丽": "莉", "军": "君", "华": "桦", "明": "铭", "杰": "洁",
-    "峰": "锋", "红": "虹", "涛": "韬", "俊": "骏", "婷": "亭", "磊": "垒", "玲": "琳",
-    "斌": "彬", "芳": "方", "雪": "学", "颖": "莹",
-}
+HOMOPHONES: dict[str, str] = dict(reference_table("homophones", character=str, homophone=str))
 # Uyghur-style given names / father's names, written in Chinese and in pinyin.
-MINORITY_GIVEN: tuple[tuple[str, str], ...] = (
-    ("艾力", "AILI"), ("阿依古丽", "AYIGULI"), ("古丽娜尔", "GULINAER"), ("热依拉", "REYILA"),
-    ("艾合买提", "AIHEMAITI"), ("努尔", "NUER"), ("迪丽拜尔", "DILIBAIER"), ("帕提古丽", "PATIGULI"),
-    ("依明", "YIMING"), ("麦合木提", "MAIHEMUTI"), ("阿迪力", "ADILI"), ("米娜瓦尔", "MINAWAER"),
-)
-MINORITY_FATHER: tuple[tuple[str, str], ...] = (
-    ("买买提", "MAIMAITI"), ("阿不都", "ABUDU"), ("吐尔逊", "TUERXUN"), ("艾买提", "AIMAITI"),
-    ("热合曼", "REHEMAN"), ("玉素甫", "YUSUFU"), ("肉孜", "ROUZI"), ("司马义", "SIMAYI"),
-    ("托合提", "TUOHETI"), ("伊力", "YILI"),
-)
+MINORITY_GIVEN: tuple[tuple[str, str], ...] = reference_table("uyghur_given_names", chinese=str, pinyin=str)
+MINORITY_FATHER: tuple[tuple[str, str], ...] = reference_table("uyghur_father_names", chinese=str, pinyin=str)
 MINORITY_SHARE = 0.05
 MIDDLE_DOT = "·"
 DOT_VARIANTS = ("·", "•", "．", ".", "・", "")
 # GB/T 3304 codes and names of the other ethnicities carried by Han-style names.
-ETHNICITIES: dict[str, str] = {
-    "01": "汉族", "02": "蒙古族", "03": "回族", "04": "藏族", "05": "维吾尔族", "08": "壮族",
-    "09": "布依族", "10": "朝鲜族", "11": "满族", "15": "土家族",
-}
+ETHNICITIES: dict[str, str] = dict(reference_table("ethnicities", code=str, name=str))
 HAN_STYLE_ETHNICITY = (("01", 0.93), ("03", 0.02), ("08", 0.015), ("11", 0.015),
                        ("02", 0.007), ("15", 0.007), ("10", 0.003), ("09", 0.003))
 MINORITY_ETHNICITY = "05"
 
 # GB/T 4754 divisions and the word enterprises of that trade put in their names.
-INDUSTRIES: tuple[tuple[str, str], ...] = (
-    ("C13", "食品"), ("C17", "纺织"), ("C18", "服饰"), ("C26", "化工"), ("C34", "机械"),
-    ("C39", "电子"), ("E47", "建筑"), ("F51", "贸易"), ("F52", "商贸"), ("G54", "物流"),
-    ("H61", "酒店管理"), ("H62", "餐饮"), ("I64", "网络科技"), ("I65", "软件"),
-    ("K70", "置业"), ("L72", "企业管理咨询"), ("M75", "科技"), ("O80", "家政服务"),
-)
-NAME_CORES = (
-    "华信", "恒达", "宏远", "鑫源", "金桥", "东方", "博雅", "瑞丰", "天成", "海润", "新世纪",
-    "中联", "盛世", "永泰", "嘉和", "星辰", "汇通", "安达", "润泽", "长城", "凯盛", "锦程",
-    "同创", "卓越", "启明", "华润达", "众诚", "远航", "九州", "金鼎", "青松", "明德",
-    "云帆", "德胜", "万象", "广源", "佳美", "宏图", "信诚", "和光",
-)
+INDUSTRIES: tuple[tuple[str, str], ...] = reference_table("industries", code=str, trade=str)
+NAME_CORES = reference_column("enterprise_name_cores", "core")
 LEGAL_FORMS = (("有限公司", 0.55), ("有限责任公司", 0.3), ("股份有限公司", 0.15))
 
 # The service hall's catalogue: code, name, legal time limit (working days), department,
 # and who applies (person / enterprise). Written to OUT/service_items.csv without `subject`.
-SERVICE_ITEMS: tuple[tuple[str, str, int, str, str], ...] = (
-    ("S0001", "户口迁移登记", 5, "公安局", "person"),
-    ("S0002", "居民身份证换领", 20, "公安局", "person"),
-    ("S0003", "出入境证件办理", 7, "公安局出入境管理局", "person"),
-    ("S0004", "机动车驾驶证换证", 1, "公安局交通管理局", "person"),
-    ("S0005", "社会保障卡申领", 10, "人力资源和社会保障局", "person"),
-    ("S0006", "养老保险关系转移", 15, "人力资源和社会保障局", "person"),
-    ("S0007", "失业保险金申领", 20, "人力资源和社会保障局", "person"),
-    ("S0008", "婚姻登记", 0, "民政局", "person"),
-    ("S0009", "最低生活保障申请", 30, "民政局", "person"),
-    ("S0010", "出生医学证明办理", 5, "卫生健康委员会", "person"),
-    ("S0011", "住房公积金提取", 3, "住房公积金管理中心", "person"),
-    ("S0012", "不动产登记", 10, "自然资源局", "person"),
-    ("S0013", "企业设立登记", 3, "市场监督管理局", "enterprise"),
-    ("S0014", "企业变更登记", 3, "市场监督管理局", "enterprise"),
-    ("S0015", "食品经营许可", 10, "市场监督管理局", "enterprise"),
-    ("S0016", "税务登记信息确认", 1, "税务局", "enterprise"),
-    ("S0017", "增值税发票领用", 5, "税务局", "enterprise"),
-    ("S0018", "建筑工程施工许可", 15, "住房和城乡建设局", "enterprise"),
-    ("S0019", "道路运输经营许可", 20, "交通运输局", "enterprise"),
-    ("S0020", "排污许可证核发", 30, "生态环境局", "enterprise"),
-)
+SERVICE_ITEMS: tuple[tuple[str, str, int, str, str], ...] = reference_table(
+    "service_items", code=str, name=str, legal_limit_days=int, department=str, subject=str)
 CHANNELS = (("窗口", 0.35), ("网上", 0.30), ("移动端", 0.20), ("自助终端", 0.10), ("热线", 0.05))
 
 # certificate type, holder subject, issuer, validity in years (0: no expiry), weight
-CERTIFICATE_TYPES: tuple[tuple[str, str, str, int, float], ...] = (
-    ("居民身份证", "person", "公安局", 20, 0.28),
-    ("社会保障卡", "person", "人力资源和社会保障局", 10, 0.20),
-    ("机动车驾驶证", "person", "公安局交通管理局", 6, 0.15),
-    ("结婚证", "person", "民政局", 0, 0.10),
-    ("出生医学证明", "person", "卫生健康委员会", 0, 0.04),
-    ("营业执照", "enterprise", "市场监督管理局", 0, 0.12),
-    ("食品经营许可证", "enterprise", "市场监督管理局", 5, 0.07),
-    ("道路运输经营许可证", "enterprise", "交通运输局", 4, 0.04),
-)
-CERT_PREFIX = {"居民身份证": "SFZ", "社会保障卡": "SBK", "机动车驾驶证": "JSZ", "结婚证": "JHZ",
-               "出生医学证明": "CSZ", "营业执照": "YYZZ", "食品经营许可证": "JY",
-               "道路运输经营许可证": "DLYS"}
+CERTIFICATE_TYPES: tuple[tuple[str, str, str, int, float], ...] = reference_table(
+    "certificate_types", type=str, subject=str, issuer=str, validity_years=int, weight=float)
+# The letters a certificate number of each type starts with.
+CERT_PREFIX: dict[str, str] = dict(reference_table("certificate_types", type=str, prefix=str))
 
 # Share of persons each person department holds (gongan is the authoritative register).
 COVERAGE = {"gongan": 0.95, "shebao": 0.70, "minzheng": 0.30, "weijian": 0.55, "churujing": 0.15}

@@ -67,6 +67,8 @@ from govdata.demo_data import (
     padded_numbers,
     pick,
     record_ids,
+    reference_lists,
+    reference_table,
     reg_no_matrix,
     to_traditional,
     update_seconds,
@@ -99,50 +101,22 @@ PERMANENT_RESIDENCE_SHARE = 0.25   # of foreigners; of those, NEW_CARD_SHARE hol
 NEW_CARD_SHARE = 0.65
 RESIDENCE_PERMIT_SHARE = 0.45      # of HK/MO/TW residents
 
-# Name pools (canonical upper case; hyphens are part of the name).
-NAME_POOLS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "en": (("JOHN", "MICHAEL", "DAVID", "JAMES", "ROBERT", "SARAH", "EMILY", "JESSICA", "MARY-ANNE",
-            "ANNA", "JOHN PAUL", "ELIZABETH"),
-           ("SMITH", "JOHNSON", "BROWN", "WILLIAMS", "TAYLOR", "MILLER", "DAVIS", "WILSON",
-            "SMITH-JONES", "ANDERSON", "THOMPSON", "WHITE")),
-    "de": (("HANS", "ANNA-LENA", "KLAUS", "LUKAS", "SOPHIE", "KARL-HEINZ", "JONAS", "LEA"),
-           ("MUELLER", "SCHMIDT", "SCHNEIDER", "FISCHER", "WEBER", "MEYER", "WAGNER", "BECKER")),
-    "fr": (("JEAN-PIERRE", "MARIE", "PIERRE", "CAMILLE", "JEAN-LUC", "CLAIRE", "LOUIS", "MARIE-CLAIRE"),
-           ("DUBOIS", "MARTIN", "BERNARD", "LEFEVRE", "MOREAU", "LAURENT", "GIRARD", "ROUX")),
-    "ja": (("HIROSHI", "YUKI", "TAKESHI", "AYAKO", "KENJI", "HARUKA", "SHOTA", "MISAKI"),
-           ("SATO", "SUZUKI", "TAKAHASHI", "TANAKA", "WATANABE", "ITO", "YAMAMOTO", "NAKAMURA")),
-    "ko": (("MIN-JUN", "SEO-YEON", "JI-HOON", "HYUN-WOO", "SO-YEON", "JI-WOO", "EUN-JI", "SUNG-MIN"),
-           ("KIM", "LEE", "PARK", "CHOI", "JUNG", "KANG", "CHO", "YOON")),
-    "ru": (("IVAN", "DMITRY", "OLGA", "NATALIA", "SERGEI", "ANNA", "ALEXEI", "TATIANA"),
-           ("IVANOV", "PETROV", "SMIRNOVA", "KUZNETSOV", "POPOVA", "SOKOLOV", "VOLKOVA", "MOROZOV")),
-    "in": (("RAHUL", "PRIYA", "AMIT", "ANJALI", "VIKRAM", "SUNITA", "ARJUN", "DEEPA"),
-           ("SHARMA", "PATEL", "SINGH", "KUMAR", "GUPTA", "REDDY", "IYER", "NAIR")),
-    "ms": (("MUHAMMAD", "NUR AISYAH", "AHMAD", "SITI", "MOHD FAIZ", "NURUL"),
-           ("ABDULLAH", "RAHMAN", "ISMAIL", "HASSAN", "OSMAN", "YUSOF")),
-    "vi": (("VAN AN", "THI HOA", "MINH", "DUC ANH", "THI LAN", "QUANG"),
-           ("NGUYEN", "TRAN", "LE", "PHAM", "HOANG", "VU")),
-    "es": (("CARLOS", "MARIA", "ANA", "JOSE LUIS", "LUCIA", "MARCO", "GIULIA", "PEDRO"),
-           ("GARCIA", "GARCIA-LOPEZ", "SILVA", "FERNANDEZ", "ROSSI", "MARTINEZ", "RODRIGUEZ", "BIANCHI")),
-}
+
+def name_pools() -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Latin name pools: pool -> (given names, surnames), canonical upper case; hyphens are part
+    of the name."""
+    surnames = reference_lists("name_pools", "pool", "surname")
+    return {pool: (given, surnames[pool]) for pool, given in reference_lists("name_pools", "pool", "given").items()}
+
+
+NAME_POOLS = name_pools()
 # alpha-3, ISO 3166 numeric (the nationality digits of the 2023 card), passport number
 # template (L letter, D digit, A either), name pool, weight
-NATIONALITIES: tuple[tuple[str, str, str, str, float], ...] = (
-    ("KOR", "410", "MDDDDDDDD", "ko", 0.18), ("JPN", "392", "LLDDDDDDD", "ja", 0.12),
-    ("USA", "840", "DDDDDDDDD", "en", 0.12), ("GBR", "826", "DDDDDDDDD", "en", 0.05),
-    ("CAN", "124", "LLDDDDDD", "en", 0.04), ("AUS", "036", "LDDDDDDD", "en", 0.04),
-    ("DEU", "276", "CAAAAAAAA", "de", 0.06), ("FRA", "250", "DDLLDDDDD", "fr", 0.05),
-    ("RUS", "643", "DDDDDDDDD", "ru", 0.08), ("IND", "356", "LDDDDDDD", "in", 0.06),
-    ("MYS", "458", "ADDDDDDDD", "ms", 0.05), ("VNM", "704", "LDDDDDDD", "vi", 0.07),
-    ("ESP", "724", "LLLDDDDDD", "es", 0.03), ("ITA", "380", "LLDDDDDDD", "es", 0.03),
-    ("BRA", "076", "LLDDDDDD", "es", 0.02),
-)
+NATIONALITIES: tuple[tuple[str, str, str, str, float], ...] = reference_table(
+    "nationalities", alpha3=str, numeric=str, passport_template=str, name_pool=str, weight=float)
 # How Hong Kong / Macau (Cantonese) and Taiwan (Wade-Giles) write the surnames of SURNAMES.
-CANTONESE = dict(zip(
-    [s[0] for s in SURNAMES],
-    ["WONG", "LEE", "CHEUNG", "LAU", "CHAN", "YEUNG", "WONG", "CHIU", "NG", "CHOW", "TSUI", "SUEN", "MA", "CHU", "WU", "KWOK", "HO", "LAM", "KO", "LAW", "CHENG", "LEUNG", "TSE", "SUNG", "TONG", "HUI", "TANG", "HON", "FUNG", "TSO", "PANG", "SIU", "CHOI", "POON", "TIN", "TUNG", "YUEN", "YU", "YU", "YIP", "CHEUNG", "TO", "SO", "NGAI", "CHING", "LUI", "TING", "SHUM", "YAM", "YIU", "LO", "CHUNG", "AU-YEUNG", "SZE-MA", "CHU-KOT"], strict=True))
-WADE_GILES = dict(zip(
-    [s[0] for s in SURNAMES],
-    ["WANG", "LEE", "CHANG", "LIU", "CHEN", "YANG", "HUANG", "CHAO", "WU", "CHOU", "HSU", "SUN", "MA", "CHU", "HU", "KUO", "HO", "LIN", "KAO", "LO", "CHENG", "LIANG", "HSIEH", "SUNG", "TANG", "HSU", "TENG", "HAN", "FENG", "TSAO", "PENG", "HSIAO", "TSAI", "PAN", "TIEN", "TUNG", "YUAN", "YU", "YU", "YEH", "CHIANG", "TU", "SU", "WEI", "CHENG", "LU", "TING", "SHEN", "JEN", "YAO", "LU", "CHUNG", "OUYANG", "SZUMA", "CHUKO"], strict=True))
+CANTONESE: dict[str, str] = dict(reference_table("surnames", surname=str, cantonese=str))
+WADE_GILES: dict[str, str] = dict(reference_table("surnames", surname=str, wade_giles=str))
 PERMIT_REGION = {HONG_KONG: 810000, MACAU: 820000, TAIWAN: 830000}
 HOME_CODE = {HONG_KONG: "HKG", MACAU: "MAC", TAIWAN: "TWN"}
 
@@ -317,18 +291,9 @@ def latin_variants(given: np.ndarray, surname: np.ndarray, rng: np.random.Genera
 
 
 # Document type as departments write it: (code, labels/aliases they use), weights uniform.
-TYPE_LABELS = {
-    "111": ("111", "居民身份证", "身份证", "二代身份证", "身份证号码", "sfz", "ID card"),
-    "113": ("113", "户口簿"),
-    "335": ("335", "驾驶证"),
-    "414": ("414", "护照", "普通护照", "passport", "因私护照"),
-    "511": ("511", "台湾居民来往大陆通行证", "台胞证"),
-    "516": ("516", "港澳居民来往内地通行证", "回乡证"),
-    "553": ("553", "外国人永久居留身份证", "永居证", "外国人永久居留证"),
-    # No GA/T 2000.156 code for the HK/MO/TW residence permit: departments write it out or
-    # file it under 'other' (the normaliser keys on its GB 11643 number whatever the type).
-    "permit": ("港澳台居民居住证", "990", "其他证件"),
-}
+# No GA/T 2000.156 code for the HK/MO/TW residence permit (key `permit`): departments write it
+# out or file it under 'other' (the normaliser keys on its GB 11643 number whatever the type).
+TYPE_LABELS: dict[str, tuple[str, ...]] = reference_lists("document_labels", "type", "label")
 
 
 def type_labels(rng: np.random.Generator, codes: np.ndarray, codes_only: bool = False) -> np.ndarray:
@@ -479,9 +444,7 @@ def add_outsiders_shebao(t: Table, o: Outsiders, rng: np.random.Generator, as_of
 
 # A common given-name character -> a rare one read the same (outside GB 2312): the person's
 # real character is the rare one; systems that cannot type it write the common one instead.
-RARE_FOR = {"浩": "淏", "涛": "弢", "云": "赟", "军": "珺", "俊": "珺", "敏": "旻", "怡": "祎",
-            "宇": "燏", "伟": "暐", "成": "琤", "静": "璟", "洋": "旸", "轩": "玹", "萱": "玹",
-            "雨": "彧", "晨": "宸"}
+RARE_FOR: dict[str, str] = dict(reference_table("rare_characters", common=str, rare=str))
 RARE_PINYIN = {r: p for c, p, _ in GIVEN_CHARS for k, r in RARE_FOR.items() if c == k}
 RARE_SHARE = 0.01
 # How a department without the character writes it: homophone, pinyin (lower / upper), * or ?
@@ -739,8 +702,8 @@ def canlian_table(p: Persons, rare: np.ndarray, rng: np.random.Generator, as_of:
 
 BRANCH_SHARE = 0.08        # branches per enterprise
 INDIVIDUAL_SHARE = 0.40    # individual businesses per enterprise (demo-sized; really ~2:1)
-SHOP_TRADES = (("F52", "便利店"), ("H62", "餐馆"), ("F52", "五金店"), ("O80", "理发店"), ("F52", "服装店"),
-               ("F52", "水果店"), ("O80", "手机维修部"), ("H62", "小吃店"), ("F52", "烟酒商行"))
+# What individual businesses are (GB/T 4754 division, the shop word in their names).
+SHOP_TRADES: tuple[tuple[str, str], ...] = reference_table("shop_trades", industry=str, shop=str)
 
 
 @dataclass
