@@ -29,9 +29,9 @@ impossible dates (1990-02-30) and both NULL and '' for missing values. Issue 13'
 (foreigners and HK/MO/TW residents, rare characters, mojibake, Excel damage, branches,
 individual businesses, code-less tax records) come from govdata.demo_identity, each from its own
 random stream; truth rows carry a `cause` label for the records they touched. Each department's
-table, key, incremental column and column -> element mapping is a YAML template in
-demo_departments/; the reference tables the world is drawn from (counties, names, streets,
-trades, catalogues) are CSV files in demo_reference/.
+table, key, incremental column, column -> element mapping and table columns (order, SQL type) is
+a YAML template in demo_departments/; the reference tables the world is drawn from (counties,
+names, streets, trades, catalogues) are CSV files in demo_reference/.
 
 Everything is drawn from one numpy Generator per stage, so the same seed (and the same
 `as_of` date) gives the same bytes. Per-row Python work is limited to the few percent of
@@ -624,23 +624,26 @@ def build_enterprises(rng: np.random.Generator, n: int, persons: Persons, as_of:
 
 @dataclass
 class Table:
-    """One department table: column -> (SQL type, values), plus its truth rows."""
+    """One department table: column -> values in the table's order, the columns' SQL types
+    (from the department's template), plus its truth rows."""
 
     source: str
     department: str
     kind: str
     table: str
     primary_key: str
-    columns: dict[str, tuple[str, np.ndarray]]
+    columns: dict[str, np.ndarray]
+    sql_types: dict[str, str]
     mapping: dict[str, str]
     truth: dict[str, np.ndarray]
     incremental: str | None = None
     overrides: dict[str, dict[str, Any]] | None = None
 
 
-# Each department's table name, primary key, incremental column and column -> element
-# mapping live in a YAML template beside the generator (demo_departments/<source>.yaml):
-# the stewards' kind of file, editable without touching the code that fills the table.
+# Each department's table name, primary key, incremental column, column -> element mapping
+# and table columns (order and SQL type) live in a YAML template beside the generator
+# (demo_departments/<source>.yaml): the stewards' kind of file, editable without touching the
+# code that fills the table. A builder computes only the columns' values.
 DEPARTMENTS_DIR = Path(__file__).with_name("demo_departments")
 
 
@@ -650,12 +653,31 @@ def department_template(source: str) -> dict[str, Any]:
         return yaml.safe_load(fh)
 
 
-def department_table(source: str, columns: dict[str, tuple[str, np.ndarray]],
-                     truth: dict[str, np.ndarray]) -> Table:
-    """A department's generated columns and truth, described by its template."""
+def in_table_order(columns: dict[str, np.ndarray], sql_types: dict[str, str]) -> dict[str, np.ndarray]:
+    """The columns in the order the template declares them (dicts keep insertion order)."""
+    return {c: columns[c] for c in sql_types if c in columns}
+
+
+def truth_rows(source: str, keys: np.ndarray, true_ids: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Truth rows of a department's records: the record (its primary key, as text) and the
+    true person / enterprise it belongs to (and a cause, where a phenomenon touched it)."""
+    record_ids = np.asarray(keys, dtype=object).astype(str).astype(object)
+    return {"source_system": np.full(len(record_ids), source, dtype=object), "source_record_id": record_ids,
+            **true_ids}
+
+
+def department_table(source: str, columns: dict[str, np.ndarray], true_ids: dict[str, np.ndarray]) -> Table:
+    """A department's generated column values and truth, described by its template (which
+    orders and types the columns). A column a phenomenon adds later may be missing here;
+    check_table sees that the finished table has every column of the template."""
     doc = department_template(source)
+    sql_types = dict(doc["table_columns"])
+    undeclared = sorted(set(columns) - set(sql_types))
+    if undeclared:
+        raise ValueError(f"department {source}: the template's table_columns lack {', '.join(undeclared)}")
     return Table(source=source, department=doc["department"], kind=doc["kind"], table=doc["table"],
-                 primary_key=doc["primary_key"], columns=columns, mapping=dict(doc["columns"]), truth=truth,
+                 primary_key=doc["primary_key"], columns=in_table_order(columns, sql_types), sql_types=sql_types,
+                 mapping=dict(doc["columns"]), truth=truth_rows(source, columns[doc["primary_key"]], true_ids),
                  incremental=(doc.get("incremental") or {}).get("column"), overrides=doc.get("overrides"))
 
 
@@ -683,6 +705,16 @@ def record_ids(prefix: str, n: int, width: int = 10) -> np.ndarray:
 def update_seconds(rng: np.random.Generator, n: int, as_of: date, years: float = 5.0) -> np.ndarray:
     end = day_number(as_of) * 86400
     return end - rng.integers(86400, int(years * 365 * 86400), n)
+
+
+def update_times(rng: np.random.Generator, n: int, as_of: date, years: float = 5.0) -> np.ndarray:
+    """When each record was last touched, some time in the `years` before as_of, as text."""
+    return format_timestamps(update_seconds(rng, n, as_of, years))
+
+
+def sex_labels(sex: np.ndarray, male: str, female: str) -> np.ndarray:
+    """Sex (1 male, 2 female) in a department's own words."""
+    return np.where(sex == 1, male, female).astype(object)
 
 
 def vary_dots(names: np.ndarray, minority: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -721,9 +753,8 @@ def clerk_ids(p: Persons, idx: np.ndarray, rng: np.random.Generator, *, typo: fl
     return disguise(ascii_rows(matrix), rng, fullwidth=fullwidth, spaces=spaces, lower_x=lower_x)
 
 
-def person_truth(source: str, rid: np.ndarray, p: Persons, idx: np.ndarray) -> dict[str, np.ndarray]:
-    return {"source_system": np.full(len(idx), source, dtype=object), "source_record_id": rid,
-            "true_person_id": p.true_id[idx]}
+def person_truth(p: Persons, idx: np.ndarray) -> dict[str, np.ndarray]:
+    return {"true_person_id": p.true_id[idx]}
 
 
 def birth_strings(p: Persons, idx: np.ndarray, rng: np.random.Generator, style: str, impossible: float) -> np.ndarray:
@@ -750,22 +781,15 @@ def gongan_table(p: Persons, rng: np.random.Generator, as_of: date) -> Table:
     n = len(all_idx)
     rid = record_ids("RK", n, 12)
     phone = blank_out(p.phone[all_idx], rng, 0.0, 0.02)
-    return department_table(
-        "gongan",
-        {
-            "RKBH": ("TEXT", rid),
-            "SFZHM": ("TEXT", p.id18[all_idx]),
-            "XM": ("TEXT", p.name[all_idx]),
-            "XBDM": ("TEXT", p.sex[all_idx].astype(str).astype(object)),
-            "CSRQ": ("TEXT", format_dates(p.y[all_idx], p.m[all_idx], p.d[all_idx], "iso")),
-            "MZDM": ("TEXT", p.ethnicity[all_idx]),
-            "LXDH": ("TEXT", phone),
-            "HJDZ": ("TEXT", addresses(p.region_idx[all_idx], street, p.house[all_idx])),
-            "ZHGXSJ": ("TEXT", format_timestamps(upd)),
-            "ZXBZ": ("INTEGER", cancelled.astype(object)),
-        },
-        truth=person_truth("gongan", rid, p, all_idx),
-    )
+    columns = {
+        "RKBH": rid, "SFZHM": p.id18[all_idx], "XM": p.name[all_idx],
+        "XBDM": p.sex[all_idx].astype(str).astype(object),
+        "CSRQ": format_dates(p.y[all_idx], p.m[all_idx], p.d[all_idx], "iso"),
+        "MZDM": p.ethnicity[all_idx], "LXDH": phone,
+        "HJDZ": addresses(p.region_idx[all_idx], street, p.house[all_idx]),
+        "ZHGXSJ": format_timestamps(upd), "ZXBZ": cancelled.astype(object),
+    }
+    return department_table("gongan", columns, person_truth(p, all_idx))
 
 
 def shebao_table(p: Persons, rng: np.random.Generator, as_of: date) -> Table:
@@ -783,20 +807,13 @@ def shebao_table(p: Persons, rng: np.random.Generator, as_of: date) -> Table:
     ids = disguise(ids, rng, fullwidth=0.01, spaces=0.01, lower_x=0.3)
     names = slip_homophones(vary_dots(p.name[idx], p.minority[idx], rng), rng, 0.02)
     person_no = (np.arange(n) + 10_000_001).astype(object)
-    rid = person_no.astype(str).astype(object)
-    return department_table(
-        "shebao",
-        {
-            "person_no": ("INTEGER", person_no),
-            "id_card": ("TEXT", ids),
-            "full_name": ("TEXT", names),
-            "gender": ("TEXT", np.where(p.sex[idx] == 1, "男", "女").astype(object)),
-            "birthday": ("TEXT", birth_strings(p, idx, rng, "slash", 0.002)),
-            "mobile": ("TEXT", blank_out(p.phone[idx], rng, 0.08, 0.04)),
-            "update_time": ("TEXT", format_timestamps(update_seconds(rng, n, as_of))),
-        },
-        truth=person_truth("shebao", rid, p, idx),
-    )
+    columns = {
+        "person_no": person_no, "id_card": ids, "full_name": names, "gender": sex_labels(p.sex[idx], "男", "女"),
+        "birthday": birth_strings(p, idx, rng, "slash", 0.002),
+        "mobile": blank_out(p.phone[idx], rng, 0.08, 0.04),
+        "update_time": update_times(rng, n, as_of),
+    }
+    return department_table("shebao", columns, person_truth(p, idx))
 
 
 def to_traditional(values: np.ndarray) -> np.ndarray:
@@ -825,25 +842,19 @@ def minzheng_table(p: Persons, rng: np.random.Generator, as_of: date) -> Table:
     trad = pick(rng, n, 0.15)
     names[trad] = to_traditional(names[trad])
     addr[trad] = traditional_addresses(p.region_idx[idx[trad]], p.street[idx[trad]], p.house[idx[trad]])
-    sex = np.where(p.sex[idx] == 1, "男", "女").astype(object)
+    sex = sex_labels(p.sex[idx], "男", "女")
     sex[pick(rng, n, 0.02)] = "未知"
     eth_names = pd.Series(p.ethnicity[idx], dtype=object).map(ETHNICITIES).to_numpy(dtype=object)
     rid = record_ids("MZ", n, 10)
-    return department_table(
-        "minzheng",
-        {
-            "JMBH": ("TEXT", rid),
-            "SFZH": ("TEXT", ids),
-            "XINGMING": ("TEXT", names),
-            "XB": ("TEXT", sex),
-            "CSRQ": ("TEXT", birth_strings(p, idx, rng, "chinese", 0.003)),
-            "MZ": ("TEXT", blank_out(eth_names, rng, 0.05, 0.02)),
-            "JTZZ": ("TEXT", blank_out(addr, rng, 0.03, 0.02)),
-            "LXDH": ("TEXT", blank_out(p.phone[idx], rng, 0.1, 0.05)),
-            "DJSJ": ("TEXT", format_timestamps(update_seconds(rng, n, as_of))),
-        },
-        truth=person_truth("minzheng", rid, p, idx),
-    )
+    columns = {
+        "JMBH": rid, "SFZH": ids, "XINGMING": names, "XB": sex,
+        "CSRQ": birth_strings(p, idx, rng, "chinese", 0.003),
+        "MZ": blank_out(eth_names, rng, 0.05, 0.02),
+        "JTZZ": blank_out(addr, rng, 0.03, 0.02),
+        "LXDH": blank_out(p.phone[idx], rng, 0.1, 0.05),
+        "DJSJ": update_times(rng, n, as_of),
+    }
+    return department_table("minzheng", columns, person_truth(p, idx))
 
 
 def weijian_table(p: Persons, rng: np.random.Generator, as_of: date) -> Table:
@@ -860,20 +871,14 @@ def weijian_table(p: Persons, rng: np.random.Generator, as_of: date) -> Table:
     moved = rng.random(n) < 0.2
     street = np.where(moved, rng.integers(0, len(STREETS), n), p.street[idx])
     rid = record_ids("JK", n, 10)
-    return department_table(
-        "weijian",
-        {
-            "DAH": ("TEXT", rid),
-            "ZJHM": ("TEXT", ids),
-            "HZXM": ("TEXT", names),
-            "XB": ("TEXT", np.where(p.sex[idx] == 1, "M", "F").astype(object)),
-            "CSRQ": ("TEXT", birth_strings(p, idx, rng, "compact", 0.002)),
-            "LXDH": ("TEXT", blank_out(p.phone[idx], rng, 0.05, 0.05)),
-            "JZDZ": ("TEXT", blank_out(addresses(p.region_idx[idx], street, p.house[idx]), rng, 0.02, 0.02)),
-            "JDRQ": ("TEXT", format_timestamps(update_seconds(rng, n, as_of, 8))),
-        },
-        truth=person_truth("weijian", rid, p, idx),
-    )
+    columns = {
+        "DAH": rid, "ZJHM": ids, "HZXM": names, "XB": sex_labels(p.sex[idx], "M", "F"),
+        "CSRQ": birth_strings(p, idx, rng, "compact", 0.002),
+        "LXDH": blank_out(p.phone[idx], rng, 0.05, 0.05),
+        "JZDZ": blank_out(addresses(p.region_idx[idx], street, p.house[idx]), rng, 0.02, 0.02),
+        "JDRQ": update_times(rng, n, as_of, 8),
+    }
+    return department_table("weijian", columns, person_truth(p, idx))
 
 
 def churujing_table(p: Persons, rng: np.random.Generator, as_of: date) -> Table:
@@ -882,25 +887,18 @@ def churujing_table(p: Persons, rng: np.random.Generator, as_of: date) -> Table:
     n = len(idx)
     ids = clerk_ids(p, idx, rng, typo=0.005, spaces=0.005, fullwidth=0.005)
     rid = record_ids("E", n, 11)
-    return department_table(
-        "churujing",
-        {
-            "RYBH": ("TEXT", rid),
-            "SFZH": ("TEXT", ids),
-            "YWXM": ("TEXT", p.name_latin[idx]),
-            "XB": ("TEXT", np.where(p.sex[idx] == 1, "M", "F").astype(object)),
-            "CSRQ": ("TEXT", birth_strings(p, idx, rng, "dmy", 0.001)),
-            "GJ": ("TEXT", np.full(n, "CHN", dtype=object)),
-            "LXDH": ("TEXT", blank_out(p.phone[idx], rng, 0.05, 0.0)),
-            "GXSJ": ("TEXT", format_timestamps(update_seconds(rng, n, as_of, 3))),
-        },
-        truth=person_truth("churujing", rid, p, idx),
-    )
+    columns = {
+        "RYBH": rid, "SFZH": ids, "YWXM": p.name_latin[idx], "XB": sex_labels(p.sex[idx], "M", "F"),
+        "CSRQ": birth_strings(p, idx, rng, "dmy", 0.001),
+        "GJ": np.full(n, "CHN", dtype=object),
+        "LXDH": blank_out(p.phone[idx], rng, 0.05, 0.0),
+        "GXSJ": update_times(rng, n, as_of, 3),
+    }
+    return department_table("churujing", columns, person_truth(p, idx))
 
 
-def enterprise_truth(source: str, rid: np.ndarray, e: Enterprises, idx: np.ndarray) -> dict[str, np.ndarray]:
-    return {"source_system": np.full(len(idx), source, dtype=object), "source_record_id": rid,
-            "true_enterprise_id": e.true_id[idx]}
+def enterprise_truth(e: Enterprises, idx: np.ndarray) -> dict[str, np.ndarray]:
+    return {"true_enterprise_id": e.true_id[idx]}
 
 
 def shichang_table(e: Enterprises, p: Persons, rng: np.random.Generator, as_of: date) -> Table:
@@ -913,22 +911,15 @@ def shichang_table(e: Enterprises, p: Persons, rng: np.random.Generator, as_of: 
     rep_ids = disguise(p.id18[rep], rng, fullwidth=0.01, spaces=0.005)
     fy, fm, fd = ymd(e.founded[idx])
     nbxh = (np.arange(n) + 1).astype(object)
-    return department_table(
-        "shichang",
-        {
-            "NBXH": ("INTEGER", nbxh),
-            "TYSHXYDM": ("TEXT", e.uscc[idx]),
-            "ZCH": ("TEXT", reg_no),
-            "QYMC": ("TEXT", e.name[idx]),
-            "FDDBR": ("TEXT", p.name[rep]),
-            "FDDBRZJHM": ("TEXT", rep_ids),
-            "CLRQ": ("TEXT", format_dates(fy, fm, fd, "iso")),
-            "ZS": ("TEXT", addresses(e.region_idx[idx], e.street[idx], e.house[idx])),
-            "HYDM": ("TEXT", np.array([i[0] for i in INDUSTRIES], dtype=object)[e.industry[idx]]),
-            "GXSJ": ("TEXT", format_timestamps(update_seconds(rng, n, as_of))),
-        },
-        truth=enterprise_truth("shichang", nbxh.astype(str).astype(object), e, idx),
-    )
+    columns = {
+        "NBXH": nbxh, "TYSHXYDM": e.uscc[idx], "ZCH": reg_no, "QYMC": e.name[idx],
+        "FDDBR": p.name[rep], "FDDBRZJHM": rep_ids,
+        "CLRQ": format_dates(fy, fm, fd, "iso"),
+        "ZS": addresses(e.region_idx[idx], e.street[idx], e.house[idx]),
+        "HYDM": np.array([i[0] for i in INDUSTRIES], dtype=object)[e.industry[idx]],
+        "GXSJ": update_times(rng, n, as_of),
+    }
+    return department_table("shichang", columns, enterprise_truth(e, idx))
 
 
 def tax_name_variant(name: str, city: str, variant: int) -> str:
@@ -975,21 +966,15 @@ def shuiwu_table(e: Enterprises, p: Persons, rng: np.random.Generator, as_of: da
     fy, fm, fd = ymd(e.founded[idx])
     djxh = concat("1", REGION_CODES[e.region_idx[idx]].astype(str).astype(object),
                   padded_numbers(1, n, 13))
-    return department_table(
-        "shuiwu",
-        {
-            "DJXH": ("TEXT", djxh),
-            "SHXYDM": ("TEXT", uscc),
-            "YNSRSBH": ("TEXT", tax_no),
-            "NSRMC": ("TEXT", names),
-            "FDDBRXM": ("TEXT", p.name[e.legal_rep[idx]]),
-            "SCJYDZ": ("TEXT", blank_out(addresses(e.region_idx[idx], e.street[idx], e.house[idx]), rng, 0.02, 0.02)),
-            "KYRQ": ("TEXT", format_dates(fy, fm, fd, "compact")),
-            "HYDM": ("TEXT", np.array([i[0] for i in INDUSTRIES], dtype=object)[e.industry[idx]]),
-            "LRSJ": ("TEXT", format_timestamps(update_seconds(rng, n, as_of))),
-        },
-        truth=enterprise_truth("shuiwu", djxh, e, idx),
-    )
+    columns = {
+        "DJXH": djxh, "SHXYDM": uscc, "YNSRSBH": tax_no, "NSRMC": names,
+        "FDDBRXM": p.name[e.legal_rep[idx]],
+        "SCJYDZ": blank_out(addresses(e.region_idx[idx], e.street[idx], e.house[idx]), rng, 0.02, 0.02),
+        "KYRQ": format_dates(fy, fm, fd, "compact"),
+        "HYDM": np.array([i[0] for i in INDUSTRIES], dtype=object)[e.industry[idx]],
+        "LRSJ": update_times(rng, n, as_of),
+    }
+    return department_table("shuiwu", columns, enterprise_truth(e, idx))
 
 
 @dataclass
@@ -1050,12 +1035,11 @@ def build_certificates(rng: np.random.Generator, n: int, p: Persons, e: Enterpri
                         issue=issue, expiry=expiry)
 
 
-def holder_truth(source: str, rid: np.ndarray, p: Persons, e: Enterprises, person: np.ndarray,
-                 enterprise: np.ndarray) -> dict[str, np.ndarray]:
+def holder_truth(p: Persons, e: Enterprises, person: np.ndarray, enterprise: np.ndarray) -> dict[str, np.ndarray]:
+    """The true person or enterprise (the other None) holding a certificate or applying."""
     tp = np.where(person >= 0, p.true_id[np.maximum(person, 0)], None)
     te = np.where(enterprise >= 0, e.true_id[np.maximum(enterprise, 0)], None)
-    return {"source_system": np.full(len(rid), source, dtype=object), "source_record_id": rid,
-            "true_person_id": tp, "true_enterprise_id": te}
+    return {"true_person_id": tp, "true_enterprise_id": te}
 
 
 def zhengzhao_table(c: Certificates, p: Persons, e: Enterprises, rng: np.random.Generator, as_of: date) -> Table:
@@ -1081,23 +1065,13 @@ def zhengzhao_table(c: Certificates, p: Persons, e: Enterprises, rng: np.random.
     rid = concat("DZZZ", padded_numbers(1, n, 12))
     names = np.array([t[0] for t in CERTIFICATE_TYPES], dtype=object)
     issuers = np.array([t[2] for t in CERTIFICATE_TYPES], dtype=object)
-    return department_table(
-        "zhengzhao",
-        {
-            "ZZBS": ("TEXT", rid),
-            "ZZBH": ("TEXT", c.number[order]),
-            "ZZLXMC": ("TEXT", names[type_idx]),
-            "CZRSFZH": ("TEXT", holder_id),
-            "CZZTDM": ("TEXT", holder_uscc),
-            "CZZTMC": ("TEXT", holder_name),
-            "BFJGMC": ("TEXT", issuers[type_idx]),
-            "QFRQ": ("TEXT", format_dates(iy, im, id_, "iso")),
-            "YXQZ": ("TEXT", expiry),
-            "ZZZT": ("TEXT", status),
-            "GXSJ": ("TEXT", format_timestamps(touched)),
-        },
-        truth=holder_truth("zhengzhao", rid, p, e, person, enterprise),
-    )
+    columns = {
+        "ZZBS": rid, "ZZBH": c.number[order], "ZZLXMC": names[type_idx],
+        "CZRSFZH": holder_id, "CZZTDM": holder_uscc, "CZZTMC": holder_name, "BFJGMC": issuers[type_idx],
+        "QFRQ": format_dates(iy, im, id_, "iso"), "YXQZ": expiry, "ZZZT": status,
+        "GXSJ": format_timestamps(touched),
+    }
+    return department_table("zhengzhao", columns, holder_truth(p, e, person, enterprise))
 
 
 def zhengwu_table(n: int, c: Certificates, p: Persons, e: Enterprises, rng: np.random.Generator, as_of: date) -> Table:
@@ -1152,27 +1126,15 @@ def zhengwu_table(n: int, c: Certificates, p: Persons, e: Enterprises, rng: np.r
     codes = np.array([s[0] for s in SERVICE_ITEMS], dtype=object)
     names = np.array([s[1] for s in SERVICE_ITEMS], dtype=object)
     o = order
-    return department_table(
-        "zhengwu",
-        {
-            "SQBH": ("TEXT", rid),
-            "SQRZJHM": ("TEXT", applicant_id[o]),
-            "SQDWTYDM": ("TEXT", applicant_uscc[o]),
-            "SQRMC": ("TEXT", applicant_name[o]),
-            "SXBM": ("TEXT", codes[item[o]]),
-            "SXMC": ("TEXT", names[item[o]]),
-            "SQQD": ("TEXT", channel[o]),
-            "XZQHDM": ("TEXT", region[o]),
-            "TJSJ": ("TEXT", format_timestamps(submitted[o])),
-            "SLSJ": ("TEXT", format_timestamps(accepted[o])),
-            "BJSJ": ("TEXT", format_timestamps(completed[o])),
-            "FDBJSX": ("INTEGER", limit[o].astype(object)),
-            "MYDPJ": ("INTEGER", rating[o]),
-            "CXZZBH": ("TEXT", cert[o]),
-            "GXSJ": ("TEXT", format_timestamps(np.where(completed[o] >= 0, completed[o], accepted[o]))),
-        },
-        truth=holder_truth("zhengwu", rid, p, e, person[o], enterprise[o]),
-    )
+    columns = {
+        "SQBH": rid, "SQRZJHM": applicant_id[o], "SQDWTYDM": applicant_uscc[o], "SQRMC": applicant_name[o],
+        "SXBM": codes[item[o]], "SXMC": names[item[o]], "SQQD": channel[o], "XZQHDM": region[o],
+        "TJSJ": format_timestamps(submitted[o]), "SLSJ": format_timestamps(accepted[o]),
+        "BJSJ": format_timestamps(completed[o]),
+        "FDBJSX": limit[o].astype(object), "MYDPJ": rating[o], "CXZZBH": cert[o],
+        "GXSJ": format_timestamps(np.where(completed[o] >= 0, completed[o], accepted[o])),
+    }
+    return department_table("zhengwu", columns, holder_truth(p, e, person[o], enterprise[o]))
 
 
 # --------------------------------------------------------------------------------------
@@ -1190,11 +1152,11 @@ def write_sqlite(path: Path, t: Table) -> None:
     try:
         con.execute("PRAGMA journal_mode=OFF")
         con.execute("PRAGMA synchronous=OFF")
-        cols = ", ".join(f'"{c}" {typ}{" PRIMARY KEY" if c == t.primary_key else ""}'
-                         for c, (typ, _) in t.columns.items())
+        cols = ", ".join(f'"{c}" {t.sql_types[c]}{" PRIMARY KEY" if c == t.primary_key else ""}'
+                         for c in t.columns)
         con.execute(f'CREATE TABLE "{t.table}" ({cols})')
         names = list(t.columns)
-        arrays = [t.columns[c][1] for c in names]
+        arrays = list(t.columns.values())
         sql = f'INSERT INTO "{t.table}" VALUES ({", ".join("?" * len(names))})'
         n = len(arrays[0])
         for start in range(0, n, CHUNK_ROWS):

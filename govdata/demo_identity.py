@@ -60,6 +60,7 @@ from govdata.demo_data import (
     format_timestamps,
     id_check_chars,
     id_matrix,
+    in_table_order,
     map_unique,
     members,
     mistype,
@@ -70,8 +71,11 @@ from govdata.demo_data import (
     reference_lists,
     reference_table,
     reg_no_matrix,
+    sex_labels,
     to_traditional,
+    truth_rows,
     update_seconds,
+    update_times,
     uscc_matrix,
     weighted_choice,
 )
@@ -338,31 +342,27 @@ def outsider_names(o: Outsiders, idx: np.ndarray, rng: np.random.Generator, trad
     return np.where(o.kind[idx] == FOREIGNER, latin, zh)
 
 
-def outsider_truth(source: str, rid: np.ndarray, o: Outsiders, idx: np.ndarray, cause: np.ndarray) -> dict[str, np.ndarray]:
-    return {"source_system": np.full(len(idx), source, dtype=object), "source_record_id": rid,
-            "true_person_id": o.true_id[idx], "cause": np.asarray(cause, dtype=object)}
+def outsider_truth(o: Outsiders, idx: np.ndarray, cause: np.ndarray) -> dict[str, np.ndarray]:
+    return {"true_person_id": o.true_id[idx], "cause": np.asarray(cause, dtype=object)}
 
 
-def append_rows(t: Table, columns: dict[str, np.ndarray], truth: dict[str, np.ndarray]) -> None:
-    """Extend a department table with more rows (columns missing from `columns` stay NULL)."""
+def append_rows(t: Table, columns: dict[str, np.ndarray], true_ids: dict[str, np.ndarray]) -> None:
+    """Extend a department table with more rows (columns missing from `columns` stay NULL)
+    and their truth (keyed by the rows' primary key, as for the table's own rows)."""
     ensure_cause(t)
+    truth = truth_rows(t.source, columns[t.primary_key], true_ids)
     n = len(truth["source_record_id"])
-    for name, (typ, values) in list(t.columns.items()):
+    for name, values in list(t.columns.items()):
         extra = columns.get(name, np.full(n, None, dtype=object))
-        t.columns[name] = (typ, np.concatenate([np.asarray(values, dtype=object), np.asarray(extra, dtype=object)]))
+        t.columns[name] = np.concatenate([np.asarray(values, dtype=object), np.asarray(extra, dtype=object)])
     for key in t.truth:
         extra = truth.get(key, np.full(n, None, dtype=object))
         t.truth[key] = np.concatenate([np.asarray(t.truth[key], dtype=object), np.asarray(extra, dtype=object)])
 
 
-def insert_column(t: Table, name: str, sql_type: str, values: np.ndarray, before: str) -> None:
-    """Add a column to a table, placed before another (dicts keep insertion order)."""
-    cols = {}
-    for key, value in t.columns.items():
-        if key == before:
-            cols[name] = (sql_type, values)
-        cols[key] = value
-    t.columns = cols
+def add_column(t: Table, name: str, values: np.ndarray) -> None:
+    """Add a column to a table, in the place its template gives it."""
+    t.columns = in_table_order(t.columns | {name: values}, t.sql_types)
 
 
 def dmy(days: np.ndarray) -> np.ndarray:
@@ -388,7 +388,7 @@ def add_outsiders_churujing(t: Table, o: Outsiders, rng: np.random.Generator, as
     """Exit-entry: citizens' rows get 证件类型 111; nine in ten outsiders are registered with
     their passport or travel permit and a Latin name (mostly the passport's form); some also
     under the document they held before (a renewed passport has a new number)."""
-    insert_column(t, "ZJLX", "TEXT", np.full(len(t.columns["RYBH"][1]), "111", dtype=object), before="SFZH")
+    add_column(t, "ZJLX", np.full(len(t.columns["RYBH"]), "111", dtype=object))
     idx = np.flatnonzero(rng.random(len(o)) < 0.9)
     idx = idx[rng.permutation(len(idx))]
     renewed = idx[rng.random(len(idx)) < RENEWED_SHARE]
@@ -399,43 +399,42 @@ def add_outsiders_churujing(t: Table, o: Outsiders, rng: np.random.Generator, as
     doc = np.where(foreign, o.passport[idx], o.travel_permit[idx])
     doc[n_current:] = earlier_documents(o, renewed, rng)
     code = np.where(foreign, "414", np.where(o.kind[idx] == TAIWAN, "511", "516")).astype(object)
-    start = len(t.columns["RYBH"][1])
+    start = len(t.columns["RYBH"])
     rid = concat("E", padded_numbers(start + 1, n, 11))
     updated = update_seconds(rng, n, as_of, 3)
     updated[n_current:] -= rng.integers(3 * 365, 8 * 365, n - n_current) * 86400   # the older record
     cols = {
         "RYBH": rid, "ZJLX": code, "SFZH": doc,
         "YWXM": latin_variants(o.given[idx], o.surname[idx], rng, canonical=0.7),
-        "XB": np.where(o.sex[idx] == 1, "M", "F").astype(object),
+        "XB": sex_labels(o.sex[idx], "M", "F"),
         "CSRQ": dmy(o.birth[idx]), "GJ": o.nationality[idx],
         "LXDH": np.where(np.arange(n) < n_current, o.phone[idx], None), "GXSJ": format_timestamps(updated),
     }
-    append_rows(t, cols, outsider_truth("churujing", rid, o, idx, np.full(n, "other_document", dtype=object)))
+    append_rows(t, cols, outsider_truth(o, idx, np.full(n, "other_document", dtype=object)))
 
 
 def add_outsiders_shebao(t: Table, o: Outsiders, rng: np.random.Generator, as_of: date) -> None:
     """Social insurance: a 证件类型 column (codes, labels, aliases; NULL = citizen ID); the
     insured outsiders registered with the permanent residence ID or residence permit when they
     hold one, else their passport / travel permit / old card."""
-    n0 = len(t.columns["person_no"][1])
+    n0 = len(t.columns["person_no"])
     citizen_type = np.asarray(("居民身份证", "身份证", "111", None), dtype=object)[
         weighted_choice(rng, n0, [0.55, 0.15, 0.2, 0.1])]
-    insert_column(t, "cert_type", "TEXT", citizen_type, before="id_card")
+    add_column(t, "cert_type", citizen_type)
     idx = np.flatnonzero(rng.random(len(o)) < 0.55)
     idx = idx[rng.permutation(len(idx))]
     n = len(idx)
     code, doc, cause = outsider_documents(o, idx, rng, prefer_key=0.9)
     person_no = (np.arange(n) + 10_000_001 + n0).astype(object)
-    rid = person_no.astype(str).astype(object)
     by, bm, bd = ymd_of(o.birth[idx])
     cols = {
         "person_no": person_no, "cert_type": type_labels(rng, code), "id_card": doc,
         "full_name": outsider_names(o, idx, rng, traditional=0.4),
-        "gender": np.where(o.sex[idx] == 1, "男", "女").astype(object),
+        "gender": sex_labels(o.sex[idx], "男", "女"),
         "birthday": format_dates(by, bm, bd, "slash"), "mobile": o.phone[idx],
-        "update_time": format_timestamps(update_seconds(rng, n, as_of)),
+        "update_time": update_times(rng, n, as_of),
     }
-    append_rows(t, cols, outsider_truth("shebao", rid, o, idx, cause))
+    append_rows(t, cols, outsider_truth(o, idx, cause))
 
 
 # --------------------------------------------------------------------------------------
@@ -489,14 +488,14 @@ def stand_in(name: str, rare: str, kind: str) -> str:
 def apply_stand_ins(t: Table, rare_of_record: np.ndarray, rng: np.random.Generator, rate: float) -> None:
     """Rare characters of a department's records written as stand-ins."""
     column = column_of(t, "name")
-    names = t.columns[column][1].copy()
+    names = t.columns[column].copy()
     has = np.array([r is not None for r in rare_of_record], dtype=bool)
     has &= np.array([isinstance(v, str) and r is not None and r in v for v, r in zip(names, rare_of_record)], dtype=bool)
     rows = np.flatnonzero(has & (rng.random(len(names)) < rate))
     kinds = np.array([k for k, _ in STAND_IN_KINDS])[weighted_choice(rng, len(rows), [w for _, w in STAND_IN_KINDS])]
     for i, kind in zip(rows, kinds):
         names[i] = stand_in(names[i], rare_of_record[i], str(kind))
-    t.columns[column] = (t.columns[column][0], names)
+    t.columns[column] = names
     label(t, rows, "rare_character")
 
 
@@ -526,7 +525,7 @@ def mojibake(text: str, codec: str) -> str:
 
 def apply_mojibake(t: Table, element: str, rng: np.random.Generator, rate: float) -> None:
     column = column_of(t, element)
-    values = t.columns[column][1].copy()
+    values = t.columns[column].copy()
     chosen = pick(rng, len(values), rate, at_least=0)
     # Only a legacy GBK system garbles text, so only text GBK can hold (not '•' or '・').
     rows = np.array([i for i in np.flatnonzero(chosen) if isinstance(values[i], str) and not values[i].isascii()
@@ -534,7 +533,7 @@ def apply_mojibake(t: Table, element: str, rng: np.random.Generator, rate: float
     codecs = np.where(rng.random(len(rows)) < 0.5, "latin-1", "cp1252")
     for i, codec in zip(rows, codecs):
         values[i] = mojibake(values[i], str(codec))
-    t.columns[column] = (t.columns[column][0], values)
+    t.columns[column] = values
     label(t, rows, "mojibake")
 
 
@@ -548,7 +547,7 @@ def apply_excel_ids(t: Table, rng: np.random.Generator, scientific: float, trunc
     """ID numbers that went through a spreadsheet as numbers: only all-digit 18-digit values
     (one ending in X stayed text)."""
     column = column_of(t, "id_number")
-    values = t.columns[column][1].copy()
+    values = t.columns[column].copy()
     s = pd.Series(values, dtype=object)
     digits18 = s.str.fullmatch(r"[0-9]{18}", na=False).to_numpy(dtype=bool)
     r = rng.random(len(values))
@@ -559,7 +558,7 @@ def apply_excel_ids(t: Table, rng: np.random.Generator, scientific: float, trunc
         values[i] = excel_scientific(values[i], 15 if w else 6)
     for i in cut:
         values[i] = values[i][:15] + "000"
-    t.columns[column] = (t.columns[column][0], values)
+    t.columns[column] = values
     label(t, np.concatenate([sci, cut]).astype(np.int64), "excel_damage")
 
 
@@ -606,21 +605,14 @@ def zhengwu_sqr_table(p: Persons, o: Outsiders, rare: np.ndarray, rng: np.random
     order = rng.permutation(len(code))
     n = len(order)
     rid = record_ids("SQR", n, 10)
-    t = department_table(
-        "zhengwu_sqr",
-        {
-            "SQRBH": ("TEXT", rid),
-            "ZJLX": ("TEXT", type_labels(rng, code[order])),
-            "ZJHM": ("TEXT", number[order]),
-            "SQRXM": ("TEXT", name[order]),
-            "XB": ("TEXT", np.where(sex[order] == 1, "男", "女").astype(object)),
-            "LXDH": ("TEXT", blank_out(phone[order], rng, 0.03, 0.02)),
-            "TXDZ": ("TEXT", blank_out(address[order], rng, 0.05, 0.03)),
-            "GXSJ": ("TEXT", format_timestamps(update_seconds(rng, n, as_of, 4))),
-        },
-        truth={"source_system": np.full(n, "zhengwu_sqr", dtype=object), "source_record_id": rid,
-               "true_person_id": true_id[order], "cause": cause[order].copy()},
-    )
+    columns = {
+        "SQRBH": rid, "ZJLX": type_labels(rng, code[order]), "ZJHM": number[order], "SQRXM": name[order],
+        "XB": sex_labels(sex[order], "男", "女"),
+        "LXDH": blank_out(phone[order], rng, 0.03, 0.02),
+        "TXDZ": blank_out(address[order], rng, 0.05, 0.03),
+        "GXSJ": update_times(rng, n, as_of, 4),
+    }
+    t = department_table("zhengwu_sqr", columns, {"true_person_id": true_id[order], "cause": cause[order].copy()})
     t.rare = rare_rec[order]   # type: ignore[attr-defined]
     return t
 
@@ -676,22 +668,15 @@ def canlian_table(p: Persons, rare: np.ndarray, rng: np.random.Generator, as_of:
     ry, _, _ = ymd_of(registered)
     rid = concat(region, ry.astype(str).astype(object), padded_numbers(1, n, 7))
     cause = np.where(shared, "shared_phone", "no_identifier").astype(object)
-    t = department_table(
-        "canlian",
-        {
-            "CJRBH": ("TEXT", rid),
-            "XM": ("TEXT", p.name[idx]),
-            "XB": ("TEXT", np.where(p.sex[idx] == 1, "男性", "女性").astype(object)),
-            "CSRQ": ("TEXT", dates),
-            "LXDH": ("TEXT", blank_out(phone, rng, 0.05, 0.03)),
-            "JTZZ": ("TEXT", blank_out(addresses(p.region_idx[idx], street, p.house[idx]), rng, 0.03, 0.02)),
-            "CJLB": ("TEXT", np.asarray(DISABILITY_KINDS, dtype=object)[rng.integers(0, len(DISABILITY_KINDS), n)]),
-            "CJDJ": ("TEXT", np.asarray(("一级", "二级", "三级", "四级"), dtype=object)[rng.integers(0, 4, n)]),
-            "GXSJ": ("TEXT", format_timestamps(update_seconds(rng, n, as_of, 6))),
-        },
-        truth={"source_system": np.full(n, "canlian", dtype=object), "source_record_id": rid,
-               "true_person_id": p.true_id[idx], "cause": cause},
-    )
+    columns = {
+        "CJRBH": rid, "XM": p.name[idx], "XB": sex_labels(p.sex[idx], "男性", "女性"), "CSRQ": dates,
+        "LXDH": blank_out(phone, rng, 0.05, 0.03),
+        "JTZZ": blank_out(addresses(p.region_idx[idx], street, p.house[idx]), rng, 0.03, 0.02),
+        "CJLB": np.asarray(DISABILITY_KINDS, dtype=object)[rng.integers(0, len(DISABILITY_KINDS), n)],
+        "CJDJ": np.asarray(("一级", "二级", "三级", "四级"), dtype=object)[rng.integers(0, 4, n)],
+        "GXSJ": update_times(rng, n, as_of, 6),
+    }
+    t = department_table("canlian", columns, {"true_person_id": p.true_id[idx], "cause": cause})
     t.rare = rare[idx]   # type: ignore[attr-defined]
     return t
 
@@ -777,7 +762,7 @@ def add_enterprises_shichang(t: Table, x: ExtraEnterprises, p: Persons, rng: np.
     e = x.e
     idx = rng.permutation(len(e))
     n = len(idx)
-    start = len(t.columns["NBXH"][1])
+    start = len(t.columns["NBXH"])
     nbxh = (np.arange(n) + start + 1).astype(object)
     old = e.founded[idx] < REFORM_DAY
     fy, fm, fd = ymd_of(e.founded[idx])
@@ -788,11 +773,9 @@ def add_enterprises_shichang(t: Table, x: ExtraEnterprises, p: Persons, rng: np.
         "CLRQ": format_dates(fy, fm, fd, "iso"),
         "ZS": addresses(e.region_idx[idx], e.street[idx], e.house[idx]),
         "HYDM": np.array([i[0] for i in INDUSTRIES], dtype=object)[e.industry[idx]],
-        "GXSJ": format_timestamps(update_seconds(rng, n, as_of)),
+        "GXSJ": update_times(rng, n, as_of),
     }
-    append_rows(t, cols, {"source_system": np.full(n, "shichang", dtype=object),
-                          "source_record_id": nbxh.astype(str).astype(object),
-                          "true_enterprise_id": e.true_id[idx], "cause": extra_cause(x, idx)})
+    append_rows(t, cols, {"true_enterprise_id": e.true_id[idx], "cause": extra_cause(x, idx)})
 
 
 def add_enterprises_shuiwu(t: Table, x: ExtraEnterprises, p: Persons, rng: np.random.Generator, as_of: date) -> None:
@@ -806,7 +789,7 @@ def add_enterprises_shuiwu(t: Table, x: ExtraEnterprises, p: Persons, rng: np.ra
     no_code = ~x.is_branch[idx] & (rng.random(n) < 0.25)
     uscc = np.where(no_code, None, e.uscc[idx])
     fy, fm, fd = ymd_of(e.founded[idx])
-    start = len(t.columns["DJXH"][1])
+    start = len(t.columns["DJXH"])
     djxh = concat("1", REGION_CODES[e.region_idx[idx]].astype(str).astype(object),
                   padded_numbers(start + 1, n, 13))
     # Tax clerks name individual businesses their own way: without the county, or after the
@@ -820,16 +803,14 @@ def add_enterprises_shuiwu(t: Table, x: ExtraEnterprises, p: Persons, rng: np.ra
     by_operator = shop & (r >= 0.25) & (r < 0.4)
     names[by_operator] = p.name[e.legal_rep[idx[by_operator]]]
     cols = {
-        "DJXH": djxh, "SHXYDM": uscc, "YNSRSBH": None, "NSRMC": names, "FDDBRXM": p.name[e.legal_rep[idx]],
+        "DJXH": djxh, "SHXYDM": uscc, "NSRMC": names, "FDDBRXM": p.name[e.legal_rep[idx]],
         "SCJYDZ": addresses(e.region_idx[idx], e.street[idx], e.house[idx]),
         "KYRQ": format_dates(fy, fm, fd, "compact"),
         "HYDM": np.array([i[0] for i in INDUSTRIES], dtype=object)[e.industry[idx]],
-        "LRSJ": format_timestamps(update_seconds(rng, n, as_of)),
+        "LRSJ": update_times(rng, n, as_of),
     }
-    cols = {k: (np.full(n, None, dtype=object) if v is None else v) for k, v in cols.items()}
     cause = np.where(no_code, "no_code", extra_cause(x, idx)).astype(object)
-    append_rows(t, cols, {"source_system": np.full(n, "shuiwu", dtype=object), "source_record_id": djxh,
-                          "true_enterprise_id": e.true_id[idx], "cause": cause})
+    append_rows(t, cols, {"true_enterprise_id": e.true_id[idx], "cause": cause})
 
 
 def drop_codes(t: Table, rng: np.random.Generator, rate: float, first_rows: int) -> None:
@@ -837,9 +818,9 @@ def drop_codes(t: Table, rng: np.random.Generator, rate: float, first_rows: int)
     rows = np.flatnonzero(pick(rng, first_rows, rate, at_least=0))
     for element in ("uscc", "tax_no"):
         column = column_of(t, element)
-        values = t.columns[column][1].copy()
+        values = t.columns[column].copy()
         values[rows] = None
-        t.columns[column] = (t.columns[column][0], values)
+        t.columns[column] = values
     label(t, rows, "no_code")
 
 
@@ -893,12 +874,13 @@ def damage(t: Table, p: Persons, rare: np.ndarray, seed: int) -> None:
 
 
 def check_table(t: Table) -> None:
-    """The template maps only columns the generator filled, and all columns are one length."""
-    missing = set(t.mapping) - set(t.columns)
+    """The generator filled every column the template declares or maps, and all columns are
+    one length."""
+    missing = (set(t.sql_types) | set(t.mapping)) - set(t.columns)
     if missing:
-        raise ValueError(f"department {t.source}: template maps column(s) the generator does not fill: "
+        raise ValueError(f"department {t.source}: template declares column(s) the generator does not fill: "
                          f"{', '.join(sorted(missing))}")
-    lengths = {len(v) for _, v in t.columns.values()} | {len(v) for v in t.truth.values()}
+    lengths = {len(v) for v in t.columns.values()} | {len(v) for v in t.truth.values()}
     if len(lengths) != 1:
         raise ValueError(f"department {t.source}: columns of different lengths {sorted(lengths)}")
 

@@ -1,10 +1,27 @@
-"""The demo generator's reference tables in demo_reference/, read as the generator uses them."""
+"""The demo generator's data files: the reference tables in demo_reference/ and the department
+templates' table columns in demo_departments/, read as the generator uses them."""
 from __future__ import annotations
 
 import inspect
+import sqlite3
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
 
 from govdata import demo_data, demo_identity
-from govdata.demo_data import REFERENCE_DIR, reference_rows
+from govdata.demo_data import (
+    DEPARTMENTS_DIR,
+    REFERENCE_DIR,
+    department_table,
+    department_template,
+    generate,
+    reference_rows,
+)
+
+SOURCES = sorted(p.stem for p in DEPARTMENTS_DIR.glob("*.yaml"))
 
 
 def test_reference_tables_keep_their_values_types_and_order() -> None:
@@ -58,3 +75,47 @@ def test_every_reference_file_is_used_and_described() -> None:
     assert len(tables) == 18
     assert [t for t in tables if f'"{t}"' not in code] == []
     assert [t for t in tables if f"`{t}.csv`" not in readme] == []
+
+
+# --- department templates --------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("reference") / "world"
+    generate(out, 60, seed=3, as_of=date(2025, 6, 30))
+    return out
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_databases_have_the_templates_table_columns(world: Path, source: str) -> None:
+    template = department_template(source)
+    with sqlite3.connect(world / "departments" / f"{source}.sqlite") as con:
+        info = list(con.execute(f'PRAGMA table_info("{template["table"]}")'))
+    assert {r[1]: r[2] for r in info} == template["table_columns"]
+    assert [r[1] for r in info] == list(template["table_columns"])
+    assert [r[1] for r in info if r[5]] == [template["primary_key"]]
+    assert set(template["columns"]) <= set(template["table_columns"])
+    # the table's columns are the generator's business; the source YAML carries the mapping only
+    assert "table_columns" not in yaml.safe_load((world / "sources" / f"{source}.yaml").read_text(encoding="utf-8"))
+
+
+def test_a_column_the_template_does_not_declare_is_refused() -> None:
+    with pytest.raises(ValueError, match="department gongan: the template's table_columns lack XYZ"):
+        department_table("gongan", {"RKBH": np.array(["RK1"], dtype=object), "XYZ": np.array([1])},
+                         {"true_person_id": np.array(["TP1"], dtype=object)})
+
+
+def test_a_declared_column_left_unfilled_is_refused() -> None:
+    t = department_table("churujing", {"RYBH": np.array(["E1"], dtype=object), "SFZH": np.array(["1"], dtype=object)},
+                         {"true_person_id": np.array(["TP1"], dtype=object)})
+    assert t.truth["source_record_id"].tolist() == ["E1"] and t.truth["source_system"].tolist() == ["churujing"]
+    with pytest.raises(ValueError, match="churujing: template declares column.s. the generator does not fill: "
+                                         "CSRQ, GJ, GXSJ, LXDH, XB, YWXM, ZJLX$"):
+        demo_identity.check_table(t)
+
+
+def test_an_added_column_takes_its_place_from_the_template() -> None:
+    t = department_table("churujing", {"RYBH": np.array(["E1"], dtype=object), "SFZH": np.array(["1"], dtype=object)},
+                         {"true_person_id": np.array(["TP1"], dtype=object)})
+    demo_identity.add_column(t, "ZJLX", np.array(["111"], dtype=object))
+    assert list(t.columns) == ["RYBH", "ZJLX", "SFZH"]
