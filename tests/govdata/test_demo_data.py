@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +27,8 @@ from govdata.demo_data import (
     id_matrix,
     mistype,
 )
+from tests.govdata.demo_world import AS_OF, generated_world, read_source, source_doc
 
-AS_OF = date(2025, 6, 30)
 PERSONS = 400
 SOURCES = ("gongan", "shebao", "minzheng", "weijian", "churujing", "shichang", "shuiwu",
            "zhengwu", "zhengzhao", "zhengwu_sqr", "canlian")
@@ -37,15 +37,7 @@ ID18 = re.compile(r"^\d{17}[\dX]$")
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("demo") / "world"
-    generate(out, PERSONS, seed=7, as_of=AS_OF)
-    return out
-
-
-def read_source(world: Path, source: str) -> pd.DataFrame:
-    doc = yaml.safe_load((world / "sources" / f"{source}.yaml").read_text(encoding="utf-8"))
-    with sqlite3.connect(world / "departments" / f"{source}.sqlite") as con:
-        return pd.read_sql(f'SELECT * FROM "{doc["table"]}"', con)
+    return generated_world(tmp_path_factory, "demo", PERSONS, seed=7)
 
 
 def checksum_ok(number: str) -> bool:
@@ -101,7 +93,7 @@ def test_source_yamls_follow_the_contract(world: Path) -> None:
         config = load_source(path)
         assert config.elements == list(doc["columns"].values())
         assert config.connection == f"sqlite:///{db}"
-    churujing = yaml.safe_load((world / "sources" / "churujing.yaml").read_text(encoding="utf-8"))
+    churujing = source_doc(world, "churujing")
     assert churujing["overrides"] == {"birth_date": {"format": "%d/%m/%Y", "dayfirst": True}}
 
 
@@ -118,8 +110,7 @@ def test_truth_covers_every_record_exactly_once(world: Path, kind: str, sources:
     assert not truth.duplicated(["source_system", "source_record_id"]).any()
     assert set(truth["source_system"]) == set(sources)
     for source in sources:
-        doc = yaml.safe_load((world / "sources" / f"{source}.yaml").read_text(encoding="utf-8"))
-        records = read_source(world, source)[doc["primary_key"]].astype(str)
+        records = read_source(world, source)[source_doc(world, source)["primary_key"]].astype(str)
         mine = truth.loc[truth["source_system"] == source, "source_record_id"]
         assert sorted(mine) == sorted(records), source
     if kind in ("person", "enterprise"):

@@ -3,34 +3,30 @@ the service-hall applicant register, the disability register without IDs, legacy
 branches and individual businesses — each checked against the truth files."""
 from __future__ import annotations
 
-import sqlite3
 from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from stdnum.cn import ric, uscc
 
 from govdata import demo_identity as ident
-from govdata.demo_data import build_persons, generate, iter_world
+from govdata.demo_data import build_persons, iter_world
+from tests.govdata.demo_world import AS_OF, generated_world, read_source, source_doc
 
-AS_OF = date(2025, 6, 30)
 PERSONS = 3000
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("identity") / "world"
-    generate(out, PERSONS, seed=11, as_of=AS_OF)
-    return out
+    return generated_world(tmp_path_factory, "identity", PERSONS, seed=11)
 
 
-def read_source(world: Path, source: str) -> pd.DataFrame:
-    doc = yaml.safe_load((world / "sources" / f"{source}.yaml").read_text(encoding="utf-8"))
-    with sqlite3.connect(world / "departments" / f"{source}.sqlite") as con:
-        frame = pd.read_sql(f'SELECT * FROM "{doc["table"]}"', con)
+def read_with_truth(world: Path, source: str) -> pd.DataFrame:
+    """A department's table with each record's true person / enterprise and cause."""
+    doc = source_doc(world, source)
+    frame = read_source(world, source)
     truth = pd.read_parquet(world / "truth" / ("persons.parquet" if doc["kind"] == "person" else "enterprises.parquet"))
     truth = truth[truth["source_system"] == source].set_index("source_record_id")
     keys = frame[doc["primary_key"]].astype(str)
@@ -83,9 +79,9 @@ def test_latin_names_vary_in_case_order_and_hyphens() -> None:
 
 
 def test_foreigners_are_found_in_several_departments_under_different_documents(world: Path) -> None:
-    crj = read_source(world, "churujing")
-    sb = read_source(world, "shebao")
-    sqr = read_source(world, "zhengwu_sqr")
+    crj = read_with_truth(world, "churujing")
+    sb = read_with_truth(world, "shebao")
+    sqr = read_with_truth(world, "zhengwu_sqr")
     outsiders = crj[crj["ZJLX"] != "111"]
     assert set(outsiders["ZJLX"]) == {"414", "511", "516"}
     assert (outsiders["_cause"] == "other_document").all()
@@ -112,7 +108,7 @@ def test_document_type_labels_resolve_in_the_code_tables(world: Path) -> None:
     codes = pd.read_csv(root / "id_document_type.csv", dtype=str)
     aliases = pd.read_csv(root / "id_document_type_alias.csv", dtype=str)
     known = set(codes["code"]) | set(codes["name"]) | set(aliases["alias"].str.lower())
-    sqr = read_source(world, "zhengwu_sqr")
+    sqr = read_with_truth(world, "zhengwu_sqr")
     labels = set(sqr["ZJLX"].dropna())
     # codes, Chinese labels and aliases side by side, for citizens' and outsiders' documents
     assert {"111", "身份证", "sfz", "414"} <= labels
@@ -130,10 +126,10 @@ def test_document_type_labels_resolve_in_the_code_tables(world: Path) -> None:
 
 
 def test_disability_register_has_no_id_and_its_own_number(world: Path) -> None:
-    cl = read_source(world, "canlian")
-    doc = yaml.safe_load((world / "sources" / "canlian.yaml").read_text(encoding="utf-8"))
+    cl = read_with_truth(world, "canlian")
+    doc = source_doc(world, "canlian")
     assert "id_number" not in doc["columns"].values() and "incremental" not in doc
-    ga = read_source(world, "gongan")
+    ga = read_with_truth(world, "gongan")
     ids = set(ga["SFZHM"])
     assert not any(number[i:i + 18] in ids for number in cl["CJRBH"] for i in range(len(number) - 17))
     assert set(cl["XB"]) == {"男性", "女性"}
@@ -153,8 +149,8 @@ def test_disability_register_has_no_id_and_its_own_number(world: Path) -> None:
 
 
 def test_family_members_share_phones_in_the_disability_register(world: Path) -> None:
-    cl = read_source(world, "canlian")
-    ga = read_source(world, "gongan")
+    cl = read_with_truth(world, "canlian")
+    ga = read_with_truth(world, "gongan")
     phone_of = ga[ga["ZXBZ"] == 0].set_index("_true")["LXDH"]
     shared = cl[cl["_cause"] == "shared_phone"]
     assert len(shared) >= 5
@@ -178,13 +174,13 @@ def test_family_phones_are_a_parents_or_a_childs() -> None:
 
 
 def test_rare_characters_are_real_in_the_register_and_stand_ins_elsewhere(world: Path) -> None:
-    ga = read_source(world, "gongan")
+    ga = read_with_truth(world, "gongan")
     rare = ga[ga["XM"].str.contains("[" + "".join(set(ident.RARE_FOR.values())) + "]")]
     assert len(rare) >= 10
     with pytest.raises(UnicodeEncodeError):
         "".join(rare["XM"]).encode("gb2312")
     true_name = rare.set_index("_true")["XM"]
-    written = pd.concat([read_source(world, s)[["_true", "_cause", col]].rename(columns={col: "name"})
+    written = pd.concat([read_with_truth(world, s)[["_true", "_cause", col]].rename(columns={col: "name"})
                          for s, col in (("shebao", "full_name"), ("minzheng", "XINGMING"), ("weijian", "HZXM"),
                                         ("zhengwu_sqr", "SQRXM"), ("canlian", "XM"))])
     stand_ins = written[written["_cause"] == "rare_character"]
@@ -201,10 +197,10 @@ def test_rare_characters_are_real_in_the_register_and_stand_ins_elsewhere(world:
 
 
 def test_mojibake_decodes_back_to_the_register(world: Path) -> None:
-    mz = read_source(world, "minzheng")
+    mz = read_with_truth(world, "minzheng")
     garbled = mz[mz["_cause"] == "mojibake"]
     assert len(garbled) >= 5
-    ga = read_source(world, "gongan")
+    ga = read_with_truth(world, "gongan")
     register = ga[ga["ZXBZ"] == 0].set_index("_true")["XM"]
     fixed = 0
     for name in garbled["XINGMING"]:
@@ -224,7 +220,7 @@ def test_mojibake_decodes_back_to_the_register(world: Path) -> None:
 
 
 def test_excel_damaged_id_numbers(world: Path) -> None:
-    sb = read_source(world, "shebao")
+    sb = read_with_truth(world, "shebao")
     damaged = sb[sb["_cause"] == "excel_damage"]
     assert len(damaged) >= 5
     ids = damaged["id_card"]
@@ -235,7 +231,7 @@ def test_excel_damaged_id_numbers(world: Path) -> None:
 
 
 def test_branches_and_individual_businesses(world: Path) -> None:
-    sc = read_source(world, "shichang")
+    sc = read_with_truth(world, "shichang")
     branches = sc[sc["_cause"] == "branch"]
     shops = sc[sc["_cause"] == "individual_business"]
     assert len(branches) == round(PERSONS // 10 * ident.BRANCH_SHARE)
@@ -245,14 +241,14 @@ def test_branches_and_individual_businesses(world: Path) -> None:
     assert all(name.endswith("分公司") and any(name.startswith(h) for h in heads) for name in branches["QYMC"])
     assert branches["TYSHXYDM"].str.startswith("91").all() and shops["TYSHXYDM"].str.startswith("92").all()
     # the operator is the legal representative, with the operator's own citizen ID
-    ga = read_source(world, "gongan")
+    ga = read_with_truth(world, "gongan")
     register = ga[ga["ZXBZ"] == 0].set_index("SFZHM")["XM"]
     clean = shops[shops["FDDBRZJHM"].isin(register.index)]
     assert len(clean) and (register.loc[clean["FDDBRZJHM"]].to_numpy() == clean["FDDBR"].to_numpy()).all()
 
 
 def test_tax_records_without_any_code(world: Path) -> None:
-    sw = read_source(world, "shuiwu")
+    sw = read_with_truth(world, "shuiwu")
     no_code = sw[sw["_cause"] == "no_code"]
     assert len(no_code) >= 3
     assert no_code["SHXYDM"].isna().all() and no_code["YNSRSBH"].isna().all()

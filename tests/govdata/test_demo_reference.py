@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import inspect
 import sqlite3
-from datetime import date
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from govdata import demo_data, demo_identity
 from govdata.demo_data import (
@@ -17,9 +15,9 @@ from govdata.demo_data import (
     REFERENCE_DIR,
     department_table,
     department_template,
-    generate,
     reference_rows,
 )
+from tests.govdata.demo_world import generated_world, source_doc
 
 SOURCES = sorted(p.stem for p in DEPARTMENTS_DIR.glob("*.yaml"))
 
@@ -81,9 +79,7 @@ def test_every_reference_file_is_used_and_described() -> None:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("reference") / "world"
-    generate(out, 60, seed=3, as_of=date(2025, 6, 30))
-    return out
+    return generated_world(tmp_path_factory, "reference", 60, seed=3)
 
 
 @pytest.mark.parametrize("source", SOURCES)
@@ -96,7 +92,7 @@ def test_databases_have_the_templates_table_columns(world: Path, source: str) ->
     assert [r[1] for r in info if r[5]] == [template["primary_key"]]
     assert set(template["columns"]) <= set(template["table_columns"])
     # the table's columns are the generator's business; the source YAML carries the mapping only
-    assert "table_columns" not in yaml.safe_load((world / "sources" / f"{source}.yaml").read_text(encoding="utf-8"))
+    assert "table_columns" not in source_doc(world, source)
 
 
 def test_a_column_the_template_does_not_declare_is_refused() -> None:
