@@ -351,4 +351,5 @@ def open_writer(path: str, schema: pa.Schema) -> tuple[pq.ParquetWriter, object]
     _makedirs(fs, p.rsplit("/", 1)[0])
     fh = _PrivateHandle(fs, p)
     _private_file(fs, p)
-    return pq.ParquetWriter(fh._fh, schema, **_parquet_write_options(schema)), fh
+    options = {"compression": "none"} if _is_handoff(path) else {}   # as write_parquet
+    return pq.ParquetWriter(fh._fh, schema, **options, **_parquet_write_options(schema)), fh

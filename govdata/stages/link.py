@@ -15,40 +15,45 @@ from govdata.stages.link_inputs import (_decisions, _previous, _previous_arrow, 
 
 @_timed
 def link_plan(normalised: list[dict], run: dict) -> dict:
-    """Splits each entity's records to link into blocking partitions (Arrow IPC files in the
+    """Splits each entity's records to link into blocking partitions (hand-off files in the
     lake). Incremental runs link only the scope of what changed (transforms/linkage/
-    incremental.py); the other records keep their xref rows. Records stay in Arrow."""
+    incremental.py); the other records keep their xref rows.
+    Memory is bounded by the columns the plan computes on, not by whole records: partitions,
+    shared-value counts and the scope are computed over every record in those columns only
+    (plan_columns); the records themselves then stream from the snapshots, a batch at a time,
+    each row appended to its partition's file."""
     import pyarrow as pa
 
-    from govdata.lake import IPC_SUFFIX, read_arrow, write_parquet
-    from govdata.transforms.linkage.shared_values import with_shared_counts
-    from govdata.transforms.linkage.plan import KEYS, _split_by_partition, assign_partitions, previous_partitions
-
-    def hand_off(table, name: str) -> str:
-        return write_parquet(table, run_path(run["lake"], run["run_id"], "link", "input", name + IPC_SUFFIX))
+    from govdata.lake import dataset, read_arrow
+    from govdata.transforms.linkage.plan import KEYS, _split_by_partition, assign_partitions, plan_columns, \
+        previous_partitions
+    from govdata.transforms.linkage.shared_values import shared_counts, with_counts
 
     start = time.perf_counter()
     partitions = []
     for kind, (_, xref_table, id_col) in LINKERS.items():
-        tables = [read_arrow(n["current_path"]) for n in normalised if n["kind"] == kind]
-        if not tables:
+        paths = [n["current_path"] for n in normalised if n["kind"] == kind]
+        if not paths:
             continue
-        records = pa.concat_tables(tables, promote_options="permissive")
+        schemas = [dataset(path).schema for path in paths]
+        records = pa.concat_tables([read_arrow(path, plan_columns(schema.names)) for path, schema in zip(paths, schemas)],
+                                   promote_options="permissive")
         if records.num_rows == 0:
             continue
-        if kind == PERSON:   # counted over every record: partitions and scopes weigh a phone alike
-            records = with_shared_counts(records)
+        # counted over every record: partitions and scopes weigh a phone alike
+        counts = shared_counts(records) if kind == PERSON else {}
+        records = with_counts(records, counts)
         plan = {"mode": "full", "records": records.num_rows}
+        scope = None
         incremental = incremental_scope(records, kind, normalised, run)
         if incremental is not None:
             scope = incremental["scope"]
             records = records.filter(pa.array(scope))
             plan = {**plan, "mode": "incremental", "model": incremental["model"],
-                    "carried_path": hand_off(incremental["carried"], f"{kind}_carried_xref"),
+                    "carried_path": _hand_off(run, incremental["carried"], f"{kind}_carried_xref"),
                     "seeds": incremental["seeds"], "relinked": int(scope.sum())}
         n = max(1, -(-records.num_rows // partition_rows()))
         parts = assign_partitions(records, n, _decisions(run, kind))
-        chunks = _split_by_partition(records, parts) or {0: records}
         # a full run splits the previous xref along the records' partitions: each task reads
         # its slice, not the whole master (an incremental task needs every previous id)
         previous = _previous_arrow(run, xref_table, KEYS + [id_col, "match_rule", "match_score"]) \
@@ -58,16 +63,85 @@ def link_plan(normalised: list[dict], run: dict) -> dict:
             part_of = previous_partitions(previous, records, parts)
             kept = part_of >= 0
             previous_chunks = _split_by_partition(previous.filter(pa.array(kept)), part_of[kept])
-        for p, chunk in sorted(chunks.items()):
-            entry = {"kind": kind, "partition": p, "path": hand_off(chunk, f"{kind}_{p}"), "rows": chunk.num_rows,
-                     "plan": plan}
+        del records
+        schema = with_counts(pa.unify_schemas(schemas, promote_options="permissive").empty_table(),
+                             {c: [] for c in counts}).schema
+        written = _write_partitions(paths, schema, counts, scope, parts,
+                                    lambda p, kind=kind: _hand_off_path(run, f"{kind}_{p}"))
+        for p, (path, rows) in sorted(written.items()):
+            entry = {"kind": kind, "partition": p, "path": path, "rows": rows, "plan": plan}
             if previous is not None:
-                entry["previous_path"] = hand_off(previous_chunks.get(p, previous.slice(0, 0)),
-                                                  f"{kind}_{p}_previous_xref")
+                entry["previous_path"] = _hand_off(run, previous_chunks.get(p, previous.slice(0, 0)),
+                                                   f"{kind}_{p}_previous_xref")
             partitions.append(entry)
     # the DAG maps over the partitions alone: each carries the plan's seconds to link_merge
     plan_seconds = round(time.perf_counter() - start, 3)
     return {"partitions": [{**p, "plan_seconds": plan_seconds} for p in partitions]}
+
+
+# Rows per batch when the records stream from the snapshots into their partitions: a batch and
+# its split are the only whole records in memory (about 250 MB of person records).
+PLAN_BATCH_ROWS = 250_000
+
+
+def _hand_off_path(run: dict, name: str) -> str:
+    from govdata.lake import IPC_SUFFIX
+
+    return run_path(run["lake"], run["run_id"], "link", "input", name + IPC_SUFFIX)
+
+
+def _hand_off(run: dict, table, name: str) -> str:
+    return write_parquet(table, _hand_off_path(run, name))
+
+
+def _write_partitions(paths: list[str], schema, counts: dict, scope, parts, path_of) -> dict[int, tuple[str, int]]:
+    """Streams every record of the snapshots at paths (in order) into its partition's hand-off
+    file: conformed to schema, with its shared-value counts, records outside an incremental
+    scope left out. parts: the partition of each record in scope, in the same order.
+    Returns partition -> (path, rows); partition 0 exists even when no record is in scope."""
+    import numpy as np
+    import pyarrow as pa
+
+    from govdata.lake import dataset, open_writer
+    from govdata.transforms.linkage.plan import _split_by_partition, conform
+    from govdata.transforms.linkage.shared_values import with_counts
+
+    rows_total = sum(dataset(path).count_rows() for path in paths)
+    part_of = np.full(rows_total, -1, dtype=np.int64)   # per record, in scope or not
+    if scope is None:
+        part_of[:] = parts
+    else:
+        part_of[np.asarray(scope)] = parts
+    writers: dict[int, tuple] = {}
+    rows: dict[int, int] = {}
+
+    def append(p: int, table: pa.Table) -> None:
+        if p not in writers:
+            writers[p] = open_writer(path_of(p), schema)
+        writers[p][0].write_table(table)
+        rows[p] = rows.get(p, 0) + table.num_rows
+
+    offset = 0
+    try:
+        for path in paths:
+            for batch in dataset(path).to_batches(batch_size=PLAN_BATCH_ROWS, use_threads=False):
+                at = slice(offset, offset + batch.num_rows)
+                offset += batch.num_rows
+                batch_parts = part_of[at]
+                keep = batch_parts >= 0
+                if not keep.any():
+                    continue
+                table = with_counts(conform(pa.Table.from_batches([batch]), schema),
+                                    {c: v[at] for c, v in counts.items()})
+                for p, piece in _split_by_partition(table.filter(pa.array(keep)), batch_parts[keep]).items():
+                    append(p, piece)
+        if not writers:
+            append(0, schema.empty_table())
+    finally:
+        for writer, handle in writers.values():
+            writer.close()
+            handle.close()
+    return {p: (path_of(p), rows[p]) for p in writers}
 
 
 @_timed

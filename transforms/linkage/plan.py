@@ -12,6 +12,31 @@ if TYPE_CHECKING:   # names used in annotations only
     import pyarrow as pa
 
 
+def plan_columns(names: list[str]) -> list[str]:
+    """Of a source's columns, those link_plan computes on over every record: the keys and what
+    the partitions, the shared-value counts and an incremental scope read (persons' and
+    enterprises' alike, so the kind test in partition_numbers sees what the whole record shows).
+    The other columns are only copied into their record's partition, a batch at a time."""
+    from govdata.transforms.linkage.incremental import SCOPE_COLUMNS
+    from govdata.transforms.linkage.partition import ENTERPRISE_DONORS, YEAR_DONORS
+    from govdata.transforms.linkage.shared_values import COLUMNS
+
+    wanted = set(KEYS) | set(COLUMNS) | {"uscc", "name_core", "id_number", "birth_date"}
+    wanted |= {c for cols in SCOPE_COLUMNS.values() for c in cols}
+    wanted |= {c for donors in (YEAR_DONORS, ENTERPRISE_DONORS) for key in donors for c in key}
+    return [c for c in names if c in wanted]
+
+
+def conform(table: "pa.Table", schema: "pa.Schema") -> "pa.Table":
+    """table in schema's columns and types (a column it lacks is all null), as
+    pa.concat_tables(promote_options="permissive") would have made it."""
+    import pyarrow as pa
+
+    columns = [table[f.name].cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+               for f in schema]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
 def assign_partitions(records: "pd.DataFrame | pa.Table", n: int, decisions: pd.DataFrame | None):
     """Blocking partition per record (int64 numpy); a steward's match pulls both records into
     the same partition."""

@@ -75,13 +75,23 @@ def persons_per_value(table: pa.Table, column: str = "phone") -> np.ndarray:
     return out
 
 
+def shared_counts(table: pa.Table) -> dict[str, np.ndarray]:
+    """count column -> persons per value of its column, per record of table (see persons_per_value)."""
+    return {count: persons_per_value(table, column) for column, count in SHARED.items()}
+
+
+def with_counts(table: pa.Table, counts: dict[str, np.ndarray]) -> pa.Table:
+    """table with the given count columns (replaced in place when present, else appended)."""
+    for count, values in counts.items():
+        values = pa.array(values, pa.int64())
+        if count in table.column_names:
+            table = table.set_column(table.column_names.index(count), count, values)
+        else:
+            table = table.append_column(count, values)
+    return table
+
+
 def with_shared_counts(table: pa.Table) -> pa.Table:
     """table with its phone_persons and address_persons columns (replaced when present): link_plan
     adds them before a run's person records are split into partitions or cut to a scope."""
-    for column, count in SHARED.items():
-        counts = pa.array(persons_per_value(table, column), pa.int64())
-        if count in table.column_names:
-            table = table.set_column(table.column_names.index(count), count, counts)
-        else:
-            table = table.append_column(count, counts)
-    return table
+    return with_counts(table, shared_counts(table))
