@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from govdata.transforms.privacy import mask_id_number, mask_phone, token
 from govdata.warehouse.facts import (
     CALENDAR_YEARS,
@@ -61,6 +62,34 @@ def _link_frame(link: dict[str, pd.DataFrame], table: str) -> pd.DataFrame | Non
     if len(frames) > 1:
         return pd.concat(frames, ignore_index=True)
     return frames[0] if getattr(link, "fresh", False) else frames[0].copy()   # fresh: read for us alone
+
+
+# Golden records per chunk when the link outputs are lake files: a dimension row depends on its
+# own golden record only, and a chunk of 250,000 persons is ~0.5 GB as pandas rows.
+LINK_CHUNK_ROWS = 250_000
+
+
+def _link_chunks(link, table: str, rows: int = LINK_CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+    """_link_frame in chunks of rows: read batch by batch when `link` holds lake paths (the load
+    stage's LinkFrames), else the one frame. Yields one empty frame for an empty output (its
+    columns still name the table's shape)."""
+    paths = getattr(link, "paths", None)
+    if paths is None:
+        frame = _link_frame(link, table)
+        if frame is not None:
+            yield frame
+        return
+    from govdata.lake import dataset, read_parquet, to_pandas
+
+    names = [n for n in _LINK_NAMES[table] if n in paths]
+    yielded = False
+    for name in names:
+        for batch in dataset(paths[name]).to_batches(batch_size=rows, use_threads=False):
+            if batch.num_rows:
+                yielded = True
+                yield to_pandas(pa.Table.from_batches([batch]))
+    if names and not yielded:
+        yield read_parquet(paths[names[0]])
 
 
 def _lineage_text(values: pd.Series) -> pd.Series:
@@ -210,16 +239,14 @@ def _iter_tables(link, std, quarantine: pd.DataFrame, standards, key: bytes, run
                  ) -> Iterator[tuple[str, pd.DataFrame]]:
     previous = previous or {}
     name_masking = name_masking or os.environ.get("GOVDATA_NAME_MASKING", "none")
-    golden = _link_frame(link, "dim_person")
-    if golden is not None:
+    for golden in _link_chunks(link, "dim_person"):
         dim, vault = person_rows(golden, key, run_id, name_masking)
         del golden
         yield "dim_person", dim
         del dim
         yield "vault_person", vault
         del vault
-    golden = _link_frame(link, "dim_enterprise")
-    if golden is not None:
+    for golden in _link_chunks(link, "dim_enterprise"):
         dim, vault = enterprise_rows(golden, key, run_id)
         del golden
         yield "dim_enterprise", dim
@@ -232,7 +259,8 @@ def _iter_tables(link, std, quarantine: pd.DataFrame, standards, key: bytes, run
         if frame is None:
             xrefs[entity] = None
             continue
-        xrefs[entity] = frame[["source_system", "source_record_id", id_col]]
+        # Arrow-backed text: the owners' join holds every record's keys until the facts are built
+        xrefs[entity] = frame[["source_system", "source_record_id", id_col]].astype("string[pyarrow]")
         frame = _table_columns(frame.assign(run_id=run_id, is_deleted=False), name)
         yield name, frame
         del frame
@@ -246,8 +274,8 @@ def _iter_tables(link, std, quarantine: pd.DataFrame, standards, key: bytes, run
 
     owners, changes = [], {}
     for entity in ("person", "enterprise"):
-        rows, changes[entity] = identifier_owners(xrefs[entity], _frames_of_kind(std, entity), entity, key,
-                                                  previous, run_id)
+        rows, changes[entity] = identifier_owners(xrefs[entity], _frames_of_kind(std, entity, one_by_one=True),
+                                                  entity, key, previous, run_id)
         owners.append(rows)
     has_xref = any(x is not None for x in xrefs.values())
     del xrefs

@@ -40,6 +40,27 @@ def _encoded_agreement(recs: pd.DataFrame, entity: str, identifier: pd.Series) -
     return first.fillna(False).astype(bool), second.fillna(False).astype(bool)
 
 
+ARROW_TEXT = "string[pyarrow]"   # text without a Python object per value: a fraction of the memory
+
+
+def _arrow_text(frame: pd.DataFrame, name: str) -> pd.Series:
+    return frame[name] if name in frame else pd.Series(pd.NA, index=frame.index, dtype=ARROW_TEXT)
+
+
+def _holder_records(frame: pd.DataFrame, identifier: str, attrs: tuple[str, ...]) -> pd.DataFrame | None:
+    """A source's records carrying the identifier, in the columns the agreement reads: text as
+    Arrow strings, birth dates as datetime64 (built one source at a time, so the person records
+    of a run are never held as Python objects together)."""
+    if identifier not in frame:
+        return None
+    columns = ["source_system", "source_record_id", identifier] + [c for c in attrs if c in frame]
+    part = frame.loc[frame[identifier].notna(), columns]
+    part = part.astype({c: ARROW_TEXT for c in columns if c != "birth_date"})
+    if "birth_date" in part:
+        part["birth_date"] = pd.to_datetime(part["birth_date"], errors="coerce")
+    return part
+
+
 def identifier_holders(xref: pd.DataFrame | None, std_frames: list[pd.DataFrame], entity: str,
                        key: bytes) -> pd.DataFrame:
     """Every (identifier token, master) pair where the master holds a record carrying the
@@ -48,27 +69,28 @@ def identifier_holders(xref: pd.DataFrame | None, std_frames: list[pd.DataFrame]
     id_col, identifier = _ENTITY[entity]
     empty = pd.DataFrame({"identifier_token": pd.Series(dtype="string"), "master_id": pd.Series(dtype="string"),
                           "agreement": pd.Series(dtype="int64"), "records": pd.Series(dtype="int64")})
-    frames = [f for f in std_frames if identifier in f]
-    if xref is None or xref.empty or not frames:
+    if xref is None or xref.empty:
         return empty
-    attrs = [c for c in ("birth_date", "sex", "name", "name_pinyin", "region_code", "org_code")]
-    recs = pd.concat([f[["source_system", "source_record_id", identifier] + [c for c in attrs if c in f]]
-                      for f in frames], ignore_index=True)
-    recs = recs[recs[identifier].notna()]
+    attrs = ("birth_date", "sex", "name", "name_pinyin", "region_code", "org_code")
+    parts = [_holder_records(f, identifier, attrs) for f in std_frames]   # a lazy iterable: one source at a time
+    parts = [p for p in parts if p is not None]
+    if not parts:
+        return empty
     keys = ["source_system", "source_record_id"]
-    recs = recs.astype({"source_system": "string", "source_record_id": "string"}).merge(
-        xref[keys + [id_col]].astype("string"), on=keys, how="inner")
+    recs = pd.concat(parts, ignore_index=True)
+    del parts
+    recs = recs.merge(xref[keys + [id_col]].astype(ARROW_TEXT), on=keys, how="inner")
     if recs.empty:
         return empty
-    ident = recs[identifier].astype("string")
+    ident = recs[identifier]
     first, second = _encoded_agreement(recs, entity, ident)
     encoded = first.to_numpy(np.int64) * 2 + second.to_numpy(np.int64)
     # Integer codes from here on (hash factorisation; no string sorts): the identifier, the master.
     id_code, id_values = pd.factorize(ident)
-    m_code, m_values = pd.factorize(recs[id_col].astype("string"))
+    m_code, m_values = pd.factorize(recs[id_col])
     # The holder's name: the most frequent name among the identifier's records that agree best
     # with it (ties: the smallest name).
-    name = _text(recs, "name").fillna(_text(recs, "name_pinyin"))
+    name = _arrow_text(recs, "name").fillna(_arrow_text(recs, "name_pinyin"))
     name_rank, _ = pd.factorize(name, sort=True)          # sorts the distinct names only
     best_encoded = pd.Series(encoded).groupby(id_code).transform("max").to_numpy()
     pick = (encoded == best_encoded) & (name_rank >= 0)
@@ -187,7 +209,8 @@ def identifier_owners(xref: pd.DataFrame | None, std_frames: list[pd.DataFrame],
     from_facts = from_facts[~from_facts["identifier_token"].isin(_text(stored, "identifier_token"))]
     claims = pd.concat([stored.reindex(columns=["identifier_token", "master_id", "assigned_run"]).astype("string"),
                         from_facts.astype("string")], ignore_index=True)
-    live = xref[id_col].astype("string") if xref is not None and id_col in xref else pd.Series(dtype="string")
+    live = xref[id_col].drop_duplicates().astype("string") if xref is not None and id_col in xref \
+        else pd.Series(dtype="string")
     owners, changes = resolve_owners(holders, claims, live.drop_duplicates(), run_id)
     return owners.assign(entity=entity), changes
 

@@ -121,3 +121,24 @@ def test_ownership_is_vectorised(rows):
     owners, _ = identifier_owners(xref, [std], "person", KEY, {}, "r1")
     assert len(owners) == ids.nunique()
     assert time.perf_counter() - start < 20
+
+
+def test_golden_records_read_in_chunks_build_the_same_dimension_rows(tmp_path):
+    """The load reads golden records batch by batch from the lake: the rows equal one whole read."""
+    from govdata.lake import write_parquet
+    from govdata.stages.load import LinkFrames
+    from govdata.warehouse.build import _link_chunks, person_rows
+
+    golden = pd.DataFrame({"person_id": [f"P{i}" for i in range(5)],
+                           "id_number": ["110105199001010011", None, "110105199101010022", "110105199001010011", None],
+                           "phone": ["13800000001", None, None, "13800000002", None],
+                           "name": ["张三", "李四", "王五", "张三", None]})
+    link = LinkFrames({"person_golden": write_parquet(golden, str(tmp_path / "person_golden.parquet"))})
+    chunks = list(_link_chunks(link, "dim_person", rows=2))
+    assert [len(c) for c in chunks] == [2, 2, 1]
+    parts = [person_rows(c, KEY, "r1") for c in chunks]
+    whole = person_rows(golden, KEY, "r1")
+    for i in (0, 1):
+        pd.testing.assert_frame_equal(pd.concat([p[i] for p in parts], ignore_index=True), whole[i])
+    empty = write_parquet(golden.iloc[:0], str(tmp_path / "empty.parquet"))
+    assert [len(c.columns) for c in _link_chunks(LinkFrames({"person_golden": empty}), "dim_person")] == [4]
