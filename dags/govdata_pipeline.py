@@ -5,8 +5,9 @@ Pulls every department table named by the source YAMLs, brings it onto the natio
 standards, checks quality, links persons and enterprises to stable master IDs and loads the
 shared warehouse.
 
-extract (one mapped task per source) → normalise (per source) → validate (GX quality gate) →
-link (one mapped task per blocking partition) → load. The load updates the `govdata_warehouse` asset, which schedules `govdata_marts`
+extract (one mapped task per source) → normalise (per source) → snapshot (per source: the
+source's current state, deletions and changes) → validate (GX quality gate) → link (one mapped
+task per blocking partition) → load. The load updates the `govdata_warehouse` asset, which schedules `govdata_marts`
 (marts → report) through data-aware scheduling; the asset event carries the run's manifest.
 
 Params: `sources_dir`, `warehouse_url`, `lake`, `full_refresh` (ignore watermarks).
@@ -92,19 +93,27 @@ def govdata_pipeline():
         with task_errors(f"normalise [{extracted['name']}]"):
             return stage(extracted, _run())
 
+    @task(map_index_template="{{ source_name }}")
+    def snapshot(normalised: dict) -> dict:
+        from govdata.stages import snapshot as stage
+
+        get_current_context()["source_name"] = normalised["source"]
+        with task_errors(f"snapshot [{normalised['source']}]"):
+            return stage(normalised, _run())
+
     @task(retries=0)
-    def validate(normalised: list[dict]) -> dict:
-        from govdata.stages import validate as stage
+    def validate(normalised: list[dict], snapshots: list[dict]) -> dict:
+        from govdata.stages import validate as stage, with_snapshots
 
         with task_errors("validate"):  # a failed quality gate is never retried into the warehouse
-            return stage(_items(normalised), _run())
+            return stage(with_snapshots(_items(normalised), _items(snapshots)), _run())
 
     @task
-    def link_plan(normalised: list[dict], validated: dict) -> list[dict]:
-        from govdata.stages import link_plan as stage
+    def link_plan(normalised: list[dict], snapshots: list[dict], validated: dict) -> list[dict]:
+        from govdata.stages import link_plan as stage, with_snapshots
 
         with task_errors("link_plan"):
-            return stage(_items(normalised), _run())["partitions"]
+            return stage(with_snapshots(_items(normalised), _items(snapshots)), _run())["partitions"]
 
     @task(map_index_template="{{ partition_name }}")
     def link(part: dict) -> dict:
@@ -122,22 +131,26 @@ def govdata_pipeline():
             return stage(_items(parts), _run())
 
     @task(outlets=[WAREHOUSE])
-    def load(extracted: list[dict], normalised: list[dict], validated: dict, linked: dict, *, outlet_events=None) -> dict:
-        from govdata.stages import load as stage, write_manifest
+    def load(extracted: list[dict], normalised: list[dict], snapshots: list[dict], validated: dict, linked: dict, *,
+             outlet_events=None) -> dict:
+        from govdata.stages import load as stage, with_snapshots, write_manifest
 
         run = _run()
         with task_errors("load"):
-            loaded = stage(_items(normalised), validated, linked, run)
-            manifest = write_manifest(run, _items(extracted), _items(normalised), validated, linked, loaded)
+            sources = with_snapshots(_items(normalised), _items(snapshots))
+            loaded = stage(sources, validated, linked, run)
+            manifest = write_manifest(run, _items(extracted), sources, validated, linked, loaded,
+                                      snapshots=_items(snapshots))
         outlet_events[WAREHOUSE].extra = {"run_id": run["run_id"], "manifest": manifest}
         return {**loaded, "manifest": manifest}
 
     run = plan()
     extracted = extract.expand(source=sources(run))
     normalised = normalise.expand(extracted=extracted)
-    validated = validate(normalised)
-    linked = link_merge(link.expand(part=link_plan(normalised, validated)))
-    load(extracted, normalised, validated, linked)
+    snapshots = snapshot.expand(normalised=normalised)
+    validated = validate(normalised, snapshots)
+    linked = link_merge(link.expand(part=link_plan(normalised, snapshots, validated)))
+    load(extracted, normalised, snapshots, validated, linked)
 
 
 pipeline = govdata_pipeline()

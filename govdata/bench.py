@@ -172,7 +172,7 @@ def pipeline_bench(persons: int, seed: int) -> dict:
     results["stage_seconds"] = stages
     results["records_per_second_end_to_end"] = round(records / wall)
     results["records_per_second_stages"] = round(records / max(sum(stages.values()), 1e-9))
-    for stage in ("extract", "normalise", "validate", "link", "load"):
+    for stage in ("extract", "normalise", "snapshot", "validate", "link", "load"):
         results[f"{stage}_seconds"] = stages.get(stage)
     results["extract_over_io_floor_read"] = round(stages.get("extract", 0) / max(results["io_floor_read_seconds"],
                                                                                   1e-9), 1)
@@ -210,7 +210,8 @@ def summary_from_manifest() -> dict | None:
     for n in m["normalised"]:
         by_kind[n["kind"]] = by_kind.get(n["kind"], 0) + n["rows_in"]
     return {"run_id": m["run"]["run_id"], "lake": m["run"]["lake"], "records_by_kind": by_kind,
-            "timings": stage_timings(m["extracted"], m["normalised"], m["validated"], m["linked"], m["loaded"], {})}
+            "timings": stage_timings(m["extracted"], m["normalised"], m["validated"], m["linked"], m["loaded"], {},
+                                     m["snapshots"])}
 
 
 def _live_xref(url: str):
@@ -249,8 +250,8 @@ def parallel_link_bench(workers: int = 2) -> dict:
 
 
 # lake folder -> the stage that writes (and the next stage reads) its files
-LAKE_STAGES = {"raw": "extract", "std": "normalise", "quarantine": "normalise", "current": "normalise",
-               "deleted": "normalise", "changed": "normalise", "dq": "validate", "link": "link"}
+LAKE_STAGES = {"raw": "extract", "std": "normalise", "quarantine": "normalise", "current": "snapshot",
+               "deleted": "snapshot", "changed": "snapshot", "dq": "validate", "link": "link"}
 
 
 def lake_encryption_bench(folder: Path | None = None, repeat: int = 2) -> dict:

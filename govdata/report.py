@@ -105,11 +105,13 @@ def _relative_to_page(target: str | None, page: str) -> str | None:
 
 
 def stage_timings(extracted: list[dict], normalised: list[dict], validated: dict, linked: dict, loaded: dict,
-                  marted: dict) -> dict:
+                  marted: dict, snapshots: list[dict] = ()) -> dict:
     """Seconds per stage. Mapped stages are summed over their tasks: seconds of work, whatever
-    the parallelism. The link stage is link_plan + every partition + link_merge."""
+    the parallelism. The link stage is link_plan + every partition + link_merge. `snapshots`:
+    the snapshot tasks' results (each stage's timing is in its own results)."""
     return {"extract": round(sum(e.get("seconds", 0) for e in extracted), 3),
             "normalise": round(sum(n.get("seconds", 0) for n in normalised), 3),
+            "snapshot": round(sum(s.get("seconds", 0) for s in snapshots), 3),
             "validate": validated.get("seconds", 0),
             "link": round(linked.get("plan_seconds", 0) + sum(linked.get("partition_seconds", []))
                           + linked.get("seconds", 0), 3),
@@ -125,7 +127,7 @@ def _wall(tasks: list[dict]) -> float | None:
 
 
 def stage_clock(extracted: list[dict], normalised: list[dict], validated: dict, linked: dict, loaded: dict,
-                marted: dict) -> dict:
+                marted: dict, snapshots: list[dict] = ()) -> dict:
     """Per stage, shown apart: `wall_seconds` (first task's work start to last task's work finish:
     what the stage costs the run, its tasks side by side) and `task_seconds` (work summed over its
     tasks, whatever the parallelism: stage_timings), `tasks`, and `startup_seconds` (the tasks'
@@ -133,10 +135,10 @@ def stage_clock(extracted: list[dict], normalised: list[dict], validated: dict, 
     work). The link stage's wall is link_plan's seconds (it has no timestamps) plus the span of
     the partitions and link_merge. `total`: the pipeline's wall from the first stage's start to
     the last one's finish, the summed task seconds and start-up."""
-    task_seconds = stage_timings(extracted, normalised, validated, linked, loaded, marted)
+    task_seconds = stage_timings(extracted, normalised, validated, linked, loaded, marted, snapshots)
     single = {"validate": validated, "load": loaded, "marts": marted}
     out = {}
-    for stage, tasks in (("extract", extracted), ("normalise", normalised)):
+    for stage, tasks in (("extract", extracted), ("normalise", normalised), ("snapshot", snapshots)):
         out[stage] = {"wall_seconds": _wall(tasks), "task_seconds": task_seconds[stage], "tasks": len(tasks),
                       "startup_seconds": round(sum(t.get("startup_seconds", 0) for t in tasks), 3)}
     out["validate"] = _single(validated, task_seconds["validate"])
@@ -149,7 +151,7 @@ def stage_clock(extracted: list[dict], normalised: list[dict], validated: dict, 
                    "startup_seconds": round(linked.get("startup_seconds", 0) + linked.get("inputs_startup_seconds", 0), 3)}
     out["load"] = _single(loaded, task_seconds["load"])
     out["marts"] = _single(marted, task_seconds["marts"])
-    every = [*extracted, *normalised, *(t for t in single.values() if t), linked]
+    every = [*extracted, *normalised, *snapshots, *(t for t in single.values() if t), linked]
     starts = [t["started"] for t in every if "started" in t] + ([span[0]] if span else [])
     finishes = [t["finished"] for t in every if "finished" in t]
     out["total"] = {"wall_seconds": round(max(finishes) - min(starts), 3) if starts and finishes else None,
@@ -165,15 +167,16 @@ def _single(result: dict, seconds: float) -> dict:
 
 
 def write_run_report(path: str, *, run: dict, extracted: list[dict], normalised: list[dict], validated: dict,
-                     linked: dict, loaded: dict, marted: dict, retention: dict | None = None) -> dict:
+                     linked: dict, loaded: dict, marted: dict, retention: dict | None = None,
+                     snapshots: list[dict] = ()) -> dict:
     summary = build_summary(run, normalised, linked, loaded, validated)
     summary["retention"] = retention or {}   # lake folders removed (govdata.retention)
     summary["records_by_kind"] = {k: sum(n["rows_in"] for n in normalised if n["kind"] == k)
                                   for k in sorted({n["kind"] for n in normalised})}
     summary["report_path"] = path
-    timings = stage_timings(extracted, normalised, validated, linked, loaded, marted)
+    timings = stage_timings(extracted, normalised, validated, linked, loaded, marted, snapshots)
     summary["timings"] = timings          # task seconds per stage (work, summed over the tasks)
-    clock = stage_clock(extracted, normalised, validated, linked, loaded, marted)
+    clock = stage_clock(extracted, normalised, validated, linked, loaded, marted, snapshots)
     summary["stage_clock"] = clock        # wall and task seconds apart, start-up apart
     quarantine_chart = {}
     for n in normalised:

@@ -4,7 +4,7 @@ The Airflow DAG (dags/govdata_pipeline.py) only wires these together, and the CL
 same DAG, so there is one code path. Large data moves between stages as Parquet files in the
 lake; the dicts carry paths and counts only.
 
-One module per stage: plan (0), extract (1), normalise (2), validate (3), link (4; what it
+One module per stage: plan (0), extract (1), normalise (2), snapshot (2b), validate (3), link (4; what it
 reads in link_inputs), load (5, with the run manifest), marts (6 warehouse checks, 7 marts,
 8 findings), report (9). The pure linkage planning and merging live in
 transforms/linkage/plan.py and merge.py.
@@ -23,6 +23,7 @@ from govdata.stages.marts import check_warehouse, findings, marts
 from govdata.stages.normalise import normalise
 from govdata.stages.plan import plan_run
 from govdata.stages.report import report
+from govdata.stages.snapshot import SNAPSHOT_KEYS, snapshot, with_snapshots
 from govdata.stages.validate import validate
 
 # The pure linkage helpers load on first use: importing transforms.linkage takes a few tenths
@@ -43,9 +44,9 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["ENTERPRISE", "INCREMENTAL_MAX_SHARE", "LINKERS", "OUTPUTS", "PERSON", "QualityGateError",
+__all__ = ["ENTERPRISE", "INCREMENTAL_MAX_SHARE", "LINKERS", "OUTPUTS", "PERSON", "QualityGateError", "SNAPSHOT_KEYS",
            "check_warehouse", "closed_reviews", "etl_run_row", "etl_state_rows", "extract", "findings",
            "incremental_scope", "link_config", "link_merge", "link_partition", "link_plan", "load", "marts",
            "normalise", "owner_change_summary", "partition_rows", "plan_run", "previous_model",
-           "previous_owner_state", "quarantine_scope", "read_manifest", "report", "stale_reviews", "validate",
-           "write_manifest"]
+           "previous_owner_state", "quarantine_scope", "read_manifest", "report", "snapshot", "stale_reviews", "validate",
+           "with_snapshots", "write_manifest"]

@@ -288,13 +288,18 @@ def etl_run_row(normalised: list[dict], linked: dict, run: dict) -> pd.DataFrame
 
 
 def write_manifest(run: dict, extracted: list[dict], normalised: list[dict], validated: dict, linked: dict,
-                   loaded: dict) -> str:
-    """Everything the marts-and-report DAG needs about a loaded run, as one JSON file in the lake."""
+                   loaded: dict, snapshots: list[dict] | None = None) -> str:
+    """Everything the marts-and-report DAG needs about a loaded run, as one JSON file in the lake.
+
+    `normalised`: each source's normalise result joined with its snapshot's paths and counts
+    (govdata.stages.snapshot.with_snapshots), what every reader of a source's files wants;
+    `snapshots`: the snapshot tasks' own results, with their own timings (the run report's
+    snapshot stage). A manifest written before the snapshot was a task of its own has none."""
     import fsspec
 
     path = run_path(run["lake"], run["run_id"], "manifest.json")
-    manifest = {"run": run, "extracted": extracted, "normalised": normalised, "validated": validated,
-                "linked": linked, "loaded": loaded}
+    manifest = {"run": run, "extracted": extracted, "normalised": normalised, "snapshots": snapshots or [],
+                "validated": validated, "linked": linked, "loaded": loaded}
     with fsspec.open(path, "w", encoding="utf-8", auto_mkdir=True) as fh:
         json.dump(manifest, fh, ensure_ascii=False, default=str)
     return path
@@ -304,4 +309,6 @@ def read_manifest(path: str) -> dict:
     import fsspec
 
     with fsspec.open(path, "r", encoding="utf-8") as fh:
-        return json.load(fh)
+        manifest = json.load(fh)
+    manifest.setdefault("snapshots", [])   # written before the snapshot was a task of its own
+    return manifest

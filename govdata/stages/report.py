@@ -15,5 +15,6 @@ def report(manifest: dict, marted: dict) -> dict:
     retention = finish_run(manifest)   # hand-offs of this run, run folders beyond GOVDATA_LAKE_KEEP_RUNS
     summary = write_run_report(path, run=run, extracted=manifest["extracted"], normalised=manifest["normalised"],
                                validated=manifest["validated"], linked=manifest["linked"],
-                               loaded=manifest["loaded"], marted=marted, retention=retention)
+                               loaded=manifest["loaded"], marted=marted, retention=retention,
+                               snapshots=manifest.get("snapshots", []))
     return {"report_path": path, "summary": summary}

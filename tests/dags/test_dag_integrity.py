@@ -34,11 +34,14 @@ def test_pipeline_shape(dagbag):
     dag = dagbag.dags["govdata_pipeline"]
     assert dag.max_active_runs == 1
     assert dag.doc_md and "govdata_pipeline" in dag.doc_md
-    order = ["plan", "sources", "extract", "normalise", "validate", "link_plan", "link", "link_merge", "load"]
+    order = ["plan", "sources", "extract", "normalise", "snapshot", "validate", "link_plan", "link", "link_merge",
+             "load"]
     assert set(dag.task_ids) == set(order)
-    # wired in stage order (a DAG cycle would fail DagBag import already)
-    for upstream, downstream in [("extract", "normalise"), ("normalise", "validate"), ("validate", "link_plan"),
-                                 ("link_plan", "link"), ("link", "link_merge"), ("link_merge", "load")]:
+    # wired in stage order (a DAG cycle would fail DagBag import already); the stages after the
+    # snapshot read its results (joined to normalise's by source name)
+    for upstream, downstream in [("extract", "normalise"), ("normalise", "snapshot"), ("snapshot", "validate"),
+                                 ("validate", "link_plan"), ("snapshot", "link_plan"), ("link_plan", "link"),
+                                 ("link", "link_merge"), ("link_merge", "load"), ("snapshot", "load")]:
         assert downstream in dag.get_task(upstream).downstream_task_ids
 
 
@@ -49,6 +52,12 @@ def test_marts_dag_is_scheduled_by_the_warehouse_asset(dagbag):
     assert "report" in dag.get_task("findings").downstream_task_ids   # the run report links findings/review pages
     assert "marts" in dag.get_task("check_warehouse").downstream_task_ids
     assert "report" in dag.get_task("marts").downstream_task_ids
+
+
+def test_mapped_per_source_tasks_are_labelled_with_the_source(dagbag):
+    dag = dagbag.dags["govdata_pipeline"]
+    for task_id in ("extract", "normalise", "snapshot"):
+        assert dag.get_task(task_id).map_index_template == "{{ source_name }}", task_id
 
 
 def test_retries_set_where_retrying_helps(dagbag):

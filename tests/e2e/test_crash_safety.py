@@ -1,5 +1,5 @@
 """Crash safety: the real `govdata run` is killed with SIGKILL (its whole process group) while
-it extracts, normalises, links and loads; the next run must leave the warehouse exactly as a
+it extracts, normalises, advances the snapshot, links and loads; the next run must leave the warehouse exactly as a
 run that was never interrupted does, and clean up the killed run's lake folder.
 
 The run is held at a named failpoint (govdata/failpoints.py) so that the kill lands in the
@@ -101,7 +101,7 @@ def clean(world, airflow_env, tmp_path_factory):
     return _content(base)
 
 
-@pytest.mark.parametrize("stage", ["extract", "normalise", "link", "load"])
+@pytest.mark.parametrize("stage", ["extract", "normalise", "snapshot", "link", "load"])
 def test_a_first_run_killed_then_rerun_equals_a_clean_run(stage, world, airflow_env, clean, tmp_path):
     _run(world, tmp_path, airflow_env, failpoint=stage)
     killed = [p for p in (tmp_path / "lake").iterdir() if p.is_dir()]

@@ -1,4 +1,5 @@
 import pandas as pd
+import pytest
 
 from govdata.report import _relative_to_page, bar_chart_svg, score_histogram
 
@@ -30,7 +31,11 @@ def test_link_stage_seconds_count_the_plan_every_partition_and_the_merge():
     linked = {"plan_seconds": 1.5, "partition_seconds": [2.0, 3.25], "seconds": 0.5}
     timings = stage_timings([{"seconds": 1.0}, {"seconds": 2.0}], [{"seconds": 4.0}], {"seconds": 0.25}, linked,
                             {"seconds": 6.0}, {})
-    assert timings == {"extract": 3.0, "normalise": 4.0, "validate": 0.25, "link": 7.25, "load": 6.0, "marts": 0}
+    assert timings == {"extract": 3.0, "normalise": 4.0, "snapshot": 0, "validate": 0.25, "link": 7.25, "load": 6.0,
+                       "marts": 0}
+    with_snapshots = stage_timings([{"seconds": 1.0}], [{"seconds": 4.0}], {}, {}, {}, {},
+                                   [{"seconds": 0.5}, {"seconds": 0.25}])
+    assert with_snapshots["normalise"] == 4.0 and with_snapshots["snapshot"] == 0.75
 
 
 def test_wall_and_task_seconds_apart_and_start_up_counted_in_neither():
@@ -41,21 +46,25 @@ def test_wall_and_task_seconds_apart_and_start_up_counted_in_neither():
                  {"seconds": 3.0, "started": 100.5, "finished": 103.5, "startup_seconds": 5.0}]
     normalised = [{"seconds": 1.0, "started": 104.0, "finished": 105.0, "startup_seconds": 0.5},
                   {"seconds": 1.5, "started": 105.0, "finished": 106.5, "startup_seconds": 0.25}]
+    # two snapshots one after the other, after the normalises
+    snapshots = [{"seconds": 0.25, "started": 106.5, "finished": 106.75, "startup_seconds": 0.25},
+                 {"seconds": 0.25, "started": 106.75, "finished": 107.0, "startup_seconds": 0.25}]
     validated = {"seconds": 2.0, "started": 107.0, "finished": 109.0, "startup_seconds": 6.0}
     # link: plan 1.0 s (no timestamps), partitions 110.0-113.0 side by side, merge 114.0-114.5
     linked = {"plan_seconds": 1.0, "partition_seconds": [3.0, 2.0], "seconds": 0.5, "started": 114.0,
               "finished": 114.5, "startup_seconds": 0.75, "inputs_span": [110.0, 113.0], "inputs_startup_seconds": 1.5}
     loaded = {"seconds": 4.0, "started": 115.0, "finished": 119.0, "startup_seconds": 1.0}
     marted = {"seconds": 0.5, "started": 121.0, "finished": 121.5, "startup_seconds": 2.0}
-    clock = stage_clock(extracted, normalised, validated, linked, loaded, marted)
+    clock = stage_clock(extracted, normalised, validated, linked, loaded, marted, snapshots)
     assert clock == {
         "extract": {"wall_seconds": 3.5, "task_seconds": 5.0, "tasks": 2, "startup_seconds": 9.0},
         "normalise": {"wall_seconds": 2.5, "task_seconds": 2.5, "tasks": 2, "startup_seconds": 0.75},
+        "snapshot": {"wall_seconds": 0.5, "task_seconds": 0.5, "tasks": 2, "startup_seconds": 0.5},
         "validate": {"wall_seconds": 2.0, "task_seconds": 2.0, "tasks": 1, "startup_seconds": 6.0},
         "link": {"wall_seconds": 5.5, "task_seconds": 6.5, "tasks": 4, "startup_seconds": 2.25},
         "load": {"wall_seconds": 4.0, "task_seconds": 4.0, "tasks": 1, "startup_seconds": 1.0},
         "marts": {"wall_seconds": 0.5, "task_seconds": 0.5, "tasks": 1, "startup_seconds": 2.0},
-        "total": {"wall_seconds": 21.5, "task_seconds": 20.5, "tasks": 11, "startup_seconds": 21.0},
+        "total": {"wall_seconds": 21.5, "task_seconds": 21.0, "tasks": 13, "startup_seconds": 21.5},
     }
 
 
@@ -64,8 +73,26 @@ def test_stage_clock_without_timestamps_says_so_instead_of_guessing():
 
     clock = stage_clock([{"seconds": 1.0}], [{"seconds": 2.0}], {"seconds": 0.5}, {"seconds": 0.25}, {"seconds": 3.0}, {})
     assert {s: c["wall_seconds"] for s, c in clock.items()} == dict.fromkeys(
-        ("extract", "normalise", "validate", "link", "load", "marts", "total"))
+        ("extract", "normalise", "snapshot", "validate", "link", "load", "marts", "total"))
     assert clock["total"]["task_seconds"] == 6.75 and clock["marts"]["tasks"] == 0
+    assert clock["snapshot"]["tasks"] == 0   # a manifest from before the snapshot was a task of its own
+
+
+def test_each_stage_keeps_its_own_timing_when_snapshots_join_the_normalise_results():
+    from govdata.stages import SNAPSHOT_KEYS, with_snapshots
+
+    timing = {"seconds": 3.0, "started": 10.0, "finished": 13.0, "startup_seconds": 0.5}
+    normalised = [{"source": "a", "rows_in": 2, **timing}, {"source": "b", "rows_in": 1, **timing}]
+    snapshots = [{"source": s, "rows": 1, "current_path": f"{s}/current", "deleted_path": f"{s}/deleted",
+                  "rows_deleted_at_source": 0, "changed_path": f"{s}/changed", "rows_changed": 1,
+                  "seconds": 0.5, "started": 13.0, "finished": 13.5, "startup_seconds": 0.0} for s in ("b", "a")]
+    joined = with_snapshots(normalised, snapshots)
+    assert [j["source"] for j in joined] == ["a", "b"]                      # in the normalise order
+    assert all({k: j[k] for k in timing} == timing for j in joined)        # normalise's timing, untouched
+    assert joined[0]["current_path"] == "a/current" and set(SNAPSHOT_KEYS) <= set(joined[1])
+    assert normalised[0].keys() == {"source", "rows_in", *timing}         # inputs not changed in place
+    with pytest.raises(KeyError, match="b"):
+        with_snapshots(normalised, snapshots[1:])
 
 
 def test_a_stage_times_its_work_after_its_imports(tmp_path, monkeypatch):
