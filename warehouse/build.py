@@ -15,6 +15,7 @@ import pyarrow as pa
 from govdata.transforms.privacy import mask_id_number, mask_phone, token
 from govdata.warehouse.facts import (
     CALENDAR_YEARS,
+    FACT_CHUNK_ROWS,
     _fact_dates,
     _frames_of_kind,
     application_rows,
@@ -289,7 +290,7 @@ def _iter_tables(link, std, quarantine: pd.DataFrame, standards, key: bytes, run
     moved, service_items = [], []
     channels = standards.code_table("channel")
     for kind, table in (("application", "fact_application"), ("certificate", "fact_certificate")):
-        for part in _frames_of_kind(std, kind, one_by_one=True):
+        for part in _frames_of_kind(std, kind, one_by_one=True, chunk_rows=FACT_CHUNK_ROWS):
             roles: dict = {}
             if kind == "application":
                 rows = application_rows(part, person_owner, enterprise_owner, channels, calendar, key, run_id, roles)

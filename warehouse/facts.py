@@ -7,6 +7,7 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from govdata.transforms.privacy import mask_id_number
 from govdata.warehouse.rows import _col, _require, _table_columns, identifier_token
 
@@ -63,26 +64,45 @@ def working_days_between(accepted: pd.Series, completed: pd.Series, calendar: pd
 
 
 # --- facts ----------------------------------------------------------------------------------
-def _frames_of_kind(std: dict[str, pd.DataFrame], kind: str, one_by_one: bool = False
-                    ) -> list[pd.DataFrame] | Iterator[pd.DataFrame]:
+# Fact rows per chunk when the sources are lake files: a fact row depends on its own record (and
+# the owners, held whole), and a service hall's million applications are ~3 GB as pandas rows.
+FACT_CHUNK_ROWS = 250_000
+
+
+def _frames_of_kind(std: dict[str, pd.DataFrame], kind: str, one_by_one: bool = False,
+                    chunk_rows: int | None = None) -> list[pd.DataFrame] | Iterator[pd.DataFrame]:
     """The rows of that kind, one frame per source. `one_by_one`: a generator (a lazy mapping
-    reads each source when its turn comes). A lazy mapping's `kinds` skips other sources unread."""
-    parts = _parts_of_kind(std, kind)
+    reads each source when its turn comes). A lazy mapping's `kinds` skips other sources unread.
+    `chunk_rows`: a lazy mapping of lake files (`paths`) yields each source in frames of at most
+    that many rows."""
+    parts = _parts_of_kind(std, kind, chunk_rows=chunk_rows)
     return parts if one_by_one else list(parts)
 
 
-def _parts_of_kind(std, kind: str, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
+def _source_frames(std, source: str, columns: list[str] | None, chunk_rows: int | None) -> Iterator[pd.DataFrame]:
+    paths = getattr(std, "paths", None)
+    if chunk_rows and paths is not None and columns is None:
+        from govdata.lake import dataset, to_pandas
+
+        for batch in dataset(paths[source]).to_batches(batch_size=chunk_rows, use_threads=False):
+            yield to_pandas(pa.Table.from_batches([batch]))
+        return
+    yield std.read(source, columns) if columns is not None and hasattr(std, "read") else std[source]
+
+
+def _parts_of_kind(std, kind: str, columns: list[str] | None = None, chunk_rows: int | None = None
+                   ) -> Iterator[pd.DataFrame]:
     kinds = getattr(std, "kinds", None) or {}
     for source in std:
         if kinds.get(source, kind) != kind:
             continue
-        frame = std.read(source, columns) if columns is not None and hasattr(std, "read") else std[source]
-        if frame is None or frame.empty:
-            continue
-        _require(frame, ["source_system", "source_record_id", "kind"], f"std frame {source}")
-        part = frame[frame["kind"] == kind]
-        if len(part):
-            yield part
+        for frame in _source_frames(std, source, columns, chunk_rows):
+            if frame is None or frame.empty:
+                continue
+            _require(frame, ["source_system", "source_record_id", "kind"], f"std frame {source}")
+            part = frame[frame["kind"] == kind]
+            if len(part):
+                yield part
 
 
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:

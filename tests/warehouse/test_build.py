@@ -142,3 +142,21 @@ def test_golden_records_read_in_chunks_build_the_same_dimension_rows(tmp_path):
         pd.testing.assert_frame_equal(pd.concat([p[i] for p in parts], ignore_index=True), whole[i])
     empty = write_parquet(golden.iloc[:0], str(tmp_path / "empty.parquet"))
     assert [len(c.columns) for c in _link_chunks(LinkFrames({"person_golden": empty}), "dim_person")] == [4]
+
+
+def test_fact_sources_read_in_chunks_hold_the_same_rows(tmp_path):
+    """Facts are built a chunk of a source at a time: the chunks together are the source's rows."""
+    from govdata.lake import write_parquet
+    from govdata.stages.load import SourceFrames
+    from govdata.warehouse.facts import _frames_of_kind
+
+    apps = pd.DataFrame({"source_system": ["zhengwu"] * 5, "source_record_id": list("abcde"),
+                         "kind": ["application", "application", "person", "application", "application"],
+                         "applicant_id_number": ["110105199001010011", None, None, "110105199101010022", None],
+                         "accepted_at": pd.to_datetime(["2024-01-02", None, None, "2024-03-04", "2024-05-06"])})
+    std = SourceFrames([{"source": "zhengwu", "kind": "application",
+                         "current_path": write_parquet(apps, str(tmp_path / "zhengwu.parquet"))}])
+    chunks = list(_frames_of_kind(std, "application", one_by_one=True, chunk_rows=2))
+    assert [c["source_record_id"].tolist() for c in chunks] == [["a", "b"], ["d"], ["e"]]
+    whole = _frames_of_kind(std, "application")[0]
+    pd.testing.assert_frame_equal(pd.concat(chunks, ignore_index=True), whole.reset_index(drop=True))
