@@ -4,6 +4,7 @@ its evidence and rate (Evidence)."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from dataclasses import dataclass
 
 import pandas as pd
@@ -12,13 +13,20 @@ SAMPLE_ROWS = 5000
 MIN_RATE = 0.8
 CODE_SHARE = 0.9   # share of a column's distinct values that must be in a code table
 
-CJK_NAME = r"^[\u3400-\u9fff·•．.・\s]{2,12}$"
-LATIN_NAME = r"^[A-Za-z]+( [A-Za-z]+)+$"
-ENTERPRISE_NAME = r"(?:公司|企业|合作社|厂|店|中心|事务所)"
-ADDRESS = r"(?:省|自治区|市|区|县|州|旗|盟|镇|乡).*(?:路|街|巷|道|号|村|弄|室|组|栋|幢|胡同|大厦|小区)"
-ISSUER = r"(?:局|委员会|委|厅|办公室|政府|法院|检察院|管委会)$"
-CERTIFICATE_NO = r"^[A-Z]{1,6}\d{6,24}$"
-UPDATE_NAME = re.compile(r"(gxsj|update|updated|modif|last_?change|xgsj|lrsj)", re.IGNORECASE)
+
+
+def _profiling_settings() -> dict:
+    """govdata/profiling.yaml: the value patterns a column's sample is matched against."""
+    import yaml
+
+    return yaml.safe_load((Path(__file__).with_name("profiling.yaml")).read_text(encoding="utf-8"))
+
+
+_SETTINGS = _profiling_settings()
+_PATTERNS = _SETTINGS["patterns"]
+CJK_NAME, LATIN_NAME, ENTERPRISE_NAME = _PATTERNS["cjk_name"], _PATTERNS["latin_name"], _PATTERNS["enterprise_name"]
+ADDRESS, ISSUER, CERTIFICATE_NO = _PATTERNS["address"], _PATTERNS["issuer"], _PATTERNS["certificate_no"]
+UPDATE_NAME = re.compile(_SETTINGS["update_column_name"], re.IGNORECASE)
 RESIDENT_ID_TYPES = {"111", "112", "居民身份证", "临时居民身份证", "身份证"}
 
 # element: (code table, alias table); values match the table's codes, names or aliases

@@ -17,7 +17,8 @@ def test_the_wheel_holds_only_the_govdata_namespace(tmp_path):
     for data in ("govdata/standards/elements.yaml", "govdata/standards/codes/region.csv",
                  "govdata/warehouse/marts/mart_sharing_use.sql", "govdata/templates/findings.html.j2",
                  "govdata/dags/govdata_pipeline.py", "govdata/static/vendor/README.md",
-                 "govdata/demo_departments/canlian.yaml"):
+                 "govdata/demo_departments/canlian.yaml", "govdata/demo_reference/counties.csv",
+                 "govdata/profiling.yaml"):
         assert data in names
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
