@@ -21,10 +21,12 @@ from govdata.warehouse.facts import (
     application_rows,
     certificate_rows,
     dim_date_rows,
+    lean_parts_of_kind,
     working_days_between,
 )
 from govdata.warehouse.owners import (
     FACT_OWNERS,
+    HOLDER_COLUMNS,
     OWNER_REASONS,
     fact_owner_changes,
     identifier_holders,
@@ -256,15 +258,15 @@ def _iter_tables(link, std, quarantine: pd.DataFrame, standards, key: bytes, run
     xrefs = {}
     for name, (entity, id_col) in (("xref_person", ("person", "person_id")),
                                    ("xref_enterprise", ("enterprise", "enterprise_id"))):
-        frame = _link_frame(link, name)
-        if frame is None:
-            xrefs[entity] = None
-            continue
-        # Arrow-backed text: the owners' join holds every record's keys until the facts are built
-        xrefs[entity] = frame[["source_system", "source_record_id", id_col]].astype("string[pyarrow]")
-        frame = _table_columns(frame.assign(run_id=run_id, is_deleted=False), name)
-        yield name, frame
-        del frame
+        keys = []
+        for frame in _link_chunks(link, name):
+            # Arrow-backed text: the owners' join holds every record's keys until the facts are built
+            keys.append(frame[["source_system", "source_record_id", id_col]].astype("string[pyarrow]"))
+            frame = _table_columns(frame.assign(run_id=run_id, is_deleted=False), name)
+            yield name, frame
+            del frame
+        xrefs[entity] = pd.concat(keys, ignore_index=True) if keys else None
+        del keys
     for name, rows in (("master_id_history", lambda f: _table_columns(f.assign(run_id=f.get("run_id", run_id)),
                                                                        "master_id_history")),
                        ("review_queue", lambda f: review_rows(f, run_id))):
@@ -275,7 +277,7 @@ def _iter_tables(link, std, quarantine: pd.DataFrame, standards, key: bytes, run
 
     owners, changes = [], {}
     for entity in ("person", "enterprise"):
-        rows, changes[entity] = identifier_owners(xrefs[entity], _frames_of_kind(std, entity, one_by_one=True),
+        rows, changes[entity] = identifier_owners(xrefs[entity], lean_parts_of_kind(std, entity, HOLDER_COLUMNS),
                                                   entity, key, previous, run_id)
         owners.append(rows)
     has_xref = any(x is not None for x in xrefs.values())

@@ -90,6 +90,30 @@ def _source_frames(std, source: str, columns: list[str] | None, chunk_rows: int 
     yield std.read(source, columns) if columns is not None and hasattr(std, "read") else std[source]
 
 
+def lean_parts_of_kind(std, kind: str, columns: list[str]) -> Iterator[pd.DataFrame]:
+    """_parts_of_kind in those columns, read straight from the lake files when `std` holds paths:
+    text as Arrow strings and dates as datetime64 (no Python object per value), one source at a
+    time. Columns a source lacks are left out."""
+    paths = getattr(std, "paths", None)
+    if paths is None:
+        yield from _parts_of_kind(std, kind)
+        return
+    from govdata.lake import _arrow_string_dtype, dataset, read_arrow
+
+    kinds = getattr(std, "kinds", None) or {}
+    for source in std:
+        if kinds.get(source, kind) != kind:
+            continue
+        present = set(dataset(paths[source]).schema.names)
+        table = read_arrow(paths[source], [c for c in columns if c in present])
+        frame = table.to_pandas(types_mapper=_arrow_string_dtype, date_as_object=False)
+        del table
+        if "kind" in frame:
+            frame = frame[frame["kind"] == kind]
+        if len(frame):
+            yield frame
+
+
 def _parts_of_kind(std, kind: str, columns: list[str] | None = None, chunk_rows: int | None = None
                    ) -> Iterator[pd.DataFrame]:
     kinds = getattr(std, "kinds", None) or {}

@@ -40,6 +40,9 @@ def _encoded_agreement(recs: pd.DataFrame, entity: str, identifier: pd.Series) -
     return first.fillna(False).astype(bool), second.fillna(False).astype(bool)
 
 
+HOLDER_ATTRIBUTES = ("birth_date", "sex", "name", "name_pinyin", "region_code", "org_code")
+# what identifier_holders reads of a person or enterprise record
+HOLDER_COLUMNS = ["source_system", "source_record_id", "kind", "id_number", "uscc", *HOLDER_ATTRIBUTES]
 ARROW_TEXT = "string[pyarrow]"   # text without a Python object per value: a fraction of the memory
 
 
@@ -55,8 +58,8 @@ def _holder_records(frame: pd.DataFrame, identifier: str, attrs: tuple[str, ...]
         return None
     columns = ["source_system", "source_record_id", identifier] + [c for c in attrs if c in frame]
     part = frame.loc[frame[identifier].notna(), columns]
-    part = part.astype({c: ARROW_TEXT for c in columns if c != "birth_date"})
-    if "birth_date" in part:
+    part = part.astype({c: ARROW_TEXT for c in columns if c != "birth_date"})   # no-op when read as Arrow
+    if "birth_date" in part and not pd.api.types.is_datetime64_any_dtype(part["birth_date"]):
         part["birth_date"] = pd.to_datetime(part["birth_date"], errors="coerce")
     return part
 
@@ -71,8 +74,7 @@ def identifier_holders(xref: pd.DataFrame | None, std_frames: list[pd.DataFrame]
                           "agreement": pd.Series(dtype="int64"), "records": pd.Series(dtype="int64")})
     if xref is None or xref.empty:
         return empty
-    attrs = ("birth_date", "sex", "name", "name_pinyin", "region_code", "org_code")
-    parts = [_holder_records(f, identifier, attrs) for f in std_frames]   # a lazy iterable: one source at a time
+    parts = [_holder_records(f, identifier, HOLDER_ATTRIBUTES) for f in std_frames]   # a lazy iterable: one source at a time
     parts = [p for p in parts if p is not None]
     if not parts:
         return empty

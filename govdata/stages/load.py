@@ -26,12 +26,13 @@ def load(normalised: list[dict], validated: dict, linked: dict, run: dict) -> di
     url = run["warehouse_url"]
     stager = Stager(run_path(run["lake"], run["run_id"], "load"), sort=backend_of(url) == "postgresql")
     quarantine = pd.concat([read_parquet(n["quarantine_path"]) for n in normalised], ignore_index=True)
-    changes, reviewed = None, False
+    changes, reviewed, marked_tables = None, False, set()
     try:
         for name, frame in iter_tables(LinkFrames(linked["paths"]), SourceFrames(normalised), quarantine,
                                        load_standards(), get_settings().token_key(), run["run_id"],
                                        previous=previous_owner_state(url)):
-            if name in ("xref_person", "xref_enterprise"):
+            if name in ("xref_person", "xref_enterprise") and name not in marked_tables:
+                marked_tables.add(name)   # an xref comes in chunks: its deleted records' rows once
                 marked = _deleted_xref(normalised, name, run)
                 if not marked.empty:
                     frame = pd.concat([frame, marked[frame.columns]], ignore_index=True)
@@ -63,11 +64,6 @@ def _with_closed_reviews(run: dict, fresh: pd.DataFrame | None, linked: dict) ->
     return pd.concat([f for f in (fresh, stale) if f is not None], ignore_index=True)
 
 
-# What warehouse.build reads of a person or enterprise source: identifier_holders' columns.
-OWNER_INPUTS = ("source_system", "source_record_id", "kind", "id_number", "uscc", "birth_date", "sex", "name",
-                "name_pinyin", "region_code", "org_code")
-
-
 class LinkFrames(Mapping):
     """The link stage's outputs, each read from the lake when asked for (not kept: `fresh`)."""
 
@@ -89,7 +85,7 @@ class LinkFrames(Mapping):
 
 class SourceFrames(Mapping):
     """The standardised snapshots (current_path) per source, read when asked for: person and
-    enterprise sources only in the columns the warehouse build uses (OWNER_INPUTS), the
+    enterprise sources only in the columns the warehouse build uses (HOLDER_COLUMNS), the
     others whole. `kinds` lets the build skip sources of another kind unread."""
 
     fresh = True
@@ -109,7 +105,9 @@ class SourceFrames(Mapping):
 
     def __getitem__(self, source: str) -> pd.DataFrame:
         kind = self.kinds.get(source)
-        return self.read(source, list(OWNER_INPUTS) if kind in ("person", "enterprise") else None)
+        from govdata.warehouse.owners import HOLDER_COLUMNS   # what the build reads of a person or enterprise
+
+        return self.read(source, HOLDER_COLUMNS if kind in ("person", "enterprise") else None)
 
     def shape(self, source: str) -> tuple[int, str | None]:
         kinds = read_parquet(self.paths[source], columns=["kind"]) if "kind" in self._names(source) else None
