@@ -14,6 +14,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from govdata.stages.common import peak_rss_mb as stage_peak_rss_mb
+from govdata.stages.common import reset_peak_rss
+
 console = Console()
 OUT = Path("bench/out")
 
@@ -47,23 +50,7 @@ def peak_rss_mb() -> float:
 
 def _hwm_mb() -> float | None:
     """This process's peak resident set since the last reset_peak_rss (VmHWM), in MB."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
-def reset_peak_rss() -> bool:
-    """Start a new peak-RSS window for this process (Linux: `5` to /proc/self/clear_refs resets
-    VmHWM), so each phase of the benchmark reports its own peak."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
+    return stage_peak_rss_mb() or None
 
 
 def children_peak_rss_mb() -> float:
@@ -137,6 +124,13 @@ def io_floor_in_subprocess(sources_dir: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _stage_peaks(summary: dict) -> dict[str, int]:
+    """Peak RSS per stage of the run (MB): each stage's tasks reset and read the process's
+    high-water mark (govdata.stages.common), so the pipeline's peak is the largest of them."""
+    clock = summary.get("stage_clock") or {}
+    return {stage: v["peak_rss_mb"] for stage, v in clock.items() if stage != "total" and v.get("peak_rss_mb")}
+
+
 def pipeline_bench(persons: int, seed: int) -> dict:
     from govdata.demo_data import generate
     from govdata.evaluate import evaluate_run
@@ -164,7 +158,8 @@ def pipeline_bench(persons: int, seed: int) -> dict:
             raise
         results["marts_dag_failed"] = str(exc)
     wall = time.perf_counter() - start
-    results["pipeline_peak_rss_mb"] = round(_hwm_mb() or peak_rss_mb())
+    results["stage_peak_rss_mb"] = _stage_peaks(summary)
+    results["pipeline_peak_rss_mb"] = round(max([_hwm_mb() or peak_rss_mb(), *results["stage_peak_rss_mb"].values()]))
     results["wall_over_io_floor"] = round(wall / max(results["io_floor_seconds"], 1e-9), 1)
     stages = summary.get("timings", {})
     by_kind = summary.get("records_by_kind", {})

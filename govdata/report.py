@@ -140,7 +140,8 @@ def stage_clock(extracted: list[dict], normalised: list[dict], validated: dict, 
     out = {}
     for stage, tasks in (("extract", extracted), ("normalise", normalised), ("snapshot", snapshots)):
         out[stage] = {"wall_seconds": _wall(tasks), "task_seconds": task_seconds[stage], "tasks": len(tasks),
-                      "startup_seconds": round(sum(t.get("startup_seconds", 0) for t in tasks), 3)}
+                      "startup_seconds": round(sum(t.get("startup_seconds", 0) for t in tasks), 3),
+                      "peak_rss_mb": _peak(tasks)}
     out["validate"] = _single(validated, task_seconds["validate"])
     partitions = linked.get("partition_seconds", [])
     span = linked.get("inputs_span")
@@ -148,7 +149,8 @@ def stage_clock(extracted: list[dict], normalised: list[dict], validated: dict, 
     if "finished" in linked:
         link_wall = round(linked.get("plan_seconds", 0) + linked["finished"] - (span[0] if span else linked["started"]), 3)
     out["link"] = {"wall_seconds": link_wall, "task_seconds": task_seconds["link"], "tasks": len(partitions) + 2,
-                   "startup_seconds": round(linked.get("startup_seconds", 0) + linked.get("inputs_startup_seconds", 0), 3)}
+                   "startup_seconds": round(linked.get("startup_seconds", 0) + linked.get("inputs_startup_seconds", 0), 3),
+                   "peak_rss_mb": max(_peak([linked]), linked.get("inputs_peak_rss_mb", 0))}
     out["load"] = _single(loaded, task_seconds["load"])
     out["marts"] = _single(marted, task_seconds["marts"])
     every = [*extracted, *normalised, *snapshots, *(t for t in single.values() if t), linked]
@@ -157,13 +159,20 @@ def stage_clock(extracted: list[dict], normalised: list[dict], validated: dict, 
     out["total"] = {"wall_seconds": round(max(finishes) - min(starts), 3) if starts and finishes else None,
                     "task_seconds": round(sum(task_seconds.values()), 3),
                     "tasks": sum(v["tasks"] for v in out.values()),
-                    "startup_seconds": round(sum(v["startup_seconds"] for v in out.values()), 3)}
+                    "startup_seconds": round(sum(v["startup_seconds"] for v in out.values()), 3),
+                    "peak_rss_mb": max(v["peak_rss_mb"] for v in out.values())}
     return out
 
 
 def _single(result: dict, seconds: float) -> dict:
     return {"wall_seconds": _wall([result]) if result else None, "task_seconds": seconds, "tasks": 1 if result else 0,
-            "startup_seconds": result.get("startup_seconds", 0) if result else 0}
+            "startup_seconds": result.get("startup_seconds", 0) if result else 0,
+            "peak_rss_mb": _peak([result] if result else [])}
+
+
+def _peak(tasks: list[dict]) -> int:
+    """The largest peak resident memory (MB) of a stage's tasks: what one worker must hold."""
+    return max([t.get("peak_rss_mb", 0) for t in tasks] or [0])
 
 
 def write_run_report(path: str, *, run: dict, extracted: list[dict], normalised: list[dict], validated: dict,

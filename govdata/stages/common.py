@@ -27,6 +27,7 @@ def _timed(fn):
       (found in its source) are imported first and counted as start-up;
     - `started` / `finished`: wall-clock times (epoch seconds) of that work, from which the report
       takes each stage's wall time (first start to last finish over its tasks);
+    - `peak_rss_mb`: the process's peak resident memory during the work (Linux; 0 elsewhere);
     - `startup_seconds`: the task's start-up before the work: the stage's imports, plus, in a task
       process an executor forked (Celery, Local), the time since the fork (parsing the DAG file,
       the task body's imports); dag.test runs every task in one process and has no such part.
@@ -47,21 +48,65 @@ def _timed(fn):
         if _STAGES_IN_PROCESS == 0 and _forked_task_process():
             startup = max(startup, _process_age())   # since the fork: the imports above included
         _STAGES_IN_PROCESS += 1
+        reset_peak_rss()
         started, start = time.time(), time.perf_counter()
         result = fn(*args, **kwargs)
         result["seconds"] = round(time.perf_counter() - start, 3)
+        result["peak_rss_mb"] = peak_rss_mb()
         result["started"], result["finished"] = round(started, 3), round(started + result["seconds"], 3)
         result["startup_seconds"] = round(startup, 3)
         span = _inputs_span(args[0] if args else None)
         if span:
             result["inputs_span"], result["inputs_startup_seconds"] = span
         _progress(fn.__name__, result)
+        release_memory()
         return result
 
     return wrapper
 
 
 _STAGES_IN_PROCESS = 0
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set since the last reset_peak_rss (VmHWM), in MB; 0 when the
+    system does not say (not Linux)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024)
+    except OSError:
+        pass
+    return 0
+
+
+def reset_peak_rss() -> bool:
+    """Start a new peak-RSS window for this process (Linux: `5` to /proc/self/clear_refs resets
+    VmHWM), so each stage reports its own peak even when one process runs them all."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def release_memory() -> None:
+    """Hands the memory a finished stage freed back to the OS. `govdata run` (dag.test) runs
+    every task in one process and a Celery worker reuses its process: without this, the heap
+    high-water mark of one stage stays resident under the next (glibc keeps freed arenas, Arrow's
+    allocator keeps freed pages)."""
+    import ctypes
+
+    try:
+        import pyarrow as pa
+
+        pa.default_memory_pool().release_unused()
+    except Exception:  # noqa: BLE001 - an allocator without the call keeps its pages
+        pass
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):   # not glibc (macOS, musl): nothing to trim
+        pass
 
 
 def _body_imports(fn) -> tuple[str, ...]:

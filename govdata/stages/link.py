@@ -8,7 +8,7 @@ import pandas as pd
 
 from govdata.failpoints import failpoint
 from govdata.lake import read_parquet, run_path, write_parquet
-from govdata.stages.common import LINKERS, OUTPUTS, PERSON, _timed
+from govdata.stages.common import LINKERS, OUTPUTS, PERSON, _timed, peak_rss_mb
 from govdata.stages.link_inputs import (_decisions, _previous, _previous_arrow, incremental_scope, link_config,
                                         partition_rows)
 
@@ -76,7 +76,8 @@ def link_plan(normalised: list[dict], run: dict) -> dict:
             partitions.append(entry)
     # the DAG maps over the partitions alone: each carries the plan's seconds to link_merge
     plan_seconds = round(time.perf_counter() - start, 3)
-    return {"partitions": [{**p, "plan_seconds": plan_seconds} for p in partitions]}
+    plan_peak = peak_rss_mb()
+    return {"partitions": [{**p, "plan_seconds": plan_seconds, "plan_peak_rss_mb": plan_peak} for p in partitions]}
 
 
 # Rows per batch when the records stream from the snapshots into their partitions: a batch and
@@ -246,4 +247,7 @@ def link_merge(parts: list[dict], run: dict) -> dict:
                               "model": merged_model(stats, plan.get("model"))}
     out["partition_seconds"] = [p.get("seconds", 0) for p in parts]
     out["plan_seconds"] = parts[0].get("plan_seconds", 0) if parts else 0
+    # the stage's peak memory is its largest task's (link_merge's own is added by _timed)
+    out["inputs_peak_rss_mb"] = max([p.get("peak_rss_mb", 0) for p in parts]
+                                    + [parts[0].get("plan_peak_rss_mb", 0) if parts else 0])
     return out

@@ -42,29 +42,32 @@ def test_wall_and_task_seconds_apart_and_start_up_counted_in_neither():
     from govdata.report import stage_clock
 
     # two extracts side by side (100.0-102.0 and 100.5-103.5), two normalises one after the other
-    extracted = [{"seconds": 2.0, "started": 100.0, "finished": 102.0, "startup_seconds": 4.0},
-                 {"seconds": 3.0, "started": 100.5, "finished": 103.5, "startup_seconds": 5.0}]
-    normalised = [{"seconds": 1.0, "started": 104.0, "finished": 105.0, "startup_seconds": 0.5},
+    extracted = [{"seconds": 2.0, "started": 100.0, "finished": 102.0, "startup_seconds": 4.0, "peak_rss_mb": 900},
+                 {"seconds": 3.0, "started": 100.5, "finished": 103.5, "startup_seconds": 5.0, "peak_rss_mb": 1200}]
+    normalised = [{"seconds": 1.0, "started": 104.0, "finished": 105.0, "startup_seconds": 0.5, "peak_rss_mb": 2000},
                   {"seconds": 1.5, "started": 105.0, "finished": 106.5, "startup_seconds": 0.25}]
     # two snapshots one after the other, after the normalises
     snapshots = [{"seconds": 0.25, "started": 106.5, "finished": 106.75, "startup_seconds": 0.25},
                  {"seconds": 0.25, "started": 106.75, "finished": 107.0, "startup_seconds": 0.25}]
-    validated = {"seconds": 2.0, "started": 107.0, "finished": 109.0, "startup_seconds": 6.0}
+    validated = {"seconds": 2.0, "started": 107.0, "finished": 109.0, "startup_seconds": 6.0, "peak_rss_mb": 700}
     # link: plan 1.0 s (no timestamps), partitions 110.0-113.0 side by side, merge 114.0-114.5
     linked = {"plan_seconds": 1.0, "partition_seconds": [3.0, 2.0], "seconds": 0.5, "started": 114.0,
-              "finished": 114.5, "startup_seconds": 0.75, "inputs_span": [110.0, 113.0], "inputs_startup_seconds": 1.5}
-    loaded = {"seconds": 4.0, "started": 115.0, "finished": 119.0, "startup_seconds": 1.0}
+              "finished": 114.5, "startup_seconds": 0.75, "inputs_span": [110.0, 113.0], "inputs_startup_seconds": 1.5,
+              "peak_rss_mb": 1500, "inputs_peak_rss_mb": 3100}   # the largest partition (or the plan)
+    loaded = {"seconds": 4.0, "started": 115.0, "finished": 119.0, "startup_seconds": 1.0, "peak_rss_mb": 2500}
     marted = {"seconds": 0.5, "started": 121.0, "finished": 121.5, "startup_seconds": 2.0}
     clock = stage_clock(extracted, normalised, validated, linked, loaded, marted, snapshots)
     assert clock == {
-        "extract": {"wall_seconds": 3.5, "task_seconds": 5.0, "tasks": 2, "startup_seconds": 9.0},
-        "normalise": {"wall_seconds": 2.5, "task_seconds": 2.5, "tasks": 2, "startup_seconds": 0.75},
-        "snapshot": {"wall_seconds": 0.5, "task_seconds": 0.5, "tasks": 2, "startup_seconds": 0.5},
-        "validate": {"wall_seconds": 2.0, "task_seconds": 2.0, "tasks": 1, "startup_seconds": 6.0},
-        "link": {"wall_seconds": 5.5, "task_seconds": 6.5, "tasks": 4, "startup_seconds": 2.25},
-        "load": {"wall_seconds": 4.0, "task_seconds": 4.0, "tasks": 1, "startup_seconds": 1.0},
-        "marts": {"wall_seconds": 0.5, "task_seconds": 0.5, "tasks": 1, "startup_seconds": 2.0},
-        "total": {"wall_seconds": 21.5, "task_seconds": 21.0, "tasks": 13, "startup_seconds": 21.5},
+        "extract": {"wall_seconds": 3.5, "task_seconds": 5.0, "tasks": 2, "startup_seconds": 9.0, "peak_rss_mb": 1200},
+        "normalise": {"wall_seconds": 2.5, "task_seconds": 2.5, "tasks": 2, "startup_seconds": 0.75,
+                      "peak_rss_mb": 2000},
+        "snapshot": {"wall_seconds": 0.5, "task_seconds": 0.5, "tasks": 2, "startup_seconds": 0.5, "peak_rss_mb": 0},
+        "validate": {"wall_seconds": 2.0, "task_seconds": 2.0, "tasks": 1, "startup_seconds": 6.0, "peak_rss_mb": 700},
+        "link": {"wall_seconds": 5.5, "task_seconds": 6.5, "tasks": 4, "startup_seconds": 2.25, "peak_rss_mb": 3100},
+        "load": {"wall_seconds": 4.0, "task_seconds": 4.0, "tasks": 1, "startup_seconds": 1.0, "peak_rss_mb": 2500},
+        "marts": {"wall_seconds": 0.5, "task_seconds": 0.5, "tasks": 1, "startup_seconds": 2.0, "peak_rss_mb": 0},
+        "total": {"wall_seconds": 21.5, "task_seconds": 21.0, "tasks": 13, "startup_seconds": 21.5,
+                  "peak_rss_mb": 3100},
     }
 
 
@@ -119,3 +122,24 @@ def test_a_stage_times_its_work_after_its_imports(tmp_path, monkeypatch):
     assert result["finished"] == round(result["started"] + result["seconds"], 3)
     assert result["inputs_span"] == [5.0, 9.5] and result["inputs_startup_seconds"] == 1.75
     assert _inputs_span({"started": 1.0}) is None and _inputs_span([{"seconds": 1.0}]) is None
+
+
+def test_each_stage_reports_its_own_peak_memory():
+    """One process runs every stage under `govdata run`: each stage resets the high-water mark,
+    so a small stage after a big one reports its own peak, not the big one's."""
+    import numpy as np
+
+    from govdata.stages.common import _timed
+
+    @_timed
+    def big(_inputs, _run):
+        values = np.ones(50_000_000)   # 400 MB, touched
+        values += 1
+        return {}
+
+    @_timed
+    def small(_inputs, _run):
+        return {}
+
+    big_peak, small_peak = big(None, {})["peak_rss_mb"], small(None, {})["peak_rss_mb"]
+    assert big_peak >= small_peak + 350
