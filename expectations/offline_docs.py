@@ -55,16 +55,16 @@ CDN_TO_VENDOR = {
 # GX's logos on S3 (with a cache-busting ?d=… query) -> the docs' own static/images
 _GX_LOGO = re.compile(r"https://great-expectations-web-assets\.s3[^\"')\s]*/(?:logo-long|full_logo_dark)\.png(?:\?[^\"')\s]*)?")
 _SRI = re.compile(r"""\s+(?:integrity|crossorigin)=(?:"[^"]*"|'[^']*'|[^\s>]+)""")
-_TAG = re.compile(r"<(script|link|img)\b[^>]*>", re.I)
+_TAG = re.compile(r"<(script|link|img)\b[^>]*>", re.IGNORECASE)
 
 # What a page loads: <script src>, <link href> (style sheets, icons, fonts), <img src>, srcset,
 # CSS url(...) and @import, each with an http(s) or protocol-relative URL.
 _REMOTE = [
-    re.compile(r"<script\b[^>]*\bsrc\s*=\s*[\"']?((?:https?:)?//[^\"'\s>]+)", re.I),
-    re.compile(r"<link\b[^>]*\bhref\s*=\s*[\"']?((?:https?:)?//[^\"'\s>]+)", re.I),
-    re.compile(r"<(?:img|source|image|video|audio|iframe|embed)\b[^>]*\b(?:src|srcset|href|xlink:href)\s*=\s*[\"']?((?:https?:)?//[^\"'\s>]+)", re.I),
-    re.compile(r"url\(\s*[\"']?((?:https?:)?//[^\"')\s]+)", re.I),
-    re.compile(r"@import\s+[\"']((?:https?:)?//[^\"']+)", re.I),
+    re.compile(r"<script\b[^>]*\bsrc\s*=\s*[\"']?((?:https?:)?//[^\"'\s>]+)", re.IGNORECASE),
+    re.compile(r"<link\b[^>]*\bhref\s*=\s*[\"']?((?:https?:)?//[^\"'\s>]+)", re.IGNORECASE),
+    re.compile(r"<(?:img|source|image|video|audio|iframe|embed)\b[^>]*\b(?:src|srcset|href|xlink:href)\s*=\s*[\"']?((?:https?:)?//[^\"'\s>]+)", re.IGNORECASE),
+    re.compile(r"url\(\s*[\"']?((?:https?:)?//[^\"')\s]+)", re.IGNORECASE),
+    re.compile(r"@import\s+[\"']((?:https?:)?//[^\"']+)", re.IGNORECASE),
 ]
 
 

@@ -17,9 +17,8 @@ from typing import Any
 import great_expectations as gx
 import great_expectations.expectations as gxe
 import sqlalchemy as sa
-from great_expectations.data_context.types.base import ProgressBarsConfig
-
 from govdata.expectations.outcome import ValidationOutcome, outcome_from_rows
+from great_expectations.data_context.types.base import ProgressBarsConfig
 
 SOURCE_SYSTEM = "warehouse"
 SUITE = "warehouse"

@@ -5,7 +5,6 @@ import datetime as dt
 
 import pandas as pd
 import pytest
-
 from govdata.standards.model import Element, SourceConfig, Standards
 
 ID_PATTERN = r"^\d{17}[\dX]$"

@@ -4,7 +4,6 @@ import datetime as dt
 
 import pandas as pd
 import pytest
-
 from govdata.expectations.run import validate_standardised
 
 CLEAN_COUNTS = {"gongan": {"raw_rows": 4, "rejected_rows": 0}}

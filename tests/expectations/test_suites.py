@@ -3,8 +3,11 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-
-from govdata.expectations.suites import build_quarantine_suite, build_suite, describe_suite
+from govdata.expectations.suites import (
+    build_quarantine_suite,
+    build_suite,
+    describe_suite,
+)
 
 TODAY = dt.date(2026, 11, 25)
 
@@ -115,7 +118,7 @@ def test_large_code_table_becomes_a_prefix_tree_regex(standards, gongan):
 
     config = {**load_quality_config(), "inline_code_table_max": 3}
     suite = build_suite("person", standards, gongan, today=TODAY, config=config)
-    check = [e for e in suite.expectations if getattr(e, "column", None) == "sex"][0]
+    check = next(e for e in suite.expectations if getattr(e, "column", None) == "sex")
     assert check.expectation_type == "expect_column_values_to_match_regex"
     assert check.regex == "^[0129]$"
     assert check.meta == {"element": "sex", "kind": "person", "check": "code_table", "code_table": "sex"}

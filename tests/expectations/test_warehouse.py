@@ -3,7 +3,6 @@ from __future__ import annotations
 import duckdb
 import pytest
 import sqlalchemy as sa
-
 from govdata.expectations.warehouse import validate_warehouse
 
 TABLES = """
@@ -70,10 +69,10 @@ def test_dangling_xref_and_duplicate_key_on_duckdb(tmp_path):
     assert rows(outcome) == BROKEN_RESULTS
     assert outcome.critical_failed is True
     assert outcome.failures == [
-        "[critical] warehouse warehouse: xref_person.(source_system, source_record_id) "
-        "expect_compound_columns_to_be_unique failed (2 of 4 rows unexpected)",
-        "[critical] warehouse warehouse: xref_person.person_id -> dim_person.person_id "
-        "unexpected_rows_expectation failed (1 of 4 rows unexpected)",
+        ("[critical] warehouse warehouse: xref_person.(source_system, source_record_id) "
+         "expect_compound_columns_to_be_unique failed (2 of 4 rows unexpected)"),
+        ("[critical] warehouse warehouse: xref_person.person_id -> dim_person.person_id "
+         "unexpected_rows_expectation failed (1 of 4 rows unexpected)"),
     ]
 
 
