@@ -1,17 +1,28 @@
-"""Run the generated suites on standardised frames with an ephemeral GX context.
+"""Run the generated suites on standardised frames with ephemeral GX contexts.
 
-One pandas data source, one dataframe asset per source; each source's frame is validated
-against its suite, then a one-row summary frame against its quarantine-rate suite.
-Result format BASIC with partial_unexpected_count 0: GX then returns counts only, so no
-raw ID or phone value can reach dq_result, logs or Data Docs.
+Per source, one dataframe asset: the source's frame is validated against its suite, then a
+one-row summary frame against its quarantine-rate suite. Result format BASIC with
+partial_unexpected_count 0: GX then returns counts only, so no raw ID or phone value can reach
+dq_result, logs or Data Docs.
+
+At scale (issue 14) the same expectations run on batches that are cheap to validate: each
+source is read in its checked columns only, text as Arrow (no Python object per value) and
+then coded or kept as Arrow text (as_checked_text), dates and integers in numpy dtypes; GX's
+regex metric runs per distinct value or in RE2 when that is exact (regex_metric.py); sources are
+validated side by side in forked worker processes, one source per process; the parent builds
+one Data Docs site from all results and returns the dq_result rows in source order.
 """
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import multiprocessing
+import os
 import re
+import time
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,18 +38,28 @@ warnings.filterwarnings("ignore", message="This pattern is interpreted as a regu
 warnings.filterwarnings("ignore", message=r"module 'sre_(constants|parse)' is deprecated", category=DeprecationWarning,
                         module=r"great_expectations\.")
 
-import great_expectations as gx  # noqa: E402 - after the logger level and warning filters above
+import great_expectations as gx  # after the logger level and warning filters above
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from great_expectations.core.expectation_validation_result import (
     ExpectationSuiteValidationResult,
 )
 from great_expectations.data_context.types.base import ProgressBarsConfig
+from great_expectations.execution_engine import pandas_execution_engine
 
 # That module sets its own logger to INFO when imported ("Created temporary directory … for
 # ephemeral docs site" on every context): back to WARNING like the rest of GX.
 logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
 
+# GX fingerprints every in-memory batch under HASH_THRESHOLD bytes with an md5 over
+# pd.util.hash_pandas_object of all its cells: ~1 s per million rows of Arrow text, on each suite
+# run. The fingerprint only goes to the result's batch_markers, which neither dq_result nor the
+# gate reads, and GX already leaves it out for batches above 1 GB. Off for every batch.
+pandas_execution_engine.HASH_THRESHOLD = 0
+
 from govdata.expectations.outcome import ValidationOutcome, outcome_from_rows
+from govdata.expectations.regex_metric import is_arrow_text
 from govdata.expectations.suites import (
     build_quarantine_suite,
     build_suite,
@@ -50,13 +71,15 @@ log = logging.getLogger(__name__)
 
 RESULT_FORMAT = {"result_format": "BASIC", "partial_unexpected_count": 0, "include_unexpected_rows": False}
 DOCS_SITE = "govdata"
+DATASOURCE = "govdata"
 RAW_KEYS = ("raw_rows", "raw")
 REJECTED_KEYS = ("rejected_rows", "rejected")
 LONG_DIGITS = re.compile(r"\d{7,}[\dXx]*")
 
 
 def ephemeral_context(docs_dir: Path | None = None):
-    """In-memory GX context, quiet (no progress bars), with a local Data Docs site if asked."""
+    """In-memory GX context, quiet (no progress bars), with a local Data Docs site if asked
+    and the one pandas data source every suite run uses."""
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     if docs_dir is not None:
@@ -70,14 +93,14 @@ def ephemeral_context(docs_dir: Path | None = None):
                 "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
             },
         )
+    context.data_sources.add_pandas(DATASOURCE)
     return context
 
 
 def run_suite(context, asset_name: str, suite: gx.ExpectationSuite, frame: pd.DataFrame
               ) -> ExpectationSuiteValidationResult:
     """Validate one in-memory frame against one suite (results kept for Data Docs)."""
-    source = context.data_sources.add_or_update_pandas("govdata")
-    asset = source.add_dataframe_asset(asset_name)
+    asset = context.data_sources.get(DATASOURCE).add_dataframe_asset(asset_name)
     batch_definition = asset.add_batch_definition_whole_dataframe("whole")
     suite = context.suites.add(suite)
     definition = context.validation_definitions.add(
@@ -172,23 +195,73 @@ def _count(counts: dict, keys: tuple[str, ...], source: str) -> int:
     return number
 
 
-def prepare_frame(frame: pd.DataFrame, suite: gx.ExpectationSuite, source: SourceConfig,
-                  standards: Standards) -> pd.DataFrame:
-    """Only the columns the suite checks, in dtypes GX's pandas range check vectorises
-    (datetime64[ns], float64); a checked column missing from the frame is an error."""
-    columns = sorted({c for e in suite.expectations if (c := getattr(e, "column", None))})
-    missing = [c for c in columns if c not in frame.columns]
+def checked_columns(suite: gx.ExpectationSuite) -> list[str]:
+    return sorted({c for e in suite.expectations if (c := getattr(e, "column", None))})
+
+
+def prepare_columns(frame: pd.DataFrame, types: dict[str, str], source: str) -> pd.DataFrame:
+    """`frame` cut to the columns in `types` (column -> element type): dates as datetime64[ns],
+    integers as float64 (GX's range check vectorises those), text as as_checked_text says."""
+    missing = [c for c in types if c not in frame.columns]
     if missing:
-        raise ValueError(f"standardised frame of source {source.name} lacks columns {missing}")
-    prepared = frame[columns].copy(deep=False)
-    elements = standards.elements[source.kind]
-    for column in columns:
-        kind_of_value = elements[column].type
+        raise ValueError(f"standardised frame of source {source} lacks columns {missing}")
+    prepared = frame[list(types)].copy(deep=False)
+    for column, kind_of_value in types.items():
         if kind_of_value in ("date", "timestamp"):
-            prepared[column] = as_datetime_ns(prepared[column], source.name)
+            prepared[column] = as_datetime_ns(prepared[column], source)
         elif kind_of_value == "integer":
-            prepared[column] = as_float(prepared[column], source.name)
+            prepared[column] = as_float(prepared[column], source)
+        else:
+            prepared[column] = as_checked_text(prepared[column])
     return prepared
+
+
+CARDINALITY_SAMPLE = 1 << 16   # rows looked at to tell codes from identifiers
+
+
+def as_checked_text(values: pd.Series) -> pd.Series:
+    """Text in the dtype GX checks cheapest, with the same results: a categorical when values
+    repeat (codes, names), string[pyarrow] when nearly all differ (ID and phone numbers).
+
+    GX filters the whole batch on each expectation's non-null rows, copying every column per
+    expectation: integer codes copy ~10x faster than Arrow strings or a Python object per row,
+    and set and regex checks then look at each distinct value once (regex_metric.py). For
+    mostly-distinct values coding costs more than it saves: they stay Arrow text, which regex
+    checks search with RE2 when the pattern means the same there. A column holding anything
+    but str (and nulls) stays as it is, and GX checks it as before."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return values
+    arrow = arrow_text(values)
+    if arrow is None:
+        return values
+    if mostly_distinct(arrow):
+        return values if is_arrow_text(values) else pd.Series(
+            pd.arrays.ArrowStringArray(arrow), index=values.index, name=values.name)
+    encoded = arrow.dictionary_encode().combine_chunks()   # one dictionary for all chunks
+    codes = pc.fill_null(encoded.indices, -1).to_numpy()
+    # str categories, not Arrow ones: pandas would turn Arrow categories into Python objects
+    # anyway (uniqueness check, astype), once per use instead of once.
+    categories = pd.Index(encoded.dictionary.to_numpy(zero_copy_only=False), dtype=object)
+    coded = pd.Categorical.from_codes(codes, categories=categories, validate=False)
+    return pd.Series(coded, index=values.index, name=values.name)
+
+
+def arrow_text(values: pd.Series) -> pa.ChunkedArray | None:
+    """A text column's values as Arrow large_string; None for a column holding anything but
+    str (and nulls)."""
+    if is_arrow_text(values):
+        return pa.chunked_array(values.array.__arrow_array__()).cast(pa.large_string())
+    if isinstance(values.dtype, pd.StringDtype) or (
+            values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty")):
+        return pa.chunked_array([pa.array(values.to_numpy(dtype=object), type=pa.large_string(), from_pandas=True)])
+    return None
+
+
+def mostly_distinct(arrow: pa.ChunkedArray) -> bool:
+    """Whether more than half the non-null values among the first rows differ from each other."""
+    sample = arrow.slice(0, CARDINALITY_SAMPLE)
+    present = len(sample) - sample.null_count
+    return present > 0 and pc.count_distinct(sample).as_py() > present // 2
 
 
 # datetime64[ns] covers 1677-09-22..2262-04-11. Values beyond are clipped to these edges,
@@ -199,6 +272,8 @@ NS_FLOOR, NS_CEILING = pd.Timestamp("1678-01-01"), pd.Timestamp("2261-12-31")
 def as_datetime_ns(values: pd.Series, source: str) -> pd.Series:
     """date/datetime values -> datetime64[ns]; GX only vectorises range checks on that
     dtype (object dates go through a per-row Python map)."""
+    if isinstance(values.dtype, pd.ArrowDtype) and pa.types.is_temporal(values.dtype.pyarrow_dtype):
+        values = arrow_temporal_as_numpy(values)
     if pd.api.types.is_datetime64_ns_dtype(values.dtype) or isinstance(values.dtype, pd.DatetimeTZDtype):
         return values
     try:
@@ -206,6 +281,16 @@ def as_datetime_ns(values: pd.Series, source: str) -> pd.Series:
     except (TypeError, ValueError) as exc:
         raise ValueError(f"source {source}: column {values.name!r} does not hold dates ({exc})") from exc
     return wide.clip(lower=NS_FLOOR, upper=NS_CEILING).astype("datetime64[ns]")
+
+
+def arrow_temporal_as_numpy(values: pd.Series) -> pd.Series:
+    """An ArrowDtype date/timestamp column as numpy datetime64 of the same instants, converted
+    by Arrow (pandas' astype walks such a column one Python object per row). Dates become
+    midnight timestamps in seconds, which as_datetime_ns clips and widens as before."""
+    arrow = pa.chunked_array(values.array.__arrow_array__())
+    if pa.types.is_date(arrow.type):
+        arrow = arrow.cast(pa.timestamp("s"))
+    return arrow.to_pandas().set_axis(values.index).rename(values.name)
 
 
 def as_float(values: pd.Series, source: str) -> pd.Series:
@@ -216,6 +301,118 @@ def as_float(values: pd.Series, source: str) -> pd.Series:
         raise ValueError(f"source {source}: column {values.name!r} does not hold integers ({exc})") from exc
 
 
+@dataclass
+class SourceJob:
+    """One source's validation as a worker gets it: where its frame comes from, what to check."""
+
+    source: str
+    frames: Any                  # the lazy frames mapping, or {source: its in-memory frame}
+    types: dict[str, str]        # checked column -> element type
+    suite: gx.ExpectationSuite
+    quarantine_suite: gx.ExpectationSuite
+    summary: pd.DataFrame        # quarantine_summary's one row
+    run_id: str
+
+
+@dataclass
+class SourceResult:
+    """A source's dq_result rows, and its suites with their GX results for the Data Docs."""
+
+    rows: list[dict[str, Any]]
+    validations: list[tuple[gx.ExpectationSuite, Any, ExpectationSuiteValidationResult]]
+
+
+def read_checked(frames: Any, source: str, columns: list[str]) -> pd.DataFrame:
+    """A source's checked columns (`source_record_id` alone when none: GX still counts rows).
+    A lazy mapping reads only those; lake files keep pandas' "string" dtype in their metadata,
+    which with Arrow storage converts without making a Python str per value."""
+    if not hasattr(frames, "read"):
+        return frames[source]
+    with pd.option_context("mode.string_storage", "pyarrow"):
+        return frames.read(source, columns or ["source_record_id"])
+
+
+def validate_source(job: SourceJob) -> SourceResult:
+    """Both suites of one source in a fresh ephemeral context (a worker process's whole task)."""
+    started = time.perf_counter()
+    context = ephemeral_context(None)
+    data = read_checked(job.frames, job.source, list(job.types))
+    frame = prepare_columns(data, job.types, job.source)
+    if frame.shape[1] == 0:  # row count still needs a table GX can read
+        frame = pd.DataFrame(index=data.index, data={"source_record_id": pd.NA})
+    del data
+    result = run_suite(context, f"std_{job.source}", job.suite, frame)
+    checked_rows = len(frame)
+    del frame
+    rows = expectation_rows(result, job.run_id, job.source)
+    log.info("source %s: %d rows, %d checks in %.1fs", job.source, checked_rows, len(rows),
+             time.perf_counter() - started)
+    quarantine = run_suite(context, f"quarantine_{job.source}", job.quarantine_suite, job.summary)
+    for row in expectation_rows(quarantine, job.run_id, job.source):
+        row.update(observed_value=f"{job.summary.at[0, 'quarantine_rate']:.4f}",
+                   unexpected_count=int(job.summary.at[0, "rejected_rows"]),
+                   element_count=int(job.summary.at[0, "raw_rows"]))
+        rows.append(row)
+    stored = {key.expectation_suite_identifier.name: key for key in context.validation_results_store.list_keys()}
+    validations = [(suite, stored[suite.name], outcome)
+                   for suite, outcome in ((job.suite, result), (job.quarantine_suite, quarantine))]
+    return SourceResult(rows, validations)
+
+
+def default_workers(jobs: int) -> int:
+    """Processes for the sources: one per core this process may use, at most two (the
+    machines are shared), never more than there are sources."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(2, cores, jobs))
+
+
+def run_jobs(jobs: list[SourceJob], workers: int) -> list[SourceResult]:
+    """Each job's result, in the jobs' order.
+
+    workers >= 1: that many forked processes, each validating one source and exiting (GX is
+    imported already, so a process starts in milliseconds; its memory, fragmented by a million
+    rows' worth of small objects, goes back to the system with it). Largest sources first, so
+    the last to finish is a small one. workers 0 (or no fork on this platform): in this process."""
+    if workers < 1 or not can_fork():
+        return [validate_source(job) for job in jobs]
+    order = sorted(range(len(jobs)), key=lambda i: -int(jobs[i].summary.at[0, "raw_rows"]))
+    with multiprocessing.get_context("fork").Pool(workers, maxtasksperchild=1) as pool:
+        done = dict(zip(order, pool.map(validate_source, [jobs[i] for i in order], chunksize=1)))
+    return [done[i] for i in range(len(jobs))]
+
+
+def can_fork() -> bool:
+    """Whether this process may fork workers (not on platforms without fork, nor from a daemonic
+    process, which multiprocessing forbids children)."""
+    return "fork" in multiprocessing.get_all_start_methods() and not multiprocessing.current_process().daemon
+
+
+def source_jobs(frames: Mapping[str, pd.DataFrame], sources: list[SourceConfig], standards: Standards,
+                quarantine_counts: dict[str, dict], run_id: str, config: dict[str, Any]) -> list[SourceJob]:
+    """Every source's job, checked before any is run: a missing frame or bad counts fail at once."""
+    have = set(frames)   # keys only: `in` on a lazy mapping would read the whole frame
+    lazy = hasattr(frames, "read")
+    today = dt.date.today()
+    jobs = []
+    for source in sources:
+        if source.name not in have:
+            raise ValueError(f"no standardised frame for source {source.name!r} (have {sorted(have)})")
+        # A lazy mapping (the validate stage's lake reader) gives the columns without reading the file.
+        present = frames.columns(source.name) if hasattr(frames, "columns") else frames[source.name].columns
+        suite = build_suite(source.kind, standards, source, today=today, config=config, present=present)
+        elements = standards.elements[source.kind]
+        jobs.append(SourceJob(
+            source=source.name,
+            frames=frames if lazy else {source.name: frames[source.name]},
+            types={c: elements[c].type for c in checked_columns(suite)},
+            suite=suite,
+            quarantine_suite=build_quarantine_suite(source, config),
+            summary=quarantine_summary(source, quarantine_counts),
+            run_id=run_id,
+        ))
+    return jobs
+
+
 def validate_standardised(
     frames: Mapping[str, pd.DataFrame],
     sources: list[SourceConfig],
@@ -224,48 +421,33 @@ def validate_standardised(
     run_id: str,
     docs_dir: Path | None = None,
     config: dict[str, Any] | None = None,
+    workers: int | None = None,
 ) -> ValidationOutcome:
-    """Validate each source's standardised frame and quarantine rate; dq_result rows out.
-    `config` replaces expectations/quality.yaml (tests, one-off runs)."""
+    """Validate each source's standardised frame and quarantine rate; dq_result rows out, in
+    source order. `config` replaces expectations/quality.yaml (tests, one-off runs); `workers`
+    processes validate sources side by side (default: default_workers; 0: in this process)."""
     config = config or load_quality_config()
-    today = dt.date.today()
-    context = ephemeral_context(docs_dir)
-    rows: list[dict[str, Any]] = []
-    for source in sources:
-        if source.name not in frames:
-            raise ValueError(f"no standardised frame for source {source.name!r} (have {sorted(frames)})")
-        # A lazy mapping (the validate stage's lake reader) gives the columns without reading the
-        # file, and reads only the columns the suite checks: one source's checked columns in memory.
-        present = frames.columns(source.name) if hasattr(frames, "columns") else frames[source.name].columns
-        suite = build_suite(source.kind, standards, source, today=today, config=config, present=present)
-        checked = sorted({c for e in suite.expectations if (c := getattr(e, "column", None))})
-        data = frames.read(source.name, checked or ["source_record_id"]) if hasattr(frames, "read") else frames[source.name]
-        frame = prepare_frame(data, suite, source, standards)
-        if frame.shape[1] == 0:  # row count still needs a table GX can read
-            frame = pd.DataFrame(index=data.index, data={"source_record_id": pd.NA})
-        del data
-        result = run_suite(context, f"std_{source.name}", suite, frame)
-        del frame
-        rows += expectation_rows(result, run_id, source.name)
-
-        summary = quarantine_summary(source, quarantine_counts)
-        result = run_suite(context, f"quarantine_{source.name}", build_quarantine_suite(source, config), summary)
-        for row in expectation_rows(result, run_id, source.name):
-            row.update(observed_value=f"{summary.at[0, 'quarantine_rate']:.4f}",
-                       unexpected_count=int(summary.at[0, "rejected_rows"]),
-                       element_count=int(summary.at[0, "raw_rows"]))
-            rows.append(row)
-    docs_index = build_docs(context, docs_dir) if docs_dir is not None else None
+    jobs = source_jobs(frames, sources, standards, quarantine_counts, run_id, config)
+    results = run_jobs(jobs, default_workers(len(jobs)) if workers is None else workers)
+    rows = [row for result in results for row in result.rows]
+    validations = [v for result in results for v in result.validations]
+    docs_index = build_docs(validations, docs_dir) if docs_dir is not None else None
     outcome = outcome_from_rows(rows, docs_index)
     log.info("run %s: %d checks, %d failed, critical_failed=%s", run_id, len(outcome.results),
              len(outcome.failures), outcome.critical_failed)
     return outcome
 
 
-def build_docs(context, docs_dir: Path) -> Path:
-    """Static Data Docs site from this context's suites and validation results."""
+def build_docs(validations: list[tuple[gx.ExpectationSuite, Any, ExpectationSuiteValidationResult]],
+               docs_dir: Path) -> Path:
+    """Static Data Docs site from all sources' suites and validation results, built once in
+    one context whichever process ran each validation."""
     from govdata.expectations.offline_docs import make_offline
 
+    context = ephemeral_context(docs_dir)
+    for suite, key, result in validations:
+        context.suites.add(suite)
+        context.validation_results_store.set(key, result)
     context.build_data_docs(site_names=[DOCS_SITE])
     index = Path(docs_dir).resolve() / "index.html"
     if not index.exists():

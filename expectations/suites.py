@@ -20,7 +20,6 @@ from typing import Any
 import great_expectations as gx
 import great_expectations.expectations as gxe
 import yaml
-
 from govdata.standards.model import KINDS, Element, SourceConfig, Standards
 
 QUALITY_FILE = Path(__file__).with_name("quality.yaml")
@@ -114,7 +113,13 @@ def code_table_expectation(element: Element, standards: Standards, config: dict[
     if len(values) <= config.get("inline_code_table_max", 200):
         return gxe.ExpectColumnValuesToBeInSet(value_set=values, **common)
     meta = {**common["meta"], "check": "code_table", "code_table": element.code_table}
-    return gxe.ExpectColumnValuesToMatchRegex(regex=membership_regex(values), **{**common, "meta": meta})
+    return gxe.ExpectColumnValuesToMatchRegex(regex=cached_membership_regex(tuple(values)), **{**common, "meta": meta})
+
+
+@lru_cache(maxsize=16)
+def cached_membership_regex(values: tuple[str, ...]) -> str:
+    """membership_regex once per code table and run (every source checks region_code)."""
+    return membership_regex(values)
 
 
 def membership_regex(values: Iterable[str]) -> str:
