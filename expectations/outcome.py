@@ -14,12 +14,16 @@ DQ_RESULT_COLUMNS = [
 
 @dataclass
 class ValidationOutcome:
-    """dq_result rows plus the verdict the DAG acts on (a failing critical check stops the run)."""
+    """dq_result rows plus the verdict the DAG acts on (a failing critical check stops the run).
+    `peak_rss_mb`: the largest peak resident memory among the processes that validated (the
+    standardised sources are validated in worker processes, whose memory the caller's own peak
+    does not show); None when not measured."""
 
     results: pd.DataFrame
     critical_failed: bool
     failures: list[str] = field(default_factory=list)
     docs_index: Path | None = None
+    peak_rss_mb: int | None = None
 
 
 def results_frame(rows: list[dict]) -> pd.DataFrame:

@@ -9,11 +9,12 @@ At scale (issue 14) the same expectations run on batches that are cheap to valid
 source is read in its checked columns only, text as Arrow (no Python object per value) and
 then coded or kept as Arrow text (as_checked_text), dates and integers in numpy dtypes; GX's
 regex metric runs per distinct value or in RE2 when that is exact (regex_metric.py); sources are
-validated side by side in forked worker processes, one source per process; the parent builds
-one Data Docs site from all results and returns the dq_result rows in source order.
+validated side by side in forked worker processes, one source per process; one Data Docs site
+is built from all results and the dq_result rows come in source order.
 """
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
 import logging
 import multiprocessing
@@ -316,10 +317,12 @@ class SourceJob:
 
 @dataclass
 class SourceResult:
-    """A source's dq_result rows, and its suites with their GX results for the Data Docs."""
+    """A source's dq_result rows, its suites with their GX results for the Data Docs, and the
+    peak resident memory of the process that validated it."""
 
     rows: list[dict[str, Any]]
     validations: list[tuple[gx.ExpectationSuite, Any, ExpectationSuiteValidationResult]]
+    peak_rss_mb: int
 
 
 def read_checked(frames: Any, source: str, columns: list[str]) -> pd.DataFrame:
@@ -356,12 +359,22 @@ def validate_source(job: SourceJob) -> SourceResult:
     stored = {key.expectation_suite_identifier.name: key for key in context.validation_results_store.list_keys()}
     validations = [(suite, stored[suite.name], outcome)
                    for suite, outcome in ((job.suite, result), (job.quarantine_suite, quarantine))]
-    return SourceResult(rows, validations)
+    return SourceResult(rows, validations, peak_rss_mb())
+
+
+def peak_rss_mb() -> int:
+    """This process's peak resident memory (VmHWM; a forked worker's counts from its fork), in
+    MB; 0 where the system does not say (not Linux)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            return next((int(line.split()[1]) // 1024 for line in status if line.startswith("VmHWM:")), 0)
+    except OSError:
+        return 0
 
 
 def default_workers(jobs: int) -> int:
-    """Processes for the sources: one per core this process may use, at most two (the
-    machines are shared), never more than there are sources."""
+    """Processes for the sources: one per core this process may use, at most two (the machines
+    are shared), never more than there are sources."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(2, cores, jobs))
 
@@ -369,12 +382,18 @@ def default_workers(jobs: int) -> int:
 def run_jobs(jobs: list[SourceJob], workers: int) -> list[SourceResult]:
     """Each job's result, in the jobs' order.
 
-    workers >= 1: that many forked processes, each validating one source and exiting (GX is
-    imported already, so a process starts in milliseconds; its memory, fragmented by a million
-    rows' worth of small objects, goes back to the system with it). Largest sources first, so
-    the last to finish is a small one. workers 0 (or no fork on this platform): in this process."""
+    workers >= 1: that many forked processes, each validating one source and exiting, largest
+    sources first (GX is imported already, so a process starts in milliseconds). A process then
+    holds one source at most: run one after another in one process, the sources' peaks pile up
+    (freed memory stays fragmented: 4.2 GB at the end of a 5M-person run against 1.8 GB for its
+    largest source alone). workers 0, or no fork here: one after another in this process, memory
+    handed back to the system after each."""
     if workers < 1 or not can_fork():
-        return [validate_source(job) for job in jobs]
+        results = []
+        for job in jobs:
+            results.append(validate_source(job))
+            hand_back_memory()
+        return results
     order = sorted(range(len(jobs)), key=lambda i: -int(jobs[i].summary.at[0, "raw_rows"]))
     with multiprocessing.get_context("fork").Pool(workers, maxtasksperchild=1) as pool:
         done = dict(zip(order, pool.map(validate_source, [jobs[i] for i in order], chunksize=1)))
@@ -385,6 +404,17 @@ def can_fork() -> bool:
     """Whether this process may fork workers (not on platforms without fork, nor from a daemonic
     process, which multiprocessing forbids children)."""
     return "fork" in multiprocessing.get_all_start_methods() and not multiprocessing.current_process().daemon
+
+
+def hand_back_memory() -> None:
+    """Freed memory back to the system between sources (Arrow's allocator and glibc keep freed
+    pages), as govdata.stages.common.release_memory does between stages; what stays fragmented
+    still piles up (see run_jobs)."""
+    pa.default_memory_pool().release_unused()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):   # not glibc (macOS, musl): nothing to trim
+        pass
 
 
 def source_jobs(frames: Mapping[str, pd.DataFrame], sources: list[SourceConfig], standards: Standards,
@@ -424,8 +454,8 @@ def validate_standardised(
     workers: int | None = None,
 ) -> ValidationOutcome:
     """Validate each source's standardised frame and quarantine rate; dq_result rows out, in
-    source order. `config` replaces expectations/quality.yaml (tests, one-off runs); `workers`
-    processes validate sources side by side (default: default_workers; 0: in this process)."""
+    source order. `config` replaces expectations/quality.yaml (tests, one-off runs); `workers`:
+    processes for the sources, see run_jobs (default: default_workers; 0: this process)."""
     config = config or load_quality_config()
     jobs = source_jobs(frames, sources, standards, quarantine_counts, run_id, config)
     results = run_jobs(jobs, default_workers(len(jobs)) if workers is None else workers)
@@ -433,8 +463,9 @@ def validate_standardised(
     validations = [v for result in results for v in result.validations]
     docs_index = build_docs(validations, docs_dir) if docs_dir is not None else None
     outcome = outcome_from_rows(rows, docs_index)
-    log.info("run %s: %d checks, %d failed, critical_failed=%s", run_id, len(outcome.results),
-             len(outcome.failures), outcome.critical_failed)
+    outcome.peak_rss_mb = max((result.peak_rss_mb for result in results), default=0)
+    log.info("run %s: %d checks, %d failed, critical_failed=%s; largest validating process %d MB", run_id,
+             len(outcome.results), len(outcome.failures), outcome.critical_failed, outcome.peak_rss_mb)
     return outcome
 
 
