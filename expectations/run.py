@@ -14,7 +14,6 @@ is built from all results and the dq_result rows come in source order.
 """
 from __future__ import annotations
 
-import ctypes
 import datetime as dt
 import logging
 import multiprocessing
@@ -60,6 +59,7 @@ logging.getLogger("great_expectations.data_context.types.base").setLevel(logging
 pandas_execution_engine.HASH_THRESHOLD = 0
 
 from govdata.expectations.outcome import ValidationOutcome, outcome_from_rows
+from govdata.memory import peak_rss_mb, release_memory
 from govdata.expectations.regex_metric import is_arrow_text
 from govdata.expectations.suites import (
     build_quarantine_suite,
@@ -362,16 +362,6 @@ def validate_source(job: SourceJob) -> SourceResult:
     return SourceResult(rows, validations, peak_rss_mb())
 
 
-def peak_rss_mb() -> int:
-    """This process's peak resident memory (VmHWM; a forked worker's counts from its fork), in
-    MB; 0 where the system does not say (not Linux)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            return next((int(line.split()[1]) // 1024 for line in status if line.startswith("VmHWM:")), 0)
-    except OSError:
-        return 0
-
-
 def default_workers(jobs: int) -> int:
     """Processes for the sources: one per core this process may use, at most two (the machines
     are shared), never more than there are sources."""
@@ -392,7 +382,7 @@ def run_jobs(jobs: list[SourceJob], workers: int) -> list[SourceResult]:
         results = []
         for job in jobs:
             results.append(validate_source(job))
-            hand_back_memory()
+            release_memory()
         return results
     order = sorted(range(len(jobs)), key=lambda i: -int(jobs[i].summary.at[0, "raw_rows"]))
     with multiprocessing.get_context("fork").Pool(workers, maxtasksperchild=1) as pool:
@@ -404,17 +394,6 @@ def can_fork() -> bool:
     """Whether this process may fork workers (not on platforms without fork, nor from a daemonic
     process, which multiprocessing forbids children)."""
     return "fork" in multiprocessing.get_all_start_methods() and not multiprocessing.current_process().daemon
-
-
-def hand_back_memory() -> None:
-    """Freed memory back to the system between sources (Arrow's allocator and glibc keep freed
-    pages), as govdata.stages.common.release_memory does between stages; what stays fragmented
-    still piles up (see run_jobs)."""
-    pa.default_memory_pool().release_unused()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):   # not glibc (macOS, musl): nothing to trim
-        pass
 
 
 def source_jobs(frames: Mapping[str, pd.DataFrame], sources: list[SourceConfig], standards: Standards,

@@ -171,8 +171,9 @@ def _single(result: dict, seconds: float) -> dict:
 
 
 def _peak(tasks: list[dict]) -> int:
-    """The largest peak resident memory (MB) of a stage's tasks: what one worker must hold."""
-    return max([t.get("peak_rss_mb", 0) for t in tasks] or [0])
+    """The largest peak resident memory (MB) of a stage's tasks (or of the processes a task
+    forked, e.g. validate's workers): what one worker must hold."""
+    return max([max(t.get("peak_rss_mb", 0), t.get("workers_peak_rss_mb", 0)) for t in tasks] or [0])
 
 
 def write_run_report(path: str, *, run: dict, extracted: list[dict], normalised: list[dict], validated: dict,

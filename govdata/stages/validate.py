@@ -26,4 +26,5 @@ def validate(normalised: list[dict], run: dict) -> dict:
         "checks": len(outcome.results),
         "failed": int((~outcome.results["success"].astype(bool)).sum()) if len(outcome.results) else 0,
         "docs_index": str(outcome.docs_index) if outcome.docs_index else None,
+        "workers_peak_rss_mb": outcome.peak_rss_mb or 0,   # the sources are validated in forked workers
     }

@@ -49,7 +49,8 @@ def test_wall_and_task_seconds_apart_and_start_up_counted_in_neither():
     # two snapshots one after the other, after the normalises
     snapshots = [{"seconds": 0.25, "started": 106.5, "finished": 106.75, "startup_seconds": 0.25},
                  {"seconds": 0.25, "started": 106.75, "finished": 107.0, "startup_seconds": 0.25}]
-    validated = {"seconds": 2.0, "started": 107.0, "finished": 109.0, "startup_seconds": 6.0, "peak_rss_mb": 700}
+    validated = {"seconds": 2.0, "started": 107.0, "finished": 109.0, "startup_seconds": 6.0, "peak_rss_mb": 700,
+                 "workers_peak_rss_mb": 900}   # its forked workers held more than the task itself
     # link: plan 1.0 s (no timestamps), partitions 110.0-113.0 side by side, merge 114.0-114.5
     linked = {"plan_seconds": 1.0, "partition_seconds": [3.0, 2.0], "seconds": 0.5, "started": 114.0,
               "finished": 114.5, "startup_seconds": 0.75, "inputs_span": [110.0, 113.0], "inputs_startup_seconds": 1.5,
@@ -62,7 +63,7 @@ def test_wall_and_task_seconds_apart_and_start_up_counted_in_neither():
         "normalise": {"wall_seconds": 2.5, "task_seconds": 2.5, "tasks": 2, "startup_seconds": 0.75,
                       "peak_rss_mb": 2000},
         "snapshot": {"wall_seconds": 0.5, "task_seconds": 0.5, "tasks": 2, "startup_seconds": 0.5, "peak_rss_mb": 0},
-        "validate": {"wall_seconds": 2.0, "task_seconds": 2.0, "tasks": 1, "startup_seconds": 6.0, "peak_rss_mb": 700},
+        "validate": {"wall_seconds": 2.0, "task_seconds": 2.0, "tasks": 1, "startup_seconds": 6.0, "peak_rss_mb": 900},
         "link": {"wall_seconds": 5.5, "task_seconds": 6.5, "tasks": 4, "startup_seconds": 2.25, "peak_rss_mb": 3100},
         "load": {"wall_seconds": 4.0, "task_seconds": 4.0, "tasks": 1, "startup_seconds": 1.0, "peak_rss_mb": 2500},
         "marts": {"wall_seconds": 0.5, "task_seconds": 0.5, "tasks": 1, "startup_seconds": 2.0, "peak_rss_mb": 0},
