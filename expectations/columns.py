@@ -1,0 +1,110 @@
+"""The columns a suite checks, in the dtypes GX validates fastest: text as Arrow strings (as
+categories when values repeat), dates as datetime64[ns], integers as float64."""
+from __future__ import annotations
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from govdata.expectations.regex_metric import is_arrow_text
+
+def prepare_columns(frame: pd.DataFrame, types: dict[str, str], source: str) -> pd.DataFrame:
+    """`frame` cut to the columns in `types` (column -> element type): dates as datetime64[ns],
+    integers as float64 (GX's range check vectorises those), text as as_checked_text says."""
+    missing = [c for c in types if c not in frame.columns]
+    if missing:
+        raise ValueError(f"standardised frame of source {source} lacks columns {missing}")
+    prepared = frame[list(types)].copy(deep=False)
+    for column, kind_of_value in types.items():
+        if kind_of_value in ("date", "timestamp"):
+            prepared[column] = as_datetime_ns(prepared[column], source)
+        elif kind_of_value == "integer":
+            prepared[column] = as_float(prepared[column], source)
+        else:
+            prepared[column] = as_checked_text(prepared[column])
+    return prepared
+
+
+CARDINALITY_SAMPLE = 1 << 16   # rows looked at to tell codes from identifiers
+
+
+def as_checked_text(values: pd.Series) -> pd.Series:
+    """Text in the dtype GX checks cheapest, with the same results: a categorical when values
+    repeat (codes, names), string[pyarrow] when nearly all differ (ID and phone numbers).
+
+    GX filters the whole batch on each expectation's non-null rows, copying every column per
+    expectation: integer codes copy ~10x faster than Arrow strings or a Python object per row,
+    and set and regex checks then look at each distinct value once (regex_metric.py). For
+    mostly-distinct values coding costs more than it saves: they stay Arrow text, which regex
+    checks search with RE2 when the pattern means the same there. A column holding anything
+    but str (and nulls) stays as it is, and GX checks it as before."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return values
+    arrow = arrow_text(values)
+    if arrow is None:
+        return values
+    if mostly_distinct(arrow):
+        return values if is_arrow_text(values) else pd.Series(
+            pd.arrays.ArrowStringArray(arrow), index=values.index, name=values.name)
+    encoded = arrow.dictionary_encode().combine_chunks()   # one dictionary for all chunks
+    codes = pc.fill_null(encoded.indices, -1).to_numpy()
+    # str categories, not Arrow ones: pandas would turn Arrow categories into Python objects
+    # anyway (uniqueness check, astype), once per use instead of once.
+    categories = pd.Index(encoded.dictionary.to_numpy(zero_copy_only=False), dtype=object)
+    coded = pd.Categorical.from_codes(codes, categories=categories, validate=False)
+    return pd.Series(coded, index=values.index, name=values.name)
+
+
+def arrow_text(values: pd.Series) -> pa.ChunkedArray | None:
+    """A text column's values as Arrow large_string; None for a column holding anything but
+    str (and nulls)."""
+    if is_arrow_text(values):
+        return pa.chunked_array(values.array.__arrow_array__()).cast(pa.large_string())
+    if isinstance(values.dtype, pd.StringDtype) or (
+            values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty")):
+        return pa.chunked_array([pa.array(values.to_numpy(dtype=object), type=pa.large_string(), from_pandas=True)])
+    return None
+
+
+def mostly_distinct(arrow: pa.ChunkedArray) -> bool:
+    """Whether more than half the non-null values among the first rows differ from each other."""
+    sample = arrow.slice(0, CARDINALITY_SAMPLE)
+    present = len(sample) - sample.null_count
+    return present > 0 and pc.count_distinct(sample).as_py() > present // 2
+
+
+# datetime64[ns] covers 1677-09-22..2262-04-11. Values beyond are clipped to these edges,
+# which still lie outside every configured range, so they fail instead of vanishing.
+NS_FLOOR, NS_CEILING = pd.Timestamp("1678-01-01"), pd.Timestamp("2261-12-31")
+
+
+def as_datetime_ns(values: pd.Series, source: str) -> pd.Series:
+    """date/datetime values -> datetime64[ns]; GX only vectorises range checks on that
+    dtype (object dates go through a per-row Python map)."""
+    if isinstance(values.dtype, pd.ArrowDtype) and pa.types.is_temporal(values.dtype.pyarrow_dtype):
+        values = arrow_temporal_as_numpy(values)
+    if pd.api.types.is_datetime64_ns_dtype(values.dtype) or isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values
+    try:
+        wide = values if pd.api.types.is_datetime64_any_dtype(values.dtype) else values.astype("datetime64[s]")
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"source {source}: column {values.name!r} does not hold dates ({exc})") from exc
+    return wide.clip(lower=NS_FLOOR, upper=NS_CEILING).astype("datetime64[ns]")
+
+
+def arrow_temporal_as_numpy(values: pd.Series) -> pd.Series:
+    """An ArrowDtype date/timestamp column as numpy datetime64 of the same instants, converted
+    by Arrow (pandas' astype walks such a column one Python object per row). Dates become
+    midnight timestamps in seconds, which as_datetime_ns clips and widens as before."""
+    arrow = pa.chunked_array(values.array.__arrow_array__())
+    if pa.types.is_date(arrow.type):
+        arrow = arrow.cast(pa.timestamp("s"))
+    return arrow.to_pandas().set_axis(values.index).rename(values.name)
+
+
+def as_float(values: pd.Series, source: str) -> pd.Series:
+    """Nullable integers -> float64 (NA -> NaN, which GX counts as missing)."""
+    try:
+        return pd.to_numeric(values, errors="raise").astype("float64")
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"source {source}: column {values.name!r} does not hold integers ({exc})") from exc
