@@ -17,6 +17,7 @@ import hmac
 import os
 import re
 from datetime import timedelta
+from collections.abc import Iterator
 from pathlib import Path
 
 import fsspec
@@ -323,6 +324,100 @@ def parquet_rows(path: str) -> int:
         fh.seek(0)
         return pq.ParquetFile(fh, decryption_properties=decryption_properties() if encrypted else None
                               ).metadata.num_rows
+
+
+def _parquet_file(fh) -> pq.ParquetFile:
+    encrypted = fh.read(4) == b"PARE"
+    fh.seek(0)
+    return pq.ParquetFile(fh, decryption_properties=decryption_properties() if encrypted else None)
+
+
+def parquet_schema(path: str) -> pa.Schema:
+    """The Arrow schema of a lake Parquet file, from its footer."""
+    fs, p = _fs(path)
+    with fs.open(p, "rb") as fh:
+        return _parquet_file(fh).schema_arrow
+
+
+def iter_tables(path: str, rows: int, columns: list[str] | None = None) -> Iterator[pa.Table]:
+    """A lake Parquet file as tables of `rows` rows each (the last one shorter; none for an empty
+    file), decrypted with the lake's keys: a stage streams a source through at most one table
+    and one batch of it, never the whole file."""
+    if rows < 1:
+        raise ValueError(f"rows per table must be at least 1, not {rows}")
+    fs, p = _fs(path)
+    with fs.open(p, "rb") as fh:
+        reader = _parquet_file(fh)
+        schema = reader.schema_arrow if columns is None else pa.schema([reader.schema_arrow.field(c) for c in columns])
+        held: list[pa.RecordBatch] = []
+        count = 0
+        for batch in reader.iter_batches(batch_size=rows, columns=columns):   # never across row groups
+            held.append(batch)
+            count += batch.num_rows
+            while count >= rows:
+                table = pa.Table.from_batches(held, schema=schema)
+                yield table.slice(0, rows)
+                rest = table.slice(rows)
+                held, count = rest.to_batches(), rest.num_rows
+        if count:
+            yield pa.Table.from_batches(held, schema=schema)
+
+
+class TableWriter:
+    """Appends tables to one lake Parquet file, PII columns encrypted as in write_parquet; every
+    table is cast to `schema`, or to the first table's. The file is opened at the first table;
+    `close` writes an empty file with `schema` when none came. A `with` block that raises removes
+    the unfinished file."""
+
+    def __init__(self, path: str, schema: pa.Schema | None = None):
+        self.path, self.schema, self.rows = path, schema, 0
+        self._writer = self._fh = None
+
+    def write(self, table: pa.Table) -> None:
+        if self._writer is None:
+            self.schema = self.schema or table.schema
+            self._writer, self._fh = open_writer(self.path, self.schema)
+        if not table.schema.equals(self.schema, check_metadata=False):
+            table = table.select(self.schema.names).cast(self.schema)
+        self._writer.write_table(table.replace_schema_metadata(self.schema.metadata))
+        self.rows += table.num_rows
+
+    def close(self) -> str:
+        if self._writer is None:
+            if self.schema is None:
+                raise ValueError(f"{self.path}: nothing written and no schema to write an empty file with")
+            self._writer, self._fh = open_writer(self.path, self.schema)
+        self._writer.close()
+        self._fh.close()
+        return self.path
+
+    def __enter__(self) -> TableWriter:
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is None:
+            self.close()
+            return
+        if self._writer is not None:
+            self._writer.close()
+            self._fh.close()
+            fs, p = _fs(self.path)
+            fs.rm(p)
+
+
+def copy_file(source: str, target: str) -> str:
+    """A lake file copied as it is (still encrypted: its data keys travel in its own footer)."""
+    fs, p = _fs(source)
+    tfs, t = _fs(target)
+    _makedirs(tfs, t.rsplit("/", 1)[0])
+    if fs is tfs or type(fs) is type(tfs):
+        tfs.copy(p, t)
+    else:
+        with fs.open(p, "rb") as src, tfs.open(t, "wb") as dst:
+            while block := src.read(1 << 24):
+                dst.write(block)
+    _private_file(tfs, t)
+    return target
 
 
 def exists(path: str) -> bool:

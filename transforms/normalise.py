@@ -8,9 +8,13 @@ Invalid values are NULLed and quarantined (row_rejected False); a row missing a 
 element, or every element of a row_rules.yaml required_one_of group, is rejected (one
 quarantine entry, row_rejected True). Raw identifiers never reach a message: quarantine
 holds mask_value'd values and messages name source, table, column and reason codes only.
+The stage normalises a source in chunks (govdata/stages/normalise.py): what depends on other
+rows — duplicate and missing keys — is found first over the whole key column (find_key_faults);
+everything else depends on the row alone.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,12 +33,15 @@ from govdata.transforms.screening import (MASKED_MAX, NULL_TOKENS, REPLACEMENT, 
                                           _byte_lengths, canonical_keys, screen_values)
 from govdata.transforms.unique import STRING, arrow_text, coalesce, label_where, strings
 
-__all__ = ["COMMON_COLUMNS", "HANDLERS", "QUARANTINE_COLUMNS", "NormaliseConfigError", "NormaliseResult",
-           "ReconciliationError", "canonical_keys", "check_reconciliation", "normalise_source", "screen_values"]
+__all__ = ["COMMON_COLUMNS", "HANDLERS", "QUARANTINE_COLUMNS", "QUARANTINE_SCHEMA", "KeyFaults", "NormaliseConfigError",
+           "NormaliseResult", "ReconciliationError", "canonical_keys", "check_reconciliation", "content_hashes",
+           "find_key_faults", "key_columns", "normalise_source", "screen_values"]
 
 COMMON_COLUMNS = ["source_system", "source_record_id", "kind"]
 QUARANTINE_COLUMNS = ["source_system", "source_record_id", "element", "reason_code", "masked_value",
                       "row_rejected", "message"]
+# The quarantine file's columns (a source normalised in chunks appends every chunk's rows to one file)
+QUARANTINE_SCHEMA = pa.schema([(c, pa.bool_() if c == "row_rejected" else pa.string()) for c in QUARANTINE_COLUMNS])
 
 
 class ReconciliationError(RuntimeError):
@@ -121,14 +128,22 @@ def _quarantine_rows(source: SourceConfig, record_ids: pd.Series, element: str, 
     })
 
 
-def normalise_source(raw: pd.DataFrame, source: SourceConfig, standards: Standards) -> NormaliseResult:
+def normalise_source(raw: pd.DataFrame, source: SourceConfig, standards: Standards,
+                     key_faults: KeyFaults | None = None, first_row: int = 0) -> NormaliseResult:
     """Raw frame of one source (strings + _source_record_id, _row_hash) -> standardised rows,
-    quarantine entries and counts. len(raw) == len(std) + rejected rows."""
+    quarantine entries and counts. len(raw) == len(std) + rejected rows.
+
+    A source normalised in chunks: `raw` is one chunk, its rows `first_row` onwards of the
+    source, and `key_faults` the source's key faults, found over every row of it on the keys
+    alone (find_key_faults): a duplicate key is one across chunks. Everything else is decided
+    row by row, so the chunks' results together are the whole source's (rows in the same order)."""
     known = _check_config(raw, source, standards)
     kind = source.kind
     index = raw.index
     record_ids = pd.Series(strings(canonical_keys(arrow_text(raw["_source_record_id"]))), index=index)
-    key_reason, key_note, quarantine_ids = _key_faults(raw, record_ids, source)
+    if key_faults is None:   # the frame is the whole source
+        key_faults, first_row = _key_faults(raw, record_ids, source), 0
+    key_reason, key_note, quarantine_ids = key_faults.rows(first_row, record_ids)
     column_of = {element: column for column, element in source.columns.items()}
 
     cols: dict[str, pd.Series] = {}
@@ -239,10 +254,57 @@ def check_reconciliation(source_name: str, counts: dict[str, Any]) -> None:
 KEY_ELEMENT = "source_record_id"
 
 
-def _key_faults(raw: pd.DataFrame, record_ids: pd.Series,
-                source: SourceConfig) -> tuple[pd.Series, pd.Series, pd.Series]:
-    """(reason, note, quarantine id) per row: `missing_key` (NULL, empty, blank or a null token),
-    `undecodable` (bytes that were not UTF-8) or `duplicate_key`.
+@dataclass
+class KeyFaults:
+    """The rows of a source whose record key is at fault, found over the whole source: their
+    positions in the source (ascending) with reason, note and quarantine id. Few rows: the
+    others keep their key as quarantine id."""
+
+    pos: np.ndarray      # int64
+    reason: np.ndarray   # object: missing_key | undecodable | duplicate_key
+    note: np.ndarray     # object: None or why a duplicate's copy was rejected
+    ids: np.ndarray      # object: the row's quarantine id
+
+    def rows(self, first_row: int, record_ids: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
+        """(reason, note, quarantine id) of the rows first_row .. first_row + len(record_ids) - 1."""
+        index, n = record_ids.index, len(record_ids)
+        lo, hi = np.searchsorted(self.pos, [first_row, first_row + n])
+        at = self.pos[lo:hi] - first_row
+        reason = np.full(n, None, dtype=object)
+        note = np.full(n, None, dtype=object)
+        ids = record_ids.to_numpy(dtype=object, na_value=None).copy()
+        reason[at], note[at], ids[at] = self.reason[lo:hi], self.note[lo:hi], self.ids[lo:hi]
+        return (pd.Series(strings(reason), index=index), pd.Series(strings(note), index=index),
+                pd.Series(strings(ids), index=index))
+
+
+def key_columns(source: SourceConfig, columns: list[str]) -> list[str]:
+    """The raw columns whose values tell two copies of a key apart: the mapped ones but the key."""
+    return [c for c in dict.fromkeys(source.columns) if c != source.primary_key and c in columns]
+
+
+def _key_faults(raw: pd.DataFrame, record_ids: pd.Series, source: SourceConfig) -> KeyFaults:
+    """find_key_faults over a frame holding the whole source."""
+    data = key_columns(source, list(raw.columns))
+
+    def contents(pos: np.ndarray) -> np.ndarray:
+        return content_hashes(raw.iloc[pos][data]) if data else np.zeros(len(pos), dtype=np.uint64)
+
+    def row_hashes(pos: np.ndarray) -> np.ndarray:
+        if "_row_hash" in raw.columns:
+            return raw["_row_hash"].astype(str).to_numpy()[pos]
+        return np.char.mod("%016x", content_hashes(raw.iloc[pos]))
+
+    return find_key_faults(arrow_text(record_ids), contents, row_hashes)
+
+
+def find_key_faults(keys: pa.Array, contents: Callable[[np.ndarray], np.ndarray],
+                    row_hashes: Callable[[np.ndarray], np.ndarray]) -> KeyFaults:
+    """The key faults of a whole source from its canonical keys (every row, in order): `missing_key`
+    (NULL, empty, blank or a null token), `undecodable` (bytes that were not UTF-8) or
+    `duplicate_key`. Only for the rows at fault are more values asked for: `contents(positions)`
+    hashes a duplicate's mapped values (key_columns), `row_hashes(positions)` gives a keyless
+    row's `_row_hash` (or a hash of all its values).
 
     Duplicates: copies of a key whose mapped values are all equal are one record delivered
     twice: the first is kept, the other copies are rejected. Copies that disagree are all
@@ -254,9 +316,8 @@ def _key_faults(raw: pd.DataFrame, record_ids: pd.Series,
     distinct rejected ids): a rejected copy is `<key>#<n>` (n = its copy number, in order of
     content, so the same data gives the same ids), a row without a usable key
     `(missing key)#<row hash>` (`#<n>` appended for identical rows)."""
-    index = raw.index
-    n = len(raw)
-    text = arrow_text(record_ids)
+    text = keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys
+    n = len(text)
     missing = ~text.is_valid().to_numpy(zero_copy_only=False)
     short = ~missing & (_byte_lengths(text) <= _NULL_TOKEN_BYTES)
     if short.any():
@@ -269,38 +330,40 @@ def _key_faults(raw: pd.DataFrame, record_ids: pd.Series,
         codes = pc.fill_null(pc.dictionary_encode(text).indices, 0).to_numpy(zero_copy_only=False).astype(np.int64)
         counts = np.bincount(codes[usable])
         dup = usable & (counts[np.where(usable, codes, 0)] > 1)
-    reason = np.full(n, None, dtype=object)
-    note = np.full(n, None, dtype=object)
-    ids = record_ids.to_numpy(dtype=object, na_value=None).copy()
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
     if dup.any():
-        data = [c for c in dict.fromkeys(source.columns) if c != source.primary_key and c in raw.columns]
-        content = _content_hash(raw.loc[dup, data]) if data else np.zeros(int(dup.sum()), dtype=np.uint64)
-        copies = pd.DataFrame({"key": record_ids[dup].to_numpy(dtype=object), "content": content,
-                               "pos": np.flatnonzero(dup)})
+        where = np.flatnonzero(dup)
+        copies = pd.DataFrame({"key": text.filter(pa.array(dup)).to_numpy(zero_copy_only=False).astype(object),
+                               "content": contents(where), "pos": where})
         copies = copies.sort_values(["key", "content", "pos"], kind="stable")
         copies["n"] = copies.groupby("key", sort=False).cumcount() + 1
         conflicting = copies.groupby("key", sort=False)["content"].transform("nunique") > 1
         reject = conflicting | (copies["n"] > 1)
         hit = copies.loc[reject]
-        reason[hit["pos"].to_numpy()] = "duplicate_key"
-        note[hit["pos"].to_numpy()] = np.where(conflicting[reject], "copies disagree: every copy rejected",
-                                               "identical copy: the first one kept")
-        ids[hit["pos"].to_numpy()] = (hit["key"].astype(str) + "#" + hit["n"].astype(str)).to_numpy()
+        parts.append((hit["pos"].to_numpy(), np.full(len(hit), "duplicate_key", dtype=object),
+                      np.where(conflicting[reject], "copies disagree: every copy rejected",
+                               "identical copy: the first one kept").astype(object),
+                      (hit["key"].astype(str) + "#" + hit["n"].astype(str)).to_numpy(dtype=object)))
     bad = missing | undecodable
     if bad.any():
-        reason[missing] = "missing_key"
-        reason[undecodable] = "undecodable"
-        hashes = raw["_row_hash"].astype(str).to_numpy()[bad] if "_row_hash" in raw.columns else \
-            np.char.mod("%016x", _content_hash(raw.loc[bad]))
-        label = np.where(missing[bad], "(missing key)#", "(undecodable key)#").astype(object) + hashes.astype(object)
+        where = np.flatnonzero(bad)
+        hashes = np.asarray(row_hashes(where)).astype(object)
+        label = np.where(missing[where], "(missing key)#", "(undecodable key)#").astype(object) + hashes
         nth = pd.Series(label).groupby(label).cumcount().to_numpy() + 1
-        ids[bad] = np.where(nth > 1, label + "#" + nth.astype(str).astype(object), label)
-    return (pd.Series(strings(reason), index=index), pd.Series(strings(note), index=index),
-            pd.Series(strings(ids), index=index))
+        parts.append((where, np.where(missing[where], "missing_key", "undecodable").astype(object),
+                      np.full(len(where), None, dtype=object),
+                      np.where(nth > 1, label + "#" + nth.astype(str).astype(object), label)))
+    if not parts:
+        empty = np.zeros(0, dtype=object)
+        return KeyFaults(np.zeros(0, dtype=np.int64), empty, empty, empty)
+    pos, reason, note, ids = (np.concatenate(p) for p in zip(*parts))
+    order = np.argsort(pos, kind="stable")
+    return KeyFaults(pos[order].astype(np.int64), reason[order], note[order], ids[order])
 
 
-def _content_hash(frame: pd.DataFrame) -> np.ndarray:
-    """One 64-bit hash per row over its values as text (NULL distinct from '')."""
+def content_hashes(frame: pd.DataFrame) -> np.ndarray:
+    """One 64-bit hash per row over its values as text (NULL distinct from ''): a row's hash
+    depends on its own values only, so a source hashed chunk by chunk gives the same hashes."""
     text = frame.astype(object).where(frame.notna(), "\x00NULL").astype(str)
     return pd.util.hash_pandas_object(text, index=False).to_numpy()
 

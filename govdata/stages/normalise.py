@@ -1,13 +1,22 @@
-"""Stage 2, normalise: one source's rows standardised, quarantined and reconciled.
+"""Stage 2, normalise: one source's rows standardised, quarantined and reconciled, chunk by chunk.
 
+The raw file is read a chunk of rows at a time (Settings.normalise_chunk_rows) and each chunk's
+standardised rows and quarantine entries are appended to the std/ and quarantine/ files, so the
+task holds one chunk, never the source. What needs the whole source — duplicate and missing
+record keys — is decided first over the key column alone (transforms.normalise.find_key_faults).
 The source's snapshot (current/, deleted/, changed/) is advanced by the next task, snapshot
 (govdata/stages/snapshot.py), from what this one writes; the result carries what it needs."""
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pandas as pd
 
 from govdata.failpoints import failpoint
-from govdata.lake import read_parquet, run_path, write_parquet
+from govdata.lake import iter_tables, parquet_rows, parquet_schema, read_arrow, run_path
 from govdata.stages.common import _source, _timed
 
 log = logging.getLogger(__name__)
@@ -15,36 +24,128 @@ log = logging.getLogger(__name__)
 
 @_timed
 def normalise(extracted: dict, run: dict) -> dict:
+    from govdata.settings import get_settings
     from govdata.standards.registry import load_standards
-    from govdata.transforms.normalise import check_reconciliation, normalise_source
+    from govdata.transforms.normalise import check_reconciliation
 
     config = _source(extracted["path"])
-    raw = read_parquet(extracted["raw_path"])
-    result = normalise_source(raw, config, load_standards())
-    std_path = write_parquet(result.standardised, run_path(run["lake"], run["run_id"], "std", f"{config.name}.parquet"))
-    q_path = write_parquet(result.quarantine, run_path(run["lake"], run["run_id"], "quarantine", f"{config.name}.parquet"))
+    std_path = run_path(run["lake"], run["run_id"], "std", f"{config.name}.parquet")
+    q_path = run_path(run["lake"], run["run_id"], "quarantine", f"{config.name}.parquet")
+    counts = normalise_file(extracted["raw_path"], config, load_standards(), std_path, q_path,
+                            get_settings().normalise_chunk_rows)
     failpoint("normalise")
     # The gate `rows in = loaded + rejected`, counted again from what was written (each rejected
     # row has its own quarantine id): a ReconciliationError stops the run before anything loads.
-    rejected = int(result.quarantine.loc[result.quarantine["row_rejected"], "source_record_id"].nunique())
-    check_reconciliation(config.name, {"rows_in": len(raw), "rows_standardised": len(result.standardised),
+    rows_std, rejected = parquet_rows(std_path), rejected_rows(q_path)
+    check_reconciliation(config.name, {"rows_in": counts["rows_in"], "rows_standardised": rows_std,
                                        "rows_rejected": rejected})
-    log.info("source %s reconciled: %d rows in = %d standardised + %d rejected", config.name, len(raw),
-             len(result.standardised), rejected)
+    log.info("source %s reconciled: %d rows in = %d standardised + %d rejected (%d chunk(s))", config.name,
+             counts["rows_in"], rows_std, rejected, counts["chunks"])
     return {
         "source": config.name,
         "kind": config.kind,
         "path": extracted["path"],
         "std_path": std_path,
         "quarantine_path": q_path,
-        "rows_in": len(raw),
-        "rows_standardised": len(result.standardised),
+        "rows_in": counts["rows_in"],
+        "rows_standardised": rows_std,
         "rows_rejected": rejected,
-        "values_quarantined": int((~result.quarantine["row_rejected"]).sum()),
-        "quarantine_reasons": result.quarantine["reason_code"].value_counts().to_dict(),
+        "values_quarantined": counts["values_quarantined"],
+        "quarantine_reasons": counts["reasons"],
         "watermark": extracted.get("watermark"),
         # for the snapshot task: the extracted ids, and what this run's rows are merged into
         "raw_path": extracted["raw_path"],
         "incremental": bool(extracted.get("incremental", False)),
         "previous_snapshot": extracted.get("previous_snapshot"),
     }
+
+
+def normalise_file(raw_path: str, config, standards, std_path: str, quarantine_path: str, chunk_rows: int) -> dict:
+    """A raw lake file normalised chunk_rows rows at a time into std_path and quarantine_path
+    (appended chunk by chunk, encrypted like every lake file): the same rows and entries as the
+    source normalised whole (quarantine entries grouped per chunk). Returns the counts summed
+    over the chunks: rows_in, rows_standardised, values_quarantined, reasons, chunks."""
+    import pyarrow as pa
+
+    from govdata.lake import TableWriter
+    from govdata.transforms.normalise import QUARANTINE_SCHEMA, normalise_source
+
+    faults = source_key_faults(raw_path, config, chunk_rows)
+    counts = {"rows_in": 0, "rows_standardised": 0, "values_quarantined": 0, "chunks": 0}
+    reasons: Counter = Counter()
+    with TableWriter(std_path) as std_out, TableWriter(quarantine_path, QUARANTINE_SCHEMA) as q_out:
+        for chunk in _chunks(raw_path, chunk_rows):
+            result = normalise_source(chunk, config, standards, faults, counts["rows_in"])
+            std_out.write(pa.Table.from_pandas(result.standardised, preserve_index=False))
+            q_out.write(pa.Table.from_pandas(result.quarantine, schema=QUARANTINE_SCHEMA, preserve_index=False))
+            counts["rows_in"] += len(chunk)
+            counts["rows_standardised"] += len(result.standardised)
+            counts["values_quarantined"] += result.counts["values_quarantined"]
+            counts["chunks"] += 1
+            reasons.update(result.counts["reasons"])
+            del result, chunk
+    # most frequent first (ties by name): the same for any chunk size
+    counts["reasons"] = {r: int(n) for r, n in sorted(reasons.items(), key=lambda item: (-item[1], item[0]))}
+    return counts
+
+
+def _chunks(raw_path: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """The raw file's rows as frames of chunk_rows rows (strings as read_parquet gives them); an
+    empty file is one empty frame, so that the std file still gets its columns."""
+    empty = True
+    for table in iter_tables(raw_path, chunk_rows):
+        empty = False
+        yield table.to_pandas()
+    if empty:
+        yield parquet_schema(raw_path).empty_table().to_pandas()
+
+
+def source_key_faults(raw_path: str, config, chunk_rows: int):
+    """The key faults of the whole source (transforms.normalise.find_key_faults) from its key
+    column read chunk by chunk; a faulty row's other values are read only when there are any."""
+    import pyarrow as pa
+
+    from govdata.extract import RECORD_ID, ROW_HASH
+    from govdata.transforms.normalise import canonical_keys, content_hashes, find_key_faults, key_columns
+
+    chunks = [canonical_keys(t.column(RECORD_ID).cast(pa.string())) for t in iter_tables(raw_path, chunk_rows, [RECORD_ID])]
+    keys = pa.chunked_array(chunks, pa.string()).combine_chunks() if chunks else pa.array([], pa.string())
+    names = parquet_schema(raw_path).names
+    data = key_columns(config, names)
+
+    def contents(positions: np.ndarray) -> np.ndarray:
+        if not data:
+            return np.zeros(len(positions), dtype=np.uint64)
+        return _at_positions(raw_path, positions, data, chunk_rows, content_hashes)
+
+    def row_hashes(positions: np.ndarray) -> np.ndarray:
+        if ROW_HASH in names:
+            return _at_positions(raw_path, positions, [ROW_HASH], chunk_rows,
+                                 lambda frame: frame[ROW_HASH].astype(str).to_numpy())
+        return np.char.mod("%016x", _at_positions(raw_path, positions, None, chunk_rows, content_hashes))
+
+    return find_key_faults(keys, contents, row_hashes)
+
+
+def _at_positions(raw_path: str, positions: np.ndarray, columns: list[str] | None, chunk_rows: int,
+                  fn: Callable[[pd.DataFrame], np.ndarray]) -> np.ndarray:
+    """fn over the rows at the given positions (ascending) of a lake file, chunk by chunk."""
+    import pyarrow as pa
+
+    out, start = [], 0
+    for table in iter_tables(raw_path, chunk_rows, columns):
+        stop = start + table.num_rows
+        lo, hi = np.searchsorted(positions, [start, stop])
+        if hi > lo:
+            out.append(np.asarray(fn(table.take(pa.array(positions[lo:hi] - start)).to_pandas())))
+        start = stop
+    return np.concatenate(out) if out else np.zeros(0, dtype=object)
+
+
+def rejected_rows(quarantine_path: str) -> int:
+    """Distinct quarantine ids of rejected rows in a quarantine file (its id columns only)."""
+    import pyarrow.compute as pc
+
+    table = read_arrow(quarantine_path, columns=["source_record_id", "row_rejected"])
+    ids = table.column("source_record_id").filter(pc.fill_null(table.column("row_rejected"), False))
+    return int(pc.count_distinct(ids).as_py())

@@ -12,7 +12,7 @@ import logging
 import pandas as pd
 
 from govdata.failpoints import failpoint
-from govdata.lake import exists, parquet_rows, read_parquet, run_path, write_parquet
+from govdata.lake import exists, parquet_rows, run_path, write_parquet
 from govdata.stages.common import _timed
 
 log = logging.getLogger(__name__)
@@ -26,31 +26,33 @@ def snapshot(normalised: dict, run: dict) -> dict:
     """This run's view of every live record of the source: current/, deleted/ and changed/ files.
 
     `normalised` is the source's normalise result: its std_path and raw_path, whether the
-    extract was incremental and the previous snapshot's path (etl_state)."""
-    from govdata.extract import RECORD_ID
-    from govdata.snapshot import changed_ids, merge_snapshot
+    extract was incremental and the previous snapshot's path (etl_state). Streamed: the rows
+    are read and written a chunk at a time, keys and row hashes compared out of core
+    (govdata.snapshot.advance_snapshot)."""
+    from govdata.settings import get_settings
+    from govdata.snapshot import advance_snapshot
 
     name = normalised["source"]
 
-    def out(folder: str, frame: pd.DataFrame) -> str:
-        return write_parquet(frame, run_path(run["lake"], run["run_id"], folder, f"{name}.parquet"))
+    def out(folder: str) -> str:
+        return run_path(run["lake"], run["run_id"], folder, f"{name}.parquet")
 
     incremental = bool(normalised.get("incremental"))
     previous_path = normalised.get("previous_snapshot")
-    if incremental and normalised["rows_in"] == 0 and previous_path and exists(previous_path):
+    previous_exists = bool(previous_path) and exists(previous_path)
+    if incremental and normalised["rows_in"] == 0 and previous_exists:
         # nothing extracted: the previous snapshot is this run's too, kept by reference
         none = pd.Series([], dtype="string", name="source_record_id").to_frame()
-        result = _result(name, previous_path, out("deleted", none), 0, out("changed", none), 0, parquet_rows(previous_path))
+        result = _result(name, previous_path, write_parquet(none, out("deleted")), 0,
+                         write_parquet(none, out("changed")), 0, parquet_rows(previous_path))
     else:
-        previous = read_parquet(previous_path) if previous_path and exists(previous_path) else None
-        if previous_path and previous is None and incremental:
+        if previous_path and not previous_exists and incremental:
             raise FileNotFoundError(f"source {name}: previous snapshot {previous_path} is gone; run with full_refresh")
-        std = read_parquet(normalised["std_path"])
-        extracted_ids = read_parquet(normalised["raw_path"], columns=[RECORD_ID])[RECORD_ID]
-        current, deleted = merge_snapshot(previous, std, extracted_ids, incremental)
-        changed = changed_ids(previous, std)
-        result = _result(name, out("current", current), out("deleted", deleted.to_frame()), len(deleted),
-                         out("changed", changed.to_frame()), len(changed), len(current))
+        counts = advance_snapshot(previous_path if previous_exists else None, normalised["std_path"],
+                                  normalised["raw_path"], incremental, out("current"), out("deleted"), out("changed"),
+                                  get_settings().normalise_chunk_rows)
+        result = _result(name, out("current"), out("deleted"), counts["deleted"], out("changed"), counts["changed"],
+                         counts["rows"])
     failpoint("snapshot")
     log.info("source %s: snapshot of %d live rows, %d changed, %d deleted at the source", name, result["rows"],
              result["rows_changed"], result["rows_deleted_at_source"])

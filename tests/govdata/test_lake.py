@@ -153,3 +153,39 @@ def test_a_group_readable_key_file_stops_govdata(key_home):
         get_settings()
     assert str(err.value) == (f"key file {settings.key_file} is readable by other users (mode 0644); "
                               f"run: chmod 600 {settings.key_file}")
+
+
+def test_iter_tables_gives_tables_of_the_rows_asked_for_across_row_groups(tmp_path):
+    frame = pd.DataFrame({"id_number": [f"{i:018d}" for i in range(10)], "n": range(10)})
+    path = write_parquet(frame, str(tmp_path / "t.parquet"), row_group_rows=4)   # row groups of 4, 4, 2
+    assert lake.is_encrypted(path)
+    assert [t.num_rows for t in lake.iter_tables(path, 3)] == [3, 3, 3, 1]
+    pd.testing.assert_frame_equal(pd.concat([t.to_pandas() for t in lake.iter_tables(path, 3)], ignore_index=True),
+                                  frame)
+    assert [t.column_names for t in lake.iter_tables(path, 100, ["n"])] == [["n"]]
+    assert lake.parquet_schema(path).names == ["id_number", "n"]
+    empty = write_parquet(frame.iloc[0:0], str(tmp_path / "e.parquet"))
+    assert list(lake.iter_tables(empty, 3)) == []
+
+
+def test_table_writer_appends_encrypted_and_removes_an_unfinished_file(tmp_path):
+    path = str(tmp_path / "w" / "t.parquet")
+    with lake.TableWriter(path) as writer:
+        writer.write(pa.table({"phone": [PHONE], "n": pa.array([1], pa.int64())}))
+        writer.write(pa.table({"phone": pa.nulls(1, pa.string()), "n": pa.array([2], pa.int32())}))  # cast to the first
+    assert lake.is_encrypted(path) and _mode(path) == 0o600 and writer.rows == 2
+    assert read_parquet(path).to_dict("list") == {"phone": [PHONE, None], "n": [1, 2]}
+    unfinished = tmp_path / "w" / "u.parquet"
+    with pytest.raises(RuntimeError, match="stop"), lake.TableWriter(str(unfinished)) as writer:
+        writer.write(pa.table({"n": [1]}))
+        raise RuntimeError("stop")
+    assert not unfinished.exists()
+    empty = lake.TableWriter(str(tmp_path / "w" / "e.parquet"), pa.schema([("n", pa.int64())])).close()
+    assert read_parquet(empty).empty and list(read_parquet(empty).columns) == ["n"]
+
+
+def test_a_copied_lake_file_stays_encrypted_and_private(tmp_path):
+    source = write_parquet(pd.DataFrame({"id_number": [ID]}), str(tmp_path / "a.parquet"))
+    copy = lake.copy_file(source, str(tmp_path / "b" / "c.parquet"))
+    assert lake.is_encrypted(copy) and _mode(copy) == 0o600 and _mode(tmp_path / "b") == 0o700
+    assert read_parquet(copy)["id_number"].tolist() == [ID]
