@@ -286,8 +286,18 @@ def run_jobs(jobs: list[SourceJob], workers: int) -> list[SourceResult]:
             release_memory()
         return results
     order = sorted(range(len(jobs)), key=lambda i: -int(jobs[i].summary.at[0, "raw_rows"]))
-    with multiprocessing.get_context("fork").Pool(workers, maxtasksperchild=1) as pool:
+    # close + join, not the context manager's terminate(): terminate SIGTERMs idle workers, and
+    # in an Airflow task process the forked workers inherit a SIGTERM handler that ignores it,
+    # so the parent would wait for them forever. terminate only when a worker failed.
+    pool = multiprocessing.get_context("fork").Pool(workers, maxtasksperchild=1)
+    try:
         done = dict(zip(order, pool.map(validate_source, [jobs[i] for i in order], chunksize=1)))
+        pool.close()
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
     return [done[i] for i in range(len(jobs))]
 
 
