@@ -11,7 +11,6 @@ from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 from govdata.transforms.privacy import mask_id_number, mask_phone, token
 from govdata.warehouse.facts import (
     CALENDAR_YEARS,
@@ -82,15 +81,14 @@ def _link_chunks(link, table: str, rows: int = LINK_CHUNK_ROWS) -> Iterator[pd.D
         if frame is not None:
             yield frame
         return
-    from govdata.lake import dataset, read_parquet, to_pandas
+    from govdata.lake import iter_tables, read_parquet, to_pandas
 
     names = [n for n in _LINK_NAMES[table] if n in paths]
     yielded = False
     for name in names:
-        for batch in dataset(paths[name]).to_batches(batch_size=rows, use_threads=False):
-            if batch.num_rows:
-                yielded = True
-                yield to_pandas(pa.Table.from_batches([batch]))
+        for table in iter_tables(paths[name], rows):
+            yielded = True
+            yield to_pandas(table)
     if names and not yielded:
         yield read_parquet(paths[names[0]])
 

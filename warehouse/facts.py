@@ -7,7 +7,6 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 from govdata.transforms.privacy import mask_id_number
 from govdata.warehouse.rows import _col, _require, _table_columns, identifier_token
 
@@ -82,10 +81,10 @@ def _frames_of_kind(std: dict[str, pd.DataFrame], kind: str, one_by_one: bool = 
 def _source_frames(std, source: str, columns: list[str] | None, chunk_rows: int | None) -> Iterator[pd.DataFrame]:
     paths = getattr(std, "paths", None)
     if chunk_rows and paths is not None and columns is None:
-        from govdata.lake import dataset, to_pandas
+        from govdata.lake import iter_tables, to_pandas
 
-        for batch in dataset(paths[source]).to_batches(batch_size=chunk_rows, use_threads=False):
-            yield to_pandas(pa.Table.from_batches([batch]))
+        for table in iter_tables(paths[source], chunk_rows):
+            yield to_pandas(table)
         return
     yield std.read(source, columns) if columns is not None and hasattr(std, "read") else std[source]
 

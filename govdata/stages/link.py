@@ -103,7 +103,7 @@ def _write_partitions(paths: list[str], schema, counts: dict, scope, parts, path
     import numpy as np
     import pyarrow as pa
 
-    from govdata.lake import dataset, open_writer
+    from govdata.lake import dataset, iter_tables, open_writer
     from govdata.transforms.linkage.plan import _split_by_partition, conform
     from govdata.transforms.linkage.shared_values import with_counts
 
@@ -125,14 +125,14 @@ def _write_partitions(paths: list[str], schema, counts: dict, scope, parts, path
     offset = 0
     try:
         for path in paths:
-            for batch in dataset(path).to_batches(batch_size=PLAN_BATCH_ROWS, use_threads=False):
+            for batch in iter_tables(path, PLAN_BATCH_ROWS):
                 at = slice(offset, offset + batch.num_rows)
                 offset += batch.num_rows
                 batch_parts = part_of[at]
                 keep = batch_parts >= 0
                 if not keep.any():
                     continue
-                table = with_counts(conform(pa.Table.from_batches([batch]), schema),
+                table = with_counts(conform(batch, schema),
                                     {c: v[at] for c, v in counts.items()})
                 for p, piece in _split_by_partition(table.filter(pa.array(keep)), batch_parts[keep]).items():
                     append(p, piece)
