@@ -1,12 +1,11 @@
 """Small helpers shared by the row builders (build, owners, facts)."""
 from __future__ import annotations
 
-import hmac
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pandas as pd
-from govdata.transforms.privacy import per_unique, token
+from govdata.transforms.privacy import hmac_sha256, per_unique, token
 from govdata.warehouse.schema import table_for
 
 
@@ -52,13 +51,14 @@ def identifier_token(values: pd.Series, key: bytes) -> pd.Series:
     if _memo is None:
         return token(values, key)
     memo = _memo.setdefault(key, {})
+    mac = hmac_sha256(key)
 
     def tokens(distinct: list[str]) -> list[str]:
         out = []
         for v in distinct:
             t = memo.get(v)
             if t is None:
-                t = memo[v] = hmac.digest(key, v.encode(), "sha256").hex()
+                t = memo[v] = mac(v.encode()).hex()
             out.append(t)
         return out
 

@@ -32,13 +32,13 @@ def vault_keys(key: bytes) -> tuple[bytes, bytes]:
 def encrypt_values(values: pd.Series, key: bytes, field: str) -> pd.Series:
     """nonce || AES-GCM ciphertext per value (bytes); NULL stays NULL. Once per unique value.
     `field` is bound as associated data, so a ciphertext cannot be moved to another column."""
-    from govdata.transforms.privacy import per_unique
+    from govdata.transforms.privacy import hmac_sha256, per_unique
 
     aes_key, nonce_key = vault_keys(key)
-    aead, aad = AESGCM(aes_key), field.encode()
+    aead, aad, nonce_mac = AESGCM(aes_key), field.encode(), hmac_sha256(nonce_key)
 
     def seal(plain: bytes) -> bytes:
-        nonce = hmac.digest(nonce_key, aad + b"\x00" + plain, "sha256")[:NONCE_BYTES]
+        nonce = nonce_mac(aad + b"\x00" + plain)[:NONCE_BYTES]
         return nonce + aead.encrypt(nonce, plain, aad)
 
     return pd.Series(per_unique(values, lambda vs: [seal(v.encode()) for v in vs]), index=values.index,

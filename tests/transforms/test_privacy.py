@@ -3,7 +3,14 @@ import hmac
 
 import pandas as pd
 
-from govdata.transforms.privacy import mask_document_number, mask_id_number, mask_phone, mask_value, token
+from govdata.transforms.privacy import (
+    hmac_sha256,
+    mask_document_number,
+    mask_id_number,
+    mask_phone,
+    mask_value,
+    token,
+)
 from govdata.warehouse.vault import decrypt_value, encrypt_values
 
 KEY = bytes(range(32))
@@ -16,6 +23,14 @@ def test_token_is_hmac_sha256_per_value_and_null_stays_null():
     assert out.tolist()[0] == out.tolist()[2] == expected
     assert out.isna().tolist() == [False, True, False, False]
     assert str(out.dtype) == "string"
+
+
+def test_hmac_sha256_equals_the_standard_library_for_short_block_and_long_keys():
+    # keys shorter than, equal to and longer than SHA-256's 64-byte block (a long key is hashed first)
+    for key in (b"", b"k", bytes(range(32)), bytes(range(64)), bytes(range(65)), b"x" * 200):
+        mac = hmac_sha256(key)
+        for msg in (b"", b"110105199001010021", "张三".encode(), b"\x00" * 129):
+            assert mac(msg) == hmac.digest(key, msg, "sha256")
 
 
 def test_masks_keep_head_and_tail_and_star_short_values():
