@@ -173,9 +173,10 @@ def accepted(test: MartTest) -> list[Any]:
     return list(test.args["values"])
 
 
-def failing_rows_sql(test: MartTest) -> str:
-    """The rows of the mart that fail the test (NULLs pass every test but not_null, as in dbt)."""
-    m, c, a = test.mart, test.column, test.args
+def failing_rows_sql(test: MartTest, relation: str | None = None) -> str:
+    """The rows of the mart that fail the test (NULLs pass every test but not_null, as in dbt).
+    `relation`: read the mart's rows from there (a materialised copy) instead of the view."""
+    m, c, a = relation or test.mart, test.column, test.args
     if test.test == "not_null":
         return f"SELECT * FROM {m} WHERE {c} IS NULL"
     if test.test == "unique":
@@ -207,11 +208,13 @@ def _row(run_id: str, test: MartTest | None, mart: str, success: bool, bad: int 
             "observed_value": observed, "unexpected_count": bad, "element_count": rows}
 
 
-def contract_rows(conn: sa.Connection, contract: MartContract, run_id: str) -> tuple[list[dict], int]:
-    """The columns check, and the mart's row count for the other results."""
+def contract_rows(conn: sa.Connection, contract: MartContract, run_id: str,
+                  total: int | None = None) -> tuple[list[dict], int]:
+    """The columns check, and the mart's row count for the other results (counted here unless
+    given: failing_counts counts it with the tests)."""
     result = conn.execute(sa.text(f"SELECT * FROM {contract.name} LIMIT 0"))
     actual = list(result.keys())
-    rows = int(conn.execute(sa.text(f"SELECT COUNT(*) FROM {contract.name}")).scalar_one())
+    rows = total if total is not None else int(conn.execute(sa.text(f"SELECT COUNT(*) FROM {contract.name}")).scalar_one())
     declared = list(contract.columns)
     ok = actual == declared
     observed = "columns as declared" if ok else (
@@ -235,6 +238,25 @@ def result_of(conn: sa.Connection, test: MartTest, run_id: str, total: int) -> d
     return _row(run_id, test, test.mart, bad == 0, bad, total, f"{bad} failing rows")
 
 
+def failing_counts(conn: sa.Connection, contract: MartContract) -> tuple[int, list[int]] | None:
+    """(the mart's rows, each test's failing rows) in one query over the mart computed once (a
+    MATERIALIZED CTE): a view re-runs its SELECT for each test that reads it, over the whole
+    warehouse. None when the database cannot run the query (a misspelt column in one test): the
+    caller then runs the tests one by one, so that the others still count and the broken one
+    says why."""
+    counts = "".join(f", (SELECT COUNT(*) FROM ({failing_rows_sql(t, '_mart')}) f{i}) AS c{i}"
+                      for i, t in enumerate(contract.tests))
+    sql = f"WITH _mart AS MATERIALIZED (SELECT * FROM {contract.name}) SELECT (SELECT COUNT(*) FROM _mart){counts}"
+    try:
+        with conn.begin_nested() if conn.dialect.name == "postgresql" else nullcontext():
+            total, *failing = (int(v) for v in conn.execute(sa.text(sql)).one())
+    except sa.exc.DBAPIError:
+        if conn.dialect.name != "postgresql":
+            conn.rollback()   # DuckDB aborts the (read-only) transaction on a failed statement
+        return None
+    return total, failing
+
+
 def run_mart_tests(url: str, run_id: str, marts_dir: Path = MARTS_DIR) -> ValidationOutcome:
     """Every mart's contract and data tests on the warehouse at url (read-only)."""
     contracts = load_contracts(marts_dir)
@@ -245,10 +267,15 @@ def run_mart_tests(url: str, run_id: str, marts_dir: Path = MARTS_DIR) -> Valida
     try:
         with engine.connect() as conn:
             for contract in contracts.values():
-                rows, total = contract_rows(conn, contract, run_id)
+                counted = failing_counts(conn, contract)
+                rows, total = contract_rows(conn, contract, run_id, counted[0] if counted else None)
                 results += rows
-                for test in contract.tests:
-                    results.append(result_of(conn, test, run_id, total))
+                for i, test in enumerate(contract.tests):
+                    if counted is None:
+                        results.append(result_of(conn, test, run_id, total))
+                        continue
+                    bad = counted[1][i]
+                    results.append(_row(run_id, test, test.mart, bad == 0, bad, total, f"{bad} failing rows"))
     finally:
         engine.dispose()
     return outcome_from_rows(results)

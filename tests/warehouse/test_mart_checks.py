@@ -11,6 +11,7 @@ import yaml
 from govdata.warehouse.mart_checks import (
     MARTS_DIR,
     MartContractError,
+    failing_counts,
     load_contracts,
     run_mart_tests,
 )
@@ -102,6 +103,18 @@ def test_a_test_the_database_cannot_run_fails_with_its_first_line(warehouse, tmp
     assert bad.element.tolist() == ["mart_demo.item", "mart_demo.n"]
     assert bad.observed_value.iloc[0].startswith("could not run: Catalog Error: Table with name dim_nowhere does not exist")
     assert out.critical_failed
+
+
+def test_one_query_per_mart_counts_each_test_or_gives_way_to_one_query_per_test(warehouse, tmp_path):
+    spec = with_tests(item=["unique"], n=["not_null", {"accepted_range": {"min_value": 2}}])
+    broken = with_tests(item=["unique"], n=[{"relationships": {"to": "dim_nowhere", "field": "id"}}])
+    engine = sa.create_engine(warehouse)
+    with engine.connect() as conn:
+        good = load_contracts(write(tmp_path / "g", spec))["mart_demo"]
+        bad = load_contracts(write(tmp_path / "b", broken))["mart_demo"]
+        assert failing_counts(conn, good) == (4, [1, 1, 1])   # 4 rows; 'a' twice; n NULL once; n = 1 below 2
+        assert failing_counts(conn, bad) is None          # run_mart_tests then runs them one by one
+    engine.dispose()
 
 
 def test_warn_severity_does_not_stop(warehouse, tmp_path):
