@@ -91,6 +91,13 @@ class Settings:
         return max(1, int(os.environ.get("GOVDATA_NORMALISE_CHUNK_ROWS", str(NORMALISE_CHUNK_ROWS))))
 
     @property
+    def normalise_workers(self) -> int:
+        """Processes a source's chunks are normalised in: GOVDATA_NORMALISE_WORKERS, else one per
+        core this process may use, at most two (the machines are shared); 1: in the task's process."""
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return max(1, int(os.environ.get("GOVDATA_NORMALISE_WORKERS", str(min(2, cores)))))
+
+    @property
     def identify_bulk_limit(self) -> int:
         """Tokens one `govdata identify` may resolve without a second reason."""
         return int(os.environ.get("GOVDATA_IDENTIFY_BULK_LIMIT", "10"))

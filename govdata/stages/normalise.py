@@ -9,11 +9,13 @@ The source's snapshot (current/, deleted/, changed/) is advanced by the next tas
 from __future__ import annotations
 
 import logging
+import multiprocessing
 from collections import Counter
 from collections.abc import Callable, Iterator
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from govdata.failpoints import failpoint
 from govdata.lake import iter_tables, parquet_rows, parquet_schema, read_arrow, run_path
@@ -31,8 +33,9 @@ def normalise(extracted: dict, run: dict) -> dict:
     config = _source(extracted["path"])
     std_path = run_path(run["lake"], run["run_id"], "std", f"{config.name}.parquet")
     q_path = run_path(run["lake"], run["run_id"], "quarantine", f"{config.name}.parquet")
+    settings = get_settings()
     counts = normalise_file(extracted["raw_path"], config, load_standards(), std_path, q_path,
-                            get_settings().normalise_chunk_rows)
+                            settings.normalise_chunk_rows, settings.normalise_workers)
     failpoint("normalise")
     # The gate `rows in = loaded + rejected`, counted again from what was written (each rejected
     # row has its own quarantine id): a ReconciliationError stops the run before anything loads.
@@ -52,6 +55,7 @@ def normalise(extracted: dict, run: dict) -> dict:
         "rows_rejected": rejected,
         "values_quarantined": counts["values_quarantined"],
         "quarantine_reasons": counts["reasons"],
+        "workers_peak_rss_mb": counts["peak_rss_mb"],   # the chunks may be normalised in forked workers
         "watermark": extracted.get("watermark"),
         # for the snapshot task: the extracted ids, and what this run's rows are merged into
         "raw_path": extracted["raw_path"],
@@ -60,51 +64,106 @@ def normalise(extracted: dict, run: dict) -> dict:
     }
 
 
-def normalise_file(raw_path: str, config, standards, std_path: str, quarantine_path: str, chunk_rows: int) -> dict:
+def normalise_file(raw_path: str, config, standards, std_path: str, quarantine_path: str, chunk_rows: int,
+                   workers: int = 1) -> dict:
     """A raw lake file normalised chunk_rows rows at a time into std_path and quarantine_path
     (appended chunk by chunk, encrypted like every lake file): the same rows and entries as the
-    source normalised whole (quarantine entries grouped per chunk). Returns the counts summed
-    over the chunks: rows_in, rows_standardised, values_quarantined, reasons, chunks."""
-    import pyarrow as pa
-
+    source normalised whole (quarantine entries grouped per chunk). `workers` > 1: the chunks
+    are normalised side by side in that many forked processes, written in order. Returns the
+    counts summed over the chunks: rows_in, rows_standardised, values_quarantined, reasons, chunks."""
     from govdata.lake import TableWriter
-    from govdata.transforms.normalise import QUARANTINE_SCHEMA, normalise_source
+    from govdata.transforms.normalise import QUARANTINE_SCHEMA
 
     faults = source_key_faults(raw_path, config, chunk_rows)
-    counts = {"rows_in": 0, "rows_standardised": 0, "values_quarantined": 0, "chunks": 0}
+    counts = {"rows_in": 0, "rows_standardised": 0, "values_quarantined": 0, "chunks": 0, "peak_rss_mb": 0}
     reasons: Counter = Counter()
     with TableWriter(std_path) as std_out, TableWriter(quarantine_path, QUARANTINE_SCHEMA) as q_out:
-        for chunk in _chunks(raw_path, chunk_rows):
-            result = normalise_source(chunk, config, standards, faults, counts["rows_in"])
-            std_out.write(pa.Table.from_pandas(result.standardised, preserve_index=False))
-            q_out.write(pa.Table.from_pandas(result.quarantine, schema=QUARANTINE_SCHEMA, preserve_index=False))
-            counts["rows_in"] += len(chunk)
-            counts["rows_standardised"] += len(result.standardised)
-            counts["values_quarantined"] += result.counts["values_quarantined"]
+        for rows_in, std, quarantine, chunk_counts in _normalised_chunks(raw_path, (config, standards, faults),
+                                                                         chunk_rows, workers):
+            std_out.write(std)
+            q_out.write(quarantine)
+            counts["rows_in"] += rows_in
+            counts["rows_standardised"] += std.num_rows
+            counts["values_quarantined"] += chunk_counts["values_quarantined"]
             counts["chunks"] += 1
-            reasons.update(result.counts["reasons"])
-            del result, chunk
+            counts["peak_rss_mb"] = max(counts["peak_rss_mb"], chunk_counts["peak_rss_mb"])
+            reasons.update(chunk_counts["reasons"])
+            del std, quarantine
     # most frequent first (ties by name): the same for any chunk size
     counts["reasons"] = {r: int(n) for r, n in sorted(reasons.items(), key=lambda item: (-item[1], item[0]))}
     return counts
 
 
-def _chunks(raw_path: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    """The raw file's rows as frames of chunk_rows rows (strings as read_parquet gives them); an
-    empty file is one empty frame, so that the std file still gets its columns."""
+_JOB: tuple | None = None   # (config, standards, faults) of the source being normalised: forked workers inherit it
+
+
+def _normalise_chunk(chunk: tuple[pa.Table, int]) -> tuple[int, pa.Table, pa.Table, dict]:
+    """(rows in, standardised rows, quarantine entries, counts) of one raw chunk starting at row
+    `offset` of the source; Arrow in and out (cheap to pass between processes)."""
+    from govdata.transforms.normalise import QUARANTINE_SCHEMA, normalise_source
+
+    from govdata.memory import peak_rss_mb
+
+    table, offset = chunk
+    config, standards, faults = _JOB
+    frame = _as_frame(table)
+    result = normalise_source(frame, config, standards, faults, offset)
+    std = pa.Table.from_pandas(result.standardised, preserve_index=False)
+    quarantine = pa.Table.from_pandas(result.quarantine, schema=QUARANTINE_SCHEMA, preserve_index=False)
+    return len(frame), std, quarantine, {**result.counts, "peak_rss_mb": peak_rss_mb()}
+
+
+def _normalised_chunks(raw_path: str, job: tuple, chunk_rows: int, workers: int) -> Iterator[tuple]:
+    """_normalise_chunk over the raw file's chunks, in order: in this process, or with workers > 1
+    and more than one chunk in that many forked processes (close + join, see govdata.expectations.run)."""
+    global _JOB
+    from govdata.expectations.run import can_fork
+
+    _JOB = job
+    try:
+        chunks = _offsets(_tables(raw_path, chunk_rows))
+        if workers < 2 or parquet_rows(raw_path) <= chunk_rows or not can_fork():
+            yield from map(_normalise_chunk, chunks)
+            return
+        pool = multiprocessing.get_context("fork").Pool(workers)
+        try:
+            # imap keeps the order and reads ahead only as fast as the workers take chunks
+            yield from pool.imap(_normalise_chunk, chunks)
+            pool.close()
+        except BaseException:
+            pool.terminate()
+            raise
+        finally:
+            pool.join()
+    finally:
+        _JOB = None
+
+
+def _offsets(tables: Iterator[pa.Table]) -> Iterator[tuple[pa.Table, int]]:
+    offset = 0
+    for table in tables:
+        yield table, offset
+        offset += table.num_rows
+
+
+def _tables(raw_path: str, chunk_rows: int) -> Iterator[pa.Table]:
+    """The raw file as tables of chunk_rows rows; an empty file is one empty table, so that the
+    std file still gets its columns."""
     empty = True
     for table in iter_tables(raw_path, chunk_rows):
         empty = False
-        yield table.to_pandas()
+        yield table
     if empty:
-        yield parquet_schema(raw_path).empty_table().to_pandas()
+        yield parquet_schema(raw_path).empty_table()
+
+
+def _as_frame(table: pa.Table) -> pd.DataFrame:
+    return table.to_pandas()   # strings as read_parquet gives them
 
 
 def source_key_faults(raw_path: str, config, chunk_rows: int):
     """The key faults of the whole source (transforms.normalise.find_key_faults) from its key
     column read chunk by chunk; a faulty row's other values are read only when there are any."""
-    import pyarrow as pa
-
     from govdata.extract import RECORD_ID, ROW_HASH
     from govdata.transforms.normalise import canonical_keys, content_hashes, find_key_faults, key_columns
 
@@ -130,8 +189,6 @@ def source_key_faults(raw_path: str, config, chunk_rows: int):
 def _at_positions(raw_path: str, positions: np.ndarray, columns: list[str] | None, chunk_rows: int,
                   fn: Callable[[pd.DataFrame], np.ndarray]) -> np.ndarray:
     """fn over the rows at the given positions (ascending) of a lake file, chunk by chunk."""
-    import pyarrow as pa
-
     out, start = [], 0
     for table in iter_tables(raw_path, chunk_rows, columns):
         stop = start + table.num_rows

@@ -52,12 +52,12 @@ RAW = _raw([
 ])
 
 
-def _normalise(tmp_path, raw: pd.DataFrame, chunk_rows: int, label: str) -> dict:
+def _normalise(tmp_path, raw: pd.DataFrame, chunk_rows: int, label: str, workers: int = 1) -> dict:
     from govdata.stages.normalise import normalise_file, rejected_rows
 
     raw_path = lake.write_parquet(raw, str(tmp_path / label / "raw.parquet"))
     std, q = str(tmp_path / label / "std.parquet"), str(tmp_path / label / "quarantine.parquet")
-    counts = normalise_file(raw_path, SOURCE, STANDARDS, std, q, chunk_rows)
+    counts = normalise_file(raw_path, SOURCE, STANDARDS, std, q, chunk_rows, workers)
     return {"raw": raw_path, "std": std, "quarantine": q, "counts": counts, "rejected": rejected_rows(q)}
 
 
@@ -96,6 +96,16 @@ def test_a_source_normalised_in_chunks_of_three_equals_it_normalised_whole(tmp_p
         {k: int(v) for k, v in sorted(in_memory.counts["reasons"].items(), key=lambda kv: (-kv[1], kv[0]))}
     assert chunked["counts"]["values_quarantined"] == whole["counts"]["values_quarantined"] == \
         in_memory.counts["values_quarantined"]
+
+
+def test_chunks_normalised_in_two_forked_workers_are_written_as_one_process_writes_them(tmp_path):
+    one = _normalise(tmp_path, RAW, 3, "one")
+    two = _normalise(tmp_path, RAW, 3, "two", workers=2)
+    for name in ("std", "quarantine"):   # the same rows in the same order: chunks written in order
+        pd.testing.assert_frame_equal(lake.read_parquet(two[name]), lake.read_parquet(one[name]))
+    keep = ("rows_in", "rows_standardised", "values_quarantined", "reasons", "chunks")
+    assert {k: two["counts"][k] for k in keep} == {k: one["counts"][k] for k in keep}
+    assert two["counts"]["chunks"] == 5 and two["counts"]["peak_rss_mb"] > 0
 
 
 def test_the_stage_reads_its_chunk_size_from_the_environment(tmp_path, monkeypatch):
