@@ -49,4 +49,4 @@ def findings(manifest: dict, marted: dict) -> dict:
     written = write_findings(manifest)
     review = write_review_page(manifest)
     return {"findings_path": written["findings_path"], "review_path": review["review_path"],
-            "review_pairs": review["pairs"]}
+            "review_pairs": review["pairs"], "review_open_pairs": review["open_pairs"]}

@@ -178,6 +178,26 @@ def test_data_docs_render_offline(run, browser, tmp_path):
     assert remote == []
 
 
+def test_a_review_page_shorter_than_the_queue_shows_the_top_pairs_and_says_how_many_are_open(run, browser, tmp_path):
+    from govdata.review_page import write_review_page
+    from govdata.stages.load import read_manifest
+
+    queue = _query(run["db"], "SELECT pair_id FROM review_queue WHERE status = 'open' ORDER BY score DESC, pair_id")
+    manifest = read_manifest(str(run["report"].parent / "manifest.json"))
+    manifest["run"]["lake"] = str(tmp_path / "lake")   # the run's own page stays for the round trip below
+    written = write_review_page(manifest, limit=1)
+    assert (written["pairs"], written["open_pairs"]) == (1, len(queue))
+    ctx, page, remote, errors = open_offline(browser, Path(written["review_path"]), tmp_path / "shots", "review_top")
+    try:
+        assert remote == [] and errors == []
+        shown = page.locator("section.pair").evaluate_all("els => els.map(e => e.dataset.pairId)")
+        assert shown == [queue["pair_id"].iloc[0]]   # the highest score
+        assert page.locator("#more").inner_text() == \
+            f"本页显示得分最高的 1 对，共 {len(queue)} 对待复核；其余的在决定这些之后的下次运行页面上，全部可用 govdata review export 导出。"
+    finally:
+        ctx.close()
+
+
 def test_review_round_trip_in_the_browser_changes_the_warehouse(run, browser, tmp_path):
     queue = _query(run["db"], "SELECT pair_id, left_source_system, left_source_record_id, right_source_system, "
                               "right_source_record_id FROM review_queue WHERE status = 'open' AND entity = 'person'")
