@@ -3,6 +3,7 @@ their service times are counted on."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date
 
 import numpy as np
@@ -89,22 +90,55 @@ def _source_frames(std, source: str, columns: list[str] | None, chunk_rows: int 
     yield std.read(source, columns) if columns is not None and hasattr(std, "read") else std[source]
 
 
-def lean_parts_of_kind(std, kind: str, columns: list[str]) -> Iterator[pd.DataFrame]:
-    """_parts_of_kind in those columns, read straight from the lake files when `std` holds paths:
-    text as Arrow strings and dates as datetime64 (no Python object per value), one source at a
-    time. Columns a source lacks are left out."""
+@dataclass(frozen=True)
+class LakePart:
+    """A source's lake file, not read: its rows of `kind` in `columns` (those it has), for DuckDB
+    to scan through the decrypting dataset (lake.dataset) — no pandas frame, no Python string."""
+    path: str
+    kind: str
+    columns: tuple[str, ...]
+
+    def dataset(self):
+        from govdata.lake import dataset
+
+        return dataset(self.path)
+
+
+def _scannable(schema, columns: list[str]) -> bool:
+    """Columns DuckDB reads as pandas would: text as text, dates as dates (anything else is read
+    through pandas, whose parsing the owners' agreement was defined with)."""
+    import pyarrow as pa
+
+    def fits(name: str) -> bool:
+        t = schema.field(name).type
+        if name == "birth_date":
+            return pa.types.is_date(t) or (pa.types.is_timestamp(t) and t.tz is None)
+        return pa.types.is_string(t) or pa.types.is_large_string(t)
+
+    return all(fits(c) for c in columns)
+
+
+def lean_parts_of_kind(std, kind: str, columns: list[str]) -> Iterator[pd.DataFrame | LakePart]:
+    """_parts_of_kind in those columns, one source at a time. When `std` holds lake paths, a
+    LakePart per source (identifier_owners scans it in DuckDB), or — for a file whose columns are
+    not all text and dates — its frame: text as Arrow strings and dates as datetime64. Columns a
+    source lacks are left out."""
     paths = getattr(std, "paths", None)
     if paths is None:
         yield from _parts_of_kind(std, kind)
         return
-    from govdata.lake import _arrow_string_dtype, dataset, read_arrow
+    from govdata.lake import _arrow_string_dtype, parquet_schema, read_arrow
 
     kinds = getattr(std, "kinds", None) or {}
     for source in std:
         if kinds.get(source, kind) != kind:
             continue
-        present = set(dataset(paths[source]).schema.names)
-        table = read_arrow(paths[source], [c for c in columns if c in present])
+        schema = parquet_schema(paths[source])
+        present = [c for c in columns if c in schema.names]
+        if {"source_system", "source_record_id"} <= set(present) and _scannable(schema, present):
+            yield LakePart(paths[source], kind, tuple(present))
+            continue
+        table = read_arrow(paths[source], present)
         frame = table.to_pandas(types_mapper=_arrow_string_dtype, date_as_object=False)
         del table
         if "kind" in frame:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from govdata.warehouse.rows import _table_columns, _text, identifier_token
 from govdata.warehouse.schema import table_for
 
@@ -17,43 +18,17 @@ OWNER_REASONS = ("new_identifier", "owner_gone", "owner_lost_identifier", "bette
 _ENTITY = {"person": ("person_id", "id_number"), "enterprise": ("enterprise_id", "uscc")}
 
 
-def _yyyymmdd(values: pd.Series) -> pd.Series:
-    d = pd.to_datetime(values, errors="coerce")
-    return (d.dt.year * 10000 + d.dt.month * 100 + d.dt.day).astype("Int64")
-
-
-def _encoded_agreement(recs: pd.DataFrame, entity: str, identifier: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """(first, second) attribute agreement of each record with its identifier, as booleans.
-    Persons: the ID's birth date (digits 7-14) and sex (digit 17: odd = 1, even = 2).
-    Enterprises: the USCC's region code (characters 3-8) and organisation code (9-17)."""
-    if entity == "person":
-        born = pd.to_numeric(identifier.str.slice(6, 14), errors="coerce").astype("Int64")
-        digit = pd.to_numeric(identifier.str.slice(16, 17), errors="coerce").astype("Int64")
-        sex = (2 - digit % 2).astype("string")
-        first = _yyyymmdd(recs["birth_date"]) == born if "birth_date" in recs else None
-        second = _text(recs, "sex") == sex
-    else:
-        first = _text(recs, "region_code") == identifier.str.slice(2, 8)
-        second = _text(recs, "org_code") == identifier.str.slice(8, 17)
-    if first is None:
-        first = pd.Series(False, index=recs.index)
-    return first.fillna(False).astype(bool), second.fillna(False).astype(bool)
-
-
 HOLDER_ATTRIBUTES = ("birth_date", "sex", "name", "name_pinyin", "region_code", "org_code")
 # what identifier_holders reads of a person or enterprise record
 HOLDER_COLUMNS = ["source_system", "source_record_id", "kind", "id_number", "uscc", *HOLDER_ATTRIBUTES]
 ARROW_TEXT = "string[pyarrow]"   # text without a Python object per value: a fraction of the memory
-
-
-def _arrow_text(frame: pd.DataFrame, name: str) -> pd.Series:
-    return frame[name] if name in frame else pd.Series(pd.NA, index=frame.index, dtype=ARROW_TEXT)
+OWNER_MEMORY = "1GB"     # DuckDB's share while owners are resolved (1M persons: ~3M records); beyond it, it spills
+TOKEN_BATCH_ROWS = 500_000   # distinct identifiers tokenised at a time (Python strings only for a batch)
 
 
 def _holder_records(frame: pd.DataFrame, identifier: str, attrs: tuple[str, ...]) -> pd.DataFrame | None:
     """A source's records carrying the identifier, in the columns the agreement reads: text as
-    Arrow strings, birth dates as datetime64 (built one source at a time, so the person records
-    of a run are never held as Python objects together)."""
+    Arrow strings, birth dates as datetime64 (as pandas parses them)."""
     if identifier not in frame:
         return None
     columns = ["source_system", "source_record_id", identifier] + [c for c in attrs if c in frame]
@@ -64,55 +39,190 @@ def _holder_records(frame: pd.DataFrame, identifier: str, attrs: tuple[str, ...]
     return part
 
 
-def identifier_holders(xref: pd.DataFrame | None, std_frames: list[pd.DataFrame], entity: str,
-                       key: bytes) -> pd.DataFrame:
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _part_sql(view: str, names: set[str], identifier: str, kind: str | None) -> str:
+    """One source's records carrying the identifier: keys (k1, k2), identifier (i), what the
+    encoded agreement compares (birth, sex, region, org) and the name, else the pinyin name (n)."""
+    def text(c: str) -> str:
+        return f'CAST("{c}" AS VARCHAR)' if c in names else "CAST(NULL AS VARCHAR)"
+
+    birth = 'CAST("birth_date" AS DATE)' if "birth_date" in names else "CAST(NULL AS DATE)"
+    where = f'"{identifier}" IS NOT NULL' + (f" AND kind = {_sql_text(kind)}" if kind and "kind" in names else "")
+    return (f"SELECT {text('source_system')} AS k1, {text('source_record_id')} AS k2, {text(identifier)} AS i, "
+            f"{birth} AS birth, {text('sex')} AS sex, {text('region_code')} AS region, {text('org_code')} AS org, "
+            f"coalesce({text('name')}, {text('name_pinyin')}) AS n FROM {view} WHERE {where}")
+
+
+# The encoded agreement (0-3: 2 × birth/region, 1 × sex/org code) of a record with its
+# identifier, as identifier_holders documents it. Persons: to_numeric of the ID's birth digits
+# equals the birth date as yyyymmdd; digit 17 odd = sex 1, even = 2.
+ENCODED_SQL = {
+    "person": "(2 * coalesce(year(birth) * 10000 + month(birth) * 100 + day(birth) = TRY_CAST("
+              "CASE WHEN regexp_full_match(substr(i, 7, 8), '[+-]?[0-9]+') THEN substr(i, 7, 8) END AS BIGINT), false)"
+              "::INTEGER + coalesce(sex = CASE WHEN substr(i, 17, 1) IN ('1', '3', '5', '7', '9') THEN '1' "
+              "WHEN substr(i, 17, 1) IN ('0', '2', '4', '6', '8') THEN '2' END, false)::INTEGER)",
+    "enterprise": "(2 * coalesce(region = substr(i, 3, 6), false)::INTEGER "
+                  "+ coalesce(org = substr(i, 9, 9), false)::INTEGER)",
+}
+
+
+def _register_parts(con, std_frames, identifier: str) -> list[str]:
+    """Each part as a DuckDB view's SQL: a lake file (facts.LakePart) scanned by DuckDB through
+    the decrypting dataset, or a frame's records (pandas' date parsing) as Arrow."""
+    from govdata.warehouse.facts import LakePart
+
+    selects = []
+    for n, part in enumerate(std_frames):   # a lazy iterable: one source at a time
+        view = f"_part{n}"
+        if isinstance(part, LakePart):
+            if identifier not in part.columns:
+                continue
+            con.register(view, part.dataset())
+            selects.append(_part_sql(view, set(part.columns), identifier, part.kind))
+            continue
+        recs = _holder_records(part, identifier, HOLDER_ATTRIBUTES)
+        if recs is None or recs.empty:
+            continue
+        con.register(view, pa.Table.from_pandas(recs, preserve_index=False))
+        selects.append(_part_sql(view, set(recs.columns), identifier, None))
+    return selects
+
+
+def _register_xref(con, xref: pd.DataFrame | None, id_col: str) -> None:
+    """_xref (k1, k2, m): the record → master cross-reference."""
+    keys = ["source_system", "source_record_id"]
+    frame = (xref[keys + [id_col]] if xref is not None and len(xref) else
+             pd.DataFrame(columns=keys + [id_col])).astype(ARROW_TEXT)
+    con.register("_xref_in", pa.Table.from_pandas(frame, preserve_index=False))
+    con.execute(f'CREATE OR REPLACE VIEW _xref AS SELECT source_system AS k1, source_record_id AS k2, '
+                f'"{id_col}" AS m FROM _xref_in')
+
+
+def _build_holders(con, std_frames, entity: str, key: bytes) -> None:
+    """Table `holders` (identifier_token, master_id, agreement, records): see identifier_holders.
+    Reads _xref. The raw identifiers stay inside DuckDB but for one batch being tokenised."""
+    identifier = _ENTITY[entity][1]
+    selects = _register_parts(con, std_frames, identifier)
+    con.execute("CREATE OR REPLACE TABLE holders (identifier_token VARCHAR, master_id VARCHAR, "
+                "agreement BIGINT, records BIGINT)")
+    if not selects:
+        return
+    union = " UNION ALL ".join(selects)
+    # every record carrying an identifier, with its master (pandas' merge: NULL keys match too)
+    con.execute(f"CREATE OR REPLACE TABLE _recs AS SELECT x.m, r.i, {ENCODED_SQL[entity]} AS e, r.n "
+                f"FROM ({union}) r JOIN _xref x ON r.k1 IS NOT DISTINCT FROM x.k1 "
+                f"AND r.k2 IS NOT DISTINCT FROM x.k2")
+    # The holder's name: the most frequent name among the identifier's records that agree best
+    # with it (ties: the smallest name, in code point order).
+    con.execute("CREATE OR REPLACE TABLE _best AS SELECT i, max(e) AS be FROM _recs GROUP BY i")
+    con.execute("CREATE OR REPLACE TABLE _holder_name AS SELECT i, n FROM ("
+                "SELECT r.i, r.n, count(*) AS c FROM _recs r JOIN _best b ON r.i = b.i AND r.e = b.be "
+                "WHERE r.n IS NOT NULL GROUP BY r.i, r.n) "
+                "QUALIFY row_number() OVER (PARTITION BY i ORDER BY c DESC, n) = 1")
+    con.execute("CREATE OR REPLACE TABLE _held AS SELECT r.i, r.m, "
+                "max(2 * r.e + CASE WHEN r.n = h.n THEN 1 ELSE 0 END) AS agreement, count(*) AS records "
+                "FROM _recs r LEFT JOIN _holder_name h ON r.i = h.i GROUP BY r.i, r.m")
+    con.execute("DROP TABLE _recs; DROP TABLE _holder_name; DROP TABLE _best")
+    _insert_tokenised(con, "SELECT i, m, agreement, records FROM _held", "holders", key)
+    con.execute("DROP TABLE _held")
+
+
+def _insert_tokenised(con, select: str, table: str, key: bytes) -> None:
+    """Inserts the rows of `select` into `table` with its first column (raw identifiers)
+    replaced by their identifier_token, a batch at a time (Python strings only for a batch)."""
+    reader = con.cursor().sql(select).to_arrow_reader(TOKEN_BATCH_ROWS)   # read while con inserts
+    for batch in reader:
+        ids = batch.column(0)
+        tokens = identifier_token(pd.Series(ids.to_numpy(zero_copy_only=False), dtype=object), key)
+        columns = [pa.array(tokens.to_numpy(object), pa.string()), *batch.columns[1:]]
+        con.register("_token_batch", pa.Table.from_arrays(columns, names=batch.schema.names))
+        con.execute(f"INSERT INTO {table} SELECT * FROM _token_batch")
+        con.unregister("_token_batch")
+
+
+def _to_pandas(table: pa.Table, integers: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Text as Arrow strings; the named integer columns nullable (Int64)."""
+    frame = table.to_pandas(types_mapper=lambda t: pd.StringDtype("pyarrow")
+                            if pa.types.is_string(t) or pa.types.is_large_string(t) else None)
+    for c in integers:
+        frame[c] = frame[c].astype("Int64")
+    return frame
+
+
+def _fetch(con, sql: str, integers: tuple[str, ...] = ()) -> pd.DataFrame:
+    return _to_pandas(con.sql(sql).to_arrow_table(), integers)
+
+
+def identifier_holders(xref: pd.DataFrame | None, std_frames, entity: str, key: bytes) -> pd.DataFrame:
     """Every (identifier token, master) pair where the master holds a record carrying the
     identifier, with `agreement` (0-7: 4 × birth/region, 2 × sex/org code, 1 × name agree) — the
-    best of the master's records carrying it — and `records` (how many). Vectorised."""
-    id_col, identifier = _ENTITY[entity]
-    empty = pd.DataFrame({"identifier_token": pd.Series(dtype="string"), "master_id": pd.Series(dtype="string"),
-                          "agreement": pd.Series(dtype="int64"), "records": pd.Series(dtype="int64")})
-    if xref is None or xref.empty:
-        return empty
-    parts = [_holder_records(f, identifier, HOLDER_ATTRIBUTES) for f in std_frames]   # a lazy iterable: one source at a time
-    parts = [p for p in parts if p is not None]
-    if not parts:
-        return empty
-    keys = ["source_system", "source_record_id"]
-    recs = pd.concat(parts, ignore_index=True)
-    del parts
-    recs = recs.merge(xref[keys + [id_col]].astype(ARROW_TEXT), on=keys, how="inner")
-    if recs.empty:
-        return empty
-    ident = recs[identifier]
-    first, second = _encoded_agreement(recs, entity, ident)
-    encoded = first.to_numpy(np.int64) * 2 + second.to_numpy(np.int64)
-    # Integer codes from here on (hash factorisation; no string sorts): the identifier, the master.
-    id_code, id_values = pd.factorize(ident)
-    m_code, m_values = pd.factorize(recs[id_col])
-    # The holder's name: the most frequent name among the identifier's records that agree best
-    # with it (ties: the smallest name).
-    name = _arrow_text(recs, "name").fillna(_arrow_text(recs, "name_pinyin"))
-    name_rank, _ = pd.factorize(name, sort=True)          # sorts the distinct names only
-    best_encoded = pd.Series(encoded).groupby(id_code).transform("max").to_numpy()
-    pick = (encoded == best_encoded) & (name_rank >= 0)
-    pair = pd.Series(1, index=pd.MultiIndex.from_arrays([id_code[pick], name_rank[pick]])).groupby(level=[0, 1]).size()
-    ids_, names_, n_ = (pair.index.get_level_values(0).to_numpy(), pair.index.get_level_values(1).to_numpy(),
-                        pair.to_numpy())
-    order = np.lexsort((names_, -n_, ids_))
-    first_of = np.r_[True, ids_[order][1:] != ids_[order][:-1]] if len(order) else np.zeros(0, dtype=bool)
-    holder_name = np.full(len(id_values), -2, dtype=np.int64)
-    holder_name[ids_[order][first_of]] = names_[order][first_of]
-    name_ok = (name_rank == holder_name[id_code]).astype(np.int64)
-    agreement = encoded * 2 + name_ok
-    key_ = id_code.astype(np.int64) * max(len(m_values), 1) + m_code
-    grouped = pd.DataFrame({"k": key_, "a": agreement}).groupby("k", sort=False)["a"].agg(["max", "size"])
-    k = grouped.index.to_numpy()
-    id_of, m_of = k // max(len(m_values), 1), k % max(len(m_values), 1)
-    tokens = identifier_token(pd.Series(id_values, dtype="string"), key).to_numpy()
-    return pd.DataFrame({"identifier_token": pd.array(tokens[id_of], dtype="string"),
-                         "master_id": pd.array(np.asarray(m_values, dtype=object)[m_of], dtype="string"),
-                         "agreement": grouped["max"].to_numpy(np.int64), "records": grouped["size"].to_numpy(np.int64)})
+    best of the master's records carrying it — and `records` (how many). The name agrees when it
+    is the holder's name: the most frequent name (else pinyin name) among the identifier's
+    records that agree best on birth/sex (region/org code), ties the smallest. `std_frames`:
+    frames, or facts.LakePart files DuckDB scans itself."""
+    from govdata.evaluate import scratch_db
+
+    with scratch_db(OWNER_MEMORY) as (con, _):
+        _register_xref(con, xref, _ENTITY[entity][0])
+        _build_holders(con, std_frames, entity, key)
+        out = _fetch(con, "SELECT * FROM holders")
+    out[["agreement", "records"]] = out[["agreement", "records"]].astype(np.int64)
+    return out
+
+
+# Who owns each identifier, from `holders`, `_claims` (t, m, run, pos: the previous owners,
+# the first claim of a token counts) and `_live` (m: masters that exist). keep: the previous
+# owner holds the identifier and agrees as well as the best holder (highest agreement, then
+# most records, then the smallest master id).
+_RESOLVE_SQL = """
+CREATE OR REPLACE TABLE _resolved AS
+WITH prev AS (
+    SELECT t, m, run FROM _claims WHERE t IS NOT NULL AND m IS NOT NULL
+    QUALIFY row_number() OVER (PARTITION BY t ORDER BY pos) = 1),
+best AS (
+    SELECT identifier_token AS t, master_id AS m, agreement AS a FROM holders
+    QUALIFY row_number() OVER (PARTITION BY identifier_token ORDER BY agreement DESC, records DESC, master_id) = 1),
+joined AS (
+    SELECT coalesce(b.t, p.t) AS t, b.m AS best_m, b.a AS best_a, p.m AS prev_m, p.run AS prev_run,
+           h.agreement AS prev_a, l.m IS NOT NULL AS prev_live, coalesce(h.agreement = b.a, false) AS keep
+    FROM best b FULL OUTER JOIN prev p ON b.t = p.t
+    LEFT JOIN holders h ON h.identifier_token = p.t AND h.master_id = p.m
+    LEFT JOIN (SELECT DISTINCT m FROM _live) l ON l.m = p.m)
+SELECT *, CASE WHEN prev_m IS NULL THEN 'new_identifier'
+               WHEN keep THEN NULL
+               WHEN best_m IS NULL THEN 'no_holder'
+               WHEN NOT prev_live THEN 'owner_gone'
+               WHEN prev_a IS NULL THEN 'owner_lost_identifier'
+               ELSE 'better_holder' END AS reason
+FROM joined
+"""
+
+
+def _resolve(con, run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(owners, changes) of resolve_owners from the tables `holders`, `_claims`, `_live`."""
+    con.execute(_RESOLVE_SQL)
+    owners = _fetch(con, "SELECT t AS identifier_token, CASE WHEN keep THEN prev_m ELSE best_m END AS master_id, "
+                         "CASE WHEN keep THEN prev_a ELSE best_a END AS agreement, "
+                         "CASE WHEN keep AND prev_run IS NOT NULL THEN prev_run ELSE $run END AS assigned_run "
+                         "FROM _resolved WHERE best_m IS NOT NULL ORDER BY t".replace("$run", _sql_text(run_id)),
+                    integers=("agreement",))
+    changes = _fetch(con, "SELECT t AS identifier_token, prev_m AS old_owner, "
+                          "CASE WHEN keep THEN prev_m ELSE best_m END AS new_owner, reason "
+                          "FROM _resolved WHERE reason IS NOT NULL ORDER BY t")
+    con.execute("DROP TABLE _resolved")
+    return owners, changes
+
+
+def _register_claims(con, previous: pd.DataFrame | None) -> None:
+    prev = previous if previous is not None else pd.DataFrame(columns=["identifier_token", "master_id"])
+    con.register("_claims", pa.table({
+        "t": pa.array(_text(prev, "identifier_token").astype(ARROW_TEXT), pa.string(), from_pandas=True),
+        "m": pa.array(_text(prev, "master_id").astype(ARROW_TEXT), pa.string(), from_pandas=True),
+        "run": pa.array(_text(prev, "assigned_run").astype(ARROW_TEXT), pa.string(), from_pandas=True),
+        "pos": pa.array(np.arange(len(prev), dtype=np.int64))}))
 
 
 def resolve_owners(holders: pd.DataFrame, previous: pd.DataFrame | None, live_masters: pd.Series,
@@ -121,55 +231,20 @@ def resolve_owners(holders: pd.DataFrame, previous: pd.DataFrame | None, live_ma
     per identifier someone holds. The previous owner stays while it exists, holds the identifier
     and agrees as well as the best holder; otherwise the best holder (highest agreement, then most
     records, then the smallest master id) takes over. changes: identifier_token, old_owner,
-    new_owner, reason (OWNER_REASONS) for every identifier whose owner is new or moved.
-    Vectorised on integer codes (hash factorisation; only distinct master ids are sorted)."""
-    prev = previous if previous is not None else pd.DataFrame(columns=["identifier_token", "master_id"])
-    prev = pd.DataFrame({"t": _text(prev, "identifier_token"), "m": _text(prev, "master_id"),
-                         "run": _text(prev, "assigned_run")}).dropna(subset=["t", "m"]).drop_duplicates("t")
-    h_tok, h_m = _text(holders, "identifier_token"), _text(holders, "master_id")
-    t_code, t_values = pd.factorize(pd.concat([h_tok, prev["t"]], ignore_index=True))
-    m_rank, m_values = pd.factorize(pd.concat([h_m, prev["m"]], ignore_index=True), sort=True)
-    nh, nt, nm = len(holders), len(t_values), max(len(m_values), 1)
-    ht, hm, pt, pm = t_code[:nh], m_rank[:nh], t_code[nh:], m_rank[nh:]
-    agreement = holders["agreement"].to_numpy(np.int64)
-    records = holders["records"].to_numpy(np.int64)
-    # the best holder per identifier
-    order = np.lexsort((hm, -records, -agreement, ht))
-    first = order[np.r_[True, ht[order][1:] != ht[order][:-1]]] if nh else order
-    best_m = np.full(nt, -1, dtype=np.int64)
-    best_a = np.full(nt, -1, dtype=np.int64)
-    best_m[ht[first]], best_a[ht[first]] = hm[first], agreement[first]
-    # the previous owner's agreement, when it still holds the identifier
-    prev_m = np.full(nt, -1, dtype=np.int64)
-    prev_m[pt] = pm
-    prev_run = np.full(nt, None, dtype=object)
-    prev_run[pt] = prev["run"].to_numpy(dtype=object, na_value=None)
-    found = pd.Index(ht.astype(np.int64) * nm + hm).get_indexer(np.arange(nt, dtype=np.int64) * nm + prev_m)
-    prev_a = np.where((prev_m >= 0) & (found >= 0), agreement[np.maximum(found, 0)] if nh else -1, -1)
-    has_prev = prev_m >= 0
-    keep = has_prev & (prev_a == best_a) & (best_a >= 0)
-    owner = np.where(keep, prev_m, best_m)
-    live = np.zeros(nm, dtype=bool)
-    live[np.flatnonzero(pd.Series(m_values).isin(live_masters).to_numpy())] = True
-    reason = np.full(nt, None, dtype=object)
-    moved = has_prev & ~keep
-    reason[~has_prev] = "new_identifier"
-    reason[moved] = "better_holder"
-    reason[moved & (prev_a < 0)] = "owner_lost_identifier"
-    reason[moved & ~live[np.maximum(prev_m, 0)]] = "owner_gone"
-    reason[moved & (best_m < 0)] = "no_holder"
-    masters = np.asarray(m_values, dtype=object)
-    names = lambda codes: pd.array(np.where(codes >= 0, masters[np.maximum(codes, 0)], None), dtype="string")
-    tokens = pd.array(np.asarray(t_values, dtype=object), dtype="string")
-    held = owner >= 0
-    owners = pd.DataFrame({"identifier_token": tokens[held], "master_id": names(owner[held]),
-                           "agreement": pd.array(np.where(keep, prev_a, best_a)[held], dtype="Int64"),
-                           "assigned_run": pd.array(np.where(keep & (prev_run != None), prev_run, run_id)[held],
-                                                    dtype="string")})
-    changed = reason != None
-    changes = pd.DataFrame({"identifier_token": tokens[changed], "old_owner": names(prev_m[changed]),
-                            "new_owner": names(owner[changed]), "reason": pd.array(reason[changed], dtype="string")})
-    return owners, changes
+    new_owner, reason (OWNER_REASONS) for every identifier whose owner is new or moved. Both
+    ordered by token. In DuckDB (holders: one row per identifier and master)."""
+    from govdata.evaluate import scratch_db
+
+    with scratch_db(OWNER_MEMORY) as (con, _):
+        con.register("holders", pa.table({
+            "identifier_token": pa.array(_text(holders, "identifier_token").astype(ARROW_TEXT), pa.string()),
+            "master_id": pa.array(_text(holders, "master_id").astype(ARROW_TEXT), pa.string()),
+            "agreement": pa.array(holders["agreement"].to_numpy(np.int64)),
+            "records": pa.array(holders["records"].to_numpy(np.int64))}))
+        _register_claims(con, previous)
+        con.register("_live", pa.table({"m": pa.array(pd.Series(live_masters, dtype=object).astype(ARROW_TEXT),
+                                                      pa.string())}))
+        return _resolve(con, run_id)
 
 
 def _claims_from_facts(previous: dict, role: str) -> pd.DataFrame:
@@ -195,13 +270,14 @@ FACT_OWNERS = {"fact_application": ("applicant_token", "applicant_person_id", "a
                 "fact_certificate": ("holder_token", "holder_person_id", "holder_enterprise_id")}
 
 
-def identifier_owners(xref: pd.DataFrame | None, std_frames: list[pd.DataFrame], entity: str, key: bytes,
+def identifier_owners(xref: pd.DataFrame | None, std_frames, entity: str, key: bytes,
                       previous: dict, run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(identifier_owner rows of the entity, changes): see resolve_owners. The previous claims
     are the warehouse's identifier_owner rows, and for identifiers it lacks, the owners the
-    previous facts carry."""
-    id_col = _ENTITY[entity][0]
-    holders = identifier_holders(xref, std_frames, entity, key)
+    previous facts carry. Holders and resolution in one scratch DuckDB (bounded memory: it
+    spills), the identifiers' text never in pandas."""
+    from govdata.evaluate import scratch_db
+
     stored = previous.get("identifier_owner")
     if stored is not None and len(stored):
         stored = stored[_text(stored, "entity") == entity]
@@ -211,9 +287,14 @@ def identifier_owners(xref: pd.DataFrame | None, std_frames: list[pd.DataFrame],
     from_facts = from_facts[~from_facts["identifier_token"].isin(_text(stored, "identifier_token"))]
     claims = pd.concat([stored.reindex(columns=["identifier_token", "master_id", "assigned_run"]).astype("string"),
                         from_facts.astype("string")], ignore_index=True)
-    live = xref[id_col].drop_duplicates().astype("string") if xref is not None and id_col in xref \
-        else pd.Series(dtype="string")
-    owners, changes = resolve_owners(holders, claims, live.drop_duplicates(), run_id)
+    with scratch_db(OWNER_MEMORY) as (con, _):
+        _register_xref(con, xref, _ENTITY[entity][0])
+        _build_holders(con, std_frames, entity, key)
+        _register_claims(con, claims)
+        # which masters exist matters for previous owners only
+        con.execute("CREATE OR REPLACE VIEW _live AS SELECT m FROM _xref WHERE m IS NOT NULL"
+                    + ("" if len(claims) else " LIMIT 0"))
+        owners, changes = _resolve(con, run_id)
     return owners.assign(entity=entity), changes
 
 
