@@ -126,6 +126,10 @@ def _load_duckdb(url: str, arrows: dict[str, pa.Table | StagedTable], vault_name
         if missing:
             init_warehouse(url)
         with connect(url) as db:
+            # No reader may rely on a table's row order (PostgreSQL keeps none either), and
+            # keeping it makes DuckDB's parallel inserts leave row groups that the checkpoint
+            # rewrites: at 1M persons, the commit's checkpoint took 6-7 s, now under 1 s.
+            db.execute("SET preserve_insertion_order = false")
             if not vault_names:
                 with db.transaction():
                     merge_main(db)

@@ -35,6 +35,8 @@ def _merge_duckdb(db: _DuckDB, name: str, arrow: pa.Table | StagedTable, scope: 
     db.con.register("_stg_arrow", arrow.dataset() if isinstance(arrow, StagedTable) else arrow)
     try:
         src = "_stg_arrow"
+        target_rows = db.fetchall(f"SELECT count(*) FROM {target}")[0][0]
+        keep = keep if target_rows else ()   # an empty target has no row to keep columns from
         if keep:
             # Columns an upsert must not overwrite come from the existing row.
             on = " AND ".join(f"o.{k} = s.{k}" for k in keys)
@@ -42,7 +44,6 @@ def _merge_duckdb(db: _DuckDB, name: str, arrow: pa.Table | StagedTable, scope: 
             db.con.execute(f"CREATE OR REPLACE TEMP TABLE _stg_keep AS SELECT {sel} FROM _stg_arrow s "
                            f"LEFT JOIN {target} o ON {on}")
             src = "_stg_keep"
-        target_rows = db.fetchall(f"SELECT count(*) FROM {target}")[0][0]
         if mode == "all":
             _refuse_duplicate_keys(db, name, "_stg_arrow", tuple(c.name for c in table.primary_key.columns))
             db.con.execute(f"DELETE FROM {target}")
