@@ -131,20 +131,23 @@ def _stage_peaks(summary: dict) -> dict[str, int]:
     return {stage: v["peak_rss_mb"] for stage, v in clock.items() if stage != "total" and v.get("peak_rss_mb")}
 
 
-def pipeline_bench(persons: int, seed: int) -> dict:
+def pipeline_bench(persons: int, seed: int, world: Path | None = None) -> dict:
     from govdata.demo_data import generate
     from govdata.evaluate import evaluate_run
     from govdata.runner import PipelineFailed, run_pipeline
 
     results: dict = {"persons": persons}
-    start = time.perf_counter()
-    counts = generate(OUT / "world", persons=persons, seed=seed)
-    results["generator_seconds"] = round(time.perf_counter() - start, 2)
-    results["generator_seconds_per_million_persons"] = round(results["generator_seconds"] * 1e6 / persons, 1)
-    records = sum(v for v in counts.values() if isinstance(v, int))
-    results["records"] = records
+    if world is not None:   # a world generated before (same persons and seed): copied (an incremental run changes it)
+        shutil.copytree(world, OUT / "world")
+        results["world_reused_from"] = str(world)
+    else:
+        start = time.perf_counter()
+        generate(OUT / "world", persons=persons, seed=seed)
+        results["generator_seconds"] = round(time.perf_counter() - start, 2)
+        results["generator_seconds_per_million_persons"] = round(results["generator_seconds"] * 1e6 / persons, 1)
 
     results.update(io_floor_in_subprocess(OUT / "world" / "sources"))
+    records = results["records"] = results["io_floor_rows"]   # every source row, as the floor read them
     results["generator_peak_rss_mb"] = round(_hwm_mb() or peak_rss_mb())
     reset_peak_rss()
     start = time.perf_counter()
@@ -379,7 +382,10 @@ def main(persons: int = typer.Option(200_000), seed: int = typer.Option(7),
          encryption: bool = typer.Option(True, help="also measure what the lake's encryption costs"),
          out: Path = typer.Option(OUT, help="folder for the world, lake, warehouse and results.json"),
          floor_only: str = typer.Option("", help="only measure the I/O floor of this sources folder "
-                                                 "(prints one JSON line)")) -> None:
+                                                 "(prints one JSON line)"),
+         world: Path | None = typer.Option(None, help="reuse the world a previous bench generated (its "
+                                                      "<out>/world, same persons and seed; copied) instead of "
+                                                      "generating it again")) -> None:
     global OUT
     OUT = out
     if floor_only:
@@ -390,7 +396,9 @@ def main(persons: int = typer.Option(200_000), seed: int = typer.Option(7),
         shutil.rmtree(OUT)
     OUT.mkdir(parents=True)
     os.environ["GOVDATA_HOME"] = str(OUT.resolve())
-    results = pipeline_bench(persons, seed)
+    if world is not None and not (world / "sources").is_dir():
+        raise typer.BadParameter(f"{world} is not a generated world (no sources/ folder): give a bench's <out>/world")
+    results = pipeline_bench(persons, seed, world)
     if encryption:
         results.update(lake_encryption_bench())
     if parallel_link:
