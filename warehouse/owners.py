@@ -118,10 +118,10 @@ def _build_holders(con, std_frames, entity: str, key: bytes) -> None:
     # The holder's name: the most frequent name among the identifier's records that agree best
     # with it (ties: the smallest name, in code point order).
     con.execute("CREATE OR REPLACE TABLE _best AS SELECT i, max(e) AS be FROM _recs GROUP BY i")
-    con.execute("CREATE OR REPLACE TABLE _holder_name AS SELECT i, n FROM ("
+    # min over a struct orders by its fields in turn; an aggregate, unlike a window, spills
+    con.execute("CREATE OR REPLACE TABLE _holder_name AS SELECT i, min({'c': -c, 'n': n}).n AS n FROM ("
                 "SELECT r.i, r.n, count(*) AS c FROM _recs r JOIN _best b ON r.i = b.i AND r.e = b.be "
-                "WHERE r.n IS NOT NULL GROUP BY r.i, r.n) "
-                "QUALIFY row_number() OVER (PARTITION BY i ORDER BY c DESC, n) = 1")
+                "WHERE r.n IS NOT NULL GROUP BY r.i, r.n) GROUP BY i")
     con.execute("CREATE OR REPLACE TABLE _held AS SELECT r.i, r.m, "
                 "max(2 * r.e + CASE WHEN r.n = h.n THEN 1 ELSE 0 END) AS agreement, count(*) AS records "
                 "FROM _recs r LEFT JOIN _holder_name h ON r.i = h.i GROUP BY r.i, r.m")
@@ -176,15 +176,19 @@ def identifier_holders(xref: pd.DataFrame | None, std_frames, entity: str, key: 
 # Who owns each identifier, from `holders`, `_claims` (t, m, run, pos: the previous owners,
 # the first claim of a token counts) and `_live` (m: masters that exist). keep: the previous
 # owner holds the identifier and agrees as well as the best holder (highest agreement, then
-# most records, then the smallest master id).
+# most records, then the smallest master id). "First" and "best" are min() over a struct (it
+# orders by its fields in turn) in a GROUP BY: a hash aggregate spills to disk beyond the memory
+# limit, where a window (QUALIFY row_number()) ran out of memory on an incremental 1M run.
 _RESOLVE_SQL = """
 CREATE OR REPLACE TABLE _resolved AS
 WITH prev AS (
-    SELECT t, m, run FROM _claims WHERE t IS NOT NULL AND m IS NOT NULL
-    QUALIFY row_number() OVER (PARTITION BY t ORDER BY pos) = 1),
+    SELECT t, first_claim.m AS m, first_claim.run AS run FROM (
+        SELECT t, min({'pos': pos, 'm': m, 'run': run}) AS first_claim FROM _claims
+        WHERE t IS NOT NULL AND m IS NOT NULL GROUP BY t)),
 best AS (
-    SELECT identifier_token AS t, master_id AS m, agreement AS a FROM holders
-    QUALIFY row_number() OVER (PARTITION BY identifier_token ORDER BY agreement DESC, records DESC, master_id) = 1),
+    SELECT t, -top.a AS a, top.m AS m FROM (
+        SELECT identifier_token AS t, min({'a': -agreement, 'r': -records, 'm': master_id}) AS top
+        FROM holders GROUP BY identifier_token)),
 joined AS (
     SELECT coalesce(b.t, p.t) AS t, b.m AS best_m, b.a AS best_a, p.m AS prev_m, p.run AS prev_run,
            h.agreement AS prev_a, l.m IS NOT NULL AS prev_live, coalesce(h.agreement = b.a, false) AS keep
