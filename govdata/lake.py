@@ -203,6 +203,10 @@ def crypto() -> tuple[pe.CryptoFactory, pe.KmsConnectionConfig]:
 
 
 _CACHE = timedelta(minutes=10)
+# Unwrapped key-encryption keys stay cached for the process (they are no more secret than the
+# root key it holds): a key unwrapped again on one of Arrow's threads while a scan started from
+# Python waits on it deadlocks (see warm_keys).
+_READ_CACHE = timedelta(days=1)
 
 
 def encryption_properties(columns: list[str]):
@@ -214,7 +218,7 @@ def encryption_properties(columns: list[str]):
 
 def decryption_properties():
     factory, config = crypto()
-    return factory.file_decryption_properties(config, pe.DecryptionConfiguration(cache_lifetime=_CACHE))
+    return factory.file_decryption_properties(config, pe.DecryptionConfiguration(cache_lifetime=_READ_CACHE))
 
 
 def _parquet_write_options(schema: pa.Schema) -> dict:
@@ -309,11 +313,30 @@ def dataset(paths: str | list[str], schema: pa.Schema | None = None):
 
     paths = [paths] if isinstance(paths, str) else list(paths)
     fs, _ = _fs(paths[0])
+    warm_keys(paths)
     factory, config = crypto()
-    decryption = ds.ParquetDecryptionConfig(factory, config, pe.DecryptionConfiguration(cache_lifetime=_CACHE))
+    decryption = ds.ParquetDecryptionConfig(factory, config, pe.DecryptionConfiguration(cache_lifetime=_READ_CACHE))
     fmt = ds.ParquetFileFormat(default_fragment_scan_options=ds.ParquetFragmentScanOptions(
         decryption_config=decryption))
     return ds.dataset([_fs(p)[1] for p in paths], schema=schema, format=fmt, filesystem=fs)
+
+
+def warm_keys(paths: list[str]) -> None:
+    """Unwrap the keys of these lake files on this thread, before a scan may need them on
+    another: the key client is Python, and DuckDB starts a dataset scan from Python holding
+    the GIL; an Arrow thread unwrapping a key then waits for the GIL while the scan waits for
+    that key (a deadlock seen in the load at 1M persons). Each file's footer key is unwrapped
+    by opening it, its column key by reading one encrypted column of its first row group."""
+    for path in paths:
+        fs, p = _fs(path)
+        with fs.open(p, "rb") as fh:
+            if fh.read(4) != b"PARE":
+                continue
+            fh.seek(0)
+            reader = pq.ParquetFile(fh, decryption_properties=decryption_properties())
+            columns = encrypted_columns(reader.schema_arrow)
+            if columns and reader.metadata.num_row_groups:
+                reader.read_row_group(0, columns=columns[:1])
 
 
 def parquet_rows(path: str) -> int:
