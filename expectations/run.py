@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import multiprocessing
 import os
 import re
 import time
@@ -63,6 +62,7 @@ from govdata.expectations.columns import (  # noqa: F401 - as_* re-exported for 
     as_float,
     prepare_columns,
 )
+from govdata.forking import can_fork, fork_pool  # noqa: F401 - can_fork re-exported
 from govdata.memory import peak_rss_mb, release_memory
 from govdata.expectations.suites import (
     build_quarantine_suite,
@@ -286,25 +286,9 @@ def run_jobs(jobs: list[SourceJob], workers: int) -> list[SourceResult]:
             release_memory()
         return results
     order = sorted(range(len(jobs)), key=lambda i: -int(jobs[i].summary.at[0, "raw_rows"]))
-    # close + join, not the context manager's terminate(): terminate SIGTERMs idle workers, and
-    # in an Airflow task process the forked workers inherit a SIGTERM handler that ignores it,
-    # so the parent would wait for them forever. terminate only when a worker failed.
-    pool = multiprocessing.get_context("fork").Pool(workers, maxtasksperchild=1)
-    try:
+    with fork_pool(workers, maxtasksperchild=1) as pool:
         done = dict(zip(order, pool.map(validate_source, [jobs[i] for i in order], chunksize=1)))
-        pool.close()
-    except BaseException:
-        pool.terminate()
-        raise
-    finally:
-        pool.join()
     return [done[i] for i in range(len(jobs))]
-
-
-def can_fork() -> bool:
-    """Whether this process may fork workers (not on platforms without fork, nor from a daemonic
-    process, which multiprocessing forbids children)."""
-    return "fork" in multiprocessing.get_all_start_methods() and not multiprocessing.current_process().daemon
 
 
 def source_jobs(frames: Mapping[str, pd.DataFrame], sources: list[SourceConfig], standards: Standards,

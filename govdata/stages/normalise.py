@@ -9,7 +9,6 @@ The source's snapshot (current/, deleted/, changed/) is advanced by the next tas
 from __future__ import annotations
 
 import logging
-import multiprocessing
 from collections import Counter
 from collections.abc import Callable, Iterator
 
@@ -115,9 +114,9 @@ def _normalise_chunk(chunk: tuple[pa.Table, int]) -> tuple[int, pa.Table, pa.Tab
 
 def _normalised_chunks(raw_path: str, job: tuple, chunk_rows: int, workers: int) -> Iterator[tuple]:
     """_normalise_chunk over the raw file's chunks, in order: in this process, or with workers > 1
-    and more than one chunk in that many forked processes (close + join, see govdata.expectations.run)."""
+    and more than one chunk in that many forked processes (govdata.forking.fork_pool)."""
     global _JOB
-    from govdata.expectations.run import can_fork
+    from govdata.forking import can_fork, fork_pool
 
     _JOB = job
     try:
@@ -125,16 +124,9 @@ def _normalised_chunks(raw_path: str, job: tuple, chunk_rows: int, workers: int)
         if workers < 2 or parquet_rows(raw_path) <= chunk_rows or not can_fork():
             yield from map(_normalise_chunk, chunks)
             return
-        pool = multiprocessing.get_context("fork").Pool(workers)
-        try:
+        with fork_pool(workers) as pool:
             # imap keeps the order and reads ahead only as fast as the workers take chunks
             yield from pool.imap(_normalise_chunk, chunks)
-            pool.close()
-        except BaseException:
-            pool.terminate()
-            raise
-        finally:
-            pool.join()
     finally:
         _JOB = None
 

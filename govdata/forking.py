@@ -1,0 +1,31 @@
+"""Forked worker processes for work a stage splits (validate's sources, normalise's chunks): a
+task process may use the cores its executor gave it, and a forked worker starts in milliseconds
+with every module the task imported."""
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+def can_fork() -> bool:
+    """Whether this process may fork workers (not on platforms without fork, nor from a daemonic
+    process, which multiprocessing forbids children: a Celery prefork worker's tasks run one)."""
+    return "fork" in multiprocessing.get_all_start_methods() and not multiprocessing.current_process().daemon
+
+
+@contextmanager
+def fork_pool(workers: int, **options) -> Iterator:
+    """A pool of forked workers, ended by close + join, not the context manager's terminate():
+    terminate SIGTERMs idle workers, and in an Airflow task process the workers inherit a SIGTERM
+    handler that ignores it, so the parent would wait for them forever. terminate only when the
+    work failed (then nothing waits on the workers' results)."""
+    pool = multiprocessing.get_context("fork").Pool(workers, **options)
+    try:
+        yield pool
+        pool.close()
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
