@@ -13,12 +13,30 @@ import pyarrow.compute as pc
 def per_unique(values: pd.Series, fn) -> np.ndarray:
     """fn(list of distinct non-NULL values as str) -> list of results, taken back per row
     (object array, None for NULL). Tokens and ciphertexts are computed once per value."""
-    codes, uniques = pd.factorize(values)
-    done = np.empty(len(uniques) + 1, dtype=object)
-    # to object in C first: iterating an Arrow-backed array makes a Python scalar per value
-    done[:-1] = fn([v if type(v) is str else str(v) for v in np.asarray(uniques, dtype=object)])
+    codes, distinct = distinct_text(values)
+    done = np.empty(len(distinct) + 1, dtype=object)
+    done[:-1] = fn(distinct)
     done[-1] = None
-    return done[np.where(codes >= 0, codes, len(uniques))]
+    return done[np.where(codes >= 0, codes, len(distinct))]
+
+
+def distinct_text(values: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """(each row's position among the distinct values, -1 for NULL; the distinct non-NULL values
+    as str). Arrow-backed text is dictionary-encoded in Arrow: a Python str per distinct value only."""
+    codes, uniques = pd.factorize(values)
+    # to object in C first: iterating an Arrow-backed array makes a Python scalar per value
+    return codes, [v if type(v) is str else str(v) for v in np.asarray(uniques, dtype=object)]
+
+
+def per_row(results: pa.Array, codes: np.ndarray) -> pa.Array:
+    """results[code] for each row (distinct_text's codes), NULL where the code is -1."""
+    return results.take(pa.array(codes, mask=codes < 0))
+
+
+def arrow_text(values: pa.Array | pa.ChunkedArray, index: pd.Index) -> pd.Series:
+    """Arrow text as a `string[pyarrow]` Series: no Python str per value, and the load's staging
+    hands it to Arrow as it is."""
+    return pd.Series(pd.arrays.ArrowStringArray(values.cast(pa.string())), index=index)
 
 
 _BLOCK = 64   # SHA-256's block size (RFC 2104: the key is padded to it)
@@ -44,11 +62,20 @@ def hmac_sha256(key: bytes):
     return digest
 
 
-def token(values: pd.Series, key: bytes) -> pd.Series:
-    """HMAC-SHA256 hex token per value; NULL stays NULL. Computed once per unique value."""
+def token_array(values: list[str], key: bytes) -> pa.StringArray:
+    """The HMAC-SHA256 hex token of each value, as Arrow text: the digests are joined and
+    hex-encoded in one call (no Python str per token)."""
     mac = hmac_sha256(key)
-    hexes = per_unique(values, lambda vs: [mac(v.encode()).hex() for v in vs])
-    return pd.Series(hexes, index=values.index, dtype="string")
+    text = b"".join([mac(v.encode()) for v in values]).hex().encode("ascii")
+    # 64 hex characters per token; int32 offsets hold 33 million tokens per call
+    offsets = np.arange(0, len(text) + 1, 64, dtype=np.int32)
+    return pa.StringArray.from_buffers(len(values), pa.py_buffer(offsets), pa.py_buffer(text))
+
+
+def token(values: pd.Series, key: bytes) -> pd.Series:
+    """HMAC-SHA256 hex token per value; NULL stays NULL. Computed once per unique value; Arrow-backed."""
+    codes, distinct = distinct_text(values)
+    return arrow_text(per_row(token_array(distinct, key), codes), values.index)
 
 
 def token_one(value: str, key: bytes) -> str:
@@ -56,15 +83,15 @@ def token_one(value: str, key: bytes) -> str:
 
 
 def _arrow_text(values: pd.Series) -> pa.Array:
+    if getattr(values.dtype, "storage", None) == "pyarrow":   # astype("string") would make it Python text
+        return values.array._pa_array.combine_chunks().cast(pa.string())
     s = values.astype("string")
-    if s.dtype.storage == "pyarrow":
-        return s.array._pa_array.combine_chunks().cast(pa.string())
     return pa.array(s.to_numpy(dtype=object, na_value=None), type=pa.string())
 
 
 def _mask_middle(values: pd.Series, keep_head: int, keep_tail: int) -> pd.Series:
     """Head and tail kept, every character between starred; values too short to keep
-    anything hidden are fully starred. In Arrow: no Python string per value."""
+    anything hidden are fully starred. In Arrow: no Python string per value (Arrow-backed out)."""
     s = _arrow_text(values)
     n = pc.utf8_length(s)
     hidden = pc.max_element_wise(pc.subtract(n, keep_head + keep_tail), 0)
@@ -74,7 +101,7 @@ def _mask_middle(values: pd.Series, keep_head: int, keep_tail: int) -> pd.Series
     masked = pc.binary_join_element_wise(*parts, "")
     starred = pc.binary_repeat(pa.scalar("*"), pc.fill_null(n, 0))
     out = pc.if_else(pc.less_equal(n, keep_head + keep_tail), starred, masked)
-    return pd.Series(pd.arrays.ArrowStringArray(out), index=values.index).astype("string")
+    return arrow_text(out, values.index)
 
 
 def mask_id_number(values: pd.Series) -> pd.Series:

@@ -1,17 +1,20 @@
 """Link outputs + standardised application/certificate frames → warehouse rows.
 
 Analyst-visible tables get tokens (HMAC of the raw identifier) and masks; the raw ID and phone
-numbers go to vault rows only, encrypted (warehouse.vault.encrypt_values).
+numbers go to vault rows only, encrypted (warehouse.vault). Tokens and ciphertexts are computed
+once per distinct value, on forked workers (warehouse.rows.crypto_workers); the dimensions' text
+is Arrow-backed, so that the load's staging takes it as it is.
 """
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pandas as pd
-from govdata.transforms.privacy import mask_id_number, mask_phone, token
+import pyarrow as pa
+from govdata.transforms.privacy import arrow_text, distinct_text, mask_id_number, mask_phone, per_row
 from govdata.warehouse.facts import (
     CALENDAR_YEARS,
     FACT_CHUNK_ROWS,
@@ -37,11 +40,14 @@ from govdata.warehouse.rows import (
     _col,
     _require,
     _table_columns,
+    crypto_workers,
+    default_crypto_workers,
     identifier_token,
+    remember_tokens,
+    secrets_of,
     token_memo,
 )
 from govdata.warehouse.schema import table_for
-from govdata.warehouse.vault import encrypt_values
 
 # Link output names: the contract's table names, or the pipeline's `<entity>_<part>` files.
 _LINK_NAMES = {
@@ -73,8 +79,9 @@ LINK_CHUNK_ROWS = 250_000
 
 def _link_chunks(link, table: str, rows: int = LINK_CHUNK_ROWS) -> Iterator[pd.DataFrame]:
     """_link_frame in chunks of rows: read batch by batch when `link` holds lake paths (the load
-    stage's LinkFrames), else the one frame. Yields one empty frame for an empty output (its
-    columns still name the table's shape)."""
+    stage's LinkFrames), text Arrow-backed (no Python str per value: the rows go back to Arrow
+    for the load), else the one frame. Yields one empty frame for an empty output (its columns
+    still name the table's shape)."""
     paths = getattr(link, "paths", None)
     if paths is None:
         frame = _link_frame(link, table)
@@ -88,12 +95,14 @@ def _link_chunks(link, table: str, rows: int = LINK_CHUNK_ROWS) -> Iterator[pd.D
     for name in names:
         for table in iter_tables(paths[name], rows):
             yielded = True
-            yield to_pandas(table)
+            yield to_pandas(table, arrow_strings=True)
     if names and not yielded:
-        yield read_parquet(paths[names[0]])
+        yield read_parquet(paths[names[0]], arrow_strings=True)
 
 
 def _lineage_text(values: pd.Series) -> pd.Series:
+    if isinstance(values.dtype, pd.StringDtype):   # text already (read from the lake)
+        return values
     return values.map(lambda v: json.dumps(v, ensure_ascii=False, sort_keys=True)
                       if isinstance(v, (dict, list)) else v)
 
@@ -101,7 +110,7 @@ def _lineage_text(values: pd.Series) -> pd.Series:
 def mask_names(names: pd.Series, masking: str) -> pd.Series:
     if masking not in NAME_MASKING:
         raise ValueError(f"name_masking {masking!r}: use one of {', '.join(NAME_MASKING)}")
-    s = names.astype("string")
+    s = _as_text(names)
     if masking == "none":
         return s
     return s.str[:1] + s.str.len().sub(1).clip(lower=0).map(
@@ -109,45 +118,77 @@ def mask_names(names: pd.Series, masking: str) -> pd.Series:
 
 
 # --- persons / enterprises ------------------------------------------------------------------
+def _as_text(values: pd.Series) -> pd.Series:
+    """A `string` Series; Arrow-backed text stays Arrow-backed (astype("string") would make a
+    Python str of each value)."""
+    return values if isinstance(values.dtype, pd.StringDtype) else values.astype("string")
+
+
+def _text_column(frame: pd.DataFrame, name: str) -> pd.Series:
+    return _as_text(frame[name]) if name in frame else pd.Series(pd.NA, index=frame.index, dtype="string")
+
+
+def _binary(values: pa.Array, index: pd.Index) -> pd.Series:
+    return pd.Series(pd.arrays.ArrowExtensionArray(values), index=index)
+
+
 def person_rows(golden: pd.DataFrame, key: bytes, run_id: str, name_masking: str = "none"
                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(dim_person, vault_person) from golden person records."""
+    return person_rows_later(golden, key, run_id, name_masking)()
+
+
+def person_rows_later(golden: pd.DataFrame, key: bytes, run_id: str, name_masking: str = "none"
+                      ) -> Callable[[], tuple[pd.DataFrame, pd.DataFrame]]:
+    """person_rows, its tokens and ciphertexts started now — once per distinct ID and phone
+    number, on the build's workers (rows.crypto_workers) — and its rows built when called."""
     _require(golden, ["person_id"], "dim_person (link output)")
     g = golden.reset_index(drop=True)
-    ids = g["id_number"].astype("string") if "id_number" in g else pd.Series(pd.NA, index=g.index, dtype="string")
-    phones = g["phone"].astype("string") if "phone" in g else pd.Series(pd.NA, index=g.index, dtype="string")
-    dim = g.drop(columns=[c for c in ("id_number", "phone") if c in g]).copy()
-    dim["person_token"] = identifier_token(ids, key)
-    dim["id_number_masked"] = mask_id_number(ids)
-    dim["phone_masked"] = mask_phone(phones)
-    if "name" in dim:
-        dim["name"] = mask_names(dim["name"], name_masking)
-    if "lineage" in dim:
-        dim["lineage"] = _lineage_text(dim["lineage"])
-    dim["first_seen_run"] = run_id
-    dim["last_run"] = run_id
-    vault = pd.DataFrame({"person_id": g["person_id"], "person_token": dim["person_token"],
-                          "id_number_enc": encrypt_values(ids, key, "id_number"),
-                          "phone_token": token(phones, key), "phone_enc": encrypt_values(phones, key, "phone")})
-    return _table_columns(dim, "dim_person"), _table_columns(vault, "vault_person")
+    ids, phones = _text_column(g, "id_number"), _text_column(g, "phone")
+    (id_codes, id_values), (phone_codes, phone_values) = distinct_text(ids), distinct_text(phones)
+    secrets = secrets_of([(id_values, "id_number"), (phone_values, "phone")], key)
+
+    def rows() -> tuple[pd.DataFrame, pd.DataFrame]:
+        dim = g.drop(columns=[c for c in ("id_number", "phone") if c in g]).copy()
+        dim["id_number_masked"] = mask_id_number(ids)
+        dim["phone_masked"] = mask_phone(phones)
+        if "name" in dim:
+            dim["name"] = mask_names(dim["name"], name_masking)
+        if "lineage" in dim:
+            dim["lineage"] = _lineage_text(dim["lineage"])
+        dim["first_seen_run"] = run_id
+        dim["last_run"] = run_id
+        (id_tokens, id_enc), (phone_tokens, phone_enc) = secrets()
+        remember_tokens(id_values, id_tokens, key)   # owners and facts look the ID numbers up again
+        dim["person_token"] = arrow_text(per_row(id_tokens, id_codes), g.index)
+        vault = pd.DataFrame({"person_id": g["person_id"], "person_token": dim["person_token"],
+                              "id_number_enc": _binary(per_row(id_enc, id_codes), g.index),
+                              "phone_token": arrow_text(per_row(phone_tokens, phone_codes), g.index),
+                              "phone_enc": _binary(per_row(phone_enc, phone_codes), g.index)})
+        return _table_columns(dim, "dim_person"), _table_columns(vault, "vault_person")
+
+    return rows
 
 
 def enterprise_rows(golden: pd.DataFrame, key: bytes, run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(dim_enterprise, vault_enterprise): USCCs are public; the legal rep's ID goes to the vault."""
     _require(golden, ["enterprise_id"], "dim_enterprise (link output)")
     g = golden.reset_index(drop=True)
-    rep = (g["legal_rep_id_number"].astype("string") if "legal_rep_id_number" in g
-           else pd.Series(pd.NA, index=g.index, dtype="string"))
+    rep = _text_column(g, "legal_rep_id_number")
+    rep_codes, rep_values = distinct_text(rep)
+    secrets = secrets_of([(rep_values, "legal_rep_id_number")], key)
     dim = g.drop(columns=[c for c in ("legal_rep_id_number",) if c in g]).copy()
-    dim["enterprise_token"] = identifier_token(dim["uscc"].astype("string"), key) if "uscc" in dim else pd.NA
-    dim["legal_rep_token"] = identifier_token(rep, key)
+    dim["enterprise_token"] = identifier_token(_as_text(dim["uscc"]), key) if "uscc" in dim else pd.NA
     dim["legal_rep_id_masked"] = mask_id_number(rep)
     if "lineage" in dim:
         dim["lineage"] = _lineage_text(dim["lineage"])
     dim["first_seen_run"] = run_id
     dim["last_run"] = run_id
+    ((rep_tokens, rep_enc),) = secrets()
+    remember_tokens(rep_values, rep_tokens, key)
+    dim["legal_rep_token"] = arrow_text(per_row(rep_tokens, rep_codes), g.index)
     vault = pd.DataFrame({"enterprise_id": g["enterprise_id"], "legal_rep_token": dim["legal_rep_token"],
-                          "legal_rep_id_number_enc": encrypt_values(rep, key, "legal_rep_id_number")})
+                          "legal_rep_id_number_enc": _binary(per_row(rep_enc, rep_codes), g.index)})
     vault = vault[rep.notna().to_numpy()]
     return _table_columns(dim, "dim_enterprise"), _table_columns(vault, "vault_enterprise")
 
@@ -224,15 +265,28 @@ def build_tables(link: dict[str, pd.DataFrame], std: dict[str, pd.DataFrame], qu
 
 
 def iter_tables(link, std, quarantine: pd.DataFrame, standards, key: bytes, run_id: str, *,
-                name_masking: str | None = None, previous: dict[str, pd.DataFrame] | None = None
-                ) -> Iterator[tuple[str, pd.DataFrame]]:
+                name_masking: str | None = None, previous: dict[str, pd.DataFrame] | None = None,
+                workers: int | None = None, report: dict | None = None) -> Iterator[tuple[str, pd.DataFrame]]:
     """build_tables one table at a time, each input read when needed and dropped after use, so a
     caller that stages each table as it comes never holds the run's tables together. `link` and
     `std` may be lazy mappings (read on access); facts come one part per source (a table may be
-    yielded several times: its rows are the parts together)."""
-    with token_memo():   # an identifier is tokenised once for dims, owners and facts
+    yielded several times: its rows are the parts together). Tokens and vault ciphertexts are
+    computed on `workers` forked processes (default one per core, at most two; 1: in this
+    process); `report`, when given, receives their workers_peak_rss_mb at the end."""
+    workers = default_crypto_workers() if workers is None else workers
+    # an identifier is tokenised once for dims, owners and facts; the pool is forked once, now
+    with token_memo(), crypto_workers(workers) as workers_report:
         yield from _iter_tables(link, std, quarantine, standards, key, run_id, name_masking=name_masking,
                                 previous=previous)
+    if report is not None:
+        report["workers_peak_rss_mb"] = workers_report.get("workers_peak_rss_mb", 0)
+
+
+def _person_tables(rows: Callable[[], tuple[pd.DataFrame, pd.DataFrame]]) -> Iterator[tuple[str, pd.DataFrame]]:
+    dim, vault = rows()
+    yield "dim_person", dim
+    del dim
+    yield "vault_person", vault
 
 
 def _iter_tables(link, std, quarantine: pd.DataFrame, standards, key: bytes, run_id: str, *,
@@ -240,13 +294,17 @@ def _iter_tables(link, std, quarantine: pd.DataFrame, standards, key: bytes, run
                  ) -> Iterator[tuple[str, pd.DataFrame]]:
     previous = previous or {}
     name_masking = name_masking or os.environ.get("GOVDATA_NAME_MASKING", "none")
+    later = None
     for golden in _link_chunks(link, "dim_person"):
-        dim, vault = person_rows(golden, key, run_id, name_masking)
+        # the workers seal this chunk's numbers while the previous chunk is built and staged
+        following = person_rows_later(golden, key, run_id, name_masking)
         del golden
-        yield "dim_person", dim
-        del dim
-        yield "vault_person", vault
-        del vault
+        if later is not None:
+            yield from _person_tables(later)
+        later = following
+    if later is not None:
+        yield from _person_tables(later)
+    del later
     for golden in _link_chunks(link, "dim_enterprise"):
         dim, vault = enterprise_rows(golden, key, run_id)
         del golden

@@ -1,12 +1,17 @@
 """Small helpers shared by the row builders (build, owners, facts)."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pandas as pd
-from govdata.transforms.privacy import hmac_sha256, per_unique, token
+import pyarrow as pa
+from govdata.memory import peak_rss_mb
+from govdata.transforms.privacy import per_unique, token_array
 from govdata.warehouse.schema import table_for
+from govdata.warehouse.vault import ciphertext_array
 
 
 def _require(frame: pd.DataFrame, columns: list[str], what: str) -> None:
@@ -46,20 +51,125 @@ def token_memo() -> Iterator[None]:
         _memo = outer
 
 
-def identifier_token(values: pd.Series, key: bytes) -> pd.Series:
-    """privacy.token (HMAC-SHA256 hex per value, NULL stays NULL), through the open token_memo."""
-    if _memo is None:
-        return token(values, key)
-    memo = _memo.setdefault(key, {})
-    mac = hmac_sha256(key)
+def remember_tokens(values: list[str], tokens: pa.Array, key: bytes) -> None:
+    """Tokens computed elsewhere (with their ciphertexts) into the open token_memo."""
+    if _memo is not None:
+        _memo.setdefault(key, {}).update(zip(values, tokens.to_pylist()))
 
-    def tokens(distinct: list[str]) -> list[str]:
+
+def identifier_token(values: pd.Series, key: bytes) -> pd.Series:
+    """privacy.token (HMAC-SHA256 hex per value, NULL stays NULL) through the open token_memo;
+    values it has not seen are tokenised on the build's workers when it has them. Python text
+    (`string`): the facts map these tokens through the owners (an index of Python text), which
+    Arrow-backed text would make 3x slower."""
+    memo = {} if _memo is None else _memo.setdefault(key, {})
+    return pd.Series(per_unique(values, lambda distinct: _memo_tokens(distinct, memo, key)), index=values.index,
+                     dtype="string")
+
+
+def _memo_tokens(distinct: list[str], memo: dict[str, str], key: bytes) -> list[str]:
+    tokens = [memo.get(v) for v in distinct]
+    unseen = [i for i, t in enumerate(tokens) if t is None]
+    if unseen:
+        values = [distinct[i] for i in unseen]
+        computed = secrets_of([(values, None)], key)()[0][0].to_pylist()
+        memo.update(zip(values, computed))
+        for i, t in zip(unseen, computed):
+            tokens[i] = t
+    return tokens
+
+
+# --- tokens and vault ciphertexts on forked workers ------------------------------------------
+def _tokens_and_ciphertexts(job: tuple[bytes, str | None, list[str]]) -> tuple[pa.Array, pa.Array | None, int]:
+    """(token of each value, its vault ciphertext under `field` — None without one, this process's
+    peak RSS in MB). Run in a worker: the key comes with the job, values are distinct."""
+    key, field, values = job
+    ciphertexts = None if field is None else ciphertext_array(values, key, field)
+    return token_array(values, key), ciphertexts, peak_rss_mb()
+
+
+class _Workers:
+    """The build's pool of forked processes; `failed`: a worker raised (the pool is then terminated)."""
+
+    def __init__(self, processes: int):
+        self.processes, self.failed, self.peak_rss_mb = processes, False, 0
+        self.pool = multiprocessing.get_context("fork").Pool(processes)
+
+    def start(self, jobs: list[tuple]) -> Callable[[], list[tuple]]:
+        pending = self.pool.map_async(_tokens_and_ciphertexts, jobs, chunksize=1)
+
+        def results() -> list[tuple]:
+            try:
+                done = pending.get()
+            except Exception:
+                self.failed = True
+                raise
+            self.peak_rss_mb = max([self.peak_rss_mb, *(r[2] for r in done)])
+            return done
+
+        return results
+
+
+_workers: _Workers | None = None
+
+
+def can_fork() -> bool:
+    """Whether this process may fork workers (as govdata.expectations.run.can_fork, without
+    importing Great Expectations into the load)."""
+    return "fork" in multiprocessing.get_all_start_methods() and not multiprocessing.current_process().daemon
+
+
+@contextmanager
+def crypto_workers(processes: int) -> Iterator[dict]:
+    """While open, secrets_of computes tokens and ciphertexts on `processes` forked workers: one
+    pool for the whole build, forked on entry while the process is small. Fewer than two, no
+    fork here, or a pool already open: in this process (or that pool). Closed and joined at the
+    end, terminated only when a worker failed (see govdata.expectations.run.run_jobs). Yields a
+    dict that receives the workers' peak RSS (workers_peak_rss_mb) when it closes."""
+    global _workers
+    report: dict = {}
+    if processes < 2 or _workers is not None or not can_fork():
+        yield report
+        return
+    workers = _workers = _Workers(processes)
+    try:
+        yield report
+    finally:
+        _workers = None
+        (workers.pool.terminate if workers.failed else workers.pool.close)()
+        workers.pool.join()
+        report["workers_peak_rss_mb"] = workers.peak_rss_mb
+
+
+def default_crypto_workers() -> int:
+    """One per core this process may use, at most two (the machines are shared)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(2, cores))
+
+
+def _pieces(values: list[str], parts: int) -> list[list[str]]:
+    step = -(-len(values) // parts) or 1
+    return [values[i * step:(i + 1) * step] for i in range(parts)]
+
+
+def secrets_of(batches: list[tuple[list[str], str | None]], key: bytes
+               ) -> Callable[[], list[tuple[pa.Array, pa.Array | None]]]:
+    """Starts tokenising (and, where a vault field is named, encrypting) each batch of distinct
+    values: split across the open crypto_workers, else in this process. Returns the function
+    that waits for the results: per batch, (tokens, ciphertexts or None), in the values' order.
+    The caller may build other columns in between."""
+    workers = _workers
+    parts = workers.processes if workers is not None else 1
+    jobs = [(key, field, piece) for values, field in batches for piece in _pieces(values, parts)]
+    results = workers.start(jobs) if workers is not None else lambda: list(map(_tokens_and_ciphertexts, jobs))
+
+    def joined() -> list[tuple[pa.Array, pa.Array | None]]:
+        done = results()
         out = []
-        for v in distinct:
-            t = memo.get(v)
-            if t is None:
-                t = memo[v] = mac(v.encode()).hex()
-            out.append(t)
+        for b in range(len(batches)):
+            mine = done[b * parts:(b + 1) * parts]
+            tokens = pa.concat_arrays([r[0] for r in mine])
+            out.append((tokens, None if mine[0][1] is None else pa.concat_arrays([r[1] for r in mine])))
         return out
 
-    return pd.Series(per_unique(values, tokens), index=values.index, dtype="string")
+    return joined

@@ -13,6 +13,7 @@ import uuid
 from datetime import datetime, timezone
 
 import pandas as pd
+import pyarrow as pa
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -29,10 +30,10 @@ def vault_keys(key: bytes) -> tuple[bytes, bytes]:
     return _derive(key, b"aes-gcm"), _derive(key, b"nonce")
 
 
-def encrypt_values(values: pd.Series, key: bytes, field: str) -> pd.Series:
-    """nonce || AES-GCM ciphertext per value (bytes); NULL stays NULL. Once per unique value.
-    `field` is bound as associated data, so a ciphertext cannot be moved to another column."""
-    from govdata.transforms.privacy import hmac_sha256, per_unique
+def sealer(key: bytes, field: str):
+    """plaintext -> nonce || AES-GCM ciphertext under `field` (associated data). The nonce is the
+    plaintext's HMAC under the nonce key: deterministic, so a value always seals to the same bytes."""
+    from govdata.transforms.privacy import hmac_sha256
 
     aes_key, nonce_key = vault_keys(key)
     aead, aad, nonce_mac = AESGCM(aes_key), field.encode(), hmac_sha256(nonce_key)
@@ -41,6 +42,21 @@ def encrypt_values(values: pd.Series, key: bytes, field: str) -> pd.Series:
         nonce = nonce_mac(aad + b"\x00" + plain)[:NONCE_BYTES]
         return nonce + aead.encrypt(nonce, plain, aad)
 
+    return seal
+
+
+def ciphertext_array(values: list[str], key: bytes, field: str) -> pa.BinaryArray:
+    """encrypt_values of distinct values, as Arrow binary (no NULLs in, none out)."""
+    seal = sealer(key, field)
+    return pa.array([seal(v.encode()) for v in values], pa.binary())
+
+
+def encrypt_values(values: pd.Series, key: bytes, field: str) -> pd.Series:
+    """nonce || AES-GCM ciphertext per value (bytes); NULL stays NULL. Once per unique value.
+    `field` is bound as associated data, so a ciphertext cannot be moved to another column."""
+    from govdata.transforms.privacy import per_unique
+
+    seal = sealer(key, field)
     return pd.Series(per_unique(values, lambda vs: [seal(v.encode()) for v in vs]), index=values.index,
                      dtype=object)
 

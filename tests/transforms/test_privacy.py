@@ -52,3 +52,13 @@ def test_vault_ciphertexts_round_trip_and_repeat_for_equal_values():
 def test_document_numbers_keep_two_characters_at_each_end():
     numbers = pd.Series(["E12345678", "H1234567801", "1234", None])
     assert mask_document_number(numbers).tolist() == ["E1*****78", "H1*******01", "****", pd.NA]
+
+
+def test_tokens_and_masks_come_as_arrow_backed_text():
+    """No Python str per value: the load's staging hands them to Arrow as they are."""
+    values = pd.Series(["13812341234", None, "13812341234"], dtype="string[pyarrow]")
+    tokens, masks = token(values, KEY), mask_phone(values)
+    assert tokens.dtype == masks.dtype == pd.StringDtype("pyarrow")
+    assert tokens.tolist() == [hmac.new(KEY, b"13812341234", hashlib.sha256).hexdigest(), pd.NA,
+                               hmac.new(KEY, b"13812341234", hashlib.sha256).hexdigest()]
+    assert masks.tolist() == ["138****1234", pd.NA, "138****1234"]
