@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import re
 import time
 import warnings
@@ -62,6 +61,7 @@ from govdata.expectations.columns import (  # noqa: F401 - as_* re-exported for 
     as_float,
     prepare_columns,
 )
+from govdata import forking
 from govdata.forking import can_fork, fork_pool  # noqa: F401 - can_fork re-exported
 from govdata.memory import peak_rss_mb, release_memory
 from govdata.expectations.suites import (
@@ -266,8 +266,7 @@ def validate_source(job: SourceJob) -> SourceResult:
 def default_workers(jobs: int) -> int:
     """Processes for the sources: one per core this process may use, at most two (the machines
     are shared), never more than there are sources."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(2, cores, jobs))
+    return forking.default_workers(jobs)
 
 
 def run_jobs(jobs: list[SourceJob], workers: int) -> list[SourceResult]:

@@ -4,8 +4,20 @@ with every module the task imported."""
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS tells it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def default_workers(jobs: int | None = None) -> int:
+    """Worker processes for a stage's work: one per usable core, at most two (the machines are
+    shared), never more than there are jobs."""
+    return max(1, min(2, usable_cores(), jobs if jobs is not None else 2))
 
 
 def can_fork() -> bool:

@@ -94,8 +94,9 @@ class Settings:
     def normalise_workers(self) -> int:
         """Processes a source's chunks are normalised in: GOVDATA_NORMALISE_WORKERS, else one per
         core this process may use, at most two (the machines are shared); 1: in the task's process."""
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        return max(1, int(os.environ.get("GOVDATA_NORMALISE_WORKERS", str(min(2, cores)))))
+        from govdata.forking import default_workers
+
+        return max(1, int(os.environ.get("GOVDATA_NORMALISE_WORKERS", str(default_workers()))))
 
     @property
     def identify_bulk_limit(self) -> int:

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import multiprocessing
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pandas as pd
 import pyarrow as pa
+from govdata.forking import can_fork, default_workers
 from govdata.memory import peak_rss_mb
 from govdata.transforms.privacy import per_unique, token_array
 from govdata.warehouse.schema import table_for
@@ -113,18 +113,12 @@ class _Workers:
 _workers: _Workers | None = None
 
 
-def can_fork() -> bool:
-    """Whether this process may fork workers (as govdata.expectations.run.can_fork, without
-    importing Great Expectations into the load)."""
-    return "fork" in multiprocessing.get_all_start_methods() and not multiprocessing.current_process().daemon
-
-
 @contextmanager
 def crypto_workers(processes: int) -> Iterator[dict]:
     """While open, secrets_of computes tokens and ciphertexts on `processes` forked workers: one
     pool for the whole build, forked on entry while the process is small. Fewer than two, no
     fork here, or a pool already open: in this process (or that pool). Closed and joined at the
-    end, terminated only when a worker failed (see govdata.expectations.run.run_jobs). Yields a
+    end, terminated only when a worker failed (see govdata.forking.fork_pool). Yields a
     dict that receives the workers' peak RSS (workers_peak_rss_mb) when it closes."""
     global _workers
     report: dict = {}
@@ -143,8 +137,7 @@ def crypto_workers(processes: int) -> Iterator[dict]:
 
 def default_crypto_workers() -> int:
     """One per core this process may use, at most two (the machines are shared)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(2, cores))
+    return default_workers()
 
 
 def _pieces(values: list[str], parts: int) -> list[list[str]]:

@@ -26,11 +26,11 @@ def load(normalised: list[dict], validated: dict, linked: dict, run: dict) -> di
     url = run["warehouse_url"]
     stager = Stager(run_path(run["lake"], run["run_id"], "load"), sort=backend_of(url) == "postgresql")
     quarantine = pd.concat([read_parquet(n["quarantine_path"]) for n in normalised], ignore_index=True)
-    changes, reviewed, marked_tables = None, False, set()
+    changes, reviewed, marked_tables, workers = None, False, set(), {}
     try:
         for name, frame in iter_tables(LinkFrames(linked["paths"]), SourceFrames(normalised), quarantine,
                                        load_standards(), get_settings().token_key(), run["run_id"],
-                                       previous=previous_owner_state(url)):
+                                       previous=previous_owner_state(url), report=workers):
             if name in ("xref_person", "xref_enterprise") and name not in marked_tables:
                 marked_tables.add(name)   # an xref comes in chunks: its deleted records' rows once
                 marked = _deleted_xref(normalised, name, run)
@@ -53,7 +53,8 @@ def load(normalised: list[dict], validated: dict, linked: dict, run: dict) -> di
                              scopes={"quarantine": quarantine_scope(normalised, run)})
     finally:
         stager.remove_files()
-    return {"tables": {k: int(v) for k, v in counts.items()}, "owner_changes": owner_change_summary(changes)}
+    return {"tables": {k: int(v) for k, v in counts.items()}, "owner_changes": owner_change_summary(changes),
+            "workers_peak_rss_mb": workers.get("workers_peak_rss_mb", 0)}   # tokens and ciphertexts on forked workers
 
 
 def _with_closed_reviews(run: dict, fresh: pd.DataFrame | None, linked: dict) -> pd.DataFrame | None:
