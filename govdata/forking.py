@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -26,13 +27,18 @@ def can_fork() -> bool:
     return "fork" in multiprocessing.get_all_start_methods() and not multiprocessing.current_process().daemon
 
 
+def _default_sigterm() -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 @contextmanager
 def fork_pool(workers: int, **options) -> Iterator:
     """A pool of forked workers, ended by close + join, not the context manager's terminate():
     terminate SIGTERMs idle workers, and in an Airflow task process the workers inherit a SIGTERM
     handler that ignores it, so the parent would wait for them forever. terminate only when the
-    work failed (then nothing waits on the workers' results)."""
-    pool = multiprocessing.get_context("fork").Pool(workers, **options)
+    work failed (then nothing waits on the workers' results); the workers take SIGTERM's default
+    action again, so that terminate (or the task being killed) ends them."""
+    pool = multiprocessing.get_context("fork").Pool(workers, initializer=_default_sigterm, **options)
     try:
         yield pool
         pool.close()

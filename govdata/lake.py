@@ -16,6 +16,7 @@ import functools
 import hmac
 import os
 import re
+import time
 from datetime import timedelta
 from collections.abc import Iterator
 from pathlib import Path
@@ -326,9 +327,14 @@ def warm_keys(paths: list[str]) -> None:
     another: the key client is Python, and DuckDB starts a dataset scan from Python holding
     the GIL; an Arrow thread unwrapping a key then waits for the GIL while the scan waits for
     that key (a deadlock seen in the load at 1M persons). Each file's footer key is unwrapped
-    by opening it, its column key by reading one encrypted column of its first row group."""
+    by opening it, its column key by reading one encrypted column of its first row group; a file
+    (path, size, modification time) whose keys this process already holds is not read again."""
     for path in paths:
         fs, p = _fs(path)
+        info = fs.info(p)
+        seen = (path, info.get("size"), str(info.get("mtime", info.get("LastModified"))))
+        if time.monotonic() - _WARM.get(seen, -1e18) < _READ_CACHE.total_seconds() / 2:
+            continue   # its keys are still cached
         with fs.open(p, "rb") as fh:
             if fh.read(4) != b"PARE":
                 continue
@@ -337,6 +343,10 @@ def warm_keys(paths: list[str]) -> None:
             columns = encrypted_columns(reader.schema_arrow)
             if columns and reader.metadata.num_row_groups:
                 reader.read_row_group(0, columns=columns[:1])
+        _WARM[seen] = time.monotonic()
+
+
+_WARM: dict[tuple, float] = {}   # file -> when warm_keys unwrapped its keys (cached for _READ_CACHE)
 
 
 def parquet_rows(path: str) -> int:

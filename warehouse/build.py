@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from govdata.forking import default_workers
 from govdata.transforms.privacy import arrow_text, distinct_text, mask_id_number, mask_phone, per_row
 from govdata.warehouse.facts import (
     CALENDAR_YEARS,
@@ -41,7 +42,6 @@ from govdata.warehouse.rows import (
     _require,
     _table_columns,
     crypto_workers,
-    default_crypto_workers,
     identifier_token,
     remember_tokens,
     secrets_of,
@@ -273,7 +273,7 @@ def iter_tables(link, std, quarantine: pd.DataFrame, standards, key: bytes, run_
     yielded several times: its rows are the parts together). Tokens and vault ciphertexts are
     computed on `workers` forked processes (default one per core, at most two; 1: in this
     process); `report`, when given, receives their workers_peak_rss_mb at the end."""
-    workers = default_crypto_workers() if workers is None else workers
+    workers = default_workers() if workers is None else workers
     # an identifier is tokenised once for dims, owners and facts; the pool is forked once, now
     with token_memo(), crypto_workers(workers) as workers_report:
         yield from _iter_tables(link, std, quarantine, standards, key, run_id, name_masking=name_masking,

@@ -1,13 +1,12 @@
 """Small helpers shared by the row builders (build, owners, facts)."""
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pandas as pd
 import pyarrow as pa
-from govdata.forking import can_fork, default_workers
+from govdata.forking import can_fork, fork_pool
 from govdata.memory import peak_rss_mb
 from govdata.transforms.privacy import per_unique, token_array
 from govdata.warehouse.schema import table_for
@@ -89,21 +88,16 @@ def _tokens_and_ciphertexts(job: tuple[bytes, str | None, list[str]]) -> tuple[p
 
 
 class _Workers:
-    """The build's pool of forked processes; `failed`: a worker raised (the pool is then terminated)."""
+    """The build's pool of forked processes, and the largest peak RSS its workers reported."""
 
-    def __init__(self, processes: int):
-        self.processes, self.failed, self.peak_rss_mb = processes, False, 0
-        self.pool = multiprocessing.get_context("fork").Pool(processes)
+    def __init__(self, pool, processes: int):
+        self.pool, self.processes, self.peak_rss_mb = pool, processes, 0
 
     def start(self, jobs: list[tuple]) -> Callable[[], list[tuple]]:
         pending = self.pool.map_async(_tokens_and_ciphertexts, jobs, chunksize=1)
 
         def results() -> list[tuple]:
-            try:
-                done = pending.get()
-            except Exception:
-                self.failed = True
-                raise
+            done = pending.get()
             self.peak_rss_mb = max([self.peak_rss_mb, *(r[2] for r in done)])
             return done
 
@@ -116,28 +110,22 @@ _workers: _Workers | None = None
 @contextmanager
 def crypto_workers(processes: int) -> Iterator[dict]:
     """While open, secrets_of computes tokens and ciphertexts on `processes` forked workers: one
-    pool for the whole build, forked on entry while the process is small. Fewer than two, no
-    fork here, or a pool already open: in this process (or that pool). Closed and joined at the
-    end, terminated only when a worker failed (see govdata.forking.fork_pool). Yields a
-    dict that receives the workers' peak RSS (workers_peak_rss_mb) when it closes."""
+    pool for the whole build, forked on entry while the process is small (govdata.forking.
+    fork_pool: closed and joined at the end, terminated when the build failed). Fewer than two,
+    no fork here, or a pool already open: in this process (or that pool). Yields a dict that
+    receives the workers' peak RSS (workers_peak_rss_mb) when it closes."""
     global _workers
     report: dict = {}
     if processes < 2 or _workers is not None or not can_fork():
         yield report
         return
-    workers = _workers = _Workers(processes)
-    try:
-        yield report
-    finally:
-        _workers = None
-        (workers.pool.terminate if workers.failed else workers.pool.close)()
-        workers.pool.join()
-        report["workers_peak_rss_mb"] = workers.peak_rss_mb
-
-
-def default_crypto_workers() -> int:
-    """One per core this process may use, at most two (the machines are shared)."""
-    return default_workers()
+    with fork_pool(processes) as pool:
+        workers = _workers = _Workers(pool, processes)
+        try:
+            yield report
+        finally:
+            _workers = None
+    report["workers_peak_rss_mb"] = workers.peak_rss_mb
 
 
 def _pieces(values: list[str], parts: int) -> list[list[str]]:

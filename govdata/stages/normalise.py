@@ -105,7 +105,7 @@ def _normalise_chunk(chunk: tuple[pa.Table, int]) -> tuple[int, pa.Table, pa.Tab
 
     table, offset = chunk
     config, standards, faults = _JOB
-    frame = _as_frame(table)
+    frame = table.to_pandas()   # strings as read_parquet gives them
     result = normalise_source(frame, config, standards, faults, offset)
     std = pa.Table.from_pandas(result.standardised, preserve_index=False)
     quarantine = pa.Table.from_pandas(result.quarantine, schema=QUARANTINE_SCHEMA, preserve_index=False)
@@ -147,10 +147,6 @@ def _tables(raw_path: str, chunk_rows: int) -> Iterator[pa.Table]:
         yield table
     if empty:
         yield parquet_schema(raw_path).empty_table()
-
-
-def _as_frame(table: pa.Table) -> pd.DataFrame:
-    return table.to_pandas()   # strings as read_parquet gives them
 
 
 def source_key_faults(raw_path: str, config, chunk_rows: int):
