@@ -392,12 +392,12 @@ def main(persons: int = typer.Option(200_000), seed: int = typer.Option(7),
         os.environ.setdefault("GOVDATA_HOME", str(OUT.resolve()))
         print(json.dumps(io_floor(floor_only, str(OUT / "io_floor.duckdb"))))
         return
+    if world is not None and not (world / "sources").is_dir():
+        raise typer.BadParameter(f"{world} is not a generated world (no sources/ folder): give a bench's <out>/world")
     if OUT.exists():
         shutil.rmtree(OUT)
     OUT.mkdir(parents=True)
     os.environ["GOVDATA_HOME"] = str(OUT.resolve())
-    if world is not None and not (world / "sources").is_dir():
-        raise typer.BadParameter(f"{world} is not a generated world (no sources/ folder): give a bench's <out>/world")
     results = pipeline_bench(persons, seed, world)
     if encryption:
         results.update(lake_encryption_bench())
