@@ -47,11 +47,15 @@ def run(sources: Path = typer.Option(..., "--sources", help="Folder of source YA
         warehouse: Optional[str] = typer.Option(None, "--warehouse", envvar="GOVDATA_WAREHOUSE_URL",
                                                 help="SQLAlchemy URL of the warehouse (default: DuckDB file)"),
         lake: Optional[str] = typer.Option(None, "--lake", envvar="GOVDATA_LAKE", help="Lake folder or fsspec URL"),
-        full_refresh: bool = typer.Option(False, "--full-refresh", help="Ignore watermarks, extract everything")) -> None:
-    """Run the govdata_pipeline DAG (in-process, with dag.test()) on a folder of sources.
+        full_refresh: bool = typer.Option(False, "--full-refresh", help="Ignore watermarks, extract everything"),
+        workers: Optional[int] = typer.Option(None, "--workers", envvar="GOVDATA_RUN_WORKERS", min=1,
+                                              help="Tasks run side by side (default: one per core, at most 2; "
+                                                   "1 runs every task in this process)")) -> None:
+    """Run the govdata_pipeline DAG (Airflow's dag.test()) on a folder of sources.
 
     A preflight (what `govdata check` shows) runs first, before Airflow is started: any problem
-    is printed as one line (where, what, how to fix) and nothing is run."""
+    is printed as one line (where, what, how to fix) and nothing is run. With more than one
+    worker the tasks run on Airflow's LocalExecutor, mapped tasks side by side."""
     from govdata.preflight import preflight
 
     warehouse, lake = _warehouse_and_lake(warehouse, lake)
@@ -65,7 +69,7 @@ def run(sources: Path = typer.Option(..., "--sources", help="Folder of source YA
 
     with _one_line_errors():
         try:
-            summary = run_pipeline(sources, warehouse, lake, full_refresh)
+            summary = run_pipeline(sources, warehouse, lake, full_refresh, workers=workers)
         except PipelineFailed as exc:
             for line in exc.lines:  # the last names the task that failed first, and its error
                 _line(line)

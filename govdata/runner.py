@@ -1,14 +1,21 @@
-"""Runs the govdata_pipeline DAG in-process with Airflow's dag.test() — the same DAG a scheduler runs.
+"""Runs the govdata_pipeline DAG with Airflow's dag.test() — the same DAG a scheduler runs.
 
 A project-local AIRFLOW_HOME with a SQLite metadata database is created on first use, so
-`govdata run` works on a fresh clone without an Airflow deployment.
+`govdata run` works on a fresh clone without an Airflow deployment. With one worker every task
+runs in this process; with more (the default on a machine with two cores or more), dag.test
+hands the tasks to Airflow's LocalExecutor, so mapped tasks (sources, link partitions) run side
+by side, each in a process forked for it that reports to an execution API served from here.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from govdata.settings import layout_folder
@@ -55,7 +62,140 @@ def quiet_console() -> None:
     # it as its last line, so the console needs neither. `airflow.sdk.definitions.dag`: dag.test
     # warns "No tasks to run. unrunnable tasks: {…}" once a second while the tasks downstream of
     # a failure wait to be marked upstream_failed; that is the failure above, said again.
-    os.environ.setdefault("AIRFLOW__LOGGING__NAMESPACE_LEVELS", "task=CRITICAL airflow.sdk.definitions.dag=CRITICAL")
+    # `airflow.sdk.api.client`: a task process's first call to the execution API logs "Starting
+    # call to … 1st time" as a warning (its retry policy's before-log); no retry has happened.
+    os.environ.setdefault("AIRFLOW__LOGGING__NAMESPACE_LEVELS", "task=CRITICAL airflow.sdk.definitions.dag=CRITICAL "
+                                                               "airflow.sdk.api.client=ERROR")
+
+
+def _quiet_stdlib_loggers() -> None:
+    """quiet_console's levels on the stdlib loggers too: dag.test's loop logs through one
+    (airflow.sdk.definitions.dag), which Airflow's namespace levels only reach once it has
+    configured a task's logging in this process (never when an executor runs the tasks)."""
+    import logging
+
+    for entry in os.environ.get("AIRFLOW__LOGGING__NAMESPACE_LEVELS", "").split():
+        name, _, level = entry.partition("=")
+        if name and level.upper() in logging.getLevelNamesMapping():
+            logging.getLogger(name).setLevel(level.upper())
+
+
+WORKERS_ENV = "GOVDATA_RUN_WORKERS"
+# Imported before the LocalExecutor forks its workers, so a task process starts with them loaded
+# (a forked task would otherwise import pandas and pyarrow again for every task).
+PRELOADED = ("pandas", "pyarrow.parquet", "pyarrow.compute", "pyarrow.dataset", "duckdb", "sqlalchemy",
+             "govdata.lake", "govdata.extract", "govdata.stages.common")
+
+
+def run_workers(workers: int | None = None) -> int:
+    """Task slots of `govdata run`: `workers`, else GOVDATA_RUN_WORKERS, else one per usable core
+    (at most two, govdata.forking.default_workers). One runs every task in this process."""
+    from govdata.errors import ConfigError
+    from govdata.forking import default_workers
+
+    if workers is None:
+        raw = os.environ.get(WORKERS_ENV, "").strip()
+        if not raw:
+            return default_workers()
+        if not raw.isdigit() or int(raw) < 1:
+            raise ConfigError(f"{WORKERS_ENV}={raw!r} is not a whole number of workers: set it to 1 or more, "
+                              "or unset it for one per core")
+        workers = int(raw)
+    if workers < 1:
+        raise ConfigError(f"--workers {workers}: give 1 or more task workers")
+    return workers
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def local_executor(workers: int) -> Iterator[None]:
+    """Airflow's LocalExecutor with `workers` task slots for dag.test(use_executor=True): its
+    task processes report to an execution API served by this process on a free localhost port,
+    under a JWT secret made for this process."""
+    import secrets
+
+    port = _free_port()
+    os.environ["AIRFLOW__CORE__EXECUTOR"] = "LocalExecutor"
+    os.environ["AIRFLOW__CORE__PARALLELISM"] = str(workers)
+    os.environ["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"http://127.0.0.1:{port}/execution/"
+    os.environ.setdefault("AIRFLOW__API_AUTH__JWT_SECRET", secrets.token_urlsafe(64))
+    import uvicorn
+    from airflow.api_fastapi.app import create_app
+    from airflow.sdk.log import configure_logging
+
+    # the task SDK's logging, with quiet_console's levels: dag.test configures it when it runs a
+    # task in this process, never when an executor runs them (its workers inherit it)
+    configure_logging()
+    _quiet_stdlib_loggers()
+    server = uvicorn.Server(uvicorn.Config(create_app(apps="execution"), host="127.0.0.1", port=port,
+                                           log_config=None, access_log=False))
+    thread = threading.Thread(target=server.run, name="govdata-execution-api", daemon=True)
+    thread.start()
+    while not server.started and thread.is_alive():
+        time.sleep(0.02)
+    if not thread.is_alive():
+        raise RuntimeError(f"the execution API for the task workers did not start on 127.0.0.1:{port}")
+    for module in PRELOADED:
+        __import__(module)
+    try:
+        yield
+    finally:
+        # dag.test ends the executor's workers when the run ends; on an exception (Ctrl-C) it
+        # does not, and they are not daemons: this process would wait for them at exit.
+        import multiprocessing
+
+        for worker in multiprocessing.active_children():
+            worker.terminate()
+            worker.join(timeout=5)
+            if worker.is_alive():   # a worker waiting on its queue may not heed SIGTERM
+                worker.kill()
+                worker.join(timeout=5)
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def progress_relay() -> Iterator[None]:
+    """The stages' progress lines (govdata.stages.common._progress) from task processes: each
+    appends its line to a file named by GOVDATA_PROGRESS; a thread here prints them as they come
+    (a task process's own stderr goes to its task log)."""
+    import tempfile
+
+    fd, path = tempfile.mkstemp(prefix="govdata-progress-", suffix=".txt")
+    os.close(fd)
+    previous = os.environ.get("GOVDATA_PROGRESS")
+    os.environ["GOVDATA_PROGRESS"] = path
+    done = threading.Event()
+
+    def relay() -> None:
+        with open(path, encoding="utf-8") as source:
+            pending = ""
+            while True:
+                finished = done.is_set()
+                pending += source.read()
+                *lines, pending = pending.split("\n")
+                for line in lines:
+                    print(line, file=sys.stderr, flush=True)
+                if finished:
+                    return
+                done.wait(0.2)
+
+    thread = threading.Thread(target=relay, name="govdata-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=5)
+        os.environ["GOVDATA_PROGRESS"] = previous or "1"
+        Path(path).unlink(missing_ok=True)
 
 
 def ensure_metadata_db(home: Path) -> None:
@@ -76,9 +216,10 @@ def load_dag(file: str, attribute: str):
     return getattr(module, attribute)
 
 
-def _test_run(dag, conf: dict):
+def _test_run(dag, conf: dict, workers: int = 1):
     """dag.test() with the run's task failures recorded (govdata.errors.task_errors) in a
-    temporary error file, read back to name each failed task and its error."""
+    temporary error file, read back to name each failed task and its error. More than one
+    worker: the tasks run on a LocalExecutor with that many slots (local_executor)."""
     import tempfile
 
     from govdata.errors import ERROR_FILE_ENV
@@ -88,7 +229,11 @@ def _test_run(dag, conf: dict):
     previous = os.environ.get(ERROR_FILE_ENV)
     os.environ[ERROR_FILE_ENV] = error_file
     try:
-        dag_run = dag.test(run_conf=conf)
+        if workers > 1:
+            with local_executor(workers), progress_relay():
+                dag_run = dag.test(run_conf=conf, use_executor=True)
+        else:
+            dag_run = dag.test(run_conf=conf)
         state = str(getattr(dag_run.state, "value", dag_run.state))
         if state != "success":
             raise PipelineFailed(failure_lines(dag.dag_id, dag_run.run_id, state, _failed_labels(dag_run), error_file))
@@ -129,11 +274,13 @@ def _failed_labels(dag_run) -> list[str]:
 
 
 def run_pipeline(sources_dir: Path, warehouse_url: str | None = None, lake: str | None = None,
-                 full_refresh: bool = False, airflow_home: Path | None = None) -> dict:
-    """Runs the DAG once and returns the run summary written by its report task."""
+                 full_refresh: bool = False, airflow_home: Path | None = None, workers: int | None = None) -> dict:
+    """Runs the DAG once and returns the run summary written by its report task. `workers`:
+    task slots (run_workers)."""
     from govdata.settings import get_settings
 
     settings = get_settings()
+    workers = run_workers(workers)
     home = airflow_home or Path(os.environ.get("AIRFLOW_HOME", settings.home / "airflow"))
     configure_airflow(home)
     ensure_metadata_db(home)
@@ -146,9 +293,10 @@ def run_pipeline(sources_dir: Path, warehouse_url: str | None = None, lake: str 
     }
     from govdata.lake import run_path
 
-    dag_run = _test_run(load_dag("govdata_pipeline.py", "pipeline"), conf)
+    dag_run = _test_run(load_dag("govdata_pipeline.py", "pipeline"), conf, workers)
     manifest = run_path(conf["lake"], dag_run.run_id, "manifest.json")
-    # dag.test() does not fire asset-triggered DAGs: run the consumer as the scheduler would.
+    # dag.test() does not fire asset-triggered DAGs: run the consumer as the scheduler would
+    # (its tasks run one after another: in this process, with no executor start-up).
     _test_run(load_dag("govdata_marts.py", "marts_dag"), {"manifest": manifest})
     summary_path = Path(run_path(conf["lake"], dag_run.run_id, "report", "summary.json"))
     return json.loads(summary_path.read_text(encoding="utf-8"))

@@ -118,13 +118,21 @@ def _inputs_span(value) -> tuple[list[float], float] | None:
 
 
 def _progress(stage: str, result: dict) -> None:
-    """One line per finished stage on the console of `govdata run` (the DAG log has the rest)."""
-    if not os.environ.get("GOVDATA_PROGRESS"):
+    """One line per finished stage on the console of `govdata run` (the DAG log has the rest).
+    GOVDATA_PROGRESS: 1 prints it on stderr; a path appends it to that file, which `govdata run`
+    relays to its console when the tasks run in processes of their own (runner.progress_relay)."""
+    target = os.environ.get("GOVDATA_PROGRESS")
+    if not target:
         return
     what = result.get("source") or ""
     rows = result.get("rows_in", result.get("rows"))
     detail = f"{rows:,} rows" if isinstance(rows, int) else ""
-    print(f"  ✓ {stage:<15} {what:<12} {detail:>14}  {result['seconds']:.1f}s", file=sys.stderr, flush=True)
+    line = f"  ✓ {stage:<15} {what:<12} {detail:>14}  {result['seconds']:.1f}s"
+    if target == "1":
+        print(line, file=sys.stderr, flush=True)
+        return
+    with open(target, "a", encoding="utf-8") as out:   # one short append: lines never interleave
+        out.write(line + "\n")
 
 
 def _source(path: str):

@@ -101,9 +101,11 @@ def test_task_errors_fail_deterministic_errors_at_once_and_retry_transient_ones(
     ]
 
 
-def test_a_failed_task_is_named_last_and_not_retried(tmp_path, monkeypatch):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_failed_task_is_named_last_and_not_retried(tmp_path, monkeypatch, workers):
     """The real govdata_marts DAG with retries on (2, 30 s backoff) and a manifest that is not
-    there: the manifest task fails once, at once, and the last line says so."""
+    there: the manifest task fails once, at once, and the last line says so; with 2 workers the
+    task ran in a process of its own (LocalExecutor), which recorded its error for this one."""
     import os
     from pathlib import Path
 
@@ -116,7 +118,7 @@ def test_a_failed_task_is_named_last_and_not_retried(tmp_path, monkeypatch):
     missing = tmp_path / "lake" / "run" / "manifest.json"
     start = time.monotonic()
     with pytest.raises(PipelineFailed) as failed:
-        _test_run(load_dag("govdata_marts.py", "marts_dag"), {"manifest": str(missing)})
+        _test_run(load_dag("govdata_marts.py", "marts_dag"), {"manifest": str(missing)}, workers)
     assert time.monotonic() - start < 30  # a retry would have waited 30 s first
     lines = failed.value.lines
     assert lines[0].startswith("govdata_marts run manual__") and lines[0].endswith(" ended failed")
