@@ -44,6 +44,22 @@ class _DB:
     def close(self) -> None: ...
 
 
+DUCKDB_MEMORY_ENV = "GOVDATA_DUCKDB_MEMORY"
+
+
+def duckdb_memory_limit() -> str:
+    """DuckDB's memory limit for a warehouse connection: GOVDATA_DUCKDB_MEMORY (DuckDB's own
+    notation, e.g. 2GB or 512MB), by default 2GB."""
+    import re
+
+    from govdata.errors import ConfigError
+
+    value = os.environ.get(DUCKDB_MEMORY_ENV, "").strip() or "2GB"
+    if not re.fullmatch(r"\d+(\.\d+)?\s*(K|M|G|T)?i?B", value, re.IGNORECASE):
+        raise ConfigError(f"{DUCKDB_MEMORY_ENV}={value!r} is not a memory size: give one such as 2GB or 512MB")
+    return value
+
+
 class _DuckDB(_DB):
     backend = "duckdb"
 
@@ -52,7 +68,9 @@ class _DuckDB(_DB):
 
         path, vault_path = duckdb_paths(url)
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.con = duckdb.connect(path, read_only=read_only)
+        # A bounded share of memory, beyond which DuckDB spills to `<warehouse>.tmp`: a load's merges
+        # otherwise take up to 80% of the machine, whatever else runs beside them.
+        self.con = duckdb.connect(path, read_only=read_only, config={"memory_limit": duckdb_memory_limit()})
         if vault:
             with vault_lock(vault_path):
                 recover_pending_vault(self.con, vault_path)

@@ -277,3 +277,21 @@ def test_postgres_bulk_path_is_idempotent_and_refuses_duplicates(pg_database, mo
     with connect(pg_database) as db:  # the primary key is back
         assert db.fetchall("SELECT conname FROM pg_constraint WHERE conname = 'xref_person_pkey'") == [
             ("xref_person_pkey",)]
+
+
+def test_the_duckdb_warehouse_connection_has_a_bounded_memory_limit(tmp_path, monkeypatch):
+    from govdata.errors import ConfigError
+    from govdata.warehouse.connections import _DuckDB
+
+    url = f"duckdb:///{tmp_path / 'w.duckdb'}"
+    monkeypatch.delenv("GOVDATA_DUCKDB_MEMORY", raising=False)
+    db = _DuckDB(url, vault=False)
+    assert db.fetchall("SELECT current_setting('memory_limit')") == [("1.8 GiB",)]   # 2GB, as DuckDB shows it
+    db.close()
+    monkeypatch.setenv("GOVDATA_DUCKDB_MEMORY", "512MB")
+    db = _DuckDB(url, vault=False)
+    assert db.fetchall("SELECT current_setting('memory_limit')") == [("488.2 MiB",)]
+    db.close()
+    monkeypatch.setenv("GOVDATA_DUCKDB_MEMORY", "lots")
+    with pytest.raises(ConfigError, match=r"^GOVDATA_DUCKDB_MEMORY='lots' is not a memory size: give one such as 2GB"):
+        _DuckDB(url, vault=False)
