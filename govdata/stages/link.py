@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, NamedTuple
 
 import pandas as pd
 
@@ -11,6 +12,9 @@ from govdata.lake import read_parquet, run_path, write_parquet
 from govdata.stages.common import LINKERS, OUTPUTS, PERSON, _timed, peak_rss_mb
 from govdata.stages.link_inputs import (_decisions, _previous, _previous_arrow, incremental_scope, link_config,
                                         partition_rows)
+
+if TYPE_CHECKING:   # names used in annotations only
+    import pyarrow as pa
 
 
 @_timed
@@ -189,15 +193,14 @@ def link_partition(part: dict, run: dict) -> dict:
 
 @_timed
 def link_merge(parts: list[dict], run: dict) -> dict:
-    """One xref / golden / history / review / evidence file per entity from the partitions
-    (concatenated in Arrow; only master IDs shared across partitions are rewritten). An
-    incremental run adds the carried xref rows of the records it did not relink."""
+    """One xref / golden / history / review / evidence file per entity from the partitions,
+    streamed: each file is written a batch at a time, partition after partition (conformed to
+    the schema their files unify to), so memory holds a batch and the partitions' distinct
+    master ids, not the partitions. Only master IDs shared across partitions are rewritten. An
+    incremental run appends the carried xref rows of the records it did not relink."""
     from concurrent.futures import ThreadPoolExecutor
 
-    import pyarrow as pa
-
-    from govdata.lake import read_arrow, to_pandas
-    from govdata.transforms.linkage.merge import _ids_in_several, _sum_stats, merged_model, separate_shared_ids
+    from govdata.transforms.linkage.merge import _sum_stats, merged_model
 
     out: dict = {"paths": {}, "stats": {}}
     for kind, (_, _, id_col) in LINKERS.items():
@@ -206,38 +209,23 @@ def link_merge(parts: list[dict], run: dict) -> dict:
             continue
         plan = planned[0].get("plan", {"mode": "full"})
         mine = [p for p in planned if p["paths"]]
-        tables: dict = {"xref": []}
+        pieces: dict = {"xref": []}
+        ids = []   # each partition's distinct master ids
         if mine:
-            tables["xref"] = [read_arrow(p["paths"]["xref"]) for p in mine]
-            moved = pd.DataFrame()
-            if _ids_in_several(tables["xref"], id_col):   # rare: pandas only then
-                xrefs = [to_pandas(x, arrow_strings=True) for x in tables["xref"]]
-                xrefs, moved = separate_shared_ids(xrefs, id_col, "P" if kind == PERSON else "E", run["run_id"])
-                tables["xref"] = [pa.Table.from_pandas(x, preserve_index=False) for x in xrefs]
-            for name in OUTPUTS[1:]:
-                tables[name] = [read_arrow(p["paths"][name]) for p in mine]
-            for i in set(moved.get("_part", [])):   # the golden record follows its records
-                golden = tables["golden"][i].to_pandas()
-                renames = dict(zip(moved.loc[moved["_part"] == i, "old_id"], moved.loc[moved["_part"] == i, "new_id"]))
-                golden[id_col] = golden[id_col].replace(renames)
-                tables["golden"][i] = pa.Table.from_pandas(golden, preserve_index=False)
-            if not moved.empty:
-                extra = moved.drop(columns="_part").assign(entity=kind)
-                tables["history"].append(pa.Table.from_pandas(extra, preserve_index=False))
+            pieces = {name: [_file_piece(p["paths"][name]) for p in mine] for name in OUTPUTS}
+            ids = [_distinct_ids(p["paths"]["xref"], id_col) for p in mine]
+            _separate_shared(mine, pieces, ids, kind, id_col, run["run_id"])
         if plan.get("carried_path"):
-            carried = read_arrow(plan["carried_path"])
-            relinked = set(pa.concat_tables(tables["xref"], promote_options="permissive")[id_col].to_pylist()) \
-                if tables["xref"] else set()
-            clash = relinked & set(carried[id_col].to_pylist())
+            carried = plan["carried_path"]
+            clash = _carried_clash(carried, id_col, ids)
             if clash:   # the scope holds whole previous clusters: a clash is a bug, not data
-                raise RuntimeError(f"{kind}: {len(clash)} relinked master id(s) also held by carried records")
-            tables["xref"].append(carried.cast(tables["xref"][0].schema) if tables["xref"] else carried)
-        merged = {name: pa.concat_tables([t for t in pieces if t.num_rows] or pieces[:1], promote_options="permissive")
-                  for name, pieces in tables.items()}
+                raise RuntimeError(f"{kind}: {clash} relinked master id(s) also held by carried records")
+            # as the first partition's xref (the carried rows come last)
+            pieces["xref"].append(_carried_piece(carried, pieces["xref"][0].schema if pieces["xref"] else None))
         with ThreadPoolExecutor(2) as pool:   # Parquet encoding releases the GIL: both cores write
-            written = pool.map(lambda name: write_parquet(merged[name], run_path(
-                run["lake"], run["run_id"], "link", f"{kind}_{name}.parquet")), list(merged))
-            out["paths"].update({f"{kind}_{name}": path for name, path in zip(list(merged), written)})
+            written = pool.map(lambda name: _write_merged(pieces[name], run_path(
+                run["lake"], run["run_id"], "link", f"{kind}_{name}.parquet")), list(pieces))
+            out["paths"].update({f"{kind}_{name}": path for name, path in zip(list(pieces), written)})
         stats = [p["stats"] for p in mine]
         if plan.get("mode") == "incremental":   # the review questions about these records were re-asked
             out.setdefault("relinked_inputs", {})[kind] = [p["path"] for p in mine]
@@ -251,3 +239,121 @@ def link_merge(parts: list[dict], run: dict) -> dict:
     out["inputs_peak_rss_mb"] = max([p.get("peak_rss_mb", 0) for p in parts]
                                     + [parts[0].get("plan_peak_rss_mb", 0) if parts else 0])
     return out
+
+
+# Rows per table when link_merge streams a partition's file (or the carried xref) into the merged one
+MERGE_BATCH_ROWS = 250_000
+
+
+class _Piece(NamedTuple):
+    """One part of a merged output: its schema and rows (from the file's footer, before any is
+    read) and its tables, read when written."""
+    schema: "pa.Schema"
+    rows: int
+    tables: Callable[[], Iterable["pa.Table"]]
+
+
+def _file_tables(path: str, columns: list[str] | None = None) -> Iterator["pa.Table"]:
+    """A lake file a batch at a time (an Arrow IPC file: whole)."""
+    from govdata.lake import ARROW_SUFFIX, iter_tables, read_arrow
+
+    if path.endswith(ARROW_SUFFIX):
+        yield read_arrow(path, columns)
+    else:
+        yield from iter_tables(path, MERGE_BATCH_ROWS, columns)
+
+
+def _file_piece(path: str) -> _Piece:
+    from govdata.lake import ARROW_SUFFIX, parquet_rows, parquet_schema, read_arrow
+
+    if path.endswith(ARROW_SUFFIX):
+        table = read_arrow(path)
+        return _Piece(table.schema, table.num_rows, lambda: [table])
+    return _Piece(parquet_schema(path), parquet_rows(path), lambda: _file_tables(path))
+
+
+def _carried_piece(path: str, schema: "pa.Schema | None") -> _Piece:
+    """The carried xref a batch at a time, each cast to schema (when given)."""
+    piece = _file_piece(path)
+    return _Piece(schema or piece.schema, piece.rows,
+                  lambda: (t.cast(schema) if schema else t for t in _file_tables(path)))
+
+
+def _table_piece(table: "pa.Table") -> _Piece:
+    return _Piece(table.schema, table.num_rows, lambda: [table])
+
+
+def _write_merged(pieces: list[_Piece], path: str) -> str:
+    """The pieces' rows in order in one lake file, as pa.concat_tables(promote_options=
+    "permissive") of the pieces that have rows (of the first piece when none has) would give
+    them: same schema (metadata from the first), same rows, written a table at a time."""
+    import pyarrow as pa
+
+    from govdata.lake import TableWriter
+
+    schema = pa.unify_schemas([p.schema for p in pieces if p.rows] or [pieces[0].schema],
+                              promote_options="permissive")
+    with TableWriter(path, schema) as writer:
+        for piece in pieces:
+            if not piece.rows:
+                continue
+            for table in piece.tables():   # promoted to the unified schema as concat_tables does
+                writer.write(pa.concat_tables([schema.empty_table(), table], promote_options="permissive"))
+    return path
+
+
+def _distinct_ids(path: str, id_col: str) -> "pa.Array":
+    """The distinct master ids (null included) of a partition's xref, from its id column alone."""
+    import pyarrow.compute as pc
+
+    from govdata.lake import read_arrow
+
+    return pc.unique(read_arrow(path, [id_col])[id_col])
+
+
+def _separate_shared(mine: list[dict], pieces: dict, ids: list, kind: str, id_col: str, run_id: str) -> None:
+    """The rare case of a master id found in several partitions (separate_shared_ids, pandas):
+    only the xrefs (and golden records) of the partitions holding such an id are loaded, and
+    replaced in pieces and ids by their rewritten tables; the moves are added to the history."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from govdata.lake import read_arrow
+    from govdata.transforms.linkage.merge import _ids_in_several, separate_shared_ids
+
+    claimed = _ids_in_several([pa.table({id_col: x}) for x in ids], id_col)
+    if not claimed:
+        return
+    claimed = pa.array(claimed, pa.large_string())
+    sharing = [i for i, x in enumerate(ids)
+               if pc.any(pc.is_in(x.cast(pa.large_string()), value_set=claimed)).as_py()]
+    held = pa.chunked_array([x.cast(pa.large_string()) for i, x in enumerate(ids) if i not in sharing],
+                            type=pa.large_string())
+    xrefs = [read_parquet(mine[i]["paths"]["xref"], arrow_strings=True) for i in sharing]
+    xrefs, moved = separate_shared_ids(xrefs, id_col, "P" if kind == PERSON else "E", run_id, held=held)
+    for i, x in zip(sharing, xrefs):
+        table = pa.Table.from_pandas(x, preserve_index=False)
+        pieces["xref"][i] = _table_piece(table)
+        ids[i] = pc.unique(table[id_col])
+    moved["_part"] = [sharing[j] for j in moved["_part"]]
+    for i in sorted(set(moved["_part"])):   # the golden record follows its records
+        golden = read_arrow(mine[i]["paths"]["golden"]).to_pandas()
+        renames = dict(zip(moved.loc[moved["_part"] == i, "old_id"], moved.loc[moved["_part"] == i, "new_id"]))
+        golden[id_col] = golden[id_col].replace(renames)
+        pieces["golden"][i] = _table_piece(pa.Table.from_pandas(golden, preserve_index=False))
+    extra = moved.drop(columns="_part").assign(entity=kind)
+    pieces["history"].append(_table_piece(pa.Table.from_pandas(extra, preserve_index=False)))
+
+
+def _carried_clash(path: str, id_col: str, ids: list) -> int:
+    """How many distinct master ids the carried xref at path shares with the relinked
+    partitions' ids (Arrow set lookups, the carried ids a batch at a time)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    relinked = pa.concat_arrays([x.cast(pa.large_string()) for x in ids]) if ids else pa.array([], pa.large_string())
+    clashes = []
+    for table in _file_tables(path, [id_col]):
+        carried = table[id_col].cast(pa.large_string())
+        clashes += pc.filter(carried, pc.is_in(carried, value_set=relinked)).chunks
+    return len(pc.unique(pa.chunked_array(clashes, type=pa.large_string())))

@@ -25,10 +25,13 @@ def _ids_in_several(xrefs: "list[pd.DataFrame | pa.Table]", id_col: str) -> list
     return counts.field("values").filter(pc.greater(counts.field("counts"), 1)).to_pylist()
 
 
-def separate_shared_ids(xrefs: list[pd.DataFrame], id_col: str, prefix: str, run_id: str
-                        ) -> tuple[list[pd.DataFrame], pd.DataFrame]:
+def separate_shared_ids(xrefs: list[pd.DataFrame], id_col: str, prefix: str, run_id: str,
+                        held: "pa.ChunkedArray | None" = None) -> tuple[list[pd.DataFrame], pd.DataFrame]:
     """A master ID claimed in two partitions (a person's records split by a wrong birth year)
-    stays with the partition holding most of its records; the others get a new stable ID."""
+    stays with the partition holding most of its records; the others get a new stable ID.
+    held: the ids of the partitions not passed (none claimed): a new ID takes none of them either."""
+    import pyarrow.compute as pc
+
     from govdata.transforms.linkage.common import hash_id
 
     claimed = _ids_in_several(xrefs, id_col)
@@ -54,7 +57,7 @@ def separate_shared_ids(xrefs: list[pd.DataFrame], id_col: str, prefix: str, run
         for master_id in sorted(renames):
             key, salt = smallest[master_id], 0
             new_id = hash_id(prefix, key)
-            while new_id in taken:
+            while new_id in taken or (held is not None and pc.any(pc.equal(held, new_id)).as_py()):
                 salt += 1
                 new_id = hash_id(prefix, f"{key}\x1f{salt}")
             taken.add(new_id)
