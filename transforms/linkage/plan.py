@@ -92,6 +92,9 @@ def _split_by_partition(table: "pa.Table", parts) -> dict:
 
     order = np.argsort(parts, kind="stable")
     ordered, sorted_parts = table.take(order), parts[order]
-    values, starts = np.unique(sorted_parts, return_index=True)
+    if not len(sorted_parts):
+        return {}
+    # where the sorted partition number changes (np.unique would sort the sorted numbers again)
+    starts = np.flatnonzero(np.diff(sorted_parts, prepend=sorted_parts[0] - 1))
     ends = np.append(starts[1:], len(sorted_parts))
-    return {int(p): ordered.slice(a, b - a) for p, a, b in zip(values, starts, ends)}
+    return {int(sorted_parts[a]): ordered.slice(a, b - a) for a, b in zip(starts, ends)}
