@@ -5,6 +5,7 @@ its console shows the same progress lines and nothing of Airflow's."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -31,6 +32,11 @@ def runs(tmp_path_factory) -> dict:
         result = CliRunner().invoke(app, ["run", "--sources", str(world / "sources"), "--warehouse", url,
                                           "--lake", str(base / "lake"), "--full-refresh", "--workers", str(workers)])
         out[workers] = {"url": url, "exit": result.exit_code, "stderr": result.stderr, "base": str(base)}
+    # an identical incremental rerun on two workers: its tasks read the warehouse's state side by side
+    out["first"] = content(out[2]["url"], CROSS_RUN_COLUMNS)
+    rerun = CliRunner().invoke(app, ["run", "--sources", str(world / "sources"), "--warehouse", out[2]["url"],
+                                     "--lake", str(Path(out[2]["base"]) / "lake"), "--workers", "2"])
+    out["rerun"] = {"exit": rerun.exit_code, "stderr": rerun.stderr}
     return out
 
 
@@ -50,6 +56,11 @@ def test_two_workers_load_the_same_warehouse_as_one(runs):
     one, two = content(runs[1]["url"], CROSS_RUN_COLUMNS), content(runs[2]["url"], CROSS_RUN_COLUMNS)
     assert differing_tables(one, two, CROSS_RUN_COLUMNS) == {}
     assert len(two["dim_person"]) > PERSONS * 0.9 and len(two["fact_application"]) == PERSONS
+
+
+def test_an_identical_rerun_on_two_workers_changes_nothing(runs):
+    assert runs["rerun"]["exit"] == 0, runs["rerun"]["stderr"][-2000:]
+    assert differing_tables(runs["first"], content(runs[2]["url"], CROSS_RUN_COLUMNS), CROSS_RUN_COLUMNS) == {}
 
 
 def test_the_console_shows_every_tasks_progress_line_and_no_airflow_log(runs):
