@@ -30,11 +30,12 @@ from govdata.warehouse.facts import (
 from govdata.warehouse.owners import (
     FACT_OWNERS,
     HOLDER_COLUMNS,
+    OWNER_MEMORY,
     OWNER_REASONS,
     fact_owner_changes,
     identifier_holders,
     identifier_owners,
-    owner_map,
+    owner_lookup,
     resolve_owners,
 )
 from govdata.warehouse.rows import (
@@ -312,16 +313,20 @@ def _iter_tables(link, std, quarantine: pd.DataFrame, standards, key: bytes, run
         yield "vault_enterprise", vault
         del dim, vault
     xrefs = {}
+    paths = getattr(link, "paths", None)
     for name, (entity, id_col) in (("xref_person", ("person", "person_id")),
                                    ("xref_enterprise", ("enterprise", "enterprise_id"))):
         keys = []
         for frame in _link_chunks(link, name):
-            # Arrow-backed text: the owners' join holds every record's keys until the facts are built
-            keys.append(frame[["source_system", "source_record_id", id_col]].astype("string[pyarrow]"))
+            if paths is None:   # frames: the owners' join reads every record's keys (Arrow-backed text)
+                keys.append(frame[["source_system", "source_record_id", id_col]].astype("string[pyarrow]"))
             frame = _table_columns(frame.assign(run_id=run_id, is_deleted=False), name)
             yield name, frame
             del frame
-        xrefs[entity] = pd.concat(keys, ignore_index=True) if keys else None
+        if paths is not None:   # lake files: the owners' DuckDB scans the keys from them itself
+            xrefs[entity] = [paths[n] for n in _LINK_NAMES[name] if n in paths] or None
+        else:
+            xrefs[entity] = pd.concat(keys, ignore_index=True) if keys else None
         del keys
     for name, rows in (("master_id_history", lambda f: _table_columns(f.assign(run_id=f.get("run_id", run_id)),
                                                                        "master_id_history")),
@@ -338,29 +343,34 @@ def _iter_tables(link, std, quarantine: pd.DataFrame, standards, key: bytes, run
         owners.append(rows)
     has_xref = any(x is not None for x in xrefs.values())
     del xrefs
-    person_owner, enterprise_owner = owner_map(owners[0]), owner_map(owners[1])
-    if has_xref:
-        yield "identifier_owner", _table_columns(pd.concat(owners, ignore_index=True), "identifier_owner")
-    del owners
-    first, last = _fact_dates(std)
-    calendar = dim_date_rows(first, last)
-    yield "dim_date", calendar
-    moved, service_items = [], []
-    channels = standards.code_table("channel")
-    for kind, table in (("application", "fact_application"), ("certificate", "fact_certificate")):
-        for part in _frames_of_kind(std, kind, one_by_one=True, chunk_rows=FACT_CHUNK_ROWS):
-            roles: dict = {}
-            if kind == "application":
-                rows = application_rows(part, person_owner, enterprise_owner, channels, calendar, key, run_id, roles)
-                service_items.append(_col(part, "service_item_code").dropna().drop_duplicates())
-            else:
-                rows = certificate_rows(part, person_owner, enterprise_owner, key, run_id, roles)
-            del part
-            moved.append(fact_owner_changes(table, rows, roles["tokens"], roles["masks"], previous.get(table),
-                                            changes, run_id))
-            del roles
-            yield table, rows
-            del rows
+    from govdata.evaluate import scratch_db
+
+    with scratch_db(OWNER_MEMORY) as (con, _):   # the owners as Arrow, each fact chunk joined to them
+        person_owner = owner_lookup(con, owners[0], "_person_owner")
+        enterprise_owner = owner_lookup(con, owners[1], "_enterprise_owner")
+        if has_xref:
+            yield "identifier_owner", _table_columns(pd.concat(owners, ignore_index=True), "identifier_owner")
+        del owners
+        first, last = _fact_dates(std)
+        calendar = dim_date_rows(first, last)
+        yield "dim_date", calendar
+        moved, service_items = [], []
+        channels = standards.code_table("channel")
+        for kind, table in (("application", "fact_application"), ("certificate", "fact_certificate")):
+            for part in _frames_of_kind(std, kind, one_by_one=True, chunk_rows=FACT_CHUNK_ROWS):
+                roles: dict = {}
+                if kind == "application":
+                    rows = application_rows(part, person_owner, enterprise_owner, channels, calendar, key, run_id,
+                                            roles)
+                    service_items.append(_col(part, "service_item_code").dropna().drop_duplicates())
+                else:
+                    rows = certificate_rows(part, person_owner, enterprise_owner, key, run_id, roles)
+                del part
+                moved.append(fact_owner_changes(table, rows, roles["tokens"], roles["masks"], previous.get(table),
+                                                changes, run_id))
+                del roles
+                yield table, rows
+                del rows
     moved = [m for m in moved if len(m)]
     if moved:
         yield "fact_owner_change", _table_columns(pd.concat(moved, ignore_index=True), "fact_owner_change")
@@ -401,7 +411,7 @@ __all__ = [
     "identifier_owners",
     "iter_tables",
     "mask_names",
-    "owner_map",
+    "owner_lookup",
     "person_rows",
     "region_rows",
     "resolve_owners",

@@ -2,7 +2,7 @@
 their service times are counted on."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 
@@ -11,6 +11,7 @@ import pandas as pd
 from govdata.transforms.privacy import mask_id_number
 from govdata.warehouse.rows import _col, _require, _table_columns, identifier_token
 
+Owners = Callable[[pd.Series], pd.Series]   # identifier tokens → their master ids (NULL: no owner)
 CALENDAR_YEARS = (1949, 2100)        # dim_date never spans beyond these (bad dates stay out)
 
 
@@ -166,23 +167,23 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def _owned_by(frame: pd.DataFrame, id_col: str, uscc_col: str, person_owner: pd.Series,
-              enterprise_owner: pd.Series, key: bytes) -> tuple[pd.Series, pd.Series, dict, dict]:
+def _owned_by(frame: pd.DataFrame, id_col: str, uscc_col: str, person_owner: Owners,
+              enterprise_owner: Owners, key: bytes) -> tuple[pd.Series, pd.Series, dict, dict]:
     """(person id, enterprise id, role tokens, role masks) of a fact's identifiers, through the
-    identifier owners (token → master id)."""
+    identifier owners (tokens → master ids: owners.owner_lookup)."""
     pid = _col(frame, id_col).astype("string")
     uscc = _col(frame, uscc_col).astype("string")
     tokens = {"person": identifier_token(pid, key), "enterprise": identifier_token(uscc, key)}
     masks = {"person": mask_id_number(pid), "enterprise": mask_id_number(uscc)}
-    return (tokens["person"].map(person_owner).astype("string"),
-            tokens["enterprise"].map(enterprise_owner).astype("string"), tokens, masks)
+    return (person_owner(tokens["person"]).astype("string"),
+            enterprise_owner(tokens["enterprise"]).astype("string"), tokens, masks)
 
 
-def application_rows(apps: pd.DataFrame, person_owner: pd.Series, enterprise_owner: pd.Series,
+def application_rows(apps: pd.DataFrame, person_owner: Owners, enterprise_owner: Owners,
                      channels: pd.DataFrame, calendar: pd.DataFrame, key: bytes, run_id: str,
                      roles: dict | None = None) -> pd.DataFrame:
     """fact_application rows; person_owner / enterprise_owner map identifier tokens to master
-    ids (identifier_owner). `roles`, when given, receives each role's tokens and masks."""
+    ids (identifier_owner; owners.owner_lookup). `roles`, when given, receives each role's tokens and masks."""
     out = _with_owner(apps.copy(), "applicant", person_owner, enterprise_owner, key, roles)
     online = channels.set_index("code")["online"].astype(str).str.lower().isin(["true", "1", "yes"])
     channel = _col(out, "channel").astype("string")
@@ -199,14 +200,14 @@ def application_rows(apps: pd.DataFrame, person_owner: pd.Series, enterprise_own
     return _table_columns(out, "fact_application")
 
 
-def certificate_rows(certs: pd.DataFrame, person_owner: pd.Series, enterprise_owner: pd.Series, key: bytes,
+def certificate_rows(certs: pd.DataFrame, person_owner: Owners, enterprise_owner: Owners, key: bytes,
                      run_id: str, roles: dict | None = None) -> pd.DataFrame:
     out = _with_owner(certs.copy(), "holder", person_owner, enterprise_owner, key, roles)
     out["run_id"] = run_id
     return _table_columns(out, "fact_certificate")
 
 
-def _with_owner(out: pd.DataFrame, role: str, person_owner: pd.Series, enterprise_owner: pd.Series, key: bytes,
+def _with_owner(out: pd.DataFrame, role: str, person_owner: Owners, enterprise_owner: Owners, key: bytes,
                 roles: dict | None) -> pd.DataFrame:
     """The fact's <role>_person_id / <role>_enterprise_id / <role>_token from its identifiers
     (applicant or holder); `roles`, when given, receives the tokens and masks."""

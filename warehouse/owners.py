@@ -1,6 +1,8 @@
 """Who holds an identifier (identifier_owner) and which facts changed owner (fact_owner_change)."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -91,12 +93,18 @@ def _register_parts(con, std_frames, identifier: str) -> list[str]:
     return selects
 
 
-def _register_xref(con, xref: pd.DataFrame | None, id_col: str) -> None:
-    """_xref (k1, k2, m): the record → master cross-reference."""
+def _register_xref(con, xref: pd.DataFrame | list[str] | None, id_col: str) -> None:
+    """_xref (k1, k2, m): the record → master cross-reference, a frame or the lake files of the
+    link's merged xref (scanned by DuckDB through the decrypting dataset, never held whole)."""
     keys = ["source_system", "source_record_id"]
-    frame = (xref[keys + [id_col]] if xref is not None and len(xref) else
-             pd.DataFrame(columns=keys + [id_col])).astype(ARROW_TEXT)
-    con.register("_xref_in", pa.Table.from_pandas(frame, preserve_index=False))
+    if isinstance(xref, list):
+        from govdata.lake import dataset
+
+        con.register("_xref_in", dataset(xref))
+    else:
+        frame = (xref[keys + [id_col]] if xref is not None and len(xref) else
+                 pd.DataFrame(columns=keys + [id_col])).astype(ARROW_TEXT)
+        con.register("_xref_in", pa.Table.from_pandas(frame, preserve_index=False))
     con.execute(f'CREATE OR REPLACE VIEW _xref AS SELECT source_system AS k1, source_record_id AS k2, '
                 f'"{id_col}" AS m FROM _xref_in')
 
@@ -274,7 +282,7 @@ FACT_OWNERS = {"fact_application": ("applicant_token", "applicant_person_id", "a
                 "fact_certificate": ("holder_token", "holder_person_id", "holder_enterprise_id")}
 
 
-def identifier_owners(xref: pd.DataFrame | None, std_frames, entity: str, key: bytes,
+def identifier_owners(xref: pd.DataFrame | list[str] | None, std_frames, entity: str, key: bytes,
                       previous: dict, run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(identifier_owner rows of the entity, changes): see resolve_owners. The previous claims
     are the warehouse's identifier_owner rows, and for identifiers it lacks, the owners the
@@ -302,9 +310,22 @@ def identifier_owners(xref: pd.DataFrame | None, std_frames, entity: str, key: b
     return owners.assign(entity=entity), changes
 
 
-def owner_map(owners: pd.DataFrame) -> pd.Series:
-    """identifier token → master id."""
-    return pd.Series(owners["master_id"].to_numpy(), index=owners["identifier_token"].to_numpy(), dtype="string")
+def owner_lookup(con, owners: pd.DataFrame, name: str) -> Callable[[pd.Series], pd.Series]:
+    """identifier tokens → their master ids (NULL for a token no one owns), as `string`. The
+    owners are registered in DuckDB `con` under `name` once, as Arrow (a pandas index of the
+    tokens is Python text and a hash table: several times the memory); each call is one join."""
+    con.register(name, pa.table({"t": pa.array(owners["identifier_token"], pa.string(), from_pandas=True),
+                                 "m": pa.array(owners["master_id"], pa.string(), from_pandas=True)}))
+
+    def lookup(tokens: pd.Series) -> pd.Series:
+        con.register("_tokens", pa.table({"pos": np.arange(len(tokens), dtype=np.int64),
+                                          "t": pa.array(tokens, pa.string(), from_pandas=True)}))
+        found = con.sql(f"SELECT o.m FROM _tokens LEFT JOIN {name} o ON o.t = _tokens.t ORDER BY pos")
+        masters = found.to_arrow_table().column("m").to_numpy(zero_copy_only=False)
+        con.unregister("_tokens")
+        return pd.Series(masters, index=tokens.index, dtype="string")
+
+    return lookup
 
 
 def fact_owner_changes(table: str, rows: pd.DataFrame, role_tokens: dict[str, pd.Series],
@@ -351,4 +372,4 @@ def fact_owner_changes(table: str, rows: pd.DataFrame, role_tokens: dict[str, pd
 
 
 __all__ = ["FACT_OWNERS", "OWNER_REASONS", "fact_owner_changes", "identifier_holders", "identifier_owners",
-           "owner_map", "resolve_owners"]
+           "owner_lookup", "resolve_owners"]

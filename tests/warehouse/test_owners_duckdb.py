@@ -108,3 +108,31 @@ def test_the_first_claim_of_a_token_counts_and_a_claim_without_a_run_gets_this_o
     # t1: P1 claimed first and agrees as well as P2 (who has more records): P1 stays
     assert owners.values.tolist() == [["t1", "P1", 7, "r0"], ["t2", "P3", 5, "r1"]]
     assert changes.empty
+
+
+def test_the_xref_read_from_its_lake_file_gives_the_owners_its_frame_gives(tmp_path):
+    from govdata.lake import write_parquet
+
+    std, xref = person_records()
+    path = write_parquet(xref.assign(match_score=1.0), str(tmp_path / "person_xref.parquet"))
+    from_file, changes = identifier_owners([path], [std], "person", KEY, {}, "r1")
+    from_frame, _ = identifier_owners(xref, [std], "person", KEY, {}, "r1")
+    # a tie of best-encoded names: 李四 (P2) is the smaller
+    assert from_file.values.tolist() == from_frame.values.tolist() == sorted([
+        [tok(ID), "P2", 7, "r1", "person"], [tok(ODD), "P4", 1, "r1", "person"]])
+    assert changes["reason"].tolist() == ["new_identifier", "new_identifier"]
+
+
+def test_owner_lookup_gives_each_token_its_owner_in_order_and_null_for_the_others():
+    from govdata.evaluate import scratch_db
+    from govdata.warehouse.owners import owner_lookup
+
+    owners = pd.DataFrame({"identifier_token": ["t1", "t2", "t3"], "master_id": ["P1", "P2", None]},
+                          dtype="string[pyarrow]")
+    with scratch_db() as (con, _):
+        lookup = owner_lookup(con, owners, "_owners")
+        got = lookup(pd.Series(["t2", None, "t9", "t1", "t2", "t3"], index=[5, 4, 3, 2, 1, 0], dtype="string"))
+        assert got.dtype == "string"
+        assert got.index.tolist() == [5, 4, 3, 2, 1, 0]
+        assert got.tolist() == ["P2", pd.NA, pd.NA, "P1", "P2", pd.NA]
+        assert lookup(pd.Series([], dtype="string")).tolist() == []
