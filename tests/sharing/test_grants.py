@@ -127,7 +127,7 @@ def test_not_shareable_resource_is_never_granted(pg_world):
             assert db.fetchall("SELECT count(*) FROM pg_roles WHERE rolname LIKE 'govdata_consumer_%' "
                                "AND has_table_privilege(rolname, ?, 'SELECT')", (table,)) == [(0,)]
     with pytest.raises(ShareError, match="shared without conditions"):
-        request_access(url, "person_basic", "minzheng", "x", TODAY)
+        request_access(url, "person_basic", "minzheng", "x", TODAY, today=TODAY)
 
 
 def test_marts_recreated_by_a_run_get_their_grants_back(pg_world):
