@@ -24,6 +24,7 @@ from pathlib import Path
 import fsspec
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pyarrow.parquet.encryption as pe
 
@@ -294,17 +295,22 @@ def to_pandas(table: pa.Table, arrow_strings: bool = False) -> pd.DataFrame:
     return table.to_pandas(types_mapper=_arrow_string_dtype if arrow_strings else None)
 
 
-def read_arrow(path: str, columns: list[str] | None = None) -> pa.Table:
-    """A Parquet (decrypted with the lake's keys when encrypted) or Arrow IPC (.arrow) file."""
+def read_arrow(path: str, columns: list[str] | None = None, dictionary: list[str] | None = None) -> pa.Table:
+    """A Parquet (decrypted with the lake's keys when encrypted) or Arrow IPC (.arrow) file.
+    dictionary: text columns to read dictionary-encoded (dictionary<int32, string>)."""
     fs, p = _fs(path)
     with fs.open(p, "rb") as fh:
         if not _is_ipc(path):
             encrypted = fh.read(4) == b"PARE"
             fh.seek(0)
-            return pq.read_table(fh, columns=columns,
+            return pq.read_table(fh, columns=columns, read_dictionary=dictionary or None,
                                  decryption_properties=decryption_properties() if encrypted else None)
         table = pa.ipc.open_file(fh).read_all()
-        return table.select(columns) if columns is not None else table
+    table = table.select(columns) if columns is not None else table
+    for name in dictionary or []:
+        i = table.column_names.index(name)
+        table = table.set_column(i, name, pc.dictionary_encode(table[name].cast(pa.string())))
+    return table
 
 
 def dataset(paths: str | list[str], schema: pa.Schema | None = None):

@@ -30,7 +30,7 @@ def link_plan(normalised: list[dict], run: dict) -> dict:
 
     from govdata.lake import dataset, read_arrow
     from govdata.transforms.linkage.plan import KEYS, _split_by_partition, assign_partitions, plan_columns, \
-        previous_partitions
+        plan_dictionary, previous_partitions
     from govdata.transforms.linkage.shared_values import shared_counts, with_counts
 
     start = time.perf_counter()
@@ -40,8 +40,9 @@ def link_plan(normalised: list[dict], run: dict) -> dict:
         if not paths:
             continue
         schemas = [dataset(path).schema for path in paths]
-        records = pa.concat_tables([read_arrow(path, plan_columns(schema.names)) for path, schema in zip(paths, schemas)],
-                                   promote_options="permissive")
+        records = pa.concat_tables([read_arrow(path, plan_columns(schema.names),
+                                               plan_dictionary(schema, plan_columns(schema.names)))
+                                    for path, schema in zip(paths, schemas)], promote_options="permissive")
         if records.num_rows == 0:
             continue
         # counted over every record: partitions and scopes weigh a phone alike

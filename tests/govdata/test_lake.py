@@ -189,3 +189,13 @@ def test_a_copied_lake_file_stays_encrypted_and_private(tmp_path):
     copy = lake.copy_file(source, str(tmp_path / "b" / "c.parquet"))
     assert lake.is_encrypted(copy) and _mode(copy) == 0o600 and _mode(tmp_path / "b") == 0o700
     assert read_parquet(copy)["id_number"].tolist() == [ID]
+
+
+def test_read_arrow_gives_the_named_text_columns_as_dictionaries(tmp_path):
+    frame = pd.DataFrame({"source_system": ["gongan", "gongan", None], "name": ["张三", "李四", "张三"]})
+    for path in (write_parquet(frame, str(tmp_path / "t.parquet")), write_parquet(frame, str(tmp_path / "t.arrow"))):
+        table = read_arrow(path, ["source_system", "name"], dictionary=["source_system"])
+        assert pa.types.is_dictionary(table.schema.field("source_system").type), path
+        assert not pa.types.is_dictionary(table.schema.field("name").type), path
+        assert table["source_system"].to_pylist() == ["gongan", "gongan", None]
+        assert table["name"].to_pylist() == ["张三", "李四", "张三"]

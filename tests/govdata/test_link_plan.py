@@ -59,3 +59,13 @@ def test_streamed_partitions_equal_the_in_memory_split(tmp_path, monkeypatch, ba
         assert got.to_pylist() == expected[p["partition"]].to_pylist()
     assert sum(p["rows"] for p in planned) == 9 and len(planned) == len(expected) > 1
     assert "only_here" in read_arrow(planned[0]["path"]).column_names   # every column travels, null where absent
+
+
+def test_plan_reads_repeating_text_as_dictionaries_and_identifiers_as_text():
+    from govdata.transforms.linkage.plan import plan_dictionary
+
+    schema = pa.schema([("source_system", pa.string()), ("id_number", pa.string()), ("phone", pa.large_string()),
+                        ("name_pinyin", pa.large_string()), ("birth_date", pa.date32()), ("sex", pa.string())])
+    assert plan_dictionary(schema, ["source_system", "id_number", "phone", "name_pinyin", "birth_date", "sex"]) \
+        == ["source_system", "name_pinyin", "sex"]
+    assert plan_dictionary(schema, ["id_number", "birth_date"]) == []

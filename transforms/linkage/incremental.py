@@ -29,7 +29,7 @@ from govdata.transforms.names import latin_name_keys
 from .common import prepare_records
 from .config import LinkConfig
 from .enterprises import ENTERPRISE_COLS, identifier_keys
-from .partition import text_column
+from .partition import plain_text, text_column
 from .person_blocking import candidate_pairs, comparison_view, document_keys
 from .person_facts import holder_conflicts, id_facts
 from .persons import PERSON_COLS
@@ -183,14 +183,14 @@ def relink_scope(records: pa.Table, kind: str, seeds: np.ndarray, previous_clust
         near = person_candidates(records, scope, cfg)
         log.info("relink scope: %d records in %d previous clusters; %d candidates", int(scope.sum()),
                  len(np.unique(previous_cluster[scope])), int(near.sum()))
-        sub = records.filter(pa.array(near)).select(columns).to_pandas(types_mapper=_arrow_string_dtype)
+        sub = plain_text(records.filter(pa.array(near)).select(columns)).to_pandas(types_mapper=_arrow_string_dtype)
         found = person_neighbours(sub, scope[near], cfg, trust_order)
         scope = scope.copy()
         scope[np.flatnonzero(near)[found]] = True
     elif kind == "enterprise":
         # identifiers that point at two masters prove nothing: the scope must hold every
         # holder of a token it touches, so grow it to a fixpoint (tokens are cheap)
-        tokens = enterprise_tokens(records.select(columns).to_pandas(types_mapper=_arrow_string_dtype))
+        tokens = enterprise_tokens(plain_text(records.select(columns)).to_pandas(types_mapper=_arrow_string_dtype))
         while True:
             grown = whole_clusters(enterprise_neighbours(tokens, scope), previous_cluster)
             if grown.sum() == scope.sum():

@@ -12,11 +12,50 @@ import pyarrow.compute as pc
 
 
 def text_column(table: pa.Table, column: str) -> pa.ChunkedArray:
-    """A text column as Arrow large strings; an absent column is all NULL."""
+    """A text column as Arrow large strings (a dictionary column decoded); an absent column is
+    all NULL."""
     if column not in table.column_names:
         return pa.chunked_array([pa.nulls(table.num_rows, pa.large_string())])
     values = table[column]
     return values if pa.types.is_large_string(values.type) else values.cast(pa.large_string())
+
+
+def plain_text(table: pa.Table) -> pa.Table:
+    """table with its dictionary columns decoded to large strings (for pandas and joins)."""
+    for i, field in enumerate(table.schema):
+        if pa.types.is_dictionary(field.type):
+            table = table.set_column(i, field.name, text_column(table, field.name))
+    return table
+
+
+def value_codes(table: pa.Table, column: str) -> np.ndarray:
+    """Per row, a code of its value in column (equal values, equal codes; int64), -1 for NULL
+    and for an absent column. A dictionary column gives its indices: no text is copied."""
+    if column not in table.column_names:
+        return np.full(table.num_rows, -1, dtype=np.int64)
+    values = table[column]
+    if values.num_chunks == 0:
+        return np.full(table.num_rows, -1, dtype=np.int64)
+    if pa.types.is_dictionary(values.type):
+        # one dictionary for every chunk (each row group read brings its own): equal values, equal indices
+        values = values.unify_dictionaries()
+        indices = pa.chunked_array([chunk.indices for chunk in values.chunks], values.type.index_type)
+    else:   # one hash table over every chunk: the chunks share the dictionary already
+        indices = pc.dictionary_encode(values).combine_chunks().indices
+    return pc.fill_null(indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def key_codes(columns: tuple, codes_of) -> np.ndarray:
+    """Per row, a code of its values in columns together (-1 where any is NULL): the columns'
+    value codes combined, no joined text built. codes_of: column -> value_codes."""
+    codes = codes_of(columns[0])
+    for column in columns[1:]:
+        other = codes_of(column)
+        width = int(other.max()) + 1 if len(other) else 1
+        if len(codes) and int(codes.max()) >= np.iinfo(np.int64).max // max(width, 1):
+            codes = np.where(codes >= 0, pd.factorize(codes)[0], -1)   # dense again before it overflows
+        codes = np.where((codes >= 0) & (other >= 0), codes * width + other, -1)
+    return codes
 
 
 def _per_unique(values: pa.ChunkedArray, fn) -> np.ndarray:
@@ -57,14 +96,18 @@ def _borrowed(table: pa.Table, values: np.ndarray, donors: tuple) -> np.ndarray:
     """values with their gaps (NaN) filled from the records sharing the first donor key, then
     the next (the smallest such value: the same for every record of the key)."""
     values = values.copy()
+    cached: dict[str, np.ndarray] = {}
+
+    def codes_of(column: str) -> np.ndarray:   # a column shared by several donor keys is coded once
+        if column not in cached:   # int32: a row count fits, half the memory of int64
+            cached[column] = value_codes(table, column).astype(np.int32)
+        return cached[column].astype(np.int64)
+
     for columns in donors:
         missing = np.isnan(values)
         if not missing.any():
             break
-        key = text_column(table, columns[0])
-        for column in columns[1:]:
-            key = pc.binary_join_element_wise(key, text_column(table, column), pa.scalar("|", pa.large_string()))
-        codes = pc.dictionary_encode(key).combine_chunks().indices.fill_null(-1).to_numpy(zero_copy_only=False)
+        codes = key_codes(columns, codes_of)
         given = (codes >= 0) & ~missing
         if not given.any():
             continue

@@ -27,6 +27,21 @@ def plan_columns(names: list[str]) -> list[str]:
     return [c for c in names if c in wanted]
 
 
+# Of the plan's text columns, those kept as text: identifiers and addresses are near unique
+# per record, so a dictionary of them (one per row group) costs more than their text.
+PLAN_PLAIN = frozenset({"source_record_id", "id_number", "phone", "address", "uscc", "org_code", "tax_no", "reg_no"})
+
+
+def plan_dictionary(schema: "pa.Schema", columns: list[str]) -> list[str]:
+    """Of columns, the text ones link_plan reads as dictionaries: sources, statuses, codes,
+    names and pinyin repeat across millions of records, and their indices take 4 bytes a row
+    where their text took 8 or more (no text is copied to compare or group them)."""
+    import pyarrow as pa
+
+    text = {f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)}
+    return [c for c in columns if c in text and c not in PLAN_PLAIN]
+
+
 def conform(table: "pa.Table", schema: "pa.Schema") -> "pa.Table":
     """table in schema's columns and types (a column it lacks is all null), as
     pa.concat_tables(promote_options="permissive") would have made it."""
@@ -65,8 +80,10 @@ def key_positions(left: "pa.Table", right: "pa.Table") -> "np.ndarray":
     import numpy as np
     import pyarrow as pa
 
-    lhs = left.select(KEYS).append_column("l_row", pa.array(np.arange(left.num_rows), pa.int64()))
-    rhs = right.select(KEYS).append_column("r_row", pa.array(np.arange(right.num_rows), pa.int64()))
+    from govdata.transforms.linkage.partition import plain_text
+
+    lhs = plain_text(left.select(KEYS)).append_column("l_row", pa.array(np.arange(left.num_rows), pa.int64()))
+    rhs = plain_text(right.select(KEYS)).append_column("r_row", pa.array(np.arange(right.num_rows), pa.int64()))
     with duckdb.connect() as con:
         con.register("lhs", lhs)
         con.register("rhs", rhs)

@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .partition import text_column
+from .partition import text_column, value_codes
 
 SHARED = {"phone": "phone_persons", "address": "address_persons"}   # value column -> its count column
 COLUMNS = [*SHARED, "birth_date", "sex", "id_number", "id_number_status"]
@@ -61,8 +61,7 @@ def persons_per_value(table: pa.Table, column: str = "phone", person: np.ndarray
     column across the table; 1 where the record has no value or the value no dated record.
     person: the records' person codes (person_codes), when the caller has them already."""
     n = table.num_rows
-    phone = pc.dictionary_encode(text_column(table, column)).combine_chunks().indices
-    phone = phone.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    phone = value_codes(table, column)
     person = person_codes(table) if person is None else person
     known = (phone >= 0) & (person >= 0)
     out = np.ones(n, dtype=np.int64)
