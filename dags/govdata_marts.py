@@ -16,6 +16,8 @@ from airflow.sdk import Param, dag, get_current_context, task
 from govdata.assets import WAREHOUSE
 from govdata.errors import task_errors  # configuration/data errors fail at once; transient ones retry
 
+# multiple_outputs=False: a dict is one XCom, not one per key (see govdata_pipeline.py)
+
 
 @dag(
     dag_id="govdata_marts",
@@ -30,7 +32,7 @@ from govdata.errors import task_errors  # configuration/data errors fail at once
     params={"manifest": Param("", type="string", description="lake path of a loaded run's manifest.json")},
 )
 def govdata_marts():
-    @task
+    @task(multiple_outputs=False)
     def manifest() -> dict:
         from govdata.stages import read_manifest
 
@@ -45,28 +47,28 @@ def govdata_marts():
                 raise ValueError("no manifest: trigger through the govdata_warehouse asset or pass params.manifest")
             return read_manifest(path)
 
-    @task(retries=0)
+    @task(retries=0, multiple_outputs=False)
     def check_warehouse(m: dict) -> dict:
         from govdata.stages import check_warehouse as stage
 
         with task_errors("check_warehouse"):  # broken keys are not fixed by retrying
             return stage(m)
 
-    @task
+    @task(multiple_outputs=False)
     def marts(m: dict, checked: dict) -> dict:
         from govdata.stages import marts as stage
 
         with task_errors("marts"):
             return stage(m)
 
-    @task
+    @task(multiple_outputs=False)
     def report(m: dict, marted: dict) -> dict:
         from govdata.stages import report as stage
 
         with task_errors("report"):
             return stage(m, marted)
 
-    @task
+    @task(multiple_outputs=False)
     def findings(m: dict, marted: dict) -> dict:
         # Findings report (findings.html) and the stewards' review page (review.html), linked from the run report.
         from govdata.stages import findings as stage
@@ -74,7 +76,7 @@ def govdata_marts():
         with task_errors("findings"):
             return stage(m, marted)
 
-    @task
+    @task(multiple_outputs=False)
     def expire_grants(m: dict, marted: dict) -> dict:
         # Sharing: revoke grants past their date; on PostgreSQL re-apply the consumer roles'
         # privileges (re-created marts lost theirs). See govdata/sharing/store.py.

@@ -34,6 +34,9 @@ DEFAULT_ARGS = {
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=10),
 }
+# Tasks returning a dict say multiple_outputs=False: Airflow would otherwise infer True from
+# the annotation and push every key as an XCom of its own (one API call each, ~14 per task),
+# which no task reads.
 
 
 def _items(mapped) -> list:
@@ -62,7 +65,7 @@ def _run() -> dict:
     },
 )
 def govdata_pipeline():
-    @task(retries=0)
+    @task(retries=0, multiple_outputs=False)
     def plan() -> dict:
         from govdata.settings import get_settings
         from govdata.stages import plan_run
@@ -77,7 +80,7 @@ def govdata_pipeline():
     def sources(run: dict) -> list[dict]:
         return run["sources"]
 
-    @task(map_index_template="{{ source_name }}")
+    @task(map_index_template="{{ source_name }}", multiple_outputs=False)
     def extract(source: dict) -> dict:
         from govdata.stages import extract as stage
 
@@ -85,7 +88,7 @@ def govdata_pipeline():
         with task_errors(f"extract [{source['name']}]"):
             return stage(source, _run())
 
-    @task(map_index_template="{{ source_name }}")
+    @task(map_index_template="{{ source_name }}", multiple_outputs=False)
     def normalise(extracted: dict) -> dict:
         from govdata.stages import normalise as stage
 
@@ -93,7 +96,7 @@ def govdata_pipeline():
         with task_errors(f"normalise [{extracted['name']}]"):
             return stage(extracted, _run())
 
-    @task(map_index_template="{{ source_name }}")
+    @task(map_index_template="{{ source_name }}", multiple_outputs=False)
     def snapshot(normalised: dict) -> dict:
         from govdata.stages import snapshot as stage
 
@@ -101,7 +104,7 @@ def govdata_pipeline():
         with task_errors(f"snapshot [{normalised['source']}]"):
             return stage(normalised, _run())
 
-    @task(retries=0)
+    @task(retries=0, multiple_outputs=False)
     def validate(normalised: list[dict], snapshots: list[dict]) -> dict:
         from govdata.stages import validate as stage, with_snapshots
 
@@ -115,7 +118,7 @@ def govdata_pipeline():
         with task_errors("link_plan"):
             return stage(with_snapshots(_items(normalised), _items(snapshots)), _run())["partitions"]
 
-    @task(map_index_template="{{ partition_name }}")
+    @task(map_index_template="{{ partition_name }}", multiple_outputs=False)
     def link(part: dict) -> dict:
         from govdata.stages import link_partition as stage
 
@@ -123,14 +126,14 @@ def govdata_pipeline():
         with task_errors(f"link [{part['kind']} {part['partition']}]"):
             return stage(part, _run())
 
-    @task
+    @task(multiple_outputs=False)
     def link_merge(parts: list[dict]) -> dict:
         from govdata.stages import link_merge as stage
 
         with task_errors("link_merge"):
             return stage(_items(parts), _run())
 
-    @task(outlets=[WAREHOUSE])
+    @task(outlets=[WAREHOUSE], multiple_outputs=False)
     def load(extracted: list[dict], normalised: list[dict], snapshots: list[dict], validated: dict, linked: dict, *,
              outlet_events=None) -> dict:
         from govdata.stages import load as stage, with_snapshots, write_manifest
