@@ -9,6 +9,7 @@ import pandas as pd
 
 from govdata.failpoints import failpoint
 from govdata.lake import read_parquet, run_path, write_parquet
+from govdata.memory import release_memory
 from govdata.stages.common import LINKERS, OUTPUTS, PERSON, _timed, peak_rss_mb
 from govdata.stages.link_inputs import (_decisions, _previous, _previous_arrow, incremental_scope, link_config,
                                         partition_rows)
@@ -31,6 +32,7 @@ def link_plan(normalised: list[dict], run: dict) -> dict:
     from govdata.lake import dataset, read_arrow
     from govdata.transforms.linkage.plan import KEYS, _split_by_partition, assign_partitions, plan_columns, \
         plan_dictionary, previous_partitions
+    from govdata.transforms.linkage.partition import PARTITION_COLUMNS
     from govdata.transforms.linkage.shared_values import shared_counts, with_counts
 
     start = time.perf_counter()
@@ -43,6 +45,7 @@ def link_plan(normalised: list[dict], run: dict) -> dict:
         records = pa.concat_tables([read_arrow(path, plan_columns(schema.names),
                                                plan_dictionary(schema, plan_columns(schema.names)))
                                     for path, schema in zip(paths, schemas)], promote_options="permissive")
+        release_memory()   # the readers' buffers: only the plan's table stays
         if records.num_rows == 0:
             continue
         # counted over every record: partitions and scopes weigh a phone alike
@@ -57,6 +60,10 @@ def link_plan(normalised: list[dict], run: dict) -> dict:
             plan = {**plan, "mode": "incremental", "model": incremental["model"],
                     "carried_path": _hand_off(run, incremental["carried"], f"{kind}_carried_xref"),
                     "seeds": incremental["seeds"], "relinked": int(scope.sum())}
+        # what the partitions read and the keys: the names, statuses and codes only the counts
+        # and the scope needed leave before the partitions' own working memory arrives
+        records = records.select([c for c in records.column_names if c in PARTITION_COLUMNS or c in KEYS])
+        release_memory()
         n = max(1, -(-records.num_rows // partition_rows()))
         parts = assign_partitions(records, n, _decisions(run, kind))
         # a full run splits the previous xref along the records' partitions: each task reads

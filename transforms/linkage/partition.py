@@ -10,6 +10,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from govdata.memory import release_memory
+
 
 def text_column(table: pa.Table, column: str) -> pa.ChunkedArray:
     """A text column as Arrow large strings (a dictionary column decoded); an absent column is
@@ -28,33 +30,37 @@ def plain_text(table: pa.Table) -> pa.Table:
     return table
 
 
-def value_codes(table: pa.Table, column: str) -> np.ndarray:
-    """Per row, a code of its value in column (equal values, equal codes; int64), -1 for NULL
-    and for an absent column. A dictionary column gives its indices: no text is copied."""
+def value_codes(table: pa.Table, column: str, dtype=np.int64) -> np.ndarray:
+    """Per row, a code of its value in column (equal values, equal codes; dtype, int32 holds any
+    table's), -1 for NULL and for an absent column. A dictionary column gives its indices: no
+    text is copied."""
     if column not in table.column_names:
-        return np.full(table.num_rows, -1, dtype=np.int64)
+        return np.full(table.num_rows, -1, dtype=dtype)
     values = table[column]
     if values.num_chunks == 0:
-        return np.full(table.num_rows, -1, dtype=np.int64)
+        return np.full(table.num_rows, -1, dtype=dtype)
     if pa.types.is_dictionary(values.type):
         # one dictionary for every chunk (each row group read brings its own): equal values, equal indices
         values = values.unify_dictionaries()
         indices = pa.chunked_array([chunk.indices for chunk in values.chunks], values.type.index_type)
     else:   # one hash table over every chunk: the chunks share the dictionary already
         indices = pc.dictionary_encode(values).combine_chunks().indices
-    return pc.fill_null(indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return pc.fill_null(indices, -1).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
 
 
 def key_codes(columns: tuple, codes_of) -> np.ndarray:
     """Per row, a code of its values in columns together (-1 where any is NULL): the columns'
     value codes combined, no joined text built. codes_of: column -> value_codes."""
-    codes = codes_of(columns[0])
+    codes = np.array(codes_of(columns[0]), dtype=np.int64)   # a copy: combined in place below
     for column in columns[1:]:
         other = codes_of(column)
         width = int(other.max()) + 1 if len(other) else 1
         if len(codes) and int(codes.max()) >= np.iinfo(np.int64).max // max(width, 1):
             codes = np.where(codes >= 0, pd.factorize(codes)[0], -1)   # dense again before it overflows
-        codes = np.where((codes >= 0) & (other >= 0), codes * width + other, -1)
+        absent = (codes < 0) | (other < 0)
+        codes *= width
+        codes += other
+        codes[absent] = -1
     return codes
 
 
@@ -90,6 +96,9 @@ YEAR_DONORS = (("id_type", "doc_number"), ("name_pinyin", "phone"), ("name_pinyi
                ("address",))
 # keys an enterprise record without any code shares with coded records (the name rules)
 ENTERPRISE_DONORS = (("name_core", "legal_rep_name"), ("legal_rep_name", "address"), ("legal_rep_name", "region_code"))
+# every column partition_numbers reads
+PARTITION_COLUMNS = frozenset({"id_number", "birth_date", "uscc", "org_code", "tax_no", "name_core"}
+                              .union(*YEAR_DONORS, *ENTERPRISE_DONORS))
 
 
 def _borrowed(table: pa.Table, values: np.ndarray, donors: tuple) -> np.ndarray:
@@ -100,20 +109,30 @@ def _borrowed(table: pa.Table, values: np.ndarray, donors: tuple) -> np.ndarray:
 
     def codes_of(column: str) -> np.ndarray:   # a column shared by several donor keys is coded once
         if column not in cached:   # int32: a row count fits, half the memory of int64
-            cached[column] = value_codes(table, column).astype(np.int32)
-        return cached[column].astype(np.int64)
+            cached[column] = value_codes(table, column, np.int32)
+            release_memory()   # the hash table that coded millions of texts, back to the OS
+        return cached[column]
 
-    for columns in donors:
+    for i, columns in enumerate(donors):
+        for column in set(cached) - {c for later in donors[i:] for c in later}:
+            del cached[column]   # no later key reads it
         missing = np.isnan(values)
         if not missing.any():
             break
         codes = key_codes(columns, codes_of)
-        given = (codes >= 0) & ~missing
-        if not given.any():
-            continue
-        smallest = pd.Series(values[given]).groupby(codes[given]).min()
         take = missing & (codes >= 0)
-        values[take] = smallest.reindex(codes[take]).to_numpy()
+        if not take.any():
+            continue
+        # only the keys of records with a gap matter (a few of them): slots for those, not a
+        # group for every key of millions of records
+        wanted = pd.Index(np.unique(codes[take]))
+        slot = wanted.get_indexer(codes)
+        del codes
+        given = (slot >= 0) & ~missing
+        smallest = np.full(len(wanted), np.inf)
+        np.minimum.at(smallest, slot[given], values[given])
+        filled = smallest[slot[take]]
+        values[take] = np.where(np.isinf(filled), np.nan, filled)
     return values
 
 
@@ -124,7 +143,10 @@ def _person_year(table: pa.Table) -> np.ndarray:
     year = _birth_year(table)
     from_id = _per_unique(pc.utf8_slice_codeunits(text_column(table, "id_number"), 6, 10), _year_of_text)
     from_id[(from_id < 1880) | (from_id > 2100)] = np.nan
-    return _borrowed(table, np.where(np.isnan(year), from_id, year), YEAR_DONORS)
+    year = np.where(np.isnan(year), from_id, year)
+    del from_id
+    release_memory()   # the ID slices' text
+    return _borrowed(table, year, YEAR_DONORS)
 
 
 def _enterprise_part(table: pa.Table, n_partitions: int) -> np.ndarray:

@@ -17,6 +17,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from govdata.memory import release_memory
+
 from .partition import text_column, value_codes
 
 SHARED = {"phone": "phone_persons", "address": "address_persons"}   # value column -> its count column
@@ -91,7 +93,12 @@ def person_codes(table: pa.Table) -> np.ndarray:
 def shared_counts(table: pa.Table) -> dict[str, np.ndarray]:
     """count column -> persons per value of its column, per record of table (see persons_per_value)."""
     person = person_codes(table)
-    return {count: persons_per_value(table, column, person) for column, count in SHARED.items()}
+    counts = {}
+    for column, count in SHARED.items():
+        release_memory()   # the text the last step parsed or hashed, back to the OS before the next
+        counts[count] = persons_per_value(table, column, person)
+    release_memory()
+    return counts
 
 
 def with_counts(table: pa.Table, counts: dict[str, np.ndarray]) -> pa.Table:
