@@ -44,9 +44,7 @@ from govdata.warehouse.rows import (
     _table_columns,
     crypto_workers,
     identifier_token,
-    remember_tokens,
     secrets_of,
-    token_memo,
 )
 from govdata.warehouse.schema import table_for
 
@@ -160,7 +158,6 @@ def person_rows_later(golden: pd.DataFrame, key: bytes, run_id: str, name_maskin
         dim["first_seen_run"] = run_id
         dim["last_run"] = run_id
         (id_tokens, id_enc), (phone_tokens, phone_enc) = secrets()
-        remember_tokens(id_values, id_tokens, key)   # owners and facts look the ID numbers up again
         dim["person_token"] = arrow_text(per_row(id_tokens, id_codes), g.index)
         vault = pd.DataFrame({"person_id": g["person_id"], "person_token": dim["person_token"],
                               "id_number_enc": _binary(per_row(id_enc, id_codes), g.index),
@@ -186,7 +183,6 @@ def enterprise_rows(golden: pd.DataFrame, key: bytes, run_id: str) -> tuple[pd.D
     dim["first_seen_run"] = run_id
     dim["last_run"] = run_id
     ((rep_tokens, rep_enc),) = secrets()
-    remember_tokens(rep_values, rep_tokens, key)
     dim["legal_rep_token"] = arrow_text(per_row(rep_tokens, rep_codes), g.index)
     vault = pd.DataFrame({"enterprise_id": g["enterprise_id"], "legal_rep_token": dim["legal_rep_token"],
                           "legal_rep_id_number_enc": _binary(per_row(rep_enc, rep_codes), g.index)})
@@ -275,8 +271,8 @@ def iter_tables(link, std, quarantine: pd.DataFrame, standards, key: bytes, run_
     computed on `workers` forked processes (default one per core, at most two; 1: in this
     process); `report`, when given, receives their workers_peak_rss_mb at the end."""
     workers = default_workers() if workers is None else workers
-    # an identifier is tokenised once for dims, owners and facts; the pool is forked once, now
-    with token_memo(), crypto_workers(workers) as workers_report:
+    # the pool is forked once, now, while the process is small
+    with crypto_workers(workers) as workers_report:
         yield from _iter_tables(link, std, quarantine, standards, key, run_id, name_masking=name_masking,
                                 previous=previous)
     if report is not None:
@@ -348,8 +344,12 @@ def _iter_tables(link, std, quarantine: pd.DataFrame, standards, key: bytes, run
     with scratch_db(OWNER_MEMORY) as (con, _):   # the owners as Arrow, each fact chunk joined to them
         person_owner = owner_lookup(con, owners[0], "_person_owner")
         enterprise_owner = owner_lookup(con, owners[1], "_enterprise_owner")
-        if has_xref:
-            yield "identifier_owner", _table_columns(pd.concat(owners, ignore_index=True), "identifier_owner")
+        if has_xref:   # a chunk at a time (no second copy of millions of owners); none: the table empties
+            chunks = [rows.iloc[start:start + LINK_CHUNK_ROWS] for rows in owners
+                      for start in range(0, len(rows), LINK_CHUNK_ROWS)] or [owners[0]]
+            for chunk in chunks:
+                yield "identifier_owner", _table_columns(chunk, "identifier_owner")
+            del chunks
         del owners
         first, last = _fact_dates(std)
         calendar = dim_date_rows(first, last)

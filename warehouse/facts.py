@@ -82,10 +82,13 @@ def _frames_of_kind(std: dict[str, pd.DataFrame], kind: str, one_by_one: bool = 
 
 def _source_frames(std, source: str, columns: list[str] | None, chunk_rows: int | None) -> Iterator[pd.DataFrame]:
     paths = getattr(std, "paths", None)
-    if chunk_rows and paths is not None and columns is None:
-        from govdata.lake import iter_tables, to_pandas
+    if chunk_rows and paths is not None:
+        from govdata.lake import dataset, iter_tables, to_pandas
 
-        for table in iter_tables(paths[source], chunk_rows):
+        if columns is not None:   # those the source has
+            names = set(dataset(paths[source]).schema.names)
+            columns = [c for c in columns if c in names]
+        for table in iter_tables(paths[source], chunk_rows, columns):
             yield to_pandas(table)
         return
     yield std.read(source, columns) if columns is not None and hasattr(std, "read") else std[source]
@@ -229,8 +232,13 @@ def _fact_dates(std) -> tuple[date, date]:
     date columns are read from a lazy mapping."""
     values = [pd.Series([pd.Timestamp.today()])]
     for kind, names in (("application", APPLICATION_DATES), ("certificate", CERTIFICATE_DATES)):
-        for part in _parts_of_kind(std, kind, ["source_system", "source_record_id", "kind", *names]):
-            values += [pd.to_datetime(_col(part, c)).dropna() for c in names]
+        # a chunk at a time, kept as its first and last day: millions of facts never held at once
+        for part in _parts_of_kind(std, kind, ["source_system", "source_record_id", "kind", *names],
+                                   chunk_rows=FACT_CHUNK_ROWS):
+            for c in names:
+                days = pd.to_datetime(_col(part, c)).dropna()
+                if len(days):
+                    values.append(pd.Series([days.min(), days.max()]))
     all_days = pd.concat(values, ignore_index=True).dropna()
     return all_days.min().date(), all_days.max().date()
 

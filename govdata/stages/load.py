@@ -8,6 +8,7 @@ import pandas as pd
 
 from govdata.failpoints import failpoint
 from govdata.lake import exists, parquet_rows, read_parquet, run_path
+from govdata.memory import release_memory
 from govdata.stages.common import LINKERS, _source, _timed
 
 
@@ -49,6 +50,7 @@ def load(normalised: list[dict], validated: dict, linked: dict, run: dict) -> di
         stager.add("etl_run", etl_run_row(normalised, linked, run))
         stager.add("link_model", link_model_rows(linked, run))
         failpoint("load")
+        release_memory()   # the build's freed memory back to the OS before DuckDB's merges take theirs
         counts = load_tables(url, stager.tables, run["run_id"],
                              scopes={"quarantine": quarantine_scope(normalised, run)})
     finally:

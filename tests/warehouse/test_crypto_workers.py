@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from govdata.warehouse.build import person_rows
-from govdata.warehouse.rows import crypto_workers, identifier_token, secrets_of, token_memo
+from govdata.warehouse.rows import crypto_workers, identifier_token, secrets_of
 from govdata.warehouse.vault import decrypt_value, vault_keys
 
 KEY = bytes.fromhex("5a" * 32)
@@ -37,11 +37,9 @@ def hex_token(value: str) -> str:
 
 
 def test_workers_give_the_tokens_and_ciphertexts_of_the_process():
-    with token_memo():
-        dim, vault = person_rows(golden(), KEY, "r1")
-    with token_memo(), crypto_workers(2) as report:
+    dim, vault = person_rows(golden(), KEY, "r1")
+    with crypto_workers(2) as report:
         dim_w, vault_w = person_rows(golden(), KEY, "r1")
-        # the ID numbers' tokens came back into this process's memo; a new one goes to the workers
         again = identifier_token(pd.Series([IDS[4], "110105199303030044", None], dtype="string"), KEY)
     pd.testing.assert_frame_equal(dim_w, dim)
     pd.testing.assert_frame_equal(vault_w, vault)
