@@ -153,13 +153,16 @@ def _print_counts(title: str, counts: dict) -> None:
 
 @app.command()
 def demo(out: Path = typer.Option(Path("demo"), help="Demo folder"),
-         persons: int = typer.Option(20_000), seed: int = typer.Option(42)) -> None:
+         persons: int = typer.Option(20_000), seed: int = typer.Option(42),
+         workers: Optional[int] = typer.Option(None, "--workers", envvar="GOVDATA_RUN_WORKERS", min=1,
+                                               help="Tasks run side by side, as for `govdata run`")) -> None:
     """Generate the demo world and run the pipeline on it (what `make demo` does)."""
     import os
 
     os.environ.setdefault("GOVDATA_HOME", str(out.resolve()))
     demo_data(out / "world", persons, seed)
-    run(sources=out / "world" / "sources", warehouse=None, lake=None, full_refresh=True)
+    # every option given: called as a function, typer's defaults would arrive as OptionInfo objects
+    run(sources=out / "world" / "sources", warehouse=None, lake=None, full_refresh=True, workers=workers)
 
 
 @standards_app.command("check")
