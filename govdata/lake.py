@@ -355,6 +355,12 @@ def warm_keys(paths: list[str]) -> None:
 _WARM: dict[tuple, float] = {}   # file -> when warm_keys unwrapped its keys (cached for _READ_CACHE)
 
 
+def present_columns(path: str, columns: list[str]) -> list[str]:
+    """Of columns, those the lake file at path has (a source need not carry every column)."""
+    names = set(dataset(path).schema.names)
+    return [c for c in columns if c in names]
+
+
 def parquet_rows(path: str) -> int:
     """Rows of a lake Parquet file, from its footer."""
     fs, p = _fs(path)

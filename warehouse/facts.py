@@ -83,11 +83,10 @@ def _frames_of_kind(std: dict[str, pd.DataFrame], kind: str, one_by_one: bool = 
 def _source_frames(std, source: str, columns: list[str] | None, chunk_rows: int | None) -> Iterator[pd.DataFrame]:
     paths = getattr(std, "paths", None)
     if chunk_rows and paths is not None:
-        from govdata.lake import dataset, iter_tables, to_pandas
+        from govdata.lake import iter_tables, present_columns, to_pandas
 
-        if columns is not None:   # those the source has
-            names = set(dataset(paths[source]).schema.names)
-            columns = [c for c in columns if c in names]
+        if columns is not None:
+            columns = present_columns(paths[source], columns)
         for table in iter_tables(paths[source], chunk_rows, columns):
             yield to_pandas(table)
         return

@@ -42,9 +42,10 @@ def link_plan(normalised: list[dict], run: dict) -> dict:
         if not paths:
             continue
         schemas = [dataset(path).schema for path in paths]
-        records = pa.concat_tables([read_arrow(path, plan_columns(schema.names),
-                                               plan_dictionary(schema, plan_columns(schema.names)))
-                                    for path, schema in zip(paths, schemas)], promote_options="permissive")
+        wanted = [plan_columns(schema.names) for schema in schemas]
+        records = pa.concat_tables([read_arrow(path, columns, plan_dictionary(schema, columns))
+                                    for path, schema, columns in zip(paths, schemas, wanted)],
+                                   promote_options="permissive")
         release_memory()   # the readers' buffers: only the plan's table stays
         if records.num_rows == 0:
             continue

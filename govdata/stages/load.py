@@ -98,13 +98,10 @@ class SourceFrames(Mapping):
         self.kinds = {n["source"]: n.get("kind") for n in normalised}
 
     def read(self, source: str, columns: list[str] | None = None) -> pd.DataFrame:
-        from govdata.lake import dataset
+        from govdata.lake import present_columns
 
         path = self.paths[source]
-        if columns is not None:
-            names = set(dataset(path).schema.names)
-            columns = [c for c in columns if c in names]
-        return read_parquet(path, columns=columns)
+        return read_parquet(path, columns=None if columns is None else present_columns(path, columns))
 
     def __getitem__(self, source: str) -> pd.DataFrame:
         kind = self.kinds.get(source)
