@@ -18,6 +18,7 @@ import great_expectations as gx
 import great_expectations.expectations as gxe
 import sqlalchemy as sa
 from govdata.expectations.outcome import ValidationOutcome, outcome_from_rows
+from govdata.warehouse.connections import read_only_engine
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
 SOURCE_SYSTEM = "warehouse"
@@ -148,8 +149,7 @@ def validate_warehouse(url: str, run_id: str) -> ValidationOutcome:
     """Key uniqueness and xref → dim integrity on the loaded warehouse; all checks critical."""
     parsed = sa.engine.make_url(url)
     label = parsed.render_as_string(hide_password=True)
-    connect_args = {"read_only": True} if parsed.get_backend_name() == "duckdb" else {}
-    engine = sa.create_engine(url, connect_args=connect_args)
+    engine = read_only_engine(url)
     try:
         require_tables(engine, label)
         if not is_postgres(url):

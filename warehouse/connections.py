@@ -60,6 +60,21 @@ def duckdb_memory_limit() -> str:
     return value
 
 
+def duckdb_config() -> dict[str, str]:
+    """The settings of every DuckDB connection to the warehouse: the loader's, the checks' and
+    the analysts'. One memory limit for all (DuckDB refuses a second connection to a file open
+    with other settings, and a check left at DuckDB's default takes 80% of the machine)."""
+    return {"memory_limit": duckdb_memory_limit()}
+
+
+def read_only_engine(url: str) -> sa.Engine:
+    """A SQLAlchemy engine for checks that only read the warehouse: DuckDB opened read-only with
+    the warehouse's memory limit (duckdb_config); PostgreSQL as the URL says."""
+    if sa.engine.make_url(url).get_backend_name() == "duckdb":
+        return sa.create_engine(url, connect_args={"read_only": True, "config": duckdb_config()})
+    return sa.create_engine(url)
+
+
 class _DuckDB(_DB):
     backend = "duckdb"
 
@@ -70,7 +85,7 @@ class _DuckDB(_DB):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         # A bounded share of memory, beyond which DuckDB spills to `<warehouse>.tmp`: a load's merges
         # otherwise take up to 80% of the machine, whatever else runs beside them.
-        self.con = duckdb.connect(path, read_only=read_only, config={"memory_limit": duckdb_memory_limit()})
+        self.con = duckdb.connect(path, read_only=read_only, config=duckdb_config())
         if vault:
             with vault_lock(vault_path):
                 recover_pending_vault(self.con, vault_path)
@@ -168,7 +183,8 @@ def analyst_connect(url: str):
     import duckdb
 
     path, _ = duckdb_paths(url)
-    return duckdb.connect(path, read_only=True)
+    return duckdb.connect(path, read_only=True, config=duckdb_config())
 
 
-__all__ = ["analyst_connect", "backend_of", "connect", "duckdb_paths", "pg_conninfo"]
+__all__ = ["analyst_connect", "backend_of", "connect", "duckdb_config", "duckdb_paths", "pg_conninfo",
+           "read_only_engine"]

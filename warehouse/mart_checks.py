@@ -22,6 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from govdata.expectations.outcome import ValidationOutcome, outcome_from_rows
 from govdata.standards.registry import StandardsError, load_standards, read_yaml
+from govdata.warehouse.connections import read_only_engine
 
 MARTS_DIR = Path(__file__).parent / "marts"
 SOURCE_SYSTEM = "marts"
@@ -260,9 +261,7 @@ def failing_counts(conn: sa.Connection, contract: MartContract) -> tuple[int, li
 def run_mart_tests(url: str, run_id: str, marts_dir: Path = MARTS_DIR) -> ValidationOutcome:
     """Every mart's contract and data tests on the warehouse at url (read-only)."""
     contracts = load_contracts(marts_dir)
-    parsed = sa.engine.make_url(url)
-    connect_args = {"read_only": True} if parsed.get_backend_name() == "duckdb" else {}
-    engine = sa.create_engine(url, connect_args=connect_args)
+    engine = read_only_engine(url)
     results: list[dict] = []
     try:
         with engine.connect() as conn:

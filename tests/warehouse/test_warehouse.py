@@ -295,3 +295,24 @@ def test_the_duckdb_warehouse_connection_has_a_bounded_memory_limit(tmp_path, mo
     monkeypatch.setenv("GOVDATA_DUCKDB_MEMORY", "lots")
     with pytest.raises(ConfigError, match=r"^GOVDATA_DUCKDB_MEMORY='lots' is not a memory size: give one such as 2GB"):
         _DuckDB(url, vault=False)
+
+
+def test_every_duckdb_warehouse_reader_has_the_same_memory_limit(tmp_path, monkeypatch):
+    """The warehouse checks, the mart tests and the analysts read with the loader's limit (at
+    DuckDB's default a mart test took 80% of the machine)."""
+    import sqlalchemy as sa
+    from govdata.warehouse.connections import read_only_engine
+    from govdata.warehouse.ddl import init_warehouse
+
+    url = f"duckdb:///{tmp_path / 'w.duckdb'}"
+    init_warehouse(url)
+    monkeypatch.setenv("GOVDATA_DUCKDB_MEMORY", "512MB")
+    engine = read_only_engine(url)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT current_setting('memory_limit')")).all() == [("488.2 MiB",)]
+        with pytest.raises(sa.exc.DBAPIError, match="read-only"):
+            conn.execute(sa.text("CREATE TABLE t (x INT)"))
+    engine.dispose()
+    con = analyst_connect(url)
+    assert con.execute("SELECT current_setting('memory_limit')").fetchall() == [("488.2 MiB",)]
+    con.close()
