@@ -8,6 +8,13 @@ from govdata.warehouse.schema import qualified, table_for
 from govdata.warehouse.staging import StagedTable, _delete_record_scope
 
 
+def _register_staged(db: _DuckDB, arrow: pa.Table | StagedTable, columns: list[str]) -> None:
+    """The rows to load as the view _stg_arrow. A staged table is a scanner of `columns` only:
+    each statement reading the view reads those columns of the files again, a row group at a
+    time (StagedTable.scanner), so the key checks do not decode every column. Arrow is in memory."""
+    db.con.register("_stg_arrow", arrow.scanner(columns) if isinstance(arrow, StagedTable) else arrow)
+
+
 def _refuse_duplicate_keys(db: _DB, name: str, src: str, keys: tuple[str, ...]) -> None:
     """Keys must be unique within a load (PostgreSQL's ON CONFLICT refuses them too; DuckDB
     tables carry no PRIMARY KEY, so this check keeps them unique). The 64-bit key hashes are
@@ -26,18 +33,20 @@ def _refuse_duplicate_keys(db: _DB, name: str, src: str, keys: tuple[str, ...]) 
 
 
 def _merge_duckdb(db: _DuckDB, name: str, arrow: pa.Table | StagedTable, scope: pa.Table | None = None) -> None:
-    """Rows in memory (Arrow) or staged in the lake (StagedTable: DuckDB scans the decrypting
-    dataset row group by row group, never the whole table in Python)."""
+    """Rows in memory (Arrow) or staged in the lake (StagedTable: DuckDB scans the decrypted
+    files row group by row group, never the whole table in Python): the key checks and deletes
+    read the key columns, the insert every column."""
     table = table_for(name)
     target, (mode, keys), keep = qualified(table), table.info["merge"], table.info["keep"]
     cols = [c.name for c in table.columns]
     col_list = ", ".join(cols)
-    db.con.register("_stg_arrow", arrow.dataset() if isinstance(arrow, StagedTable) else arrow)
+    _register_staged(db, arrow, list(dict.fromkeys([*keys, *(c.name for c in table.primary_key.columns)])))
     try:
         src = "_stg_arrow"
         target_rows = db.fetchall(f"SELECT count(*) FROM {target}")[0][0]
         keep = keep if target_rows else ()   # an empty target has no row to keep columns from
         if keep:
+            _register_staged(db, arrow, cols)
             # Columns an upsert must not overwrite come from the existing row.
             on = " AND ".join(f"o.{k} = s.{k}" for k in keys)
             sel = ", ".join(f"COALESCE(o.{c}, s.{c}) AS {c}" if c in keep else f"s.{c}" for c in cols)
@@ -64,6 +73,8 @@ def _merge_duckdb(db: _DuckDB, name: str, arrow: pa.Table | StagedTable, scope: 
         else:
             on = " AND ".join(f"{target}.{k} = s.{k}" for k in keys)
             db.con.execute(f"DELETE FROM {target} USING (SELECT DISTINCT {', '.join(keys)} FROM {src}) s WHERE {on}")
+        if src == "_stg_arrow":
+            _register_staged(db, arrow, cols)
         db.con.execute(f"INSERT INTO {target} ({col_list}) SELECT {col_list} FROM {src}")
         if keep:
             db.con.execute("DROP TABLE _stg_keep")

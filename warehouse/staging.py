@@ -119,11 +119,18 @@ class StagedTable:
 
         return dataset(self.paths, schema=self.schema)
 
+    def scanner(self, columns: list[str] | None = None, rows: int = ROW_GROUP_ROWS):
+        """One pass over the files, a row group at a time on the reading thread. Arrow's default
+        scan (threads, 16 batches and 4 files read ahead) held ~2 GB of decoded row groups while
+        DuckDB inserted 5M dim_person rows, and was no faster: the reader was never the bottleneck."""
+        return self.dataset().scanner(columns=columns, batch_size=rows, use_threads=False,
+                                      batch_readahead=1, fragment_readahead=1)
+
     def batches(self, rows: int = ROW_GROUP_ROWS, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
-        yield from self.dataset().to_batches(columns=columns, batch_size=rows)
+        yield from self.scanner(columns, rows).to_batches()
 
     def column(self, name: str) -> pa.ChunkedArray:
-        return self.dataset().to_table(columns=[name]).column(0)
+        return self.scanner([name]).to_table().column(0)
 
 
 def table_rows(rows: pa.Table | StagedTable) -> int:

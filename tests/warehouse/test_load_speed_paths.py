@@ -1,5 +1,6 @@
 """The loader's fast paths (full replace, hashed duplicate check, bulk PostgreSQL paths) give the
-same warehouse as the general merge. Correctness only: speed is measured by warehouse.bench."""
+same warehouse as the general merge, from rows in memory and from rows staged in the lake (read
+a column selection per statement). Correctness only: speed is measured by warehouse.bench."""
 from __future__ import annotations
 
 
@@ -24,6 +25,22 @@ def url(request, tmp_path, monkeypatch):
     return request.getfixturevalue("pg_database")
 
 
+@pytest.fixture(params=["memory", "staged"])
+def load(request, tmp_path):
+    """load_tables with the xref given as a frame, or staged as lake files (StagedTable)."""
+    from govdata.warehouse.staging import StagedTable, Stager
+
+    def run(url: str, frame: pd.DataFrame, run_id: str) -> None:
+        rows = frame
+        if request.param == "staged":
+            stager = Stager(str(tmp_path / "lake" / run_id), min_rows=1)
+            stager.add("xref_person", frame)
+            rows = stager.tables["xref_person"]
+            assert isinstance(rows, StagedTable)
+        load_tables(url, {"xref_person": rows}, run_id)
+    return run
+
+
 def xref_rows(url: str) -> list[tuple]:
     with connect(url) as db:
         return sorted(db.fetchall("SELECT source_system, source_record_id, person_id, match_rule, match_score, run_id "
@@ -36,42 +53,42 @@ def expected(*frames: pd.DataFrame) -> list[tuple]:
     return sorted((tuple(r) for r in merged[cols].itertuples(index=False, name=None)), key=repr)
 
 
-def test_full_replace_partial_overlap_and_reload_agree_with_a_plain_merge(url):
+def test_full_replace_partial_overlap_and_reload_agree_with_a_plain_merge(url, load):
     first = synthetic_xref(N, seed=1)
-    load_tables(url, {"xref_person": first}, "r1")
+    load(url, first, "r1")
     assert xref_rows(url) == expected(first)
-    load_tables(url, {"xref_person": first}, "r1")           # full replace of identical rows
+    load(url, first, "r1")           # full replace of identical rows
     assert xref_rows(url) == expected(first)
     second = synthetic_xref(N, seed=2)
     second["run_id"] = "r2"                                    # every key again, new values
-    load_tables(url, {"xref_person": second}, "r2")
+    load(url, second, "r2")
     assert xref_rows(url) == expected(first, second)
     third = synthetic_xref(N + 3_000, seed=3).iloc[N // 2:]  # half overlap, half new keys
     third["run_id"] = "r3"
-    load_tables(url, {"xref_person": third}, "r3")
+    load(url, third, "r3")
     assert xref_rows(url) == expected(first, second, third)
     small = synthetic_xref(N // 4, seed=4)                   # target bigger than the load
     small["run_id"] = "r4"
-    load_tables(url, {"xref_person": small}, "r4")
+    load(url, small, "r4")
     assert xref_rows(url) == expected(first, second, third, small)
 
 
-def test_duplicate_keys_in_a_big_load_are_refused_and_nothing_changes(url):
+def test_duplicate_keys_in_a_big_load_are_refused_and_nothing_changes(url, load):
     first = synthetic_xref(N, seed=1)
-    load_tables(url, {"xref_person": first}, "r1")
+    load(url, first, "r1")
     before = xref_rows(url)
     bad = synthetic_xref(N, seed=5)
     bad.loc[7, "source_record_id"] = bad.loc[11, "source_record_id"]  # same source (i % 4)
     with pytest.raises(LoadError, match="xref_person"):
-        load_tables(url, {"xref_person": bad}, "r2")
+        load(url, bad, "r2")
     assert xref_rows(url) == before
 
 
-def test_duplicate_keys_refused_on_a_first_bulk_load(url):
+def test_duplicate_keys_refused_on_a_first_bulk_load(url, load):
     bad = synthetic_xref(N, seed=6)
     bad.loc[1, "source_record_id"] = bad.loc[5, "source_record_id"]
     with pytest.raises(LoadError, match="xref_person"):
-        load_tables(url, {"xref_person": bad}, "r1")
+        load(url, bad, "r1")
     with connect(url) as db:
         assert db.fetchall("SELECT count(*) FROM xref_person") == [(0,)]
 
