@@ -111,6 +111,31 @@ def name_targets(keys: pd.DataFrame, bare: np.ndarray, cluster: np.ndarray, no_r
     return hit
 
 
+def contradicted(df: pd.DataFrame, records: np.ndarray, targets: np.ndarray, cluster: np.ndarray) -> np.ndarray:
+    """Whether each record (a position) contradicts its target cluster (a label of `cluster`) on
+    the founded date and on the address both: the record knows each, the cluster's records know
+    it too, and none of them has the record's. A shop and its operator's name recur within a
+    county (李记便利店 run by 李伟), so a name match is weak evidence: two facts against it
+    outweigh it, one alone does not (an enterprise moves; a date is mistyped)."""
+    if not len(records):
+        return np.zeros(0, dtype=bool)
+    facts = {"founded_date": df["founded_date"].astype("string"), "address": df["address"].astype("string")}
+    members = np.flatnonzero(np.isin(cluster, np.unique(targets)))
+    pairs = pd.DataFrame({"i": np.arange(len(records)), "c": targets}).merge(
+        pd.DataFrame({"c": cluster[members], "m": members}), on="c")
+    i, m = pairs["i"].to_numpy(), pairs["m"].to_numpy()
+    out = np.ones(len(records), dtype=bool)
+    for values in facts.values():
+        values = values.reset_index(drop=True)
+        theirs = values.iloc[m].reset_index(drop=True)
+        known = theirs.notna().to_numpy()
+        agree = values.iloc[records[i]].reset_index(drop=True).eq(theirs).fillna(False).to_numpy(bool)
+        cluster_knows = np.bincount(i, weights=known, minlength=len(records)) > 0
+        cluster_agrees = np.bincount(i, weights=agree, minlength=len(records)) > 0
+        out &= values.iloc[records].notna().to_numpy() & cluster_knows & ~cluster_agrees
+    return out
+
+
 def identifier_edges(keys: pd.DataFrame, group: np.ndarray, rules: tuple = IDENTIFIER_RULES) -> pd.DataFrame:
     """(record, representative record, rule): records without a USCC join the USCC holder
     sharing their org code / tax number / registration number, tried in the stewards' rule
@@ -181,19 +206,27 @@ def link_enterprises(records: pd.DataFrame, *, previous_xref: pd.DataFrame | Non
     hit = name_targets(keys, bare, cluster, keys["county"].isna().to_numpy())
     rep = pd.Series(np.arange(n)).groupby(cluster).transform("min").to_numpy()
     rep_of_cluster = pd.Series(rep).groupby(cluster).first()
-    review_rows = []
-    for a in np.flatnonzero(~np.isnan(hit)):
+    review_rows, conflict_rows = [], []
+    named = np.flatnonzero(~np.isnan(hit))
+    refused = contradicted(df, named, hit[named].astype(np.int64), cluster)
+    for a, no in zip(named, refused):
         b = int(rep_of_cluster[int(hit[a])])
-        if uf.union(int(group[a]), int(group[b])) is None:
+        if no:
+            conflict_rows.append((a, b))
+        elif uf.union(int(group[a]), int(group[b])) is None:
             rule[a] = "name"
             link_edges.append((a, b, "name"))
         else:
             review_rows.append((a, b))
     # bare records sharing name + legal representative only with each other
     first = _first_position(keys["name_key"].where(pd.Series(bare & np.isnan(hit), index=keys.index)))
-    for a in np.flatnonzero(~np.isnan(first)):
+    pairs = np.flatnonzero(~np.isnan(first) & (first != np.arange(n)))
+    refused = contradicted(df, pairs, cluster[first[pairs].astype(np.int64)], cluster)
+    for a, no in zip(pairs, refused):
         b = int(first[a])
-        if a != b and uf.union(int(group[a]), int(group[b])) is None:
+        if no:
+            conflict_rows.append((a, b))
+        elif uf.union(int(group[a]), int(group[b])) is None:
             rule[a] = rule[b] = "name"
             link_edges.append((a, b, "name"))
     cluster = uf.labels(group)
@@ -223,7 +256,8 @@ def link_enterprises(records: pd.DataFrame, *, previous_xref: pd.DataFrame | Non
                              "right_source_system": src[b], "right_source_record_id": rid[b],
                              "enterprise_id": ids.to_numpy()[a], "rule": ev["rule"]},
                             dtype="string")
-    review = _name_review(df, review_rows)
+    review = pd.concat([_name_review(df, review_rows), _name_review(df, conflict_rows, "conflict")],
+                       ignore_index=True)
     stats = {"records": n, "clusters": int(len(np.unique(cluster))),
              "match_rule": {k: int(v) for k, v in xref["match_rule"].value_counts().items()},
              "review": int(len(review)), "pairs_compared": int(len(ev)), "seconds": seconds}
@@ -231,8 +265,9 @@ def link_enterprises(records: pd.DataFrame, *, previous_xref: pd.DataFrame | Non
                       evidence=evidence, stats=stats)
 
 
-def _name_review(df: pd.DataFrame, rows: list[tuple[int, int]]) -> pd.DataFrame:
-    """Name matches refused by a constraint: a steward should look."""
+def _name_review(df: pd.DataFrame, rows: list[tuple[int, int]], reason: str = "constraint") -> pd.DataFrame:
+    """Name matches not linked — refused by a constraint, or in conflict on founded date and
+    address (contradicted): a steward should look."""
     cols = ["pair_id", "entity", "left_source_system", "left_source_record_id",
             "right_source_system", "right_source_record_id", "score", "evidence", "reason",
             "status"]
@@ -247,6 +282,7 @@ def _name_review(df: pd.DataFrame, rows: list[tuple[int, int]]) -> pd.DataFrame:
         "left_source_record_id": df["source_record_id"].to_numpy()[a],
         "right_source_system": df["source_system"].to_numpy()[b],
         "right_source_record_id": df["source_record_id"].to_numpy()[b],
-        "score": np.nan, "evidence": json.dumps({"name_core": 1, "legal_rep_name": 1}),
-        "reason": "constraint", "status": "open"})
+        "score": np.nan, "evidence": json.dumps({"name_core": 1, "legal_rep_name": 1} if reason == "constraint" else
+                                                {"name_core": 1, "legal_rep_name": 1, "founded_date": 0, "address": 0}),
+        "reason": reason, "status": "open"})
     return out.astype({c: "string" for c in cols if c != "score"})

@@ -94,8 +94,11 @@ def _birth_year(table: pa.Table) -> np.ndarray:
 # (a family shares a phone and a home: the year of another member would split it from its records)
 YEAR_DONORS = (("id_type", "doc_number"), ("name_pinyin", "phone"), ("name_pinyin", "address"), ("phone",),
                ("address",))
-# keys an enterprise record without any code shares with coded records (the name rules)
-ENTERPRISE_DONORS = (("name_core", "legal_rep_name"), ("legal_rep_name", "address"), ("legal_rep_name", "region_code"))
+# keys an enterprise record without any code shares with coded records (the name rules), the
+# narrowest first: a shop and operator name (李记便利店, 李伟) recurs from county to county, so a
+# record takes the partition of its own county's namesake before that of one anywhere else
+ENTERPRISE_DONORS = (("name_core", "legal_rep_name", "region_code"), ("legal_rep_name", "address"),
+                     ("legal_rep_name", "region_code"), ("name_core", "legal_rep_name"))
 # every column partition_numbers reads
 PARTITION_COLUMNS = frozenset({"id_number", "birth_date", "uscc", "org_code", "tax_no", "name_core"}
                               .union(*YEAR_DONORS, *ENTERPRISE_DONORS))
@@ -152,8 +155,9 @@ def _person_year(table: pa.Table) -> np.ndarray:
 def _enterprise_part(table: pa.Table, n_partitions: int) -> np.ndarray:
     """Partition by the organisation code, however the record carries it (inside the USCC,
     given, or inside the old tax number); a record without any code takes the partition of the
-    coded records sharing its name + representative, representative + address or representative
-    + region (what the name rules link on); else its core name's."""
+    coded records sharing its name + representative + region, representative + address,
+    representative + region or name + representative (what the name rules link on); else its
+    core name's."""
     crc = lambda keys: [zlib.crc32(str(k).encode()) % n_partitions for k in keys]  # noqa: E731
     org = pc.coalesce(pc.utf8_slice_codeunits(text_column(table, "uscc"), 8, 17), text_column(table, "org_code"),
                       pc.utf8_slice_codeunits(text_column(table, "tax_no"), 6, 15))

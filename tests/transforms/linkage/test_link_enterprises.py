@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pandas as pd
 import pytest
@@ -193,3 +194,53 @@ def test_an_enterprise_without_code_lands_in_the_partition_of_its_coded_namesake
             shop("shuiwu", "t3", core="王记小吃", rep="王芳")]
     parts = partition_numbers(pa.Table.from_pandas(pd.DataFrame(rows), preserve_index=False), 64).tolist()
     assert parts[0] == parts[1] == parts[2] != parts[3]
+
+
+def test_a_name_match_contradicted_by_founded_date_and_address_is_asked_not_linked():
+    """Two shops of two operators both called 李伟 in one county: the name alone links them;
+    a founded date and an address that both disagree stop it. One disagreement alone (a move,
+    a mistyped date) does not."""
+    li = uscc_of("92", "110101", "420124536")
+
+    def dated(row, founded, address):
+        return row | {"founded_date": founded, "address": address}
+
+    rows = [dated(shop("shuiwu", "s1", li, core="李伟", rep="李伟"), dt.date(2003, 9, 1), "东城区丽泽路315号"),
+            dated(shop("shuiwu", "other", core="李伟", rep="李伟"), dt.date(2022, 5, 29), "东城区银河街300号"),
+            dated(shop("shuiwu", "moved", core="李伟", rep="李伟"), dt.date(2003, 9, 1), "东城区新街1号"),
+            dated(shop("shuiwu", "typo", core="李伟", rep="李伟"), dt.date(2003, 9, 2), "东城区丽泽路315号"),
+            dated(shop("shuiwu", "unknown", core="李伟", rep="李伟"), None, "东城区银河街300号")]
+    r = run(rows)
+    assert clusters(r.xref, "enterprise_id") == {
+        frozenset({"shuiwu:s1", "shuiwu:moved", "shuiwu:typo", "shuiwu:unknown"}), frozenset({"shuiwu:other"})}
+    asked = r.review[["left_source_record_id", "right_source_record_id", "reason"]].values.tolist()
+    assert asked == [["other", "s1", "conflict"]]
+    assert json.loads(r.review["evidence"].iloc[0]) == {"name_core": 1, "legal_rep_name": 1, "founded_date": 0,
+                                                        "address": 0}
+
+
+def test_bare_namesakes_contradicting_each_other_stay_apart():
+    rows = [shop("shuiwu", "t1", core="王记小吃", rep="王芳") | {"founded_date": dt.date(2010, 1, 1), "address": "甲路1号"},
+            shop("zhengwu", "z1", core="王记小吃", rep="王芳") | {"founded_date": dt.date(2010, 1, 1), "address": "乙路2号"},
+            shop("zhengwu", "z2", core="王记小吃", rep="王芳") | {"founded_date": dt.date(2019, 6, 1), "address": "丙路3号"}]
+    r = run(rows)
+    assert clusters(r.xref, "enterprise_id") == {frozenset({"shuiwu:t1", "zhengwu:z1"}), frozenset({"zhengwu:z2"})}
+    assert r.review["reason"].tolist() == ["conflict"]
+
+
+def test_a_record_takes_the_partition_of_its_own_countys_namesake_first():
+    import pyarrow as pa
+
+    from govdata.transforms.linkage.partition import partition_numbers
+
+    # the same shop and operator name in two counties, each with its coded shop: the record
+    # without code in the second county lands beside that county's shop
+    rows = [shop("shichang", "s1", uscc_of("92", "110101", "934345387"), core="张记小吃店", rep="张晨"),
+            shop("shichang", "s2", uscc_of("92", "610113", "974533518"), core="张记小吃店", rep="张晨",
+                 region="610113"),
+            shop("shuiwu", "t2", core="张记小吃店", rep="张晨", region="610113")]
+    for n in (7, 16, 64):
+        parts = partition_numbers(pa.Table.from_pandas(pd.DataFrame(rows), preserve_index=False), n).tolist()
+        assert parts[2] == parts[1]
+    assert clusters(run(rows).xref, "enterprise_id") == {frozenset({"shichang:s1"}),
+                                                          frozenset({"shichang:s2", "shuiwu:t2"})}
