@@ -31,7 +31,7 @@ def link_plan(normalised: list[dict], run: dict) -> dict:
 
     from govdata.lake import dataset, read_arrow
     from govdata.transforms.linkage.plan import KEYS, _split_by_partition, assign_partitions, plan_columns, \
-        plan_dictionary, previous_partitions
+        concat_conformed, plan_dictionary, previous_partitions, unified_dictionaries
     from govdata.transforms.linkage.partition import PARTITION_COLUMNS
     from govdata.transforms.linkage.shared_values import shared_counts, with_counts
 
@@ -43,10 +43,10 @@ def link_plan(normalised: list[dict], run: dict) -> dict:
             continue
         schemas = [dataset(path).schema for path in paths]
         wanted = [plan_columns(schema.names) for schema in schemas]
-        records = pa.concat_tables([read_arrow(path, columns, plan_dictionary(schema, columns))
-                                    for path, schema, columns in zip(paths, schemas, wanted)],
-                                   promote_options="permissive")
+        records = concat_conformed([read_arrow(path, columns, plan_dictionary(schema, columns))
+                                    for path, schema, columns in zip(paths, schemas, wanted)])
         release_memory()   # the readers' buffers: only the plan's table stays
+        records = unified_dictionaries(records)
         if records.num_rows == 0:
             continue
         # counted over every record: partitions and scopes weigh a phone alike

@@ -67,5 +67,22 @@ def test_plan_reads_repeating_text_as_dictionaries_and_identifiers_as_text():
     schema = pa.schema([("source_system", pa.string()), ("id_number", pa.string()), ("phone", pa.large_string()),
                         ("name_pinyin", pa.large_string()), ("birth_date", pa.date32()), ("sex", pa.string())])
     assert plan_dictionary(schema, ["source_system", "id_number", "phone", "name_pinyin", "birth_date", "sex"]) \
-        == ["source_system", "name_pinyin", "sex"]
+        == ["source_system", "phone", "name_pinyin", "sex"]
     assert plan_dictionary(schema, ["id_number", "birth_date"]) == []
+
+
+def test_unified_dictionaries_give_one_dictionary_and_the_same_codes():
+    """A phone read as one dictionary per row group, then unified: every chunk refers to one
+    dictionary holding each phone once, and the value codes group the records as before."""
+    from govdata.transforms.linkage.partition import _one_dictionary, value_codes
+    from govdata.transforms.linkage.plan import unified_dictionaries
+
+    chunks = [["138", "139", None], ["139", "137", "138"], ["137"]]
+    table = pa.table({"phone": pa.chunked_array([pa.array(c).dictionary_encode() for c in chunks]),
+                      "sex": pa.array(["1", "2", "1", "2", "1", "2", "1"])})
+    before = value_codes(table, "phone")
+    after = unified_dictionaries(table)
+    assert not _one_dictionary(table["phone"]) and _one_dictionary(after["phone"])
+    assert after["phone"].chunk(2).dictionary.to_pylist() == ["138", "139", "137"]
+    assert value_codes(after, "phone").tolist() == before.tolist() == [0, 1, -1, 1, 2, 0, 2]
+    assert after["sex"].equals(table["sex"])   # not a dictionary: untouched

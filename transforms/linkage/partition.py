@@ -40,12 +40,21 @@ def value_codes(table: pa.Table, column: str, dtype=np.int64) -> np.ndarray:
     if values.num_chunks == 0:
         return np.full(table.num_rows, -1, dtype=dtype)
     if pa.types.is_dictionary(values.type):
-        # one dictionary for every chunk (each row group read brings its own): equal values, equal indices
-        values = values.unify_dictionaries()
+        # one dictionary for every chunk (each row group read brings its own): equal values, equal
+        # indices; chunks that share one already (plan.unified_dictionaries) are not hashed again
+        if not _one_dictionary(values):
+            values = values.unify_dictionaries()
         indices = pa.chunked_array([chunk.indices for chunk in values.chunks], values.type.index_type)
     else:   # one hash table over every chunk: the chunks share the dictionary already
         indices = pc.dictionary_encode(values).combine_chunks().indices
     return pc.fill_null(indices, -1).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+
+
+def _one_dictionary(values: pa.ChunkedArray) -> bool:
+    """Whether every chunk of a dictionary column refers to the same dictionary buffers."""
+    first = [b.address if b is not None else None for b in values.chunk(0).dictionary.buffers()]
+    return all([b.address if b is not None else None for b in chunk.dictionary.buffers()] == first
+               for chunk in values.chunks[1:])
 
 
 def key_codes(columns: tuple, codes_of) -> np.ndarray:

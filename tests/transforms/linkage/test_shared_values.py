@@ -44,3 +44,28 @@ def test_split_by_partition_keeps_each_partitions_rows_in_order():
     split = _split_by_partition(table, parts)
     assert {p: t["x"].to_pylist() for p, t in split.items()} == {0: [1, 4], 2: [0, 2, 5], 5: [3, 6]}
     assert _split_by_partition(table.slice(0, 0), parts[:0]) == {}
+
+
+def test_is_in_reads_dictionaries_without_decoding_and_agrees_with_text():
+    from govdata.transforms.linkage.shared_values import is_in
+
+    values = ["valid", None, "repaired", "invalid", "valid"]
+    plain = pa.table({"s": values})
+    coded = pa.table({"s": pa.chunked_array([pa.array(values[:2]).dictionary_encode(),
+                                             pa.array(values[2:]).dictionary_encode()])})
+    want = [True, False, True, False, True]
+    assert is_in(plain, "s", ["valid", "repaired"]).tolist() == want
+    assert is_in(coded, "s", ["valid", "repaired"]).tolist() == want
+    assert is_in(coded, "absent", ["valid"]).tolist() == [False] * 5
+
+
+def test_person_codes_are_the_same_for_dictionary_columns():
+    plain = _records().set_column(5, "id_number_status", pa.array(["valid"] * 4 + [None] * 4, pa.string())) \
+        .set_column(4, "id_number", pa.array(["110105198001020013"] * 2 + ["110105201005060022"] * 2 + [None] * 4))
+    coded = plain
+    for column in ("sex", "id_number_status"):
+        i = coded.column_names.index(column)
+        coded = coded.set_column(i, column, pa.chunked_array([plain[column].slice(0, 3).combine_chunks().dictionary_encode(),
+                                                              plain[column].slice(3).combine_chunks().dictionary_encode()]))
+    assert person_codes(coded).tolist() == person_codes(plain).tolist()
+    assert (person_codes(plain) >= 0).sum() == 7
