@@ -27,8 +27,8 @@ def plan_columns(names: list[str]) -> list[str]:
     return [c for c in names if c in wanted]
 
 
-# Of the plan's text columns, those kept as text: identifiers and addresses are near unique
-# per record, so a dictionary of them (one per row group) costs more than their text.
+# Of the plan's text columns, those kept as text: identifiers are near unique per record, so a
+# dictionary of them (one per row group) costs more than their text.
 PLAN_PLAIN = frozenset({"source_record_id", "id_number", "uscc", "org_code", "tax_no", "reg_no"})
 # dictionary columns whose values repeat across the sources rather than within a row group (a
 # person's phone and home in every department's records): one dictionary for the whole table
@@ -57,10 +57,9 @@ def concat_conformed(tables: list) -> "pa.Table":
     from govdata.memory import release_memory
 
     schema = pa.unify_schemas([t.schema for t in tables], promote_options="permissive")
-    for i, table in enumerate(tables):
-        if not table.schema.equals(schema):
-            tables[i] = conform(table, schema)
-            del table
+    for i in range(len(tables)):
+        if not tables[i].schema.equals(schema):
+            tables[i] = conform(tables[i], schema)
             release_memory()
     return pa.concat_tables(tables)
 
