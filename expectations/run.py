@@ -54,6 +54,7 @@ logging.getLogger("great_expectations.data_context.types.base").setLevel(logging
 # gate reads, and GX already leaves it out for batches above 1 GB. Off for every batch.
 pandas_execution_engine.HASH_THRESHOLD = 0
 
+from govdata.expectations.column_batches import run_suite_by_column
 from govdata.expectations.outcome import ValidationOutcome, outcome_from_rows
 from govdata.expectations.columns import (  # noqa: F401 - as_* re-exported for callers of the run module
     as_checked_text,
@@ -104,11 +105,22 @@ def ephemeral_context(docs_dir: Path | None = None):
 def run_suite(context, asset_name: str, suite: gx.ExpectationSuite, frame: pd.DataFrame
               ) -> ExpectationSuiteValidationResult:
     """Validate one in-memory frame against one suite (results kept for Data Docs)."""
+    return run_on_batch(context, whole_dataframe_batch(context, asset_name), asset_name, suite, frame)
+
+
+def whole_dataframe_batch(context, asset_name: str):
+    """A new in-memory frame asset's whole-frame batch definition."""
     asset = context.data_sources.get(DATASOURCE).add_dataframe_asset(asset_name)
-    batch_definition = asset.add_batch_definition_whole_dataframe("whole")
+    return asset.add_batch_definition_whole_dataframe("whole")
+
+
+def run_on_batch(context, batch_definition, name: str, suite: gx.ExpectationSuite, frame: pd.DataFrame
+                 ) -> ExpectationSuiteValidationResult:
+    """Validate `frame`, given as the batch of `batch_definition`, against `suite` (a validation
+    definition called `name`; results kept for Data Docs)."""
     suite = context.suites.add(suite)
     definition = context.validation_definitions.add(
-        gx.ValidationDefinition(name=asset_name, data=batch_definition, suite=suite)
+        gx.ValidationDefinition(name=name, data=batch_definition, suite=suite)
     )
     return definition.run(batch_parameters={"dataframe": frame}, result_format=RESULT_FORMAT)
 
@@ -245,7 +257,7 @@ def validate_source(job: SourceJob) -> SourceResult:
     if frame.shape[1] == 0:  # row count still needs a table GX can read
         frame = pd.DataFrame(index=data.index, data={"source_record_id": pd.NA})
     del data
-    result = run_suite(context, f"std_{job.source}", job.suite, frame)
+    result = run_suite_by_column(context, f"std_{job.source}", job.suite, frame)
     checked_rows = len(frame)
     del frame
     rows = expectation_rows(result, job.run_id, job.source)

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 import pytest
+from govdata.expectations import column_batches
 from govdata.expectations.outcome import results_frame
 from govdata.expectations.run import (
     as_datetime_ns,
@@ -114,8 +115,12 @@ def old_way_rows(frame: pd.DataFrame, source, standards: Standards, run_id: str,
     return rows
 
 
+@pytest.mark.parametrize("split_min_rows", [None, 0], ids=["whole_batch", "by_column"])
 @pytest.mark.parametrize(("config", "sex_check"), [IN_SET, AS_REGEX], ids=["in_set", "as_regex"])
-def test_fast_path_gives_the_old_rows_exactly(scale_standards, gongan, hall, people, applications, config, sex_check):
+def test_fast_path_gives_the_old_rows_exactly(scale_standards, gongan, hall, people, applications, config, sex_check,
+                                              split_min_rows, monkeypatch):
+    if split_min_rows is not None:   # every batch a column at a time (column_batches)
+        monkeypatch.setattr(column_batches, "SPLIT_MIN_ROWS", split_min_rows)
     with gx_own_regex_metric():
         old = results_frame(old_way_rows(people, gongan, scale_standards, "run-s", config)
                             + old_way_rows(applications, hall, scale_standards, "run-s", config))
