@@ -43,14 +43,20 @@ _BLOCK = 64   # SHA-256's block size (RFC 2104: the key is padded to it)
 _IPAD, _OPAD = bytes(x ^ 0x36 for x in range(256)), bytes(x ^ 0x5C for x in range(256))
 
 
+def hmac_pads(key: bytes) -> tuple[bytes, bytes]:
+    """The key's inner and outer pads (RFC 2104): HMAC-SHA256(msg) = SHA256(outer || SHA256(inner || msg))."""
+    if len(key) > _BLOCK:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(_BLOCK, b"\0")
+    return key.translate(_IPAD), key.translate(_OPAD)
+
+
 def hmac_sha256(key: bytes):
     """HMAC-SHA256 (RFC 2104) of many messages under one key: msg -> 32 bytes, the same bytes as
     hmac.digest(key, msg, "sha256"). The key's inner and outer pad states are hashed once and
     copied per message; hmac.digest derives them again on every call (3x the cost per token)."""
-    if len(key) > _BLOCK:
-        key = hashlib.sha256(key).digest()
-    key = key.ljust(_BLOCK, b"\0")
-    inner, outer = hashlib.sha256(key.translate(_IPAD)).copy, hashlib.sha256(key.translate(_OPAD)).copy
+    inner_pad, outer_pad = hmac_pads(key)
+    inner, outer = hashlib.sha256(inner_pad).copy, hashlib.sha256(outer_pad).copy
 
     def digest(msg: bytes) -> bytes:
         h = inner()
@@ -70,6 +76,19 @@ def token_array(values: list[str], key: bytes) -> pa.StringArray:
     # 64 hex characters per token; int32 offsets hold 33 million tokens per call
     offsets = np.arange(0, len(text) + 1, 64, dtype=np.int32)
     return pa.StringArray.from_buffers(len(values), pa.py_buffer(offsets), pa.py_buffer(text))
+
+
+def token_sql(column: str) -> str:
+    """DuckDB SQL giving `token` of a VARCHAR column: the HMAC-SHA256 hex of its UTF-8 bytes,
+    with the key's pads bound as the parameters $inner_pad and $outer_pad (token_parameters), so
+    no key is ever in the SQL text. DuckDB hashes on its own threads: 5M values in ~5 s on two
+    cores, where Python's HMAC with the text moved in and out of DuckDB took 5 us per value."""
+    return f"sha256($outer_pad || unhex(sha256($inner_pad || encode({column}))))"
+
+
+def token_parameters(key: bytes) -> dict[str, bytes]:
+    inner_pad, outer_pad = hmac_pads(key)
+    return {"inner_pad": inner_pad, "outer_pad": outer_pad}
 
 
 def token(values: pd.Series, key: bytes) -> pd.Series:

@@ -342,8 +342,8 @@ def _iter_tables(link, std, quarantine: pd.DataFrame, standards, key: bytes, run
     from govdata.evaluate import scratch_db
 
     with scratch_db(OWNER_MEMORY) as (con, _):   # the owners as Arrow, each fact chunk joined to them
-        person_owner = owner_lookup(con, owners[0], "_person_owner")
-        enterprise_owner = owner_lookup(con, owners[1], "_enterprise_owner")
+        person_owner = owner_lookup(con, owners[0], "_person_owner", key)
+        enterprise_owner = owner_lookup(con, owners[1], "_enterprise_owner", key)
         if has_xref:   # a chunk at a time (no second copy of millions of owners); none: the table empties
             chunks = [rows.iloc[start:start + LINK_CHUNK_ROWS] for rows in owners
                       for start in range(0, len(rows), LINK_CHUNK_ROWS)] or [owners[0]]
@@ -360,11 +360,10 @@ def _iter_tables(link, std, quarantine: pd.DataFrame, standards, key: bytes, run
             for part in _frames_of_kind(std, kind, one_by_one=True, chunk_rows=FACT_CHUNK_ROWS):
                 roles: dict = {}
                 if kind == "application":
-                    rows = application_rows(part, person_owner, enterprise_owner, channels, calendar, key, run_id,
-                                            roles)
+                    rows = application_rows(part, person_owner, enterprise_owner, channels, calendar, run_id, roles)
                     service_items.append(_col(part, "service_item_code").dropna().drop_duplicates())
                 else:
-                    rows = certificate_rows(part, person_owner, enterprise_owner, key, run_id, roles)
+                    rows = certificate_rows(part, person_owner, enterprise_owner, run_id, roles)
                 del part
                 moved.append(fact_owner_changes(table, rows, roles["tokens"], roles["masks"], previous.get(table),
                                                 changes, run_id))

@@ -9,9 +9,10 @@ from datetime import date
 import numpy as np
 import pandas as pd
 from govdata.transforms.privacy import mask_id_number
-from govdata.warehouse.rows import _col, _require, _table_columns, identifier_token
+from govdata.warehouse.rows import _col, _require, _table_columns
 
-Owners = Callable[[pd.Series], pd.Series]   # identifier tokens → their master ids (NULL: no owner)
+# identifiers → (their tokens, their master ids: NULL for no owner); owners.owner_lookup
+Owners = Callable[[pd.Series], tuple[pd.Series, pd.Series]]
 CALENDAR_YEARS = (1949, 2100)        # dim_date never spans beyond these (bad dates stay out)
 
 
@@ -170,23 +171,23 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 def _owned_by(frame: pd.DataFrame, id_col: str, uscc_col: str, person_owner: Owners,
-              enterprise_owner: Owners, key: bytes) -> tuple[pd.Series, pd.Series, dict, dict]:
+              enterprise_owner: Owners) -> tuple[pd.Series, pd.Series, dict, dict]:
     """(person id, enterprise id, role tokens, role masks) of a fact's identifiers, through the
-    identifier owners (tokens → master ids: owners.owner_lookup)."""
+    identifier owners (identifiers → tokens and master ids: owners.owner_lookup)."""
     pid = _col(frame, id_col).astype("string")
     uscc = _col(frame, uscc_col).astype("string")
-    tokens = {"person": identifier_token(pid, key), "enterprise": identifier_token(uscc, key)}
+    (person_tokens, person), (enterprise_tokens, enterprise) = person_owner(pid), enterprise_owner(uscc)
+    tokens = {"person": person_tokens, "enterprise": enterprise_tokens}
     masks = {"person": mask_id_number(pid), "enterprise": mask_id_number(uscc)}
-    return (person_owner(tokens["person"]).astype("string"),
-            enterprise_owner(tokens["enterprise"]).astype("string"), tokens, masks)
+    return person, enterprise, tokens, masks
 
 
 def application_rows(apps: pd.DataFrame, person_owner: Owners, enterprise_owner: Owners,
-                     channels: pd.DataFrame, calendar: pd.DataFrame, key: bytes, run_id: str,
+                     channels: pd.DataFrame, calendar: pd.DataFrame, run_id: str,
                      roles: dict | None = None) -> pd.DataFrame:
     """fact_application rows; person_owner / enterprise_owner map identifier tokens to master
     ids (identifier_owner; owners.owner_lookup). `roles`, when given, receives each role's tokens and masks."""
-    out = _with_owner(apps.copy(), "applicant", person_owner, enterprise_owner, key, roles)
+    out = _with_owner(apps.copy(), "applicant", person_owner, enterprise_owner, roles)
     online = channels.set_index("code")["online"].astype(str).str.lower().isin(["true", "1", "yes"])
     channel = _col(out, "channel").astype("string")
     unknown = channel.dropna()[~channel.dropna().isin(online.index)]
@@ -202,19 +203,19 @@ def application_rows(apps: pd.DataFrame, person_owner: Owners, enterprise_owner:
     return _table_columns(out, "fact_application")
 
 
-def certificate_rows(certs: pd.DataFrame, person_owner: Owners, enterprise_owner: Owners, key: bytes,
-                     run_id: str, roles: dict | None = None) -> pd.DataFrame:
-    out = _with_owner(certs.copy(), "holder", person_owner, enterprise_owner, key, roles)
+def certificate_rows(certs: pd.DataFrame, person_owner: Owners, enterprise_owner: Owners, run_id: str,
+                     roles: dict | None = None) -> pd.DataFrame:
+    out = _with_owner(certs.copy(), "holder", person_owner, enterprise_owner, roles)
     out["run_id"] = run_id
     return _table_columns(out, "fact_certificate")
 
 
-def _with_owner(out: pd.DataFrame, role: str, person_owner: Owners, enterprise_owner: Owners, key: bytes,
+def _with_owner(out: pd.DataFrame, role: str, person_owner: Owners, enterprise_owner: Owners,
                 roles: dict | None) -> pd.DataFrame:
     """The fact's <role>_person_id / <role>_enterprise_id / <role>_token from its identifiers
     (applicant or holder); `roles`, when given, receives the tokens and masks."""
     person, enterprise, tokens, masks = _owned_by(out, f"{role}_id_number", f"{role}_uscc", person_owner,
-                                                  enterprise_owner, key)
+                                                  enterprise_owner)
     out[f"{role}_person_id"] = person
     out[f"{role}_enterprise_id"] = enterprise
     out[f"{role}_token"] = tokens["person"].fillna(tokens["enterprise"])

@@ -6,7 +6,8 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from govdata.warehouse.rows import _table_columns, _text, identifier_token
+from govdata.transforms.privacy import token_parameters, token_sql
+from govdata.warehouse.rows import _table_columns, _text
 from govdata.warehouse.schema import table_for
 
 # --- who holds an identifier ---------------------------------------------------------------
@@ -25,7 +26,6 @@ HOLDER_ATTRIBUTES = ("birth_date", "sex", "name", "name_pinyin", "region_code", 
 HOLDER_COLUMNS = ["source_system", "source_record_id", "kind", "id_number", "uscc", *HOLDER_ATTRIBUTES]
 ARROW_TEXT = "string[pyarrow]"   # text without a Python object per value: a fraction of the memory
 OWNER_MEMORY = "1GB"     # DuckDB's share while owners are resolved (1M persons: ~3M records); beyond it, it spills
-TOKEN_BATCH_ROWS = 500_000   # distinct identifiers tokenised at a time (Python strings only for a batch)
 
 
 def _holder_records(frame: pd.DataFrame, identifier: str, attrs: tuple[str, ...]) -> pd.DataFrame | None:
@@ -111,7 +111,7 @@ def _register_xref(con, xref: pd.DataFrame | list[str] | None, id_col: str) -> N
 
 def _build_holders(con, std_frames, entity: str, key: bytes) -> None:
     """Table `holders` (identifier_token, master_id, agreement, records): see identifier_holders.
-    Reads _xref. The raw identifiers stay inside DuckDB but for one batch being tokenised."""
+    Reads _xref. The raw identifiers stay inside DuckDB, tokenised there."""
     identifier = _ENTITY[entity][1]
     selects = _register_parts(con, std_frames, identifier)
     con.execute("CREATE OR REPLACE TABLE holders (identifier_token VARCHAR, master_id VARCHAR, "
@@ -134,21 +134,10 @@ def _build_holders(con, std_frames, entity: str, key: bytes) -> None:
                 "max(2 * r.e + CASE WHEN r.n = h.n THEN 1 ELSE 0 END) AS agreement, count(*) AS records "
                 "FROM _recs r LEFT JOIN _holder_name h ON r.i = h.i GROUP BY r.i, r.m")
     con.execute("DROP TABLE _recs; DROP TABLE _holder_name; DROP TABLE _best")
-    _insert_tokenised(con, "SELECT i, m, agreement, records FROM _held", "holders", key)
+    # the raw identifiers never leave DuckDB: tokenised there (privacy.token_sql)
+    con.execute(f"INSERT INTO holders SELECT {token_sql('i')}, m, agreement, records FROM _held",
+                token_parameters(key))
     con.execute("DROP TABLE _held")
-
-
-def _insert_tokenised(con, select: str, table: str, key: bytes) -> None:
-    """Inserts the rows of `select` into `table` with its first column (raw identifiers)
-    replaced by their identifier_token, a batch at a time (Python strings only for a batch)."""
-    reader = con.cursor().sql(select).to_arrow_reader(TOKEN_BATCH_ROWS)   # read while con inserts
-    for batch in reader:
-        ids = batch.column(0)
-        tokens = identifier_token(pd.Series(ids.to_numpy(zero_copy_only=False), dtype=object), key)
-        columns = [pa.array(tokens.to_numpy(object), pa.string()), *batch.columns[1:]]
-        con.register("_token_batch", pa.Table.from_arrays(columns, names=batch.schema.names))
-        con.execute(f"INSERT INTO {table} SELECT * FROM _token_batch")
-        con.unregister("_token_batch")
 
 
 def _to_pandas(table: pa.Table, integers: tuple[str, ...] = ()) -> pd.DataFrame:
@@ -310,20 +299,25 @@ def identifier_owners(xref: pd.DataFrame | list[str] | None, std_frames, entity:
     return owners.assign(entity=entity), changes
 
 
-def owner_lookup(con, owners: pd.DataFrame, name: str) -> Callable[[pd.Series], pd.Series]:
-    """identifier tokens → their master ids (NULL for a token no one owns), as `string`. The
-    owners are registered in DuckDB `con` under `name` once, as Arrow (a pandas index of the
-    tokens is Python text and a hash table: several times the memory); each call is one join."""
+def owner_lookup(con, owners: pd.DataFrame, name: str, key: bytes
+                 ) -> Callable[[pd.Series], tuple[pd.Series, pd.Series]]:
+    """identifiers → (their tokens, their master ids: NULL for an identifier no one owns), both
+    `string`. The owners are registered in DuckDB `con` under `name` once, as Arrow (a pandas
+    index of the tokens is Python text and a hash table: several times the memory); each call is
+    one query, which tokenises the identifiers (privacy.token_sql) and joins them to the owners."""
     con.register(name, pa.table({"t": pa.array(owners["identifier_token"], pa.string(), from_pandas=True),
                                  "m": pa.array(owners["master_id"], pa.string(), from_pandas=True)}))
+    parameters = token_parameters(key)
 
-    def lookup(tokens: pd.Series) -> pd.Series:
-        con.register("_tokens", pa.table({"pos": np.arange(len(tokens), dtype=np.int64),
-                                          "t": pa.array(tokens, pa.string(), from_pandas=True)}))
-        found = con.sql(f"SELECT o.m FROM _tokens LEFT JOIN {name} o ON o.t = _tokens.t ORDER BY pos")
-        masters = found.to_arrow_table().column("m").to_numpy(zero_copy_only=False)
-        con.unregister("_tokens")
-        return pd.Series(masters, index=tokens.index, dtype="string")
+    def lookup(identifiers: pd.Series) -> tuple[pd.Series, pd.Series]:
+        con.register("_identifiers", pa.table({"pos": np.arange(len(identifiers), dtype=np.int64),
+                                               "i": pa.array(identifiers, pa.string(), from_pandas=True)}))
+        # con.sql, not con.execute: Arrow from a DB-API result lost the ORDER BY on 300k rows (DuckDB 2.0)
+        found = con.sql(f"SELECT k.t, o.m FROM (SELECT pos, {token_sql('i')} AS t FROM _identifiers) k "
+                        f"LEFT JOIN {name} o ON o.t = k.t ORDER BY pos", params=parameters).to_arrow_table()
+        con.unregister("_identifiers")
+        return tuple(pd.Series(found.column(c).to_numpy(zero_copy_only=False), index=identifiers.index,
+                               dtype="string") for c in ("t", "m"))
 
     return lookup
 

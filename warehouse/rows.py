@@ -40,8 +40,7 @@ def identifier_token(values: pd.Series, key: bytes) -> pd.Series:
     once, on the build's workers when it has them. No memo across tables: a dict of every
     identifier the build tokenised held ~210 MB per million (5M persons: ~2 GB) and looking
     values up in it cost more than HMAC on the workers (1M persons: load 70.8 -> 62.7 s, peak
-    2,169 -> 1,925 MB without it). Python text (`string`): the facts map these tokens through the
-    owners."""
+    2,169 -> 1,925 MB without it). Python text (`string`)."""
     return pd.Series(per_unique(values, lambda distinct: secrets_of([(distinct, None)], key)()[0][0].to_pylist()),
                      index=values.index, dtype="string")
 

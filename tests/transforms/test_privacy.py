@@ -1,6 +1,7 @@
 import hashlib
 import hmac
 
+import duckdb
 import pandas as pd
 
 from govdata.transforms.privacy import (
@@ -10,6 +11,8 @@ from govdata.transforms.privacy import (
     mask_phone,
     mask_value,
     token,
+    token_parameters,
+    token_sql,
 )
 from govdata.warehouse.vault import decrypt_value, encrypt_values
 
@@ -52,6 +55,20 @@ def test_vault_ciphertexts_round_trip_and_repeat_for_equal_values():
 def test_document_numbers_keep_two_characters_at_each_end():
     numbers = pd.Series(["E12345678", "H1234567801", "1234", None])
     assert mask_document_number(numbers).tolist() == ["E1*****78", "H1*******01", "****", pd.NA]
+
+
+def test_duckdb_tokens_equal_the_python_tokens_for_any_key_and_text():
+    values = ["110105199001011234", "", "张三", "Zhāng O'Neil", "a\x00b", None]
+    con = duckdb.connect()
+    con.execute("CREATE TABLE v (pos INTEGER, x VARCHAR)")
+    con.executemany("INSERT INTO v VALUES (?, ?)", list(enumerate(values)))
+    for key in (b"k", bytes(range(32)), bytes(range(64)), b"x" * 200):
+        sql = f"SELECT {token_sql('x')} FROM v ORDER BY pos"
+        assert "$inner_pad" in sql and "$outer_pad" in sql and key.hex() not in sql   # the key is bound, not in the SQL
+        got = [r[0] for r in con.execute(sql, token_parameters(key)).fetchall()]
+        expected = [hmac.new(key, v.encode(), hashlib.sha256).hexdigest() if v is not None else None for v in values]
+        assert got == expected == token(pd.Series(values, dtype="string"), key).astype(object).where(
+            pd.Series(values).notna(), None).tolist()
 
 
 def test_tokens_and_masks_come_as_arrow_backed_text():

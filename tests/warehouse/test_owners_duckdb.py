@@ -123,16 +123,26 @@ def test_the_xref_read_from_its_lake_file_gives_the_owners_its_frame_gives(tmp_p
     assert changes["reason"].tolist() == ["new_identifier", "new_identifier"]
 
 
-def test_owner_lookup_gives_each_token_its_owner_in_order_and_null_for_the_others():
+def test_owner_lookup_gives_each_identifier_its_token_and_owner_in_order_and_null_for_the_others():
     from govdata.evaluate import scratch_db
+    from govdata.transforms.privacy import token
     from govdata.warehouse.owners import owner_lookup
 
-    owners = pd.DataFrame({"identifier_token": ["t1", "t2", "t3"], "master_id": ["P1", "P2", None]},
+    key = bytes(range(32))
+    t1, t2, t3 = (token(pd.Series([i], dtype="string"), key).iloc[0] for i in ("ID1", "ID2", "ID3"))
+    owners = pd.DataFrame({"identifier_token": [t1, t2, t3], "master_id": ["P1", "P2", None]},
                           dtype="string[pyarrow]")
     with scratch_db() as (con, _):
-        lookup = owner_lookup(con, owners, "_owners")
-        got = lookup(pd.Series(["t2", None, "t9", "t1", "t2", "t3"], index=[5, 4, 3, 2, 1, 0], dtype="string"))
-        assert got.dtype == "string"
-        assert got.index.tolist() == [5, 4, 3, 2, 1, 0]
+        lookup = owner_lookup(con, owners, "_owners", key)
+        tokens, got = lookup(pd.Series(["ID2", None, "ID9", "ID1", "ID2", "ID3"], index=[5, 4, 3, 2, 1, 0],
+                                       dtype="string"))
+        assert (got.dtype, tokens.dtype) == ("string", "string")
+        assert got.index.tolist() == tokens.index.tolist() == [5, 4, 3, 2, 1, 0]
         assert got.tolist() == ["P2", pd.NA, pd.NA, "P1", "P2", pd.NA]
-        assert lookup(pd.Series([], dtype="string")).tolist() == []
+        assert tokens.tolist() == [t2, pd.NA, token(pd.Series(["ID9"], dtype="string"), key).iloc[0], t1, t2, t3]
+        assert [s.tolist() for s in lookup(pd.Series([], dtype="string"))] == [[], []]
+        # many rows, in an order DuckDB's threads would not keep by themselves
+        many = pd.Series([f"ID{(i * 7919) % 300_000}" for i in range(300_000)], dtype="string")
+        many_tokens, many_owners = lookup(many)
+        assert many_tokens.tolist() == token(many, key).tolist()
+        assert many_owners.tolist() == ["P1" if v == "ID1" else "P2" if v == "ID2" else pd.NA for v in many]
