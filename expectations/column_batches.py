@@ -4,7 +4,9 @@ GX's pandas engine filters the whole batch on the column's non-null rows for eve
 expectation (column_condition_partial: ``df[df[column].notnull()]``), then again to count the
 unexpected values: each expectation copies every checked column. On a 5M-row source with nine
 checked columns that copying was ~80% of the suite's time. Run on a frame of its own columns,
-each expectation copies only those. A GX run costs ~50 ms, so small batches keep one run.
+each expectation copies only those. A GX run costs ~50 ms, so small batches keep one run (at
+1M persons, validate took 9.2-9.7 s splitting from 100k rows, 10.0-11.1 s from 500k, 11.8-12.9 s
+never).
 """
 from __future__ import annotations
 
