@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 from govdata.transforms.privacy import token_parameters, token_sql
-from govdata.warehouse.rows import _table_columns, _text
+from govdata.warehouse.rows import _table_columns, _text, identifier_token
 from govdata.warehouse.schema import table_for
 
 # --- who holds an identifier ---------------------------------------------------------------
@@ -26,6 +26,7 @@ HOLDER_ATTRIBUTES = ("birth_date", "sex", "name", "name_pinyin", "region_code", 
 HOLDER_COLUMNS = ["source_system", "source_record_id", "kind", "id_number", "uscc", *HOLDER_ATTRIBUTES]
 ARROW_TEXT = "string[pyarrow]"   # text without a Python object per value: a fraction of the memory
 OWNER_MEMORY = "1GB"     # DuckDB's share while owners are resolved (1M persons: ~3M records); beyond it, it spills
+TOKEN_BATCH_ROWS = 500_000   # distinct identifiers tokenised at a time (Python strings only for a batch)
 
 
 def _holder_records(frame: pd.DataFrame, identifier: str, attrs: tuple[str, ...]) -> pd.DataFrame | None:
@@ -111,7 +112,7 @@ def _register_xref(con, xref: pd.DataFrame | list[str] | None, id_col: str) -> N
 
 def _build_holders(con, std_frames, entity: str, key: bytes) -> None:
     """Table `holders` (identifier_token, master_id, agreement, records): see identifier_holders.
-    Reads _xref. The raw identifiers stay inside DuckDB, tokenised there."""
+    Reads _xref. The raw identifiers stay inside DuckDB but for one batch being tokenised."""
     identifier = _ENTITY[entity][1]
     selects = _register_parts(con, std_frames, identifier)
     con.execute("CREATE OR REPLACE TABLE holders (identifier_token VARCHAR, master_id VARCHAR, "
@@ -134,10 +135,24 @@ def _build_holders(con, std_frames, entity: str, key: bytes) -> None:
                 "max(2 * r.e + CASE WHEN r.n = h.n THEN 1 ELSE 0 END) AS agreement, count(*) AS records "
                 "FROM _recs r LEFT JOIN _holder_name h ON r.i = h.i GROUP BY r.i, r.m")
     con.execute("DROP TABLE _recs; DROP TABLE _holder_name; DROP TABLE _best")
-    # the raw identifiers never leave DuckDB: tokenised there (privacy.token_sql)
-    con.execute(f"INSERT INTO holders SELECT {token_sql('i')}, m, agreement, records FROM _held",
-                token_parameters(key))
+    # Tokenised in Python a batch at a time, not in DuckDB (privacy.token_sql): DuckDB's insert
+    # of 5.5M tokens kept ~1.5 GB more resident than its memory limit, and the owners fetched
+    # next took the load past 4 GB at 5M persons (4,174 against 3,186 MB).
+    _insert_tokenised(con, "SELECT i, m, agreement, records FROM _held", "holders", key)
     con.execute("DROP TABLE _held")
+
+
+def _insert_tokenised(con, select: str, table: str, key: bytes) -> None:
+    """Inserts the rows of `select` into `table` with its first column (raw identifiers)
+    replaced by their identifier_token, a batch at a time (Python strings only for a batch)."""
+    reader = con.cursor().sql(select).to_arrow_reader(TOKEN_BATCH_ROWS)   # read while con inserts
+    for batch in reader:
+        ids = batch.column(0)
+        tokens = identifier_token(pd.Series(ids.to_numpy(zero_copy_only=False), dtype=object), key)
+        columns = [pa.array(tokens.to_numpy(object), pa.string()), *batch.columns[1:]]
+        con.register("_token_batch", pa.Table.from_arrays(columns, names=batch.schema.names))
+        con.execute(f"INSERT INTO {table} SELECT * FROM _token_batch")
+        con.unregister("_token_batch")
 
 
 def _to_pandas(table: pa.Table, integers: tuple[str, ...] = ()) -> pd.DataFrame:
