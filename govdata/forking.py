@@ -6,6 +6,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -32,13 +33,30 @@ def _default_sigterm() -> None:
 
 
 @contextmanager
+def _forking_with_default_sigterm() -> Iterator[None]:
+    """The first workers are forked with SIGTERM's default action already: a terminate right after
+    a failure could reach a worker before its initializer ran, into a handler inherited from the
+    parent that ignores SIGTERM, and join would then wait forever. Only the main thread may set
+    handlers; elsewhere the initializer alone resets it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
 def fork_pool(workers: int, **options) -> Iterator:
     """A pool of forked workers, ended by close + join, not the context manager's terminate():
     terminate SIGTERMs idle workers, and in an Airflow task process the workers inherit a SIGTERM
     handler that ignores it, so the parent would wait for them forever. terminate only when the
     work failed (then nothing waits on the workers' results); the workers take SIGTERM's default
     action again, so that terminate (or the task being killed) ends them."""
-    pool = multiprocessing.get_context("fork").Pool(workers, initializer=_default_sigterm, **options)
+    with _forking_with_default_sigterm():
+        pool = multiprocessing.get_context("fork").Pool(workers, initializer=_default_sigterm, **options)
     try:
         yield pool
         pool.close()
