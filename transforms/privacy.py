@@ -81,8 +81,9 @@ def token_array(values: list[str], key: bytes) -> pa.StringArray:
 def token_sql(column: str) -> str:
     """DuckDB SQL giving `token` of a VARCHAR column: the HMAC-SHA256 hex of its UTF-8 bytes,
     with the key's pads bound as the parameters $inner_pad and $outer_pad (token_parameters), so
-    no key is ever in the SQL text. DuckDB hashes on its own threads: 5M values in ~5 s on two
-    cores, where Python's HMAC with the text moved in and out of DuckDB took 5 us per value."""
+    no key is ever in the SQL text. For text already in DuckDB (a fact chunk joined to its owners
+    in the same query); millions of rows at once keep DuckDB's memory high (owners.py says why
+    the identifier holders are tokenised in Python)."""
     return f"sha256($outer_pad || unhex(sha256($inner_pad || encode({column}))))"
 
 
