@@ -33,6 +33,14 @@ class PipelineFailed(RuntimeError):
         super().__init__(lines[-1] if lines else "pipeline failed")
 
 
+# A task's supervisor can notice its process's exit only at its next poll, up to
+# [workers] min_heartbeat_interval seconds (Airflow's default: 5) after the process closed its
+# sockets; the executor slot stays taken meanwhile. A task that frees a large heap at exit
+# (a million-row source) kept its slot ~5 s idle. One second bounds that wait; the cost is one
+# heartbeat a second per running task to the execution API.
+SUPERVISOR_POLL_SECONDS = 1
+
+
 def configure_airflow(home: Path) -> None:
     """Environment for a local, in-process Airflow; must be set before airflow is imported."""
     home.mkdir(parents=True, exist_ok=True)
@@ -42,6 +50,7 @@ def configure_airflow(home: Path) -> None:
     os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
     os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{home / 'airflow.db'}")
+    os.environ.setdefault("AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL", str(SUPERVISOR_POLL_SECONDS))
     quiet_console()
 
 
