@@ -67,8 +67,24 @@ def _link_frame(link: dict[str, pd.DataFrame], table: str) -> pd.DataFrame | Non
         return None
     frames = [f for f in frames if len(f)] or frames[:1]   # an empty frame has no dtypes to agree on
     if len(frames) > 1:
-        return pd.concat(frames, ignore_index=True)
+        return pd.concat(_agreed_dtypes(frames), ignore_index=True)
     return frames[0] if getattr(link, "fresh", False) else frames[0].copy()   # fresh: read for us alone
+
+
+def _agreed_dtypes(frames: list[pd.DataFrame]) -> list[pd.DataFrame]:
+    """Frames to concatenate, an all-null column cast to the dtype another frame gives it (review
+    pairs without a score hold an object column): pandas deprecates letting all-NA columns
+    decide a concatenation's dtype, and warned on the run's console."""
+    differing = {c for f in frames for c in f.columns if any(c in g.columns and g[c].dtype != f[c].dtype for g in frames)}
+    if not differing:
+        return frames
+    typed = {}
+    for frame in frames:
+        for column in differing & set(frame.columns):
+            if column not in typed and frame[column].notna().any():
+                typed[column] = frame[column].dtype
+    return [f.astype({c: typed[c] for c in differing & set(f.columns)
+                      if c in typed and f[c].dtype != typed[c] and not f[c].notna().any()}) for f in frames]
 
 
 # Golden records per chunk when the link outputs are lake files: a dimension row depends on its

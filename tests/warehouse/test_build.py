@@ -163,3 +163,18 @@ def test_fact_sources_read_in_chunks_hold_the_same_rows(tmp_path):
     assert [c["source_record_id"].tolist() for c in chunks] == [["a", "b"], ["d"], ["e"]]
     whole = _frames_of_kind(std, "application")[0]
     pd.testing.assert_frame_equal(pd.concat(chunks, ignore_index=True), whole.reset_index(drop=True))
+
+
+def test_review_pairs_without_a_score_keep_the_score_column_numeric():
+    import warnings
+
+    from govdata.warehouse.build import _link_frame
+
+    persons = pd.DataFrame({"pair_id": ["p1"], "score": [0.91]})
+    enterprises = pd.DataFrame({"pair_id": ["e1", "e2"], "score": pd.Series([None, None], dtype=object)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # pandas' all-NA concatenation deprecation, once on the run's console
+        frame = _link_frame({"person_review": persons, "enterprise_review": enterprises}, "review_queue")
+    assert frame["score"].dtype == "float64"
+    assert frame["pair_id"].tolist() == ["p1", "e1", "e2"]
+    assert frame["score"].iloc[0] == 0.91 and frame["score"].iloc[1:].isna().all()
