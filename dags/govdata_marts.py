@@ -86,11 +86,8 @@ def govdata_marts():
 
     m = manifest()
     marted = marts(m, check_warehouse(m))
-    found = findings(m, marted)
-    found >> report(m, marted)   # before the report task's retention step tidies the run
-    # after findings: both open the warehouse, and a DuckDB file takes one writing process
-    # (side by side, findings failed on the file's lock and waited out its retry delay)
-    found >> expire_grants(m, marted)
+    findings(m, marted) >> report(m, marted)   # before the report task's retention step tidies the run
+    expire_grants(m, marted)
 
 
 marts_dag = govdata_marts()

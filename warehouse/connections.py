@@ -75,17 +75,38 @@ def read_only_engine(url: str) -> sa.Engine:
     return sa.create_engine(url)
 
 
+# A DuckDB file takes one writing process, or reading processes only. A run's marts tasks (and the
+# sharing service) open the warehouse for a moment each: a task meeting another's lock waits for
+# it instead of failing into a retry delay.
+LOCK_WAIT_SECONDS = 30.0
+
+
+def open_duckdb(path: str, read_only: bool = False, wait_seconds: float = LOCK_WAIT_SECONDS):
+    """duckdb.connect with the warehouse's settings (duckdb_config), waiting up to `wait_seconds`
+    while another process holds the file's lock."""
+    import time
+
+    import duckdb
+
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            return duckdb.connect(path, read_only=read_only, config=duckdb_config())
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 class _DuckDB(_DB):
     backend = "duckdb"
 
     def __init__(self, url: str, vault: bool, read_only: bool = False):
-        import duckdb
-
         path, vault_path = duckdb_paths(url)
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         # A bounded share of memory, beyond which DuckDB spills to `<warehouse>.tmp`: a load's merges
         # otherwise take up to 80% of the machine, whatever else runs beside them.
-        self.con = duckdb.connect(path, read_only=read_only, config=duckdb_config())
+        self.con = open_duckdb(path, read_only)
         if vault:
             with vault_lock(vault_path):
                 recover_pending_vault(self.con, vault_path)
@@ -180,10 +201,8 @@ def connect(url: str, vault: bool = False, read_only: bool = False) -> Iterator[
 
 def analyst_connect(url: str):
     """A read-only DuckDB connection for analysts: the vault file is never attached."""
-    import duckdb
-
     path, _ = duckdb_paths(url)
-    return duckdb.connect(path, read_only=True, config=duckdb_config())
+    return open_duckdb(path, read_only=True)
 
 
 __all__ = ["analyst_connect", "backend_of", "connect", "duckdb_config", "duckdb_paths", "pg_conninfo",

@@ -316,3 +316,47 @@ def test_every_duckdb_warehouse_reader_has_the_same_memory_limit(tmp_path, monke
     con = analyst_connect(url)
     assert con.execute("SELECT current_setting('memory_limit')").fetchall() == [("488.2 MiB",)]
     con.close()
+
+
+def _hold_write_lock(path, seconds: float):
+    """Another process opening the DuckDB file for writing for `seconds`; returns once it holds it."""
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); "
+                               "print('held', flush=True); time.sleep(float(sys.argv[2]))", str(path), str(seconds)],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_warehouse_open_waits_for_another_process_lock(tmp_path):
+    import duckdb
+
+    from govdata.warehouse.connections import open_duckdb
+
+    path = tmp_path / "warehouse.duckdb"
+    duckdb.connect(str(path)).close()
+    holder = _hold_write_lock(path, 1.5)
+    try:
+        con = open_duckdb(str(path), read_only=True)   # waits out the holder's 1.5 s
+        assert con.execute("SELECT 42").fetchone() == (42,)
+        con.close()
+    finally:
+        holder.wait()
+
+
+def test_a_lock_held_past_the_wait_is_the_lock_error(tmp_path):
+    import duckdb
+
+    from govdata.warehouse.connections import open_duckdb
+
+    path = tmp_path / "warehouse.duckdb"
+    duckdb.connect(str(path)).close()
+    holder = _hold_write_lock(path, 5)
+    try:
+        with pytest.raises(duckdb.IOException, match="lock"):
+            open_duckdb(str(path), read_only=True, wait_seconds=0.3)
+    finally:
+        holder.kill()
+        holder.wait()
