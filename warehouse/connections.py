@@ -101,12 +101,12 @@ def open_duckdb(path: str, read_only: bool = False, wait_seconds: float = LOCK_W
 class _DuckDB(_DB):
     backend = "duckdb"
 
-    def __init__(self, url: str, vault: bool, read_only: bool = False):
+    def __init__(self, url: str, vault: bool, read_only: bool = False, lock_wait: float = LOCK_WAIT_SECONDS):
         path, vault_path = duckdb_paths(url)
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         # A bounded share of memory, beyond which DuckDB spills to `<warehouse>.tmp`: a load's merges
         # otherwise take up to 80% of the machine, whatever else runs beside them.
-        self.con = open_duckdb(path, read_only)
+        self.con = open_duckdb(path, read_only, lock_wait)
         if vault:
             with vault_lock(vault_path):
                 recover_pending_vault(self.con, vault_path)
@@ -190,9 +190,11 @@ def pg_conninfo(url: str) -> dict[str, Any]:
 
 
 @contextmanager
-def connect(url: str, vault: bool = False, read_only: bool = False) -> Iterator[_DB]:
-    """Loader/steward connection (`vault=True` attaches the DuckDB vault file)."""
-    db: _DB = _DuckDB(url, vault, read_only) if backend_of(url) == "duckdb" else _Postgres(url)
+def connect(url: str, vault: bool = False, read_only: bool = False,
+            lock_wait: float = LOCK_WAIT_SECONDS) -> Iterator[_DB]:
+    """Loader/steward connection (`vault=True` attaches the DuckDB vault file). `lock_wait`:
+    seconds a DuckDB open waits while another process holds the file (open_duckdb)."""
+    db: _DB = _DuckDB(url, vault, read_only, lock_wait) if backend_of(url) == "duckdb" else _Postgres(url)
     try:
         yield db
     finally:

@@ -13,10 +13,9 @@ import getpass
 import hashlib
 import secrets
 import threading
-import time
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -39,22 +38,10 @@ class ShareError(ValueError):
 
 @contextmanager
 def share_connect(url: str, read_only: bool = False, wait_seconds: float = 10.0) -> Iterator:
-    """warehouse.load.connect, waiting while another process holds a DuckDB file's lock (the
-    service flushes its log and reloads its index with short connections)."""
-    deadline = time.monotonic() + wait_seconds
-    while True:
-        stack = ExitStack()
-        try:
-            db = stack.enter_context(connect(url, read_only=read_only))
-        except Exception as exc:  # noqa: BLE001 - only a lock conflict is waited out
-            stack.close()
-            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-            continue
-        with stack:
-            yield db
-        return
+    """warehouse.load.connect, waiting up to `wait_seconds` while another process holds a DuckDB
+    file's lock (the service flushes its log and reloads its index with short connections)."""
+    with connect(url, read_only=read_only, lock_wait=wait_seconds) as db:
+        yield db
 
 
 def now() -> datetime:

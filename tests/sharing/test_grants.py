@@ -153,3 +153,25 @@ def test_duckdb_keeps_the_same_bookkeeping(tmp_path, monkeypatch):
         ("approved", "steward", "certificate_library", "minzheng"),
         ("granted", "steward", "certificate_library", "minzheng"),
         ("revoked", "expire_grants", "certificate_library", "minzheng")]
+
+
+def test_the_service_waits_its_own_time_for_a_held_warehouse(tmp_path):
+    import time
+
+    import duckdb
+
+    from govdata.sharing.store import share_connect
+    from tests.warehouse.test_warehouse import _hold_write_lock
+
+    path = tmp_path / "warehouse.duckdb"
+    duckdb.connect(str(path)).close()
+    holder = _hold_write_lock(path, 10)
+    try:
+        started = time.monotonic()
+        with pytest.raises(duckdb.IOException, match="lock"):
+            with share_connect(f"duckdb:///{path}", read_only=True, wait_seconds=0.5):
+                pass
+        assert time.monotonic() - started < 5   # its 0.5 s, not the warehouse's 30 s
+    finally:
+        holder.kill()
+        holder.wait()
