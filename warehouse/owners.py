@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 from govdata.transforms.privacy import token_parameters, token_sql
-from govdata.warehouse.rows import _table_columns, _text, identifier_token
+from govdata.warehouse.rows import _table_columns, _text, identifier_token_array
 from govdata.warehouse.schema import table_for
 
 # --- who holds an identifier ---------------------------------------------------------------
@@ -147,9 +147,7 @@ def _insert_tokenised(con, select: str, table: str, key: bytes) -> None:
     replaced by their identifier_token, a batch at a time (Python strings only for a batch)."""
     reader = con.cursor().sql(select).to_arrow_reader(TOKEN_BATCH_ROWS)   # read while con inserts
     for batch in reader:
-        ids = batch.column(0)
-        tokens = identifier_token(pd.Series(ids.to_numpy(zero_copy_only=False), dtype=object), key)
-        columns = [pa.array(tokens.to_numpy(object), pa.string()), *batch.columns[1:]]
+        columns = [identifier_token_array(batch.column(0), key), *batch.columns[1:]]
         con.register("_token_batch", pa.Table.from_arrays(columns, names=batch.schema.names))
         con.execute(f"INSERT INTO {table} SELECT * FROM _token_batch")
         con.unregister("_token_batch")

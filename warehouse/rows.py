@@ -45,6 +45,14 @@ def identifier_token(values: pd.Series, key: bytes) -> pd.Series:
                      index=values.index, dtype="string")
 
 
+def identifier_token_array(values: pa.Array, key: bytes) -> pa.Array:
+    """identifier_token of Arrow text, kept in Arrow: each distinct value tokenised once (on the
+    build's workers when it has them), NULL stays NULL, no Python str per token."""
+    encoded = values.dictionary_encode()
+    tokens = secrets_of([(encoded.dictionary.to_pylist(), None)], key)()[0][0]
+    return tokens.take(encoded.indices)
+
+
 # --- tokens and vault ciphertexts on forked workers ------------------------------------------
 def _tokens_and_ciphertexts(job: tuple[bytes, str | None, list[str]]) -> tuple[pa.Array, pa.Array | None, int]:
     """(token of each value, its vault ciphertext under `field` — None without one, this process's
