@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def usable_cores() -> int:
@@ -65,3 +69,54 @@ def fork_pool(workers: int, **options) -> Iterator:
         raise
     finally:
         pool.join()
+
+
+@contextmanager
+def beside(work: Callable[[], T]) -> Iterator[Callable[[], T]]:
+    """Runs `work` in a forked process while the caller goes on; yields the function that waits
+    for its (pickled) result, re-raising the exception it raised. The child takes SIGTERM's
+    default action and is terminated if the caller leaves without its result (it failed). Where
+    this process may not fork (can_fork), `work` runs in this process when its result is asked for."""
+    if not can_fork():
+        yield work
+        return
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    with _forking_with_default_sigterm():
+        child = context.Process(target=_send_outcome, args=(work, sender), name="govdata-beside", daemon=False)
+        child.start()
+    sender.close()
+
+    def result() -> T:
+        try:
+            ok, value = receiver.recv()
+        except EOFError:
+            child.join()
+            raise RuntimeError(f"the forked process building beside this task ended without a result "
+                               f"(exit code {child.exitcode}; -9 is the kernel's out-of-memory kill)") from None
+        child.join()
+        if not ok:
+            raise value
+        return value
+
+    try:
+        yield result
+    finally:
+        if child.is_alive():
+            child.terminate()
+        child.join()
+        receiver.close()
+
+
+def _send_outcome(work: Callable[[], T], sender) -> None:
+    _default_sigterm()
+    try:
+        outcome = (True, work())
+    except BaseException as exc:   # sent to the parent, which raises it
+        try:
+            pickle.dumps(exc)
+        except Exception:
+            exc = RuntimeError(f"{type(exc).__name__}: {exc}")
+        outcome = (False, exc)
+    sender.send(outcome)
+    sender.close()

@@ -1,0 +1,60 @@
+"""govdata.forking.beside: work in a forked process beside the caller, its result or its failure
+brought back, and no process left behind."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from govdata.forking import beside
+
+
+def test_the_result_comes_from_a_forked_process():
+    parent = os.getpid()
+    with beside(lambda: {"pid": os.getpid(), "rows": [1, 2, 3]}) as result:
+        here = sum(range(10))
+        got = result()
+    assert (here, got["rows"]) == (45, [1, 2, 3])
+    assert got["pid"] != parent
+
+
+def test_the_childs_exception_is_raised_by_the_caller():
+    def fails():
+        raise ValueError("table fact_application: column rating cannot be read as int8")
+
+    with beside(fails) as result, pytest.raises(ValueError, match="^table fact_application: column rating"):
+        result()
+
+
+def test_an_exception_that_cannot_be_pickled_comes_back_as_its_text():
+    class Local(Exception):   # a local class: pickle cannot name it
+        pass
+
+    def fails():
+        raise Local("owners: 3 holders")
+
+    with beside(fails) as result, pytest.raises(RuntimeError, match="^Local: owners: 3 holders$"):
+        result()
+
+
+def test_a_child_killed_by_the_kernel_is_an_error_naming_its_exit_code():
+    with beside(lambda: os.kill(os.getpid(), signal.SIGKILL)) as result, \
+            pytest.raises(RuntimeError, match=r"ended without a result \(exit code -9"):
+        result()
+
+
+def test_a_caller_failing_first_leaves_no_child_running(tmp_path):
+    marker = tmp_path / "pid"
+
+    def waits():
+        marker.write_text(str(os.getpid()))
+        time.sleep(600)
+
+    with pytest.raises(KeyError), beside(waits):
+        while not marker.exists():
+            time.sleep(0.01)
+        raise KeyError("the caller's own failure")
+    with pytest.raises(ProcessLookupError):   # terminated and reaped
+        os.kill(int(marker.read_text()), 0)
