@@ -125,6 +125,13 @@ class _DuckDB(_DB):
             os.umask(old)
         os.chmod(vault_path, 0o600)
 
+    def sibling(self) -> _DuckDB:
+        """A second connection to the same open database: its own transaction, the same attached
+        files and settings (closed with this one)."""
+        other = object.__new__(_DuckDB)
+        other.con = self.con.cursor()
+        return other
+
     def execute(self, sql, params=()):
         self.con.execute(sql, list(params))
 

@@ -19,7 +19,11 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -74,89 +78,198 @@ def load_tables(url: str, tables: dict[str, pd.DataFrame | pa.Table | StagedTabl
     failure loads nothing. `scopes` gives the record scope of `record` tables (quarantine, see
     record_scope). A table may be a DataFrame, an Arrow table with the warehouse types
     (staging.to_arrow) or a StagedTable (lake Parquet, streamed into the warehouse)."""
-    arrows = {name: frame if isinstance(frame, (pa.Table, StagedTable)) else to_arrow(name, frame)
-              for name, frame in tables.items() if frame is not None}
-    scoped = {name: record_scope((scopes or {}).get(name), arrow) for name, arrow in arrows.items()
-              if table_for(name).info["merge"][0] == "record"}
-    vault_names = [n for n in arrows if table_for(n).schema == VAULT_SCHEMA]
-    main_names = [t.name for t in metadata.sorted_tables if t.name in arrows and t.name not in vault_names]
-    started = time.perf_counter()
+    with open_load(url, run_id, scopes=scopes) as load:
+        for name, frame in tables.items():
+            load.add(name, frame)
+        return load.commit()
 
-    def merge_main(db: _DB) -> None:
-        for name in main_names:
-            _merge(db, name, arrows[name], scoped.get(name))
-        _drop_orphaned_masters(db, main_names)
-        _count_quarantine(db, main_names)
 
-    if backend_of(url) == "duckdb":
-        _load_duckdb(url, arrows, vault_names, merge_main, run_id)
-    else:
-        with connect(url) as db:
+@contextmanager
+def open_load(url: str, run_id: str, *, scopes: dict[str, pd.DataFrame | pa.Table] | None = None
+              ) -> Iterator[WarehouseLoad]:
+    """A load whose tables are handed over one by one as each is complete (WarehouseLoad.add),
+    then committed together (WarehouseLoad.commit). Leaving the block without commit, or with an
+    exception, loads nothing."""
+    load = WarehouseLoad(url, run_id, scopes)
+    try:
+        yield load
+    finally:
+        load.close()
+
+
+_COMMIT, _ABORT = object(), object()
+
+
+class WarehouseLoad:
+    """One load in progress. DuckDB: each table is merged on a background thread as soon as it is
+    added (DuckDB works without the GIL), inside the open warehouse and vault transactions, while
+    the caller builds the next table; commit runs the one-commit protocol (_commit_duckdb).
+    PostgreSQL: the tables are merged in commit, in one transaction."""
+
+    def __init__(self, url: str, run_id: str, scopes: dict | None):
+        self.url, self.run_id, self.scopes = url, run_id, scopes or {}
+        self.rows: dict[str, int] = {}
+        self.started = time.perf_counter()
+        self._done = False
+        if backend_of(url) == "duckdb":
+            self._queue: queue.SimpleQueue = queue.SimpleQueue()
+            self._failure: BaseException | None = None
+            self._thread = threading.Thread(target=self._merge_duckdb_tables, name="govdata-load-merge", daemon=True)
+            self._thread.start()
+        else:
+            self._thread, self._tables = None, {}
+
+    def add(self, name: str, frame: pd.DataFrame | pa.Table | StagedTable | None) -> None:
+        """Hand over a complete table (None: nothing to load). Raises a merge failure of an
+        earlier table at once, so the caller stops building."""
+        if frame is None:
+            return
+        if name in self.rows:
+            raise ValueError(f"table {name} was added to this load twice: give each table once, whole")
+        arrow = frame if isinstance(frame, (pa.Table, StagedTable)) else to_arrow(name, frame)
+        self.rows[name] = arrow.num_rows
+        if self._thread is None:
+            self._tables[name] = arrow
+            return
+        self._raise_failure()
+        self._queue.put((name, arrow))
+
+    def commit(self) -> dict[str, int]:
+        """Commit every added table together; returns rows per table (vault tables first)."""
+        if self._thread is None:
+            self._commit_postgres()
+        else:
+            self._queue.put(_COMMIT)
+            self._thread.join()
+            self._raise_failure()
+        self._done = True
+        log.info("run %s: loaded %d tables, %d rows in %.2f s", self.run_id, len(self.rows),
+                 sum(self.rows.values()), time.perf_counter() - self.started)
+        order = [t.name for t in metadata.sorted_tables if t.name in self.rows]
+        return {name: self.rows[name] for name in sorted(order, key=lambda n: table_for(n).schema != VAULT_SCHEMA)}
+
+    def close(self) -> None:
+        """Without a commit: roll back whatever was merged (the merges' thread ends)."""
+        if self._thread is not None and self._thread.is_alive():
+            self._queue.put(_ABORT)
+            self._thread.join()
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    def _scope(self, name: str, arrow) -> pa.Table | None:
+        if table_for(name).info["merge"][0] != "record":
+            return None
+        return record_scope(self.scopes.get(name), arrow)
+
+    # --- PostgreSQL: one transaction, vault schema included -----------------------------------
+    def _commit_postgres(self) -> None:
+        tables = self._tables
+        vault_names = [n for n in tables if table_for(n).schema == VAULT_SCHEMA]
+        main_names = [t.name for t in metadata.sorted_tables if t.name in tables and t.name not in vault_names]
+        with connect(self.url) as db:
             if _missing_tables(db):
                 db.close()
-                init_warehouse(url)
-                return load_tables(url, tables, run_id, scopes=scopes)
-            with db.transaction():   # the vault schema is in the same database: one transaction
+                init_warehouse(self.url)
+                return self._commit_postgres()
+            with db.transaction():
                 _tune_postgres(db)
                 for name in vault_names:
-                    _merge(db, name, arrows[name])
-                merge_main(db)
-    log.info("run %s: loaded %d tables, %d rows in %.2f s", run_id, len(arrows),
-             sum(a.num_rows for a in arrows.values()), time.perf_counter() - started)
-    return {name: arrows[name].num_rows for name in vault_names + main_names}
+                    _merge(db, name, tables[name])
+                for name in main_names:
+                    _merge(db, name, tables[name], self._scope(name, tables[name]))
+                _drop_orphaned_masters(db, main_names)
+                _count_quarantine(db, main_names)
+
+    # --- DuckDB: merges on this thread while the caller builds --------------------------------
+    def _merge_duckdb_tables(self) -> None:
+        try:
+            self._run_duckdb_load()
+        except BaseException as exc:   # re-raised in the caller's thread, as it was raised here
+            self._failure = exc
+
+    def _next_table(self):
+        item = self._queue.get()
+        if item is _ABORT:
+            raise _LoadAborted
+        return item
+
+    def _run_duckdb_load(self) -> None:
+        """The one commit on DuckDB. The warehouse transaction is open from the first table on;
+        the first vault table opens a second one, on a second connection to the same database,
+        into a copy of the vault file (`<vault>.pending`, 0600, recording its load id in
+        vault.vault_load). At commit the vault's transaction commits into the copy, the warehouse
+        transaction records the load id in vault_commit and commits, and only then is the copy
+        renamed over the vault. A crash before the warehouse commit leaves a copy that the next
+        connection discards; after it, one that it promotes."""
+        import uuid
+
+        from govdata.failpoints import failpoint
+
+        _, vault_path = duckdb_paths(self.url)
+        pending = vault_path + PENDING_SUFFIX
+        with vault_lock(vault_path):
+            with connect(self.url, vault=True) as db:   # recovers a pending copy left by a crash
+                missing = _missing_tables(db)
+                if not missing:
+                    db.execute(f"CHECKPOINT {VAULT_SCHEMA}")   # the file alone holds the vault (no WAL)
+            if missing:
+                init_warehouse(self.url)
+            with connect(self.url) as db:
+                # No reader may rely on a table's row order (PostgreSQL keeps none either), and
+                # keeping it makes DuckDB's parallel inserts leave row groups that the checkpoint
+                # rewrites: at 1M persons, the commit's checkpoint took 6-7 s, now under 1 s.
+                db.execute("SET preserve_insertion_order = false")
+                vault_db, load_id, merged = None, uuid.uuid4().hex, []
+                try:
+                    db.execute("BEGIN TRANSACTION")
+                    while (item := self._next_table()) is not _COMMIT:
+                        name, arrow = item
+                        if table_for(name).schema != VAULT_SCHEMA:
+                            _merge(db, name, arrow, self._scope(name, arrow))
+                            merged.append(name)
+                            continue
+                        if vault_db is None:
+                            _copy_private(vault_path, pending)
+                            vault_db = db.sibling()
+                            vault_db._attach_vault(pending)
+                            vault_db.execute("BEGIN TRANSACTION")
+                        _merge(vault_db, name, arrow)
+                    _drop_orphaned_masters(db, merged)
+                    _count_quarantine(db, merged)
+                    if vault_db is not None:
+                        vault_db.execute(f"DELETE FROM {VAULT_SCHEMA}.vault_load")
+                        vault_db.execute(f"INSERT INTO {VAULT_SCHEMA}.vault_load VALUES (?, ?)", (load_id, self.run_id))
+                        vault_db.execute("COMMIT")
+                        vault_db.execute(f"CHECKPOINT {VAULT_SCHEMA}")
+                        vault_db.execute(f"DETACH {VAULT_SCHEMA}")
+                        failpoint("load_vault_written")
+                        db.execute("INSERT INTO vault_commit VALUES (?, ?, ?)",
+                                   (load_id, self.run_id, datetime.now(UTC).replace(tzinfo=None)))
+                    db.execute("COMMIT")
+                except BaseException:
+                    _roll_back(db, vault_db)
+                    if vault_db is not None:
+                        _discard(pending)
+                    raise
+        if vault_db is not None:
+            failpoint("load_warehouse_committed")
+            _promote(pending, vault_path)
 
 
-def _load_duckdb(url: str, arrows: dict[str, pa.Table | StagedTable], vault_names: list[str], merge_main, run_id: str) -> None:
-    """One commit on DuckDB. Without vault changes: one transaction. With them: the vault's
-    changes go into a copy of the vault file (`<vault>.pending`, 0600, recording its load id in
-    vault.vault_load), the warehouse transaction records the load id in vault_commit, and only
-    then is the copy renamed over the vault. A crash before the warehouse commit leaves a copy
-    that the next connection discards; after it, one that it promotes."""
-    import uuid
+class _LoadAborted(Exception):
+    """The caller left the load without committing it."""
 
-    from govdata.failpoints import failpoint
 
-    _, vault_path = duckdb_paths(url)
-    pending = vault_path + PENDING_SUFFIX
-    with vault_lock(vault_path):
-        with connect(url, vault=True) as db:   # recovers a pending copy left by a crash
-            missing = _missing_tables(db)
-            if vault_names and not missing:
-                db.execute(f"CHECKPOINT {VAULT_SCHEMA}")   # the file alone holds the vault (no WAL)
-        if missing:
-            init_warehouse(url)
-        with connect(url) as db:
-            # No reader may rely on a table's row order (PostgreSQL keeps none either), and
-            # keeping it makes DuckDB's parallel inserts leave row groups that the checkpoint
-            # rewrites: at 1M persons, the commit's checkpoint took 6-7 s, now under 1 s.
-            db.execute("SET preserve_insertion_order = false")
-            if not vault_names:
-                with db.transaction():
-                    merge_main(db)
-                return
-            load_id = uuid.uuid4().hex
-            _copy_private(vault_path, pending)
-            try:
-                db._attach_vault(pending)
-                with db.transaction():
-                    for name in vault_names:
-                        _merge(db, name, arrows[name])
-                    db.execute(f"DELETE FROM {VAULT_SCHEMA}.vault_load")
-                    db.execute(f"INSERT INTO {VAULT_SCHEMA}.vault_load VALUES (?, ?)", (load_id, run_id))
-                db.execute(f"CHECKPOINT {VAULT_SCHEMA}")
-                db.execute(f"DETACH {VAULT_SCHEMA}")
-                failpoint("load_vault_written")
-                with db.transaction():
-                    merge_main(db)
-                    db.execute("INSERT INTO vault_commit VALUES (?, ?, ?)",
-                               (load_id, run_id, datetime.now(UTC).replace(tzinfo=None)))
-            except BaseException:
-                if VAULT_SCHEMA in {r[0] for r in db.fetchall("SELECT database_name FROM duckdb_databases()")}:
-                    db.execute(f"DETACH {VAULT_SCHEMA}")
-                _discard(pending)
-                raise
-        failpoint("load_warehouse_committed")
-        _promote(pending, vault_path)
+def _roll_back(db: _DB, vault_db: _DB | None) -> None:
+    """Undo both open transactions and let go of the pending vault copy (its file is discarded)."""
+    for con in (vault_db, db):
+        if con is not None:
+            with suppress(Exception):   # a transaction DuckDB already aborted, or one committed
+                con.execute("ROLLBACK")
+    if VAULT_SCHEMA in {r[0] for r in db.fetchall("SELECT database_name FROM duckdb_databases()")}:
+        db.execute(f"DETACH {VAULT_SCHEMA}")
 
 
 def _copy_private(source: str, target: str) -> None:
@@ -204,6 +317,7 @@ __all__ = [
     "init_warehouse",
     "load_tables",
     "mart_sql",
+    "open_load",
     "pg_conninfo",
     "read_arrow_table",
     "read_table",
