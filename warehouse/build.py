@@ -286,11 +286,23 @@ def iter_tables(link, std, quarantine: pd.DataFrame, standards, key: bytes, run_
     yielded several times: its rows are the parts together). Tokens and vault ciphertexts are
     computed on `workers` forked processes (default one per core, at most two; 1: in this
     process); `report`, when given, receives their workers_peak_rss_mb at the end."""
+    yield from _on_crypto_workers(_iter_tables(link, std, quarantine, standards, key, run_id,
+                                               name_masking=name_masking, previous=previous), workers, report)
+
+
+def iter_entity_tables(link, key: bytes, run_id: str, *, name_masking: str | None = None,
+                       workers: int | None = None, report: dict | None = None) -> Iterator[tuple[str, pd.DataFrame]]:
+    """entity_tables as iter_tables gives them (tokens and ciphertexts on `workers` forked
+    processes), for a build that runs owner_fact_tables beside it (the load stage)."""
+    yield from _on_crypto_workers(entity_tables(link, key, run_id, name_masking=name_masking), workers, report)
+
+
+def _on_crypto_workers(tables: Iterator[tuple[str, pd.DataFrame]], workers: int | None, report: dict | None
+                       ) -> Iterator[tuple[str, pd.DataFrame]]:
     workers = default_workers() if workers is None else workers
-    # the pool is forked once, now, while the process is small
+    # the pool is forked once, when the first table is asked for, while the process is small
     with crypto_workers(workers) as workers_report:
-        yield from _iter_tables(link, std, quarantine, standards, key, run_id, name_masking=name_masking,
-                                previous=previous)
+        yield from tables
     if report is not None:
         report["workers_peak_rss_mb"] = workers_report.get("workers_peak_rss_mb", 0)
 
@@ -305,7 +317,27 @@ def _person_tables(rows: Callable[[], tuple[pd.DataFrame, pd.DataFrame]]) -> Ite
 def _iter_tables(link, std, quarantine: pd.DataFrame, standards, key: bytes, run_id: str, *,
                  name_masking: str | None = None, previous: dict[str, pd.DataFrame] | None = None
                  ) -> Iterator[tuple[str, pd.DataFrame]]:
-    previous = previous or {}
+    xrefs: dict = {}
+    yield from entity_tables(link, key, run_id, name_masking=name_masking, xrefs=xrefs)
+    yield from owner_fact_tables(link, std, quarantine, standards, key, run_id, xrefs, previous=previous)
+
+
+def xref_paths(link) -> dict[str, list[str] | None] | None:
+    """The xref lake files per entity that owner_fact_tables scans for every record's keys, when
+    `link` holds lake paths (the load stage's LinkFrames); None for frames."""
+    paths = getattr(link, "paths", None)
+    if paths is None:
+        return None
+    return {entity: [paths[n] for n in _LINK_NAMES[f"xref_{entity}"] if n in paths] or None
+            for entity in ("person", "enterprise")}
+
+
+def entity_tables(link, key: bytes, run_id: str, *, name_masking: str | None = None, xrefs: dict | None = None
+                  ) -> Iterator[tuple[str, pd.DataFrame]]:
+    """The persons' and enterprises' tables: dimensions and vault rows, xrefs, master id history
+    and review pairs. `xrefs`, when given, receives what owner_fact_tables needs of the xrefs
+    (xref_paths, or the records' keys when `link` holds frames)."""
+    xrefs = {} if xrefs is None else xrefs
     name_masking = name_masking or os.environ.get("GOVDATA_NAME_MASKING", "none")
     later = None
     for golden in _link_chunks(link, "dim_person"):
@@ -324,7 +356,6 @@ def _iter_tables(link, std, quarantine: pd.DataFrame, standards, key: bytes, run
         yield "dim_enterprise", dim
         yield "vault_enterprise", vault
         del dim, vault
-    xrefs = {}
     paths = getattr(link, "paths", None)
     for name, (entity, id_col) in (("xref_person", ("person", "person_id")),
                                    ("xref_enterprise", ("enterprise", "enterprise_id"))):
@@ -336,7 +367,7 @@ def _iter_tables(link, std, quarantine: pd.DataFrame, standards, key: bytes, run
             yield name, frame
             del frame
         if paths is not None:   # lake files: the owners' DuckDB scans the keys from them itself
-            xrefs[entity] = [paths[n] for n in _LINK_NAMES[name] if n in paths] or None
+            xrefs[entity] = xref_paths(link)[entity]
         else:
             xrefs[entity] = pd.concat(keys, ignore_index=True) if keys else None
         del keys
@@ -348,6 +379,14 @@ def _iter_tables(link, std, quarantine: pd.DataFrame, standards, key: bytes, run
             yield name, rows(frame)
         del frame
 
+
+def owner_fact_tables(link, std, quarantine: pd.DataFrame | None, standards, key: bytes, run_id: str,
+                      xrefs: dict, *, previous: dict[str, pd.DataFrame] | None = None
+                      ) -> Iterator[tuple[str, pd.DataFrame]]:
+    """identifier_owner, the calendar, the facts with their owners and fact_owner_change, and the
+    small dimensions (regions, service items, sources) and quarantine. Needs of the link outputs
+    only `xrefs` (entity_tables' or xref_paths'), so it may be built beside entity_tables."""
+    previous = previous or {}
     owners, changes = [], {}
     for entity in ("person", "enterprise"):
         rows, changes[entity] = identifier_owners(xrefs[entity], lean_parts_of_kind(std, entity, HOLDER_COLUMNS),
@@ -423,9 +462,12 @@ __all__ = [
     "enterprise_rows",
     "fact_owner_changes",
     "identifier_holders",
+    "entity_tables",
     "identifier_owners",
+    "iter_entity_tables",
     "iter_tables",
     "mask_names",
+    "owner_fact_tables",
     "owner_lookup",
     "person_rows",
     "region_rows",
@@ -434,4 +476,5 @@ __all__ = [
     "service_item_rows",
     "source_rows",
     "working_days_between",
+    "xref_paths",
 ]

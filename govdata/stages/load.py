@@ -14,49 +14,76 @@ from govdata.stages.common import LINKERS, _source, _timed
 
 @_timed
 def load(normalised: list[dict], validated: dict, linked: dict, run: dict) -> dict:
-    """Builds the warehouse tables one at a time (warehouse.build.iter_tables), each input read
-    from the lake when needed; every table becomes Arrow at once and the big ones are staged as
-    lake Parquet (warehouse.staging.Stager), so the process never holds the run's tables
-    together. The load then streams them into the warehouse in one commit."""
+    """Builds the warehouse tables one at a time (warehouse.build), each input read from the lake
+    when needed; every table becomes Arrow at once and the big ones are staged as lake Parquet
+    (warehouse.staging.Stager), so no process holds the run's tables together. The persons' and
+    enterprises' tables are built here, the owners' and facts' in a forked process beside them.
+    The load streams each process's tables into the warehouse as soon as they are built, all in
+    one commit."""
+    from govdata.forking import beside
     from govdata.settings import get_settings
     from govdata.standards.registry import load_standards
-    from govdata.warehouse.build import iter_tables
-    from govdata.warehouse.load import backend_of, load_tables
+    from govdata.warehouse.build import iter_entity_tables
+    from govdata.warehouse.load import backend_of, open_load
     from govdata.warehouse.staging import Stager
 
-    url = run["warehouse_url"]
-    stager = Stager(run_path(run["lake"], run["run_id"], "load"), sort=backend_of(url) == "postgresql")
+    url, run_id = run["warehouse_url"], run["run_id"]
+    folder, sort = run_path(run["lake"], run_id, "load"), backend_of(url) == "postgresql"
+    stager = Stager(folder, sort=sort)
     quarantine = pd.concat([read_parquet(n["quarantine_path"]) for n in normalised], ignore_index=True)
-    changes, reviewed, marked_tables, workers = None, False, set(), {}
-    try:
-        for name, frame in iter_tables(LinkFrames(linked["paths"]), SourceFrames(normalised), quarantine,
-                                       load_standards(), get_settings().token_key(), run["run_id"],
-                                       previous=previous_owner_state(url), report=workers):
-            if name in ("xref_person", "xref_enterprise") and name not in marked_tables:
-                marked_tables.add(name)   # an xref comes in chunks: its deleted records' rows once
-                marked = _deleted_xref(normalised, name, run)
-                if not marked.empty:
-                    frame = pd.concat([frame, marked[frame.columns]], ignore_index=True)
-            elif name == "review_queue":
-                frame, reviewed = _with_closed_reviews(run, frame, linked), True
-            elif name == "fact_owner_change":
+    link, key, reviewed, marked_tables, workers = LinkFrames(linked["paths"]), get_settings().token_key(), False, set(), {}
+    previous = previous_owner_state(url)
+
+    def owners_and_facts() -> dict:
+        """The owners, facts and small dimensions, staged in a folder of their own."""
+        from govdata.memory import peak_rss_mb
+        from govdata.warehouse.build import owner_fact_tables, xref_paths
+
+        staged, changes = Stager(f"{folder}/owners", sort=sort), None
+        for name, frame in owner_fact_tables(link, SourceFrames(normalised), quarantine, load_standards(), key,
+                                             run_id, xref_paths(link), previous=previous):
+            if name == "fact_owner_change":
                 changes = frame
-            stager.add(name, frame)
+            staged.add(name, frame)
             del frame
-        if not reviewed:
-            stager.add("review_queue", _with_closed_reviews(run, None, linked))
-        stager.add("dq_result", read_parquet(validated["dq_path"]))
-        stager.add("etl_state", etl_state_rows(normalised, run))
-        stager.add("etl_run", etl_run_row(normalised, linked, run))
-        stager.add("link_model", link_model_rows(linked, run))
-        failpoint("load")
-        release_memory()   # the build's freed memory back to the OS before DuckDB's merges take theirs
-        counts = load_tables(url, stager.tables, run["run_id"],
-                             scopes={"quarantine": quarantine_scope(normalised, run)})
+        return {"tables": staged.tables, "changes": changes, "peak_rss_mb": peak_rss_mb()}
+
+    try:
+        # The owners and facts need of the link outputs only the xref files: they are built in a
+        # forked process beside the persons' and enterprises' tables (the task's second core).
+        with beside(owners_and_facts) as owners_facts:
+            for name, frame in iter_entity_tables(link, key, run_id, report=workers):
+                if name in ("xref_person", "xref_enterprise") and name not in marked_tables:
+                    marked_tables.add(name)   # an xref comes in chunks: its deleted records' rows once
+                    marked = _deleted_xref(normalised, name, run)
+                    if not marked.empty:
+                        frame = pd.concat([frame, marked[frame.columns]], ignore_index=True)
+                elif name == "review_queue":
+                    frame, reviewed = _with_closed_reviews(run, frame, linked), True
+                stager.add(name, frame)
+                del frame
+            if not reviewed:
+                stager.add("review_queue", _with_closed_reviews(run, None, linked))
+            stager.add("dq_result", read_parquet(validated["dq_path"]))
+            stager.add("etl_state", etl_state_rows(normalised, run))
+            stager.add("etl_run", etl_run_row(normalised, linked, run))
+            stager.add("link_model", link_model_rows(linked, run))
+            release_memory()   # the build's freed memory back to the OS before DuckDB's merges take theirs
+            # Opened once this process has read the warehouse (it holds the file with one
+            # configuration at a time): these tables are merged while the owners and facts are built.
+            with open_load(url, run_id, scopes={"quarantine": quarantine_scope(normalised, run)}) as warehouse:
+                for name, table in stager.tables.items():
+                    warehouse.add(name, table)
+                built = owners_facts()
+                for name, table in built["tables"].items():
+                    warehouse.add(name, table)
+                failpoint("load")
+                counts = warehouse.commit()
     finally:
-        stager.remove_files()
-    return {"tables": {k: int(v) for k, v in counts.items()}, "owner_changes": owner_change_summary(changes),
-            "workers_peak_rss_mb": workers.get("workers_peak_rss_mb", 0)}   # tokens and ciphertexts on forked workers
+        stager.remove_files()   # the owners' folder with it; after the merges (open_load's exit waits for them)
+    return {"tables": {k: int(v) for k, v in counts.items()}, "owner_changes": owner_change_summary(built["changes"]),
+            # tokens and ciphertexts on forked workers, the owners and facts in a forked process
+            "workers_peak_rss_mb": max(workers.get("workers_peak_rss_mb", 0), built["peak_rss_mb"])}
 
 
 def _with_closed_reviews(run: dict, fresh: pd.DataFrame | None, linked: dict) -> pd.DataFrame | None:
