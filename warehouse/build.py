@@ -357,6 +357,8 @@ def entity_tables(link, key: bytes, run_id: str, *, name_masking: str | None = N
         yield "vault_enterprise", vault
         del dim, vault
     paths = getattr(link, "paths", None)
+    if paths is not None:   # lake files: the owners' DuckDB scans the keys from them itself
+        xrefs.update(xref_paths(link))
     for name, (entity, id_col) in (("xref_person", ("person", "person_id")),
                                    ("xref_enterprise", ("enterprise", "enterprise_id"))):
         keys = []
@@ -366,9 +368,7 @@ def entity_tables(link, key: bytes, run_id: str, *, name_masking: str | None = N
             frame = _table_columns(frame.assign(run_id=run_id, is_deleted=False), name)
             yield name, frame
             del frame
-        if paths is not None:   # lake files: the owners' DuckDB scans the keys from them itself
-            xrefs[entity] = xref_paths(link)[entity]
-        else:
+        if paths is None:
             xrefs[entity] = pd.concat(keys, ignore_index=True) if keys else None
         del keys
     for name, rows in (("master_id_history", lambda f: _table_columns(f.assign(run_id=f.get("run_id", run_id)),

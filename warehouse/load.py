@@ -103,14 +103,13 @@ _COMMIT, _ABORT = object(), object()
 class WarehouseLoad:
     """One load in progress. DuckDB: each table is merged on a background thread as soon as it is
     added (DuckDB works without the GIL), inside the open warehouse and vault transactions, while
-    the caller builds the next table; commit runs the one-commit protocol (_commit_duckdb).
+    the caller builds the next table; commit runs the one-commit protocol (_run_duckdb_load).
     PostgreSQL: the tables are merged in commit, in one transaction."""
 
     def __init__(self, url: str, run_id: str, scopes: dict | None):
         self.url, self.run_id, self.scopes = url, run_id, scopes or {}
         self.rows: dict[str, int] = {}
         self.started = time.perf_counter()
-        self._done = False
         if backend_of(url) == "duckdb":
             self._queue: queue.SimpleQueue = queue.SimpleQueue()
             self._failure: BaseException | None = None
@@ -142,7 +141,6 @@ class WarehouseLoad:
             self._queue.put(_COMMIT)
             self._thread.join()
             self._raise_failure()
-        self._done = True
         log.info("run %s: loaded %d tables, %d rows in %.2f s", self.run_id, len(self.rows),
                  sum(self.rows.values()), time.perf_counter() - self.started)
         order = [t.name for t in metadata.sorted_tables if t.name in self.rows]
