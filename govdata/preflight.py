@@ -47,6 +47,9 @@ class Check:
 class Report:
     checks: list[Check] = field(default_factory=list)
     sources: list = field(default_factory=list)  # SourceConfig of every valid source YAML
+    # the database's own cheap estimate of each source table's rows (catalogue statistics, never
+    # a count): the plan starts the largest extracts first
+    estimated_rows: dict = field(default_factory=dict)
 
     @property
     def problems(self) -> list[Check]:
@@ -177,6 +180,7 @@ def check_source_database(config, report: Report, resolve_airflow_connections: b
                             "correct table: in the source YAML" + _did_you_mean(config.table, tables, "tables there"))
                 return
             columns = [c["name"] for c in inspector.get_columns(config.table)]
+            report.estimated_rows[config.name] = estimated_rows(conn, config.table)
     except Exception as exc:  # noqa: BLE001 - driver errors of every kind become one line
         shown = url.render_as_string(hide_password=True)
         _fail_by_kind(report, where, exc,
@@ -187,6 +191,38 @@ def check_source_database(config, report: Report, resolve_airflow_connections: b
         if engine is not None:
             engine.dispose()
     _check_columns(config, columns, where, report)
+
+
+def estimated_rows(conn, table: str) -> int | None:
+    """The rows of `table` as the database estimates them without reading it (None when it cannot):
+    SQLite the rowid span, PostgreSQL reltuples (its planner's count, kept by ANALYZE and
+    autovacuum), MariaDB/MySQL information_schema.tables.table_rows, DuckDB estimated_size."""
+    import sqlalchemy as sa
+
+    backend = conn.dialect.name
+    queries = {
+        "sqlite": f'SELECT max(rowid) - min(rowid) + 1 FROM "{table}"',
+        "postgresql": "SELECT reltuples FROM pg_class WHERE oid = to_regclass(:table)",
+        "mysql": "SELECT table_rows FROM information_schema.tables WHERE table_schema = database() "
+                 "AND table_name = :table",
+        "mariadb": "SELECT table_rows FROM information_schema.tables WHERE table_schema = database() "
+                   "AND table_name = :table",
+        "duckdb": "SELECT estimated_size FROM duckdb_tables() WHERE table_name = :table",
+    }
+    if backend not in queries or '"' in table:
+        return None
+    try:
+        value = conn.execute(sa.text(queries[backend]), {"table": table}).scalar()
+    except Exception:  # noqa: BLE001 - an estimate only orders the extracts; the read itself checks the table
+        conn.rollback()
+        return None
+    return None if value is None or float(value) < 0 else int(value)   # PostgreSQL: -1 = never analysed
+
+
+def by_estimated_rows(sources: list, estimates: dict) -> list:
+    """Largest estimated first (unknown last), ties by name: the longest extracts start first, so
+    the last to finish is not a large one started late."""
+    return sorted(sources, key=lambda s: (-(estimates.get(s.name) or -1), s.name))
 
 
 def _check_columns(config, columns: list[str], where: str, report: Report) -> None:

@@ -113,3 +113,60 @@ def test_plan_raises_one_config_error_with_every_problem(tmp_path):
         "warehouse foo:///x: unsupported warehouse scheme 'foo' — pass --warehouse (or set GOVDATA_WAREHOUSE_URL) "
         "as duckdb:///path/warehouse.duckdb or postgresql+psycopg://user@host/db")
     assert not (tmp_path / "gone.sqlite").exists()
+
+
+def _estimate(url: str, table: str = "person_register") -> int | None:
+    from govdata.preflight import estimated_rows
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return estimated_rows(conn, table)
+    finally:
+        engine.dispose()
+
+
+def _fill(url: str, rows: int, analyse: str | None = None) -> None:
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE IF EXISTS person_register")
+            conn.exec_driver_sql("CREATE TABLE person_register (rid INTEGER PRIMARY KEY, xm VARCHAR(20))")
+            conn.execute(sa.text("INSERT INTO person_register VALUES (:rid, :xm)"),
+                         [{"rid": i, "xm": f"n{i}"} for i in range(1, rows + 1)])
+            if analyse:
+                conn.exec_driver_sql(analyse)
+    finally:
+        engine.dispose()
+
+
+def test_estimated_rows_from_each_databases_catalogue(tmp_path, postgres_url, mariadb_url):
+    sqlite_url = f"sqlite:///{tmp_path / 'dept.sqlite'}"
+    _fill(sqlite_url, 1200)
+    assert _estimate(sqlite_url) == 1200            # the rowid span: exact while no row was deleted
+    assert _estimate(sqlite_url, "no_such_table") is None
+    _fill(f"duckdb:///{tmp_path / 'dept.duckdb'}", 1200)
+    assert _estimate(f"duckdb:///{tmp_path / 'dept.duckdb'}") == 1200
+    _fill(postgres_url, 1200)
+    assert _estimate(postgres_url) is None          # never analysed: PostgreSQL does not know
+    _fill(postgres_url, 1200, analyse="ANALYZE person_register")
+    assert _estimate(postgres_url) == 1200
+    _fill(mariadb_url, 1200, analyse="ANALYZE TABLE person_register")
+    assert _estimate(mariadb_url) == 1200            # InnoDB's estimate: exact on a fresh small table
+
+
+def test_the_plan_lists_the_largest_sources_first(tmp_path):
+    from govdata.stages import plan_run
+
+    folder = tmp_path / "sources"
+    for name, rows in (("small", 3), ("large", 30), ("middle", 10), ("also_middle", 10)):
+        db = tmp_path / f"{name}.sqlite"
+        with sqlite3.connect(db) as con:
+            con.execute("CREATE TABLE person_register (rid TEXT, sfzh TEXT, xm TEXT)")
+            con.executemany("INSERT INTO person_register VALUES (?, NULL, NULL)", [(str(i),) for i in range(rows)])
+        _source_yaml(folder, f"sqlite:///{db}").rename(folder / f"{name}.yaml")
+        text = (folder / f"{name}.yaml").read_text(encoding="utf-8").replace("name: dept", f"name: {name}")
+        (folder / f"{name}.yaml").write_text(text, encoding="utf-8")
+    run = plan_run(str(folder), str(tmp_path / "lake"), f"duckdb:///{tmp_path / 'wh.duckdb'}", "manual__1")
+    assert [(s["name"], s["estimated_rows"]) for s in run["sources"]] == [
+        ("large", 30), ("also_middle", 10), ("middle", 10), ("small", 3)]
