@@ -8,7 +8,7 @@ import os
 import pickle
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
@@ -77,30 +77,53 @@ def beside(work: Callable[[], T]) -> Iterator[Callable[[], T]]:
     for its (pickled) result, re-raising the exception it raised. The child takes SIGTERM's
     default action and is terminated if the caller leaves without its result (it failed). Where
     this process may not fork (can_fork), `work` runs in this process when its result is asked for."""
+    def one() -> Iterator[T]:
+        yield work()
+
+    with beside_items(one) as items:
+        def result() -> T:
+            value = next(items)
+            for _ in items:   # the child's end: joined
+                pass
+            return value
+
+        yield result
+
+
+@contextmanager
+def beside_items(work: Callable[[], Iterable[T]]) -> Iterator[Iterator[T]]:
+    """beside for work that yields its results one by one: each reaches the caller as soon as
+    the child sent it (pickled), so the caller may use the first while the child builds the
+    next; the exception the work raised comes in its place. Where this process may not fork,
+    the work runs in this process as the items are asked for."""
     if not can_fork():
-        yield work
+        yield iter(work())
         return
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
     with _forking_with_default_sigterm():
-        child = context.Process(target=_send_outcome, args=(work, sender), name="govdata-beside", daemon=False)
+        child = context.Process(target=_send_items, args=(work, sender), name="govdata-beside", daemon=False)
         child.start()
     sender.close()
 
-    def result() -> T:
-        try:
-            ok, value = receiver.recv()
-        except EOFError:
+    def items() -> Iterator[T]:
+        while True:
+            try:
+                kind, value = receiver.recv()
+            except EOFError:
+                child.join()
+                raise RuntimeError(f"the forked process building beside this task ended without a result "
+                                   f"(exit code {child.exitcode}; -9 is the kernel's out-of-memory kill)") from None
+            if kind == "item":
+                yield value
+                continue
             child.join()
-            raise RuntimeError(f"the forked process building beside this task ended without a result "
-                               f"(exit code {child.exitcode}; -9 is the kernel's out-of-memory kill)") from None
-        child.join()
-        if not ok:
-            raise value
-        return value
+            if kind == "error":
+                raise value
+            return
 
     try:
-        yield result
+        yield items()
     finally:
         if child.is_alive():
             child.terminate()
@@ -108,15 +131,17 @@ def beside(work: Callable[[], T]) -> Iterator[Callable[[], T]]:
         receiver.close()
 
 
-def _send_outcome(work: Callable[[], T], sender) -> None:
+def _send_items(work: Callable[[], Iterable[T]], sender) -> None:
     _default_sigterm()
     try:
-        outcome = (True, work())
+        for item in work():
+            sender.send(("item", item))
+        outcome = ("done", None)
     except BaseException as exc:   # sent to the parent, which raises it
         try:
             pickle.dumps(exc)
         except Exception:
             exc = RuntimeError(f"{type(exc).__name__}: {exc}")
-        outcome = (False, exc)
+        outcome = ("error", exc)
     sender.send(outcome)
     sender.close()

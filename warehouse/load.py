@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -85,12 +86,14 @@ def load_tables(url: str, tables: dict[str, pd.DataFrame | pa.Table | StagedTabl
 
 
 @contextmanager
-def open_load(url: str, run_id: str, *, scopes: dict[str, pd.DataFrame | pa.Table] | None = None
-              ) -> Iterator[WarehouseLoad]:
+def open_load(url: str, run_id: str, *, scopes: dict[str, pd.DataFrame | pa.Table] | None = None,
+              yield_cpu: bool = False) -> Iterator[WarehouseLoad]:
     """A load whose tables are handed over one by one as each is complete (WarehouseLoad.add),
     then committed together (WarehouseLoad.commit). Leaving the block without commit, or with an
-    exception, loads nothing."""
-    load = WarehouseLoad(url, run_id, scopes)
+    exception, loads nothing. `yield_cpu` (DuckDB): the merges run at a lower CPU priority
+    (nice), for a caller whose tables are still being built by other processes: those get the
+    cores first and the merges take what is left; alone, the merges run at full speed."""
+    load = WarehouseLoad(url, run_id, scopes, yield_cpu)
     try:
         yield load
     finally:
@@ -98,6 +101,7 @@ def open_load(url: str, run_id: str, *, scopes: dict[str, pd.DataFrame | pa.Tabl
 
 
 _COMMIT, _ABORT = object(), object()
+MERGE_NICENESS = 10   # yield_cpu: the merges' niceness (0 normal, 19 lowest)
 
 
 class WarehouseLoad:
@@ -106,8 +110,8 @@ class WarehouseLoad:
     the caller builds the next table; commit runs the one-commit protocol (_run_duckdb_load).
     PostgreSQL: the tables are merged in commit, in one transaction."""
 
-    def __init__(self, url: str, run_id: str, scopes: dict | None):
-        self.url, self.run_id, self.scopes = url, run_id, scopes or {}
+    def __init__(self, url: str, run_id: str, scopes: dict | None, yield_cpu: bool = False):
+        self.url, self.run_id, self.scopes, self.yield_cpu = url, run_id, scopes or {}, yield_cpu
         self.rows: dict[str, int] = {}
         self.started = time.perf_counter()
         if backend_of(url) == "duckdb":
@@ -207,6 +211,10 @@ class WarehouseLoad:
 
         _, vault_path = duckdb_paths(self.url)
         pending = vault_path + PENDING_SUFFIX
+        if self.yield_cpu and sys.platform.startswith("linux"):
+            # Linux: nice applies to this thread only, and to the threads it starts (the database's
+            # workers are started by its first connection, below); the caller keeps its priority
+            os.nice(MERGE_NICENESS)
         with vault_lock(vault_path):
             with connect(self.url, vault=True) as db:   # recovers a pending copy left by a crash
                 missing = _missing_tables(db)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 import pandas as pd
 
@@ -20,7 +20,7 @@ def load(normalised: list[dict], validated: dict, linked: dict, run: dict) -> di
     enterprises' tables are built here, the owners' and facts' in a forked process beside them.
     The load streams each process's tables into the warehouse as soon as they are built, all in
     one commit."""
-    from govdata.forking import beside
+    from govdata.forking import beside_items
     from govdata.settings import get_settings
     from govdata.standards.registry import load_standards
     from govdata.warehouse.build import iter_entity_tables
@@ -34,24 +34,26 @@ def load(normalised: list[dict], validated: dict, linked: dict, run: dict) -> di
     link, key, reviewed, marked_tables, workers = LinkFrames(linked["paths"]), get_settings().token_key(), False, set(), {}
     previous = previous_owner_state(url)
 
-    def owners_and_facts() -> dict:
-        """The owners, facts and small dimensions, staged in a folder of their own."""
+    def owners_and_facts() -> Iterator[tuple]:
+        """The owners, facts and small dimensions, staged in a folder of their own (every table
+        a file: only names and paths go to the task), each sent as ("table", name, staged) once
+        complete; last ("done", fact_owner_change, peak RSS)."""
         from govdata.memory import peak_rss_mb
         from govdata.warehouse.build import owner_fact_tables, xref_paths
 
-        staged, changes = Stager(f"{folder}/owners", sort=sort), None
-        for name, frame in owner_fact_tables(link, SourceFrames(normalised), quarantine, load_standards(), key,
-                                             run_id, xref_paths(link), previous=previous):
+        staged, changes = Stager(f"{folder}/owners", sort=sort, min_rows=0), None
+        for name, last_part in completed_tables(
+                owner_fact_tables(link, SourceFrames(normalised), quarantine, load_standards(), key, run_id,
+                                  xref_paths(link), previous=previous), staged):
             if name == "fact_owner_change":
-                changes = frame
-            staged.add(name, frame)
-            del frame
-        return {"tables": staged.tables, "changes": changes, "peak_rss_mb": peak_rss_mb()}
+                changes = last_part   # built in one part; the run report summarises it
+            yield "table", name, staged.tables.get(name)   # None: nothing to load
+        yield "done", changes, peak_rss_mb()
 
     try:
         # The owners and facts need of the link outputs only the xref files: they are built in a
         # forked process beside the persons' and enterprises' tables (the task's second core).
-        with beside(owners_and_facts) as owners_facts:
+        with beside_items(owners_and_facts) as owners_facts:
             for name, frame in iter_entity_tables(link, key, run_id, report=workers):
                 if name in ("xref_person", "xref_enterprise") and name not in marked_tables:
                     marked_tables.add(name)   # an xref comes in chunks: its deleted records' rows once
@@ -70,20 +72,46 @@ def load(normalised: list[dict], validated: dict, linked: dict, run: dict) -> di
             stager.add("link_model", link_model_rows(linked, run))
             release_memory()   # the build's freed memory back to the OS before DuckDB's merges take theirs
             # Opened once this process has read the warehouse (it holds the file with one
-            # configuration at a time): these tables are merged while the owners and facts are built.
-            with open_load(url, run_id, scopes={"quarantine": quarantine_scope(normalised, run)}) as warehouse:
+            # configuration at a time): these tables are merged while the owners and facts are
+            # built, and each of those as soon as the forked process has it complete. The merges
+            # yield the CPU to that process: it is the load's longest part.
+            with open_load(url, run_id, scopes={"quarantine": quarantine_scope(normalised, run)},
+                           yield_cpu=True) as warehouse:
                 for name, table in stager.tables.items():
                     warehouse.add(name, table)
-                built = owners_facts()
-                for name, table in built["tables"].items():
-                    warehouse.add(name, table)
+                for kind, first, second in owners_facts:
+                    if kind == "table":
+                        warehouse.add(first, second)
+                    else:
+                        changes, child_peak_rss_mb = first, second
                 failpoint("load")
                 counts = warehouse.commit()
     finally:
         stager.remove_files()   # the owners' folder with it; after the merges (open_load's exit waits for them)
-    return {"tables": {k: int(v) for k, v in counts.items()}, "owner_changes": owner_change_summary(built["changes"]),
+    return {"tables": {k: int(v) for k, v in counts.items()}, "owner_changes": owner_change_summary(changes),
             # tokens and ciphertexts on forked workers, the owners and facts in a forked process
-            "workers_peak_rss_mb": max(workers.get("workers_peak_rss_mb", 0), built["peak_rss_mb"])}
+            "workers_peak_rss_mb": max(workers.get("workers_peak_rss_mb", 0), child_peak_rss_mb)}
+
+
+def completed_tables(tables: Iterable[tuple[str, object]], stager) -> Iterator[tuple[str, object]]:
+    """Adds each (name, frame) to `stager`; yields (name, the frame) of each table once its
+    last part is added (the tables come one after another, a table's parts together). A table
+    that comes back after another began is an error: its first parts would be loaded alone."""
+    current, done = None, set()
+    last = None
+    for name, frame in tables:
+        if name != current:
+            if current is not None:
+                done.add(current)
+                yield current, last
+            if name in done:
+                raise RuntimeError(f"the load's table {name} was built in two separate parts")
+            current = name
+        stager.add(name, frame)
+        last = frame
+        del frame
+    if current is not None:
+        yield current, last
 
 
 def _with_closed_reviews(run: dict, fresh: pd.DataFrame | None, linked: dict) -> pd.DataFrame | None:

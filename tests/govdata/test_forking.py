@@ -58,3 +58,38 @@ def test_a_caller_failing_first_leaves_no_child_running(tmp_path):
         raise KeyError("the caller's own failure")
     with pytest.raises(ProcessLookupError):   # terminated and reaped
         os.kill(int(marker.read_text()), 0)
+
+
+def test_items_reach_the_caller_while_the_child_still_works(tmp_path):
+    """beside_items: the first item is the caller's before the child makes the second (the child
+    waits for a file the caller writes once it has the first)."""
+    from govdata.forking import beside_items
+
+    go_on = tmp_path / "go_on"
+
+    def work():
+        yield ("table", "identifier_owner", os.getpid())
+        deadline = time.monotonic() + 30
+        while not go_on.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        yield ("table", "fact_application", go_on.exists())
+
+    with beside_items(work) as items:
+        first = next(items)
+        go_on.touch()
+        rest = list(items)
+    assert first[:2] == ("table", "identifier_owner") and first[2] != os.getpid()
+    assert rest == [("table", "fact_application", True)]
+
+
+def test_an_exception_after_some_items_comes_in_place_of_the_next():
+    from govdata.forking import beside_items
+
+    def work():
+        yield 1
+        raise ValueError("fact_certificate: 2 owners")
+
+    with beside_items(work) as items:
+        assert next(items) == 1
+        with pytest.raises(ValueError, match="^fact_certificate: 2 owners$"):
+            next(items)

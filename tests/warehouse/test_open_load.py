@@ -67,3 +67,26 @@ def test_a_table_added_twice_is_refused(warehouse_url):
         load.add("dim_region", world.build_world()["dim_region"])
         with pytest.raises(ValueError, match="^table dim_region was added to this load twice"):
             load.add("dim_region", world.build_world()["dim_region"])
+
+
+def test_yielding_the_cpu_loads_the_same_at_a_lower_priority(tmp_path):
+    """yield_cpu: the merges' thread (and the database threads it starts) at niceness 10, the
+    caller's thread untouched; the warehouse the same as a load at full priority."""
+    import os
+    import time
+
+    url = f"duckdb:///{tmp_path / 'warehouse.duckdb'}"
+    counts = load_tables(url, world.build_world(), world.RUN)
+    expected = dump(url)
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    with open_load(url, world.RUN, yield_cpu=True) as load:
+        tid = load._thread.native_id
+        for name, frame in world.build_world().items():
+            load.add(name, frame)
+        deadline = time.monotonic() + 10
+        while os.getpriority(os.PRIO_PROCESS, tid) == mine and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert os.getpriority(os.PRIO_PROCESS, tid) == mine + 10
+        assert load.commit() == counts
+    assert os.getpriority(os.PRIO_PROCESS, 0) == mine
+    assert dump(url) == expected

@@ -134,3 +134,24 @@ def test_identifier_tokens_are_privacy_tokens():
     assert first.tolist() == token(values, world.KEY).tolist() == again.iloc[::-1].tolist()
     assert first.iloc[1] is pd.NA and first.iloc[0] == first.iloc[2]
     assert other_key.tolist() == token(values, b"\x22" * 32).tolist() != first.tolist()
+
+
+def test_completed_tables_hands_over_each_table_once_its_last_part_is_staged(tmp_path):
+    from govdata.stages.load import completed_tables
+
+    def part(n: int) -> pd.DataFrame:
+        return pd.DataFrame({"run_id": ["r1"] * n, "source_system": ["gongan"] * n,
+                             "source_record_id": [f"{n}-{i}" for i in range(n)]})
+
+    stager = Stager(str(tmp_path / "owners"), min_rows=0)
+    seen = []
+    for name, last in completed_tables([("quarantine", part(2)), ("quarantine", part(3)), ("dim_source", None)],
+                                       stager):
+        seen.append((name, stager.tables.get(name).num_rows if name in stager.tables else None,
+                     None if last is None else len(last)))
+    assert seen == [("quarantine", 5, 3), ("dim_source", None, None)]
+    assert isinstance(stager.tables["quarantine"], StagedTable)   # min_rows=0: every table a file
+
+    with pytest.raises(RuntimeError, match="^the load's table quarantine was built in two separate parts$"):
+        list(completed_tables([("quarantine", part(1)), ("dim_source", None), ("quarantine", part(1))],
+                              Stager(str(tmp_path / "again"), min_rows=0)))
