@@ -68,10 +68,13 @@ def _result(source: str, current_path: str, deleted_path: str, deleted: int, cha
 
 def with_snapshots(normalised: list[dict], snapshots: list[dict]) -> list[dict]:
     """Each source's normalise result with its snapshot's paths and counts (SNAPSHOT_KEYS), joined
-    by source name: what validate, link, load and the manifest read. Normalise's own timing keys
-    stay as they are; the snapshot task's timing stays in its own result."""
+    by source name: what validate, link, load and the manifest read, in source-name order whatever
+    order the sources ran in (the plan starts the largest first), so that nothing downstream
+    depends on the schedule. Normalise's own timing keys stay as they are; the snapshot task's
+    timing stays in its own result."""
     by_source = {s["source"]: s for s in snapshots}
     missing = [n["source"] for n in normalised if n["source"] not in by_source]
     if missing:
         raise KeyError(f"no snapshot result for source(s) {', '.join(missing)}")
-    return [{**n, **{k: by_source[n["source"]][k] for k in SNAPSHOT_KEYS}} for n in normalised]
+    return [{**n, **{k: by_source[n["source"]][k] for k in SNAPSHOT_KEYS}}
+            for n in sorted(normalised, key=lambda n: n["source"])]

@@ -86,15 +86,15 @@ def test_each_stage_keeps_its_own_timing_when_snapshots_join_the_normalise_resul
     from govdata.stages import SNAPSHOT_KEYS, with_snapshots
 
     timing = {"seconds": 3.0, "started": 10.0, "finished": 13.0, "startup_seconds": 0.5}
-    normalised = [{"source": "a", "rows_in": 2, **timing}, {"source": "b", "rows_in": 1, **timing}]
+    normalised = [{"source": "b", "rows_in": 1, **timing}, {"source": "a", "rows_in": 2, **timing}]
     snapshots = [{"source": s, "rows": 1, "current_path": f"{s}/current", "deleted_path": f"{s}/deleted",
                   "rows_deleted_at_source": 0, "changed_path": f"{s}/changed", "rows_changed": 1,
                   "seconds": 0.5, "started": 13.0, "finished": 13.5, "startup_seconds": 0.0} for s in ("b", "a")]
     joined = with_snapshots(normalised, snapshots)
-    assert [j["source"] for j in joined] == ["a", "b"]                      # in the normalise order
+    assert [j["source"] for j in joined] == ["a", "b"]                      # by name, whatever ran first
     assert all({k: j[k] for k in timing} == timing for j in joined)        # normalise's timing, untouched
     assert joined[0]["current_path"] == "a/current" and set(SNAPSHOT_KEYS) <= set(joined[1])
-    assert normalised[0].keys() == {"source", "rows_in", *timing}         # inputs not changed in place
+    assert normalised[1].keys() == {"source", "rows_in", *timing}         # inputs not changed in place
     with pytest.raises(KeyError, match="b"):
         with_snapshots(normalised, snapshots[1:])
 
