@@ -117,6 +117,22 @@ def run_workers(workers: int | None = None) -> int:
     return workers
 
 
+LOCAL_EXECUTOR = "govdata.executors.MapIndexOrderedLocalExecutor"
+
+
+def use_executor(path: str) -> None:
+    """Makes `path` the executor dag.test loads, also where this process loaded another one before
+    (Airflow keeps the configured executors' names for the life of the process)."""
+    os.environ["AIRFLOW__CORE__EXECUTOR"] = path
+    from airflow.executors import executor_loader
+
+    for cache in ("_executor_names", "_alias_to_executors_per_team", "_module_to_executors_per_team",
+                  "_classname_to_executors_per_team", "_team_name_to_executors"):
+        held = getattr(executor_loader, cache, None)
+        if held is not None:
+            held.clear()
+
+
 def _free_port() -> int:
     import socket
 
@@ -135,7 +151,7 @@ def local_executor(workers: int) -> Iterator[None]:
     port = _free_port()
     # Airflow's LocalExecutor, starting a mapped task's instances in map-index order as a
     # scheduler would (the plan puts the largest sources first)
-    os.environ["AIRFLOW__CORE__EXECUTOR"] = "govdata.executors.MapIndexOrderedLocalExecutor"
+    use_executor(LOCAL_EXECUTOR)
     os.environ["AIRFLOW__CORE__PARALLELISM"] = str(workers)
     os.environ["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"http://127.0.0.1:{port}/execution/"
     os.environ.setdefault("AIRFLOW__API_AUTH__JWT_SECRET", secrets.token_urlsafe(64))

@@ -86,4 +86,5 @@ def test_the_largest_extracts_start_first(runs):
         assert sizes == sorted(sizes, reverse=True) and sizes[0] > sizes[-1] > 0
         started = [e["name"] for e in sorted(manifest["extracted"], key=lambda e: e["started"])]
         assert sorted(started) == sorted(planned)
-        assert max(abs(started.index(name) - i) for i, name in enumerate(planned)) <= 1, (started, planned)
+        assert max(abs(started.index(name) - i) for i, name in enumerate(planned)) <= 1, \
+            f"{path.parent.name}: started {started}, planned {planned}"

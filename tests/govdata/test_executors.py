@@ -45,3 +45,19 @@ def test_other_sleeps_keep_their_length_and_time_sleep_comes_back():
         time.sleep(0.2)   # not dag.test's loop: slept in full
         assert time.monotonic() - begun >= 0.2
     assert time.sleep is real
+
+
+def test_govdata_run_gets_its_executor_where_the_process_loaded_another_before(monkeypatch):
+    """Airflow keeps the executor names it read for the life of the process: a test process (or
+    any caller) that loaded the plain LocalExecutor before still gets govdata's."""
+    from airflow.executors.executor_loader import ExecutorLoader
+    from airflow.executors.local_executor import LocalExecutor
+
+    from govdata.runner import LOCAL_EXECUTOR, use_executor
+
+    monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR", "LocalExecutor")
+    use_executor("LocalExecutor")
+    assert type(ExecutorLoader.get_default_executor()) is LocalExecutor
+    use_executor(LOCAL_EXECUTOR)
+    assert type(ExecutorLoader.get_default_executor()) is MapIndexOrderedLocalExecutor
+    use_executor("LocalExecutor")   # as the process had it
