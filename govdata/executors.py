@@ -38,6 +38,16 @@ def by_priority_then_map_index(queued: dict) -> list:
 class MapIndexOrderedLocalExecutor(LocalExecutor):
     """Airflow's LocalExecutor starting equal-weight tasks in map-index order."""
 
+    def __init__(self, *args, **kwargs):
+        # [core] parallelism as configured now: Airflow's default is read once, when its executor
+        # module is first imported, which in a process that imported it before `govdata run`
+        # set the task slots (a test session) left 32 slots instead of the run's two
+        from airflow.configuration import conf
+
+        if not args:
+            kwargs.setdefault("parallelism", conf.getint("core", "parallelism"))
+        super().__init__(*args, **kwargs)
+
     def order_queued_tasks_by_priority(self) -> list:
         return by_priority_then_map_index(self.queued_tasks)
 

@@ -83,3 +83,16 @@ def test_the_plan_lists_the_sources_largest_first(runs):
         sizes = [s["estimated_rows"] for s in manifest["run"]["sources"]]
         assert sizes == sorted(sizes, reverse=True) and sizes[0] > sizes[-1] > 0
         assert sorted(e["name"] for e in manifest["extracted"]) == sorted(s["name"] for s in manifest["run"]["sources"])
+
+
+def test_the_largest_extracts_start_first(runs):
+    """The executor starts a mapped task's instances in map-index order on its two slots: the
+    n-th extract to start is the plan's n-th, give or take the one started beside it."""
+    import json
+
+    for path in sorted(Path(runs[2]["base"], "lake").rglob("manifest.json")):
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        planned = [s["name"] for s in manifest["run"]["sources"]]
+        started = [e["name"] for e in sorted(manifest["extracted"], key=lambda e: e["started"])]
+        assert max(abs(started.index(name) - i) for i, name in enumerate(planned)) <= 1, \
+            f"{path.parent.name}: started {started}, planned {planned}"

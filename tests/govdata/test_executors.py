@@ -61,3 +61,12 @@ def test_govdata_run_gets_its_executor_where_the_process_loaded_another_before(m
     use_executor(LOCAL_EXECUTOR)
     assert type(ExecutorLoader.get_default_executor()) is MapIndexOrderedLocalExecutor
     use_executor("LocalExecutor")   # as the process had it
+
+
+def test_the_executor_takes_the_task_slots_configured_when_it_is_made(monkeypatch):
+    """Airflow reads [core] parallelism once, when its executor module is imported (before this
+    test, at collection): the executor of `govdata run` reads it when it is made."""
+    monkeypatch.setenv("AIRFLOW__CORE__PARALLELISM", "2")
+    assert MapIndexOrderedLocalExecutor().parallelism == 2
+    monkeypatch.setenv("AIRFLOW__CORE__PARALLELISM", "3")
+    assert MapIndexOrderedLocalExecutor().parallelism == 3
