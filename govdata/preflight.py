@@ -200,13 +200,11 @@ def estimated_rows(conn, table: str) -> int | None:
     import sqlalchemy as sa
 
     backend = conn.dialect.name
+    mysql = "SELECT table_rows FROM information_schema.tables WHERE table_schema = database() AND table_name = :table"
     queries = {
         "sqlite": f'SELECT max(rowid) - min(rowid) + 1 FROM "{table}"',
         "postgresql": "SELECT reltuples FROM pg_class WHERE oid = to_regclass(:table)",
-        "mysql": "SELECT table_rows FROM information_schema.tables WHERE table_schema = database() "
-                 "AND table_name = :table",
-        "mariadb": "SELECT table_rows FROM information_schema.tables WHERE table_schema = database() "
-                   "AND table_name = :table",
+        "mysql": mysql, "mariadb": mysql,
         "duckdb": "SELECT estimated_size FROM duckdb_tables() WHERE table_name = :table",
     }
     if backend not in queries or '"' in table:
