@@ -124,6 +124,47 @@ def io_floor_in_subprocess(sources_dir: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def warehouse_write_floor(url: str, folder: Path) -> dict:
+    """The least any load must do with the run's warehouse: write its tables, already built, from
+    Parquet into a new DuckDB file in one transaction — DuckDB's own INSERT … SELECT on every
+    core, no Python per row, no keys, owners, tokens or encryption. The tables are read from the
+    run's warehouse into `folder` first (not timed; they hold tokens, masks and ciphertexts only,
+    and are removed after). A DuckDB warehouse only: {} for another."""
+    import duckdb
+
+    from govdata.warehouse.connections import backend_of, connect
+    from govdata.warehouse.schema import metadata, qualified
+
+    if backend_of(url) != "duckdb":
+        return {}
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    files = {}
+    try:
+        with connect(url, vault=True, read_only=True) as db:
+            for table in metadata.sorted_tables:
+                name = qualified(table)
+                if db.fetchall(f"SELECT count(*) FROM {name}")[0][0]:
+                    files[name.replace(".", "_")] = path = folder / f"{name}.parquet"
+                    db.execute(f"COPY (SELECT * FROM {name}) TO '{path}' (FORMAT parquet)")
+        rows = 0
+        con = duckdb.connect(str(folder / "write_floor.duckdb"))
+        start = time.perf_counter()
+        con.execute("BEGIN TRANSACTION")
+        for name, path in files.items():
+            con.execute(f"CREATE TABLE {name} AS SELECT * FROM read_parquet('{path}')")
+            rows += con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+        con.execute("COMMIT")
+        con.execute("CHECKPOINT")
+        con.close()
+        seconds = time.perf_counter() - start
+        size_mb = (folder / "write_floor.duckdb").stat().st_size / 2**20
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return {"load_write_floor_seconds": round(seconds, 1), "load_write_floor_rows": int(rows),
+            "load_write_floor_mb": round(size_mb)}
+
+
 def _stage_peaks(summary: dict) -> dict[str, int]:
     """Peak RSS per stage of the run (MB): each stage's tasks reset and read the process's
     high-water mark (govdata.stages.common), so the pipeline's peak is the largest of them."""
@@ -179,6 +220,11 @@ def pipeline_bench(persons: int, seed: int, world: Path | None = None) -> dict:
                                                                                   1e-9), 1)
     linked = by_kind.get("person", 0) + by_kind.get("enterprise", 0)
     results["link_records_per_second"] = round(linked / max(stages.get("link", 0), 1e-9))
+    from govdata.settings import get_settings
+
+    results.update(warehouse_write_floor(get_settings().warehouse_url, OUT / "write_floor"))
+    if results.get("load_write_floor_seconds") and stages.get("load"):
+        results["load_over_write_floor"] = round(stages["load"] / results["load_write_floor_seconds"], 1)
     reset_peak_rss()
     started = time.perf_counter()
     quality = evaluate_run(OUT / "world", summary, str(OUT / "lake"))

@@ -1,0 +1,26 @@
+"""The bench's floors: what any pipeline must do at the least, measured on real DuckDB files."""
+from __future__ import annotations
+
+from govdata.bench import warehouse_write_floor
+from govdata.warehouse.connections import connect
+from govdata.warehouse.ddl import init_warehouse
+
+
+def test_the_write_floor_writes_every_row_of_the_warehouse_and_the_vault_and_leaves_no_file(tmp_path):
+    url = f"duckdb:///{tmp_path / 'w.duckdb'}"
+    init_warehouse(url)
+    with connect(url, vault=True) as db:
+        db.execute("INSERT INTO xref_person (source_system, source_record_id, person_id) "
+                   "VALUES ('gongan', '1', 'P1'), ('shebao', '7', 'P1'), ('minzheng', '2', 'P2')")
+        db.execute("INSERT INTO vault.vault_person (person_id, person_token, id_number_enc) "
+                   "VALUES ('P1', 't1', '\\x01'::BLOB), ('P2', 't2', '\\x02'::BLOB)")
+    floor = warehouse_write_floor(url, tmp_path / "floor")
+
+    assert floor["load_write_floor_rows"] == 5
+    assert floor["load_write_floor_seconds"] >= 0
+    assert not (tmp_path / "floor").exists()   # the copies of tokens and ciphertexts are removed
+
+
+def test_the_write_floor_is_measured_on_a_duckdb_warehouse_only(tmp_path):
+    assert warehouse_write_floor("postgresql://govdata@localhost/warehouse", tmp_path / "floor") == {}
+    assert not (tmp_path / "floor").exists()
