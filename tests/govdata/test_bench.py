@@ -24,3 +24,13 @@ def test_the_write_floor_writes_every_row_of_the_warehouse_and_the_vault_and_lea
 def test_the_write_floor_is_measured_on_a_duckdb_warehouse_only(tmp_path):
     assert warehouse_write_floor("postgresql://govdata@localhost/warehouse", tmp_path / "floor") == {}
     assert not (tmp_path / "floor").exists()
+
+
+def test_a_verdict_names_the_floor_that_already_misses_its_target():
+    from govdata.bench import verdicts
+
+    assert verdicts({"load_seconds": 159.2, "load_write_floor_seconds": 37.7})["load_seconds"] == \
+        "short of <= 30 (out of reach here: the floor alone, load_write_floor_seconds, is 37.7)"
+    assert verdicts({"load_seconds": 31.0, "load_write_floor_seconds": 7.3})["load_seconds"] == "short of <= 30"
+    assert verdicts({"load_seconds": 28.6, "load_write_floor_seconds": 7.3})["load_seconds"] == "met"
+    assert verdicts({"load_seconds": 40.0})["load_seconds"] == "short of <= 30"
