@@ -52,17 +52,18 @@ def read_table(url: str, name: str) -> pd.DataFrame | None:
     return None if arrow is None else arrow.to_pandas()
 
 
-def read_arrow_table(url: str, name: str, columns: list[str] | None = None) -> pa.Table | None:
-    """A warehouse table (or some of its columns) as an Arrow table; None when the warehouse
-    or the table does not exist."""
+def read_arrow_table(url: str, name: str, columns: list[str] | None = None, where: str | None = None
+                     ) -> pa.Table | None:
+    """A warehouse table (or some of its columns, of the rows `where` — SQL both backends
+    read — holds) as an Arrow table; None when the warehouse or the table does not exist."""
     table = table_for(name)
     if backend_of(url) == "duckdb" and not Path(duckdb_paths(url)[0]).exists():
         return None
     with connect(url, vault=table.schema == VAULT_SCHEMA, read_only=True) as db:
         if qualified(table) in _missing_tables(db):
             return None
-        return _typed(db.fetch_arrow(f"SELECT {', '.join(columns) if columns else '*'} FROM {qualified(table)}"),
-                      table)
+        return _typed(db.fetch_arrow(f"SELECT {', '.join(columns) if columns else '*'} FROM {qualified(table)}"
+                                     + (f" WHERE {where}" if where else "")), table)
 
 
 def _typed(result: pa.Table, table) -> pa.Table:

@@ -5,6 +5,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, NamedTuple
 
+import numpy as np
 import pandas as pd
 
 from govdata.failpoints import failpoint
@@ -30,8 +31,8 @@ def link_plan(normalised: list[dict], run: dict) -> dict:
     import pyarrow as pa
 
     from govdata.lake import dataset, read_arrow
-    from govdata.transforms.linkage.plan import KEYS, _split_by_partition, assign_partitions, plan_columns, \
-        concat_conformed, plan_dictionary, previous_partitions, unified_dictionaries
+    from govdata.transforms.linkage.plan import KEYS, assign_partitions, concat_conformed, plan_columns, \
+        plan_dictionary, previous_partitions, rows_by_partition, unified_dictionaries
     from govdata.transforms.linkage.partition import PARTITION_COLUMNS
     from govdata.transforms.linkage.shared_values import shared_counts, with_counts
 
@@ -59,7 +60,8 @@ def link_plan(normalised: list[dict], run: dict) -> dict:
             scope = incremental["scope"]
             records = records.filter(pa.array(scope))
             plan = {**plan, "mode": "incremental", "model": incremental["model"],
-                    "carried_path": _hand_off(run, incremental["carried"], f"{kind}_carried_xref"),
+                    "carried_path": _hand_off_rows(run, incremental.pop("previous"), incremental.pop("carried_rows"),
+                                                   f"{kind}_carried_xref"),
                     "seeds": incremental["seeds"], "relinked": int(scope.sum())}
         # what the partitions read and the keys: the names, statuses and codes only the counts
         # and the scope needed leave before the partitions' own working memory arrives
@@ -71,11 +73,9 @@ def link_plan(normalised: list[dict], run: dict) -> dict:
         # its slice, not the whole master (an incremental task needs every previous id)
         previous = _previous_arrow(run, xref_table, KEYS + [id_col, "match_rule", "match_score"]) \
             if plan["mode"] == "full" else None
-        previous_chunks = {}
+        previous_rows = {}
         if previous is not None and previous.num_rows:
-            part_of = previous_partitions(previous, records, parts)
-            kept = part_of >= 0
-            previous_chunks = _split_by_partition(previous.filter(pa.array(kept)), part_of[kept])
+            previous_rows = rows_by_partition(previous_partitions(previous, records, parts))
         del records
         schema = with_counts(pa.unify_schemas(schemas, promote_options="permissive").empty_table(),
                              {c: [] for c in counts}).schema
@@ -84,8 +84,8 @@ def link_plan(normalised: list[dict], run: dict) -> dict:
         for p, (path, rows) in sorted(written.items()):
             entry = {"kind": kind, "partition": p, "path": path, "rows": rows, "plan": plan}
             if previous is not None:
-                entry["previous_path"] = _hand_off(run, previous_chunks.get(p, previous.slice(0, 0)),
-                                                   f"{kind}_{p}_previous_xref")
+                entry["previous_path"] = _hand_off_rows(run, previous, previous_rows.get(p, NO_ROWS),
+                                                        f"{kind}_{p}_previous_xref")
             partitions.append(entry)
     # the DAG maps over the partitions alone: each carries the plan's seconds to link_merge
     plan_seconds = round(time.perf_counter() - start, 3)
@@ -106,6 +106,29 @@ def _hand_off_path(run: dict, name: str) -> str:
 
 def _hand_off(run: dict, table, name: str) -> str:
     return write_parquet(table, _hand_off_path(run, name))
+
+
+# Rows of a table taken at once when some of its rows are handed off (_hand_off_rows).
+HAND_OFF_TAKE_ROWS = 1_000_000
+NO_ROWS = np.empty(0, dtype=np.int64)
+
+
+def _hand_off_rows(run: dict, table, rows, name: str) -> str:
+    """Hands off table's rows at `rows` (positions, in that order), taken a slice at a time into
+    the file: only one slice is ever a copy (the previous xref of 5M persons is 14M rows)."""
+    from govdata.lake import open_writer
+
+    path = _hand_off_path(run, name)
+    writer, handle = open_writer(path, table.schema)
+    try:
+        writer.write_table(table.take(rows[:HAND_OFF_TAKE_ROWS]))   # even none: the file has its schema
+        for start in range(HAND_OFF_TAKE_ROWS, len(rows), HAND_OFF_TAKE_ROWS):
+            writer.write_table(table.take(rows[start:start + HAND_OFF_TAKE_ROWS]))
+    finally:
+        writer.close()
+        handle.close()
+    return path
+
 
 
 def _write_partitions(paths: list[str], schema, counts: dict, scope, parts, path_of) -> dict[int, tuple[str, int]]:

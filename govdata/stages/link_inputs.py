@@ -89,62 +89,79 @@ def _changed_ids(path: str):
 
 
 def incremental_scope(records: "pa.Table", kind: str, normalised: list[dict], run: dict) -> dict | None:
-    """{scope mask, carried xref, model, seeds} for linking only what changed, or None when
-    this run links everything (full_refresh, no previous master, no previous weights, or a
-    change touching most records)."""
+    """{scope mask, previous xref, carried_rows (the rows of it that the records out of scope
+    keep), model, seeds} for linking only what changed, or None when this run links everything
+    (full_refresh, no previous master, no previous weights, or a change touching most records)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
     from govdata.standards.registry import load_survivorship
-    from govdata.transforms.linkage.incremental import relink_scope
+    from govdata.transforms.linkage.incremental import relink_scope, whole_clusters
     from govdata.transforms.keys import KEYS, SEP, arrow_record_keys, record_keys
-    from govdata.transforms.linkage.plan import key_positions
+    from govdata.memory import release_memory
+    from govdata.transforms.linkage.plan import key_positions, value_hashes
     from govdata.transforms.linkage.survivorship import entity_rules
 
     _, xref_table, id_col = LINKERS[kind]
     if run.get("full_refresh"):
         return None
+    release_memory()   # what the counts freed, back to the OS before the previous xref comes
     prev, model = _previous_arrow(run, xref_table, KEYS + [id_col, "match_rule", "match_score"]), \
         previous_model(run, kind)
     if prev is None or prev.num_rows == 0 or model is None:
         return None
-    keys = arrow_record_keys(records)
-    rows = key_positions(records, prev)
-    at = pa.array(rows, mask=rows < 0)                  # each record's previous xref row
-    record_master = prev[id_col].take(at)
+    rows = key_positions(records, prev)                  # each record's previous xref row, -1: none
+    release_memory()   # the lookup's hash table: back to the OS before the scope's arrays
+    found = rows >= 0
+    # Each record's previous master as a hash of its id: no per-record copy of the ids, no
+    # dictionary of them (14M ids of 5M persons, ~1 GB at the plan's peak). Two masters sharing
+    # a hash only make the scope wider: more records linked again, the same links made.
+    master_code = value_hashes(prev, id_col)               # -1: no id
+    cluster = np.where(found, master_code[np.maximum(rows, 0)], -1)
+    # masters that lost a record (deleted at the source, or now rejected) are relinked whole:
+    # the previous rows no record of this run points at
+    still = np.zeros(prev.num_rows, dtype=bool)
+    still[rows[found]] = True
+    lost = np.unique(master_code[~still & (master_code >= 0)])
+    del master_code, still
+    seeds = (cluster < 0) | np.isin(cluster, lost)
     changed = [pc.binary_join_element_wise(n["source"], _changed_ids(n["changed_path"]), SEP).combine_chunks()
                for n in normalised if n["kind"] == kind and n.get("changed_path")]
     decisions = _decisions(run, kind)
     decided = [] if decisions is None else \
         [pa.array(record_keys(decisions, "left_").tolist() + record_keys(decisions, "right_").tolist(), pa.string())]
-    # masters that lost a record (deleted at the source, or now rejected) are relinked whole:
-    # the previous rows no record of this run points at
-    still = np.zeros(prev.num_rows, dtype=bool)
-    still[rows[rows >= 0]] = True
-    lost = pc.unique(prev[id_col].filter(pa.array(~still)))
-    seeds = pc.or_(pc.is_null(record_master), pc.is_in(record_master, value_set=lost))
-    for known in changed + decided:
-        seeds = pc.or_(seeds, pc.is_in(keys, value_set=known))
-    seeds = seeds.to_numpy(zero_copy_only=False)
-    cluster = pc.dictionary_encode(record_master).combine_chunks().indices   # codes by first appearance
-    cluster = cluster.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    if changed or decided:   # every record's joined key text only then (5M persons' keys are ~0.5 GB)
+        keys = arrow_record_keys(records)
+        for known in changed + decided:
+            seeds |= pc.is_in(keys, value_set=known).to_numpy(zero_copy_only=False)
+        del keys
+    # The scope only grows from the seeds' whole clusters: past the share already, link all
+    # before the neighbours are searched (over most of 14M records that search took 24 GB)
+    if _too_wide(whole_clusters(seeds, cluster), kind):
+        return None
     spec = entity_rules(load_survivorship(), kind)
     scope = relink_scope(records, kind, seeds, cluster, link_config(kind), list(spec["trust_order"]))
-    if scope.sum() > INCREMENTAL_MAX_SHARE * records.num_rows:
-        log.info("%s: %d of %d records to relink: linking all", kind, int(scope.sum()), records.num_rows)
+    if _too_wide(scope, kind):
         return None
-    carried = prev.take(at.filter(pa.array(~scope)))
-    return {"scope": np.asarray(scope), "carried": carried, "model": model, "seeds": int(seeds.sum())}
+    # the carried rows are named, not copied: link_plan writes them from `previous` a slice at
+    # a time (at 5M persons a copy of the 14M-row xref was 1 GB more at the plan's peak)
+    carried = rows[~np.asarray(scope)]
+    return {"scope": np.asarray(scope), "previous": prev, "carried_rows": carried[carried >= 0],
+            "model": model, "seeds": int(seeds.sum())}
+
+
+def _too_wide(scope, kind: str) -> bool:
+    """Whether an incremental scope costs about what a full relink does (INCREMENTAL_MAX_SHARE)."""
+    wide = int(scope.sum()) > INCREMENTAL_MAX_SHARE * len(scope)
+    if wide:
+        log.info("%s: %d of %d records to relink: linking all", kind, int(scope.sum()), len(scope))
+    return wide
 
 
 def _previous_arrow(run: dict, table: str, columns: list[str]) -> "pa.Table | None":
-    """The live rows of a previous xref table, as Arrow."""
-    import pyarrow.compute as pc
-
+    """The live rows of a previous xref table, as Arrow: the deleted ones left out by the query
+    (filtered after the read, the 14M rows of 5M persons were held twice)."""
     from govdata.warehouse.load import read_arrow_table
 
-    previous = read_arrow_table(run["warehouse_url"], table, columns + ["is_deleted"])
-    if previous is None:
-        return None
-    return previous.filter(pc.invert(pc.fill_null(previous["is_deleted"], False))).select(columns)
+    return read_arrow_table(run["warehouse_url"], table, columns, where="is_deleted IS NOT TRUE")

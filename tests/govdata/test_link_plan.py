@@ -86,3 +86,88 @@ def test_unified_dictionaries_give_one_dictionary_and_the_same_codes():
     assert after["phone"].chunk(2).dictionary.to_pylist() == ["138", "139", "137"]
     assert value_codes(after, "phone").tolist() == before.tolist() == [0, 1, -1, 1, 2, 0, 2]
     assert after["sex"].equals(table["sex"])   # not a dictionary: untouched
+
+
+def test_rows_by_partition_keeps_each_partitions_rows_in_order_and_leaves_out_none():
+    import numpy as np
+
+    from govdata.transforms.linkage.plan import rows_by_partition
+
+    got = rows_by_partition(np.array([2, -1, 0, 2, 0, -1, 1], dtype=np.int64))
+    assert {p: rows.tolist() for p, rows in got.items()} == {0: [2, 4], 1: [6], 2: [0, 3]}
+    assert rows_by_partition(np.array([-1, -1], dtype=np.int64)) == {}
+
+
+@pytest.mark.parametrize("take_rows", [2, 1000])
+def test_handed_off_rows_are_those_rows_in_that_order_a_slice_at_a_time(tmp_path, monkeypatch, take_rows):
+    import numpy as np
+
+    monkeypatch.setattr(link_stage, "HAND_OFF_TAKE_ROWS", take_rows)
+    xref = pa.table({"source_system": ["gongan"] * 5, "source_record_id": list("abcde"),
+                     "person_id": ["P1", "P1", "P2", "P3", "P3"]})
+    run = {"lake": str(tmp_path / "lake"), "run_id": "r1"}
+    path = link_stage._hand_off_rows(run, xref, np.array([4, 0, 3], dtype=np.int64), "person_0_previous_xref")
+    assert read_arrow(path).to_pylist() == [
+        {"source_system": "gongan", "source_record_id": "e", "person_id": "P3"},
+        {"source_system": "gongan", "source_record_id": "a", "person_id": "P1"},
+        {"source_system": "gongan", "source_record_id": "d", "person_id": "P3"}]
+    none = link_stage._hand_off_rows(run, xref, link_stage.NO_ROWS, "person_1_previous_xref")
+    assert read_arrow(none).num_rows == 0 and read_arrow(none).schema.names == xref.schema.names
+
+
+def test_an_incremental_scope_past_the_share_links_everything():
+    import numpy as np
+
+    from govdata.stages.link_inputs import INCREMENTAL_MAX_SHARE, _too_wide
+
+    assert INCREMENTAL_MAX_SHARE == 0.5
+    assert _too_wide(np.array([True, True, True, False]), "person")
+    assert not _too_wide(np.array([True, True, False, False]), "person")   # half is not past it
+    assert not _too_wide(np.zeros(3, dtype=bool), "enterprise")
+
+
+def test_value_hashes_are_equal_for_equal_values_in_row_order_and_minus_one_for_null():
+    from govdata.transforms.linkage.plan import value_hashes
+
+    ids = ["P1", None, "P2", "P1", "P3", None] * 50_000   # several Arrow chunks' worth: order must hold
+    hashes = value_hashes(pa.table({"m": pa.chunked_array([ids[:150_000], ids[150_000:]])}), "m")
+    assert hashes.dtype == "int64" and len(hashes) == len(ids)
+    assert (hashes[1::6] == -1).all() and (hashes[5::6] == -1).all()
+    assert (hashes[0::6] == hashes[0]).all() and (hashes[3::6] == hashes[0]).all()
+    assert len({int(hashes[0]), int(hashes[2]), int(hashes[4])}) == 3 and min(hashes[0], hashes[2], hashes[4]) >= 0
+
+
+def _keys(systems, ids, dictionary=False):
+    system = pa.array(systems)
+    return pa.table({"source_system": system.dictionary_encode() if dictionary else system,
+                     "source_record_id": pa.array(ids)})
+
+
+def test_key_positions_finds_each_records_row_and_minus_one_where_none():
+    from govdata.transforms.linkage.plan import key_positions
+
+    records = _keys(["gongan", "shebao", "gongan", "weijian"], ["1", "1", "2", "9"], dictionary=True)
+    previous = _keys(["gongan", "gongan", "shebao", "minzheng"], ["2", "1", "1", "1"])
+    assert key_positions(records, previous).tolist() == [1, 2, 0, -1]
+    assert key_positions(records, previous.slice(0, 0)).tolist() == [-1, -1, -1, -1]
+    assert key_positions(records.slice(0, 0), previous).tolist() == []
+
+
+def test_key_positions_falls_back_to_the_exact_join_when_hashes_collide_or_a_key_repeats(monkeypatch):
+    import numpy as np
+
+    from govdata.transforms.linkage import plan
+
+    records = _keys(["gongan", "shebao", "gongan"], ["1", "1", "2"])
+    previous = _keys(["gongan", "shebao", "gongan"], ["2", "1", "1"])
+    # hashes that send a record to another key's row: the check on the keys themselves catches it
+    wrong = {id(records): [1, 0, 2], id(previous): [0, 1, 2]}
+    monkeypatch.setattr(plan, "key_hashes", lambda table: np.array(wrong[id(table)], dtype=np.uint64))
+    assert plan.key_positions(records, previous).tolist() == [2, 1, 0]
+    # one hash for two keys of the previous rows: the search could miss a record's row
+    monkeypatch.setattr(plan, "key_hashes", lambda table: np.zeros(table.num_rows, dtype=np.uint64))
+    assert plan.key_positions(records, previous).tolist() == [2, 1, 0]
+    monkeypatch.undo()
+    repeated = _keys(["gongan", "gongan", "shebao"], ["1", "1", "1"])   # as the join: the last row wins
+    assert plan.key_positions(records, repeated).tolist() == plan._joined_key_positions(records, repeated).tolist()
+    assert plan.key_positions(records, repeated).tolist()[1:] == [2, -1]
