@@ -346,11 +346,13 @@ def fact_owner_changes(table: str, rows: pd.DataFrame, role_tokens: dict[str, pd
         return pd.DataFrame(columns=cols)
     tok, person, enterprise = FACT_OWNERS[table]
     keys = ["source_system", "source_record_id"]
-    new = rows[keys + [tok, person, enterprise]].astype("string").reset_index(drop=True)
+    # Arrow-backed text on both sides: the previous facts are every fact loaded before, and a
+    # Python str per value of them for every chunk of this run's facts cost ~1 GB at 1M persons
+    new = rows[keys + [tok, person, enterprise]].astype(ARROW_TEXT).reset_index(drop=True)
     for role in ("person", "enterprise"):
-        new[f"_{role}_token"] = role_tokens[role].astype("string").to_numpy()
-        new[f"_{role}_masked"] = masked[role].astype("string").to_numpy()
-    old = previous.reindex(columns=keys + [tok, person, enterprise]).astype("string")
+        new[f"_{role}_token"] = role_tokens[role].astype(ARROW_TEXT).to_numpy()
+        new[f"_{role}_masked"] = masked[role].astype(ARROW_TEXT).to_numpy()
+    old = previous.reindex(columns=keys + [tok, person, enterprise]).astype(ARROW_TEXT)
     m = new.merge(old, on=keys, how="inner", suffixes=("", "_old"))
     out = []
     for role, col in (("person", person), ("enterprise", enterprise)):

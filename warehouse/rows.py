@@ -27,7 +27,10 @@ def _table_columns(frame: pd.DataFrame, table: str) -> pd.DataFrame:
 
 
 def _text(frame: pd.DataFrame, name: str) -> pd.Series:
-    return frame[name].astype("string") if name in frame else pd.Series(pd.NA, index=frame.index, dtype="string")
+    """A column as `string`; Arrow-backed text stays Arrow-backed (no Python str per value)."""
+    if name not in frame:
+        return pd.Series(pd.NA, index=frame.index, dtype="string")
+    return frame[name] if isinstance(frame[name].dtype, pd.StringDtype) else frame[name].astype("string")
 
 
 def _col(frame: pd.DataFrame, name: str) -> pd.Series:
