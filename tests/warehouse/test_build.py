@@ -90,6 +90,25 @@ def test_previous_facts_seed_the_claims_of_a_warehouse_without_identifier_owner(
         == [["P_CHILD", "P_ADULT", "better_holder"]]
 
 
+def test_identifier_owner_claims_count_before_the_facts_and_facts_claim_only_the_tokens_it_lacks():
+    std, xref = persons()
+    # stored: the adult's ID owned by P_ADULT; the facts (Arrow-backed, as the load reads them)
+    # also claim it for the child, and the other ID for a master gone since
+    previous = {
+        "identifier_owner": pd.DataFrame({"entity": ["person"], "identifier_token": [tok(ADULT_ID)],
+                                          "master_id": ["P_ADULT"], "assigned_run": ["r1"]}).astype("string[pyarrow]"),
+        "fact_application": pd.DataFrame({
+            "source_system": ["hall", "hall"], "source_record_id": ["A1", "A2"],
+            "applicant_token": [tok(ADULT_ID), tok(OTHER_ID)], "applicant_person_id": ["P_CHILD", "P_GONE"],
+            "applicant_enterprise_id": [None, None]}).astype("string[pyarrow]")}
+    owners, changes = identifier_owners(xref, [std], "person", KEY, previous, "r2")
+    by_token = owners.set_index("identifier_token")
+    assert by_token.loc[tok(ADULT_ID), ["master_id", "assigned_run"]].tolist() == ["P_ADULT", "r1"]
+    assert by_token.loc[tok(OTHER_ID), "master_id"] == "P_OTHER"
+    assert changes[["identifier_token", "old_owner", "new_owner", "reason"]].values.tolist() == \
+        [[tok(OTHER_ID), "P_GONE", "P_OTHER", "owner_gone"]]
+
+
 def test_fact_owner_changes_name_the_reason():
     rows = pd.DataFrame({"source_system": "hall", "source_record_id": ["A1", "A2", "A3", "A4"],
                          "applicant_token": ["t1", "t9", "t3", "t4"],
