@@ -304,8 +304,9 @@ def identifier_owners(xref: pd.DataFrame | list[str] | None, std_frames, entity:
     else:
         stored = pd.DataFrame(columns=["identifier_token", "master_id", "assigned_run"])
     from_facts = _claims_from_facts(previous, entity, _text(stored, "identifier_token"))
-    claims = pd.concat([stored.reindex(columns=["identifier_token", "master_id", "assigned_run"]).astype("string"),
-                        from_facts.astype("string")], ignore_index=True)
+    # Arrow-backed text: the stored owners of 5M persons are 5.7M rows
+    claims = pd.concat([stored.reindex(columns=["identifier_token", "master_id", "assigned_run"]).astype(ARROW_TEXT),
+                        from_facts.astype(ARROW_TEXT)], ignore_index=True)
     with scratch_db(OWNER_MEMORY) as (con, _):
         _register_xref(con, xref, _ENTITY[entity][0])
         _build_holders(con, std_frames, entity, key)
