@@ -140,21 +140,21 @@ def warehouse_write_floor(url: str, folder: Path) -> dict:
         return {}
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    files = {}
+    files, rows = {}, 0
     try:
         with connect(url, vault=True, read_only=True) as db:
             for table in metadata.sorted_tables:
                 name = qualified(table)
-                if db.fetchall(f"SELECT count(*) FROM {name}")[0][0]:
+                count = db.fetchall(f"SELECT count(*) FROM {name}")[0][0]
+                if count:
                     files[name.replace(".", "_")] = path = folder / f"{name}.parquet"
                     db.execute(f"COPY (SELECT * FROM {name}) TO '{path}' (FORMAT parquet)")
-        rows = 0
+                    rows += count
         con = duckdb.connect(str(folder / "write_floor.duckdb"))
         start = time.perf_counter()
         con.execute("BEGIN TRANSACTION")
         for name, path in files.items():
             con.execute(f"CREATE TABLE {name} AS SELECT * FROM read_parquet('{path}')")
-            rows += con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
         con.execute("COMMIT")
         con.execute("CHECKPOINT")
         con.close()

@@ -104,10 +104,6 @@ def _hand_off_path(run: dict, name: str) -> str:
     return run_path(run["lake"], run["run_id"], "link", "input", name + IPC_SUFFIX)
 
 
-def _hand_off(run: dict, table, name: str) -> str:
-    return write_parquet(table, _hand_off_path(run, name))
-
-
 # Rows of a table taken at once when some of its rows are handed off (_hand_off_rows).
 HAND_OFF_TAKE_ROWS = 1_000_000
 NO_ROWS = np.empty(0, dtype=np.int64)
@@ -121,14 +117,12 @@ def _hand_off_rows(run: dict, table, rows, name: str) -> str:
     path = _hand_off_path(run, name)
     writer, handle = open_writer(path, table.schema)
     try:
-        writer.write_table(table.take(rows[:HAND_OFF_TAKE_ROWS]))   # even none: the file has its schema
-        for start in range(HAND_OFF_TAKE_ROWS, len(rows), HAND_OFF_TAKE_ROWS):
+        for start in range(0, max(len(rows), 1), HAND_OFF_TAKE_ROWS):   # even none: the file has its schema
             writer.write_table(table.take(rows[start:start + HAND_OFF_TAKE_ROWS]))
     finally:
         writer.close()
         handle.close()
     return path
-
 
 
 def _write_partitions(paths: list[str], schema, counts: dict, scope, parts, path_of) -> dict[int, tuple[str, int]]:

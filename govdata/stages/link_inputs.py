@@ -99,20 +99,17 @@ def incremental_scope(records: "pa.Table", kind: str, normalised: list[dict], ru
     from govdata.standards.registry import load_survivorship
     from govdata.transforms.linkage.incremental import relink_scope, whole_clusters
     from govdata.transforms.keys import KEYS, SEP, arrow_record_keys, record_keys
-    from govdata.memory import release_memory
     from govdata.transforms.linkage.plan import key_positions, value_hashes
     from govdata.transforms.linkage.survivorship import entity_rules
 
     _, xref_table, id_col = LINKERS[kind]
     if run.get("full_refresh"):
         return None
-    release_memory()   # what the counts freed, back to the OS before the previous xref comes
     prev, model = _previous_arrow(run, xref_table, KEYS + [id_col, "match_rule", "match_score"]), \
         previous_model(run, kind)
     if prev is None or prev.num_rows == 0 or model is None:
         return None
     rows = key_positions(records, prev)                  # each record's previous xref row, -1: none
-    release_memory()   # the lookup's hash table: back to the OS before the scope's arrays
     found = rows >= 0
     # Each record's previous master as a hash of its id: no per-record copy of the ids, no
     # dictionary of them (14M ids of 5M persons, ~1 GB at the plan's peak). Two masters sharing

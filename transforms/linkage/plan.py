@@ -134,14 +134,20 @@ def key_hashes(table: "pa.Table") -> "np.ndarray":
     """Per row, DuckDB's 64-bit hash of (source_system, source_record_id) as text (a dictionary
     column hashes as its values), in row order; NULL keys hash too (they never match a record's
     key: the checked hit fails)."""
-    import duckdb
     import numpy as np
 
-    with duckdb.connect() as con:   # insertion order kept: the hashes come back in row order
-        con.register("k", table.select(KEYS))
-        hashes = con.execute("SELECT hash(source_system::VARCHAR, source_record_id::VARCHAR) AS h FROM k"
-                             ).fetchnumpy()["h"]
-    return np.asarray(hashes, dtype=np.uint64)
+    return np.asarray(_duckdb_hashes(table, KEYS, "hash(source_system::VARCHAR, source_record_id::VARCHAR)"),
+                      dtype=np.uint64)
+
+
+def _duckdb_hashes(table: "pa.Table", columns: list[str], expression: str) -> "np.ndarray":
+    """`expression` over table's columns, one value per row in row order (DuckDB keeps insertion
+    order), streamed: no copy of the columns is made."""
+    import duckdb
+
+    with duckdb.connect() as con:
+        con.register("v", table.select(columns))
+        return con.execute(f"SELECT {expression} AS h FROM v").fetchnumpy()["h"]
 
 
 # Rows whose keys are compared at once when key_positions checks its hits.
@@ -187,12 +193,7 @@ def value_hashes(table: "pa.Table", column: str) -> "np.ndarray":
     two different values share one with a chance of about n²/2⁶⁴. For groupings where a false
     match can only widen a set (the incremental scope: a few more records relinked). DuckDB's
     hash, streamed in row order: no dictionary of millions of values is built."""
-    import duckdb
-
-    with duckdb.connect() as con:
-        con.register("v", table.select([column]))
-        return con.execute(f'SELECT CASE WHEN "{column}" IS NULL THEN -1 ELSE (hash("{column}") >> 1)::BIGINT END '
-                           f'AS h FROM v').fetchnumpy()["h"]
+    return _duckdb_hashes(table, [column], f'CASE WHEN "{column}" IS NULL THEN -1 ELSE (hash("{column}") >> 1)::BIGINT END')
 
 
 def previous_partitions(previous: "pa.Table", records: "pa.Table", parts) -> "np.ndarray":
