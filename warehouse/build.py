@@ -33,6 +33,7 @@ from govdata.warehouse.owners import (
     OWNER_MEMORY,
     OWNER_REASONS,
     fact_owner_changes,
+    fact_owner_inputs,
     identifier_holders,
     identifier_owners,
     owner_lookup,
@@ -265,11 +266,11 @@ def _shape(std, source: str) -> tuple[int, str | None]:
 
 def build_tables(link: dict[str, pd.DataFrame], std: dict[str, pd.DataFrame], quarantine: pd.DataFrame,
                  standards, key: bytes, run_id: str, *, name_masking: str | None = None,
-                 previous: dict[str, pd.DataFrame] | None = None) -> dict[str, pd.DataFrame]:
+                 previous: dict[str, pd.DataFrame | str] | None = None) -> dict[str, pd.DataFrame]:
     """Warehouse rows for one run (see module doc). `name_masking` (none | surname) defaults to
     GOVDATA_NAME_MASKING, else none. `previous`: the warehouse's identifier_owner and the facts'
-    keys, tokens and owners before this run (previous_owner_state), so that facts keep their
-    owner; fact_owner_change lists the facts whose owner moved."""
+    keys, tokens and owners before this run, each a frame or the Parquet file previous_owner_state
+    wrote, so that facts keep their owner; fact_owner_change lists the facts whose owner moved."""
     tables: dict[str, pd.DataFrame] = {}
     for name, frame in iter_tables(link, std, quarantine, standards, key, run_id, name_masking=name_masking,
                                    previous=previous):
@@ -278,7 +279,7 @@ def build_tables(link: dict[str, pd.DataFrame], std: dict[str, pd.DataFrame], qu
 
 
 def iter_tables(link, std, quarantine: pd.DataFrame, standards, key: bytes, run_id: str, *,
-                name_masking: str | None = None, previous: dict[str, pd.DataFrame] | None = None,
+                name_masking: str | None = None, previous: dict[str, pd.DataFrame | str] | None = None,
                 workers: int | None = None, report: dict | None = None) -> Iterator[tuple[str, pd.DataFrame]]:
     """build_tables one table at a time, each input read when needed and dropped after use, so a
     caller that stages each table as it comes never holds the run's tables together. `link` and
@@ -315,7 +316,7 @@ def _person_tables(rows: Callable[[], tuple[pd.DataFrame, pd.DataFrame]]) -> Ite
 
 
 def _iter_tables(link, std, quarantine: pd.DataFrame, standards, key: bytes, run_id: str, *,
-                 name_masking: str | None = None, previous: dict[str, pd.DataFrame] | None = None
+                 name_masking: str | None = None, previous: dict[str, pd.DataFrame | str] | None = None
                  ) -> Iterator[tuple[str, pd.DataFrame]]:
     xrefs: dict = {}
     yield from entity_tables(link, key, run_id, name_masking=name_masking, xrefs=xrefs)
@@ -381,7 +382,7 @@ def entity_tables(link, key: bytes, run_id: str, *, name_masking: str | None = N
 
 
 def owner_fact_tables(link, std, quarantine: pd.DataFrame | None, standards, key: bytes, run_id: str,
-                      xrefs: dict, *, previous: dict[str, pd.DataFrame] | None = None
+                      xrefs: dict, *, previous: dict[str, pd.DataFrame | str] | None = None
                       ) -> Iterator[tuple[str, pd.DataFrame]]:
     """identifier_owner, the calendar, the facts with their owners and fact_owner_change, and the
     small dimensions (regions, service items, sources) and quarantine. Needs of the link outputs
@@ -396,7 +397,7 @@ def owner_fact_tables(link, std, quarantine: pd.DataFrame | None, standards, key
     del xrefs
     from govdata.evaluate import scratch_db
 
-    with scratch_db(OWNER_MEMORY) as (con, _):   # the owners as Arrow, each fact chunk joined to them
+    with scratch_db(OWNER_MEMORY) as (con, tmp):   # the owners as Arrow, each fact chunk joined to them
         person_owner = owner_lookup(con, owners[0], "_person_owner", key)
         enterprise_owner = owner_lookup(con, owners[1], "_enterprise_owner", key)
         if has_xref:   # a chunk at a time (no second copy of millions of owners); none: the table empties
@@ -412,6 +413,8 @@ def owner_fact_tables(link, std, quarantine: pd.DataFrame | None, standards, key
         moved, service_items = [], []
         channels = standards.code_table("channel")
         for kind, table in (("application", "fact_application"), ("certificate", "fact_certificate")):
+            # this run's facts as fact_owner_changes compares them, on disk until the one join
+            compared = _FactWriter(f"{tmp}/{table}.owners.parquet") if previous.get(table) is not None else None
             for part in _frames_of_kind(std, kind, one_by_one=True, chunk_rows=FACT_CHUNK_ROWS):
                 roles: dict = {}
                 if kind == "application":
@@ -420,11 +423,13 @@ def owner_fact_tables(link, std, quarantine: pd.DataFrame | None, standards, key
                 else:
                     rows = certificate_rows(part, person_owner, enterprise_owner, run_id, roles)
                 del part
-                moved.append(fact_owner_changes(table, rows, roles["tokens"], roles["masks"], previous.get(table),
-                                                changes, run_id))
+                if compared is not None:
+                    compared.write(fact_owner_inputs(table, rows, roles["tokens"], roles["masks"]))
                 del roles
                 yield table, rows
                 del rows
+            if compared is not None and compared.close():
+                moved.append(fact_owner_changes(con, table, compared.path, previous[table], changes, run_id))
     moved = [m for m in moved if len(m)]
     if moved:
         yield "fact_owner_change", _table_columns(pd.concat(moved, ignore_index=True), "fact_owner_change")
@@ -435,6 +440,26 @@ def owner_fact_tables(link, std, quarantine: pd.DataFrame | None, standards, key
         yield "dim_source", source_rows(std, quarantine, run_id)
     if quarantine is not None:   # even empty: the load replaces the re-normalised records' rows
         yield "quarantine", _table_columns(quarantine.assign(run_id=run_id), "quarantine")
+
+
+class _FactWriter:
+    """Chunks of one Arrow schema appended to a Parquet file, opened at the first."""
+
+    def __init__(self, path: str):
+        self.path, self._writer = path, None
+
+    def write(self, table: pa.Table) -> None:
+        import pyarrow.parquet as pq
+
+        self._writer = self._writer or pq.ParquetWriter(self.path, table.schema, compression="zstd")
+        self._writer.write_table(table)
+
+    def close(self) -> bool:
+        """Whether anything was written."""
+        if self._writer is None:
+            return False
+        self._writer.close()
+        return True
 
 
 def review_rows(review: pd.DataFrame, run_id: str) -> pd.DataFrame:

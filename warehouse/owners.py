@@ -1,12 +1,12 @@
 """Who holds an identifier (identifier_owner) and which facts changed owner (fact_owner_change)."""
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 from govdata.transforms.privacy import _arrow_text, token_parameters, token_sql
 from govdata.warehouse.rows import _table_columns, _text, identifier_token_array
 from govdata.warehouse.schema import table_for
@@ -262,58 +262,72 @@ def resolve_owners(holders: pd.DataFrame, previous: pd.DataFrame | None, live_ma
         return _resolve(con, run_id)
 
 
-def _claims_from_facts(previous: dict, role: str, known: pd.Series) -> pd.DataFrame:
-    """Owners of identifiers as the previous facts recorded them (the most frequent, then the
-    smallest): the previous claims of a warehouse loaded before identifier_owner existed. Only
-    for tokens not `known` (identifier_owner's), left out before counting: on a warehouse that
-    has identifier_owner that is almost every fact (1M persons: 20 s of a rerun's load)."""
-    known_tokens = _arrow_text(known)
-    frames = []
-    for table, (tok, person, enterprise) in FACT_OWNERS.items():
-        f = previous.get(table)
-        if f is None or not len(f):
-            continue
-        unknown = ~pc.is_in(_arrow_text(_text(f, tok)), value_set=known_tokens).to_numpy(zero_copy_only=False)
-        f = f[unknown]
-        frames.append(pd.DataFrame({"identifier_token": _text(f, tok),
-                                    "master_id": _text(f, person if role == "person" else enterprise)}))
-    if not frames:
-        return pd.DataFrame({"identifier_token": pd.Series(dtype="string"), "master_id": pd.Series(dtype="string")})
-    both = pd.concat(frames, ignore_index=True).dropna()
-    n = both.groupby(["identifier_token", "master_id"], observed=True).size().rename("n").reset_index()
-    n = n.sort_values(["identifier_token", "n", "master_id"], ascending=[True, False, True])
-    return n.drop_duplicates("identifier_token")[["identifier_token", "master_id"]]
-
-
 # fact table -> (token column, person owner column, enterprise owner column)
 FACT_OWNERS = {"fact_application": ("applicant_token", "applicant_person_id", "applicant_enterprise_id"),
-                "fact_certificate": ("holder_token", "holder_person_id", "holder_enterprise_id")}
+               "fact_certificate": ("holder_token", "holder_person_id", "holder_enterprise_id")}
+# what a rerun reads of the warehouse to keep facts with their owners (stages.previous_owner_state)
+PREVIOUS_COLUMNS = {"identifier_owner": ["entity", "identifier_token", "master_id", "assigned_run"],
+                    **{t: ["source_system", "source_record_id", *cols] for t, cols in FACT_OWNERS.items()}}
+_LAST = 2 ** 62   # the position of a claim the facts make: after every stored one
+
+
+def _register_previous(con, view: str, value, table: str) -> None:
+    """View `view` (PREVIOUS_COLUMNS of `table`, and pos: the row's position) over the previous
+    state of `table`: its Parquet file (a path: the load's, never in memory), a frame, or None
+    (no rows)."""
+    columns = PREVIOUS_COLUMNS[table]
+    listed = ", ".join(f'"{c}"' for c in columns)
+    if isinstance(value, str | os.PathLike):
+        con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT {listed}, file_row_number AS pos "
+                    f"FROM read_parquet({_sql_text(str(value))}, file_row_number = true)")
+        return
+    frame = (value if value is not None else pd.DataFrame()).reindex(columns=columns).astype(ARROW_TEXT)
+    arrow = pa.Table.from_pandas(frame, preserve_index=False)
+    con.register(f"{view}_in", arrow.append_column("pos", pa.array(np.arange(len(frame), dtype=np.int64))))
+    con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {view}_in")
+
+
+def _register_previous_claims(con, previous: dict, entity: str) -> None:
+    """View `_claims` (t, m, run, pos) of resolve_owners: the warehouse's identifier_owner rows of
+    the entity, then for identifiers it lacks, the owner the previous facts carry most often
+    (ties: the smallest master id) — the claims of a warehouse loaded before identifier_owner
+    existed. In DuckDB over the previous state's files: at 5M persons 5.7M stored owners and
+    7.5M facts, held in pandas, took a rerun's load past 7 GB."""
+    _register_previous(con, "_prev_identifier_owner", previous.get("identifier_owner"), "identifier_owner")
+    con.execute("CREATE OR REPLACE VIEW _stored AS SELECT identifier_token AS t, master_id AS m, "
+                f"assigned_run AS run, pos FROM _prev_identifier_owner WHERE entity = {_sql_text(entity)}")
+    facts = []
+    for table, (tok, person, enterprise) in FACT_OWNERS.items():
+        _register_previous(con, f"_prev_{table}", previous.get(table), table)
+        facts.append(f'SELECT "{tok}" AS t, "{person if entity == "person" else enterprise}" AS m FROM _prev_{table}')
+    con.execute(f"""
+        CREATE OR REPLACE VIEW _claims AS
+        SELECT t, m, run, pos FROM _stored
+        UNION ALL
+        SELECT t, min({{'n': -n, 'm': m}}).m AS m, CAST(NULL AS VARCHAR) AS run, {_LAST} AS pos FROM (
+            SELECT t, m, count(*) AS n FROM ({" UNION ALL ".join(facts)}) f
+            WHERE t IS NOT NULL AND m IS NOT NULL AND NOT EXISTS (SELECT 1 FROM _stored s WHERE s.t = f.t)
+            GROUP BY t, m)
+        GROUP BY t""")
 
 
 def identifier_owners(xref: pd.DataFrame | list[str] | None, std_frames, entity: str, key: bytes,
                       previous: dict, run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(identifier_owner rows of the entity, changes): see resolve_owners. The previous claims
     are the warehouse's identifier_owner rows, and for identifiers it lacks, the owners the
-    previous facts carry. Holders and resolution in one scratch DuckDB (bounded memory: it
-    spills), the identifiers' text never in pandas."""
+    previous facts carry (`previous`: table -> its Parquet file or a frame). Holders, claims and
+    resolution in one scratch DuckDB (bounded memory: it spills), the identifiers' text and the
+    previous state never in pandas."""
     from govdata.evaluate import scratch_db
 
-    stored = previous.get("identifier_owner")
-    if stored is not None and len(stored):
-        stored = stored[_text(stored, "entity") == entity]
-    else:
-        stored = pd.DataFrame(columns=["identifier_token", "master_id", "assigned_run"])
-    from_facts = _claims_from_facts(previous, entity, _text(stored, "identifier_token"))
-    # Arrow-backed text: the stored owners of 5M persons are 5.7M rows
-    claims = pd.concat([stored.reindex(columns=["identifier_token", "master_id", "assigned_run"]).astype(ARROW_TEXT),
-                        from_facts.astype(ARROW_TEXT)], ignore_index=True)
     with scratch_db(OWNER_MEMORY) as (con, _):
         _register_xref(con, xref, _ENTITY[entity][0])
         _build_holders(con, std_frames, entity, key)
-        _register_claims(con, claims)
+        _register_previous_claims(con, previous, entity)
         # which masters exist matters for previous owners only
+        has_claims = any(previous.get(t) is not None for t in PREVIOUS_COLUMNS)
         con.execute("CREATE OR REPLACE VIEW _live AS SELECT m FROM _xref WHERE m IS NOT NULL"
-                    + ("" if len(claims) else " LIMIT 0"))
+                    + ("" if has_claims else " LIMIT 0"))
         owners, changes = _resolve(con, run_id)
     return owners.assign(entity=entity), changes
 
@@ -341,50 +355,65 @@ def owner_lookup(con, owners: pd.DataFrame, name: str, key: bytes
     return lookup
 
 
-def fact_owner_changes(table: str, rows: pd.DataFrame, role_tokens: dict[str, pd.Series],
-                       masked: dict[str, pd.Series], previous: pd.DataFrame | None,
-                       changes: dict[str, pd.DataFrame], run_id: str) -> pd.DataFrame:
+def fact_owner_inputs(table: str, rows: pd.DataFrame, role_tokens: dict[str, pd.Series],
+                      masked: dict[str, pd.Series]) -> pa.Table:
+    """What fact_owner_changes compares of a chunk of this run's facts: keys, token and owners,
+    and each role's identifier token and mask. All text, the same schema for every chunk."""
+    tok, person, enterprise = FACT_OWNERS[table]
+    columns = {c: _text(rows, c) for c in ("source_system", "source_record_id", tok, person, enterprise)}
+    for role in ("person", "enterprise"):
+        columns[f"_{role}_token"] = role_tokens[role]
+        columns[f"_{role}_masked"] = masked[role]
+    return pa.table({c: _arrow_text(pd.Series(v)) for c, v in columns.items()})
+
+
+def fact_owner_changes(con, table: str, new, previous, changes: dict[str, pd.DataFrame], run_id: str
+                       ) -> pd.DataFrame:
     """fact_owner_change rows: facts loaded before whose person or enterprise is another now.
     reason: the identifier's reason when the fact's identifier kept its token and its owner moved
-    (resolve_owners), else `identifier_changed` (the fact's own input changed)."""
+    (resolve_owners), else `identifier_changed` (the fact's own input changed). `new`: this run's
+    facts as fact_owner_inputs gives them (Arrow, or the Parquet file they were written to);
+    `previous`: the facts loaded before (a Parquet file or a frame). One join in DuckDB `con`:
+    it spills, where a pandas merge of each chunk against every previous fact held both."""
     cols = [c.name for c in table_for("fact_owner_change").columns]
-    if previous is None or not len(previous) or not len(rows):
+    if previous is None or (isinstance(previous, pd.DataFrame) and not len(previous)):
         return pd.DataFrame(columns=cols)
     tok, person, enterprise = FACT_OWNERS[table]
-    keys = ["source_system", "source_record_id"]
-    # Arrow-backed text on both sides: the previous facts are every fact loaded before, and a
-    # Python str per value of them for every chunk of this run's facts cost ~1 GB at 1M persons
-    new = rows[keys + [tok, person, enterprise]].astype(ARROW_TEXT).reset_index(drop=True)
-    for role in ("person", "enterprise"):
-        new[f"_{role}_token"] = role_tokens[role].astype(ARROW_TEXT).to_numpy()
-        new[f"_{role}_masked"] = masked[role].astype(ARROW_TEXT).to_numpy()
-    old = previous.reindex(columns=keys + [tok, person, enterprise]).astype(ARROW_TEXT)
-    m = new.merge(old, on=keys, how="inner", suffixes=("", "_old"))
-    out = []
+    _register_previous(con, "_old_facts", previous, table)
+    if isinstance(new, pa.Table):
+        con.register("_new_facts_in", new)
+    source = "_new_facts_in" if isinstance(new, pa.Table) else f"read_parquet({_sql_text(str(new))})"
+    con.execute(f"CREATE OR REPLACE VIEW _new_facts AS SELECT * FROM {source}")
+    parts = []
     for role, col in (("person", person), ("enterprise", enterprise)):
-        a, b = m[col], m[f"{col}_old"]
-        moved = (a.isna() != b.isna()) | (a.notna() & b.notna() & (a != b)).fillna(False)
-        part = m[moved.to_numpy()]
-        if part.empty:
-            continue
         ch = changes.get(role)
-        reason = pd.Series("identifier_changed", index=part.index, dtype="string")
-        if ch is not None and len(ch):
-            why = part[[f"_{role}_token", f"{col}_old"]].merge(
-                ch.rename(columns={"identifier_token": f"_{role}_token", "old_owner": f"{col}_old"}).astype("string"),
-                on=[f"_{role}_token", f"{col}_old"], how="left")["reason"]
-            same_id = (part[tok] == part[f"{tok}_old"]).fillna(False).to_numpy()
-            reason = reason.where(~(same_id & why.notna().to_numpy()), why.to_numpy())
-        out.append(pd.DataFrame({"run_id": run_id, "fact_table": table, "source_system": part["source_system"],
-                                 "source_record_id": part["source_record_id"], "role": role,
-                                 "identifier_token": part[f"_{role}_token"],
-                                 "identifier_masked": part[f"_{role}_masked"],
-                                 "old_owner": b[moved.to_numpy()], "new_owner": a[moved.to_numpy()],
-                                 "reason": reason}))
-    if not out:
+        ch = (ch if ch is not None else pd.DataFrame()).reindex(columns=["identifier_token", "old_owner", "reason"])
+        con.register(f"_changes_{role}", pa.Table.from_pandas(ch.astype(ARROW_TEXT), preserve_index=False))
+        parts.append(f"""
+            SELECT {_sql_text(run_id)} AS run_id, {_sql_text(table)} AS fact_table, m.source_system,
+                   m.source_record_id, '{role}' AS role, m._{role}_token AS identifier_token,
+                   m._{role}_masked AS identifier_masked, m."_old_{col}" AS old_owner, m."{col}" AS new_owner,
+                   CASE WHEN coalesce(m."{tok}" = m."_old_{tok}", false) AND c.reason IS NOT NULL THEN c.reason
+                        ELSE 'identifier_changed' END AS reason, {0 if role == "person" else 1} AS _role_order
+            FROM _moved m LEFT JOIN _changes_{role} c
+              ON c.identifier_token = m._{role}_token AND c.old_owner IS NOT DISTINCT FROM m."_old_{col}"
+            WHERE m."{col}" IS DISTINCT FROM m."_old_{col}"
+            """)
+    # the facts held before whose owner in either role differs, then each role's rows of them
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _moved AS
+        SELECT n.*, o."{tok}" AS "_old_{tok}", o."{person}" AS "_old_{person}", o."{enterprise}" AS "_old_{enterprise}"
+        FROM _new_facts n JOIN _old_facts o
+          ON n.source_system = o.source_system AND n.source_record_id = o.source_record_id
+        WHERE n."{person}" IS DISTINCT FROM o."{person}" OR n."{enterprise}" IS DISTINCT FROM o."{enterprise}"
+        """)
+    out = _fetch(con, f"SELECT * EXCLUDE (_role_order) FROM ({' UNION ALL '.join(parts)}) "
+                      "ORDER BY _role_order, source_system, source_record_id")
+    con.execute("DROP TABLE _moved; DROP VIEW _new_facts; DROP VIEW _old_facts")
+    if not len(out):
         return pd.DataFrame(columns=cols)
-    return _table_columns(pd.concat(out, ignore_index=True), "fact_owner_change")
+    return _table_columns(out, "fact_owner_change")
 
 
-__all__ = ["FACT_OWNERS", "OWNER_REASONS", "fact_owner_changes", "identifier_holders", "identifier_owners",
+__all__ = ["FACT_OWNERS", "OWNER_REASONS", "PREVIOUS_COLUMNS", "fact_owner_changes", "fact_owner_inputs", "identifier_holders", "identifier_owners",
            "owner_lookup", "resolve_owners"]

@@ -66,6 +66,57 @@ def read_arrow_table(url: str, name: str, columns: list[str] | None = None, wher
                                      + (f" WHERE {where}" if where else "")), table)
 
 
+EXPORT_BATCH_ROWS = 200_000   # PostgreSQL rows fetched (as Python values) at a time while exporting
+
+
+def export_parquet(url: str, name: str, path: str, columns: list[str] | None = None, where: str | None = None
+                   ) -> str | None:
+    """A warehouse table (its `columns`, the rows `where` holds) written to the Parquet file
+    `path` without holding it in memory: DuckDB copies it itself, PostgreSQL rows come through a
+    server-side cursor a batch at a time. `path`, or None when the table does not exist or is
+    empty (nothing written)."""
+    table = table_for(name)
+    if backend_of(url) == "duckdb" and not Path(duckdb_paths(url)[0]).exists():
+        return None
+    select = (f"SELECT {', '.join(columns) if columns else '*'} FROM {qualified(table)}"
+              + (f" WHERE {where}" if where else ""))
+    with connect(url, vault=table.schema == VAULT_SCHEMA, read_only=True) as db:
+        if qualified(table) in _missing_tables(db):
+            return None
+        rows = _copy_duckdb(db, select, path) if db.backend == "duckdb" else _copy_postgres(db, select, path, table)
+    if not rows:
+        Path(path).unlink(missing_ok=True)
+        return None
+    return path
+
+
+def _copy_duckdb(db, select: str, path: str) -> int:
+    db.execute("SET enable_progress_bar = false")   # a long copy would draw one on the task's stdout
+    db.execute(f"COPY ({select}) TO '{path.replace(chr(39), chr(39) * 2)}' (FORMAT parquet, COMPRESSION zstd)")
+    return db.fetchall(f"SELECT count(*) FROM read_parquet('{path.replace(chr(39), chr(39) * 2)}')")[0][0]
+
+
+def _copy_postgres(db, select: str, path: str, table) -> int:
+    import pyarrow.parquet as pq
+
+    rows, writer = 0, None
+    # named: a server-side cursor, which lives in a transaction
+    with db.con.transaction(), db.con.cursor(name="govdata_export") as cur:
+        cur.itersize = EXPORT_BATCH_ROWS
+        cur.execute(select)
+        names = None
+        while batch := cur.fetchmany(EXPORT_BATCH_ROWS):
+            names = names or [d.name for d in cur.description]
+            part = _typed(pa.Table.from_pandas(pd.DataFrame.from_records(batch, columns=names), preserve_index=False),
+                          table)
+            writer = writer or pq.ParquetWriter(path, part.schema, compression="zstd")
+            writer.write_table(part.cast(writer.schema))
+            rows += part.num_rows
+    if writer is not None:
+        writer.close()
+    return rows
+
+
 def _typed(result: pa.Table, table) -> pa.Table:
     """The warehouse's column types on a fetched table. PostgreSQL rows come through pandas,
     which types an empty or all-NULL column as `null`: an empty previous state must read the
@@ -83,4 +134,4 @@ def _typed(result: pa.Table, table) -> pa.Table:
     return result
 
 
-__all__ = ["read_arrow_table", "read_state", "read_table", "write_state"]
+__all__ = ["export_parquet", "read_arrow_table", "read_state", "read_table", "write_state"]

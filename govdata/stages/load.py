@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 
 import pandas as pd
@@ -32,7 +35,8 @@ def load(normalised: list[dict], validated: dict, linked: dict, run: dict) -> di
     stager = Stager(folder, sort=sort)
     quarantine = pd.concat([read_parquet(n["quarantine_path"]) for n in normalised], ignore_index=True)
     link, key, reviewed, marked_tables, workers = LinkFrames(linked["paths"]), get_settings().token_key(), False, set(), {}
-    previous = previous_owner_state(url)
+    # the previous state is scratch of this task, on local disk (the lake may be remote)
+    scratch = tempfile.mkdtemp(prefix="govdata-previous-")
 
     def owners_and_facts() -> Iterator[tuple]:
         """The owners, facts and small dimensions, staged in a folder of their own (every table
@@ -51,6 +55,7 @@ def load(normalised: list[dict], validated: dict, linked: dict, run: dict) -> di
         yield "done", changes, peak_rss_mb()
 
     try:
+        previous = previous_owner_state(url, scratch)
         # The owners and facts need of the link outputs only the xref files: they are built in a
         # forked process beside the persons' and enterprises' tables (the task's second core).
         with beside_items(owners_and_facts) as owners_facts:
@@ -88,6 +93,7 @@ def load(normalised: list[dict], validated: dict, linked: dict, run: dict) -> di
                 counts = warehouse.commit()
     finally:
         stager.remove_files()   # the owners' folder with it; after the merges (open_load's exit waits for them)
+        shutil.rmtree(scratch, ignore_errors=True)
     return {"tables": {k: int(v) for k, v in counts.items()}, "owner_changes": owner_change_summary(changes),
             # tokens and ciphertexts on forked workers, the owners and facts in a forked process
             "workers_peak_rss_mb": max(workers.get("workers_peak_rss_mb", 0), child_peak_rss_mb)}
@@ -185,21 +191,20 @@ class SourceFrames(Mapping):
         return len(self.paths)
 
 
-def previous_owner_state(url: str) -> dict[str, pd.DataFrame]:
+def previous_owner_state(url: str, folder: str) -> dict[str, str]:
     """What build_tables needs to keep facts with their owners: identifier_owner, and each fact
-    table's keys, token and owners as loaded before this run."""
-    from govdata.warehouse.build import FACT_OWNERS
-    from govdata.warehouse.load import read_arrow_table
+    table's keys, token and owners as loaded before this run, each copied to a Parquet file in
+    `folder` (table -> path; a table absent or empty is left out). On disk, not in memory: at 5M
+    persons they are 13M rows, which the task and its forked process both held."""
+    from govdata.warehouse.owners import PREVIOUS_COLUMNS
+    from govdata.warehouse.state import export_parquet
 
+    os.makedirs(folder, exist_ok=True)
     out = {}
-    wanted = {"identifier_owner": None, **{t: ["source_system", "source_record_id", *cols]
-                                           for t, cols in FACT_OWNERS.items()}}
-    for table, columns in wanted.items():
-        arrow = read_arrow_table(url, table, columns)
-        if arrow is not None and arrow.num_rows:
-            # Arrow-backed text: a Python str per value made the previous state of 1M persons
-            # ~1 GB of the load's peak on every rerun
-            out[table] = arrow.to_pandas(types_mapper=pd.ArrowDtype).astype("string[pyarrow]")
+    for table, columns in PREVIOUS_COLUMNS.items():
+        path = export_parquet(url, table, f"{folder}/{table}.parquet", columns)
+        if path is not None:
+            out[table] = path
     return out
 
 

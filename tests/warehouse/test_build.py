@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import date
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from govdata.transforms.privacy import token
-from govdata.warehouse.build import fact_owner_changes, identifier_holders, identifier_owners, resolve_owners
+from govdata.evaluate import scratch_db
+from govdata.warehouse.build import fact_owner_changes, fact_owner_inputs, identifier_holders, identifier_owners, resolve_owners
 
 KEY = bytes.fromhex("22" * 32)
 ADULT_ID = "110105199903070013"    # born 1999-03-07, male (digit 17 = 1)
@@ -90,7 +92,8 @@ def test_previous_facts_seed_the_claims_of_a_warehouse_without_identifier_owner(
         == [["P_CHILD", "P_ADULT", "better_holder"]]
 
 
-def test_identifier_owner_claims_count_before_the_facts_and_facts_claim_only_the_tokens_it_lacks():
+@pytest.mark.parametrize("stored_as", ["frames", "parquet"])
+def test_identifier_owner_claims_count_before_the_facts_and_facts_claim_only_the_tokens_it_lacks(stored_as, tmp_path):
     std, xref = persons()
     # stored: the adult's ID owned by P_ADULT; the facts (Arrow-backed, as the load reads them)
     # also claim it for the child, and the other ID for a master gone since
@@ -101,6 +104,10 @@ def test_identifier_owner_claims_count_before_the_facts_and_facts_claim_only_the
             "source_system": ["hall", "hall"], "source_record_id": ["A1", "A2"],
             "applicant_token": [tok(ADULT_ID), tok(OTHER_ID)], "applicant_person_id": ["P_CHILD", "P_GONE"],
             "applicant_enterprise_id": [None, None]}).astype("string[pyarrow]")}
+    if stored_as == "parquet":   # as the load hands them over (previous_owner_state)
+        for table, frame in list(previous.items()):
+            frame.to_parquet(tmp_path / f"{table}.parquet", index=False)
+            previous[table] = str(tmp_path / f"{table}.parquet")
     owners, changes = identifier_owners(xref, [std], "person", KEY, previous, "r2")
     by_token = owners.set_index("identifier_token")
     assert by_token.loc[tok(ADULT_ID), ["master_id", "assigned_run"]].tolist() == ["P_ADULT", "r1"]
@@ -109,7 +116,8 @@ def test_identifier_owner_claims_count_before_the_facts_and_facts_claim_only_the
         [[tok(OTHER_ID), "P_GONE", "P_OTHER", "owner_gone"]]
 
 
-def test_fact_owner_changes_name_the_reason():
+@pytest.mark.parametrize("stored_as", ["frames", "parquet"])
+def test_fact_owner_changes_name_the_reason(stored_as, tmp_path):
     rows = pd.DataFrame({"source_system": "hall", "source_record_id": ["A1", "A2", "A3", "A4"],
                          "applicant_token": ["t1", "t9", "t3", "t4"],
                          "applicant_person_id": ["P2", "P9", "P3", "P4"], "applicant_enterprise_id": None})
@@ -120,7 +128,13 @@ def test_fact_owner_changes_name_the_reason():
     masks = {"person": pd.Series(["1101**"] * 4), "enterprise": pd.Series([None] * 4, dtype="string")}
     changes = {"person": pd.DataFrame({"identifier_token": ["t1"], "old_owner": ["P1"], "new_owner": ["P2"],
                                        "reason": ["owner_gone"]})}
-    out = fact_owner_changes("fact_application", rows, roles, masks, previous, changes, "r2")
+    new = fact_owner_inputs("fact_application", rows, roles, masks)
+    if stored_as == "parquet":   # as the load writes them: this run's chunks, the previous state
+        pq.write_table(new, tmp_path / "new.parquet")
+        previous.to_parquet(tmp_path / "previous.parquet", index=False)
+        new, previous = str(tmp_path / "new.parquet"), str(tmp_path / "previous.parquet")
+    with scratch_db("1GB") as (con, _):
+        out = fact_owner_changes(con, "fact_application", new, previous, changes, "r2")
     assert out[["source_record_id", "role", "old_owner", "new_owner", "reason"]].values.tolist() == [
         ["A1", "person", "P1", "P2", "owner_gone"],            # same ID, its owner left
         ["A2", "person", "P2", "P9", "identifier_changed"]]    # the application now carries another ID

@@ -360,3 +360,26 @@ def test_a_lock_held_past_the_wait_is_the_lock_error(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_the_previous_owner_state_is_copied_to_parquet_whole(warehouse_url, tmp_path, monkeypatch):
+    """A rerun's load reads the owners and facts loaded before from files it writes, never in
+    memory: every row, in the warehouse's types, PostgreSQL's a batch (here 2 rows) at a time."""
+    import pyarrow.parquet as pq
+
+    from govdata.stages.load import previous_owner_state
+    from govdata.warehouse import state
+    from govdata.warehouse.owners import PREVIOUS_COLUMNS
+    from govdata.warehouse.state import read_arrow_table
+
+    monkeypatch.setattr(state, "EXPORT_BATCH_ROWS", 2)
+    assert previous_owner_state(warehouse_url, str(tmp_path / "none")) == {}   # nothing loaded yet
+    load_tables(warehouse_url, world.build_world(), world.RUN)
+    paths = previous_owner_state(warehouse_url, str(tmp_path / "previous"))
+    assert sorted(paths) == sorted(PREVIOUS_COLUMNS)
+    for table, path in paths.items():
+        stored = read_arrow_table(warehouse_url, table, PREVIOUS_COLUMNS[table])
+        copied = pq.read_table(path)
+        assert [(f.name, f.type) for f in copied.schema] == [(f.name, f.type) for f in stored.schema]
+        assert copied.num_rows == stored.num_rows > 0
+        assert sorted(copied.to_pylist(), key=repr) == sorted(stored.to_pylist(), key=repr)
