@@ -31,6 +31,7 @@ def runs(tmp_path_factory):
                                     full_refresh=full)
     run(True)
     before = _q(db, "select source_system, source_record_id, person_id from xref_person")
+    applicants = _q(db, "select source_record_id, applicant_person_id from fact_application")
 
     gongan = world / "departments" / "gongan.sqlite"
     with sqlite3.connect(gongan) as con:
@@ -51,7 +52,16 @@ def runs(tmp_path_factory):
                     "(select DAH from WJ_JKDA_GRJBXX order by DAH limit 3)", (LATER,))
         con.execute("insert into WJ_JKDA_GRJBXX select 'JK9999999999', NULL, HZXM, XB, CSRQ, LXDH, JZDZ, ? "
                     "from WJ_JKDA_GRJBXX where LXDH is not null order by DAH desc limit 1", (LATER,))
+    with sqlite3.connect(world / "departments" / "zhengwu.sqlite") as con:   # an application now names another person
+        moved_no, old_id = con.execute("select SQBH, SQRZJHM from ZW_BJ_SQXX where SQRZJHM is not null "
+                                       "order by SQBH limit 1").fetchone()
+        with sqlite3.connect(gongan) as g:
+            new_id = g.execute("select SFZHM from T_RK_JBXX where SFZHM is not null and SFZHM <> ? "
+                               "order by RKBH desc limit 1", (old_id,)).fetchone()[0]
+        con.execute("update ZW_BJ_SQXX set SQRZJHM = ?, GXSJ = ? where SQBH = ?", (new_id, LATER, moved_no))
     incremental = run(False)
+    owner_changes = _q(db, "select * from fact_owner_change")
+    applicants_after = _q(db, "select source_record_id, applicant_person_id from fact_application")
     xref_sql = "select source_system, source_record_id, person_id, match_rule, match_score from xref_person"
     after_inc = _q(db, "select source_system, source_record_id, person_id, is_deleted from xref_person")
     xref_inc = _q(db, xref_sql)
@@ -64,13 +74,28 @@ def runs(tmp_path_factory):
     after_delete = _q(db, "select source_system, source_record_id, person_id, is_deleted from xref_person")
     return {"url": url, "ids": ids, "before": before, "incremental": incremental, "after_inc": after_inc,
             "after_delete": after_delete, "xref_inc": xref_inc, "xref_full": xref_full, "relinked": relinked,
-            "renamed": renamed}
+            "renamed": renamed, "applicants": applicants, "applicants_after": applicants_after,
+            "owner_changes": owner_changes, "moved": (moved_no, new_id)}
+
+
+def test_an_application_naming_another_person_moves_to_that_person_and_is_listed(runs):
+    """The load compares this run's facts with those loaded before (from files it copies out of
+    the warehouse): the one application whose applicant ID changed is the one owner change."""
+    moved_no, new_id = runs["moved"]
+    before = runs["applicants"].set_index("source_record_id")["applicant_person_id"]
+    after = runs["applicants_after"].set_index("source_record_id")["applicant_person_id"]
+    changes = runs["owner_changes"]
+    assert changes[["fact_table", "source_record_id", "role", "old_owner", "new_owner", "reason"]].values.tolist() == [
+        ["fact_application", moved_no, "person", before[moved_no], after[moved_no], "identifier_changed"]]
+    assert before[moved_no] != after[moved_no]
+    assert changes["identifier_masked"].iloc[0] == new_id[:6] + "*" * 8 + new_id[-4:]
+    assert before.drop(moved_no).fillna("").equals(after.reindex(before.index).drop(moved_no).fillna(""))
 
 
 def test_incremental_run_extracts_only_changed_rows(runs):
-    # gongan 3 updated + 1 inserted, shebao 5 updated, weijian 3 updated + 1 inserted, and canlian's
-    # 21 rows: a full snapshot (no incremental column) is read in full on every run
-    assert runs["incremental"]["headline"]["records in"] == 13 + 21
+    # gongan 3 updated + 1 inserted, shebao 5 updated, weijian 3 updated + 1 inserted, zhengwu 1
+    # updated, and canlian's 21 rows: a full snapshot (no incremental column) is read in full on every run
+    assert runs["incremental"]["headline"]["records in"] == 14 + 21
 
 
 def test_incremental_run_links_only_the_scope_of_the_changes(runs):
