@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, NamedTuple
 
@@ -55,14 +56,15 @@ def link_plan(normalised: list[dict], run: dict) -> dict:
         records = with_counts(records, counts)
         plan = {"mode": "full", "records": records.num_rows}
         scope = None
-        incremental = incremental_scope(records, kind, normalised, run)
-        if incremental is not None:
-            scope = incremental["scope"]
-            records = records.filter(pa.array(scope))
-            plan = {**plan, "mode": "incremental", "model": incremental["model"],
-                    "carried_path": _hand_off_rows(run, incremental.pop("previous"), incremental.pop("carried_rows"),
-                                                   f"{kind}_carried_xref"),
-                    "seeds": incremental["seeds"], "relinked": int(scope.sum())}
+        with tempfile.TemporaryDirectory(prefix="govdata-plan-") as scratch:
+            incremental = incremental_scope(records, kind, normalised, run, scratch)
+            if incremental is not None:
+                scope = incremental["scope"]
+                records = records.filter(pa.array(scope))
+                plan = {**plan, "mode": "incremental", "model": incremental["model"],
+                        "carried_path": _hand_off_file_rows(run, incremental.pop("previous"),
+                                                            incremental.pop("carried_rows"), f"{kind}_carried_xref"),
+                        "seeds": incremental["seeds"], "relinked": int(scope.sum())}
         # what the partitions read and the keys: the names, statuses and codes only the counts
         # and the scope needed leave before the partitions' own working memory arrives
         records = records.select([c for c in records.column_names if c in PARTITION_COLUMNS or c in KEYS])
@@ -123,6 +125,31 @@ def _hand_off_rows(run: dict, table, rows, name: str) -> str:
         writer.close()
         handle.close()
     return path
+
+
+def _hand_off_file_rows(run: dict, path: str, rows, name: str) -> str:
+    """Hands off the rows at `rows` (positions) of the Parquet file at path, in the file's order,
+    a row group at a time: the file is never read whole."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from govdata.lake import open_writer
+
+    wanted, offset = np.sort(rows), 0
+    source = pq.ParquetFile(path)
+    out = _hand_off_path(run, name)
+    writer, handle = open_writer(out, source.schema_arrow)
+    try:
+        writer.write_table(source.schema_arrow.empty_table())   # even none: the file has its schema
+        for batch in source.iter_batches(batch_size=HAND_OFF_TAKE_ROWS):
+            lo, hi = np.searchsorted(wanted, [offset, offset + batch.num_rows])
+            if hi > lo:
+                writer.write_table(pa.Table.from_batches([batch]).take(wanted[lo:hi] - offset))
+            offset += batch.num_rows
+    finally:
+        writer.close()
+        handle.close()
+    return out
 
 
 def _write_partitions(paths: list[str], schema, counts: dict, scope, parts, path_of) -> dict[int, tuple[str, int]]:

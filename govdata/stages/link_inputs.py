@@ -88,13 +88,16 @@ def _changed_ids(path: str):
     return read_arrow(path, columns=["source_record_id"]).column(0).cast(pa.string())
 
 
-def incremental_scope(records: "pa.Table", kind: str, normalised: list[dict], run: dict) -> dict | None:
-    """{scope mask, previous xref, carried_rows (the rows of it that the records out of scope
-    keep), model, seeds} for linking only what changed, or None when this run links everything
-    (full_refresh, no previous master, no previous weights, or a change touching most records)."""
+def incremental_scope(records: "pa.Table", kind: str, normalised: list[dict], run: dict, folder: str
+                      ) -> dict | None:
+    """{scope mask, previous (the previous xref's Parquet file, written in `folder`),
+    carried_rows (the rows of it that the records out of scope keep), model, seeds} for linking
+    only what changed, or None when this run links everything (full_refresh, no previous master,
+    no previous weights, or a change touching most records)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
+    import pyarrow.parquet as pq
 
     from govdata.standards.registry import load_survivorship
     from govdata.transforms.linkage.incremental import relink_scope, whole_clusters
@@ -105,20 +108,24 @@ def incremental_scope(records: "pa.Table", kind: str, normalised: list[dict], ru
     _, xref_table, id_col = LINKERS[kind]
     if run.get("full_refresh"):
         return None
-    prev, model = _previous_arrow(run, xref_table, KEYS + [id_col, "match_rule", "match_score"]), \
-        previous_model(run, kind)
-    if prev is None or prev.num_rows == 0 or model is None:
+    model = previous_model(run, kind)
+    path = None if model is None else _previous_file(run, xref_table, KEYS + [id_col, "match_rule", "match_score"],
+                                                     folder)
+    if path is None:
         return None
+    # the scope needs the keys and masters only; the carried rows are copied from the file later
+    prev = pq.read_table(path, columns=KEYS + [id_col])
     rows = key_positions(records, prev)                  # each record's previous xref row, -1: none
     found = rows >= 0
     # Each record's previous master as a hash of its id: no per-record copy of the ids, no
     # dictionary of them (14M ids of 5M persons, ~1 GB at the plan's peak). Two masters sharing
     # a hash only make the scope wider: more records linked again, the same links made.
     master_code = value_hashes(prev, id_col)               # -1: no id
+    del prev   # its text is not needed past here (14M rows of 5M persons: 0.6 GB at the plan's peak)
     cluster = np.where(found, master_code[np.maximum(rows, 0)], -1)
     # masters that lost a record (deleted at the source, or now rejected) are relinked whole:
     # the previous rows no record of this run points at
-    still = np.zeros(prev.num_rows, dtype=bool)
+    still = np.zeros(len(master_code), dtype=bool)
     still[rows[found]] = True
     lost = np.unique(master_code[~still & (master_code >= 0)])
     del master_code, still
@@ -144,7 +151,7 @@ def incremental_scope(records: "pa.Table", kind: str, normalised: list[dict], ru
     # the carried rows are named, not copied: link_plan writes them from `previous` a slice at
     # a time (at 5M persons a copy of the 14M-row xref was 1 GB more at the plan's peak)
     carried = rows[~np.asarray(scope)]
-    return {"scope": np.asarray(scope), "previous": prev, "carried_rows": carried[carried >= 0],
+    return {"scope": np.asarray(scope), "previous": path, "carried_rows": carried[carried >= 0],
             "model": model, "seeds": int(seeds.sum())}
 
 
@@ -154,6 +161,16 @@ def _too_wide(scope, kind: str) -> bool:
     if wide:
         log.info("%s: %d of %d records to relink: linking all", kind, int(scope.sum()), len(scope))
     return wide
+
+
+def _previous_file(run: dict, table: str, columns: list[str], folder: str) -> str | None:
+    """The live rows of a previous xref table copied to a Parquet file in `folder` (None: no
+    rows), never whole in memory: the scope reads the columns it needs, and the carried rows
+    are copied from it a row group at a time (at 5M persons, 14M rows)."""
+    from govdata.warehouse.state import export_parquet
+
+    return export_parquet(run["warehouse_url"], table, f"{folder}/{table}.parquet", columns,
+                          where="is_deleted IS NOT TRUE")
 
 
 def _previous_arrow(run: dict, table: str, columns: list[str]) -> "pa.Table | None":

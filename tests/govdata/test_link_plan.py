@@ -115,6 +115,25 @@ def test_handed_off_rows_are_those_rows_in_that_order_a_slice_at_a_time(tmp_path
     assert read_arrow(none).num_rows == 0 and read_arrow(none).schema.names == xref.schema.names
 
 
+@pytest.mark.parametrize("batch_rows", [2, 1000])
+def test_rows_handed_off_from_a_file_are_those_rows_in_file_order_a_batch_at_a_time(tmp_path, monkeypatch,
+                                                                                    batch_rows):
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    monkeypatch.setattr(link_stage, "HAND_OFF_TAKE_ROWS", batch_rows)
+    xref = pa.table({"source_system": ["gongan"] * 5, "source_record_id": list("abcde"),
+                     "person_id": ["P1", "P1", "P2", "P3", "P3"], "match_score": [1.0, 0.5, None, 0.9, 0.9]})
+    pq.write_table(xref, tmp_path / "previous.parquet", row_group_size=2)
+    run = {"lake": str(tmp_path / "lake"), "run_id": "r1"}
+    path = link_stage._hand_off_file_rows(run, str(tmp_path / "previous.parquet"),
+                                          np.array([4, 0, 3], dtype=np.int64), "person_carried_xref")
+    assert read_arrow(path).to_pylist() == [xref.to_pylist()[i] for i in (0, 3, 4)]
+    none = link_stage._hand_off_file_rows(run, str(tmp_path / "previous.parquet"), link_stage.NO_ROWS,
+                                          "enterprise_carried_xref")
+    assert read_arrow(none).num_rows == 0 and read_arrow(none).schema == xref.schema
+
+
 def test_an_incremental_scope_past_the_share_links_everything():
     import numpy as np
 
@@ -126,9 +145,12 @@ def test_an_incremental_scope_past_the_share_links_everything():
     assert not _too_wide(np.zeros(3, dtype=bool), "enterprise")
 
 
-def test_value_hashes_are_equal_for_equal_values_in_row_order_and_minus_one_for_null():
+@pytest.mark.parametrize("batch_rows", [7_000, 1_000_000])
+def test_value_hashes_are_equal_for_equal_values_in_row_order_and_minus_one_for_null(monkeypatch, batch_rows):
+    from govdata.transforms.linkage import plan
     from govdata.transforms.linkage.plan import value_hashes
 
+    monkeypatch.setattr(plan, "HASH_BATCH_ROWS", batch_rows)   # handed over in many batches, or one
     ids = ["P1", None, "P2", "P1", "P3", None] * 50_000   # several Arrow chunks' worth: order must hold
     hashes = value_hashes(pa.table({"m": pa.chunked_array([ids[:150_000], ids[150_000:]])}), "m")
     assert hashes.dtype == "int64" and len(hashes) == len(ids)
