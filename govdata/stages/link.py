@@ -13,7 +13,7 @@ from govdata.failpoints import failpoint
 from govdata.lake import read_parquet, run_path, write_parquet
 from govdata.memory import release_memory
 from govdata.stages.common import LINKERS, OUTPUTS, PERSON, _timed, peak_rss_mb
-from govdata.stages.link_inputs import (_decisions, _previous, _previous_arrow, incremental_scope, link_config,
+from govdata.stages.link_inputs import (_decisions, _previous, _previous_file, incremental_scope, link_config,
                                         partition_rows)
 
 if TYPE_CHECKING:   # names used in annotations only
@@ -30,33 +30,34 @@ def link_plan(normalised: list[dict], run: dict) -> dict:
     (plan_columns); the records themselves then stream from the snapshots, a batch at a time,
     each row appended to its partition's file."""
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
     from govdata.lake import dataset, read_arrow
     from govdata.transforms.linkage.plan import KEYS, assign_partitions, concat_conformed, plan_columns, \
-        plan_dictionary, previous_partitions, rows_by_partition, unified_dictionaries
+        plan_dictionary, previous_partitions, unified_dictionaries
     from govdata.transforms.linkage.partition import PARTITION_COLUMNS
     from govdata.transforms.linkage.shared_values import shared_counts, with_counts
 
     start = time.perf_counter()
     partitions = []
-    for kind, (_, xref_table, id_col) in LINKERS.items():
-        paths = [n["current_path"] for n in normalised if n["kind"] == kind]
-        if not paths:
-            continue
-        schemas = [dataset(path).schema for path in paths]
-        wanted = [plan_columns(schema.names) for schema in schemas]
-        records = concat_conformed([read_arrow(path, columns, plan_dictionary(schema, columns))
-                                    for path, schema, columns in zip(paths, schemas, wanted)])
-        release_memory()   # the readers' buffers: only the plan's table stays
-        records = unified_dictionaries(records)
-        if records.num_rows == 0:
-            continue
-        # counted over every record: partitions and scopes weigh a phone alike
-        counts = shared_counts(records) if kind == PERSON else {}
-        records = with_counts(records, counts)
-        plan = {"mode": "full", "records": records.num_rows}
-        scope = None
-        with tempfile.TemporaryDirectory(prefix="govdata-plan-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="govdata-plan-") as scratch:   # previous xref copies
+        for kind, (_, xref_table, id_col) in LINKERS.items():
+            paths = [n["current_path"] for n in normalised if n["kind"] == kind]
+            if not paths:
+                continue
+            schemas = [dataset(path).schema for path in paths]
+            wanted = [plan_columns(schema.names) for schema in schemas]
+            records = concat_conformed([read_arrow(path, columns, plan_dictionary(schema, columns))
+                                        for path, schema, columns in zip(paths, schemas, wanted)])
+            release_memory()   # the readers' buffers: only the plan's table stays
+            records = unified_dictionaries(records)
+            if records.num_rows == 0:
+                continue
+            # counted over every record: partitions and scopes weigh a phone alike
+            counts = shared_counts(records) if kind == PERSON else {}
+            records = with_counts(records, counts)
+            plan = {"mode": "full", "records": records.num_rows}
+            scope = None
             incremental = incremental_scope(records, kind, normalised, run, scratch)
             if incremental is not None:
                 scope = incremental["scope"]
@@ -65,30 +66,31 @@ def link_plan(normalised: list[dict], run: dict) -> dict:
                         "carried_path": _hand_off_file_rows(run, incremental.pop("previous"),
                                                             incremental.pop("carried_rows"), f"{kind}_carried_xref"),
                         "seeds": incremental["seeds"], "relinked": int(scope.sum())}
-        # what the partitions read and the keys: the names, statuses and codes only the counts
-        # and the scope needed leave before the partitions' own working memory arrives
-        records = records.select([c for c in records.column_names if c in PARTITION_COLUMNS or c in KEYS])
-        release_memory()
-        n = max(1, -(-records.num_rows // partition_rows()))
-        parts = assign_partitions(records, n, _decisions(run, kind))
-        # a full run splits the previous xref along the records' partitions: each task reads
-        # its slice, not the whole master (an incremental task needs every previous id)
-        previous = _previous_arrow(run, xref_table, KEYS + [id_col, "match_rule", "match_score"]) \
-            if plan["mode"] == "full" else None
-        previous_rows = {}
-        if previous is not None and previous.num_rows:
-            previous_rows = rows_by_partition(previous_partitions(previous, records, parts))
-        del records
-        schema = with_counts(pa.unify_schemas(schemas, promote_options="permissive").empty_table(),
-                             {c: [] for c in counts}).schema
-        written = _write_partitions(paths, schema, counts, scope, parts,
-                                    lambda p, kind=kind: _hand_off_path(run, f"{kind}_{p}"))
-        for p, (path, rows) in sorted(written.items()):
-            entry = {"kind": kind, "partition": p, "path": path, "rows": rows, "plan": plan}
-            if previous is not None:
-                entry["previous_path"] = _hand_off_rows(run, previous, previous_rows.get(p, NO_ROWS),
-                                                        f"{kind}_{p}_previous_xref")
-            partitions.append(entry)
+            # what the partitions read and the keys: the names, statuses and codes only the counts
+            # and the scope needed leave before the partitions' own working memory arrives
+            records = records.select([c for c in records.column_names if c in PARTITION_COLUMNS or c in KEYS])
+            release_memory()
+            n = max(1, -(-records.num_rows // partition_rows()))
+            parts = assign_partitions(records, n, _decisions(run, kind))
+            # a full run splits the previous xref along the records' partitions: each task reads
+            # its slice, not the whole master (an incremental task needs every previous id)
+            # (a copy on disk: only its keys are read, to place each row)
+            previous = _previous_file(run, xref_table, KEYS + [id_col, "match_rule", "match_score"], scratch) \
+                if plan["mode"] == "full" else None
+            previous_part = None if previous is None else \
+                previous_partitions(pq.read_table(previous, columns=KEYS), records, parts)
+            del records
+            schema = with_counts(pa.unify_schemas(schemas, promote_options="permissive").empty_table(),
+                                 {c: [] for c in counts}).schema
+            written = _write_partitions(paths, schema, counts, scope, parts,
+                                        lambda p, kind=kind: _hand_off_path(run, f"{kind}_{p}"))
+            previous_paths = {} if previous is None else _hand_off_file_partitions(
+                run, previous, previous_part, {p: f"{kind}_{p}_previous_xref" for p in written})
+            for p, (path, rows) in sorted(written.items()):
+                entry = {"kind": kind, "partition": p, "path": path, "rows": rows, "plan": plan}
+                if previous is not None:
+                    entry["previous_path"] = previous_paths[p]
+                partitions.append(entry)
     # the DAG maps over the partitions alone: each carries the plan's seconds to link_merge
     plan_seconds = round(time.perf_counter() - start, 3)
     plan_peak = peak_rss_mb()
@@ -106,25 +108,9 @@ def _hand_off_path(run: dict, name: str) -> str:
     return run_path(run["lake"], run["run_id"], "link", "input", name + IPC_SUFFIX)
 
 
-# Rows of a table taken at once when some of its rows are handed off (_hand_off_rows).
+# Rows of a file read at once when some of its rows are handed off (_hand_off_file_rows, _partitions).
 HAND_OFF_TAKE_ROWS = 1_000_000
 NO_ROWS = np.empty(0, dtype=np.int64)
-
-
-def _hand_off_rows(run: dict, table, rows, name: str) -> str:
-    """Hands off table's rows at `rows` (positions, in that order), taken a slice at a time into
-    the file: only one slice is ever a copy (the previous xref of 5M persons is 14M rows)."""
-    from govdata.lake import open_writer
-
-    path = _hand_off_path(run, name)
-    writer, handle = open_writer(path, table.schema)
-    try:
-        for start in range(0, max(len(rows), 1), HAND_OFF_TAKE_ROWS):   # even none: the file has its schema
-            writer.write_table(table.take(rows[start:start + HAND_OFF_TAKE_ROWS]))
-    finally:
-        writer.close()
-        handle.close()
-    return path
 
 
 def _hand_off_file_rows(run: dict, path: str, rows, name: str) -> str:
@@ -149,6 +135,37 @@ def _hand_off_file_rows(run: dict, path: str, rows, name: str) -> str:
     finally:
         writer.close()
         handle.close()
+    return out
+
+
+def _hand_off_file_partitions(run: dict, path: str, part_of, names: dict[int, str]) -> dict[int, str]:
+    """Hands off each row of the Parquet file at path to the file of its partition (part_of: per
+    row, -1 for none), in the file's order, a batch at a time: partition -> its file (every
+    partition in `names` gets one, even with no row). One pass over the file, whichever the
+    number of partitions."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from govdata.lake import open_writer
+    from govdata.transforms.linkage.plan import rows_by_partition
+
+    source = pq.ParquetFile(path)
+    out = {p: _hand_off_path(run, name) for p, name in names.items()}
+    writers = {p: open_writer(file, source.schema_arrow) for p, file in out.items()}
+    try:
+        for writer, _ in writers.values():
+            writer.write_table(source.schema_arrow.empty_table())
+        offset = 0
+        for batch in source.iter_batches(batch_size=HAND_OFF_TAKE_ROWS):
+            table = pa.Table.from_batches([batch])
+            for p, rows in rows_by_partition(part_of[offset:offset + batch.num_rows]).items():
+                if p in writers:
+                    writers[p][0].write_table(table.take(rows))
+            offset += batch.num_rows
+    finally:
+        for writer, handle in writers.values():
+            writer.close()
+            handle.close()
     return out
 
 

@@ -169,13 +169,8 @@ def _previous_file(run: dict, table: str, columns: list[str], folder: str) -> st
     are copied from it a row group at a time (at 5M persons, 14M rows)."""
     from govdata.warehouse.state import export_parquet
 
-    return export_parquet(run["warehouse_url"], table, f"{folder}/{table}.parquet", columns,
-                          where="is_deleted IS NOT TRUE")
+    path = f"{folder}/{table}.parquet"
+    if os.path.exists(path):   # the incremental scope's copy, when it then links everything
+        return path
+    return export_parquet(run["warehouse_url"], table, path, columns, where="is_deleted IS NOT TRUE")
 
-
-def _previous_arrow(run: dict, table: str, columns: list[str]) -> "pa.Table | None":
-    """The live rows of a previous xref table, as Arrow: the deleted ones left out by the query
-    (filtered after the read, the 14M rows of 5M persons were held twice)."""
-    from govdata.warehouse.load import read_arrow_table
-
-    return read_arrow_table(run["warehouse_url"], table, columns, where="is_deleted IS NOT TRUE")

@@ -98,21 +98,23 @@ def test_rows_by_partition_keeps_each_partitions_rows_in_order_and_leaves_out_no
     assert rows_by_partition(np.array([-1, -1], dtype=np.int64)) == {}
 
 
-@pytest.mark.parametrize("take_rows", [2, 1000])
-def test_handed_off_rows_are_those_rows_in_that_order_a_slice_at_a_time(tmp_path, monkeypatch, take_rows):
+@pytest.mark.parametrize("batch_rows", [2, 1000])
+def test_a_files_rows_handed_off_by_partition_keep_their_order_and_every_partition_gets_a_file(
+        tmp_path, monkeypatch, batch_rows):
     import numpy as np
+    import pyarrow.parquet as pq
 
-    monkeypatch.setattr(link_stage, "HAND_OFF_TAKE_ROWS", take_rows)
+    monkeypatch.setattr(link_stage, "HAND_OFF_TAKE_ROWS", batch_rows)
     xref = pa.table({"source_system": ["gongan"] * 5, "source_record_id": list("abcde"),
                      "person_id": ["P1", "P1", "P2", "P3", "P3"]})
+    pq.write_table(xref, tmp_path / "previous.parquet", row_group_size=2)
     run = {"lake": str(tmp_path / "lake"), "run_id": "r1"}
-    path = link_stage._hand_off_rows(run, xref, np.array([4, 0, 3], dtype=np.int64), "person_0_previous_xref")
-    assert read_arrow(path).to_pylist() == [
-        {"source_system": "gongan", "source_record_id": "e", "person_id": "P3"},
-        {"source_system": "gongan", "source_record_id": "a", "person_id": "P1"},
-        {"source_system": "gongan", "source_record_id": "d", "person_id": "P3"}]
-    none = link_stage._hand_off_rows(run, xref, link_stage.NO_ROWS, "person_1_previous_xref")
-    assert read_arrow(none).num_rows == 0 and read_arrow(none).schema.names == xref.schema.names
+    got = link_stage._hand_off_file_partitions(run, str(tmp_path / "previous.parquet"),
+                                               np.array([1, -1, 0, 1, 1], dtype=np.int64),
+                                               {p: f"person_{p}_previous_xref" for p in (0, 1, 2)})
+    ids = {p: [r["source_record_id"] for r in read_arrow(path).to_pylist()] for p, path in got.items()}
+    assert ids == {0: ["c"], 1: ["a", "d", "e"], 2: []}   # b: in no partition
+    assert read_arrow(got[2]).schema == xref.schema
 
 
 @pytest.mark.parametrize("batch_rows", [2, 1000])
