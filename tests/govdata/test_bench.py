@@ -34,3 +34,22 @@ def test_a_verdict_names_the_floor_that_already_misses_its_target():
     assert verdicts({"load_seconds": 31.0, "load_write_floor_seconds": 7.3})["load_seconds"] == "short of <= 30"
     assert verdicts({"load_seconds": 28.6, "load_write_floor_seconds": 7.3})["load_seconds"] == "met"
     assert verdicts({"load_seconds": 40.0})["load_seconds"] == "short of <= 30"
+
+
+def test_the_incremental_and_full_xrefs_are_compared_from_files(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from govdata.bench import _xref_differences
+
+    def xref(name, persons, rules, ids=("a", "b", "c")):
+        pq.write_table(pa.table({"source_system": ["gongan"] * len(ids), "source_record_id": list(ids),
+                                 "person_id": persons, "match_rule": rules}), tmp_path / name)
+        return str(tmp_path / name)
+
+    inc = xref("inc.parquet", ["P1", "P1", "P2"], ["id", None, "prob"])
+    full = xref("full.parquet", ["P1", "P2", "P2"], ["id", None, "id"])
+    assert _xref_differences(inc, full) == {"incremental_vs_full_records_with_other_person_id": 1,
+                                            "incremental_vs_full_records_with_other_rule": 1}
+    other = xref("other.parquet", ["P1", "P1"], ["id", "id"], ids=("a", "z"))
+    assert set(_xref_differences(inc, other).values()) == {"row sets differ"}
