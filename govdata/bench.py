@@ -275,9 +275,12 @@ def _xref_differences(incremental: str, full: str) -> dict:
     """Records the two runs place under another person id, or another rule (row sets must match)."""
     import duckdb
 
+    from govdata.warehouse.connections import sql_text
+
     with duckdb.connect() as con:
         def count(sql: str) -> int:
-            return con.execute(sql.format(a=f"read_parquet('{incremental}')", b=f"read_parquet('{full}')")).fetchone()[0]
+            return con.execute(sql.format(a=f"read_parquet({sql_text(incremental)})",
+                                          b=f"read_parquet({sql_text(full)})")).fetchone()[0]
 
         keys = "a.source_system = b.source_system AND a.source_record_id = b.source_record_id"
         unmatched = count(f"SELECT count(*) FROM {{a}} a FULL JOIN {{b}} b ON {keys} WHERE a.source_system IS NULL "

@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 
 from govdata.evaluate_causes import TEXT, _col, birth_dates, record_causes
+from govdata.warehouse.connections import sql_text as _sql_text
 
 KEY = ["source_system", "source_record_id"]
 MEMORY_LIMIT = "768MB"    # DuckDB's share (1M persons: 1.4 GB peak in all, 5M: 2.0 GB); beyond it DuckDB spills
@@ -78,10 +79,6 @@ def _records_view(con, path: str, batches: Iterable[pa.Table]) -> int:
             n += rows.num_rows
     con.execute(f"CREATE OR REPLACE VIEW rec AS SELECT * FROM read_parquet({_sql_text(path)})")
     return n
-
-
-def _sql_text(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 # --- scoring in SQL ----------------------------------------------------------------------------

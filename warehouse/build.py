@@ -48,6 +48,7 @@ from govdata.warehouse.rows import (
     secrets_of,
 )
 from govdata.warehouse.schema import table_for
+from govdata.warehouse.state import ParquetAppender
 
 # Link output names: the contract's table names, or the pipeline's `<entity>_<part>` files.
 _LINK_NAMES = {
@@ -414,7 +415,7 @@ def owner_fact_tables(link, std, quarantine: pd.DataFrame | None, standards, key
         channels = standards.code_table("channel")
         for kind, table in (("application", "fact_application"), ("certificate", "fact_certificate")):
             # this run's facts as fact_owner_changes compares them, on disk until the one join
-            compared = _FactWriter(f"{tmp}/{table}.owners.parquet") if previous.get(table) is not None else None
+            compared = ParquetAppender(f"{tmp}/{table}.owners.parquet") if previous.get(table) is not None else None
             for part in _frames_of_kind(std, kind, one_by_one=True, chunk_rows=FACT_CHUNK_ROWS):
                 roles: dict = {}
                 if kind == "application":
@@ -440,26 +441,6 @@ def owner_fact_tables(link, std, quarantine: pd.DataFrame | None, standards, key
         yield "dim_source", source_rows(std, quarantine, run_id)
     if quarantine is not None:   # even empty: the load replaces the re-normalised records' rows
         yield "quarantine", _table_columns(quarantine.assign(run_id=run_id), "quarantine")
-
-
-class _FactWriter:
-    """Chunks of one Arrow schema appended to a Parquet file, opened at the first."""
-
-    def __init__(self, path: str):
-        self.path, self._writer = path, None
-
-    def write(self, table: pa.Table) -> None:
-        import pyarrow.parquet as pq
-
-        self._writer = self._writer or pq.ParquetWriter(self.path, table.schema, compression="zstd")
-        self._writer.write_table(table)
-
-    def close(self) -> bool:
-        """Whether anything was written."""
-        if self._writer is None:
-            return False
-        self._writer.close()
-        return True
 
 
 def review_rows(review: pd.DataFrame, run_id: str) -> pd.DataFrame:

@@ -15,6 +15,11 @@ from govdata.warehouse.commit import recover_pending_vault, vault_lock
 from govdata.warehouse.schema import VAULT_SCHEMA
 
 
+def sql_text(value: str) -> str:
+    """A SQL string literal of value (quotes doubled)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
 def backend_of(url: str) -> str:
     name = sa.engine.make_url(url).get_backend_name()
     if name in ("duckdb", "postgresql"):

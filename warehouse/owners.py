@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 from govdata.transforms.privacy import _arrow_text, token_parameters, token_sql
+from govdata.warehouse.connections import sql_text as _sql_text
 from govdata.warehouse.rows import _table_columns, _text, identifier_token_array
 from govdata.warehouse.schema import table_for
 
@@ -41,10 +42,6 @@ def _holder_records(frame: pd.DataFrame, identifier: str, attrs: tuple[str, ...]
     if "birth_date" in part and not pd.api.types.is_datetime64_any_dtype(part["birth_date"]):
         part["birth_date"] = pd.to_datetime(part["birth_date"], errors="coerce")
     return part
-
-
-def _sql_text(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def _part_sql(view: str, names: set[str], identifier: str, kind: str | None) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-from govdata.warehouse.connections import backend_of, connect, duckdb_paths
+from govdata.warehouse.connections import backend_of, connect, duckdb_paths, sql_text
 from govdata.warehouse.ddl import _missing_tables
 from govdata.warehouse.schema import VAULT_SCHEMA, arrow_schema, qualified, table_for
 
@@ -92,29 +92,42 @@ def export_parquet(url: str, name: str, path: str, columns: list[str] | None = N
 
 def _copy_duckdb(db, select: str, path: str) -> int:
     db.execute("SET enable_progress_bar = false")   # a long copy would draw one on the task's stdout
-    db.execute(f"COPY ({select}) TO '{path.replace(chr(39), chr(39) * 2)}' (FORMAT parquet, COMPRESSION zstd)")
-    return db.fetchall(f"SELECT count(*) FROM read_parquet('{path.replace(chr(39), chr(39) * 2)}')")[0][0]
+    return db.fetchall(f"COPY ({select}) TO {sql_text(path)} (FORMAT parquet, COMPRESSION zstd)")[0][0]   # rows
 
 
 def _copy_postgres(db, select: str, path: str, table) -> int:
-    import pyarrow.parquet as pq
-
-    rows, writer = 0, None
+    out = ParquetAppender(path)
     # named: a server-side cursor, which lives in a transaction
     with db.con.transaction(), db.con.cursor(name="govdata_export") as cur:
         cur.itersize = EXPORT_BATCH_ROWS
         cur.execute(select)
-        names = None
         while batch := cur.fetchmany(EXPORT_BATCH_ROWS):
-            names = names or [d.name for d in cur.description]
-            part = _typed(pa.Table.from_pandas(pd.DataFrame.from_records(batch, columns=names), preserve_index=False),
-                          table)
-            writer = writer or pq.ParquetWriter(path, part.schema, compression="zstd")
-            writer.write_table(part.cast(writer.schema))
-            rows += part.num_rows
-    if writer is not None:
-        writer.close()
-    return rows
+            names = [d.name for d in cur.description]
+            out.write(_typed(pa.Table.from_pandas(pd.DataFrame.from_records(batch, columns=names),
+                                                  preserve_index=False), table))
+    out.close()
+    return out.rows
+
+
+class ParquetAppender:
+    """Tables appended to one Parquet file, which the first opens with its schema (the later
+    ones are cast to it: a batch whose column is all NULL reads as another type)."""
+
+    def __init__(self, path: str):
+        self.path, self.rows, self._writer = path, 0, None
+
+    def write(self, table: pa.Table) -> None:
+        import pyarrow.parquet as pq
+
+        self._writer = self._writer or pq.ParquetWriter(self.path, table.schema, compression="zstd")
+        self._writer.write_table(table.cast(self._writer.schema))
+        self.rows += table.num_rows
+
+    def close(self) -> bool:
+        """Whether anything was written."""
+        if self._writer is not None:
+            self._writer.close()
+        return self._writer is not None
 
 
 def _typed(result: pa.Table, table) -> pa.Table:
@@ -134,4 +147,4 @@ def _typed(result: pa.Table, table) -> pa.Table:
     return result
 
 
-__all__ = ["export_parquet", "read_arrow_table", "read_state", "read_table", "write_state"]
+__all__ = ["ParquetAppender", "export_parquet", "read_arrow_table", "read_state", "read_table", "write_state"]

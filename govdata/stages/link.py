@@ -41,7 +41,7 @@ def link_plan(normalised: list[dict], run: dict) -> dict:
     start = time.perf_counter()
     partitions = []
     with tempfile.TemporaryDirectory(prefix="govdata-plan-") as scratch:   # previous xref copies
-        for kind, (_, xref_table, id_col) in LINKERS.items():
+        for kind in LINKERS:
             paths = [n["current_path"] for n in normalised if n["kind"] == kind]
             if not paths:
                 continue
@@ -75,8 +75,7 @@ def link_plan(normalised: list[dict], run: dict) -> dict:
             # a full run splits the previous xref along the records' partitions: each task reads
             # its slice, not the whole master (an incremental task needs every previous id)
             # (a copy on disk: only its keys are read, to place each row)
-            previous = _previous_file(run, xref_table, KEYS + [id_col, "match_rule", "match_score"], scratch) \
-                if plan["mode"] == "full" else None
+            previous = _previous_file(run, kind, scratch) if plan["mode"] == "full" else None
             previous_part = None if previous is None else \
                 previous_partitions(pq.read_table(previous, columns=KEYS), records, parts)
             del records
@@ -114,28 +113,13 @@ NO_ROWS = np.empty(0, dtype=np.int64)
 
 
 def _hand_off_file_rows(run: dict, path: str, rows, name: str) -> str:
-    """Hands off the rows at `rows` (positions) of the Parquet file at path, in the file's order,
-    a row group at a time: the file is never read whole."""
-    import pyarrow as pa
+    """Hands off the rows at `rows` (positions) of the Parquet file at path, in the file's order:
+    _hand_off_file_partitions with one partition."""
     import pyarrow.parquet as pq
 
-    from govdata.lake import open_writer
-
-    wanted, offset = np.sort(rows), 0
-    source = pq.ParquetFile(path)
-    out = _hand_off_path(run, name)
-    writer, handle = open_writer(out, source.schema_arrow)
-    try:
-        writer.write_table(source.schema_arrow.empty_table())   # even none: the file has its schema
-        for batch in source.iter_batches(batch_size=HAND_OFF_TAKE_ROWS):
-            lo, hi = np.searchsorted(wanted, [offset, offset + batch.num_rows])
-            if hi > lo:
-                writer.write_table(pa.Table.from_batches([batch]).take(wanted[lo:hi] - offset))
-            offset += batch.num_rows
-    finally:
-        writer.close()
-        handle.close()
-    return out
+    part_of = np.full(pq.ParquetFile(path).metadata.num_rows, -1, dtype=np.int8)
+    part_of[rows] = 0
+    return _hand_off_file_partitions(run, path, part_of, {0: name})[0]
 
 
 def _hand_off_file_partitions(run: dict, path: str, part_of, names: dict[int, str]) -> dict[int, str]:
@@ -153,7 +137,7 @@ def _hand_off_file_partitions(run: dict, path: str, part_of, names: dict[int, st
     out = {p: _hand_off_path(run, name) for p, name in names.items()}
     writers = {p: open_writer(file, source.schema_arrow) for p, file in out.items()}
     try:
-        for writer, _ in writers.values():
+        for writer, _ in writers.values():   # even none: the file has its schema
             writer.write_table(source.schema_arrow.empty_table())
         offset = 0
         for batch in source.iter_batches(batch_size=HAND_OFF_TAKE_ROWS):

@@ -105,12 +105,11 @@ def incremental_scope(records: "pa.Table", kind: str, normalised: list[dict], ru
     from govdata.transforms.linkage.plan import key_positions, value_hashes
     from govdata.transforms.linkage.survivorship import entity_rules
 
-    _, xref_table, id_col = LINKERS[kind]
+    _, _, id_col = LINKERS[kind]
     if run.get("full_refresh"):
         return None
     model = previous_model(run, kind)
-    path = None if model is None else _previous_file(run, xref_table, KEYS + [id_col, "match_rule", "match_score"],
-                                                     folder)
+    path = None if model is None else _previous_file(run, kind, folder)
     if path is None:
         return None
     # the scope needs the keys and masters only; the carried rows are copied from the file later
@@ -163,12 +162,15 @@ def _too_wide(scope, kind: str) -> bool:
     return wide
 
 
-def _previous_file(run: dict, table: str, columns: list[str], folder: str) -> str | None:
-    """The live rows of a previous xref table copied to a Parquet file in `folder` (None: no
-    rows), never whole in memory: the scope reads the columns it needs, and the carried rows
-    are copied from it a row group at a time (at 5M persons, 14M rows)."""
+def _previous_file(run: dict, kind: str, folder: str) -> str | None:
+    """The live rows of the kind's previous xref (keys, master, rule, score) copied to a Parquet
+    file in `folder` (None: no rows), never whole in memory: the scope reads the columns it
+    needs, and the carried rows are copied from it a batch at a time (at 5M persons, 14M rows)."""
+    from govdata.transforms.keys import KEYS
     from govdata.warehouse.state import export_parquet
 
+    _, table, id_col = LINKERS[kind]
+    columns = KEYS + [id_col, "match_rule", "match_score"]
     path = f"{folder}/{table}.parquet"
     if os.path.exists(path):   # the incremental scope's copy, when it then links everything
         return path
