@@ -12,7 +12,7 @@ shares a blocking key or an identifier with. So the relink scope is, in order:
 3. the previous clusters of all of those (enterprises: steps 2 and 3 repeated until the
    scope stops growing).
 Everything else keeps its xref row. With the previous run's weights a relink of the scope
-gives what a full relink gives (tests/govdata/test_link_incremental.py checks it on the
+gives what a full relink gives (tests/e2e/test_incremental.py checks it on the
 generator's data).
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ from .common import prepare_records
 from .config import LinkConfig
 from .enterprises import ENTERPRISE_COLS, identifier_keys
 from .partition import plain_text, text_column
-from .person_blocking import candidate_pairs, comparison_view, document_keys
+from .person_blocking import comparison_view, document_keys, records_reached
 from .person_facts import holder_conflicts, id_facts
 from .persons import PERSON_COLS
 from .survivorship import trust_rank
@@ -63,10 +63,7 @@ def person_neighbours(records: pd.DataFrame, mask: np.ndarray, cfg: LinkConfig,
     conflict = holder_conflicts(df, facts, trust_rank(df["source_system"], trust_order))
     held = facts["usable"].to_numpy() & ~conflict
     view = comparison_view(df, facts, conflict, cfg)
-    pairs = candidate_pairs(view, np.flatnonzero(mask), np.arange(len(df), dtype=np.int64), cfg)
-    left, right = pairs.get_level_values(0).to_numpy(), pairs.get_level_values(1).to_numpy()
-    out = mask.copy()
-    out[right[~held[left] | ~held[right]]] = True
+    out = records_reached(view, np.flatnonzero(mask), held, cfg)
     ids = df["id_number"]
     out |= ids.isin(ids[mask].dropna().unique()).to_numpy()
     return out

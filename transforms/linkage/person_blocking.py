@@ -220,6 +220,19 @@ def _dense_rank(values: pd.Series, codes: dict | None = None) -> tuple[np.ndarra
     return np.where(present, rank_of[np.where(present, code, 0)] if len(rank_of) else 0, 0), present
 
 
+def blocking_codes(view: pd.DataFrame, cfg: LinkConfig, codes: dict | None = None):
+    """(integer key, present, reach) per block of the linkage: each blocking rule's key (reach
+    0: equal keys) and the ranked ID numbers of the sorted neighbourhood (reach: half the
+    window cfg.sorted_window)."""
+    for rule in cfg.blocking:
+        yield view[rule.name].to_numpy(dtype=np.int64, na_value=0), view[rule.name].notna().to_numpy(), 0
+    if cfg.sorted_window < 0 or cfg.sorted_window % 2 == 0:
+        raise ValueError("window is not a positive and odd integer")
+    rank, present = _dense_rank(view["id_number"], codes)
+    present &= view["id_number"].notna().to_numpy()   # the codes cover the raw column
+    yield rank, present, (cfg.sorted_window - 1) // 2
+
+
 def candidate_pairs(view: pd.DataFrame, queue: np.ndarray, group: np.ndarray,
                     cfg: LinkConfig, codes: dict | None = None) -> pd.MultiIndex:
     """Pairs (queued record, any record) sharing a blocking key, not already in one group.
@@ -229,22 +242,41 @@ def candidate_pairs(view: pd.DataFrame, queue: np.ndarray, group: np.ndarray,
     factorize cache shared with the other steps (its id_number codes are view's)."""
     n = len(view)
     lefts, rights = [], []
-    for rule in cfg.blocking:
-        present = view[rule.name].notna().to_numpy()
-        code = view[rule.name].to_numpy(dtype=np.int64, na_value=0)
-        l, r = _pairs_sharing(code, present, queue)
+    for code, present, reach in blocking_codes(view, cfg, codes):
+        l, r = _pairs_sharing(code, present, queue, reach)
         lefts.append(l)
         rights.append(r)
-    if cfg.sorted_window < 0 or cfg.sorted_window % 2 == 0:
-        raise ValueError("window is not a positive and odd integer")
-    rank, present = _dense_rank(view["id_number"], codes)
-    present &= view["id_number"].notna().to_numpy()   # the codes cover the raw column
-    l, r = _pairs_sharing(rank, present, queue, (cfg.sorted_window - 1) // 2)
-    lefts.append(l)
-    rights.append(r)
     l, r = np.concatenate(lefts), np.concatenate(rights)
     in_queue = np.zeros(n, dtype=bool)
     in_queue[queue] = True
     keep = (l != r) & (group[l] != group[r]) & ~(in_queue[r] & (r < l))
     pair = np.unique(l[keep] * n + r[keep])   # dropped before the sort: fewer to sort
     return pd.MultiIndex.from_arrays([pair // n, pair % n])
+
+
+def _keys_within(size: int, centres: np.ndarray, reach: int) -> np.ndarray:
+    """Boolean over key values 0..size-1: within reach of one of the centres (a running sum
+    of interval starts and ends: no pair is built)."""
+    edges = np.bincount(np.clip(centres - reach, 0, size), minlength=size + 1) \
+        - np.bincount(np.clip(centres + reach + 1, 0, size), minlength=size + 1)
+    return np.cumsum(edges[:size]) > 0
+
+
+def records_reached(view: pd.DataFrame, queue: np.ndarray, held: np.ndarray, cfg: LinkConfig) -> np.ndarray:
+    """Boolean over records: those candidate_pairs would pair with a queued record where one
+    side of the pair is not held by its ID number (held[i]; two held records are never
+    compared) — the queued records themselves included. Memory is a few arrays of the
+    records, whatever the blocks' sizes: the pairs are never built."""
+    out = np.zeros(len(view), dtype=bool)
+    out[queue] = True
+    for code, present, reach in blocking_codes(view, cfg):
+        q = queue[present[queue]]
+        if not len(q):
+            continue
+        # keys are dense codes (factorized keys, ranked IDs): a table over them stays small
+        size = int(code[present].max()) + 1
+        at = np.where(present, code, 0)
+        by_unheld = _keys_within(size, code[q[~held[q]]], reach)
+        by_any = _keys_within(size, code[q], reach)
+        out |= present & (by_unheld[at] | (~held & by_any[at]))
+    return out
