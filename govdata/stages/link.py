@@ -13,7 +13,7 @@ from govdata.failpoints import failpoint
 from govdata.lake import read_parquet, run_path, write_parquet
 from govdata.memory import release_memory
 from govdata.stages.common import LINKERS, OUTPUTS, PERSON, _timed, peak_rss_mb
-from govdata.stages.link_inputs import (_decisions, _previous, _previous_file, incremental_scope, link_config,
+from govdata.stages.link_inputs import (_decisions, _previous_file, incremental_scope, link_config,
                                         partition_rows)
 
 if TYPE_CHECKING:   # names used in annotations only
@@ -72,12 +72,15 @@ def link_plan(normalised: list[dict], run: dict) -> dict:
             release_memory()
             n = max(1, -(-records.num_rows // partition_rows()))
             parts = assign_partitions(records, n, _decisions(run, kind))
-            # a full run splits the previous xref along the records' partitions: each task reads
-            # its slice, not the whole master (an incremental task needs every previous id)
-            # (a copy on disk: only its keys are read, to place each row)
-            previous = _previous_file(run, kind, scratch) if plan["mode"] == "full" else None
+            # the previous xref split along the records' partitions: each task reads its slice,
+            # not the whole master (a copy on disk: only its keys are read, to place each row);
+            # an incremental run's new ids must also miss the carried ones: every previous id
+            # is handed off once, as one column
+            previous = _previous_file(run, kind, scratch)
             previous_part = None if previous is None else \
                 previous_partitions(pq.read_table(previous, columns=KEYS), records, parts)
+            if previous is not None and plan["mode"] == "incremental":
+                plan["previous_ids_path"] = _hand_off_previous_ids(run, previous, LINKERS[kind][2], kind)
             del records
             schema = with_counts(pa.unify_schemas(schemas, promote_options="permissive").empty_table(),
                                  {c: [] for c in counts}).schema
@@ -94,6 +97,17 @@ def link_plan(normalised: list[dict], run: dict) -> dict:
     plan_seconds = round(time.perf_counter() - start, 3)
     plan_peak = peak_rss_mb()
     return {"partitions": [{**p, "plan_seconds": plan_seconds, "plan_peak_rss_mb": plan_peak} for p in partitions]}
+
+
+def _hand_off_previous_ids(run: dict, path: str, id_col: str, kind: str) -> str:
+    """The distinct master ids of the previous xref file at path, as a one-column hand-off file
+    (at 5M persons 5M short strings: what each incremental partition reads, not 14M rows)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    ids = pc.unique(pq.read_table(path, columns=[id_col])[id_col].combine_chunks()).drop_null()
+    return write_parquet(pa.table({id_col: ids}), _hand_off_path(run, f"{kind}_previous_ids"))
 
 
 # Rows per batch when the records stream from the snapshots into their partitions: a batch and
@@ -216,16 +230,15 @@ def link_partition(part: dict, run: dict) -> dict:
 
     if part["rows"] == 0:
         return {**part, "paths": {}, "stats": {}}
-    fn_name, xref_table, _ = LINKERS[part["kind"]]
+    fn_name = LINKERS[part["kind"]][0]
     records = read_parquet(part["path"], arrow_strings=True)
     incremental = part.get("plan", {}).get("mode") == "incremental"
-    # a full run: the partition's slice of the previous xref (link_plan writes one whenever a
-    # previous master exists); incremental: every previous master id stays known, so a new id
-    # never takes a carried one
-    if incremental:
-        previous = _previous(run, xref_table)
-    else:
-        previous = read_parquet(part["previous_path"], arrow_strings=True) if part.get("previous_path") else None
+    # the partition's slice of the previous xref (link_plan writes one whenever a previous
+    # master exists); incremental: every previous master id too, so a new id never takes a
+    # carried one
+    previous = read_parquet(part["previous_path"], arrow_strings=True) if part.get("previous_path") else None
+    ids_path = part.get("plan", {}).get("previous_ids_path")
+    previous_ids = read_parquet(ids_path, arrow_strings=True).iloc[:, 0] if ids_path else None
     decisions = _decisions(run, part["kind"])
     if decisions is not None and len(decisions):
         keys = pd.Index(record_keys(records).unique())   # hashed once, not per isin
@@ -235,7 +248,7 @@ def link_partition(part: dict, run: dict) -> dict:
         model = part["plan"]["model"]
         config = dataclasses.replace(config, estimate_weights=False, m_prior={**config.m_prior, **model["m"]},
                                      u_prior={**config.u_prior, **model["u"]})
-    result = getattr(linkage, fn_name)(records, previous_xref=previous, decisions=decisions,
+    result = getattr(linkage, fn_name)(records, previous_xref=previous, previous_ids=previous_ids, decisions=decisions,
                                        survivorship=load_survivorship(), run_id=run["run_id"], config=config)
     stem = f"{part['kind']}_{part['partition']}"
     paths = {name: write_parquet(getattr(result, name), run_path(run["lake"], run["run_id"], "link", "parts",

@@ -39,15 +39,6 @@ def partition_rows() -> int:
     return int(os.environ.get("GOVDATA_LINK_PARTITION_ROWS", "500000"))
 
 
-def _previous(run: dict, table: str) -> pd.DataFrame | None:
-    from govdata.warehouse.load import read_table
-
-    frame = read_table(run["warehouse_url"], table)
-    if frame is not None and "is_deleted" in frame:
-        frame = frame[~frame["is_deleted"].fillna(False).astype(bool)]
-    return frame
-
-
 def _decisions(run: dict, kind: str) -> pd.DataFrame | None:
     from govdata.warehouse.load import read_table
 

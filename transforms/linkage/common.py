@@ -219,18 +219,21 @@ def hash_id(prefix: str, key: str) -> str:
 
 def assign_stable_ids(keys: pd.Series, cluster: np.ndarray, records: pd.DataFrame,
                       previous_xref: pd.DataFrame | None, id_col: str, prefix: str,
-                      entity: str, run_id: str) -> tuple[pd.Series, pd.DataFrame]:
+                      entity: str, run_id: str, previous_ids: pd.Series | None = None
+                      ) -> tuple[pd.Series, pd.DataFrame]:
     """Master ID per record. A cluster keeps the previous ID most of its records held
     (ties: smallest ID; an ID claimed by several clusters stays with the largest share);
     others get prefix + hash of their smallest member key, so a full relink is repeatable.
+    A new ID is never a previous one: previous_ids names them all when previous_xref holds only
+    these records' rows (default: previous_xref's ids).
     Returns (ids aligned to records, master_id_history rows)."""
     cluster = np.asarray(cluster, dtype=np.int64)
+    all_prev = previous_ids
     if previous_xref is not None and len(previous_xref):
         require_columns(previous_xref, KEY_COLS + [id_col], "previous_xref")
-        all_prev = previous_xref[id_col]
+        all_prev = previous_xref[id_col] if previous_ids is None else previous_ids
         pcode, puniq = factorize(_previous_ids(keys, previous_xref, id_col))   # unordered
     else:
-        all_prev = None
         pcode, puniq = np.full(len(cluster), -1, dtype=np.int64), []
     # clusters by smallest member key (string groupby-min is slow: sort the keys once; a
     # cluster's first appearance in key order is its smallest key)

@@ -164,7 +164,8 @@ def identifier_edges(keys: pd.DataFrame, group: np.ndarray, rules: tuple = IDENT
 
 
 def link_enterprises(records: pd.DataFrame, *, previous_xref: pd.DataFrame | None = None,
-                     decisions: pd.DataFrame | None = None, survivorship: dict, run_id: str,
+                     previous_ids: pd.Series | None = None, decisions: pd.DataFrame | None = None,
+                     survivorship: dict, run_id: str,
                      config: LinkConfig | None = None) -> LinkResult:
     seconds: dict[str, float] = {}
     clock = perf_counter()
@@ -236,7 +237,7 @@ def link_enterprises(records: pd.DataFrame, *, previous_xref: pd.DataFrame | Non
     clock = perf_counter()
 
     ids, history = assign_stable_ids(df["_key"], cluster, df, previous_xref, "enterprise_id", "E",
-                                     "enterprise", run_id)
+                                     "enterprise", run_id, previous_ids)
     xref = pd.DataFrame({"source_system": df["source_system"],
                          "source_record_id": df["source_record_id"], "enterprise_id": ids,
                          "match_rule": pd.Series(rule, dtype="string"),

@@ -174,7 +174,8 @@ def match_rules(df: pd.DataFrame, held: np.ndarray, cluster_of: np.ndarray, l: n
 
 # ---------------------------------------------------------------- public entry point
 def link_persons(records: pd.DataFrame, *, previous_xref: pd.DataFrame | None = None,
-                 decisions: pd.DataFrame | None = None, survivorship: dict, run_id: str,
+                 previous_ids: pd.Series | None = None, decisions: pd.DataFrame | None = None,
+                 survivorship: dict, run_id: str,
                  config: LinkConfig | None = None) -> LinkResult:
     cfg = config or LinkConfig()
     seconds: dict[str, float] = {}
@@ -221,7 +222,7 @@ def link_persons(records: pd.DataFrame, *, previous_xref: pd.DataFrame | None = 
     # 4 rules, scores, stable ids
     rule, match_score = match_rules(df, held, cluster_of, l, r, score, accepted, steward_match)
     ids, history = assign_stable_ids(df["_key"], cluster_of, df, previous_xref, "person_id", "P",
-                                     "person", run_id)
+                                     "person", run_id, previous_ids)
     xref = pd.DataFrame({"source_system": df["source_system"],
                          "source_record_id": df["source_record_id"],
                          "person_id": ids,

@@ -213,7 +213,9 @@ def previous_partitions(previous: "pa.Table", records: "pa.Table", parts) -> "np
     import numpy as np
 
     at = key_positions(previous, records)
-    return np.where(at >= 0, np.asarray(parts)[np.maximum(at, 0)], -1)
+    out = np.full(len(at), -1, dtype=np.int64)
+    out[at >= 0] = np.asarray(parts)[at[at >= 0]]   # an incremental scope may hold no record
+    return out
 
 
 def _split_by_partition(table: "pa.Table", parts) -> dict:

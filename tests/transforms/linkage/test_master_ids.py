@@ -22,8 +22,8 @@ def world() -> list[dict]:
             rec("gongan", "c1", C, "王五", "wangwu", "1", "2001-06-06")]
 
 
-def run(rows, previous=None, decisions=None, run_id="r1"):
-    return link_persons(frame(rows), previous_xref=previous, decisions=decisions,
+def run(rows, previous=None, decisions=None, run_id="r1", previous_ids=None):
+    return link_persons(frame(rows), previous_xref=previous, previous_ids=previous_ids, decisions=decisions,
                         survivorship=SURVIVORSHIP, run_id=run_id)
 
 
@@ -113,3 +113,16 @@ def test_bad_decision_value_is_named():
                          "decision": "maybe", "decided_by": "s", "decided_at": None}])
     with pytest.raises(ValueError, match="column decision has 1 value.*'maybe'"):
         run(world(), decisions=bad)
+
+
+def test_a_new_id_misses_every_previous_id_when_the_previous_xref_is_a_slice():
+    # the id hash(gongan/c1) is held by a record this partition does not link (as when c1 left
+    # that cluster in an earlier run and the cluster kept its id): the partition's slice of the
+    # previous xref has none of its rows, previous_ids names it
+    first = run(world())
+    kept = ids(first)["gongan:c1"]
+    moved = [rec("gongan", "c1", None, "王五", "wangwu", "1", "2001-06-06")]
+    alone = run(moved, previous=first.xref.iloc[:0], run_id="r2")
+    assert ids(alone)["gongan:c1"] == kept   # without the other ids, it takes the carried one
+    known = run(moved, previous=first.xref.iloc[:0], run_id="r2", previous_ids=first.xref["person_id"])
+    assert ids(known)["gongan:c1"] == hash_id("P", "gongan\x1fc1\x1f1")
