@@ -221,8 +221,6 @@ def _write_partitions(paths: list[str], schema, counts: dict, scope, parts, path
 def link_partition(part: dict, run: dict) -> dict:
     """Links one partition against the master data of the previous run. An incremental run
     scores with the previous run's weights, so its links are the ones a full relink makes."""
-    import dataclasses
-
     import govdata.transforms.linkage as linkage
     from govdata.lake import IPC_SUFFIX
     from govdata.standards.registry import load_survivorship
@@ -243,11 +241,7 @@ def link_partition(part: dict, run: dict) -> dict:
     if decisions is not None and len(decisions):
         keys = pd.Index(record_keys(records).unique())   # hashed once, not per isin
         decisions = decisions[record_keys(decisions, "left_").isin(keys) & record_keys(decisions, "right_").isin(keys)]
-    config = link_config(part["kind"])
-    if incremental:
-        model = part["plan"]["model"]
-        config = dataclasses.replace(config, estimate_weights=False, m_prior={**config.m_prior, **model["m"]},
-                                     u_prior={**config.u_prior, **model["u"]})
+    config = link_config(part["kind"], part["plan"]["model"] if incremental else None)
     result = getattr(linkage, fn_name)(records, previous_xref=previous, previous_ids=previous_ids, decisions=decisions,
                                        survivorship=load_survivorship(), run_id=run["run_id"], config=config)
     stem = f"{part['kind']}_{part['partition']}"

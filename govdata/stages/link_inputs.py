@@ -16,9 +16,12 @@ if TYPE_CHECKING:   # names used in annotations only
 log = logging.getLogger(__name__)
 
 
-def link_config(kind: str):
+def link_config(kind: str, model: dict | None = None):
     """LinkConfig with the stewards' declaration from standards/linkage.yaml: thresholds,
-    blocking rules, comparisons with their m/u priors, the enterprise rule order."""
+    blocking rules, comparisons with their m/u priors, the enterprise rule order. model: a
+    previous run's weights ({m, u}), used as they are (an incremental run scores with them)."""
+    import dataclasses
+
     import yaml
 
     from govdata.standards.registry import load_standards
@@ -31,7 +34,11 @@ def link_config(kind: str):
     unknown = set(options) - known
     if unknown:
         raise ValueError(f"standards/linkage.yaml: {kind}: unknown setting(s) {sorted(unknown)}; expected {sorted(known)}")
-    return LinkConfig(**parse(kind, options))
+    config = LinkConfig(**parse(kind, options))
+    if model is None:
+        return config
+    return dataclasses.replace(config, estimate_weights=False, m_prior={**config.m_prior, **model["m"]},
+                               u_prior={**config.u_prior, **model["u"]})
 
 
 def partition_rows() -> int:
@@ -135,7 +142,7 @@ def incremental_scope(records: "pa.Table", kind: str, normalised: list[dict], ru
     if _too_wide(whole_clusters(seeds, cluster), kind):
         return None
     spec = entity_rules(load_survivorship(), kind)
-    scope = relink_scope(records, kind, seeds, cluster, link_config(kind), list(spec["trust_order"]))
+    scope = relink_scope(records, kind, seeds, cluster, link_config(kind, model), list(spec["trust_order"]))
     if _too_wide(scope, kind):
         return None
     # the carried rows are named, not copied: link_plan writes them from `previous` a slice at

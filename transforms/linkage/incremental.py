@@ -6,8 +6,9 @@ shares a blocking key or an identifier with. So the relink scope is, in order:
    member, records a steward decided on) — a cluster is always relinked whole;
 2. every record that could pair with a record of step 1 (persons: sharing one of the
    probabilistic pass's blocking keys or the sorted neighbourhood on the ID number, with one
-   side not held by a valid ID — two held records are never compared — or holding the same
-   ID number) or sharing an identifier token (enterprises: USCC, organisation code, tax and registration numbers, name + legal
+   side not held by a valid ID — two held records are never compared — and scoring, with the
+   previous run's weights, at least the review threshold: a pair below it neither links nor
+   is reviewed; or holding the same ID number) or sharing an identifier token (enterprises: USCC, organisation code, tax and registration numbers, name + legal
    representative) with a record of step 1;
 3. the previous clusters of all of those (enterprises: steps 2 and 3 repeated until the
    scope stops growing).
@@ -30,9 +31,9 @@ from .common import prepare_records
 from .config import LinkConfig
 from .enterprises import ENTERPRISE_COLS, identifier_keys
 from .partition import plain_text, text_column
-from .person_blocking import comparison_view, document_keys, records_reached
+from .person_blocking import blocking_codes, comparison_view, document_keys, pairs_sharing
 from .person_facts import holder_conflicts, id_facts
-from .persons import PERSON_COLS
+from .persons import PERSON_COLS, compare_pairs, score_pairs
 from .survivorship import trust_rank
 
 log = logging.getLogger(__name__)
@@ -55,18 +56,56 @@ def whole_clusters(mask: np.ndarray, cluster: np.ndarray) -> np.ndarray:
 
 def person_neighbours(records: pd.DataFrame, mask: np.ndarray, cfg: LinkConfig,
                       trust_order: list[str]) -> np.ndarray:
-    """Records that could pair with a masked record in the linkage (the masked ones included):
-    sharing a blocking key where one side goes to the probabilistic pass (two records held by
-    their ID numbers are never compared), or holding the same ID number."""
+    """Records that could link with a masked record in the linkage, or meet it in the review
+    queue (the masked ones included): sharing a blocking key where one side goes to the
+    probabilistic pass (two records held by their ID numbers are never compared) and scoring,
+    with cfg's weights, at least the review or match threshold — or holding the same ID number."""
     df = prepare_records(records, PERSON_COLS, "person records")
     facts = id_facts(df)
     conflict = holder_conflicts(df, facts, trust_rank(df["source_system"], trust_order))
     held = facts["usable"].to_numpy() & ~conflict
     view = comparison_view(df, facts, conflict, cfg)
-    out = records_reached(view, np.flatnonzero(mask), held, cfg)
+    del facts
+    out = mask.copy()
+    out[scored_partners(view, np.flatnonzero(mask), held, conflict, cfg)] = True
     ids = df["id_number"]
     out |= ids.isin(ids[mask].dropna().unique()).to_numpy()
     return out
+
+
+# Queued records whose candidate pairs are built and scored at once: memory holds a batch's
+# pairs, whatever the blocks' sizes
+SCOPE_BATCH_RECORDS = 20_000
+
+
+def scored_partners(view: pd.DataFrame, queue: np.ndarray, held: np.ndarray, conflict: np.ndarray,
+                    cfg: LinkConfig) -> np.ndarray:
+    """Positions of the records that pair with a queued record (candidate_pairs' blocks, one
+    side not held) with a score at least min(review_threshold, match_threshold): a pair below
+    both neither links nor goes to review, so it cannot change a relink. Pairs face the way the
+    linkage builds them (the record not held first; two such records in position order)."""
+    n = len(view)
+    floor = min(cfg.review_threshold, cfg.match_threshold)
+    blocks = list(blocking_codes(view, cfg))
+    found = [np.zeros(0, dtype=np.int64)]
+    for start in range(0, len(queue), SCOPE_BATCH_RECORDS):
+        batch = queue[start:start + SCOPE_BATCH_RECORDS]
+        lefts, rights = [], []
+        for code, present, reach in blocks:
+            a, b = pairs_sharing(code, present, batch, reach)
+            keep = (a != b) & ~(held[a] & held[b])
+            a, b = a[keep], b[keep]
+            flip = held[a] | (~held[b] & (b < a))
+            lefts.append(np.where(flip, b, a))
+            rights.append(np.where(flip, a, b))
+        pair = np.unique(np.concatenate(lefts) * n + np.concatenate(rights))
+        if not len(pair):
+            continue
+        pairs = pd.MultiIndex.from_arrays([pair // n, pair % n])
+        weights = score_pairs(compare_pairs(view, pairs, conflict, cfg), view, cfg)[0]
+        hit = weights.sum(axis=1).to_numpy() >= floor
+        found += [pair[hit] // n, pair[hit] % n]
+    return np.unique(np.concatenate(found))
 
 
 def enterprise_tokens(records: pd.DataFrame) -> pd.Series:

@@ -187,7 +187,7 @@ def blocking_keys(view: pd.DataFrame, df: pd.DataFrame, rules: tuple, codes: dic
     return out
 
 
-def _pairs_sharing(code: np.ndarray, present: np.ndarray, queue: np.ndarray,
+def pairs_sharing(code: np.ndarray, present: np.ndarray, queue: np.ndarray,
                    reach: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(queued record, record) pairs whose integer keys differ by at most reach, built on
     the sorted keys: each queued record takes the slice of records in its key range."""
@@ -243,7 +243,7 @@ def candidate_pairs(view: pd.DataFrame, queue: np.ndarray, group: np.ndarray,
     n = len(view)
     lefts, rights = [], []
     for code, present, reach in blocking_codes(view, cfg, codes):
-        l, r = _pairs_sharing(code, present, queue, reach)
+        l, r = pairs_sharing(code, present, queue, reach)
         lefts.append(l)
         rights.append(r)
     l, r = np.concatenate(lefts), np.concatenate(rights)
@@ -252,31 +252,3 @@ def candidate_pairs(view: pd.DataFrame, queue: np.ndarray, group: np.ndarray,
     keep = (l != r) & (group[l] != group[r]) & ~(in_queue[r] & (r < l))
     pair = np.unique(l[keep] * n + r[keep])   # dropped before the sort: fewer to sort
     return pd.MultiIndex.from_arrays([pair // n, pair % n])
-
-
-def _keys_within(size: int, centres: np.ndarray, reach: int) -> np.ndarray:
-    """Boolean over key values 0..size-1: within reach of one of the centres (a running sum
-    of interval starts and ends: no pair is built)."""
-    edges = np.bincount(np.clip(centres - reach, 0, size), minlength=size + 1) \
-        - np.bincount(np.clip(centres + reach + 1, 0, size), minlength=size + 1)
-    return np.cumsum(edges[:size]) > 0
-
-
-def records_reached(view: pd.DataFrame, queue: np.ndarray, held: np.ndarray, cfg: LinkConfig) -> np.ndarray:
-    """Boolean over records: those candidate_pairs would pair with a queued record where one
-    side of the pair is not held by its ID number (held[i]; two held records are never
-    compared) — the queued records themselves included. Memory is a few arrays of the
-    records, whatever the blocks' sizes: the pairs are never built."""
-    out = np.zeros(len(view), dtype=bool)
-    out[queue] = True
-    for code, present, reach in blocking_codes(view, cfg):
-        q = queue[present[queue]]
-        if not len(q):
-            continue
-        # keys are dense codes (factorized keys, ranked IDs): a table over them stays small
-        size = int(code[present].max()) + 1
-        at = np.where(present, code, 0)
-        by_unheld = _keys_within(size, code[q[~held[q]]], reach)
-        by_any = _keys_within(size, code[q], reach)
-        out |= present & (by_unheld[at] | (~held & by_any[at]))
-    return out

@@ -7,7 +7,6 @@ import pandas as pd
 import recordlinkage
 
 from govdata.transforms.linkage.config import LinkConfig
-from govdata.transforms.linkage.person_blocking import records_reached
 from govdata.transforms.linkage.persons import candidate_pairs
 from govdata.transforms.linkage.survivorship import golden_records
 
@@ -43,21 +42,6 @@ def test_candidate_pairs_match_recordlinkage_index():
         keep = (l != r) & (group[l] != group[r]) & ~(in_queue[r] & (r < l))
         assert list(zip(got.get_level_values(0), got.get_level_values(1))) == \
             list(zip(l[keep], r[keep]))
-
-
-def test_records_reached_are_the_candidate_pairs_partners_with_one_side_not_held():
-    cfg = LinkConfig()
-    for seed in range(3):
-        rng = np.random.default_rng(seed)
-        view = _view(400, seed)
-        queue = np.sort(rng.choice(400, 60, replace=False))
-        held = rng.random(400) < 0.6
-        pairs = candidate_pairs(view, queue, np.arange(400), cfg)
-        l, r = pairs.get_level_values(0).to_numpy(), pairs.get_level_values(1).to_numpy()
-        want = np.isin(np.arange(400), queue)
-        want[r[~held[l] | ~held[r]]] = True
-        got = records_reached(view, queue, held, cfg)
-        assert 60 < got.sum() < 400 and (got == want).all()
 
 
 def test_survivorship_full_tie_goes_to_smallest_value_then_smallest_record_key():

@@ -47,9 +47,16 @@ def test_a_new_record_pulls_in_the_cluster_it_shares_a_block_with():
     assert np.flatnonzero(scope).tolist() == [0, 1, 2]
 
 
-def test_a_shared_phone_reaches_another_cluster_and_all_of_it():
+def test_a_block_mate_joins_only_when_the_pair_could_link_or_be_reviewed():
+    # s3 (王芳) shares 李娜's phone: the pair scores below the review threshold, so a relink
+    # of s3 cannot change 李娜's cluster
     seeds = np.array([False, False, False, False, False, True, False])
     scope = relink_scope(persons(), "person", seeds, CLUSTER, LinkConfig(), ORDER)
+    assert np.flatnonzero(scope).tolist() == [5]
+    # the same phone on a record of 李娜 herself (no ID): it could link, her cluster comes whole
+    rows = persons().to_pylist()
+    rows[5] = rec("shebao", "s3", None, "李娜", "li na", "2", "1991-07-08", phone="13900000002")
+    scope = relink_scope(table(rows), "person", seeds, CLUSTER, LinkConfig(), ORDER)
     assert np.flatnonzero(scope).tolist() == [3, 4, 5]
 
 
