@@ -267,21 +267,7 @@ def assign_stable_ids(keys: pd.Series, cluster: np.ndarray, records: pd.DataFram
         in_label_order = np.argsort(new_clusters, kind="stable")
         text_order = in_label_order[_argsort_text(pd.Series(new_keys[in_label_order]))]
         new_clusters, new_keys = new_clusters[text_order], new_keys[text_order]
-    cands = [prefix + hashlib.sha1(k.encode("utf-8")).hexdigest()[:12].upper() for k in new_keys]
-    # a previous id is never reused for a new cluster: the ids kept are previous ids
-    if len(set(cands)) == len(cands) and not _any_previous(cands, all_prev):   # the usual case
-        fresh = cands
-    else:   # in key order, a clash takes the next salt
-        taken = set(kept_ids) | (set(all_prev.dropna().astype(str)) if all_prev is not None
-                                 else set())
-        fresh = []
-        for key, cand in zip(new_keys, cands):
-            salt = 0
-            while cand in taken:
-                salt += 1
-                cand = hash_id(prefix, f"{key}\x1f{salt}")
-            taken.add(cand)
-            fresh.append(cand)
+    fresh = _fresh_ids(prefix, new_keys, all_prev)
     labels = pd.Index(np.concatenate([kept_clusters, new_clusters]))
     final = np.concatenate([kept_ids, np.asarray(fresh, dtype=object)]) if len(fresh) else kept_ids
     # one string per cluster, taken per record (validating 1 string per record costs more)
@@ -320,13 +306,26 @@ def _has_equal_neighbours(keys: pd.Series, order: np.ndarray) -> bool:
     return bool(pc.any(pc.equal(text[1:], text[:-1])).as_py())
 
 
-def _any_previous(cands: list[str], all_prev: pd.Series | None) -> bool:
-    """Whether a candidate id is a previous master id: the candidates are hashed in Arrow,
-    the previous ids only probed."""
-    if all_prev is None or not len(cands):
-        return False
-    prev = pa.chunked_array(_arrow_strings(all_prev).array._pa_array)
-    return bool(pc.any(pc.is_in(prev, value_set=pa.array(cands, type=prev.type))).as_py())
+def _fresh_ids(prefix: str, keys: np.ndarray, all_prev: pd.Series | None) -> list[str]:
+    """prefix + hash of each key (in key order), never a previous master id (the ids kept are
+    previous ids) nor an id given before it: a clash takes the next salt, key\x1f1, \x1f2…
+    Salted in rounds over the clashing keys only, looked up in Arrow (an incremental partition
+    knows every previous id: millions, never a Python set)."""
+    fresh = np.array([hash_id(prefix, k) for k in keys], dtype=object)
+    if not len(fresh):
+        return []
+    prev = None if all_prev is None else \
+        pa.chunked_array(_arrow_strings(all_prev).array._pa_array).cast(pa.large_string()).combine_chunks()
+    salt = np.zeros(len(fresh), dtype=np.int64)
+    while True:
+        ids = pa.array(fresh, type=pa.large_string())
+        clash = pd.Series(fresh).duplicated().to_numpy()   # a later key than its twin
+        if prev is not None:
+            clash |= pc.is_in(ids, value_set=prev).to_numpy(zero_copy_only=False)
+        if not clash.any():
+            return fresh.tolist()
+        salt[clash] += 1
+        fresh[clash] = [hash_id(prefix, f"{k}\x1f{n}") for k, n in zip(keys[clash], salt[clash])]
 
 
 def _previous_ids(keys: pd.Series, previous_xref: pd.DataFrame, id_col: str) -> pd.Series:
