@@ -18,6 +18,7 @@ generator's data).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import numpy as np
@@ -73,38 +74,40 @@ def person_neighbours(records: pd.DataFrame, mask: np.ndarray, cfg: LinkConfig,
     return out
 
 
-# Queued records whose candidate pairs are built and scored at once: memory holds a batch's
-# pairs, whatever the blocks' sizes
-SCOPE_BATCH_RECORDS = 20_000
+# Candidate pairs scored at once: memory holds a batch's compared columns, whatever the
+# blocks' sizes (the pairs themselves are two integers each)
+SCOPE_BATCH_PAIRS = 1_000_000
 
 
 def scored_partners(view: pd.DataFrame, queue: np.ndarray, held: np.ndarray, conflict: np.ndarray,
                     cfg: LinkConfig) -> np.ndarray:
     """Positions of the records that pair with a queued record (candidate_pairs' blocks, one
     side not held) with a score at least min(review_threshold, match_threshold): a pair below
-    both neither links nor goes to review, so it cannot change a relink. Pairs face the way the
-    linkage builds them (the record not held first; two such records in position order)."""
+    both neither links nor goes to review, so it cannot change a relink. Scored with cfg's m and u
+    as given (link_plan passes the previous run's). Pairs face the way the
+    linkage builds them (the record not held first; two such records in position order). Each
+    block's pairs are cut to those with a side not held as they are made: a held queued record
+    pairs with every block mate, and at 5M persons those pairs were most of 13 GB."""
     n = len(view)
     floor = min(cfg.review_threshold, cfg.match_threshold)
-    blocks = list(blocking_codes(view, cfg))
+    cfg = dataclasses.replace(cfg, estimate_weights=False)   # the given weights, whatever the batch
+    lefts, rights = [], []
+    for code, present, reach in blocking_codes(view, cfg):
+        a, b = pairs_sharing(code, present, queue, reach)
+        keep = (a != b) & ~(held[a] & held[b])
+        a, b = a[keep], b[keep]
+        flip = held[a] | (~held[b] & (b < a))
+        lefts.append(np.where(flip, b, a))
+        rights.append(np.where(flip, a, b))
+    pair = np.unique(np.concatenate(lefts) * n + np.concatenate(rights)) if lefts else np.zeros(0, dtype=np.int64)
+    del lefts, rights
     found = [np.zeros(0, dtype=np.int64)]
-    for start in range(0, len(queue), SCOPE_BATCH_RECORDS):
-        batch = queue[start:start + SCOPE_BATCH_RECORDS]
-        lefts, rights = [], []
-        for code, present, reach in blocks:
-            a, b = pairs_sharing(code, present, batch, reach)
-            keep = (a != b) & ~(held[a] & held[b])
-            a, b = a[keep], b[keep]
-            flip = held[a] | (~held[b] & (b < a))
-            lefts.append(np.where(flip, b, a))
-            rights.append(np.where(flip, a, b))
-        pair = np.unique(np.concatenate(lefts) * n + np.concatenate(rights))
-        if not len(pair):
-            continue
-        pairs = pd.MultiIndex.from_arrays([pair // n, pair % n])
+    for start in range(0, len(pair), SCOPE_BATCH_PAIRS):
+        batch = pair[start:start + SCOPE_BATCH_PAIRS]
+        pairs = pd.MultiIndex.from_arrays([batch // n, batch % n])
         weights = score_pairs(compare_pairs(view, pairs, conflict, cfg), view, cfg)[0]
-        hit = weights.sum(axis=1).to_numpy() >= floor
-        found += [pair[hit] // n, pair[hit] % n]
+        hit = batch[weights.sum(axis=1).to_numpy() >= floor]
+        found += [hit // n, hit % n]
     return np.unique(np.concatenate(found))
 
 
