@@ -80,7 +80,7 @@ def link_plan(normalised: list[dict], run: dict) -> dict:
             previous_part = None if previous is None else \
                 previous_partitions(pq.read_table(previous, columns=KEYS), records, parts)
             if previous is not None and plan["mode"] == "incremental":
-                plan["previous_ids_path"] = _hand_off_previous_ids(run, previous, LINKERS[kind][2], kind)
+                plan["previous_ids_path"] = _hand_off_previous_ids(run, previous, kind)
             del records
             schema = with_counts(pa.unify_schemas(schemas, promote_options="permissive").empty_table(),
                                  {c: [] for c in counts}).schema
@@ -99,13 +99,14 @@ def link_plan(normalised: list[dict], run: dict) -> dict:
     return {"partitions": [{**p, "plan_seconds": plan_seconds, "plan_peak_rss_mb": plan_peak} for p in partitions]}
 
 
-def _hand_off_previous_ids(run: dict, path: str, id_col: str, kind: str) -> str:
+def _hand_off_previous_ids(run: dict, path: str, kind: str) -> str:
     """The distinct master ids of the previous xref file at path, as a one-column hand-off file
     (at 5M persons 5M short strings: what each incremental partition reads, not 14M rows)."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
+    id_col = LINKERS[kind][2]
     ids = pc.unique(pq.read_table(path, columns=[id_col])[id_col].combine_chunks()).drop_null()
     return write_parquet(pa.table({id_col: ids}), _hand_off_path(run, f"{kind}_previous_ids"))
 
@@ -230,18 +231,18 @@ def link_partition(part: dict, run: dict) -> dict:
         return {**part, "paths": {}, "stats": {}}
     fn_name = LINKERS[part["kind"]][0]
     records = read_parquet(part["path"], arrow_strings=True)
-    incremental = part.get("plan", {}).get("mode") == "incremental"
+    plan = part.get("plan", {})
     # the partition's slice of the previous xref (link_plan writes one whenever a previous
     # master exists); incremental: every previous master id too, so a new id never takes a
     # carried one
     previous = read_parquet(part["previous_path"], arrow_strings=True) if part.get("previous_path") else None
-    ids_path = part.get("plan", {}).get("previous_ids_path")
+    ids_path = plan.get("previous_ids_path")
     previous_ids = read_parquet(ids_path, arrow_strings=True).iloc[:, 0] if ids_path else None
     decisions = _decisions(run, part["kind"])
     if decisions is not None and len(decisions):
         keys = pd.Index(record_keys(records).unique())   # hashed once, not per isin
         decisions = decisions[record_keys(decisions, "left_").isin(keys) & record_keys(decisions, "right_").isin(keys)]
-    config = link_config(part["kind"], part["plan"]["model"] if incremental else None)
+    config = link_config(part["kind"], plan.get("model"))   # an incremental plan's previous weights
     result = getattr(linkage, fn_name)(records, previous_xref=previous, previous_ids=previous_ids, decisions=decisions,
                                        survivorship=load_survivorship(), run_id=run["run_id"], config=config)
     stem = f"{part['kind']}_{part['partition']}"

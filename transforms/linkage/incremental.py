@@ -32,7 +32,7 @@ from .common import prepare_records
 from .config import LinkConfig
 from .enterprises import ENTERPRISE_COLS, identifier_keys
 from .partition import plain_text, text_column
-from .person_blocking import blocking_codes, comparison_view, document_keys, pairs_sharing
+from .person_blocking import comparison_view, document_keys, unique_pairs
 from .person_facts import holder_conflicts, id_facts
 from .persons import PERSON_COLS, compare_pairs, score_pairs
 from .survivorship import trust_rank
@@ -91,16 +91,14 @@ def scored_partners(view: pd.DataFrame, queue: np.ndarray, held: np.ndarray, con
     n = len(view)
     floor = min(cfg.review_threshold, cfg.match_threshold)
     cfg = dataclasses.replace(cfg, estimate_weights=False)   # the given weights, whatever the batch
-    lefts, rights = [], []
-    for code, present, reach in blocking_codes(view, cfg):
-        a, b = pairs_sharing(code, present, queue, reach)
+
+    def one_side_not_held(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         keep = (a != b) & ~(held[a] & held[b])
         a, b = a[keep], b[keep]
         flip = held[a] | (~held[b] & (b < a))
-        lefts.append(np.where(flip, b, a))
-        rights.append(np.where(flip, a, b))
-    pair = np.unique(np.concatenate(lefts) * n + np.concatenate(rights)) if lefts else np.zeros(0, dtype=np.int64)
-    del lefts, rights
+        return np.where(flip, b, a), np.where(flip, a, b)
+
+    pair = unique_pairs(view, queue, cfg, one_side_not_held)
     found = [np.zeros(0, dtype=np.int64)]
     for start in range(0, len(pair), SCOPE_BATCH_PAIRS):
         batch = pair[start:start + SCOPE_BATCH_PAIRS]

@@ -187,7 +187,7 @@ def blocking_keys(view: pd.DataFrame, df: pd.DataFrame, rules: tuple, codes: dic
     return out
 
 
-def pairs_sharing(code: np.ndarray, present: np.ndarray, queue: np.ndarray,
+def _pairs_sharing(code: np.ndarray, present: np.ndarray, queue: np.ndarray,
                    reach: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(queued record, record) pairs whose integer keys differ by at most reach, built on
     the sorted keys: each queued record takes the slice of records in its key range."""
@@ -233,6 +233,19 @@ def blocking_codes(view: pd.DataFrame, cfg: LinkConfig, codes: dict | None = Non
     yield rank, present, (cfg.sorted_window - 1) // 2
 
 
+def unique_pairs(view: pd.DataFrame, queue: np.ndarray, cfg: LinkConfig, select, codes: dict | None = None
+                 ) -> np.ndarray:
+    """Pair codes (left * len(view) + right), sorted and unique, of the (queued record, record)
+    pairs of every block as select(left, right) keeps and orients them: block by block, so the
+    pairs select drops are never all held at once."""
+    n = len(view)
+    packed = []
+    for code, present, reach in blocking_codes(view, cfg, codes):
+        left, right = select(*_pairs_sharing(code, present, queue, reach))
+        packed.append(left * n + right)
+    return np.unique(np.concatenate(packed))
+
+
 def candidate_pairs(view: pd.DataFrame, queue: np.ndarray, group: np.ndarray,
                     cfg: LinkConfig, codes: dict | None = None) -> pd.MultiIndex:
     """Pairs (queued record, any record) sharing a blocking key, not already in one group.
@@ -241,14 +254,12 @@ def candidate_pairs(view: pd.DataFrame, queue: np.ndarray, group: np.ndarray,
     numpy; the same pairs, in the same (sorted) order, as recordlinkage's Index. codes:
     factorize cache shared with the other steps (its id_number codes are view's)."""
     n = len(view)
-    lefts, rights = [], []
-    for code, present, reach in blocking_codes(view, cfg, codes):
-        l, r = pairs_sharing(code, present, queue, reach)
-        lefts.append(l)
-        rights.append(r)
-    l, r = np.concatenate(lefts), np.concatenate(rights)
     in_queue = np.zeros(n, dtype=bool)
     in_queue[queue] = True
-    keep = (l != r) & (group[l] != group[r]) & ~(in_queue[r] & (r < l))
-    pair = np.unique(l[keep] * n + r[keep])   # dropped before the sort: fewer to sort
+
+    def apart(l: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        keep = (l != r) & (group[l] != group[r]) & ~(in_queue[r] & (r < l))
+        return l[keep], r[keep]
+
+    pair = unique_pairs(view, queue, cfg, apart, codes)
     return pd.MultiIndex.from_arrays([pair // n, pair % n])
