@@ -45,6 +45,9 @@ SCOPE_COLUMNS = {"person": ["source_system", "source_record_id", "id_number", "i
                             "phone", "address", "region_code"],
                  "enterprise": ["source_system", "source_record_id", "uscc", "uscc_status", "org_code",
                                 "tax_no", "reg_no", "name_core", "legal_rep_name", "region_code", "address"]}
+# the columns that decide whether a record is held by its ID number (id_holding)
+HOLDING_COLUMNS = ["source_system", "source_record_id", "id_number", "id_number_status", "sex", "birth_date",
+                   "name_pinyin"]
 ENTERPRISE_TOKENS = {"uscc": "uscc", "org": "org", "tax_org": "org", "tax": "tax", "reg": "reg",
                      "name_key": "name", "name_any_region": "name", "rep_address": "name", "operator": "name"}   # column → token family (an org code matches either)
 
@@ -55,23 +58,34 @@ def whole_clusters(mask: np.ndarray, cluster: np.ndarray) -> np.ndarray:
     return mask | np.isin(cluster, touched)
 
 
-def person_neighbours(records: pd.DataFrame, mask: np.ndarray, cfg: LinkConfig,
-                      trust_order: list[str]) -> np.ndarray:
-    """Records that could link with a masked record in the linkage, or meet it in the review
-    queue (the masked ones included): sharing a blocking key where one side goes to the
-    probabilistic pass (two records held by their ID numbers are never compared) and scoring,
-    with cfg's weights, at least the review or match threshold — or holding the same ID number."""
-    df = prepare_records(records, PERSON_COLS, "person records")
+def id_holding(records: pd.DataFrame, trust_order: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(usable, conflict) per record: whether its ID number is a usable key and whether the
+    record contradicts the ID's holder (person_facts). Exact when records hold every record
+    carrying any of their ID numbers (holder_conflicts weighs them all)."""
+    df = prepare_records(records, [], "person records")
     facts = id_facts(df)
-    conflict = holder_conflicts(df, facts, trust_rank(df["source_system"], trust_order))
-    held = facts["usable"].to_numpy() & ~conflict
-    view = comparison_view(df, facts, conflict, cfg)
-    del facts
+    return facts["usable"].to_numpy(), holder_conflicts(df, facts, trust_rank(df["source_system"], trust_order))
+
+
+def person_neighbours(records: pa.Table, rows: np.ndarray, mask: np.ndarray, usable: np.ndarray,
+                      conflict: np.ndarray, cfg: LinkConfig) -> np.ndarray:
+    """Among records' rows (a mask), those that could link with a masked record in the linkage,
+    or meet it in the review queue (the masked ones included): sharing a blocking key where one
+    side goes to the probabilistic pass (two records held by their ID numbers are never
+    compared) and scoring, with cfg's weights, at least the review or match threshold. mask,
+    usable, conflict: per row (id_holding's, judged with the rows' ID holders)."""
+    view = _comparison_view(records, rows, usable, conflict, cfg)
     out = mask.copy()
-    out[scored_partners(view, np.flatnonzero(mask), held, conflict, cfg)] = True
-    ids = df["id_number"]
-    out |= ids.isin(ids[mask].dropna().unique()).to_numpy()
+    out[scored_partners(view, np.flatnonzero(mask), usable & ~conflict, conflict, cfg)] = True
     return out
+
+
+def _comparison_view(records: pa.Table, rows: np.ndarray, usable: np.ndarray, conflict: np.ndarray,
+                     cfg: LinkConfig) -> pd.DataFrame:
+    """The comparison view of records' rows: the records themselves are dropped on return, before
+    the pairs are scored."""
+    df = prepare_records(_frame(records, rows, SCOPE_COLUMNS["person"]), PERSON_COLS, "person records")
+    return comparison_view(df, id_facts(df, usable), conflict, cfg)
 
 
 # Candidate pairs scored at once: memory holds a batch's compared columns, whatever the
@@ -157,11 +171,12 @@ def _yyyymmdd(dates: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.replace_substring(dates.cast(pa.large_string()), "-", "")
 
 
-def _new_key_candidates(table: pa.Table, m: pa.Array, own: pa.ChunkedArray, from_id: pa.ChunkedArray,
-                        pinyin: pa.ChunkedArray) -> pa.ChunkedArray:
+def _new_key_candidates(table: pa.Table, ms: list[pa.Array], own: pa.ChunkedArray, from_id: pa.ChunkedArray,
+                        pinyin: pa.ChunkedArray, hits: list) -> None:
     """The blocking keys of the shipped declaration (standards/linkage.yaml) beyond birth + initial, pinyin + year, phone, address: the
     other document, the latin name keys, birth date + last character, and the birth date
-    alone where a name has no pinyin (its initial comes from the name's first character)."""
+    alone where a name has no pinyin (its initial comes from the name's first character).
+    Each mask's reach is or-ed into its entry of hits."""
     bar = pa.scalar("|", pa.large_string())
     docs = document_keys(pd.DataFrame({c: pd.Series(text_column(table, c).to_pylist(), dtype="string")
                                        for c in ("id_type", "doc_number")}))
@@ -173,22 +188,27 @@ def _new_key_candidates(table: pa.Table, m: pa.Array, own: pa.ChunkedArray, from
     name = pc.replace_substring(text_column(table, "name"), "\u00b7", "")
     last = pc.utf8_slice_codeunits(name, -1)
     joined = lambda a, b: pc.binary_join_element_wise(a, b, bar)  # noqa: E731
-    hit = _any_in([doc], m)
-    hit = pc.or_(hit, _any_in([latin], m))
-    hit = pc.or_(hit, _any_in([latin_joined], m))
-    hit = pc.or_(hit, _any_in([joined(own, last), joined(from_id, last)], m))
+    for values in ([doc], [latin], [latin_joined], [joined(own, last), joined(from_id, last)]):
+        _or_reached(hits, values, ms)
     no_pinyin = pc.is_null(pinyin).combine_chunks()
-    days_of = lambda rows: _any_in([own, from_id], rows)  # noqa: E731
-    hit = pc.or_(hit, pc.fill_null(days_of(pc.and_(m, no_pinyin)), False))
-    return pc.or_(hit, pc.and_(pc.fill_null(days_of(m), False), no_pinyin))
+    days_of = lambda rows: pc.fill_null(_any_in([own, from_id], rows), False)  # noqa: E731
+    for i, m in enumerate(ms):
+        hits[i] = pc.or_(hits[i], pc.or_(days_of(pc.and_(m, no_pinyin)), pc.and_(days_of(m), no_pinyin)))
 
 
-def person_candidates(table: pa.Table, mask: np.ndarray, cfg: LinkConfig) -> np.ndarray:
-    """A superset of the records that could share a person blocking key with a masked record,
-    from the raw columns (cheap, in Arrow): the same birth date (own or inside the ID) and
-    surname initial, the same pinyin and birth year, the same phone, an ID within the sorted-neighbourhood window
-    — and every holder of those records' ID numbers, whose records decide who holds an ID."""
-    m = pa.array(mask)
+def _or_reached(hits: list, values: list[pa.ChunkedArray], ms: list[pa.Array]) -> None:
+    """hits[i] |= the rows sharing a value of values with a row of ms[i]."""
+    for i, m in enumerate(ms):
+        hits[i] = pc.or_(hits[i], pc.fill_null(_any_in(values, m), False))
+
+
+def reached(table: pa.Table, masks: list[np.ndarray], cfg: LinkConfig) -> list[np.ndarray]:
+    """Per mask, a superset of the records that could share a person blocking key with a masked
+    record, from the raw columns (cheap, in Arrow): the same birth date (own or inside the ID)
+    and surname initial, the same pinyin and birth year, the same phone, an ID within the
+    sorted-neighbourhood window. The keys are built once for all the masks."""
+    ms = [pa.array(np.asarray(mask, dtype=bool)) for mask in masks]
+    hits = list(ms)
     ids = text_column(table, "id_number")
     own = _yyyymmdd(table["birth_date"]) if "birth_date" in table.column_names else text_column(table, "birth_date")
     from_id = pc.utf8_slice_codeunits(ids, 6, 14)
@@ -197,14 +217,73 @@ def person_candidates(table: pa.Table, mask: np.ndarray, cfg: LinkConfig) -> np.
     bar = pa.scalar("|", pa.large_string())
     day = lambda birth: pc.binary_join_element_wise(birth, initial, bar)  # noqa: E731
     year = lambda birth: pc.binary_join_element_wise(pinyin, pc.utf8_slice_codeunits(birth, 0, 4), bar)  # noqa: E731
-    hit = pc.or_(_any_in([day(own), day(from_id)], m), _any_in([year(own), year(from_id)], m))
-    hit = pc.or_(hit, _any_in([text_column(table, "phone")], m))
-    hit = pc.or_(hit, _any_in([text_column(table, "address")], m))
-    hit = pc.or_(hit, _new_key_candidates(table, m, own, from_id, pinyin))
-    hit = pc.or_(hit, _id_neighbours(ids, m, (cfg.sorted_window - 1) // 2))
-    hit = pc.or_(pc.fill_null(hit, False), m)
-    hit = pc.or_(hit, pc.fill_null(_any_in([ids], pc.fill_null(hit, False).combine_chunks()), False))
-    return hit.to_numpy(zero_copy_only=False).astype(bool)
+    for values in ([day(own), day(from_id)], [year(own), year(from_id)], [text_column(table, "phone")],
+                   [text_column(table, "address")]):
+        _or_reached(hits, values, ms)
+    _new_key_candidates(table, ms, own, from_id, pinyin, hits)
+    for i, m in enumerate(ms):
+        hits[i] = pc.or_(hits[i], pc.fill_null(_id_neighbours(ids, m, (cfg.sorted_window - 1) // 2), False))
+    return [pa.chunked_array([hit]).to_numpy().astype(bool) if isinstance(hit, pa.Array)
+            else hit.to_numpy().astype(bool) for hit in hits]
+
+
+def id_holders(table: pa.Table, mask: np.ndarray) -> np.ndarray:
+    """mask grown by every record holding one of its ID numbers or an ID that shares one's first
+    15 digits: what id_holding needs to judge the masked records exactly (who holds an ID,
+    and which truncated numbers have a twin)."""
+    ids = text_column(table, "id_number")
+    m = pa.array(np.asarray(mask, dtype=bool))
+    hit = pc.or_(pc.fill_null(_any_in([ids], m), False),
+                 pc.fill_null(_any_in([pc.utf8_slice_codeunits(ids, 0, 15)], m), False))
+    return np.asarray(mask, dtype=bool) | hit.to_numpy(zero_copy_only=False).astype(bool)
+
+
+def person_candidates(table: pa.Table, mask: np.ndarray, cfg: LinkConfig) -> np.ndarray:
+    """reached's superset for one mask, with every holder of those records' ID numbers
+    (id_holders), whose records decide who holds an ID."""
+    return id_holders(table, reached(table, [mask], cfg)[0])
+
+
+def _held(records: pa.Table, mask: np.ndarray, trust_order: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, usable, conflict): id_holding over mask's records and their ID holders, exact for
+    the masked ones; rows are the positions judged."""
+    judged = id_holders(records, mask)
+    return (np.flatnonzero(judged),) + id_holding(_frame(records, judged, HOLDING_COLUMNS), trust_order)
+
+
+def _frame(records: pa.Table, rows: np.ndarray | None, columns: list[str]) -> pd.DataFrame:
+    """The given rows (mask; None: all) and columns of records as pandas, strings Arrow-backed."""
+    table = records.select([c for c in columns if c in records.column_names])
+    if rows is not None:
+        table = table.filter(pa.array(rows))
+    return plain_text(table).to_pandas(types_mapper=_arrow_string_dtype)
+
+
+def person_scope(records: pa.Table, scope: np.ndarray, cfg: LinkConfig, trust_order: list[str]) -> np.ndarray:
+    """scope grown by the records that could pair with one of its records (person_neighbours) or
+    hold one of its ID numbers. Two held records are never compared, so a record of the scope
+    held by its ID reaches only the records not held: whether a record is held is judged first
+    for the scope, then for every record it reaches (id_holding, from seven columns), and the
+    comparison view is built over the reachable records only (at 5M persons a view over all
+    10M candidates took 10 GB). The blocking keys are built once for both kinds of seed."""
+    rows, usable, conflict = _held(records, scope, trust_order)
+    held = np.zeros(len(scope), dtype=bool)
+    held[rows] = usable & ~conflict
+    free_seeds, held_seeds = reached(records, [scope & ~held, scope & held], cfg)
+    near = scope | free_seeds | held_seeds
+    rows, usable, conflict = _held(records, near, trust_order)
+    held[:] = False
+    held[rows] = usable & ~conflict
+    reach = scope | free_seeds | (held_seeds & ~held)
+    del free_seeds, held_seeds
+    log.info("relink scope: %d records; %d candidates, %d of them reachable", int(scope.sum()), int(near.sum()),
+             int(reach.sum()))
+    inside = np.searchsorted(rows, np.flatnonzero(reach))   # reach's rows among those judged
+    found = person_neighbours(records, reach, scope[reach], usable[inside], conflict[inside], cfg)
+    out = scope.copy()
+    out[np.flatnonzero(reach)[found]] = True
+    ids = text_column(records, "id_number")
+    return out | pc.fill_null(_any_in([ids], pa.array(scope)), False).to_numpy(zero_copy_only=False).astype(bool)
 
 
 def relink_scope(records: pa.Table, kind: str, seeds: np.ndarray, previous_cluster: np.ndarray,
@@ -215,19 +294,12 @@ def relink_scope(records: pa.Table, kind: str, seeds: np.ndarray, previous_clust
     scope = whole_clusters(np.asarray(seeds, dtype=bool), previous_cluster)
     if not scope.any():
         return scope
-    columns = [c for c in SCOPE_COLUMNS[kind] if c in records.column_names] if kind in SCOPE_COLUMNS else []
     if kind == "person":
-        near = person_candidates(records, scope, cfg)
-        log.info("relink scope: %d records in %d previous clusters; %d candidates", int(scope.sum()),
-                 len(np.unique(previous_cluster[scope])), int(near.sum()))
-        sub = plain_text(records.filter(pa.array(near)).select(columns)).to_pandas(types_mapper=_arrow_string_dtype)
-        found = person_neighbours(sub, scope[near], cfg, trust_order)
-        scope = scope.copy()
-        scope[np.flatnonzero(near)[found]] = True
+        scope = person_scope(records, scope, cfg, trust_order)
     elif kind == "enterprise":
         # identifiers that point at two masters prove nothing: the scope must hold every
         # holder of a token it touches, so grow it to a fixpoint (tokens are cheap)
-        tokens = enterprise_tokens(plain_text(records.select(columns)).to_pandas(types_mapper=_arrow_string_dtype))
+        tokens = enterprise_tokens(_frame(records, None, SCOPE_COLUMNS[kind]))
         while True:
             grown = whole_clusters(enterprise_neighbours(tokens, scope), previous_cluster)
             if grown.sum() == scope.sum():

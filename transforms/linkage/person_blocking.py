@@ -3,6 +3,7 @@ in standards/linkage.yaml (settings.py) and the candidate pairs they produce."""
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -187,26 +188,38 @@ def blocking_keys(view: pd.DataFrame, df: pd.DataFrame, rules: tuple, codes: dic
     return out
 
 
+# Pairs a block hands on at once (two int64 arrays and their index arithmetic): the pairs of
+# a block are cut by the caller as they come, so memory holds a batch, not the block's pairs
+PAIR_BATCH = 4_000_000
+
+
 def _pairs_sharing(code: np.ndarray, present: np.ndarray, queue: np.ndarray,
-                   reach: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                   reach: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(queued record, record) pairs whose integer keys differ by at most reach, built on
-    the sorted keys: each queued record takes the slice of records in its key range."""
+    the sorted keys: each queued record takes the slice of records in its key range. Yielded in
+    batches of about PAIR_BATCH pairs (a queued record's pairs are never split)."""
     q = queue[present[queue]]
     if reach == 0:   # only records holding a queued record's key can pair: sort just those
         present = present & pd.Series(code).isin(code[q]).to_numpy()
     rows = np.flatnonzero(present)
     if not len(rows):
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return
     order = rows[np.argsort(code[rows], kind="stable")]
     keys = code[order]
     lo = np.searchsorted(keys, code[q] - reach, side="left")
     hi = np.searchsorted(keys, code[q] + reach, side="right")
     cnt = hi - lo
-    total = int(cnt.sum())
-    left = np.repeat(q, cnt)
-    offset = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(cnt) - cnt, cnt)
-    right = order[np.repeat(lo, cnt) + offset]
-    return left, right
+    ends = np.cumsum(cnt)
+    cuts = np.unique(np.searchsorted(ends, np.arange(PAIR_BATCH, int(ends[-1]) if len(ends) else 0, PAIR_BATCH),
+                                     side="right"))
+    for a, b in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [len(q)]])):
+        if a == b:
+            continue
+        c = cnt[a:b]
+        total = int(c.sum())
+        left = np.repeat(q[a:b], c)
+        offset = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(c) - c, c)
+        yield left, order[np.repeat(lo[a:b], c) + offset]
 
 
 def _dense_rank(values: pd.Series, codes: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -241,9 +254,10 @@ def unique_pairs(view: pd.DataFrame, queue: np.ndarray, cfg: LinkConfig, select,
     n = len(view)
     packed = []
     for code, present, reach in blocking_codes(view, cfg, codes):
-        left, right = select(*_pairs_sharing(code, present, queue, reach))
-        packed.append(left * n + right)
-    return np.unique(np.concatenate(packed))
+        for batch in _pairs_sharing(code, present, queue, reach):
+            left, right = select(*batch)
+            packed.append(np.unique(left * n + right))
+    return np.unique(np.concatenate(packed)) if packed else np.zeros(0, dtype=np.int64)
 
 
 def candidate_pairs(view: pd.DataFrame, queue: np.ndarray, group: np.ndarray,

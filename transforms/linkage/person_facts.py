@@ -60,8 +60,12 @@ def _distinct_per(group: np.ndarray, value: np.ndarray, rows: np.ndarray) -> np.
     return np.bincount(distinct // width, minlength=int(group.max(initial=0)) + 1)
 
 
-def id_facts(df: pd.DataFrame) -> pd.DataFrame:
-    """Birth date and sex embedded in usable ID numbers (GB 11643: digits 7-14, 17th odd=male)."""
+def id_facts(df: pd.DataFrame, usable: np.ndarray | None = None) -> pd.DataFrame:
+    """Birth date and sex embedded in usable ID numbers (GB 11643: digits 7-14, 17th odd=male).
+    usable: which ID numbers are keys, when already judged over more records (a truncated
+    twin is told by the other holders of its first 15 digits)."""
+    if usable is not None:
+        return _facts(df, pd.Series(np.asarray(usable, dtype=bool), index=df.index))
     bad = ~df["id_number_status"].isin(STATUSES) & df["id_number_status"].notna()
     if bad.any():
         raise ValueError(f"person records: column id_number_status has unknown value "
@@ -69,6 +73,11 @@ def id_facts(df: pd.DataFrame) -> pd.DataFrame:
                          f"{', '.join(sorted(STATUSES))})")
     usable = df["id_number_status"].isin(USABLE) & df["id_number"].notna()
     usable &= ~truncated_twins(df["id_number"], usable.to_numpy(dtype=bool), df["source_system"])
+    return _facts(df, usable)
+
+
+def _facts(df: pd.DataFrame, usable: pd.Series) -> pd.DataFrame:
+    """id_facts given which ID numbers are usable."""
     ids = df["id_number"].astype("string[pyarrow]").where(usable)
     id_birth = _per_unique(_slice(ids, 6, 14),
                            lambda u: pd.to_datetime(u, format="%Y%m%d", errors="coerce"))

@@ -105,3 +105,75 @@ def test_birth_dates_become_the_id_numbers_yyyymmdd_form():
     assert _yyyymmdd(days).to_pylist() == ["19800512", None]
     stamps = pa.chunked_array([pa.array([dt.datetime(1980, 5, 12, 23, 59)], pa.timestamp("s"))])
     assert _yyyymmdd(stamps).to_pylist() == ["19800512"]
+
+
+def _crowd(seed: int) -> pa.Table:
+    """Persons sharing few birth dates, names and phones (crowded blocks), each with records in
+    several sources: some without an ID, some filed under another person's ID."""
+    rng = np.random.default_rng(seed)
+    births = ["1980-01-02", "1980-01-03", "1991-07-08"]
+    names = [("张伟", "zhang wei"), ("张薇", "zhang wei"), ("李娜", "li na"), ("王芳", "wang fang")]
+    people = [(names[rng.integers(len(names))], births[rng.integers(len(births))], f"{100 + i:03d}",
+               f"139{rng.integers(10):08d}") for i in range(40)]
+    rows = []
+    for i, ((name, pinyin), birth, seq, phone) in enumerate(people):
+        for j, source in enumerate(ORDER[:rng.integers(1, 5)]):
+            own = make_id(birth, seq)
+            if rng.random() < 0.25:
+                own = None                                   # the ID is lost
+            elif rng.random() < 0.1:
+                own = make_id(people[(i + 1) % len(people)][1], people[(i + 1) % len(people)][2])   # a borrowed ID
+            rows.append(rec(source, f"{source}{i}_{j}", own, name, pinyin, "1" if int(seq) % 2 else "2", birth,
+                            phone=phone if rng.random() < 0.5 else None))
+    return table(rows)
+
+
+def _scope_over_all_records(records: pa.Table, scope: np.ndarray, cfg: LinkConfig) -> np.ndarray:
+    """The relink scope's neighbours as first built: held flags and the comparison view over
+    every record, then the queued records' scored partners and ID sharers."""
+    from govdata.transforms.linkage.common import prepare_records
+    from govdata.transforms.linkage.incremental import scored_partners
+    from govdata.transforms.linkage.person_blocking import comparison_view
+    from govdata.transforms.linkage.person_facts import holder_conflicts, id_facts
+    from govdata.transforms.linkage.persons import PERSON_COLS
+    from govdata.transforms.linkage.survivorship import trust_rank
+
+    df = prepare_records(records.to_pandas(), PERSON_COLS, "person records")
+    facts = id_facts(df)
+    conflict = holder_conflicts(df, facts, trust_rank(df["source_system"], ORDER))
+    view = comparison_view(df, facts, conflict, cfg)
+    out = scope.copy()
+    out[scored_partners(view, np.flatnonzero(scope), facts["usable"].to_numpy() & ~conflict, conflict, cfg)] = True
+    return out | df["id_number"].isin(df["id_number"][scope].dropna()).to_numpy()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_person_scope_is_the_scope_over_every_record(seed):
+    from govdata.transforms.linkage.incremental import person_scope
+
+    records = _crowd(seed)
+    rng = np.random.default_rng(seed)
+    grew = 0
+    for _ in range(8):
+        seeds = rng.random(records.num_rows) < 0.05
+        expected = _scope_over_all_records(records, seeds, LinkConfig())
+        assert person_scope(records, seeds, LinkConfig(), ORDER).tolist() == expected.tolist()
+        grew += int(expected.sum() > seeds.sum())
+    assert grew >= 4   # the scopes reach past their seeds
+
+
+def test_blocks_pairs_come_in_batches_with_the_same_result(monkeypatch):
+    import govdata.transforms.linkage.person_blocking as blocking
+
+    records, seeds = _crowd(1), np.random.default_rng(1).random(_crowd(1).num_rows) < 0.2
+    code = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])
+    queue = np.array([0, 3, 5, 8])
+    whole = [np.concatenate(side) for side in zip(*blocking._pairs_sharing(code, code >= 0, queue))]
+    monkeypatch.setattr(blocking, "PAIR_BATCH", 3)
+    batches = list(blocking._pairs_sharing(code, code >= 0, queue))
+    assert [len(left) for left, _ in batches] == [3, 2, 4, 4]   # a queued record's pairs stay together
+    assert [np.concatenate(side).tolist() for side in zip(*batches)] == [w.tolist() for w in whole]
+    from govdata.transforms.linkage.incremental import person_scope
+
+    assert person_scope(records, seeds, LinkConfig(), ORDER).tolist() == \
+        _scope_over_all_records(records, seeds, LinkConfig()).tolist()
