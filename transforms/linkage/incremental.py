@@ -171,12 +171,10 @@ def _yyyymmdd(dates: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.replace_substring(dates.cast(pa.large_string()), "-", "")
 
 
-def _new_key_candidates(table: pa.Table, ms: list[pa.Array], own: pa.ChunkedArray, from_id: pa.ChunkedArray,
-                        pinyin: pa.ChunkedArray, hits: list) -> None:
+def _new_key_values(table: pa.Table, own: pa.ChunkedArray, from_id: pa.ChunkedArray) -> list[list[pa.ChunkedArray]]:
     """The blocking keys of the shipped declaration (standards/linkage.yaml) beyond birth + initial, pinyin + year, phone, address: the
-    other document, the latin name keys, birth date + last character, and the birth date
-    alone where a name has no pinyin (its initial comes from the name's first character).
-    Each mask's reach is or-ed into its entry of hits."""
+    other document, the latin name keys and birth date + last character (reached adds the birth
+    date alone where a name has no pinyin)."""
     bar = pa.scalar("|", pa.large_string())
     docs = document_keys(pd.DataFrame({c: pd.Series(text_column(table, c).to_pylist(), dtype="string")
                                        for c in ("id_type", "doc_number")}))
@@ -188,25 +186,15 @@ def _new_key_candidates(table: pa.Table, ms: list[pa.Array], own: pa.ChunkedArra
     name = pc.replace_substring(text_column(table, "name"), "\u00b7", "")
     last = pc.utf8_slice_codeunits(name, -1)
     joined = lambda a, b: pc.binary_join_element_wise(a, b, bar)  # noqa: E731
-    for values in ([doc], [latin], [latin_joined], [joined(own, last), joined(from_id, last)]):
-        _or_reached(hits, values, ms)
-    no_pinyin = pc.is_null(pinyin).combine_chunks()
-    days_of = lambda rows: pc.fill_null(_any_in([own, from_id], rows), False)  # noqa: E731
-    for i, m in enumerate(ms):
-        hits[i] = pc.or_(hits[i], pc.or_(days_of(pc.and_(m, no_pinyin)), pc.and_(days_of(m), no_pinyin)))
-
-
-def _or_reached(hits: list, values: list[pa.ChunkedArray], ms: list[pa.Array]) -> None:
-    """hits[i] |= the rows sharing a value of values with a row of ms[i]."""
-    for i, m in enumerate(ms):
-        hits[i] = pc.or_(hits[i], pc.fill_null(_any_in(values, m), False))
+    return [[doc], [latin], [latin_joined], [joined(own, last), joined(from_id, last)]]
 
 
 def reached(table: pa.Table, masks: list[np.ndarray], cfg: LinkConfig) -> list[np.ndarray]:
     """Per mask, a superset of the records that could share a person blocking key with a masked
     record, from the raw columns (cheap, in Arrow): the same birth date (own or inside the ID)
-    and surname initial, the same pinyin and birth year, the same phone, an ID within the
-    sorted-neighbourhood window. The keys are built once for all the masks."""
+    and surname initial (the birth date alone where a name has no pinyin: its initial comes from
+    the name's first character), the same pinyin and birth year, the same phone, an ID within
+    the sorted-neighbourhood window. The keys are built once for all the masks."""
     ms = [pa.array(np.asarray(mask, dtype=bool)) for mask in masks]
     hits = list(ms)
     ids = text_column(table, "id_number")
@@ -217,14 +205,22 @@ def reached(table: pa.Table, masks: list[np.ndarray], cfg: LinkConfig) -> list[n
     bar = pa.scalar("|", pa.large_string())
     day = lambda birth: pc.binary_join_element_wise(birth, initial, bar)  # noqa: E731
     year = lambda birth: pc.binary_join_element_wise(pinyin, pc.utf8_slice_codeunits(birth, 0, 4), bar)  # noqa: E731
-    for values in ([day(own), day(from_id)], [year(own), year(from_id)], [text_column(table, "phone")],
-                   [text_column(table, "address")]):
-        _or_reached(hits, values, ms)
-    _new_key_candidates(table, ms, own, from_id, pinyin, hits)
-    for i, m in enumerate(ms):
-        hits[i] = pc.or_(hits[i], pc.fill_null(_id_neighbours(ids, m, (cfg.sorted_window - 1) // 2), False))
-    return [pa.chunked_array([hit]).to_numpy().astype(bool) if isinstance(hit, pa.Array)
-            else hit.to_numpy().astype(bool) for hit in hits]
+    sharing = lambda values, m: pc.fill_null(_any_in(values, m), False)  # noqa: E731
+    for values in [[day(own), day(from_id)], [year(own), year(from_id)], [text_column(table, "phone")],
+                   [text_column(table, "address")]] + _new_key_values(table, own, from_id):
+        hits = [pc.or_(hit, sharing(values, m)) for hit, m in zip(hits, ms)]
+    no_pinyin = pc.is_null(pinyin).combine_chunks()
+    days = lambda m: sharing([own, from_id], m)  # noqa: E731
+    window = (cfg.sorted_window - 1) // 2
+    return [pc.or_(pc.or_(hit, pc.or_(days(pc.and_(m, no_pinyin)), pc.and_(days(m), no_pinyin))),
+                   pc.fill_null(_id_neighbours(ids, m, window), False)).to_numpy().astype(bool)
+            for hit, m in zip(hits, ms)]
+
+
+def _sharing_id(ids: pa.ChunkedArray, mask: np.ndarray) -> np.ndarray:
+    """mask grown by every record holding one of its ID numbers."""
+    hit = pc.fill_null(_any_in([ids], pa.array(np.asarray(mask, dtype=bool))), False)
+    return np.asarray(mask, dtype=bool) | hit.to_numpy().astype(bool)
 
 
 def id_holders(table: pa.Table, mask: np.ndarray) -> np.ndarray:
@@ -232,10 +228,9 @@ def id_holders(table: pa.Table, mask: np.ndarray) -> np.ndarray:
     15 digits: what id_holding needs to judge the masked records exactly (who holds an ID,
     and which truncated numbers have a twin)."""
     ids = text_column(table, "id_number")
-    m = pa.array(np.asarray(mask, dtype=bool))
-    hit = pc.or_(pc.fill_null(_any_in([ids], m), False),
-                 pc.fill_null(_any_in([pc.utf8_slice_codeunits(ids, 0, 15)], m), False))
-    return np.asarray(mask, dtype=bool) | hit.to_numpy(zero_copy_only=False).astype(bool)
+    prefixes = pc.fill_null(_any_in([pc.utf8_slice_codeunits(ids, 0, 15)], pa.array(np.asarray(mask, dtype=bool))),
+                            False)
+    return _sharing_id(ids, mask) | prefixes.to_numpy().astype(bool)
 
 
 def person_candidates(table: pa.Table, mask: np.ndarray, cfg: LinkConfig) -> np.ndarray:
@@ -244,11 +239,16 @@ def person_candidates(table: pa.Table, mask: np.ndarray, cfg: LinkConfig) -> np.
     return id_holders(table, reached(table, [mask], cfg)[0])
 
 
-def _held(records: pa.Table, mask: np.ndarray, trust_order: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(rows, usable, conflict): id_holding over mask's records and their ID holders, exact for
-    the masked ones; rows are the positions judged."""
+def _held(records: pa.Table, mask: np.ndarray, trust_order: list[str]
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(held, rows, usable, conflict): id_holding over mask's records and their ID holders (rows:
+    the positions judged), exact for the masked ones; held: per record, judged and held by its ID."""
     judged = id_holders(records, mask)
-    return (np.flatnonzero(judged),) + id_holding(_frame(records, judged, HOLDING_COLUMNS), trust_order)
+    usable, conflict = id_holding(_frame(records, judged, HOLDING_COLUMNS), trust_order)
+    rows = np.flatnonzero(judged)
+    held = np.zeros(len(mask), dtype=bool)
+    held[rows] = usable & ~conflict
+    return held, rows, usable, conflict
 
 
 def _frame(records: pa.Table, rows: np.ndarray | None, columns: list[str]) -> pd.DataFrame:
@@ -266,14 +266,10 @@ def person_scope(records: pa.Table, scope: np.ndarray, cfg: LinkConfig, trust_or
     for the scope, then for every record it reaches (id_holding, from seven columns), and the
     comparison view is built over the reachable records only (at 5M persons a view over all
     10M candidates took 10 GB). The blocking keys are built once for both kinds of seed."""
-    rows, usable, conflict = _held(records, scope, trust_order)
-    held = np.zeros(len(scope), dtype=bool)
-    held[rows] = usable & ~conflict
+    held = _held(records, scope, trust_order)[0]
     free_seeds, held_seeds = reached(records, [scope & ~held, scope & held], cfg)
     near = scope | free_seeds | held_seeds
-    rows, usable, conflict = _held(records, near, trust_order)
-    held[:] = False
-    held[rows] = usable & ~conflict
+    held, rows, usable, conflict = _held(records, near, trust_order)
     reach = scope | free_seeds | (held_seeds & ~held)
     del free_seeds, held_seeds
     log.info("relink scope: %d records; %d candidates, %d of them reachable", int(scope.sum()), int(near.sum()),
@@ -282,8 +278,7 @@ def person_scope(records: pa.Table, scope: np.ndarray, cfg: LinkConfig, trust_or
     found = person_neighbours(records, reach, scope[reach], usable[inside], conflict[inside], cfg)
     out = scope.copy()
     out[np.flatnonzero(reach)[found]] = True
-    ids = text_column(records, "id_number")
-    return out | pc.fill_null(_any_in([ids], pa.array(scope)), False).to_numpy(zero_copy_only=False).astype(bool)
+    return out | _sharing_id(text_column(records, "id_number"), scope)
 
 
 def relink_scope(records: pa.Table, kind: str, seeds: np.ndarray, previous_cluster: np.ndarray,
