@@ -26,15 +26,17 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from govdata.memory import release_memory
 from govdata.transforms.names import latin_name_keys
 
 from .common import prepare_records
 from .config import LinkConfig
 from .enterprises import ENTERPRISE_COLS, identifier_keys
 from .partition import plain_text, text_column
-from .person_blocking import comparison_view, document_keys, unique_pairs
+from .person_blocking import compared_columns, document_keys, unique_pairs, with_blocking_keys
 from .person_facts import holder_conflicts, id_facts
 from .persons import PERSON_COLS, compare_pairs, score_pairs
+from .shared_values import SHARED, with_shared_counts
 from .survivorship import trust_rank
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,7 @@ log = logging.getLogger(__name__)
 # the columns the scope is computed from (prepare_records fills the others with NULL)
 SCOPE_COLUMNS = {"person": ["source_system", "source_record_id", "id_number", "id_number_status", "id_number_note",
                             "id_type", "doc_number", "name", "name_latin", "name_pinyin", "sex", "birth_date",
-                            "phone", "address", "region_code"],
+                            "phone", "address", "region_code", "phone_persons", "address_persons"],
                  "enterprise": ["source_system", "source_record_id", "uscc", "uscc_status", "org_code",
                                 "tax_no", "reg_no", "name_core", "legal_rep_name", "region_code", "address"]}
 # the columns that decide whether a record is held by its ID number (id_holding)
@@ -75,44 +77,79 @@ def person_neighbours(records: pa.Table, rows: np.ndarray, mask: np.ndarray, usa
     compared) and scoring, with cfg's weights, at least the review or match threshold. mask,
     usable, conflict: per row (id_holding's, judged with the rows' ID holders)."""
     view = _comparison_view(records, rows, usable, conflict, cfg)
+    pair = scope_pairs(view, np.flatnonzero(mask), usable & ~conflict, cfg)
+    view = view.drop(columns=[rule.name for rule in cfg.blocking])   # the keys, before the scoring's memory
+    release_memory()
     out = mask.copy()
-    out[scored_partners(view, np.flatnonzero(mask), usable & ~conflict, conflict, cfg)] = True
+    out[partners_scoring(view, pair, conflict, cfg)] = True
     return out
+
+
+# Records whose compared columns are computed at once: the records' frame and its facts are
+# held for a chunk, not for every reachable record (at 5M persons 5.9M of them took 3 GB more
+# than their view)
+VIEW_CHUNK = 1_000_000
 
 
 def _comparison_view(records: pa.Table, rows: np.ndarray, usable: np.ndarray, conflict: np.ndarray,
                      cfg: LinkConfig) -> pd.DataFrame:
-    """The comparison view of records' rows: the records themselves are dropped on return, before
-    the pairs are scored."""
-    df = prepare_records(_frame(records, rows, SCOPE_COLUMNS["person"]), PERSON_COLS, "person records")
-    return comparison_view(df, id_facts(df, usable), conflict, cfg)
+    """The comparison view of records' rows (a mask; usable, conflict: per row), its compared
+    columns built a chunk of records at a time and its blocking keys coded over all of them.
+    Shared phones and addresses are weighed by records' count columns (link_plan's, over the
+    whole run)."""
+    at = np.flatnonzero(rows)
+    parts = []
+    for start in range(0, max(len(at), 1), VIEW_CHUNK):
+        chunk = np.zeros(len(rows), dtype=bool)
+        chunk[at[start:start + VIEW_CHUNK]] = True
+        df = prepare_records(_frame(records, chunk, SCOPE_COLUMNS["person"]), PERSON_COLS, "person records")
+        cut = slice(start, start + len(df))
+        parts.append(compared_columns(df, id_facts(df, usable[cut]), conflict[cut]))
+        del df
+        release_memory()   # the chunk's frame and facts
+    view = pd.concat(parts, ignore_index=True)
+    del parts
+    for column in view.columns:   # one Arrow chunk per column: a take across chunks costs 2.4x
+        if isinstance(view[column].dtype, pd.StringDtype):
+            view[column] = pd.arrays.ArrowStringArray(pa.chunked_array([view[column].array._pa_array.combine_chunks()]))
+    return with_blocking_keys(view, None, cfg)
 
 
 # Candidate pairs scored at once: memory holds a batch's compared columns, whatever the
-# blocks' sizes (the pairs themselves are two integers each)
-SCOPE_BATCH_PAIRS = 1_000_000
+# blocks' sizes (the pairs themselves are two integers each). At 5M persons a million took
+# 1.5 GB, a quarter million 0.9 GB, in the same time.
+SCOPE_BATCH_PAIRS = 250_000
 
 
 def scored_partners(view: pd.DataFrame, queue: np.ndarray, held: np.ndarray, conflict: np.ndarray,
                     cfg: LinkConfig) -> np.ndarray:
-    """Positions of the records that pair with a queued record (candidate_pairs' blocks, one
-    side not held) with a score at least min(review_threshold, match_threshold): a pair below
-    both neither links nor goes to review, so it cannot change a relink. Scored with cfg's m and u
-    as given (link_plan passes the previous run's). Pairs face the way the
-    linkage builds them (the record not held first; two such records in position order). Each
-    block's pairs are cut to those with a side not held as they are made: a held queued record
-    pairs with every block mate, and at 5M persons those pairs were most of 13 GB."""
-    n = len(view)
-    floor = min(cfg.review_threshold, cfg.match_threshold)
-    cfg = dataclasses.replace(cfg, estimate_weights=False)   # the given weights, whatever the batch
+    """Positions of the records that pair with a queued record (scope_pairs) with a score at
+    least min(review_threshold, match_threshold) (partners_scoring)."""
+    return partners_scoring(view, scope_pairs(view, queue, held, cfg), conflict, cfg)
 
+
+def scope_pairs(view: pd.DataFrame, queue: np.ndarray, held: np.ndarray, cfg: LinkConfig) -> np.ndarray:
+    """Pair codes (unique_pairs) of the queued records' candidate pairs (candidate_pairs' blocks)
+    with one side not held, facing the way the linkage builds them (the record not held first;
+    two such records in position order). Each block's pairs are cut as they are made: a held
+    queued record pairs with every block mate, and at 5M persons those pairs were most of 13 GB."""
     def one_side_not_held(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         keep = (a != b) & ~(held[a] & held[b])
         a, b = a[keep], b[keep]
         flip = held[a] | (~held[b] & (b < a))
         return np.where(flip, b, a), np.where(flip, a, b)
 
-    pair = unique_pairs(view, queue, cfg, one_side_not_held)
+    return unique_pairs(view, queue, cfg, one_side_not_held)
+
+
+def partners_scoring(view: pd.DataFrame, pair: np.ndarray, conflict: np.ndarray, cfg: LinkConfig) -> np.ndarray:
+    """Positions of both records of each pair (codes over view) scoring at least
+    min(review_threshold, match_threshold): a pair below both neither links nor goes to review,
+    so it cannot change a relink. Scored with cfg's m and u as given (link_plan passes the
+    previous run's), SCOPE_BATCH_PAIRS at a time."""
+    n = len(view)
+    floor = min(cfg.review_threshold, cfg.match_threshold)
+    cfg = dataclasses.replace(cfg, estimate_weights=False)   # the given weights, whatever the batch
     found = [np.zeros(0, dtype=np.int64)]
     for start in range(0, len(pair), SCOPE_BATCH_PAIRS):
         batch = pair[start:start + SCOPE_BATCH_PAIRS]
@@ -171,22 +208,27 @@ def _yyyymmdd(dates: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.replace_substring(dates.cast(pa.large_string()), "-", "")
 
 
-def _new_key_values(table: pa.Table, own: pa.ChunkedArray, from_id: pa.ChunkedArray) -> list[list[pa.ChunkedArray]]:
-    """The blocking keys of the shipped declaration (standards/linkage.yaml) beyond birth + initial, pinyin + year, phone, address: the
-    other document, the latin name keys and birth date + last character (reached adds the birth
-    date alone where a name has no pinyin)."""
+def _new_key_values(table: pa.Table, own: pa.ChunkedArray, from_id: pa.ChunkedArray) -> list:
+    """Builders of the blocking keys of the shipped declaration (standards/linkage.yaml) beyond
+    birth + initial, pinyin + year, phone, address: the other document, the latin name keys and
+    birth date + last character (reached adds the birth date alone where a name has no pinyin)."""
     bar = pa.scalar("|", pa.large_string())
-    docs = document_keys(pd.DataFrame({c: pd.Series(text_column(table, c).to_pylist(), dtype="string")
-                                       for c in ("id_type", "doc_number")}))
-    doc = pa.chunked_array([pa.array(docs.to_numpy(dtype=object, na_value=None), pa.large_string())])
-    raw_latin = pd.Series(text_column(table, "name_latin").to_pylist(), dtype=object)
-    latin, latin_joined = (pa.chunked_array([pa.array(latin_name_keys(v).to_numpy(dtype=object, na_value=None),
-                                                      pa.large_string())])
-                           for v in (raw_latin, raw_latin.str.replace("-", "", regex=False)))
-    name = pc.replace_substring(text_column(table, "name"), "\u00b7", "")
-    last = pc.utf8_slice_codeunits(name, -1)
-    joined = lambda a, b: pc.binary_join_element_wise(a, b, bar)  # noqa: E731
-    return [[doc], [latin], [latin_joined], [joined(own, last), joined(from_id, last)]]
+
+    def document() -> list[pa.ChunkedArray]:
+        docs = document_keys(pd.DataFrame({c: pd.Series(text_column(table, c).to_pylist(), dtype="string")
+                                           for c in ("id_type", "doc_number")}))
+        return [pa.chunked_array([pa.array(docs.to_numpy(dtype=object, na_value=None), pa.large_string())])]
+
+    def latin(joined: bool) -> list[pa.ChunkedArray]:
+        raw = pd.Series(text_column(table, "name_latin").to_pylist(), dtype=object)
+        keys = latin_name_keys(raw.str.replace("-", "", regex=False) if joined else raw)
+        return [pa.chunked_array([pa.array(keys.to_numpy(dtype=object, na_value=None), pa.large_string())])]
+
+    def last_character() -> list[pa.ChunkedArray]:
+        last = pc.utf8_slice_codeunits(pc.replace_substring(text_column(table, "name"), "\u00b7", ""), -1)
+        return [pc.binary_join_element_wise(own, last, bar), pc.binary_join_element_wise(from_id, last, bar)]
+
+    return [document, lambda: latin(False), lambda: latin(True), last_character]
 
 
 def reached(table: pa.Table, masks: list[np.ndarray], cfg: LinkConfig) -> list[np.ndarray]:
@@ -194,7 +236,8 @@ def reached(table: pa.Table, masks: list[np.ndarray], cfg: LinkConfig) -> list[n
     record, from the raw columns (cheap, in Arrow): the same birth date (own or inside the ID)
     and surname initial (the birth date alone where a name has no pinyin: its initial comes from
     the name's first character), the same pinyin and birth year, the same phone, an ID within
-    the sorted-neighbourhood window. The keys are built once for all the masks."""
+    the sorted-neighbourhood window. The keys are built once for all the masks, one key at a
+    time (all of them at once held 1.9 GB at 5M persons)."""
     ms = [pa.array(np.asarray(mask, dtype=bool)) for mask in masks]
     hits = list(ms)
     ids = text_column(table, "id_number")
@@ -206,9 +249,13 @@ def reached(table: pa.Table, masks: list[np.ndarray], cfg: LinkConfig) -> list[n
     day = lambda birth: pc.binary_join_element_wise(birth, initial, bar)  # noqa: E731
     year = lambda birth: pc.binary_join_element_wise(pinyin, pc.utf8_slice_codeunits(birth, 0, 4), bar)  # noqa: E731
     sharing = lambda values, m: pc.fill_null(_any_in(values, m), False)  # noqa: E731
-    for values in [[day(own), day(from_id)], [year(own), year(from_id)], [text_column(table, "phone")],
-                   [text_column(table, "address")]] + _new_key_values(table, own, from_id):
+    for build in [lambda: [day(own), day(from_id)], lambda: [year(own), year(from_id)],
+                  lambda: [text_column(table, "phone")], lambda: [text_column(table, "address")],
+                  *_new_key_values(table, own, from_id)]:
+        values = build()
         hits = [pc.or_(hit, sharing(values, m)) for hit, m in zip(hits, ms)]
+        del values
+        release_memory()   # the key's text
     no_pinyin = pc.is_null(pinyin).combine_chunks()
     days = lambda m: sharing([own, from_id], m)  # noqa: E731
     window = (cfg.sorted_window - 1) // 2
@@ -266,12 +313,16 @@ def person_scope(records: pa.Table, scope: np.ndarray, cfg: LinkConfig, trust_or
     for the scope, then for every record it reaches (id_holding, from seven columns), and the
     comparison view is built over the reachable records only (at 5M persons a view over all
     10M candidates took 10 GB). The blocking keys are built once for both kinds of seed."""
+    if not set(SHARED.values()) <= set(records.column_names):   # link_plan's counts, over every record
+        records = with_shared_counts(records)
     held = _held(records, scope, trust_order)[0]
     free_seeds, held_seeds = reached(records, [scope & ~held, scope & held], cfg)
     near = scope | free_seeds | held_seeds
+    release_memory()   # the blocking keys of every record (1.7 GB at 5M persons)
     held, rows, usable, conflict = _held(records, near, trust_order)
     reach = scope | free_seeds | (held_seeds & ~held)
     del free_seeds, held_seeds
+    release_memory()   # the holders' frame
     log.info("relink scope: %d records; %d candidates, %d of them reachable", int(scope.sum()), int(near.sum()),
              int(reach.sum()))
     inside = np.searchsorted(rows, np.flatnonzero(reach))   # reach's rows among those judged

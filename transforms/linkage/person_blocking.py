@@ -97,9 +97,15 @@ def _null_where(values: pd.Series, mask: np.ndarray) -> pd.Series:
 def comparison_view(df: pd.DataFrame, facts: pd.DataFrame, conflict: np.ndarray, cfg: LinkConfig,
                     codes: dict | None = None) -> pd.DataFrame:
     """Comparison view of every record (settings.PERSON_VIEW) with one integer column per
-    blocking rule (NULL: no key, or a block above max_block_size). A conflicting record's ID
-    belongs to somebody else, so its ID-derived birth date/sex are not used. codes: factorize
-    cache shared with the other steps."""
+    blocking rule (NULL: no key, or a block above max_block_size). codes: factorize cache shared
+    with the other steps."""
+    return with_blocking_keys(compared_columns(df, facts, conflict), df, cfg, codes)
+
+
+def compared_columns(df: pd.DataFrame, facts: pd.DataFrame, conflict: np.ndarray) -> pd.DataFrame:
+    """The view's compared columns, each computed from its own record alone (so a view can be
+    built a chunk of records at a time). A conflicting record's ID belongs to somebody else, so
+    its ID-derived birth date/sex are not used."""
     trusted_id = facts["usable"].to_numpy() & ~conflict
     birth = facts["birth"].where(facts["birth"].notna() | ~pd.Series(trusted_id, index=df.index),
                                  facts["id_birth"])
@@ -132,6 +138,16 @@ def comparison_view(df: pd.DataFrame, facts: pd.DataFrame, conflict: np.ndarray,
         "address": df["address"].astype("string[pyarrow]"),
         "address_persons": persons_sharing(df, "address"),
     }, index=df.index)
+    return view
+
+
+def with_blocking_keys(view: pd.DataFrame, df: pd.DataFrame | None, cfg: LinkConfig,
+                       codes: dict | None = None) -> pd.DataFrame:
+    """view with one integer column per blocking rule (NULL: no key, or a block above
+    max_block_size), coded over all of view's records. df: the records (None: the view's own
+    pinyin and phone stand in for them)."""
+    if df is None:
+        df = pd.DataFrame({"name_pinyin": view["pinyin"], "phone": view["phone"]}, index=view.index)
     for rule, (code, present) in blocking_keys(view, df, cfg.blocking, codes).items():
         size = group_sizes(np.where(present, code, -1))
         keep = present & (size <= cfg.max_block_size)   # giant blocks: shared phones etc.

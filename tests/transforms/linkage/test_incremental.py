@@ -177,3 +177,22 @@ def test_blocks_pairs_come_in_batches_with_the_same_result(monkeypatch):
 
     assert person_scope(records, seeds, LinkConfig(), ORDER).tolist() == \
         _scope_over_all_records(records, seeds, LinkConfig()).tolist()
+
+
+def test_the_view_built_a_chunk_at_a_time_is_the_whole_view(monkeypatch):
+    import govdata.transforms.linkage.incremental as incremental
+
+    records = _crowd(2)
+    rows = np.random.default_rng(2).random(records.num_rows) < 0.7
+    usable, conflict = incremental.id_holding(incremental._frame(records, rows, incremental.HOLDING_COLUMNS), ORDER)
+    counted = incremental.with_shared_counts(records)
+    whole = incremental._comparison_view(counted, rows, usable, conflict, LinkConfig())
+    monkeypatch.setattr(incremental, "VIEW_CHUNK", 7)
+    chunked = incremental._comparison_view(counted, rows, usable, conflict, LinkConfig())
+    assert len(whole) == int(rows.sum()) > 7 * 3
+    pd.testing.assert_frame_equal(chunked, whole)
+    # and the scope, its pairs scored a few at a time, is the scope over every record
+    monkeypatch.setattr(incremental, "SCOPE_BATCH_PAIRS", 5)
+    seeds = np.random.default_rng(3).random(records.num_rows) < 0.1
+    assert incremental.person_scope(records, seeds, LinkConfig(), ORDER).tolist() == \
+        _scope_over_all_records(records, seeds, LinkConfig()).tolist()
