@@ -208,7 +208,7 @@ def _yyyymmdd(dates: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.replace_substring(dates.cast(pa.large_string()), "-", "")
 
 
-def _new_key_values(table: pa.Table, own: pa.ChunkedArray, from_id: pa.ChunkedArray) -> list:
+def _other_key_builders(table: pa.Table, own: pa.ChunkedArray, from_id: pa.ChunkedArray) -> list:
     """Builders of the blocking keys of the shipped declaration (standards/linkage.yaml) beyond
     birth + initial, pinyin + year, phone, address: the other document, the latin name keys and
     birth date + last character (reached adds the birth date alone where a name has no pinyin)."""
@@ -251,7 +251,7 @@ def reached(table: pa.Table, masks: list[np.ndarray], cfg: LinkConfig) -> list[n
     sharing = lambda values, m: pc.fill_null(_any_in(values, m), False)  # noqa: E731
     for build in [lambda: [day(own), day(from_id)], lambda: [year(own), year(from_id)],
                   lambda: [text_column(table, "phone")], lambda: [text_column(table, "address")],
-                  *_new_key_values(table, own, from_id)]:
+                  *_other_key_builders(table, own, from_id)]:
         values = build()
         hits = [pc.or_(hit, sharing(values, m)) for hit, m in zip(hits, ms)]
         del values
