@@ -121,13 +121,6 @@ def _comparison_view(records: pa.Table, rows: np.ndarray, usable: np.ndarray, co
 SCOPE_BATCH_PAIRS = 250_000
 
 
-def scored_partners(view: pd.DataFrame, queue: np.ndarray, held: np.ndarray, conflict: np.ndarray,
-                    cfg: LinkConfig) -> np.ndarray:
-    """Positions of the records that pair with a queued record (scope_pairs) with a score at
-    least min(review_threshold, match_threshold) (partners_scoring)."""
-    return partners_scoring(view, scope_pairs(view, queue, held, cfg), conflict, cfg)
-
-
 def scope_pairs(view: pd.DataFrame, queue: np.ndarray, held: np.ndarray, cfg: LinkConfig) -> np.ndarray:
     """Pair codes (unique_pairs) of the queued records' candidate pairs (candidate_pairs' blocks)
     with one side not held, facing the way the linkage builds them (the record not held first;
@@ -278,12 +271,6 @@ def id_holders(table: pa.Table, mask: np.ndarray) -> np.ndarray:
     prefixes = pc.fill_null(_any_in([pc.utf8_slice_codeunits(ids, 0, 15)], pa.array(np.asarray(mask, dtype=bool))),
                             False)
     return _sharing_id(ids, mask) | prefixes.to_numpy().astype(bool)
-
-
-def person_candidates(table: pa.Table, mask: np.ndarray, cfg: LinkConfig) -> np.ndarray:
-    """reached's superset for one mask, with every holder of those records' ID numbers
-    (id_holders), whose records decide who holds an ID."""
-    return id_holders(table, reached(table, [mask], cfg)[0])
 
 
 def _held(records: pa.Table, mask: np.ndarray, trust_order: list[str]

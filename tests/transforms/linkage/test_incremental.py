@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 
 from govdata.transforms.linkage import LinkConfig
-from govdata.transforms.linkage.incremental import person_candidates, relink_scope, whole_clusters
+from govdata.transforms.linkage.incremental import id_holders, reached, relink_scope, whole_clusters
 
 from .people import SURVIVORSHIP, make_id, rec
 from .test_link_enterprises import ORG1, U1, U2, ent
@@ -88,7 +88,8 @@ def test_candidates_are_a_cheap_superset_and_the_neighbours_exact():
     mask = np.array([True, True, True, False, False, False, False])
     # the ID window (two distinct IDs each side) spans this tiny world's three IDs;
     # s3 shares neither a birth date, a pinyin + year, a phone nor an ID with the mask
-    assert np.flatnonzero(person_candidates(persons(), mask, LinkConfig())).tolist() == [0, 1, 2, 3, 4, 6]
+    candidates = id_holders(persons(), reached(persons(), [mask], LinkConfig())[0])
+    assert np.flatnonzero(candidates).tolist() == [0, 1, 2, 3, 4, 6]
     # but two records held by their own valid IDs are never compared: nothing joins the scope
     scope = relink_scope(persons(), "person", mask, CLUSTER, LinkConfig(), ORDER)
     assert np.flatnonzero(scope).tolist() == [0, 1, 2]
@@ -132,7 +133,7 @@ def _scope_over_all_records(records: pa.Table, scope: np.ndarray, cfg: LinkConfi
     """The relink scope's neighbours as first built: held flags and the comparison view over
     every record, then the queued records' scored partners and ID sharers."""
     from govdata.transforms.linkage.common import prepare_records
-    from govdata.transforms.linkage.incremental import scored_partners
+    from govdata.transforms.linkage.incremental import partners_scoring, scope_pairs
     from govdata.transforms.linkage.person_blocking import comparison_view
     from govdata.transforms.linkage.person_facts import holder_conflicts, id_facts
     from govdata.transforms.linkage.persons import PERSON_COLS
@@ -143,7 +144,8 @@ def _scope_over_all_records(records: pa.Table, scope: np.ndarray, cfg: LinkConfi
     conflict = holder_conflicts(df, facts, trust_rank(df["source_system"], ORDER))
     view = comparison_view(df, facts, conflict, cfg)
     out = scope.copy()
-    out[scored_partners(view, np.flatnonzero(scope), facts["usable"].to_numpy() & ~conflict, conflict, cfg)] = True
+    pairs = scope_pairs(view, np.flatnonzero(scope), facts["usable"].to_numpy() & ~conflict, cfg)
+    out[partners_scoring(view, pairs, conflict, cfg)] = True
     return out | df["id_number"].isin(df["id_number"][scope].dropna()).to_numpy()
 
 
