@@ -60,6 +60,16 @@ def factorize(values) -> tuple[np.ndarray, object]:
     return codes, pd.arrays.ArrowStringArray(enc.dictionary.cast(pa.large_string()))
 
 
+def text_rank(uniques) -> np.ndarray:
+    """Per code of factorize's uniques (distinct texts), its place in the texts' sort order:
+    a tie broken on it does not depend on the order the rows came in."""
+    arr = uniques._pa_array.combine_chunks() if isinstance(uniques, pd.arrays.ArrowStringArray) \
+        else pa.array(np.asarray(uniques, dtype=object), pa.large_string())
+    if not len(arr):
+        return np.zeros(0, dtype=np.int64)
+    return pc.rank(arr, sort_keys="ascending", tiebreaker="first").to_numpy().astype(np.int64) - 1
+
+
 def factorize_once(cache: dict | None, name: str, values) -> tuple[np.ndarray, object]:
     """factorize(values), kept in cache under name: a column several linkage steps encode
     (conflicts, blocking, golden records) is hashed once. cache None: no sharing."""

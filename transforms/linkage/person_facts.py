@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import compare
-from .common import factorize, factorize_once, group_sizes
+from .common import factorize, factorize_once, group_sizes, text_rank
 from .survivorship import _pack
 
 STATUSES = {"valid", "repaired", "invalid", "missing", "other_document"}  # other_document: no key (docs/CONTRACTS.md)
@@ -111,11 +111,12 @@ def holder_conflicts(df: pd.DataFrame, facts: pd.DataFrame, trust: np.ndarray,
     if len(ok):
         i, p = id_code[ok], py_code[ok]
         counts = group_sizes(i * (int(py_code.max()) + 1) + p)
-        # holder's pinyin: most trusted source first, then the most frequent, then smallest
-        # code; the keys packed into one integer sort
+        # holder's pinyin: most trusted source first, then the most frequent, then the first in
+        # text order (not in the rows' order: a partition or a scope judges an ID as the whole
+        # run does); the keys packed into one integer sort
         top = int(counts.max())
         packed = _pack([(i, int(id_code.max()) + 1), (trust[ok], int(trust.max()) + 1),
-                        (top - counts, top), (p, int(py_code.max()) + 1)])
+                        (top - counts, top), (text_rank(py_uniques)[p], int(py_code.max()) + 1)])
         order = np.lexsort(packed[::-1]) if len(packed) > 1 else \
             np.argsort(packed[0], kind="stable")
         first = np.ones(len(order), dtype=bool)
