@@ -25,18 +25,17 @@ def link_plan(normalised: list[dict], run: dict) -> dict:
     """Splits each entity's records to link into blocking partitions (hand-off files in the
     lake). Incremental runs link only the scope of what changed (transforms/linkage/
     incremental.py); the other records keep their xref rows.
-    Memory is bounded by the columns the plan computes on, not by whole records: partitions,
-    shared-value counts and the scope are computed over every record in those columns only
-    (plan_columns); the records themselves then stream from the snapshots, a batch at a time,
+    Memory is bounded by the columns each step computes on, not by whole records: the counts,
+    the scope and the partitions each read from the lake the columns (and the records) they need
+    (LakeRecords); the records themselves then stream from the snapshots, a batch at a time,
     each row appended to its partition's file."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from govdata.lake import dataset, read_arrow
-    from govdata.transforms.linkage.plan import KEYS, assign_partitions, concat_conformed, plan_columns, \
-        plan_dictionary, previous_partitions, unified_dictionaries
+    from govdata.stages.link_records import LakeRecords
+    from govdata.transforms.linkage.plan import KEYS, assign_partitions, previous_partitions
     from govdata.transforms.linkage.partition import PARTITION_COLUMNS
-    from govdata.transforms.linkage.shared_values import shared_counts, with_counts
+    from govdata.transforms.linkage.shared_values import COLUMNS as SHARED_COLUMNS, shared_counts, with_counts
 
     start = time.perf_counter()
     partitions = []
@@ -45,30 +44,24 @@ def link_plan(normalised: list[dict], run: dict) -> dict:
             paths = [n["current_path"] for n in normalised if n["kind"] == kind]
             if not paths:
                 continue
-            schemas = [dataset(path).schema for path in paths]
-            wanted = [plan_columns(schema.names) for schema in schemas]
-            records = concat_conformed([read_arrow(path, columns, plan_dictionary(schema, columns))
-                                        for path, schema, columns in zip(paths, schemas, wanted)])
-            release_memory()   # the readers' buffers: only the plan's table stays
-            records = unified_dictionaries(records)
-            if records.num_rows == 0:
+            source = LakeRecords(paths)
+            if source.num_rows == 0:
                 continue
             # counted over every record: partitions and scopes weigh a phone alike
-            counts = shared_counts(records) if kind == PERSON else {}
-            records = with_counts(records, counts)
-            plan = {"mode": "full", "records": records.num_rows}
+            counts = shared_counts(source.read(SHARED_COLUMNS)) if kind == PERSON else {}
+            release_memory()   # the columns counted
+            source = source.with_counts(counts)
+            plan = {"mode": "full", "records": source.num_rows}
             scope = None
-            incremental = incremental_scope(records, kind, normalised, run, scratch)
+            incremental = incremental_scope(source, kind, normalised, run, scratch)
             if incremental is not None:
                 scope = incremental["scope"]
-                records = records.filter(pa.array(scope))
                 plan = {**plan, "mode": "incremental", "model": incremental["model"],
                         "carried_path": _hand_off_file_rows(run, incremental.pop("previous"),
                                                             incremental.pop("carried_rows"), f"{kind}_carried_xref"),
                         "seeds": incremental["seeds"], "relinked": int(scope.sum())}
-            # what the partitions read and the keys: the names, statuses and codes only the counts
-            # and the scope needed leave before the partitions' own working memory arrives
-            records = records.select([c for c in records.column_names if c in PARTITION_COLUMNS or c in KEYS])
+            # the records to link, in what the partitions read and the keys
+            records = source.read([c for c in source.column_names if c in PARTITION_COLUMNS or c in KEYS], scope)
             release_memory()
             n = max(1, -(-records.num_rows // partition_rows()))
             parts = assign_partitions(records, n, _decisions(run, kind))
@@ -82,7 +75,7 @@ def link_plan(normalised: list[dict], run: dict) -> dict:
             if previous is not None and plan["mode"] == "incremental":
                 plan["previous_ids_path"] = _hand_off_previous_ids(run, previous, kind)
             del records
-            schema = with_counts(pa.unify_schemas(schemas, promote_options="permissive").empty_table(),
+            schema = with_counts(pa.unify_schemas(source.schemas, promote_options="permissive").empty_table(),
                                  {c: [] for c in counts}).schema
             written = _write_partitions(paths, schema, counts, scope, parts,
                                         lambda p, kind=kind: _hand_off_path(run, f"{kind}_{p}"))

@@ -11,7 +11,7 @@ import pandas as pd
 from govdata.stages.common import LINKERS
 
 if TYPE_CHECKING:   # names used in annotations only
-    import pyarrow as pa
+    from govdata.transforms.linkage.records import Records
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +86,9 @@ def _changed_ids(path: str):
     return read_arrow(path, columns=["source_record_id"]).column(0).cast(pa.string())
 
 
-def incremental_scope(records: "pa.Table", kind: str, normalised: list[dict], run: dict, folder: str
+def incremental_scope(records: "Records", kind: str, normalised: list[dict], run: dict, folder: str
                       ) -> dict | None:
-    """{scope mask, previous (the previous xref's Parquet file, written in `folder`),
+    """Of records (link_plan's, read from the lake as needed), {scope mask, previous (the previous xref's Parquet file, written in `folder`),
     carried_rows (the rows of it that the records out of scope keep), model, seeds} for linking
     only what changed, or None when this run links everything (full_refresh, no previous master,
     no previous weights, or a change touching most records)."""
@@ -112,7 +112,8 @@ def incremental_scope(records: "pa.Table", kind: str, normalised: list[dict], ru
         return None
     # the scope needs the keys and masters only; the carried rows are copied from the file later
     prev = pq.read_table(path, columns=KEYS + [id_col])
-    rows = key_positions(records, prev)                  # each record's previous xref row, -1: none
+    keys = records.read(KEYS)
+    rows = key_positions(keys, prev)                     # each record's previous xref row, -1: none
     found = rows >= 0
     # Each record's previous master as a hash of its id: no per-record copy of the ids, no
     # dictionary of them (14M ids of 5M persons, ~1 GB at the plan's peak). Two masters sharing
@@ -133,10 +134,11 @@ def incremental_scope(records: "pa.Table", kind: str, normalised: list[dict], ru
     decided = [] if decisions is None else \
         [pa.array(record_keys(decisions, "left_").tolist() + record_keys(decisions, "right_").tolist(), pa.string())]
     if changed or decided:   # every record's joined key text only then (5M persons' keys are ~0.5 GB)
-        keys = arrow_record_keys(records)
+        joined = arrow_record_keys(keys)
         for known in changed + decided:
-            seeds |= pc.is_in(keys, value_set=known).to_numpy(zero_copy_only=False)
-        del keys
+            seeds |= pc.is_in(joined, value_set=known).to_numpy(zero_copy_only=False)
+        del joined
+    del keys
     # The scope only grows from the seeds' whole clusters: past the share already, link all
     # before the neighbours are searched (over most of 14M records that search took 24 GB)
     if _too_wide(whole_clusters(seeds, cluster), kind):

@@ -36,7 +36,8 @@ from .partition import plain_text, text_column
 from .person_blocking import compared_columns, document_keys, unique_pairs, with_blocking_keys
 from .person_facts import holder_conflicts, id_facts
 from .persons import PERSON_COLS, compare_pairs, score_pairs
-from .shared_values import SHARED, with_shared_counts
+from .records import Records
+from .shared_values import SHARED
 from .survivorship import trust_rank
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ def id_holding(records: pd.DataFrame, trust_order: list[str]) -> tuple[np.ndarra
     return facts["usable"].to_numpy(), holder_conflicts(df, facts, trust_rank(df["source_system"], trust_order))
 
 
-def person_neighbours(records: pa.Table, rows: np.ndarray, mask: np.ndarray, usable: np.ndarray,
+def person_neighbours(records: Records, rows: np.ndarray, mask: np.ndarray, usable: np.ndarray,
                       conflict: np.ndarray, cfg: LinkConfig) -> np.ndarray:
     """Among records' rows (a mask), those that could link with a masked record in the linkage,
     or meet it in the review queue (the masked ones included): sharing a blocking key where one
@@ -91,20 +92,20 @@ def person_neighbours(records: pa.Table, rows: np.ndarray, mask: np.ndarray, usa
 VIEW_CHUNK = 1_000_000
 
 
-def _comparison_view(records: pa.Table, rows: np.ndarray, usable: np.ndarray, conflict: np.ndarray,
+def _comparison_view(records: Records, rows: np.ndarray, usable: np.ndarray, conflict: np.ndarray,
                      cfg: LinkConfig) -> pd.DataFrame:
     """The comparison view of records' rows (a mask; usable, conflict: per row), its compared
-    columns built a chunk of records at a time and its blocking keys coded over all of them.
-    Shared phones and addresses are weighed by records' count columns (link_plan's, over the
-    whole run)."""
-    at = np.flatnonzero(rows)
-    parts = []
-    for start in range(0, max(len(at), 1), VIEW_CHUNK):
-        chunk = np.zeros(len(rows), dtype=bool)
-        chunk[at[start:start + VIEW_CHUNK]] = True
-        df = prepare_records(_frame(records, chunk, SCOPE_COLUMNS["person"]), PERSON_COLS, "person records")
+    columns built a chunk of records at a time, read as they are needed (no other record is in
+    memory), and its blocking keys coded over all of them. Shared phones and addresses are
+    weighed by records' count columns (link_plan's, over the whole run)."""
+    columns = SCOPE_COLUMNS["person"]
+    parts, start = [], 0
+    for chunk in records.chunks(rows, columns, VIEW_CHUNK) if rows.any() else [records.read(columns, rows)]:
+        df = prepare_records(_frame(chunk, None, columns), PERSON_COLS, "person records")
+        del chunk
         cut = slice(start, start + len(df))
         parts.append(compared_columns(df, id_facts(df, usable[cut]), conflict[cut]))
+        start += len(df)
         del df
         release_memory()   # the chunk's frame and facts
     view = pd.concat(parts, ignore_index=True)
@@ -182,15 +183,19 @@ def _any_in(values: list[pa.ChunkedArray], mask: pa.Array) -> pa.ChunkedArray:
     return hit
 
 
-def _id_neighbours(ids: pa.ChunkedArray, mask: pa.Array, reach: int) -> pa.ChunkedArray:
-    """Rows whose ID number is within reach distinct IDs (sorted) of a masked row's ID: the
-    sorted-neighbourhood block."""
-    distinct = pc.unique(ids.drop_null())
-    distinct = distinct.take(pc.sort_indices(distinct))
+def _id_neighbours(ids: pa.ChunkedArray, distinct: pa.Array, mask: pa.Array, reach: int) -> pa.ChunkedArray:
+    """Rows whose ID number is within reach distinct IDs (distinct: sorted_distinct(ids)) of a
+    masked row's ID: the sorted-neighbourhood block."""
     at = pc.index_in(ids.filter(mask), value_set=distinct).drop_null().to_numpy()
     near = (at[:, None] + np.arange(-reach, reach + 1)[None, :]).ravel()
     near = np.unique(near[(near >= 0) & (near < len(distinct))])
     return pc.is_in(ids, value_set=distinct.take(pa.array(near, pa.int64())))
+
+
+def sorted_distinct(values: pa.ChunkedArray) -> pa.Array:
+    """The distinct non-NULL values, sorted."""
+    distinct = pc.unique(values.drop_null())
+    return distinct.take(pc.sort_indices(distinct))
 
 
 def _yyyymmdd(dates: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -201,59 +206,100 @@ def _yyyymmdd(dates: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.replace_substring(dates.cast(pa.large_string()), "-", "")
 
 
-def _other_key_builders(table: pa.Table, own: pa.ChunkedArray, from_id: pa.ChunkedArray) -> list:
+def _other_key_builders(read, own, from_id) -> list:
     """Builders of the blocking keys of the shipped declaration (standards/linkage.yaml) beyond
     birth + initial, pinyin + year, phone, address: the other document, the latin name keys and
-    birth date + last character (reached adds the birth date alone where a name has no pinyin)."""
+    birth date + last character (reached adds the birth date alone where a name has no pinyin).
+    read: columns of every record (reached's); own, from_id: functions giving the birth dates as
+    YYYYMMDD (own, and inside the ID)."""
     bar = pa.scalar("|", pa.large_string())
 
     def document() -> list[pa.ChunkedArray]:
-        docs = document_keys(pd.DataFrame({c: pd.Series(text_column(table, c).to_pylist(), dtype="string")
-                                           for c in ("id_type", "doc_number")}))
-        return [pa.chunked_array([pa.array(docs.to_numpy(dtype=object, na_value=None), pa.large_string())])]
+        return [_keys_where(read(["id_type", "doc_number"]), "doc_number", ["id_type", "doc_number"], document_keys)]
 
     def latin(joined: bool) -> list[pa.ChunkedArray]:
-        raw = pd.Series(text_column(table, "name_latin").to_pylist(), dtype=object)
-        keys = latin_name_keys(raw.str.replace("-", "", regex=False) if joined else raw)
-        return [pa.chunked_array([pa.array(keys.to_numpy(dtype=object, na_value=None), pa.large_string())])]
+        def keys(frame: pd.DataFrame) -> pd.Series:
+            raw = frame["name_latin"].astype(object)
+            return latin_name_keys(raw.str.replace("-", "", regex=False) if joined else raw)
+        return [_keys_where(read(["name_latin"]), "name_latin", ["name_latin"], keys)]
 
     def last_character() -> list[pa.ChunkedArray]:
-        last = pc.utf8_slice_codeunits(pc.replace_substring(text_column(table, "name"), "\u00b7", ""), -1)
-        return [pc.binary_join_element_wise(own, last, bar), pc.binary_join_element_wise(from_id, last, bar)]
+        last = pc.utf8_slice_codeunits(pc.replace_substring(text_column(read(["name"]), "name"), "\u00b7", ""), -1)
+        return [pc.binary_join_element_wise(own(), last, bar), pc.binary_join_element_wise(from_id(), last, bar)]
 
     return [document, lambda: latin(False), lambda: latin(True), last_character]
 
 
-def reached(table: pa.Table, masks: list[np.ndarray], cfg: LinkConfig) -> list[np.ndarray]:
+def _keys_where(table: pa.Table, needed: str, columns: list[str], keys) -> pa.ChunkedArray:
+    """keys(a frame of columns) over the records whose column `needed` holds a value, NULL for
+    the others: few records carry a document or a latin name (at 5M persons every record's
+    document columns as Python objects took 1 GB more)."""
+    n = table.num_rows
+    if needed not in table.column_names:
+        return pa.chunked_array([pa.nulls(n, pa.large_string())])
+    rows = np.flatnonzero(pc.is_valid(table[needed]).to_numpy(zero_copy_only=False))
+    some = table.select([c for c in columns if c in table.column_names]).take(pa.array(rows))
+    frame = pd.DataFrame({c: pd.Series(text_column(some, c).to_pylist(), dtype="string") for c in columns})
+    values = pa.array(keys(frame).to_numpy(dtype=object, na_value=None), pa.large_string()) if len(rows) else \
+        pa.array([], pa.large_string())
+    at = np.full(n, len(rows), dtype=np.int64)   # the NULL after the values
+    at[rows] = np.arange(len(rows))
+    return pa.chunked_array([pa.concat_arrays([values, pa.nulls(1, pa.large_string())]).take(pa.array(at))])
+
+
+def reached(table: pa.Table, masks: list[np.ndarray], cfg: LinkConfig, read=None) -> list[np.ndarray]:
     """Per mask, a superset of the records that could share a person blocking key with a masked
     record, from the raw columns (cheap, in Arrow): the same birth date (own or inside the ID)
     and surname initial (the birth date alone where a name has no pinyin: its initial comes from
     the name's first character), the same pinyin and birth year, the same phone, an ID within
     the sorted-neighbourhood window. The keys are built once for all the masks, one key at a
-    time (all of them at once held 1.9 GB at 5M persons)."""
+    time, each from the columns again (all of them at once held 1.9 GB at 5M persons; the birth
+    dates and pinyin they share, 0.8 GB). read: a function giving columns of every record beyond
+    the ID number, birth date and pinyin, read for their key and let go (default: table's)."""
+    if read is None:
+        def read(columns: list[str]) -> pa.Table:
+            return table.select([c for c in columns if c in table.column_names])
     ms = [pa.array(np.asarray(mask, dtype=bool)) for mask in masks]
     hits = list(ms)
     ids = text_column(table, "id_number")
-    own = _yyyymmdd(table["birth_date"]) if "birth_date" in table.column_names else text_column(table, "birth_date")
-    from_id = pc.utf8_slice_codeunits(ids, 6, 14)
-    pinyin = text_column(table, "name_pinyin")
-    initial = pc.utf8_slice_codeunits(pinyin, 0, 1)
     bar = pa.scalar("|", pa.large_string())
-    day = lambda birth: pc.binary_join_element_wise(birth, initial, bar)  # noqa: E731
-    year = lambda birth: pc.binary_join_element_wise(pinyin, pc.utf8_slice_codeunits(birth, 0, 4), bar)  # noqa: E731
-    sharing = lambda values, m: pc.fill_null(_any_in(values, m), False)  # noqa: E731
-    for build in [lambda: [day(own), day(from_id)], lambda: [year(own), year(from_id)],
-                  lambda: [text_column(table, "phone")], lambda: [text_column(table, "address")],
-                  *_other_key_builders(table, own, from_id)]:
+
+    def own() -> pa.ChunkedArray:
+        return _yyyymmdd(table["birth_date"]) if "birth_date" in table.column_names else text_column(table, "birth_date")
+
+    def from_id() -> pa.ChunkedArray:
+        return pc.utf8_slice_codeunits(ids, 6, 14)
+
+    def pinyin() -> pa.ChunkedArray:
+        return text_column(table, "name_pinyin")
+
+    def day() -> list[pa.ChunkedArray]:
+        initial = pc.utf8_slice_codeunits(pinyin(), 0, 1)
+        return [pc.binary_join_element_wise(birth(), initial, bar) for birth in (own, from_id)]
+
+    def year() -> list[pa.ChunkedArray]:
+        return [pc.binary_join_element_wise(pinyin(), pc.utf8_slice_codeunits(birth(), 0, 4), bar)
+                for birth in (own, from_id)]
+
+    def sharing(values: list[pa.ChunkedArray], m: pa.Array) -> pa.ChunkedArray:
+        return pc.fill_null(_any_in(values, m), False)
+
+    for build in [day, year, lambda: [text_column(read(["phone"]), "phone")],
+                  lambda: [text_column(read(["address"]), "address")], *_other_key_builders(read, own, from_id)]:
         values = build()
         hits = [pc.or_(hit, sharing(values, m)) for hit, m in zip(hits, ms)]
         del values
         release_memory()   # the key's text
-    no_pinyin = pc.is_null(pinyin).combine_chunks()
-    days = lambda m: sharing([own, from_id], m)  # noqa: E731
+    # the birth date alone where one side has no pinyin
+    no_pinyin = pc.is_null(pinyin()).combine_chunks()
+    births = [own(), from_id()]
+    hits = [pc.or_(hit, pc.or_(sharing(births, pc.and_(m, no_pinyin)), pc.and_(sharing(births, m), no_pinyin)))
+            for hit, m in zip(hits, ms)]
+    del births
+    release_memory()
+    distinct = sorted_distinct(ids)
     window = (cfg.sorted_window - 1) // 2
-    return [pc.or_(pc.or_(hit, pc.or_(days(pc.and_(m, no_pinyin)), pc.and_(days(m), no_pinyin))),
-                   pc.fill_null(_id_neighbours(ids, m, window), False)).to_numpy().astype(bool)
+    return [pc.or_(hit, pc.fill_null(_id_neighbours(ids, distinct, m, window), False)).to_numpy().astype(bool)
             for hit, m in zip(hits, ms)]
 
 
@@ -273,16 +319,39 @@ def id_holders(table: pa.Table, mask: np.ndarray) -> np.ndarray:
     return _sharing_id(ids, mask) | prefixes.to_numpy().astype(bool)
 
 
+# Records id_holding judges at once. What it weighs (an ID's holders, the numbers sharing its
+# first 15 digits) never crosses a group of ID numbers with the same first 15 digits, so the
+# records are judged a share of those groups at a time (at 5M persons 9.1M at once took 3.6 GB).
+HOLDING_SHARE = 1_000_000
+
+
 def _held(records: pa.Table, mask: np.ndarray, trust_order: list[str]
           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(held, rows, usable, conflict): id_holding over mask's records and their ID holders (rows:
     the positions judged), exact for the masked ones; held: per record, judged and held by its ID."""
-    judged = id_holders(records, mask)
-    usable, conflict = id_holding(_frame(records, judged, HOLDING_COLUMNS), trust_order)
-    rows = np.flatnonzero(judged)
+    rows = np.flatnonzero(id_holders(records, mask))
+    usable, conflict = np.zeros(len(rows), dtype=bool), np.zeros(len(rows), dtype=bool)
+    for share in _id_prefix_shares(records, rows, HOLDING_SHARE):
+        judged = np.zeros(len(mask), dtype=bool)
+        judged[rows[share]] = True
+        usable[share], conflict[share] = id_holding(_frame(records, judged, HOLDING_COLUMNS), trust_order)
+        release_memory()   # the share's frame and facts
     held = np.zeros(len(mask), dtype=bool)
     held[rows] = usable & ~conflict
     return held, rows, usable, conflict
+
+
+def _id_prefix_shares(table: pa.Table, rows: np.ndarray, size: int) -> list[np.ndarray]:
+    """Positions into rows (table's), in order, split into about len(rows) / size shares by the
+    first 15 digits of their ID numbers: all rows with the same first 15 digits in one share
+    (rows without an ID number in the first)."""
+    shares = -(-len(rows) // size)
+    if shares <= 1:
+        return [np.arange(len(rows))]
+    prefixes = pc.utf8_slice_codeunits(text_column(table, "id_number").take(pa.array(rows)), 0, 15)
+    codes = pc.fill_null(pc.dictionary_encode(prefixes.combine_chunks()).indices, 0).to_numpy(zero_copy_only=False)
+    share_of = codes % shares
+    return [np.flatnonzero(share_of == s) for s in range(shares)]
 
 
 def _frame(records: pa.Table, rows: np.ndarray | None, columns: list[str]) -> pd.DataFrame:
@@ -293,35 +362,42 @@ def _frame(records: pa.Table, rows: np.ndarray | None, columns: list[str]) -> pd
     return plain_text(table).to_pandas(types_mapper=_arrow_string_dtype)
 
 
-def person_scope(records: pa.Table, scope: np.ndarray, cfg: LinkConfig, trust_order: list[str]) -> np.ndarray:
+def person_scope(records: Records, scope: np.ndarray, cfg: LinkConfig, trust_order: list[str]) -> np.ndarray:
     """scope grown by the records that could pair with one of its records (person_neighbours) or
     hold one of its ID numbers. Two held records are never compared, so a record of the scope
     held by its ID reaches only the records not held: whether a record is held is judged first
     for the scope, then for every record it reaches (id_holding, from seven columns), and the
     comparison view is built over the reachable records only (at 5M persons a view over all
-    10M candidates took 10 GB). The blocking keys are built once for both kinds of seed."""
-    if not set(SHARED.values()) <= set(records.column_names):   # link_plan's counts, over every record
-        records = with_shared_counts(records)
-    held = _held(records, scope, trust_order)[0]
-    free_seeds, held_seeds = reached(records, [scope & ~held, scope & held], cfg)
+    10M candidates took 10 GB). The blocking keys are built once for both kinds of seed.
+    Every record's columns are read only while the reach is found; the view then reads the
+    reachable records a chunk at a time."""
+    if not set(SHARED.values()) <= set(records.column_names):
+        raise ValueError("person_scope: the records lack phone_persons / address_persons "
+                         "(with_shared_counts: link_plan counts them over every record of the run)")
+    table = records.read(HOLDING_COLUMNS)
+    held = _held(table, scope, trust_order)[0]
+    free_seeds, held_seeds = reached(table, [scope & ~held, scope & held], cfg, records.read)
     near = scope | free_seeds | held_seeds
     release_memory()   # the blocking keys of every record (1.7 GB at 5M persons)
-    held, rows, usable, conflict = _held(records, near, trust_order)
+    held, rows, usable, conflict = _held(table, near, trust_order)
+    sharing = _sharing_id(text_column(table, "id_number"), scope)
+    del table
     reach = scope | free_seeds | (held_seeds & ~held)
     del free_seeds, held_seeds
-    release_memory()   # the holders' frame
+    release_memory()   # the holders' frame and every record's columns
     log.info("relink scope: %d records; %d candidates, %d of them reachable", int(scope.sum()), int(near.sum()),
              int(reach.sum()))
     inside = np.searchsorted(rows, np.flatnonzero(reach))   # reach's rows among those judged
     found = person_neighbours(records, reach, scope[reach], usable[inside], conflict[inside], cfg)
     out = scope.copy()
     out[np.flatnonzero(reach)[found]] = True
-    return out | _sharing_id(text_column(records, "id_number"), scope)
+    return out | sharing
 
 
-def relink_scope(records: pa.Table, kind: str, seeds: np.ndarray, previous_cluster: np.ndarray,
+def relink_scope(records: Records, kind: str, seeds: np.ndarray, previous_cluster: np.ndarray,
                  cfg: LinkConfig, trust_order: list[str]) -> np.ndarray:
-    """Boolean mask over records (positional): the records to link again."""
+    """Boolean mask over records (positional; read through Records, so the scope holds only the
+    columns and rows it works on): the records to link again."""
     if len(seeds) != records.num_rows or len(previous_cluster) != records.num_rows:
         raise ValueError("relink_scope: seeds and previous_cluster must align with records")
     scope = whole_clusters(np.asarray(seeds, dtype=bool), previous_cluster)
@@ -332,7 +408,7 @@ def relink_scope(records: pa.Table, kind: str, seeds: np.ndarray, previous_clust
     elif kind == "enterprise":
         # identifiers that point at two masters prove nothing: the scope must hold every
         # holder of a token it touches, so grow it to a fixpoint (tokens are cheap)
-        tokens = enterprise_tokens(_frame(records, None, SCOPE_COLUMNS[kind]))
+        tokens = enterprise_tokens(_frame(records.read(SCOPE_COLUMNS[kind]), None, SCOPE_COLUMNS[kind]))
         while True:
             grown = whole_clusters(enterprise_neighbours(tokens, scope), previous_cluster)
             if grown.sum() == scope.sum():

@@ -8,6 +8,8 @@ import pytest
 
 from govdata.transforms.linkage import LinkConfig
 from govdata.transforms.linkage.incremental import id_holders, reached, relink_scope, whole_clusters
+from govdata.transforms.linkage.records import TableRecords
+from govdata.transforms.linkage.shared_values import with_shared_counts
 
 from .people import SURVIVORSHIP, make_id, rec
 from .test_link_enterprises import ORG1, U1, U2, ent
@@ -33,6 +35,11 @@ def table(rows: list[dict]) -> pa.Table:
     return pa.Table.from_pandas(pd.DataFrame(rows), preserve_index=False)
 
 
+def counted(records: pa.Table) -> TableRecords:
+    """Person records as link_plan hands them to the scope: counted over every record."""
+    return TableRecords(with_shared_counts(records))
+
+
 CLUSTER = np.array([0, 0, -1, 1, 1, 2, 3])
 
 
@@ -43,7 +50,7 @@ def test_whole_clusters_takes_every_member_of_a_touched_cluster():
 
 def test_a_new_record_pulls_in_the_cluster_it_shares_a_block_with():
     seeds = np.array([False, False, True, False, False, False, False])
-    scope = relink_scope(persons(), "person", seeds, CLUSTER, LinkConfig(), ORDER)
+    scope = relink_scope(counted(persons()), "person", seeds, CLUSTER, LinkConfig(), ORDER)
     assert np.flatnonzero(scope).tolist() == [0, 1, 2]
 
 
@@ -51,17 +58,17 @@ def test_a_block_mate_joins_only_when_the_pair_could_link_or_be_reviewed():
     # s3 (王芳) shares 李娜's phone: the pair scores below the review threshold, so a relink
     # of s3 cannot change 李娜's cluster
     seeds = np.array([False, False, False, False, False, True, False])
-    scope = relink_scope(persons(), "person", seeds, CLUSTER, LinkConfig(), ORDER)
+    scope = relink_scope(counted(persons()), "person", seeds, CLUSTER, LinkConfig(), ORDER)
     assert np.flatnonzero(scope).tolist() == [5]
     # the same phone on a record of 李娜 herself (no ID): it could link, her cluster comes whole
     rows = persons().to_pylist()
     rows[5] = rec("shebao", "s3", None, "李娜", "li na", "2", "1991-07-08", phone="13900000002")
-    scope = relink_scope(table(rows), "person", seeds, CLUSTER, LinkConfig(), ORDER)
+    scope = relink_scope(counted(table(rows)), "person", seeds, CLUSTER, LinkConfig(), ORDER)
     assert np.flatnonzero(scope).tolist() == [3, 4, 5]
 
 
 def test_no_seed_no_scope():
-    scope = relink_scope(persons(), "person", np.zeros(7, dtype=bool), CLUSTER, LinkConfig(), ORDER)
+    scope = relink_scope(counted(persons()), "person", np.zeros(7, dtype=bool), CLUSTER, LinkConfig(), ORDER)
     assert not scope.any()
 
 
@@ -75,13 +82,13 @@ def test_enterprise_scope_follows_old_identifiers_to_a_fixpoint():
     ])
     cluster = np.array([0, 0, 0, -1, 1])
     seeds = np.array([False, False, False, True, False])
-    scope = relink_scope(records, "enterprise", seeds, cluster, LinkConfig(), [])
+    scope = relink_scope(TableRecords(records), "enterprise", seeds, cluster, LinkConfig(), [])
     assert np.flatnonzero(scope).tolist() == [0, 1, 2, 3]
 
 
 def test_misaligned_inputs_are_refused():
     with pytest.raises(ValueError, match="align"):
-        relink_scope(persons(), "person", np.zeros(3, dtype=bool), CLUSTER, LinkConfig(), ORDER)
+        relink_scope(counted(persons()), "person", np.zeros(3, dtype=bool), CLUSTER, LinkConfig(), ORDER)
 
 
 def test_candidates_are_a_cheap_superset_and_the_neighbours_exact():
@@ -91,7 +98,7 @@ def test_candidates_are_a_cheap_superset_and_the_neighbours_exact():
     candidates = id_holders(persons(), reached(persons(), [mask], LinkConfig())[0])
     assert np.flatnonzero(candidates).tolist() == [0, 1, 2, 3, 4, 6]
     # but two records held by their own valid IDs are never compared: nothing joins the scope
-    scope = relink_scope(persons(), "person", mask, CLUSTER, LinkConfig(), ORDER)
+    scope = relink_scope(counted(persons()), "person", mask, CLUSTER, LinkConfig(), ORDER)
     assert np.flatnonzero(scope).tolist() == [0, 1, 2]
 
 
@@ -159,7 +166,7 @@ def test_person_scope_is_the_scope_over_every_record(seed):
     for _ in range(8):
         seeds = rng.random(records.num_rows) < 0.05
         expected = _scope_over_all_records(records, seeds, LinkConfig())
-        assert person_scope(records, seeds, LinkConfig(), ORDER).tolist() == expected.tolist()
+        assert person_scope(counted(records), seeds, LinkConfig(), ORDER).tolist() == expected.tolist()
         grew += int(expected.sum() > seeds.sum())
     assert grew >= 4   # the scopes reach past their seeds
 
@@ -177,7 +184,7 @@ def test_blocks_pairs_come_in_batches_with_the_same_result(monkeypatch):
     assert [np.concatenate(side).tolist() for side in zip(*batches)] == [w.tolist() for w in whole]
     from govdata.transforms.linkage.incremental import person_scope
 
-    assert person_scope(records, seeds, LinkConfig(), ORDER).tolist() == \
+    assert person_scope(counted(records), seeds, LinkConfig(), ORDER).tolist() == \
         _scope_over_all_records(records, seeds, LinkConfig()).tolist()
 
 
@@ -187,14 +194,41 @@ def test_the_view_built_a_chunk_at_a_time_is_the_whole_view(monkeypatch):
     records = _crowd(2)
     rows = np.random.default_rng(2).random(records.num_rows) < 0.7
     usable, conflict = incremental.id_holding(incremental._frame(records, rows, incremental.HOLDING_COLUMNS), ORDER)
-    counted = incremental.with_shared_counts(records)
-    whole = incremental._comparison_view(counted, rows, usable, conflict, LinkConfig())
+    source = counted(records)
+    whole = incremental._comparison_view(source, rows, usable, conflict, LinkConfig())
     monkeypatch.setattr(incremental, "VIEW_CHUNK", 7)
-    chunked = incremental._comparison_view(counted, rows, usable, conflict, LinkConfig())
+    chunked = incremental._comparison_view(source, rows, usable, conflict, LinkConfig())
     assert len(whole) == int(rows.sum()) > 7 * 3
     pd.testing.assert_frame_equal(chunked, whole)
-    # and the scope, its pairs scored a few at a time, is the scope over every record
+    # and the scope, its pairs scored a few at a time and its ID holders judged a few groups of
+    # ID numbers at a time, is the scope over every record
     monkeypatch.setattr(incremental, "SCOPE_BATCH_PAIRS", 5)
+    monkeypatch.setattr(incremental, "HOLDING_SHARE", 6)
     seeds = np.random.default_rng(3).random(records.num_rows) < 0.1
-    assert incremental.person_scope(records, seeds, LinkConfig(), ORDER).tolist() == \
+    assert incremental.person_scope(counted(records), seeds, LinkConfig(), ORDER).tolist() == \
         _scope_over_all_records(records, seeds, LinkConfig()).tolist()
+
+
+def test_an_ids_holders_are_judged_together_whatever_the_share(monkeypatch):
+    import govdata.transforms.linkage.incremental as incremental
+
+    # 王芳's record filed under 张伟's ID A contradicts its holder only beside 张伟's records;
+    # the number ending 000 is a truncated twin only beside the number it was cut from
+    twin = make_id("1975-03-04", "12")[:15]
+    cut = twin + "000"
+    records = table([
+        rec("gongan", "g1", A, "张伟", "zhang wei", "1", "1980-01-02"),
+        rec("weijian", "w1", A, "王芳", "wang fang", "1", "1980-01-02"),
+        rec("shebao", "s1", A, "张伟", "zhang wei", "1", "1980-01-02"),
+        rec("gongan", "g2", B, "李娜", "li na", "2", "1991-07-08"),
+        rec("minzheng", "m1", cut, "赵强", "zhao qiang", None, "1975-03-04", status="valid"),
+        rec("gongan", "g3", make_id("1975-03-04", "123"), "赵强", "zhao qiang", "1", "1975-03-04"),
+    ])
+    everyone = np.ones(records.num_rows, dtype=bool)
+    whole = incremental._held(records, everyone, ORDER)
+    assert whole[3].tolist() == [False, True, False, False, False, False]   # conflict
+    assert whole[2].tolist() == [True, True, True, True, False, True]       # usable
+    monkeypatch.setattr(incremental, "HOLDING_SHARE", 2)
+    assert len(incremental._id_prefix_shares(records, whole[1], 2)) == 3
+    shared = incremental._held(records, everyone, ORDER)
+    assert [a.tolist() for a in shared] == [a.tolist() for a in whole]
