@@ -27,7 +27,8 @@ def change_source(db: Path, source: dict, share: float, rng: np.random.Generator
 
     Keys are bound as the Python values sqlite3 returned: a numpy int64 would be bound as a BLOB
     and match no row of an INTEGER primary key. Rows registered again get a new key of the
-    primary key's own type (the next integers after the largest for an INTEGER key)."""
+    primary key's own type (the next integers after the largest for an INTEGER key; NEW and a
+    number after those of days changed before for a text key)."""
     table, pk = source["table"], source["primary_key"]
     col = _columns_by_element(source)
     stamp = source["incremental"]["column"]
@@ -48,11 +49,12 @@ def change_source(db: Path, source: dict, share: float, rng: np.random.Generator
         names = [r[1] for r in info]
         integer_key = any(r[1] == pk and r[2].upper() == "INTEGER" for r in info)
         top = max(keys) if integer_key and keys else 0
+        earlier = sum(1 for k in keys if isinstance(k, str) and k.startswith("NEW"))   # a day changed before
         select = ", ".join("?" if c == pk else "NULL" if c == col["id_number"] else "?" if c == stamp
                            else f'"{c}"' for c in names)
         inserted = 0
         for i, k in enumerate(again):
-            new_key = top + 1 + i if integer_key else f"NEW{i:09d}"
+            new_key = top + 1 + i if integer_key else f"NEW{earlier + i:09d}"
             params = [new_key if c == pk else LATER for c in names if c in (pk, stamp)]
             inserted += con.execute(f'insert into "{table}" select {select} from "{table}" where "{pk}" = ?',
                                     [*params, k]).rowcount

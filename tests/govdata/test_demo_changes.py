@@ -23,6 +23,16 @@ def test_a_day_of_changes_touches_the_share_asked_and_stamps_it(tmp_path):
     assert stamped == n and again == g["registered_again"] and after == before + again
 
 
+def test_a_second_day_of_changes_registers_again_under_keys_not_yet_used(tmp_path):
+    # a bench reusing a world a previous bench changed: the new text keys must not collide
+    generate(tmp_path, persons=300, seed=5)
+    first = change_world(tmp_path, share=0.1, seed=1)["gongan"]["registered_again"]
+    second = change_world(tmp_path, share=0.1, seed=2)["gongan"]["registered_again"]
+    with sqlite3.connect(tmp_path / "departments" / "gongan.sqlite") as con:
+        new = con.execute("select count(distinct RKBH) from T_RK_JBXX where RKBH like 'NEW%'").fetchone()[0]
+    assert new == first + second > first
+
+
 def _counts(world, name: str) -> dict[str, int]:
     """What the department's database holds after the changes, counted from the database alone."""
     source = yaml.safe_load((world / "sources" / f"{name}.yaml").read_text(encoding="utf-8"))
