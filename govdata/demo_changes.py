@@ -8,6 +8,7 @@ linking against a full relink of the same data.
 """
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
 from pathlib import Path
 
@@ -15,6 +16,15 @@ import numpy as np
 import yaml
 
 LATER = "2099-01-01 00:00:00"   # after every generated update time, in the generator's format
+
+
+def later_than(stamp: str | None) -> str:
+    """The update time a day of changes gets: LATER, or a day after the latest one when a day of
+    changes already used LATER (a world a previous bench changed), so watermark extraction
+    sees exactly the new day's rows."""
+    if stamp is None or str(stamp) < LATER:
+        return LATER
+    return (dt.datetime.strptime(str(stamp)[:19], "%Y-%m-%d %H:%M:%S") + dt.timedelta(days=1)).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _columns_by_element(source: dict) -> dict[str, str]:
@@ -33,6 +43,7 @@ def change_source(db: Path, source: dict, share: float, rng: np.random.Generator
     col = _columns_by_element(source)
     stamp = source["incremental"]["column"]
     with sqlite3.connect(db) as con:
+        later = later_than(con.execute(f'select max("{stamp}") from "{table}"').fetchone()[0])
         keys = [r[0] for r in con.execute(f'select "{pk}" from "{table}" order by "{pk}"')]
         n = max(1, int(len(keys) * share))
         picked = [keys[i] for i in rng.choice(len(keys), size=min(n, len(keys)), replace=False).tolist()]
@@ -41,10 +52,10 @@ def change_source(db: Path, source: dict, share: float, rng: np.random.Generator
         if "phone" in col:
             counts["phone_changed"] = _written(con.executemany(
                 f'update "{table}" set "{col["phone"]}" = ?, "{stamp}" = ? where "{pk}" = ?',
-                [(f"199{i:08d}", LATER, k) for i, k in enumerate(phone)]), len(phone), source["name"])
+                [(f"199{i:08d}", later, k) for i, k in enumerate(phone)]), len(phone), source["name"])
         counts["id_lost"] = _written(con.executemany(
             f'update "{table}" set "{col["id_number"]}" = NULL, "{stamp}" = ? where "{pk}" = ?',
-            [(LATER, k) for k in lost_id]), len(lost_id), source["name"])
+            [(later, k) for k in lost_id]), len(lost_id), source["name"])
         info = list(con.execute(f'pragma table_info("{table}")'))
         names = [r[1] for r in info]
         integer_key = any(r[1] == pk and r[2].upper() == "INTEGER" for r in info)
@@ -55,7 +66,7 @@ def change_source(db: Path, source: dict, share: float, rng: np.random.Generator
         inserted = 0
         for i, k in enumerate(again):
             new_key = top + 1 + i if integer_key else f"NEW{earlier + i:09d}"
-            params = [new_key if c == pk else LATER for c in names if c in (pk, stamp)]
+            params = [new_key if c == pk else later for c in names if c in (pk, stamp)]
             inserted += con.execute(f'insert into "{table}" select {select} from "{table}" where "{pk}" = ?',
                                     [*params, k]).rowcount
         counts["registered_again"] = _written(inserted, len(again), source["name"])

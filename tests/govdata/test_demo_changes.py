@@ -27,10 +27,16 @@ def test_a_second_day_of_changes_registers_again_under_keys_not_yet_used(tmp_pat
     # a bench reusing a world a previous bench changed: the new text keys must not collide
     generate(tmp_path, persons=300, seed=5)
     first = change_world(tmp_path, share=0.1, seed=1)["gongan"]["registered_again"]
-    second = change_world(tmp_path, share=0.1, seed=2)["gongan"]["registered_again"]
+    changes = change_world(tmp_path, share=0.1, seed=2)
+    second = changes["gongan"]["registered_again"]
     with sqlite3.connect(tmp_path / "departments" / "gongan.sqlite") as con:
         new = con.execute("select count(distinct RKBH) from T_RK_JBXX where RKBH like 'NEW%'").fetchone()[0]
+        day_two = con.execute("select count(*) from T_RK_JBXX where ZHGXSJ = '2099-01-02 00:00:00'").fetchone()[0]
+        newest = con.execute("select max(ZHGXSJ) from T_RK_JBXX").fetchone()[0]
     assert new == first + second > first
+    # and a day later than the first, or the watermark the first day left sees none of it
+    g = changes["gongan"]
+    assert newest == "2099-01-02 00:00:00" and day_two == g["phone_changed"] + g["id_lost"] + g["registered_again"]
 
 
 def _counts(world, name: str) -> dict[str, int]:
