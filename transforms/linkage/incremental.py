@@ -215,13 +215,13 @@ def _other_key_builders(read, own, from_id) -> list:
     bar = pa.scalar("|", pa.large_string())
 
     def document() -> list[pa.ChunkedArray]:
-        return [_keys_where(read(["id_type", "doc_number"]), "doc_number", ["id_type", "doc_number"], document_keys)]
+        return [_keys_where(read, "doc_number", ["id_type", "doc_number"], document_keys)]
 
     def latin(joined: bool) -> list[pa.ChunkedArray]:
         def keys(frame: pd.DataFrame) -> pd.Series:
             raw = frame["name_latin"].astype(object)
             return latin_name_keys(raw.str.replace("-", "", regex=False) if joined else raw)
-        return [_keys_where(read(["name_latin"]), "name_latin", ["name_latin"], keys)]
+        return [_keys_where(read, "name_latin", ["name_latin"], keys)]
 
     def last_character() -> list[pa.ChunkedArray]:
         last = pc.utf8_slice_codeunits(pc.replace_substring(text_column(read(["name"]), "name"), "\u00b7", ""), -1)
@@ -230,15 +230,16 @@ def _other_key_builders(read, own, from_id) -> list:
     return [document, lambda: latin(False), lambda: latin(True), last_character]
 
 
-def _keys_where(table: pa.Table, needed: str, columns: list[str], keys) -> pa.ChunkedArray:
-    """keys(a frame of columns) over the records whose column `needed` holds a value, NULL for
-    the others: few records carry a document or a latin name (at 5M persons every record's
-    document columns as Python objects took 1 GB more)."""
+def _keys_where(read, needed: str, columns: list[str], keys) -> pa.ChunkedArray:
+    """keys(a frame of columns, read: reached's) over the records whose column `needed` holds a
+    value, NULL for the others: few records carry a document or a latin name (at 5M persons
+    every record's document columns as Python objects took 1 GB more)."""
+    table = read(columns)
     n = table.num_rows
     if needed not in table.column_names:
         return pa.chunked_array([pa.nulls(n, pa.large_string())])
     rows = np.flatnonzero(pc.is_valid(table[needed]).to_numpy(zero_copy_only=False))
-    some = table.select([c for c in columns if c in table.column_names]).take(pa.array(rows))
+    some = table.take(pa.array(rows))
     frame = pd.DataFrame({c: pd.Series(text_column(some, c).to_pylist(), dtype="string") for c in columns})
     values = pa.array(keys(frame).to_numpy(dtype=object, na_value=None), pa.large_string()) if len(rows) else \
         pa.array([], pa.large_string())
