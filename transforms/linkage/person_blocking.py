@@ -148,10 +148,12 @@ def with_blocking_keys(view: pd.DataFrame, df: pd.DataFrame | None, cfg: LinkCon
     pinyin and phone stand in for them)."""
     if df is None:
         df = pd.DataFrame({"name_pinyin": view["pinyin"], "phone": view["phone"]}, index=view.index)
-    for rule, (code, present) in blocking_keys(view, df, cfg.blocking, codes).items():
-        size = group_sizes(np.where(present, code, -1))
+    for rule, (code, present) in blocking_keys(view, df, cfg.blocking, codes):
+        size = group_sizes(code)
         keep = present & (size <= cfg.max_block_size)   # giant blocks: shared phones etc.
-        view[rule] = pd.arrays.IntegerArray(np.where(keep, code, 0), ~keep)
+        # dense codes below len(view): 32 bits hold them, half the memory of a view's keys
+        view[rule] = pd.arrays.IntegerArray(np.where(keep, code, 0).astype(np.int32), ~keep)
+        del code, present, size, keep
     return view
 
 
@@ -186,22 +188,28 @@ def blocking_columns(view: pd.DataFrame, df: pd.DataFrame, codes: dict | None) -
     return {**{c: (lambda c=c: factorize(view[c])[0]) for c in view.columns}, **built}
 
 
-def blocking_keys(view: pd.DataFrame, df: pd.DataFrame, rules: tuple, codes: dict | None) -> dict:
-    """rule name -> (int64 key, present) per record: the rule's columns combined into one
-    integer (equal keys = equal values in every column), present where every column is."""
+def blocking_keys(view: pd.DataFrame, df: pd.DataFrame, rules: tuple, codes: dict | None
+                  ) -> Iterator[tuple[str, tuple[np.ndarray, np.ndarray]]]:
+    """(rule name, (int64 key, present)) per rule, in order: the rule's columns combined into
+    one integer per record (equal keys = equal values in every column; -1 where a column is
+    absent), present where every column is. A column's codes are let go after the last rule
+    that uses them: a view's keys are built one rule at a time, not all held at once."""
     builders, cache = blocking_columns(view, df, codes), {}
-    out = {}
-    for rule in rules:
+    last_use = {c: i for i, rule in enumerate(rules) for c in rule.columns}
+    for i, rule in enumerate(rules):
         for c in rule.columns:
             if c not in cache:
                 cache[c] = builders[c]()
         parts = [cache[c] for c in rule.columns]
+        for c in {c for c in rule.columns if last_use[c] == i}:
+            del cache[c]
         present = np.all([p >= 0 for p in parts], axis=0)
         key = parts[0].copy()
         for part in parts[1:]:   # pairs of codes packed, then coded densely again
             key = _codes(key * (int(part.max(initial=0)) + 1) + part, present)
-        out[rule.name] = (np.where(present, key, -1), present)
-    return out
+        del parts
+        key[~present] = -1
+        yield rule.name, (key, present)
 
 
 # Pairs a block hands on at once (two int64 arrays and their index arithmetic): the pairs of
@@ -268,12 +276,33 @@ def unique_pairs(view: pd.DataFrame, queue: np.ndarray, cfg: LinkConfig, select,
     pairs of every block as select(left, right) keeps and orients them: block by block, so the
     pairs select drops are never all held at once."""
     n = len(view)
-    packed = []
+    merged, pending, held = np.zeros(0, dtype=np.int64), [], 0
     for code, present, reach in blocking_codes(view, cfg, codes):
         for batch in _pairs_sharing(code, present, queue, reach):
             left, right = select(*batch)
-            packed.append(np.unique(left * n + right))
-    return np.unique(np.concatenate(packed)) if packed else np.zeros(0, dtype=np.int64)
+            pending.append(np.unique(left * n + right))
+            held += len(pending[-1])
+            if held > len(merged) + PAIR_BATCH:   # the rules' blocks share most pairs: merged as they come
+                parts, merged, held = [merged, *pending], None, 0
+                pending.clear()
+                merged = _merge_unique(parts)
+    parts, merged = [merged, *pending], None
+    pending.clear()
+    return _merge_unique(parts)
+
+
+def _merge_unique(parts: list[np.ndarray]) -> np.ndarray:
+    """The sorted distinct values of parts, sorted in place in one copy of them (np.unique
+    copies its input again: at 5M persons' relink scope that copy was the plan's peak)."""
+    values = np.concatenate(parts)
+    parts.clear()
+    values.sort()
+    if len(values) < 2:
+        return values
+    distinct = np.empty(len(values), dtype=bool)
+    distinct[0] = True
+    np.not_equal(values[1:], values[:-1], out=distinct[1:])
+    return values[distinct]
 
 
 def candidate_pairs(view: pd.DataFrame, queue: np.ndarray, group: np.ndarray,

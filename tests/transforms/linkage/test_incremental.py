@@ -188,6 +188,25 @@ def test_blocks_pairs_come_in_batches_with_the_same_result(monkeypatch):
         _scope_over_all_records(records, seeds, LinkConfig()).tolist()
 
 
+def test_pairs_merged_as_they_come_are_each_pair_once_in_order(monkeypatch):
+    import govdata.transforms.linkage.incremental as incremental
+    import govdata.transforms.linkage.person_blocking as blocking
+
+    parts = [np.array([5, 1, 5]), np.array([9, 1]), np.zeros(0, dtype=np.int64)]
+    assert blocking._merge_unique(parts).tolist() == [1, 5, 9]
+    assert parts == []   # let go before the sort
+    assert blocking._merge_unique([np.zeros(0, dtype=np.int64)]).tolist() == []
+    records = _crowd(4)
+    rows = np.ones(records.num_rows, dtype=bool)
+    usable, conflict = incremental.id_holding(incremental._frame(records, rows, incremental.HOLDING_COLUMNS), ORDER)
+    view = incremental._comparison_view(counted(records), rows, usable, conflict, LinkConfig())
+    queue, held = np.flatnonzero(np.random.default_rng(4).random(len(view)) < 0.3), usable & ~conflict
+    whole = incremental.scope_pairs(view, queue, held, LinkConfig())
+    monkeypatch.setattr(blocking, "PAIR_BATCH", 2)   # merged after nearly every batch
+    assert len(whole) > 20
+    assert incremental.scope_pairs(view, queue, held, LinkConfig()).tolist() == whole.tolist()
+
+
 def test_the_view_built_a_chunk_at_a_time_is_the_whole_view(monkeypatch):
     import govdata.transforms.linkage.incremental as incremental
 
