@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, NamedTuple
 
@@ -12,6 +11,7 @@ import pandas as pd
 from govdata.failpoints import failpoint
 from govdata.lake import read_parquet, run_path, write_parquet
 from govdata.memory import release_memory
+from govdata.scratch import scratch_dir
 from govdata.stages.common import LINKERS, OUTPUTS, PERSON, _timed, peak_rss_mb
 from govdata.stages.link_inputs import (_decisions, _previous_file, incremental_scope, link_config,
                                         partition_rows)
@@ -39,7 +39,7 @@ def link_plan(normalised: list[dict], run: dict) -> dict:
 
     start = time.perf_counter()
     partitions = []
-    with tempfile.TemporaryDirectory(prefix="govdata-plan-") as scratch:   # previous xref copies
+    with scratch_dir("govdata-plan-") as scratch:   # previous xref copies
         for kind in LINKERS:
             paths = [n["current_path"] for n in normalised if n["kind"] == kind]
             if not paths:

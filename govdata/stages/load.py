@@ -1,10 +1,9 @@
 """Stage 5, load: the warehouse tables of a run in one transaction, and the run's manifest for the marts DAG."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 
 import pandas as pd
@@ -12,6 +11,7 @@ import pandas as pd
 from govdata.failpoints import failpoint
 from govdata.lake import exists, parquet_rows, read_parquet, run_path
 from govdata.memory import release_memory
+from govdata.scratch import scratch_dir
 from govdata.stages.common import LINKERS, _source, _timed
 
 
@@ -36,7 +36,8 @@ def load(normalised: list[dict], validated: dict, linked: dict, run: dict) -> di
     quarantine = pd.concat([read_parquet(n["quarantine_path"]) for n in normalised], ignore_index=True)
     link, key, reviewed, marked_tables, workers = LinkFrames(linked["paths"]), get_settings().token_key(), False, set(), {}
     # the previous state is scratch of this task, on local disk (the lake may be remote)
-    scratch = tempfile.mkdtemp(prefix="govdata-previous-")
+    cleanup = contextlib.ExitStack()
+    scratch = cleanup.enter_context(scratch_dir("govdata-previous-"))
 
     def owners_and_facts() -> Iterator[tuple]:
         """The owners, facts and small dimensions, staged in a folder of their own (every table
@@ -93,7 +94,7 @@ def load(normalised: list[dict], validated: dict, linked: dict, run: dict) -> di
                 counts = warehouse.commit()
     finally:
         stager.remove_files()   # the owners' folder with it; after the merges (open_load's exit waits for them)
-        shutil.rmtree(scratch, ignore_errors=True)
+        cleanup.close()
     return {"tables": {k: int(v) for k, v in counts.items()}, "owner_changes": owner_change_summary(changes),
             # tokens and ciphertexts on forked workers, the owners and facts in a forked process
             "workers_peak_rss_mb": max(workers.get("workers_peak_rss_mb", 0), child_peak_rss_mb)}
