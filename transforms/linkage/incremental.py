@@ -112,8 +112,26 @@ def _comparison_view(records: Records, rows: np.ndarray, usable: np.ndarray, con
     del parts
     for column in view.columns:   # one Arrow chunk per column: a take across chunks costs 2.4x
         if isinstance(view[column].dtype, pd.StringDtype):
-            view[column] = pd.arrays.ArrowStringArray(pa.chunked_array([view[column].array._pa_array.combine_chunks()]))
+            view[column] = compact_text(view[column].array._pa_array.combine_chunks())
     return with_blocking_keys(view, None, cfg)
+
+
+# A text column of the view is held as codes into its distinct values when those and the codes
+# take at most this share of its text
+COMPACT_SHARE = 0.6
+
+
+def compact_text(values: pa.Array):
+    """values (Arrow strings) as pandas: a Categorical over their distinct values when the text
+    repeats (of the 5.9M records a 5M-person rerun's scope compared: addresses 230 -> 64 MB,
+    regions 83 -> 6 MB, names, pinyin, sexes, documents; 0.5 GB in all), else Arrow-backed
+    strings in one chunk. The comparisons take a pair batch's rows as strings again (persons._rows)."""
+    encoded = pc.dictionary_encode(values)
+    if encoded.dictionary.nbytes + 4 * len(values) > COMPACT_SHARE * values.nbytes:
+        return pd.arrays.ArrowStringArray(pa.chunked_array([values]))
+    categories = pd.Index(pd.arrays.ArrowStringArray(encoded.dictionary.cast(pa.large_string())))
+    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+    return pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(categories))
 
 
 # Candidate pairs scored at once: memory holds a batch's compared columns, whatever the

@@ -34,8 +34,13 @@ ID, REPAIRED_ID, PROBABILISTIC, STEWARD, SINGLETON = range(len(RULE_TEXT))
 
 def _rows(view: pd.DataFrame, at: np.ndarray, columns: list[str]) -> pd.DataFrame:
     """view.iloc[at] of the given columns on a fresh RangeIndex, taken column by column
-    (the blocking keys are not needed, and a frame-wide take costs more)."""
-    return pd.DataFrame({c: view[c].array.take(at) for c in columns})
+    (the blocking keys are not needed, and a frame-wide take costs more); text a view holds as a
+    Categorical (incremental.compact_text) comes back as Arrow-backed strings."""
+    def taken(values):
+        values = values.take(at)
+        return values.astype("string[pyarrow]") if isinstance(values, pd.Categorical) else values
+
+    return pd.DataFrame({c: taken(view[c].array) for c in columns})
 
 
 def compare_pairs(view: pd.DataFrame, pairs: pd.MultiIndex, conflict: np.ndarray,

@@ -107,12 +107,14 @@ def person_codes(table: pa.Table) -> np.ndarray:
 
 
 def shared_counts(table: pa.Table) -> dict[str, np.ndarray]:
-    """count column -> persons per value of its column, per record of table (see persons_per_value)."""
+    """count column -> persons per value of its column, per record of table (see persons_per_value),
+    as 32-bit integers: link_plan holds them for every record from its first step to its last
+    (at 5M persons two 64-bit columns were 216 MB); with_counts widens them to the columns' int64."""
     person = person_codes(table)
     counts = {}
     for column, count in SHARED.items():
         release_memory()   # the text the last step parsed or hashed, back to the OS before the next
-        counts[count] = persons_per_value(table, column, person)
+        counts[count] = persons_per_value(table, column, person).astype(np.int32)
     release_memory()
     return counts
 

@@ -207,6 +207,23 @@ def test_pairs_merged_as_they_come_are_each_pair_once_in_order(monkeypatch):
     assert incremental.scope_pairs(view, queue, held, LinkConfig()).tolist() == whole.tolist()
 
 
+def test_repeated_text_is_held_as_codes_and_compared_as_text():
+    import pyarrow as pa
+
+    from govdata.transforms.linkage.incremental import compact_text
+    from govdata.transforms.linkage.persons import _rows
+
+    regions = compact_text(pa.array(["110105", None, "110105", "310101"] * 50, pa.large_string()))
+    assert isinstance(regions, pd.Categorical)
+    assert list(regions.categories) == ["110105", "310101"]
+    assert regions[:4].astype(object).tolist() == ["110105", pd.NA, "110105", "310101"]
+    ids = compact_text(pa.array(["110105194912310021", "310101198001010011", None], pa.large_string()))
+    assert isinstance(ids, pd.arrays.ArrowStringArray)   # distinct: codes would not save anything
+    view = pd.DataFrame({"region": regions})
+    taken = _rows(view, np.array([3, 1, 0]), ["region"])["region"]
+    assert taken.dtype == "string[pyarrow]" and taken.tolist() == ["310101", pd.NA, "110105"]
+
+
 def test_the_view_built_a_chunk_at_a_time_is_the_whole_view(monkeypatch):
     import govdata.transforms.linkage.incremental as incremental
 
