@@ -50,6 +50,16 @@ def _last_char(names: pd.Series) -> pd.Series:
     return pd.Series(pd.arrays.ArrowStringArray(last), index=names.index)
 
 
+def _last_char_codes(names: pd.Series) -> np.ndarray:
+    """Codes of _last_char (-1: none); for names held as a Categorical (incremental.compact_text),
+    computed once per distinct name rather than on every record's name as text."""
+    if not isinstance(names.dtype, pd.CategoricalDtype):
+        return factorize(_last_char(names))[0]
+    per_name = factorize(_last_char(pd.Series(names.cat.categories)))[0]
+    at = names.cat.codes.to_numpy()
+    return np.where(at >= 0, per_name[np.maximum(at, 0)] if len(per_name) else -1, -1)
+
+
 def _initial_code(letters: pa.Array) -> np.ndarray:
     """Position of each one-letter string in INITIALS (-1 when absent or NULL)."""
     at = pc.index_in(letters, value_set=pa.array(list(INITIALS), type=letters.type))
@@ -182,7 +192,7 @@ def blocking_columns(view: pd.DataFrame, df: pd.DataFrame, codes: dict | None) -
         return surname_initials(py_code, py_uniques, view["name"])
 
     built = {"birth_day": day, "birth_year": year, "surname_initial": initial,
-             "last_char": lambda: factorize(_last_char(view["name"]))[0],
+             "last_char": lambda: _last_char_codes(view["name"]),
              "pinyin": lambda: factorize_once(codes, "name_pinyin", df["name_pinyin"])[0],
              "phone": lambda: factorize_once(codes, "phone", df["phone"])[0]}
     return {**{c: (lambda c=c: factorize(view[c])[0]) for c in view.columns}, **built}
@@ -260,14 +270,16 @@ def _dense_rank(values: pd.Series, codes: dict | None = None) -> tuple[np.ndarra
 def blocking_codes(view: pd.DataFrame, cfg: LinkConfig, codes: dict | None = None):
     """(integer key, present, reach) per block of the linkage: each blocking rule's key (reach
     0: equal keys) and the ranked ID numbers of the sorted neighbourhood (reach: half the
-    window cfg.sorted_window)."""
-    for rule in cfg.blocking:
-        yield view[rule.name].to_numpy(dtype=np.int64, na_value=0), view[rule.name].notna().to_numpy(), 0
+    window cfg.sorted_window). The ranks come first: their encoding of every ID number is the
+    largest step, and the pairs that callers gather grow with each block."""
     if cfg.sorted_window < 0 or cfg.sorted_window % 2 == 0:
         raise ValueError("window is not a positive and odd integer")
     rank, present = _dense_rank(view["id_number"], codes)
     present &= view["id_number"].notna().to_numpy()   # the codes cover the raw column
     yield rank, present, (cfg.sorted_window - 1) // 2
+    del rank, present
+    for rule in cfg.blocking:
+        yield view[rule.name].to_numpy(dtype=np.int64, na_value=0), view[rule.name].notna().to_numpy(), 0
 
 
 def unique_pairs(view: pd.DataFrame, queue: np.ndarray, cfg: LinkConfig, select, codes: dict | None = None
