@@ -288,24 +288,21 @@ def unique_pairs(view: pd.DataFrame, queue: np.ndarray, cfg: LinkConfig, select,
     pairs of every block as select(left, right) keeps and orients them: block by block, so the
     pairs select drops are never all held at once."""
     n = len(view)
-    merged, pending, held = np.zeros(0, dtype=np.int64), [], 0
+    gathered = [np.zeros(0, dtype=np.int64)]   # the pairs merged so far, then the batches since
     for code, present, reach in blocking_codes(view, cfg, codes):
         for batch in _pairs_sharing(code, present, queue, reach):
             left, right = select(*batch)
-            pending.append(np.unique(left * n + right))
-            held += len(pending[-1])
-            if held > len(merged) + PAIR_BATCH:   # the rules' blocks share most pairs: merged as they come
-                parts, merged, held = [merged, *pending], None, 0
-                pending.clear()
-                merged = _merge_unique(parts)
-    parts, merged = [merged, *pending], None
-    pending.clear()
-    return _merge_unique(parts)
+            gathered.append(np.unique(left * n + right))
+            # the rules' blocks share most pairs: merged once the batches outnumber them
+            if sum(map(len, gathered[1:])) > len(gathered[0]) + PAIR_BATCH:
+                gathered = [_merge_unique(gathered)]
+    return _merge_unique(gathered)
 
 
 def _merge_unique(parts: list[np.ndarray]) -> np.ndarray:
     """The sorted distinct values of parts, sorted in place in one copy of them (np.unique
-    copies its input again: at 5M persons' relink scope that copy was the plan's peak)."""
+    copies its input again: at 5M persons' relink scope that copy was the plan's peak). parts
+    is emptied, so its arrays are let go before the sort."""
     values = np.concatenate(parts)
     parts.clear()
     values.sort()
