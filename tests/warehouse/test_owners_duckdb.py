@@ -137,6 +137,7 @@ def test_owner_lookup_gives_each_identifier_its_token_and_owner_in_order_and_nul
         tokens, got = lookup(pd.Series(["ID2", None, "ID9", "ID1", "ID2", "ID3"], index=[5, 4, 3, 2, 1, 0],
                                        dtype="string"))
         assert (got.dtype, tokens.dtype) == ("string", "string")
+        assert (got.dtype.storage, tokens.dtype.storage) == ("pyarrow", "pyarrow")   # no Python str per value
         assert got.index.tolist() == tokens.index.tolist() == [5, 4, 3, 2, 1, 0]
         assert got.tolist() == ["P2", pd.NA, pd.NA, "P1", "P2", pd.NA]
         assert tokens.tolist() == [t2, pd.NA, token(pd.Series(["ID9"], dtype="string"), key).iloc[0], t1, t2, t3]
