@@ -290,9 +290,10 @@ def read_parquet(path: str, columns: list[str] | None = None, arrow_strings: boo
     return to_pandas(read_arrow(path, columns), arrow_strings)
 
 
-def to_pandas(table: pa.Table, arrow_strings: bool = False) -> pd.DataFrame:
-    """arrow_strings: text columns stay Arrow-backed (string[pyarrow])."""
-    return table.to_pandas(types_mapper=_arrow_string_dtype if arrow_strings else None)
+def to_pandas(table: pa.Table, arrow_strings: bool = False, date_as_object: bool = True) -> pd.DataFrame:
+    """arrow_strings: text columns stay Arrow-backed (string[pyarrow]); date_as_object=False:
+    dates as datetime64, not a Python date per value."""
+    return table.to_pandas(types_mapper=_arrow_string_dtype if arrow_strings else None, date_as_object=date_as_object)
 
 
 def read_arrow(path: str, columns: list[str] | None = None, dictionary: list[str] | None = None) -> pa.Table:

@@ -84,14 +84,14 @@ def _frames_of_kind(std: dict[str, pd.DataFrame], kind: str, one_by_one: bool = 
 def _source_frames(std, source: str, columns: list[str] | None, chunk_rows: int | None) -> Iterator[pd.DataFrame]:
     paths = getattr(std, "paths", None)
     if chunk_rows and paths is not None:
-        from govdata.lake import _arrow_string_dtype, iter_tables, present_columns
+        from govdata.lake import iter_tables, present_columns, to_pandas
 
         if columns is not None:
             columns = present_columns(paths[source], columns)
         for table in iter_tables(paths[source], chunk_rows, columns):
             # text stays Arrow-backed and dates datetime64: no Python object per value, which
             # the rows were converted from and back to Arrow for staging (5M persons: ~25 s)
-            yield table.to_pandas(types_mapper=_arrow_string_dtype, date_as_object=False)
+            yield to_pandas(table, arrow_strings=True, date_as_object=False)
         return
     yield std.read(source, columns) if columns is not None and hasattr(std, "read") else std[source]
 
@@ -133,7 +133,7 @@ def lean_parts_of_kind(std, kind: str, columns: list[str]) -> Iterator[pd.DataFr
     if paths is None:
         yield from _parts_of_kind(std, kind)
         return
-    from govdata.lake import _arrow_string_dtype, parquet_schema, read_arrow
+    from govdata.lake import parquet_schema, read_arrow, to_pandas
 
     kinds = getattr(std, "kinds", None) or {}
     for source in std:
@@ -145,7 +145,7 @@ def lean_parts_of_kind(std, kind: str, columns: list[str]) -> Iterator[pd.DataFr
             yield LakePart(paths[source], kind, tuple(present))
             continue
         table = read_arrow(paths[source], present)
-        frame = table.to_pandas(types_mapper=_arrow_string_dtype, date_as_object=False)
+        frame = to_pandas(table, arrow_strings=True, date_as_object=False)
         del table
         if "kind" in frame:
             frame = frame[frame["kind"] == kind]

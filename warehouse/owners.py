@@ -120,8 +120,8 @@ def _build_holders(con, std_frames, entity: str, key: bytes) -> None:
     # The parts are copied into DuckDB one at a time. One query over all of them (UNION ALL)
     # started every lake file's Arrow scan at once, each reading ahead: 1.6 GB of Arrow buffers
     # at 5M persons, outside DuckDB's memory limit.
-    con.execute(f"CREATE OR REPLACE TABLE _parts AS {selects[0]} LIMIT 0")
-    for select in selects:
+    con.execute(f"CREATE OR REPLACE TABLE _parts AS {selects[0]}")
+    for select in selects[1:]:
         con.execute(f"INSERT INTO _parts {select}")
     # every record carrying an identifier, with its master (pandas' merge: NULL keys match too)
     con.execute(f"CREATE OR REPLACE TABLE _recs AS SELECT x.m, r.i, {ENCODED_SQL[entity]} AS e, r.n "
