@@ -125,10 +125,16 @@ def compact_text(values: pa.Array):
     """values (Arrow strings) as pandas: a Categorical over their distinct values when the text
     repeats (of the 5.9M records a 5M-person rerun's scope compared: addresses 230 -> 64 MB,
     regions 83 -> 6 MB, names, pinyin, sexes, documents; 0.5 GB in all), else Arrow-backed
-    strings in one chunk. The comparisons take a pair batch's rows as strings again (persons._rows)."""
+    strings in one chunk. The comparisons take a pair batch's rows as codes (persons._rows)."""
     encoded = pc.dictionary_encode(values)
     if encoded.dictionary.nbytes + 4 * len(values) > COMPACT_SHARE * values.nbytes:
         return pd.arrays.ArrowStringArray(pa.chunked_array([values]))
+    return categorical_text(values, encoded)
+
+
+def categorical_text(values: pa.Array, encoded: pa.DictionaryArray | None = None) -> pd.Categorical:
+    """Arrow strings as a Categorical whose categories are Arrow-backed strings."""
+    encoded = pc.dictionary_encode(values) if encoded is None else encoded
     categories = pd.Index(pd.arrays.ArrowStringArray(encoded.dictionary.cast(pa.large_string())))
     codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
     return pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(categories))

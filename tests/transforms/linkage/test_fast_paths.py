@@ -166,3 +166,44 @@ def test_a_cluster_tied_between_previous_ids_keeps_the_smallest_text():
     assert ids[6] == "PB"
     assert set(zip(history["old_id"], history["new_id"])) == {("P10", "P9"), ("PB", "P9"),
                                                               ("PB", "P10")}
+
+
+def test_every_comparator_gives_the_same_on_coded_and_text_sides():
+    """persons.compare_pairs takes the pairs' rows as codes (coded_text): each text comparator
+    must answer exactly as on the strings, missing values, stand-ins and coarse codes included."""
+    import pyarrow as pa
+
+    from govdata.transforms.linkage import compare
+    from govdata.transforms.linkage.incremental import categorical_text
+
+    def sides(values_l, values_r):
+        text = pa.array(values_l + values_r, pa.large_string())
+        coded = pd.Series(categorical_text(text))
+        plain = pd.Series(pd.arrays.ArrowStringArray(pa.chunked_array([text])))
+        n = len(values_l)
+        return (plain[:n].reset_index(drop=True), plain[n:].reset_index(drop=True)), \
+               (coded[:n].reset_index(drop=True), coded[n:].reset_index(drop=True))
+
+    names = sides(["王明", "王*", "李四", None, "张三", "SMITH", "王明"], ["王明", "王明", "李五", "李四", None, "SMITH", "汪明"])
+    pinyin = sides(["wangming", "sanzhang", "lisi", None, "zhangsan", "smith", "x"],
+                   ["wangming", "zhangsan", "liwu", "lisi", None, "smithj", "y"])
+    latin = sides([None, "SAN ZHANG", None, None, None, "JOHN SMITH", None],
+                  [None, None, None, None, None, "JOHN SMITH", "A B"])
+    ids = sides(["110105194912310021", "110105194912310012", None, "1", "310101198001010011", "x", "y"],
+                ["110105194912310021", "110105194912310021", "2", None, "310101198001010099", "x", "z"])
+    regions = sides(["110105", "110100", None, "310101", "310101", "110000", "3"],
+                    ["110105", "110105", "1", "310102", "310101", "110000", "3"])
+    sexes = sides(["1", "2", "0", "9", None, "1", "2"], ["1", "1", "1", "9", "2", "1", "2"])
+    cfg = LinkConfig()
+    for (name, args) in [
+        ("exact", [ids]), ("agreement_only", [regions]), ("id_within_edits", [ids]), ("name_agree", [names]),
+        ("name_order_agree", [pinyin, latin]), ("pinyin_or_latin_agree", [pinyin, latin, latin]),
+        ("latin_agree", [latin, latin]), ("sex_agree", [sexes]), ("region_agree", [regions]),
+    ]:
+        fn = compare.COMPARATORS[name][0]
+        on_text = fn([a[0] for a in args], cfg)
+        on_codes = fn([a[1] for a in args], cfg)
+        np.testing.assert_array_equal(on_codes, on_text, err_msg=name)
+    assert compare.name_agree(*names[1]).tolist()[:3] == [1.0, 0.5, 0.0]
+    assert compare.id_within_edits(*ids[1], 2).tolist()[:2] == [1.0, 1.0]
+    assert compare.sex_agree(*sexes[1])[:2].tolist() == [1.0, 0.0] and np.isnan(compare.sex_agree(*sexes[1])[2])

@@ -207,9 +207,10 @@ def test_pairs_merged_as_they_come_are_each_pair_once_in_order(monkeypatch):
     assert incremental.scope_pairs(view, queue, held, LinkConfig()).tolist() == whole.tolist()
 
 
-def test_repeated_text_is_held_as_codes_and_compared_as_text():
+def test_repeated_text_is_held_as_codes_and_compared_as_codes():
     import pyarrow as pa
 
+    from govdata.transforms.linkage.compare import region_agree
     from govdata.transforms.linkage.incremental import compact_text
     from govdata.transforms.linkage.persons import _rows
 
@@ -220,8 +221,11 @@ def test_repeated_text_is_held_as_codes_and_compared_as_text():
     ids = compact_text(pa.array(["110105194912310021", "310101198001010011", None], pa.large_string()))
     assert isinstance(ids, pd.arrays.ArrowStringArray)   # distinct: codes would not save anything
     view = pd.DataFrame({"region": regions})
-    taken = _rows(view, np.array([3, 1, 0]), ["region"])["region"]
-    assert taken.dtype == "string[pyarrow]" and taken.tolist() == ["310101", pd.NA, "110105"]
+    left = _rows(view, np.array([3, 1, 0, 2]), ["region"])["region"]
+    right = _rows(view, np.array([3, 0, 2, 3]), ["region"])["region"]
+    assert left.dtype == regions.dtype and left.astype(object).tolist() == ["310101", pd.NA, "110105", "110105"]
+    assert region_agree(left, right).tolist()[::2] == [1.0, 1.0] and np.isnan(region_agree(left, right)[1])
+    assert region_agree(left, right)[3] == 0.0
 
 
 def test_the_view_built_a_chunk_at_a_time_is_the_whole_view(monkeypatch):
