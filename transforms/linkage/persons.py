@@ -129,8 +129,8 @@ def reissued(view: pd.DataFrame, l: np.ndarray, r: np.ndarray) -> np.ndarray:
     """Pairs whose records both carry a document of one type (numbers aside): the office that
     issues passports or permits keeps a record per document, so one person's renewed passport is
     a second record of that department."""
-    kind = view["document_type"].to_numpy(dtype=object, na_value=None)
-    return np.array([a is not None and a == b for a, b in zip(kind[l], kind[r])], dtype=bool)
+    kind = pd.factorize(view["document_type"], use_na_sentinel=True)[0]   # -1: no document
+    return (kind[l] >= 0) & (kind[l] == kind[r])
 
 
 def cluster(df: pd.DataFrame, view: pd.DataFrame, group: np.ndarray, n_id_groups: int, pairs: pd.MultiIndex,

@@ -207,3 +207,13 @@ def test_every_comparator_gives_the_same_on_coded_and_text_sides():
     assert compare.name_agree(*names[1]).tolist()[:3] == [1.0, 0.5, 0.0]
     assert compare.id_within_edits(*ids[1], 2).tolist()[:2] == [1.0, 1.0]
     assert compare.sex_agree(*sexes[1])[:2].tolist() == [1.0, 0.0] and np.isnan(compare.sex_agree(*sexes[1])[2])
+
+
+def test_reissued_pairs_share_a_document_type():
+    from govdata.transforms.linkage.persons import reissued
+
+    view = pd.DataFrame({"document_type": pd.array(["414", None, "414", "511", None], dtype="string[pyarrow]")})
+    l, r = np.array([0, 0, 1, 3, 2]), np.array([2, 1, 4, 0, 0])
+    assert reissued(view, l, r).tolist() == [True, False, False, False, True]
+    coded = pd.DataFrame({"document_type": pd.Categorical(["414", None, "414", "511", None])})
+    assert reissued(coded, l, r).tolist() == [True, False, False, False, True]
