@@ -100,6 +100,7 @@ def incremental_scope(records: "Records", kind: str, normalised: list[dict], run
     from govdata.standards.registry import load_survivorship
     from govdata.transforms.linkage.incremental import relink_scope, whole_clusters
     from govdata.transforms.keys import KEYS, SEP, arrow_record_keys, record_keys
+    from govdata.transforms.linkage.common import sorted_unique
     from govdata.transforms.linkage.plan import key_positions, value_hashes
     from govdata.transforms.linkage.survivorship import entity_rules
 
@@ -125,7 +126,7 @@ def incremental_scope(records: "Records", kind: str, normalised: list[dict], run
     # the previous rows no record of this run points at
     still = np.zeros(len(master_code), dtype=bool)
     still[rows[found]] = True
-    lost = np.unique(master_code[~still & (master_code >= 0)])
+    lost = sorted_unique(master_code[~still & (master_code >= 0)])
     del master_code, still
     seeds = (cluster < 0) | np.isin(cluster, lost)
     changed = [pc.binary_join_element_wise(n["source"], _changed_ids(n["changed_path"]), SEP).combine_chunks()

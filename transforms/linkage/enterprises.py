@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 
 from .compare import as_datetime
 from .common import (ConstrainedUnion, assign_stable_ids, decision_pairs, factorize, pair_id, prepare_records,
-                     singleton_groups)
+                     singleton_groups, sorted_unique)
 from .config import LinkConfig, LinkResult
 from .survivorship import entity_rules, golden_records
 
@@ -65,7 +65,7 @@ def _unique_target(keys: pd.Series, target: np.ndarray) -> pd.Series:
     codes, uniques = factorize(keys)
     present = codes >= 0
     span = int(target.max()) + 1 if len(target) else 1
-    pairs = np.unique(codes[present] * span + target[present])   # distinct (key, target)
+    pairs = sorted_unique(codes[present] * span + target[present])   # distinct (key, target)
     key, value = pairs // span, pairs % span
     once = np.bincount(key, minlength=len(uniques))[key] == 1
     return pd.Series(value[once], index=pd.Index(np.asarray(uniques, dtype=object)[key[once]]))
@@ -120,7 +120,7 @@ def contradicted(df: pd.DataFrame, records: np.ndarray, targets: np.ndarray, clu
     if not len(records):
         return np.zeros(0, dtype=bool)
     facts = {"founded_date": df["founded_date"].astype("string"), "address": df["address"].astype("string")}
-    members = np.flatnonzero(np.isin(cluster, np.unique(targets)))
+    members = np.flatnonzero(np.isin(cluster, sorted_unique(targets)))
     pairs = pd.DataFrame({"i": np.arange(len(records)), "c": targets}).merge(
         pd.DataFrame({"c": cluster[members], "m": members}), on="c")
     i, m = pairs["i"].to_numpy(), pairs["m"].to_numpy()
@@ -259,7 +259,7 @@ def link_enterprises(records: pd.DataFrame, *, previous_xref: pd.DataFrame | Non
                             dtype="string")
     review = pd.concat([_name_review(df, review_rows), _name_review(df, conflict_rows, "conflict")],
                        ignore_index=True)
-    stats = {"records": n, "clusters": int(len(np.unique(cluster))),
+    stats = {"records": n, "clusters": int(len(sorted_unique(cluster))),
              "match_rule": {k: int(v) for k, v in xref["match_rule"].value_counts().items()},
              "review": int(len(review)), "pairs_compared": int(len(ev)), "seconds": seconds}
     return LinkResult(xref=xref, golden=golden, history=history, review=review,

@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 from govdata.memory import release_memory
 from govdata.transforms.names import latin_name_keys
 
-from .common import prepare_records
+from .common import prepare_records, sorted_unique
 from .config import LinkConfig
 from .enterprises import ENTERPRISE_COLS, identifier_keys
 from .partition import plain_text, text_column
@@ -57,7 +57,7 @@ ENTERPRISE_TOKENS = {"uscc": "uscc", "org": "org", "tax_org": "org", "tax": "tax
 
 def whole_clusters(mask: np.ndarray, cluster: np.ndarray) -> np.ndarray:
     """mask grown to every record of a previous cluster it touches (cluster -1: none)."""
-    touched = np.unique(cluster[mask & (cluster >= 0)])
+    touched = sorted_unique(cluster[mask & (cluster >= 0)])
     return mask | np.isin(cluster, touched)
 
 
@@ -175,7 +175,7 @@ def partners_scoring(view: pd.DataFrame, pair: np.ndarray, conflict: np.ndarray,
         weights = score_pairs(compare_pairs(view, pairs, conflict, cfg), view, cfg)[0]
         hit = batch[weights.sum(axis=1).to_numpy() >= floor]
         found += [hit // n, hit % n]
-    return np.unique(np.concatenate(found))
+    return sorted_unique(np.concatenate(found))
 
 
 def enterprise_tokens(records: pd.DataFrame) -> pd.Series:
@@ -212,7 +212,7 @@ def _id_neighbours(ids: pa.ChunkedArray, distinct: pa.Array, mask: pa.Array, rea
     masked row's ID: the sorted-neighbourhood block."""
     at = pc.index_in(ids.filter(mask), value_set=distinct).drop_null().to_numpy()
     near = (at[:, None] + np.arange(-reach, reach + 1)[None, :]).ravel()
-    near = np.unique(near[(near >= 0) & (near < len(distinct))])
+    near = sorted_unique(near[(near >= 0) & (near < len(distinct))])
     return pc.is_in(ids, value_set=distinct.take(pa.array(near, pa.int64())))
 
 

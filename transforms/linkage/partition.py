@@ -12,6 +12,8 @@ import pyarrow.compute as pc
 
 from govdata.memory import release_memory
 
+from .common import sorted_unique
+
 
 def text_column(table: pa.Table, column: str) -> pa.ChunkedArray:
     """A text column as Arrow large strings (a dictionary column decoded); an absent column is
@@ -137,7 +139,7 @@ def _borrowed(table: pa.Table, values: np.ndarray, donors: tuple) -> np.ndarray:
             continue
         # only the keys of records with a gap matter (a few of them): slots for those, not a
         # group for every key of millions of records
-        wanted = pd.Index(np.unique(codes[take]))
+        wanted = pd.Index(sorted_unique(codes[take]))
         slot = wanted.get_indexer(codes)
         del codes
         given = (slot >= 0) & ~missing

@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 
 from govdata.transforms.names import latin_name_keys
 
-from .common import factorize, factorize_once, group_sizes
+from .common import distinct_of_sorted, factorize, factorize_once, group_sizes, sorted_unique
 from .config import LinkConfig
 from .person_facts import _slice, excel_damaged
 from .shared_values import COLUMNS as SHARED_COLUMNS
@@ -292,7 +292,7 @@ def unique_pairs(view: pd.DataFrame, queue: np.ndarray, cfg: LinkConfig, select,
     for code, present, reach in blocking_codes(view, cfg, codes):
         for batch in _pairs_sharing(code, present, queue, reach):
             left, right = select(*batch)
-            gathered.append(np.unique(left * n + right))
+            gathered.append(sorted_unique(left * n + right))
             # the rules' blocks share most pairs: merged once the batches outnumber them
             if sum(map(len, gathered[1:])) > len(gathered[0]) + PAIR_BATCH:
                 gathered = [_merge_unique(gathered)]
@@ -301,17 +301,12 @@ def unique_pairs(view: pd.DataFrame, queue: np.ndarray, cfg: LinkConfig, select,
 
 def _merge_unique(parts: list[np.ndarray]) -> np.ndarray:
     """The sorted distinct values of parts, sorted in place in one copy of them (np.unique
-    copies its input again: at 5M persons' relink scope that copy was the plan's peak). parts
+    copies its input again, and since numpy 2.3 hashes it, sorted_unique: at 5M persons' relink scope that copy was the plan's peak). parts
     is emptied, so its arrays are let go before the sort."""
     values = np.concatenate(parts)
     parts.clear()
     values.sort()
-    if len(values) < 2:
-        return values
-    distinct = np.empty(len(values), dtype=bool)
-    distinct[0] = True
-    np.not_equal(values[1:], values[:-1], out=distinct[1:])
-    return values[distinct]
+    return distinct_of_sorted(values)
 
 
 def candidate_pairs(view: pd.DataFrame, queue: np.ndarray, group: np.ndarray,

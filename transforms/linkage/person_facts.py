@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import compare
-from .common import factorize, factorize_once, group_sizes, text_rank
+from .common import factorize, factorize_once, group_sizes, sorted_unique, text_rank
 from .survivorship import _pack
 
 STATUSES = {"valid", "repaired", "invalid", "missing", "other_document"}  # other_document: no key (docs/CONTRACTS.md)
@@ -56,7 +56,7 @@ def truncated_twins(ids: pd.Series, usable: np.ndarray, sources: pd.Series) -> n
 def _distinct_per(group: np.ndarray, value: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Number of distinct values per group code, over the given rows."""
     width = int(value.max(initial=0)) + 1
-    distinct = np.unique(group[rows] * width + value[rows])
+    distinct = sorted_unique(group[rows] * width + value[rows])
     return np.bincount(distinct // width, minlength=int(group.max(initial=0)) + 1)
 
 

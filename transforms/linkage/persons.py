@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 
 from .common import (ConstrainedUnion, assign_stable_ids, decision_pairs, pair_id, prepare_records, recode,
-                     singleton_groups)
+                     singleton_groups, sorted_unique)
 from .compare import COMPARATORS
 from .config import LinkConfig, LinkResult
 from .fellegi_sunter import estimate_mu, field_weights
@@ -184,7 +184,7 @@ def match_rules(df: pd.DataFrame, held: np.ndarray, cluster_of: np.ndarray, l: n
     rule[link_score.index.to_numpy()] = PROBABILISTIC
     if len(steward_match):   # steward links that held (a non_match elsewhere may veto)
         kept = steward_match[cluster_of[steward_match[:, 0]] == cluster_of[steward_match[:, 1]]]
-        rule[np.unique(kept.ravel())] = STEWARD
+        rule[sorted_unique(kept.ravel())] = STEWARD
     rule[size <= 1] = SINGLETON
     match_score = pd.Series(np.nan, index=range(len(df)))
     match_score[link_score.index] = link_score.to_numpy()
@@ -266,7 +266,7 @@ def link_persons(records: pd.DataFrame, *, previous_xref: pd.DataFrame | None = 
     lap("review")
 
     stats = {
-        "records": n, "clusters": int(len(np.unique(cluster_of))),
+        "records": n, "clusters": int(len(sorted_unique(cluster_of))),
         "match_rule": {k: int(v) for k, v in xref["match_rule"].value_counts().items()},
         "queued_for_probabilistic": int(len(queue)), "conflicts": int(conflict.sum()),
         "pairs_compared": int(len(pairs)), "links_accepted": int(accepted.sum()),

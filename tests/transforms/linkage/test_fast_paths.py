@@ -217,3 +217,14 @@ def test_reissued_pairs_share_a_document_type():
     assert reissued(view, l, r).tolist() == [True, False, False, False, True]
     coded = pd.DataFrame({"document_type": pd.Categorical(["414", None, "414", "511", None])})
     assert reissued(coded, l, r).tolist() == [True, False, False, False, True]
+
+
+def test_sorted_unique_is_np_unique():
+    from govdata.transforms.linkage.common import distinct_of_sorted, sorted_unique
+
+    values = np.array([5, -1, 5, 3, -1, 9, 0], dtype=np.int64)
+    assert sorted_unique(values).tolist() == [-1, 0, 3, 5, 9] and values[0] == 5   # the input is left as it was
+    assert sorted_unique(np.zeros(0, dtype=np.int64)).tolist() == []
+    assert sorted_unique(np.array([True, False, True])).tolist() == [False, True]
+    assert np.isnan(sorted_unique(np.array([1.0, np.nan, np.nan]))).sum() == 1   # non-integers: np.unique
+    assert distinct_of_sorted(np.array([1, 1, 2, 7, 7])).tolist() == [1, 2, 7]
