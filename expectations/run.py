@@ -240,12 +240,10 @@ class SourceResult:
 
 def read_checked(frames: Any, source: str, columns: list[str]) -> pd.DataFrame:
     """A source's checked columns (`source_record_id` alone when none: GX still counts rows).
-    A lazy mapping reads only those; lake files keep pandas' "string" dtype in their metadata,
-    which with Arrow storage converts without making a Python str per value."""
+    A lazy mapping reads only those, text as the checks take it (columns.checked_text_frame)."""
     if not hasattr(frames, "read"):
         return frames[source]
-    with pd.option_context("mode.string_storage", "pyarrow"):
-        return frames.read(source, columns or ["source_record_id"])
+    return frames.read(source, columns or ["source_record_id"], text_as="checked")
 
 
 def validate_source(job: SourceJob) -> SourceResult:

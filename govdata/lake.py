@@ -362,6 +362,21 @@ def present_columns(path: str, columns: list[str]) -> list[str]:
     return [c for c in columns if c in names]
 
 
+def first_row_group(path: str, columns: list[str]) -> pa.Table:
+    """The first row group of a lake Parquet file, in `columns`: a sample read without the rest
+    (an Arrow IPC file is read whole)."""
+    if _is_ipc(path):
+        return read_arrow(path, columns)
+    fs, p = _fs(path)
+    with fs.open(p, "rb") as fh:
+        encrypted = fh.read(4) == b"PARE"
+        fh.seek(0)
+        file = pq.ParquetFile(fh, decryption_properties=decryption_properties() if encrypted else None)
+        if file.metadata.num_row_groups == 0:
+            return file.schema_arrow.empty_table().select(columns)
+        return file.read_row_group(0, columns=columns)
+
+
 def parquet_rows(path: str) -> int:
     """Rows of a lake Parquet file, from its footer."""
     fs, p = _fs(path)
