@@ -34,28 +34,24 @@ def checked_text_frame(path: str, columns: list[str]) -> pd.DataFrame:
     read as the Parquet file's own dictionaries, which pandas takes as a Categorical; the rest
     as Arrow-backed strings. Reading strings and coding them afterwards cost 3.4 s for a 5M-row
     source's eleven checked columns, this 1.2 s."""
-    from govdata.lake import first_row_group, read_arrow
+    from govdata.lake import first_row_group, is_text_type, read_arrow
 
     sample = first_row_group(path, columns)
-    repeating = [c for c in sample.column_names if _is_text(sample.schema.field(c).type) and not mostly_distinct(sample[c])]
+    repeating = [c for c in sample.column_names
+                 if is_text_type(sample.schema.field(c).type) and not mostly_distinct(sample[c])]
     # without the pandas metadata: integers with nulls come as float64 (what as_float makes of
     # them) instead of a masked Int64 converted again
     return read_arrow(path, columns, dictionary=repeating).to_pandas(types_mapper=_checked_dtype, ignore_metadata=True)
 
 
-def _is_text(typ: pa.DataType) -> bool:
-    return pa.types.is_string(typ) or pa.types.is_large_string(typ)
-
-
 def _checked_dtype(typ: pa.DataType):
     """Text as Arrow-backed strings, dates and tz-naive timestamps as Arrow temporals (which
     as_datetime_ns clips and converts in Arrow); anything else as pandas converts it."""
-    if _is_text(typ):
-        return pd.StringDtype("pyarrow")
+    from govdata.lake import _arrow_string_dtype
+
     if pa.types.is_date(typ) or pa.types.is_timestamp(typ) and typ.tz is None:
         return pd.ArrowDtype(typ)
-    return None
-
+    return _arrow_string_dtype(typ)
 
 
 def as_checked_text(values: pd.Series) -> pd.Series:

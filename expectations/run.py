@@ -60,6 +60,7 @@ from govdata.expectations.columns import (  # noqa: F401 - as_* re-exported for 
     as_checked_text,
     as_datetime_ns,
     as_float,
+    checked_text_frame,
     prepare_columns,
 )
 from govdata import forking
@@ -240,10 +241,17 @@ class SourceResult:
 
 def read_checked(frames: Any, source: str, columns: list[str]) -> pd.DataFrame:
     """A source's checked columns (`source_record_id` alone when none: GX still counts rows).
-    A lazy mapping reads only those, text as the checks take it (columns.checked_text_frame)."""
+    A lazy mapping reads only those; from the lake's files, text as the checks take it
+    (columns.checked_text_frame)."""
     if not hasattr(frames, "read"):
         return frames[source]
-    return frames.read(source, columns or ["source_record_id"], text_as="checked")
+    columns = columns or ["source_record_id"]
+    paths = getattr(frames, "paths", None)
+    if paths is None:
+        return frames.read(source, columns)
+    from govdata.lake import present_columns
+
+    return checked_text_frame(paths[source], present_columns(paths[source], columns))
 
 
 def validate_source(job: SourceJob) -> SourceResult:

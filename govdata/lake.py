@@ -281,8 +281,12 @@ def write_parquet(frame: pd.DataFrame | pa.Table, path: str, row_group_rows: int
     return path
 
 
+def is_text_type(typ: pa.DataType) -> bool:
+    return pa.types.is_string(typ) or pa.types.is_large_string(typ)
+
+
 def _arrow_string_dtype(typ: pa.DataType):
-    return pd.StringDtype("pyarrow") if pa.types.is_string(typ) or pa.types.is_large_string(typ) else None
+    return pd.StringDtype("pyarrow") if is_text_type(typ) else None
 
 
 def read_parquet(path: str, columns: list[str] | None = None, arrow_strings: bool = False) -> pd.DataFrame:
@@ -369,11 +373,10 @@ def first_row_group(path: str, columns: list[str]) -> pa.Table:
         return read_arrow(path, columns)
     fs, p = _fs(path)
     with fs.open(p, "rb") as fh:
-        encrypted = fh.read(4) == b"PARE"
-        fh.seek(0)
-        file = pq.ParquetFile(fh, decryption_properties=decryption_properties() if encrypted else None)
+        file = _parquet_file(fh)
         if file.metadata.num_row_groups == 0:
-            return file.schema_arrow.empty_table().select(columns)
+            empty = file.schema_arrow.empty_table()
+            return empty if columns is None else empty.select(columns)
         return file.read_row_group(0, columns=columns)
 
 

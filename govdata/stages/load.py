@@ -159,18 +159,11 @@ class SourceFrames(Mapping):
         self.paths = {n["source"]: n["current_path"] for n in normalised}
         self.kinds = {n["source"]: n.get("kind") for n in normalised}
 
-    def read(self, source: str, columns: list[str] | None = None, text_as: str | None = None) -> pd.DataFrame:
-        """The source's snapshot in `columns` (those it has). text_as="checked": text as the
-        data-quality gate checks it cheapest (checked_text_frame), dates as datetime64."""
+    def read(self, source: str, columns: list[str] | None = None) -> pd.DataFrame:
         from govdata.lake import present_columns
 
         path = self.paths[source]
-        columns = None if columns is None else present_columns(path, columns)
-        if text_as == "checked":
-            from govdata.expectations.columns import checked_text_frame
-
-            return checked_text_frame(path, columns)
-        return read_parquet(path, columns=columns)
+        return read_parquet(path, columns=None if columns is None else present_columns(path, columns))
 
     def __getitem__(self, source: str) -> pd.DataFrame:
         kind = self.kinds.get(source)

@@ -165,8 +165,7 @@ class LakeLike(Mapping):
     def columns(self, source: str) -> list[str]:
         return list(self.frames[source].columns)
 
-    def read(self, source: str, columns: list[str], text_as: str | None = None) -> pd.DataFrame:
-        assert text_as == "checked"
+    def read(self, source: str, columns: list[str]) -> pd.DataFrame:
         self.asked.append((source, columns))
         return self.frames[source][[c for c in columns if c in self.frames[source].columns]]
 

@@ -44,6 +44,14 @@ def _arrow_chunk(values) -> pa.Array | None:
     return chunked.chunk(0) if chunked.num_chunks == 1 else chunked.combine_chunks()
 
 
+def categorical_text(values: pa.Array, encoded: pa.DictionaryArray | None = None) -> pd.Categorical:
+    """Arrow strings as a Categorical whose categories are Arrow-backed strings."""
+    encoded = pc.dictionary_encode(values) if encoded is None else encoded
+    categories = pd.Index(pd.arrays.ArrowStringArray(encoded.dictionary.cast(pa.large_string())))
+    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+    return pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(categories))
+
+
 def sorted_unique(values: np.ndarray) -> np.ndarray:
     """np.unique(values) of integers, found by sorting: since numpy 2.3 a plain np.unique
     collects the values in a hash set, which once they number millions is ~100x slower than a

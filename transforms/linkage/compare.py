@@ -86,7 +86,7 @@ def id_within_edits(left: pd.Series, right: pd.Series, max_edits: int) -> np.nda
     """Same ID up to max_edits Damerau–Levenshtein edits (a transposition counts once); the
     distance is only computed for the unequal pairs."""
     present = _both(left, right)
-    equal = exact(*_sides(left, right)) == 1
+    equal = exact(left, right) == 1
     dist = np.where(equal, 0.0, np.inf)
     todo = np.flatnonzero(present & ~equal)
     if len(todo):
@@ -148,7 +148,8 @@ WEAK = 0.5   # weak agreement: a rare character's stand-in (王* / 王hong / a h
 
 def _has_stand_in(names: pd.Series) -> pd.Series:
     """A placeholder (*), latin letters, or a character outside the common Han block."""
-    return names.str.contains(r"[*A-Za-z]", regex=True) | ~names.str.fullmatch("[\u4e00-\u9fa5]*")   # the characters, as RE2 reads them
+    outside_common_han = ~names.str.fullmatch("[\u4e00-\u9fa5]*")   # the characters themselves: RE2 has no \u
+    return names.str.contains(r"[*A-Za-z]", regex=True) | outside_common_han
 
 
 def name_agree(left: pd.Series, right: pd.Series) -> np.ndarray:

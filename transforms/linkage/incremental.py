@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 from govdata.memory import release_memory
 from govdata.transforms.names import latin_name_keys
 
-from .common import prepare_records, sorted_unique
+from .common import categorical_text, prepare_records, sorted_unique
 from .config import LinkConfig
 from .enterprises import ENTERPRISE_COLS, identifier_keys
 from .partition import plain_text, text_column
@@ -130,14 +130,6 @@ def compact_text(values: pa.Array):
     if encoded.dictionary.nbytes + 4 * len(values) > COMPACT_SHARE * values.nbytes:
         return pd.arrays.ArrowStringArray(pa.chunked_array([values]))
     return categorical_text(values, encoded)
-
-
-def categorical_text(values: pa.Array, encoded: pa.DictionaryArray | None = None) -> pd.Categorical:
-    """Arrow strings as a Categorical whose categories are Arrow-backed strings."""
-    encoded = pc.dictionary_encode(values) if encoded is None else encoded
-    categories = pd.Index(pd.arrays.ArrowStringArray(encoded.dictionary.cast(pa.large_string())))
-    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
-    return pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(categories))
 
 
 # Candidate pairs scored at once: memory holds a batch's compared columns, whatever the

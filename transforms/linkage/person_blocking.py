@@ -300,8 +300,8 @@ def unique_pairs(view: pd.DataFrame, queue: np.ndarray, cfg: LinkConfig, select,
 
 
 def _merge_unique(parts: list[np.ndarray]) -> np.ndarray:
-    """The sorted distinct values of parts, sorted in place in one copy of them (np.unique
-    copies its input again, and since numpy 2.3 hashes it, sorted_unique: at 5M persons' relink scope that copy was the plan's peak). parts
+    """The sorted distinct values of parts, sorted in place in one copy of them (sorted_unique
+    copies its input again: at 5M persons' relink scope that copy was the plan's peak). parts
     is emptied, so its arrays are let go before the sort."""
     values = np.concatenate(parts)
     parts.clear()

@@ -10,10 +10,9 @@ from time import perf_counter
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
-from .common import (ConstrainedUnion, assign_stable_ids, decision_pairs, pair_id, prepare_records, recode,
-                     singleton_groups, sorted_unique)
+from .common import (ConstrainedUnion, _arrow_chunk, assign_stable_ids, categorical_text, decision_pairs, pair_id,
+                     prepare_records, recode, singleton_groups, sorted_unique)
 from .compare import COMPARATORS
 from .config import LinkConfig, LinkResult
 from .fellegi_sunter import estimate_mu, field_weights
@@ -44,11 +43,9 @@ def coded_text(view: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """view with its text `columns` as Categoricals over their distinct values (those already
     coded kept). Taken for ~2M pairs per partition at 5M persons, as strings they were copied
     and compared byte by byte; as codes they are integers."""
-    from .incremental import categorical_text
-
     for column in columns:
         if isinstance(view[column].dtype, pd.StringDtype):
-            view[column] = categorical_text(pa.chunked_array(view[column].array._pa_array).combine_chunks())
+            view[column] = categorical_text(_arrow_chunk(view[column]))
     return view
 
 
