@@ -136,25 +136,37 @@ def _char_class(items: list) -> str:
 
 
 def matches_with_re2(values: pd.Series, pattern: str) -> np.ndarray:
-    """Arrow's RE2 search over an Arrow text column without nulls."""
+    """Arrow's RE2 search over an Arrow text column; a missing value counts as a match."""
     arrow = pa.chunked_array(values.array.__arrow_array__())
-    return pc.match_substring_regex(arrow, pattern=pattern).to_numpy().astype(np.bool_, copy=False)
+    found = pc.match_substring_regex(arrow, pattern=pattern)
+    if found.null_count:
+        found = pc.fill_null(found, True)
+    return found.to_numpy().astype(np.bool_, copy=False)
 
 
 def match_regex_condition(column: pd.Series, regex: str) -> pd.Series:
-    """Per row, whether `regex` finds a match: GX's `column.astype(str).str.contains(regex)`,
-    computed per distinct value (categorical) or by RE2 (Arrow text) when that is exact."""
+    """Per row, whether `regex` finds a match, True for a missing value: GX's
+    `column.astype(str).str.contains(regex)` on the present values, computed per distinct value
+    (categorical) or by RE2 (Arrow text) when that is exact. GX filters a column's nulls out
+    before its own condition, copying the batch for every check; this condition is asked for on
+    the whole column instead (CodedTextMatchRegex.filter_column_isnull) and passes the missing
+    values, which GX counts apart (expect_column_values_to_not_be_null), so the unexpected
+    counts stay GX's."""
     if isinstance(column.dtype, pd.CategoricalDtype):
-        codes = column.cat.codes.to_numpy()
-        if (codes >= 0).all():   # GX has dropped the nulls; if one got here, GX's way
-            distinct = column.cat.categories.astype(str).tolist()
-            return pd.Series(matches_per_distinct(distinct, codes, regex), index=column.index)
-    elif is_arrow_text(column) and not column.hasnans and (pattern := re2_equivalent(regex)) is not None:
+        distinct = column.cat.categories.astype(str).tolist()
+        hits = np.append(matches_per_distinct(distinct, np.arange(len(distinct)), regex), True)
+        return pd.Series(hits[column.cat.codes.to_numpy()], index=column.index)   # code -1 (missing) -> True
+    if is_arrow_text(column) and (pattern := re2_equivalent(regex)) is not None:
         try:
             return pd.Series(matches_with_re2(column, pattern), index=column.index)
         except pa.ArrowInvalid:   # e.g. a pattern beyond RE2's size budget: GX's way
             pass
-    return column.astype(str).str.contains(regex)   # GX 1.x's own implementation
+    present = column.notna().to_numpy()
+    if present.all():
+        return column.astype(str).str.contains(regex)   # GX 1.x's own implementation
+    hits = np.ones(len(column), dtype=np.bool_)
+    hits[present] = column[present].astype(str).str.contains(regex).to_numpy(dtype=np.bool_)
+    return pd.Series(hits, index=column.index)
 
 
 # Defining the subclass registers it; GX warns that it overwrites its provider, which is the point.
@@ -164,6 +176,8 @@ _registry_log.setLevel(logging.ERROR)
 try:
     class CodedTextMatchRegex(ColumnValuesMatchRegex):
         """column_values.match_regex for pandas: see the module docstring."""
+
+        filter_column_isnull = False   # nulls pass match_regex_condition; GX's metrics see the whole column
 
         @column_condition_partial(engine=PandasExecutionEngine)
         def _pandas(cls, column, regex, **kwargs):

@@ -54,6 +54,7 @@ logging.getLogger("great_expectations.data_context.types.base").setLevel(logging
 # gate reads, and GX already leaves it out for batches above 1 GB. Off for every batch.
 pandas_execution_engine.HASH_THRESHOLD = 0
 
+from govdata.expectations import unexpected_values  # noqa: F401 - registers its GX metric provider
 from govdata.expectations.column_batches import run_suite_by_column
 from govdata.expectations.outcome import ValidationOutcome, outcome_from_rows
 from govdata.expectations.columns import (  # noqa: F401 - as_* re-exported for callers of the run module

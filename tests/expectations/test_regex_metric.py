@@ -42,6 +42,19 @@ def test_arrow_text_and_categorical_give_gx_answers(regex):
     assert match_regex_condition(coded, regex).tolist() == gx_way(coded, regex)
 
 
+def test_missing_values_pass_and_present_values_get_gx_answers():
+    """GX asks for the condition on the whole column (filter_column_isnull off): a missing value
+    passes, so GX's unexpected count over the present values is unchanged."""
+    values = ["12", None, "x", "34", None, "yy"]
+    arrow = pd.Series(pd.arrays.ArrowStringArray(pa.array(values, type=pa.large_string())))
+    coded = pd.Series(values, dtype="category")
+    plain = pd.Series(values, dtype=object)
+    regex = r"^[0-9]{2}$"
+    for column in (arrow, coded, plain):
+        assert match_regex_condition(column, regex).tolist() == [True, True, False, True, True, False]
+    assert match_regex_condition(arrow, r"^(\d{2})$").tolist() == [True, True, False, True, True, False]  # Python's \d
+
+
 def test_every_standards_pattern_runs_in_re2():
     assert [p for p in standards_patterns() if re2_equivalent(p) is None] == []
 
