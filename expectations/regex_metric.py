@@ -35,6 +35,8 @@ from great_expectations.expectations.metrics.map_metric_provider import (
     column_condition_partial,
 )
 
+from govdata.expectations.whole_column import bind_summaries
+
 RE2_MAX_REPEAT = 1000   # RE2 rejects larger counted repetitions
 
 
@@ -184,3 +186,4 @@ try:
             return match_regex_condition(column, regex)
 finally:
     _registry_log.setLevel(_level)
+bind_summaries(CodedTextMatchRegex)

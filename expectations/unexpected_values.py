@@ -16,21 +16,18 @@ import logging
 
 from great_expectations.core.metric_function_types import MetricFunctionTypes
 from great_expectations.execution_engine import PandasExecutionEngine
-from great_expectations.expectations.metrics.column_map_metrics import (
-    ColumnValuesBetween,
-    ColumnValuesInSet,
-    ColumnValuesNonNull,
-)
+from great_expectations.expectations.metrics.column_map_metrics import ColumnValuesNonNull
 from great_expectations.expectations.metrics.map_metric_provider.column_map_condition_auxilliary_methods import (
     _pandas_column_map_condition_values,
 )
 from great_expectations.expectations.registry import register_metric
 
 from govdata.expectations.regex_metric import CodedTextMatchRegex
+from govdata.expectations.whole_column import WholeColumnBetween, WholeColumnInSet
 
 # The map metrics behind the suites' column checks (suites.element_expectations), each with
-# the class whose condition the pandas engine runs (ours for the regex: regex_metric.py).
-MAP_METRIC_CLASSES = (ColumnValuesNonNull, CodedTextMatchRegex, ColumnValuesInSet, ColumnValuesBetween)
+# the class whose condition the pandas engine runs (regex_metric.py, whole_column.py).
+MAP_METRIC_CLASSES = (ColumnValuesNonNull, CodedTextMatchRegex, WholeColumnInSet, WholeColumnBetween)
 
 
 def no_values_asked(result_format: dict) -> bool:
