@@ -12,6 +12,9 @@ counts, percentages and success, more cheaply:
   every construct in it means the same in both engines (re2_equivalent); otherwise GX's way;
 - any other column (object, numbers): GX's own code, unchanged.
 
+It is asked for on the whole column, missing values passing, as whole_column.py's value-set
+and range conditions are: GX no longer copies the batch to drop them first.
+
 Importing this module registers the provider for the pandas engine in place of GX's (GX's
 registry keeps one provider per metric and engine); SQL and Spark keep theirs.
 """
@@ -54,11 +57,10 @@ def _compiled(regex: str) -> re.Pattern:
     return re.compile(regex)   # pandas' str.contains compiles with flags=0 too
 
 
-def matches_per_distinct(distinct: list[str], codes: np.ndarray, regex: str) -> np.ndarray:
-    """Whether each row's value contains a match of `regex`, searched once per distinct value."""
+def distinct_matches(distinct: list[str], regex: str) -> np.ndarray:
+    """Whether each distinct value contains a match of `regex`."""
     search = _compiled(regex).search
-    hits = np.fromiter((search(text) is not None for text in distinct), dtype=np.bool_, count=len(distinct))
-    return hits[codes]
+    return np.fromiter((search(text) is not None for text in distinct), dtype=np.bool_, count=len(distinct))
 
 
 class _NotEquivalent(Exception):
@@ -155,9 +157,8 @@ def match_regex_condition(column: pd.Series, regex: str) -> pd.Series:
     values, which GX counts apart (expect_column_values_to_not_be_null), so the unexpected
     counts stay GX's."""
     if isinstance(column.dtype, pd.CategoricalDtype):
-        distinct = column.cat.categories.astype(str).tolist()
-        hits = np.append(matches_per_distinct(distinct, np.arange(len(distinct)), regex), True)
-        return pd.Series(hits[column.cat.codes.to_numpy()], index=column.index)   # code -1 (missing) -> True
+        hits = np.append(distinct_matches(column.cat.categories.astype(str).tolist(), regex), True)
+        return pd.Series(hits[column.cat.codes.to_numpy()], index=column.index)   # code -1 (missing): the True at the end
     if is_arrow_text(column) and (pattern := re2_equivalent(regex)) is not None:
         try:
             return pd.Series(matches_with_re2(column, pattern), index=column.index)
