@@ -7,6 +7,10 @@ checked columns that copying was ~80% of the suite's time. Run on a frame of its
 each expectation copies only those. A GX run costs ~50 ms, so small batches keep one run (at
 1M persons, validate took 9.2-9.7 s splitting from 100k rows, 10.0-11.1 s from 500k, 11.8-12.9 s
 never).
+
+The gate's own conditions no longer filter (whole_column.py, regex_metric.py), and the split
+still measured faster: gongan at 5M persons (4.8M rows, fifteen checks) took 2.4-2.8 CPU seconds
+split and 2.9-3.8 whole, alternating, while other work shared the cores.
 """
 from __future__ import annotations
 
