@@ -93,9 +93,10 @@ WORKERS_ENV = "GOVDATA_RUN_WORKERS"
 # Imported before the LocalExecutor forks its workers, so a task process starts with them loaded
 # (a forked task would otherwise import pandas and pyarrow again for every task).
 # GX (~4 s to import) is used by validate and by the marts DAG's check_warehouse: imported once
-# here rather than by each of those tasks.
+# here rather than by each of those tasks. recordlinkage imports scikit-learn (~0.8 s) for the ECM
+# that every person link partition fits: once here rather than in each of the partitions' tasks.
 PRELOADED = ("pandas", "pyarrow.parquet", "pyarrow.compute", "pyarrow.dataset", "duckdb", "sqlalchemy",
-             "govdata.lake", "govdata.extract", "govdata.stages.common", "great_expectations")
+             "govdata.lake", "govdata.extract", "govdata.stages.common", "great_expectations", "recordlinkage")
 
 
 def run_workers(workers: int | None = None) -> int:
