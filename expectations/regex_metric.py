@@ -20,7 +20,6 @@ registry keeps one provider per metric and engine); SQL and Spark keep theirs.
 """
 from __future__ import annotations
 
-import logging
 import re
 import re._constants as sre
 import re._parser as sre_parse
@@ -38,7 +37,7 @@ from great_expectations.expectations.metrics.map_metric_provider import (
     column_condition_partial,
 )
 
-from govdata.expectations.whole_column import bind_summaries
+from govdata.expectations.whole_column import bind_summaries, on_present_values, quiet_registry
 
 RE2_MAX_REPEAT = 1000   # RE2 rejects larger counted repetitions
 
@@ -164,19 +163,11 @@ def match_regex_condition(column: pd.Series, regex: str) -> pd.Series:
             return pd.Series(matches_with_re2(column, pattern), index=column.index)
         except pa.ArrowInvalid:   # e.g. a pattern beyond RE2's size budget: GX's way
             pass
-    present = column.notna().to_numpy()
-    if present.all():
-        return column.astype(str).str.contains(regex)   # GX 1.x's own implementation
-    hits = np.ones(len(column), dtype=np.bool_)
-    hits[present] = column[present].astype(str).str.contains(regex).to_numpy(dtype=np.bool_)
-    return pd.Series(hits, index=column.index)
+    return on_present_values(column, lambda present: present.astype(str).str.contains(regex))   # GX 1.x's own
 
 
 # Defining the subclass registers it; GX warns that it overwrites its provider, which is the point.
-_registry_log = logging.getLogger("great_expectations.expectations.registry")
-_level = _registry_log.level
-_registry_log.setLevel(logging.ERROR)
-try:
+with quiet_registry():
     class CodedTextMatchRegex(ColumnValuesMatchRegex):
         """column_values.match_regex for pandas: see the module docstring."""
 
@@ -185,6 +176,4 @@ try:
         @column_condition_partial(engine=PandasExecutionEngine)
         def _pandas(cls, column, regex, **kwargs):
             return match_regex_condition(column, regex)
-finally:
-    _registry_log.setLevel(_level)
 bind_summaries(CodedTextMatchRegex)

@@ -12,8 +12,6 @@ SQL and Spark keep GX's.
 """
 from __future__ import annotations
 
-import logging
-
 from great_expectations.core.metric_function_types import MetricFunctionTypes
 from great_expectations.execution_engine import PandasExecutionEngine
 from great_expectations.expectations.metrics.column_map_metrics import ColumnValuesNonNull
@@ -23,7 +21,7 @@ from great_expectations.expectations.metrics.map_metric_provider.column_map_cond
 from great_expectations.expectations.registry import register_metric
 
 from govdata.expectations.regex_metric import CodedTextMatchRegex
-from govdata.expectations.whole_column import WholeColumnBetween, WholeColumnInSet
+from govdata.expectations.whole_column import WholeColumnBetween, WholeColumnInSet, quiet_registry
 
 # The map metrics behind the suites' column checks (suites.element_expectations), each with
 # the class whose condition the pandas engine runs (regex_metric.py, whole_column.py).
@@ -46,12 +44,8 @@ def unexpected_values_when_asked(cls, execution_engine, metric_domain_kwargs: di
 
 def register() -> None:
     """unexpected_values_when_asked in place of GX's provider of each class's
-    `<metric>.unexpected_values`, with the keys GX registers it under. GX logs a warning for
-    every provider replaced, which is the point: silenced while registering."""
-    registry_log = logging.getLogger("great_expectations.expectations.registry")
-    level = registry_log.level
-    registry_log.setLevel(logging.ERROR)
-    try:
+    `<metric>.unexpected_values`, with the keys GX registers it under."""
+    with quiet_registry():
         for metric_class in MAP_METRIC_CLASSES:
             register_metric(
                 metric_name=f"{metric_class.condition_metric_name}.unexpected_values",
@@ -62,8 +56,6 @@ def register() -> None:
                 metric_provider=unexpected_values_when_asked,
                 metric_fn_type=MetricFunctionTypes.VALUE,
             )
-    finally:
-        registry_log.setLevel(level)
 
 
 register()

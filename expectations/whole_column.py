@@ -13,8 +13,10 @@ keeps one provider per metric and engine); SQL and Spark keep theirs.
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -31,24 +33,40 @@ _GX_BETWEEN = inspect.unwrap(ColumnValuesBetween.__dict__["_pandas"])
 def compares_missing_as_false(column: pd.Series) -> bool:
     """Whether GX's range check on this dtype is a vectorised comparison, which answers False
     for NaN and NaT without raising (float, int, datetime64[ns], tz-aware datetimes)."""
-    return column.dtype in (int, float) or isinstance(column.dtype, pd.DatetimeTZDtype) or \
-        pd.api.types.is_datetime64_ns_dtype(column.dtype)
+    return (column.dtype in (int, float) or isinstance(column.dtype, pd.DatetimeTZDtype)
+            or pd.api.types.is_datetime64_ns_dtype(column.dtype))
 
 
-def passing_missing(condition, cls, column: pd.Series, **kwargs) -> pd.Series:
-    """`condition` (GX's, on present values) for each row, True where the value is missing.
-    On the whole column when the condition takes missing values (GX's isin; vectorised
-    comparisons); otherwise, like GX, on the present values only."""
-    missing = column.isna().to_numpy()
-    if not missing.any():
-        return condition(cls, column, **kwargs)
-    if condition is _GX_IN_SET or compares_missing_as_false(column):
-        met = np.asarray(condition(cls, column, **kwargs), dtype=np.bool_)
-        return pd.Series(met | missing, index=column.index)
+def on_present_values(column: pd.Series, condition: Callable[[pd.Series], pd.Series]) -> pd.Series:
+    """`condition` computed on the present values only, as GX does, True where a value is missing."""
+    present = column.notna().to_numpy()
+    if present.all():
+        return condition(column)
     met = np.ones(len(column), dtype=np.bool_)
-    present = column[~missing]
-    met[~missing] = np.asarray(condition(cls, present, **kwargs), dtype=np.bool_)
+    met[present] = np.asarray(condition(column[present]), dtype=np.bool_)
     return pd.Series(met, index=column.index)
+
+
+def passing_missing(condition, cls, column: pd.Series, takes_missing: bool, **kwargs) -> pd.Series:
+    """`condition` (GX's, on present values) for each row, True where the value is missing.
+    On the whole column when the condition takes missing values without raising
+    (`takes_missing`: GX's isin, vectorised comparisons); otherwise on the present values only."""
+    if not takes_missing:
+        return on_present_values(column, lambda present: condition(cls, present, **kwargs))
+    met = np.asarray(condition(cls, column, **kwargs), dtype=np.bool_)
+    return pd.Series(met | column.isna().to_numpy(), index=column.index)
+
+
+@contextlib.contextmanager
+def quiet_registry() -> Iterator[None]:
+    """GX's registry warns for every provider replaced, which is the point here: quiet meanwhile."""
+    registry_log = logging.getLogger("great_expectations.expectations.registry")
+    level = registry_log.level
+    registry_log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        registry_log.setLevel(level)
 
 
 def bind_summaries(metric_class) -> None:
@@ -64,10 +82,7 @@ def bind_summaries(metric_class) -> None:
             providers[PandasExecutionEngine.__name__] = (metric_class, providers[PandasExecutionEngine.__name__][1])
 
 
-_registry_log = logging.getLogger("great_expectations.expectations.registry")
-_level = _registry_log.level
-_registry_log.setLevel(logging.ERROR)   # GX warns that a provider is replaced, which is the point
-try:
+with quiet_registry():
     class WholeColumnInSet(ColumnValuesInSet):
         """column_values.in_set for pandas: see the module docstring."""
 
@@ -75,7 +90,7 @@ try:
 
         @column_condition_partial(engine=PandasExecutionEngine)
         def _pandas(cls, column, value_set, **kwargs):
-            return passing_missing(_GX_IN_SET, cls, column, value_set=value_set, **kwargs)
+            return passing_missing(_GX_IN_SET, cls, column, True, value_set=value_set, **kwargs)
 
     class WholeColumnBetween(ColumnValuesBetween):
         """column_values.between for pandas: see the module docstring."""
@@ -84,9 +99,7 @@ try:
 
         @column_condition_partial(engine=PandasExecutionEngine)
         def _pandas(cls, column, min_value=None, max_value=None, strict_min=None, strict_max=None, **kwargs):
-            return passing_missing(_GX_BETWEEN, cls, column, min_value=min_value, max_value=max_value,
-                                   strict_min=strict_min, strict_max=strict_max, **kwargs)
-finally:
-    _registry_log.setLevel(_level)
+            return passing_missing(_GX_BETWEEN, cls, column, compares_missing_as_false(column), min_value=min_value,
+                                   max_value=max_value, strict_min=strict_min, strict_max=strict_max, **kwargs)
 bind_summaries(WholeColumnInSet)
 bind_summaries(WholeColumnBetween)
